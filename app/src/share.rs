@@ -1,0 +1,227 @@
+//! `porthole share`: capture → encode → fan out to viewers over WebRTC.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use media::encoder::EncoderSettings;
+use media::pipeline::{KeyframeRequest, PipelineConfig, VideoPipeline};
+use net::{AccessCode, IceConfig, IceServer, ShareConfig, ShareServer, VideoFanout, VideoSample};
+
+use crate::virtual_display::{parse_size, VirtualDisplay};
+
+#[derive(clap::Args, Debug)]
+pub struct ShareArgs {
+    /// X display to share, e.g. :0 (default: $DISPLAY).
+    #[arg(long)]
+    pub display: Option<String>,
+    /// Monitor of that display to share (0 = first; see RandR).
+    #[arg(long, default_value_t = 0)]
+    pub monitor: usize,
+    /// Address and port to serve viewers on.
+    #[arg(long, default_value = "0.0.0.0:7380")]
+    pub listen: SocketAddr,
+    /// Access code viewers must give (default: a fresh random one).
+    #[arg(long)]
+    pub code: Option<String>,
+    /// Frames per second to capture at most.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub fps: u32,
+    /// Target video bitrate.
+    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(100..=100_000))]
+    pub bitrate_kbps: u32,
+    /// Start a private virtual display of this size (e.g. 1920x1080) with a live test
+    /// picture, and share it: for machines without a screen.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub r#virtual: Option<(u32, u32)>,
+    /// STUN server for viewers behind NAT, e.g. stun:stun.example.org:3478 (repeatable).
+    #[arg(long)]
+    pub stun: Vec<String>,
+    /// TURN server, e.g. turn:turn.example.org:3478?transport=udp (repeatable).
+    #[arg(long)]
+    pub turn: Vec<String>,
+    /// TURN user name.
+    #[arg(long, default_value = "")]
+    pub turn_user: String,
+    /// TURN password.
+    #[arg(long, default_value = "")]
+    pub turn_password: String,
+    /// Most viewers at once.
+    #[arg(long, default_value_t = 16)]
+    pub max_viewers: usize,
+}
+
+fn ice_config(args: &ShareArgs) -> IceConfig {
+    let ip = args.listen.ip();
+    let udp_addrs = if ip.is_loopback() {
+        vec![format!("{ip}:0")]
+    } else if ip.is_unspecified() {
+        // The wildcard expands to every non-loopback interface; loopback is added for
+        // viewers on this machine.
+        vec!["0.0.0.0:0".to_owned(), "127.0.0.1:0".to_owned()]
+    } else {
+        vec![SocketAddr::new(ip, 0).to_string()]
+    };
+    let mut servers: Vec<IceServer> = args
+        .stun
+        .iter()
+        .map(|url| IceServer {
+            url: url.clone(),
+            username: String::new(),
+            credential: String::new(),
+        })
+        .collect();
+    servers.extend(args.turn.iter().map(|url| IceServer {
+        url: url.clone(),
+        username: args.turn_user.clone(),
+        credential: args.turn_password.clone(),
+    }));
+    IceConfig { servers, udp_addrs }
+}
+
+/// The host part of the URL to show: the listen address, or a LAN address for a wildcard.
+fn url_host(listen: SocketAddr) -> String {
+    let ip = listen.ip();
+    if !ip.is_unspecified() {
+        return ip.to_string();
+    }
+    net::lan_addresses()
+        .into_iter()
+        .find(IpAddr::is_ipv4)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .to_string()
+}
+
+pub fn run(args: ShareArgs) -> anyhow::Result<()> {
+    let code = match &args.code {
+        Some(text) => AccessCode::parse(text).context("--code")?,
+        None => AccessCode::generate(),
+    };
+
+    // The display must be chosen before any thread starts: scrap reads $DISPLAY.
+    let mut virtual_display = None;
+    let pattern_stop = Arc::new(AtomicBool::new(false));
+    let mut pattern_thread = None;
+    if let Some((w, h)) = args.r#virtual {
+        let vd = VirtualDisplay::start(w, h)?;
+        std::env::set_var("DISPLAY", &vd.name);
+        let mut painter = media::pattern::Painter::connect(Some(&vd.name))?;
+        painter.paint()?;
+        let stop = pattern_stop.clone();
+        pattern_thread = Some(std::thread::spawn(move || {
+            let (_tx, rx) = std::sync::mpsc::channel();
+            if let Err(e) = crate::test_pattern::animate(&mut painter, rx, 3.0, Some(&stop)) {
+                tracing::warn!("test picture stopped: {e:#}");
+            }
+        }));
+        virtual_display = Some(vd);
+    } else if let Some(display) = &args.display {
+        std::env::set_var("DISPLAY", display);
+    } else if std::env::var_os("DISPLAY").is_none() {
+        bail!(
+            "no X display to share: $DISPLAY is not set.\n  \
+             Share a running X server with --display :0, or start a private one with \
+             --virtual 1920x1080 (needs Xvfb)."
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("porthole-net")
+        .build()?;
+    let result = runtime.block_on(serve(args, code));
+    pattern_stop.store(true, Ordering::Relaxed);
+    if let Some(t) = pattern_thread {
+        let _ = t.join();
+    }
+    drop(virtual_display);
+    result
+}
+
+async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
+    let epoch = Instant::now();
+    let keyframe = KeyframeRequest::default();
+    let fanout = {
+        let keyframe = keyframe.clone();
+        VideoFanout::new(epoch, Arc::new(move || keyframe.request()))
+    };
+    let pipeline = {
+        let fanout = fanout.clone();
+        let config = PipelineConfig {
+            monitor: args.monitor,
+            encoder: EncoderSettings {
+                fps: args.fps,
+                bitrate_kbps: args.bitrate_kbps,
+            },
+            ..Default::default()
+        };
+        VideoPipeline::start(config, keyframe, move |frame| {
+            fanout.publish(VideoSample {
+                data: frame.data,
+                capture_time: frame.capture_time,
+                keyframe: frame.keyframe,
+            })
+        })?
+    };
+    let (width, height) = pipeline.size();
+    let stats = pipeline.stats().clone();
+    let media_stats: net::MediaStats = Arc::new(move || {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("encoders_started", get(&stats.encoders_started)),
+            ("frames_captured", get(&stats.frames_captured)),
+            ("frames_unchanged", get(&stats.frames_unchanged)),
+            ("frames_dropped", get(&stats.frames_dropped)),
+            ("frames_encoded", get(&stats.frames_encoded)),
+            ("keyframes", get(&stats.keyframes)),
+            ("bytes_encoded", get(&stats.bytes_encoded)),
+        ]
+    });
+
+    let server = ShareServer::start(
+        ShareConfig {
+            listen: args.listen,
+            code: code.clone(),
+            ice: ice_config(&args),
+            max_viewers: args.max_viewers,
+            media_stats,
+        },
+        fanout,
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = server.local_addr();
+    tracing::info!(width, height, "sharing the screen");
+    println!(
+        "viewer: {}",
+        net::viewer_url(&url_host(addr), addr.port(), &code)
+    );
+    use std::io::Write;
+    std::io::stdout().flush()?;
+
+    let outcome = wait_for_end(&pipeline).await;
+    tracing::info!("stopping the share");
+    server.shutdown().await;
+    drop(pipeline);
+    outcome
+}
+
+/// Waits for Ctrl+C / SIGTERM, or for the pipeline to die.
+async fn wait_for_end(pipeline: &VideoPipeline) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            _ = check.tick() => {
+                if !pipeline.is_running() {
+                    bail!("screen capture stopped (see the error above)");
+                }
+            }
+        }
+    }
+}

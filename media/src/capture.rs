@@ -1,0 +1,117 @@
+//! X11 screen capture through scrap (MIT-SHM): BGRX frames, 4 bytes a pixel, rows packed.
+//!
+//! scrap connects to the X server named by `$DISPLAY`; the binary sets it once at start-up
+//! from `--display`. A capturer is not `Send` (it holds an X connection): create it on the
+//! thread that uses it.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot connect to the X display {display}: {source} (is an X server running there? try `porthole share --virtual 1920x1080`)")]
+    Connect { display: String, source: io::Error },
+    #[error("the X display {display} has no monitor number {index} (it has {count})")]
+    NoSuchMonitor {
+        display: String,
+        index: usize,
+        count: usize,
+    },
+    #[error("screen capture failed: {0}")]
+    Grab(io::Error),
+    #[error("captured frame has {got} bytes, expected {expected} for {width}x{height}")]
+    BadFrame {
+        got: usize,
+        expected: usize,
+        width: usize,
+        height: usize,
+    },
+}
+
+/// A monitor of the X screen, as RandR reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonitorInfo {
+    pub index: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+fn display_name() -> String {
+    std::env::var("DISPLAY").unwrap_or_else(|_| "(unset $DISPLAY)".into())
+}
+
+/// Lists the monitors of the X display in `$DISPLAY`.
+pub fn monitors() -> Result<Vec<MonitorInfo>, CaptureError> {
+    let all = scrap::Display::all().map_err(|source| CaptureError::Connect {
+        display: display_name(),
+        source,
+    })?;
+    Ok(all
+        .iter()
+        .enumerate()
+        .map(|(index, d)| MonitorInfo {
+            index,
+            width: d.width(),
+            height: d.height(),
+        })
+        .collect())
+}
+
+/// Captures one monitor of the X display in `$DISPLAY`.
+pub struct ScreenCapturer {
+    inner: scrap::Capturer,
+    width: usize,
+    height: usize,
+}
+
+impl ScreenCapturer {
+    pub fn open(monitor: usize) -> Result<Self, CaptureError> {
+        let mut all = scrap::Display::all().map_err(|source| CaptureError::Connect {
+            display: display_name(),
+            source,
+        })?;
+        let count = all.len();
+        if monitor >= count {
+            return Err(CaptureError::NoSuchMonitor {
+                display: display_name(),
+                index: monitor,
+                count,
+            });
+        }
+        let display = all.swap_remove(monitor);
+        let (width, height) = (display.width(), display.height());
+        let inner = scrap::Capturer::new(display).map_err(|source| CaptureError::Connect {
+            display: display_name(),
+            source,
+        })?;
+        Ok(Self {
+            inner,
+            width,
+            height,
+        })
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Grabs the current screen content and hands it to `use_frame` as
+    /// `width * height * 4` bytes of BGRX (scrap lends its shared-memory segment).
+    pub fn grab<R>(&mut self, use_frame: impl FnOnce(&[u8]) -> R) -> Result<R, CaptureError> {
+        let (width, height) = (self.width, self.height);
+        let frame = self.inner.frame().map_err(CaptureError::Grab)?;
+        let expected = width * height * 4;
+        if frame.len() < expected {
+            return Err(CaptureError::BadFrame {
+                got: frame.len(),
+                expected,
+                width,
+                height,
+            });
+        }
+        Ok(use_frame(&frame[..expected]))
+    }
+}

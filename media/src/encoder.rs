@@ -1,0 +1,262 @@
+//! H.264 encoding with openh264, tuned for interactive screen sharing:
+//! screen-content mode, constrained baseline (no B-frames, no lookahead), no frame
+//! skipping (a skipped frame is an empty packet the decoder chokes on), an infinite GOP,
+//! and IDR frames only when asked for (a viewer joined or lost a picture).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
+    RateControlMode, UsageType, VuiConfig,
+};
+use openh264::formats::YUVSource;
+use openh264::OpenH264API;
+
+/// What the encoder is asked to do. Bitrate and fps can be changed while running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncoderSettings {
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        Self {
+            fps: 30,
+            bitrate_kbps: 8_000,
+        }
+    }
+}
+
+impl EncoderSettings {
+    /// The openh264 configuration these settings stand for.
+    pub fn config(&self) -> EncoderConfig {
+        EncoderConfig::new()
+            .usage_type(UsageType::ScreenContentRealTime)
+            .profile(Profile::Baseline)
+            .rate_control_mode(RateControlMode::Bitrate)
+            .bitrate(BitRate::from_bps(self.bitrate_kbps.saturating_mul(1000)))
+            .max_frame_rate(FrameRate::from_hz(self.fps.max(1) as f32))
+            // Every frame we hand over must come out: a skipped frame is an empty packet.
+            .skip_frames(false)
+            // 0 = only the first frame is an IDR; later ones come from `force_idr`.
+            .intra_frame_period(IntraFramePeriod::from_num_frames(0))
+            // Scene-change detection would insert IDRs of its own; requests drive them.
+            .scene_change_detect(false)
+            // Not supported in screen-content mode (openh264 would turn them off itself).
+            .adaptive_quantization(false)
+            .background_detection(false)
+            .complexity(Complexity::Low)
+            // Say what the colours are, so players do not guess.
+            .vui(VuiConfig::bt601())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("cannot start the H.264 encoder: {0}")]
+    Init(String),
+    #[error("H.264 encoding failed: {0}")]
+    Encode(String),
+}
+
+/// One openh264 encoder. Create one per source, never one per viewer.
+pub struct H264Encoder {
+    inner: Encoder,
+    settings: EncoderSettings,
+    frames: u64,
+    buf: Vec<u8>,
+}
+
+/// The output of one `encode` call.
+pub struct Encoded {
+    pub data: Bytes,
+    pub keyframe: bool,
+}
+
+impl H264Encoder {
+    pub fn new(settings: EncoderSettings) -> Result<Self, EncodeError> {
+        let inner = Encoder::with_api_config(OpenH264API::from_source(), settings.config())
+            .map_err(|e| EncodeError::Init(e.to_string()))?;
+        Ok(Self {
+            inner,
+            settings,
+            frames: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn settings(&self) -> EncoderSettings {
+        self.settings
+    }
+
+    /// Encodes one picture; `force_idr` makes it a keyframe.
+    pub fn encode(
+        &mut self,
+        picture: &impl YUVSource,
+        force_idr: bool,
+    ) -> Result<Encoded, EncodeError> {
+        if force_idr {
+            self.inner.force_intra_frame();
+        }
+        let started = Instant::now();
+        let stream = self
+            .inner
+            .encode(picture)
+            .map_err(|e| EncodeError::Encode(e.to_string()))?;
+        let keyframe = matches!(stream.frame_type(), FrameType::IDR | FrameType::I);
+        self.buf.clear();
+        stream.write_vec(&mut self.buf);
+        self.frames += 1;
+        tracing::trace!(
+            frame = self.frames,
+            keyframe,
+            bytes = self.buf.len(),
+            encode_us = started.elapsed().as_micros() as u64,
+            "encoded"
+        );
+        Ok(Encoded {
+            data: Bytes::copy_from_slice(&self.buf),
+            keyframe,
+        })
+    }
+}
+
+/// Splits an Annex B byte stream into NAL units (without start codes).
+pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        // Skip a start code (00 00 01 or 00 00 00 01).
+        let start = find_start_code(rest)?;
+        rest = &rest[start..];
+        let end = find_start_code_pos(rest).unwrap_or(rest.len());
+        let nal = &rest[..end];
+        rest = &rest[end..];
+        Some(trim_trailing_zeros(nal))
+    })
+}
+
+fn find_start_code_pos(data: &[u8]) -> Option<usize> {
+    data.windows(3).position(|w| w == [0, 0, 1]).map(|p| {
+        if p > 0 && data[p - 1] == 0 {
+            p - 1
+        } else {
+            p
+        }
+    })
+}
+
+fn find_start_code(data: &[u8]) -> Option<usize> {
+    let p = data.windows(3).position(|w| w == [0, 0, 1])?;
+    Some(p + 3)
+}
+
+fn trim_trailing_zeros(nal: &[u8]) -> &[u8] {
+    let mut end = nal.len();
+    while end > 0 && nal[end - 1] == 0 {
+        end -= 1;
+    }
+    &nal[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::Converter;
+    use openh264::decoder::Decoder;
+
+    fn picture(width: usize, height: usize, seed: u8) -> Converter {
+        let mut frame = Vec::with_capacity(width * height * 4);
+        for y in 0..height {
+            for x in 0..width {
+                let v = (x as u8)
+                    .wrapping_mul(3)
+                    .wrapping_add(seed)
+                    .wrapping_add(y as u8);
+                frame.extend_from_slice(&[v, v / 2, 255 - v, 0]);
+            }
+        }
+        let mut conv = Converter::new(width, height);
+        conv.convert(&frame, width, height);
+        conv
+    }
+
+    fn nal_types(data: &[u8]) -> Vec<u8> {
+        nal_units(data).map(|n| n[0] & 0x1f).collect()
+    }
+
+    #[test]
+    fn first_frame_is_idr_then_only_p_frames_with_an_infinite_gop() {
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        let first = enc.encode(picture(320, 240, 0).picture(), false).unwrap();
+        assert!(first.keyframe);
+        let types = nal_types(&first.data);
+        assert!(
+            types.contains(&7) && types.contains(&8) && types.contains(&5),
+            "{types:?}"
+        );
+        for i in 1..=120u8 {
+            let out = enc.encode(picture(320, 240, i).picture(), false).unwrap();
+            assert!(!out.keyframe, "frame {i} was a keyframe");
+            assert!(!out.data.is_empty(), "frame {i} was skipped");
+            assert!(nal_types(&out.data).iter().all(|&t| t == 1), "frame {i}");
+        }
+    }
+
+    #[test]
+    fn unchanged_pictures_still_produce_frames() {
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        let pic = picture(160, 128, 9);
+        for _ in 0..10 {
+            assert!(!enc.encode(pic.picture(), false).unwrap().data.is_empty());
+        }
+    }
+
+    #[test]
+    fn forced_idr_carries_parameter_sets() {
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        enc.encode(picture(320, 240, 0).picture(), false).unwrap();
+        enc.encode(picture(320, 240, 1).picture(), false).unwrap();
+        let idr = enc.encode(picture(320, 240, 2).picture(), true).unwrap();
+        assert!(idr.keyframe);
+        let types = nal_types(&idr.data);
+        assert_eq!(&types[..2], &[7, 8], "SPS and PPS lead an IDR: {types:?}");
+        assert!(types.contains(&5));
+    }
+
+    #[test]
+    fn stream_is_constrained_baseline_and_decodes() {
+        let mut enc = H264Encoder::new(EncoderSettings {
+            fps: 60,
+            bitrate_kbps: 2_000,
+        })
+        .unwrap();
+        let first = enc.encode(picture(320, 240, 0).picture(), false).unwrap();
+        let sps = nal_units(&first.data).find(|n| n[0] & 0x1f == 7).unwrap();
+        assert_eq!(sps[1], 66, "profile_idc must be Baseline");
+        let mut dec = Decoder::new().unwrap();
+        let decoded = dec.decode(&first.data).unwrap().expect("a picture");
+        assert_eq!(decoded.dimensions(), (320, 240));
+        for i in 1..5 {
+            let out = enc.encode(picture(320, 240, i).picture(), false).unwrap();
+            // No B-frames, no lookahead: every frame decodes as soon as it arrives.
+            assert!(
+                dec.decode(&out.data).unwrap().is_some(),
+                "frame {i} was delayed"
+            );
+        }
+    }
+
+    #[test]
+    fn nal_splitting_handles_both_start_code_lengths() {
+        let data = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
+        ];
+        let nals: Vec<&[u8]> = nal_units(&data).collect();
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! Porthole media: screen capture, colour conversion, H.264 encoding and the
+//! capture → encode pipeline. This crate knows nothing about networks: it hands
+//! [`EncodedFrame`]s to whoever wires it up.
+
+pub mod capture;
+pub mod convert;
+pub mod encoder;
+pub mod pattern;
+pub mod pipeline;
+pub mod slot;
+
+use std::time::Instant;
+
+pub use bytes::Bytes;
+
+/// One encoded H.264 access unit (Annex B, start codes included).
+#[derive(Clone, Debug)]
+pub struct EncodedFrame {
+    /// The access unit: SPS/PPS (on keyframes) and the slice NAL units.
+    pub data: Bytes,
+    /// When the screen content in this frame was captured (monotonic clock).
+    pub capture_time: Instant,
+    /// True for an IDR frame (decodable on its own).
+    pub keyframe: bool,
+    /// Picture size in pixels.
+    pub width: u32,
+    pub height: u32,
+}

@@ -1,0 +1,315 @@
+//! The host's video pipeline: capture thread → newest-frame slot → encode thread → sink.
+//!
+//! ```text
+//!  X11 ──scrap──▶ capture thread ──(changed frames only)──▶ LatestSlot ──▶ encode thread ──▶ sink
+//!                 paced to fps                              drops stale     BGRX→I420, H.264
+//!                                                                           IDR on request
+//! ```
+//!
+//! One encoder per pipeline, whatever the number of viewers: the sink fans out.
+//! An unchanged screen costs one memcmp per tick and no encode; a keyframe request
+//! re-encodes the last picture at once, and the last picture is re-sent about once a
+//! second so receivers see the stream is alive.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::capture::{CaptureError, ScreenCapturer};
+use crate::convert::{even_size, Converter};
+use crate::encoder::{EncoderSettings, H264Encoder};
+use crate::slot::LatestSlot;
+use crate::EncodedFrame;
+
+/// A shared "the next frame must be an IDR" flag. Any viewer may raise it; the encoder
+/// lowers it when it produces the keyframe, so many requests cost one IDR.
+#[derive(Clone, Default, Debug)]
+pub struct KeyframeRequest(Arc<AtomicBool>);
+
+impl KeyframeRequest {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// Returns whether a keyframe was asked for, and clears the request.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
+    }
+    pub fn is_pending(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Counters of the pipeline, readable from any thread.
+#[derive(Default, Debug)]
+pub struct PipelineStats {
+    pub encoders_started: AtomicU64,
+    pub frames_captured: AtomicU64,
+    pub frames_unchanged: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    pub frames_encoded: AtomicU64,
+    pub keyframes: AtomicU64,
+    pub bytes_encoded: AtomicU64,
+}
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Index of the monitor (RandR) to capture.
+    pub monitor: usize,
+    pub encoder: EncoderSettings,
+    /// Re-send the last picture after this long without a change.
+    pub keepalive: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            monitor: 0,
+            encoder: EncoderSettings::default(),
+            keepalive: Duration::from_secs(1),
+        }
+    }
+}
+
+struct Captured {
+    bgrx: Arc<Vec<u8>>,
+    width: usize,
+    height: usize,
+    time: Instant,
+    grab_us: u64,
+}
+
+/// A running capture → encode pipeline. Dropping it stops both threads.
+pub struct VideoPipeline {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<PipelineStats>,
+    size: (u32, u32),
+}
+
+impl VideoPipeline {
+    /// Opens the capture and starts the threads. `sink` gets every encoded frame, on the
+    /// encode thread: it must hand the frame on quickly (e.g. into a channel).
+    pub fn start(
+        config: PipelineConfig,
+        keyframe: KeyframeRequest,
+        sink: impl FnMut(EncodedFrame) + Send + 'static,
+    ) -> Result<Self, CaptureError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(PipelineStats::default());
+        let slot = Arc::new(LatestSlot::<Captured>::new());
+        let (opened_tx, opened_rx) = mpsc::channel();
+
+        let capture = {
+            let (stop, stats, slot) = (stop.clone(), stats.clone(), slot.clone());
+            let config = config.clone();
+            std::thread::Builder::new()
+                .name("porthole-capture".into())
+                .spawn(move || capture_loop(config, stop, stats, slot, opened_tx))
+                .expect("spawn capture thread")
+        };
+        let (width, height) = match opened_rx.recv() {
+            Ok(Ok(size)) => size,
+            Ok(Err(e)) => {
+                let _ = capture.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = capture.join();
+                return Err(CaptureError::Grab(std::io::Error::other(
+                    "capture thread ended before opening the screen",
+                )));
+            }
+        };
+        let encode = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("porthole-encode".into())
+                .spawn(move || encode_loop(config, stop, stats, slot, keyframe, sink))
+                .expect("spawn encode thread")
+        };
+        let (w, h) = even_size(width, height);
+        Ok(Self {
+            stop,
+            threads: vec![capture, encode],
+            stats,
+            size: (w as u32, h as u32),
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<PipelineStats> {
+        &self.stats
+    }
+
+    /// The encoded picture size.
+    pub fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    /// Whether both threads still run (a capture error ends them).
+    pub fn is_running(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for VideoPipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn capture_loop(
+    config: PipelineConfig,
+    stop: Arc<AtomicBool>,
+    stats: Arc<PipelineStats>,
+    slot: Arc<LatestSlot<Captured>>,
+    opened: mpsc::Sender<Result<(usize, usize), CaptureError>>,
+) {
+    let mut capturer = match ScreenCapturer::open(config.monitor) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = opened.send(Err(e));
+            return;
+        }
+    };
+    let (width, height) = (capturer.width(), capturer.height());
+    let _ = opened.send(Ok((width, height)));
+    tracing::info!(width, height, monitor = config.monitor, "capturing");
+
+    let period = Duration::from_secs_f64(1.0 / f64::from(config.encoder.fps.max(1)));
+    let mut previous: Option<Arc<Vec<u8>>> = None;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        // Fixed cadence; after a stall, restart from now rather than bursting.
+        next = (next + period).max(Instant::now());
+
+        let time = Instant::now();
+        let result = capturer.grab(|bgrx| {
+            let unchanged = previous.as_ref().is_some_and(|p| p.as_slice() == bgrx);
+            (!unchanged).then(|| Arc::new(bgrx.to_vec()))
+        });
+        let grab_us = time.elapsed().as_micros() as u64;
+        stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(Some(bgrx)) => {
+                previous = Some(bgrx.clone());
+                let frame = Captured {
+                    bgrx,
+                    width,
+                    height,
+                    time,
+                    grab_us,
+                };
+                if slot.put(frame) {
+                    stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(None) => {
+                stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!("{e}; stopping capture");
+                stop.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+fn encode_loop(
+    config: PipelineConfig,
+    stop: Arc<AtomicBool>,
+    stats: Arc<PipelineStats>,
+    slot: Arc<LatestSlot<Captured>>,
+    keyframe: KeyframeRequest,
+    mut sink: impl FnMut(EncodedFrame),
+) {
+    let mut encoder = match H264Encoder::new(config.encoder) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("{e}");
+            stop.store(true, Ordering::Release);
+            return;
+        }
+    };
+    stats.encoders_started.fetch_add(1, Ordering::Relaxed);
+    let mut converter: Option<Converter> = None;
+    let mut last_capture_time = Instant::now();
+    let mut last_encode = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let frame = slot.take_timeout(Duration::from_millis(10));
+        let (capture_time, grab_us, convert_us) = match frame {
+            Some(frame) => {
+                let started = Instant::now();
+                converter
+                    .get_or_insert_with(|| Converter::new(frame.width, frame.height))
+                    .convert(&frame.bgrx, frame.width, frame.height);
+                last_capture_time = frame.time;
+                (
+                    frame.time,
+                    frame.grab_us,
+                    started.elapsed().as_micros() as u64,
+                )
+            }
+            None => {
+                // Nothing new on screen: answer a keyframe request, or keep the stream alive.
+                let due = last_encode.elapsed() >= config.keepalive;
+                if converter.is_none() || !(keyframe.is_pending() || due) {
+                    continue;
+                }
+                (Instant::now(), 0, 0)
+            }
+        };
+        let Some(conv) = converter.as_ref() else {
+            continue;
+        };
+        let force_idr = keyframe.take();
+        let started = Instant::now();
+        let encoded = match encoder.encode(conv.picture(), force_idr) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                tracing::error!("{e}; stopping the video pipeline");
+                stop.store(true, Ordering::Release);
+                return;
+            }
+        };
+        let encode_us = started.elapsed().as_micros() as u64;
+        last_encode = Instant::now();
+        stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_encoded
+            .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
+        if encoded.keyframe {
+            stats.keyframes.fetch_add(1, Ordering::Relaxed);
+        }
+        let (w, h) = conv.picture_size();
+        tracing::debug!(
+            grab_us,
+            convert_us,
+            encode_us,
+            bytes = encoded.data.len(),
+            keyframe = encoded.keyframe,
+            since_capture_us = capture_time.elapsed().as_micros() as u64,
+            "video frame"
+        );
+        // A re-sent picture keeps the time it was captured at monotonic order.
+        let capture_time = capture_time.max(last_capture_time);
+        sink(EncodedFrame {
+            data: encoded.data,
+            capture_time,
+            keyframe: encoded.keyframe,
+            width: w as u32,
+            height: h as u32,
+        });
+    }
+}

@@ -1,0 +1,34 @@
+//! The viewer page, embedded in the binary (files live in the repository's `assets/`).
+
+pub struct Asset {
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static [u8],
+}
+
+pub const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../assets/index.html"),
+    },
+    Asset {
+        path: "/index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../assets/index.html"),
+    },
+    Asset {
+        path: "/viewer.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/viewer.js"),
+    },
+    Asset {
+        path: "/viewer.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../assets/viewer.css"),
+    },
+];
+
+pub fn find(path: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|a| a.path == path)
+}

@@ -1,0 +1,32 @@
+//! Porthole networking: the share's HTTP server (viewer page + WHEP), one WebRTC peer
+//! connection per viewer fed from one shared encoder, and access control.
+//! This crate moves encoded media and messages; it knows no pixels and no widgets.
+
+pub mod access;
+mod assets;
+mod keyframe;
+pub mod peer;
+pub mod server;
+pub mod video;
+
+pub use access::AccessCode;
+pub use peer::{IceConfig, IceServer};
+pub use server::{viewer_url, MediaStats, ShareConfig, ShareServer, ViewerInfo};
+pub use video::{VideoFanout, VideoSample};
+
+/// Addresses of this machine's up, non-loopback interfaces (IPv4 first), for the URL shown
+/// to the host when the share listens on every interface.
+pub fn lan_addresses() -> Vec<std::net::IpAddr> {
+    let mut addrs: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.is_loopback())
+        .map(|i| i.ip())
+        .filter(|ip| match ip {
+            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+            std::net::IpAddr::V4(v4) => !v4.is_link_local(),
+        })
+        .collect();
+    addrs.sort_by_key(|ip| ip.is_ipv6());
+    addrs
+}

@@ -1,0 +1,325 @@
+//! One viewer's peer connection: built from its WHEP offer, fed from the shared video
+//! fan-out, watched for keyframe requests and for its end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{broadcast, mpsc, Notify};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+};
+
+use crate::keyframe::{self, KeyframeRequestForwarder};
+use crate::video::{RtpStamper, VideoFanout};
+
+/// The H.264 flavour every browser decodes: constrained baseline, non-interleaved.
+pub const H264_FMTP: &str =
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+pub const H264_PAYLOAD_TYPE: u8 = 102;
+/// How long to wait for ICE candidates before answering with what there is.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Network settings shared by every viewer connection.
+#[derive(Clone, Debug, Default)]
+pub struct IceConfig {
+    /// STUN/TURN servers offered to ICE.
+    pub servers: Vec<IceServer>,
+    /// Local UDP addresses to gather host candidates on, e.g. `127.0.0.1:0`, `0.0.0.0:0`.
+    pub udp_addrs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IceServer {
+    pub url: String,
+    pub username: String,
+    pub credential: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The offer could not be used: the client's fault (HTTP 400).
+    #[error("{0}")]
+    BadOffer(String),
+    /// Something failed on our side (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What happens to a viewer connection, reported to its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewerEvent {
+    Connected,
+    Ended,
+}
+
+struct Handler {
+    gathered: Arc<Notify>,
+    events: mpsc::UnboundedSender<ViewerEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.gathered.notify_one();
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!("viewer connection state: {state}");
+        let event = match state {
+            RTCPeerConnectionState::Connected => ViewerEvent::Connected,
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => ViewerEvent::Ended,
+            _ => return,
+        };
+        let _ = self.events.send(event);
+    }
+}
+
+fn h264_codec() -> RTCRtpCodec {
+    let fb = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.into(),
+        parameter: parameter.into(),
+    };
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: H264_FMTP.to_owned(),
+        rtcp_feedback: vec![
+            fb("nack", ""),
+            fb("nack", "pli"),
+            fb("ccm", "fir"),
+            fb("transport-cc", ""),
+        ],
+    }
+}
+
+/// A viewer's live connection. Dropping it does not close it: call [`Viewer::close`].
+pub struct Viewer {
+    pub pc: Arc<dyn PeerConnection>,
+    pub answer: String,
+    pub events: mpsc::UnboundedReceiver<ViewerEvent>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Viewer {
+    /// Answers `offer_sdp` and starts sending video from `video` once connected.
+    pub async fn answer(
+        offer_sdp: String,
+        ice: &IceConfig,
+        video: Arc<VideoFanout>,
+    ) -> Result<Self, PeerError> {
+        let offer = RTCSessionDescription::offer(offer_sdp)
+            .map_err(|e| PeerError::BadOffer(format!("not an SDP offer: {e}")))?;
+        if !offer.sdp.contains("m=video") {
+            return Err(PeerError::BadOffer(
+                "the offer has no video section (m=video)".into(),
+            ));
+        }
+
+        let mut media_engine = MediaEngine::default();
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: h264_codec(),
+                    payload_type: H264_PAYLOAD_TYPE,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(|e| PeerError::Internal(format!("codec setup: {e}")))?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(|e| PeerError::Internal(format!("interceptor setup: {e}")))?
+            .with(
+                rtc::interceptor::Slot::from(keyframe::SLOT),
+                KeyframeRequestForwarder::default(),
+            );
+        let config = RTCConfigurationBuilder::new()
+            .with_ice_servers(
+                ice.servers
+                    .iter()
+                    .map(|s| RTCIceServer {
+                        urls: vec![s.url.clone()],
+                        username: s.username.clone(),
+                        credential: s.credential.clone(),
+                    })
+                    .collect(),
+            )
+            .build();
+        // Browsers hide their host addresses behind mDNS names; we learn their real address
+        // from their connectivity checks (peer-reflexive candidates), so no mDNS here — it
+        // would also multicast on every interface. Checks every 50 ms: connect fast.
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(40))
+            .with_include_loopback_candidate(true)
+            .build();
+
+        let gathered = Arc::new(Notify::new());
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let handler = Arc::new(Handler {
+            gathered: gathered.clone(),
+            events: events_tx,
+        });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_media_engine(media_engine)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(ice.udp_addrs.clone())
+            .build()
+            .await
+            .map_err(|e| PeerError::Internal(format!("cannot create a peer connection: {e}")))?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        match Self::negotiate(&pc, offer, video, gathered).await {
+            Ok((answer, tasks)) => Ok(Self {
+                pc,
+                answer,
+                events,
+                tasks,
+            }),
+            Err(e) => {
+                let _ = pc.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn negotiate(
+        pc: &Arc<dyn PeerConnection>,
+        offer: RTCSessionDescription,
+        video: Arc<VideoFanout>,
+        gathered: Arc<Notify>,
+    ) -> Result<(String, Vec<tokio::task::JoinHandle<()>>), PeerError> {
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            "porthole".to_owned(),
+            "screen".to_owned(),
+            "screen".to_owned(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: h264_codec(),
+                ..Default::default()
+            }],
+        )));
+        pc.set_remote_description(offer)
+            .await
+            .map_err(|e| PeerError::BadOffer(format!("the offer was refused: {e}")))?;
+        // After the remote offer: adding the track takes over the offer's video transceiver.
+        let sender = pc
+            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+            .await
+            .map_err(|e| PeerError::Internal(format!("cannot add the video track: {e}")))?;
+        let answer = pc
+            .create_answer(None)
+            .await
+            .map_err(|e| PeerError::BadOffer(format!("cannot answer this offer: {e}")))?;
+        pc.set_local_description(answer)
+            .await
+            .map_err(|e| PeerError::Internal(format!("cannot apply the answer: {e}")))?;
+        let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.notified()).await;
+        let answer = pc
+            .local_description()
+            .await
+            .ok_or_else(|| PeerError::Internal("no local description".into()))?;
+
+        let payload_type = sender
+            .get_parameters()
+            .await
+            .ok()
+            .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
+            .ok_or_else(|| {
+                PeerError::BadOffer("the offer accepts no H.264 (packetization-mode=1)".into())
+            })?;
+
+        let frames = video.subscribe();
+        video.request_keyframe();
+        let send_task = tokio::spawn(send_video(
+            track.clone(),
+            frames,
+            RtpStamper::new(ssrc, payload_type, rand::random()),
+            video.clone(),
+        ));
+        let rtcp_task = tokio::spawn(watch_feedback(track, video));
+        Ok((answer.sdp, vec![send_task, rtcp_task]))
+    }
+
+    /// Stops sending and closes the connection.
+    pub async fn close(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!("closing a viewer connection: {e}");
+        }
+    }
+}
+
+async fn send_video(
+    track: Arc<TrackLocalStaticRTP>,
+    mut frames: broadcast::Receiver<Arc<crate::video::VideoUnit>>,
+    mut stamper: RtpStamper,
+    video: Arc<VideoFanout>,
+) {
+    loop {
+        let unit = match frames.recv().await {
+            Ok(unit) => unit,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::debug!("viewer fell {n} frames behind; resuming at the next keyframe");
+                stamper.lost_units();
+                video.request_keyframe();
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if !stamper.admit(&unit) {
+            continue;
+        }
+        let started = Instant::now();
+        for packet in stamper.packets(&unit) {
+            if let Err(e) = track.write_rtp(packet).await {
+                // Not bound yet (still connecting) or gone: the next keyframe restarts it.
+                tracing::trace!("video packet not sent: {e}");
+                stamper.lost_units();
+                break;
+            }
+        }
+        tracing::debug!(
+            send_us = started.elapsed().as_micros() as u64,
+            since_capture_us = unit.capture_time.elapsed().as_micros() as u64,
+            packets = unit.payloads.len(),
+            "video unit sent"
+        );
+    }
+}
+
+async fn watch_feedback(track: Arc<TrackLocalStaticRTP>, video: Arc<VideoFanout>) {
+    while let Some(event) = track.poll().await {
+        #[allow(irrefutable_let_patterns)]
+        if let TrackLocalEvent::OnRtcpPacket(packets) = event {
+            if packets
+                .iter()
+                .any(|p| keyframe::is_keyframe_request(p.as_ref()))
+            {
+                tracing::debug!("viewer asked for a keyframe (PLI/FIR)");
+                video.request_keyframe();
+            }
+        }
+    }
+}

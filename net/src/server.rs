@@ -1,0 +1,771 @@
+//! The share's HTTP server: the viewer page and a WHEP endpoint (draft-ietf-wish-whep).
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /`, `/viewer.js`, `/viewer.css` | the embedded viewer page |
+//! | `POST /whep` (`application/sdp`, `Authorization: Bearer <code>`) | `201 Created`, `Location: /whep/<id>`, SDP answer |
+//! | `DELETE /whep/<id>` (bearer) | `200`, the viewer is disconnected |
+//! | `GET /api/stats` (bearer) | counters as JSON |
+//!
+//! Refusals: no or wrong code → 401 (no peer connection is made); too many failures from
+//! one address → 429; not `application/sdp` → 415; an unusable offer → 400 with the reason
+//! in the body; body over 64 KiB → 413. Every refusal is counted and logged without the code.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::Router;
+use tokio::sync::oneshot;
+
+use crate::access::{bearer_token, AccessCode, FailureThrottle};
+use crate::assets;
+use crate::peer::{IceConfig, PeerError, Viewer, ViewerEvent};
+use crate::video::VideoFanout;
+
+/// Largest SDP offer accepted.
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+/// Failed code attempts per address and minute before it gets 429.
+pub const MAX_FAILURES_PER_MINUTE: u32 = 20;
+
+/// Counters a media source adds to `/api/stats` (e.g. frames encoded).
+pub type MediaStats = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct ShareConfig {
+    pub listen: SocketAddr,
+    pub code: AccessCode,
+    pub ice: IceConfig,
+    pub max_viewers: usize,
+    pub media_stats: MediaStats,
+}
+
+/// A viewer as the host sees it.
+#[derive(Clone, Debug)]
+pub struct ViewerInfo {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub since: SystemTime,
+    pub connected: bool,
+    pub user_agent: String,
+}
+
+struct ViewerEntry {
+    info: ViewerInfo,
+    viewer: Arc<Viewer>,
+}
+
+#[derive(Default)]
+struct Counters {
+    peer_connections_created: AtomicU64,
+    whep_refused: AtomicU64,
+    unauthorized: AtomicU64,
+}
+
+struct AppState {
+    code: AccessCode,
+    ice: IceConfig,
+    max_viewers: usize,
+    video: Arc<VideoFanout>,
+    viewers: Mutex<HashMap<String, ViewerEntry>>,
+    throttle: Mutex<FailureThrottle>,
+    counters: Counters,
+    media_stats: MediaStats,
+}
+
+/// A running share server. Dropping it without [`ShareServer::shutdown`] leaves it running
+/// until the runtime ends.
+pub struct ShareServer {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ShareServer {
+    /// Binds `config.listen` and serves until [`ShareServer::shutdown`].
+    pub async fn start(config: ShareConfig, video: Arc<VideoFanout>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState {
+            code: config.code,
+            ice: config.ice,
+            max_viewers: config.max_viewers,
+            video,
+            viewers: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(FailureThrottle::new(
+                MAX_FAILURES_PER_MINUTE,
+                Duration::from_secs(60),
+            )),
+            counters: Counters::default(),
+            media_stats: config.media_stats,
+        });
+        let app = router(state.clone());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let result = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+            if let Err(e) = result {
+                tracing::error!("HTTP server failed: {e}");
+            }
+        });
+        tracing::info!("serving viewers on http://{addr}/");
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The viewers connected or connecting now.
+    pub fn viewers(&self) -> Vec<ViewerInfo> {
+        let viewers = self.state.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<ViewerInfo> = viewers.values().map(|e| e.info.clone()).collect();
+        list.sort_by_key(|v| v.since);
+        list
+    }
+
+    /// Disconnects one viewer. Returns false if there was none with that id.
+    pub async fn disconnect(&self, id: &str) -> bool {
+        remove_viewer(&self.state, id).await
+    }
+
+    /// Stops serving and closes every viewer connection.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let ids: Vec<String> = {
+            let viewers = self.state.viewers.lock().unwrap_or_else(|e| e.into_inner());
+            viewers.keys().cloned().collect()
+        };
+        for id in ids {
+            remove_viewer(&self.state, &id).await;
+        }
+        if let Some(task) = self.task.take() {
+            // Open keep-alive connections must not hold the shutdown up.
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                tracing::debug!("HTTP connections still open at shutdown; dropped");
+            }
+        }
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/whep", post(post_whep).options(options_whep))
+        .route(
+            "/whep/{id}",
+            delete(delete_whep).patch(|| async { StatusCode::METHOD_NOT_ALLOWED }),
+        )
+        .route("/api/stats", axum::routing::get(get_stats))
+        .fallback(get_asset)
+        .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
+        .with_state(state)
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message.into(),
+    )
+        .into_response()
+}
+
+/// Refuses with a count and a log line (never the code).
+fn refuse(state: &AppState, addr: SocketAddr, status: StatusCode, message: &str) -> Response {
+    state.counters.whep_refused.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(%addr, status = status.as_u16(), "refused a viewer: {message}");
+    let mut response = text(status, message.to_owned());
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"porthole\""),
+        );
+    }
+    response
+}
+
+/// Checks the bearer code, with the per-address throttle. `Err` is the refusal to send.
+fn authorize(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let ip: IpAddr = addr.ip();
+    let now = Instant::now();
+    if !state
+        .throttle
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .allowed(ip, now)
+    {
+        return Err(Box::new(refuse(
+            state,
+            addr,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong codes from this address; wait a minute",
+        )));
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let ok = presented.is_some_and(|code| state.code.verify(code));
+    let mut throttle = state.throttle.lock().unwrap_or_else(|e| e.into_inner());
+    if ok {
+        throttle.handle_success(ip);
+        Ok(())
+    } else {
+        throttle.handle_failure(ip, now);
+        drop(throttle);
+        state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let message = if presented.is_none() {
+            "an access code is required (Authorization: Bearer <code>)"
+        } else {
+            "wrong access code"
+        };
+        Err(Box::new(refuse(
+            state,
+            addr,
+            StatusCode::UNAUTHORIZED,
+            message,
+        )))
+    }
+}
+
+async fn options_whep() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ALLOW, "OPTIONS, POST"),
+            (
+                header::HeaderName::from_static("accept-post"),
+                "application/sdp",
+            ),
+        ],
+    )
+        .into_response()
+}
+
+async fn post_whep(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = authorize(&state, addr, &headers) {
+        return *refusal;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    {
+        return refuse(
+            &state,
+            addr,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the offer must be sent as Content-Type: application/sdp",
+        );
+    }
+    let Ok(offer) = String::from_utf8(body.to_vec()) else {
+        return refuse(
+            &state,
+            addr,
+            StatusCode::BAD_REQUEST,
+            "the offer is not UTF-8 text",
+        );
+    };
+    if !offer.trim_start().starts_with("v=0") {
+        return refuse(
+            &state,
+            addr,
+            StatusCode::BAD_REQUEST,
+            "the body is not an SDP offer (it must start with v=0)",
+        );
+    }
+    let count = state
+        .viewers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len();
+    if count >= state.max_viewers {
+        return refuse(
+            &state,
+            addr,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this share has as many viewers as it allows",
+        );
+    }
+
+    state
+        .counters
+        .peer_connections_created
+        .fetch_add(1, Ordering::Relaxed);
+    let mut viewer = match Viewer::answer(offer, &state.ice, state.video.clone()).await {
+        Ok(v) => v,
+        Err(PeerError::BadOffer(m)) => return refuse(&state, addr, StatusCode::BAD_REQUEST, &m),
+        Err(PeerError::Internal(m)) => {
+            tracing::error!(%addr, "cannot serve a viewer: {m}");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, m);
+        }
+    };
+    let id = session_id();
+    let answer = std::mem::take(&mut viewer.answer);
+    let events = std::mem::replace(&mut viewer.events, tokio::sync::mpsc::unbounded_channel().1);
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    let entry = ViewerEntry {
+        info: ViewerInfo {
+            id: id.clone(),
+            addr,
+            since: SystemTime::now(),
+            connected: false,
+            user_agent,
+        },
+        viewer: Arc::new(viewer),
+    };
+    state
+        .viewers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), entry);
+    tokio::spawn(watch_viewer(state.clone(), id.clone(), events));
+    tracing::info!(%addr, session = %id, "viewer admitted");
+
+    (
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, format!("/whep/{id}")),
+        ],
+        answer,
+    )
+        .into_response()
+}
+
+async fn watch_viewer(
+    state: Arc<AppState>,
+    id: String,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<ViewerEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ViewerEvent::Connected => {
+                tracing::info!(session = %id, "viewer connected");
+                if let Some(e) = state
+                    .viewers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&id)
+                {
+                    e.info.connected = true;
+                }
+                state.video.request_keyframe();
+            }
+            ViewerEvent::Ended => break,
+        }
+    }
+    if remove_viewer(&state, &id).await {
+        tracing::info!(session = %id, "viewer left (connection closed or failed)");
+    }
+}
+
+async fn remove_viewer(state: &AppState, id: &str) -> bool {
+    let entry = state
+        .viewers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
+    match entry {
+        Some(entry) => {
+            entry.viewer.close().await;
+            true
+        }
+        None => false,
+    }
+}
+
+async fn delete_whep(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = authorize(&state, addr, &headers) {
+        return *refusal;
+    }
+    if remove_viewer(&state, &id).await {
+        tracing::info!(%addr, session = %id, "viewer ended its session");
+        StatusCode::OK.into_response()
+    } else {
+        text(StatusCode::NOT_FOUND, "no such session")
+    }
+}
+
+async fn get_stats(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = authorize(&state, addr, &headers) {
+        return *refusal;
+    }
+    let (viewers, connected) = {
+        let v = state.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        (v.len(), v.values().filter(|e| e.info.connected).count())
+    };
+    let c = &state.counters;
+    let mut map = serde_json::Map::new();
+    let mut put = |k: &str, v: u64| {
+        map.insert(k.to_owned(), v.into());
+    };
+    put("viewers", viewers as u64);
+    put("viewers_connected", connected as u64);
+    put(
+        "peer_connections_created",
+        c.peer_connections_created.load(Ordering::Relaxed),
+    );
+    put("whep_refused", c.whep_refused.load(Ordering::Relaxed));
+    put("unauthorized", c.unauthorized.load(Ordering::Relaxed));
+    put(
+        "video_units_published",
+        state.video.units_published.load(Ordering::Relaxed),
+    );
+    put(
+        "keyframes_requested",
+        state.video.keyframes_requested.load(Ordering::Relaxed),
+    );
+    for (k, v) in (state.media_stats)() {
+        put(k, v);
+    }
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::Value::Object(map)),
+    )
+        .into_response()
+}
+
+async fn get_asset(uri: Uri) -> Response {
+    match assets::find(uri.path()) {
+        Some(asset) => (
+            [
+                (header::CONTENT_TYPE, asset.content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+                (header::REFERRER_POLICY, "no-referrer"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                     media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'",
+                ),
+            ],
+            asset.body,
+        )
+            .into_response(),
+        None => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn session_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The URL a viewer opens: the code rides in the fragment, which browsers never send.
+pub fn viewer_url(host: &str, port: u16, code: &AccessCode) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("http://{host}:{port}/#code={}", code.reveal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const CODE: &str = "right-code-1";
+
+    fn state() -> Arc<AppState> {
+        Arc::new(AppState {
+            code: AccessCode::parse(CODE).unwrap(),
+            ice: IceConfig {
+                servers: vec![],
+                udp_addrs: vec!["127.0.0.1:0".into()],
+            },
+            max_viewers: 2,
+            video: VideoFanout::new(Instant::now(), Arc::new(|| {})),
+            viewers: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(FailureThrottle::new(
+                MAX_FAILURES_PER_MINUTE,
+                Duration::from_secs(60),
+            )),
+            counters: Counters::default(),
+            media_stats: Arc::new(|| vec![("frames_encoded", 7)]),
+        })
+    }
+
+    fn app(state: &Arc<AppState>) -> Router {
+        router(state.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
+    }
+
+    async fn send(
+        state: &Arc<AppState>,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app(state)
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    const AUTH: (&str, &str) = ("authorization", "Bearer right-code-1");
+    const SDP: (&str, &str) = ("content-type", "application/sdp");
+
+    /// A real offer from a webrtc-rs peer that wants to receive video.
+    async fn real_offer() -> (Arc<dyn PeerConnection>, String) {
+        use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+        use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+        use webrtc::peer_connection::{
+            register_default_interceptors, MediaEngine, PeerConnectionBuilder,
+            PeerConnectionEventHandler, Registry, SettingEngineBuilder,
+        };
+        struct Quiet;
+        #[async_trait::async_trait]
+        impl PeerConnectionEventHandler for Quiet {}
+        let mut me = MediaEngine::default();
+        me.register_default_codecs().unwrap();
+        let registry = register_default_interceptors(Registry::new(), &mut me).unwrap();
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(me)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                    .build(),
+            )
+            .with_handler(Arc::new(Quiet))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await
+            .unwrap();
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer.clone()).await.unwrap();
+        (pc, offer.sdp)
+    }
+
+    use webrtc::peer_connection::PeerConnection;
+
+    #[tokio::test]
+    async fn serves_the_viewer_page_with_a_strict_policy() {
+        let st = state();
+        let (status, headers, body) = send(&st, "GET", "/", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("viewer.js"));
+        assert!(headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'"));
+        let (status, _, _) = send(&st, "GET", "/nope", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn missing_or_wrong_code_is_401_and_makes_no_peer_connection() {
+        let st = state();
+        let (status, headers, body) = send(&st, "POST", "/whep", &[SDP], "v=0\r\n").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        assert!(body.contains("access code is required"));
+        let (status, _, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[SDP, ("authorization", "Bearer right-code-2")],
+            "v=0\r\n",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body, "wrong access code");
+        assert_eq!(
+            st.counters.peer_connections_created.load(Ordering::Relaxed),
+            0
+        );
+        assert_eq!(st.counters.whep_refused.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn bad_content_type_and_garbage_bodies_are_refused_with_reasons() {
+        let st = state();
+        let (status, _, _) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[AUTH, ("content-type", "text/plain")],
+            "v=0",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (status, _, body) = send(&st, "POST", "/whep", &[AUTH, SDP], "hello").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("not an SDP offer"), "{body}");
+        let (status, _, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[AUTH, SDP],
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(!body.is_empty());
+        let (status, _, _) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[AUTH, SDP],
+            vec![b'x'; MAX_OFFER_BYTES + 1],
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(st.viewers.lock().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn repeated_wrong_codes_are_throttled() {
+        let st = state();
+        let wrong = ("authorization", "Bearer wrong-code-0");
+        for _ in 0..MAX_FAILURES_PER_MINUTE {
+            let (status, _, _) = send(&st, "POST", "/whep", &[SDP, wrong], "v=0").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, _, _) = send(&st, "POST", "/whep", &[SDP, AUTH], "v=0").await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "even the right code waits"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_real_offer_gets_an_answer_and_a_session_that_delete_ends() {
+        let st = state();
+        let (client, offer) = real_offer().await;
+        let (status, headers, answer) = send(&st, "POST", "/whep", &[AUTH, SDP], offer).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/sdp");
+        assert!(answer.starts_with("v=0"));
+        assert!(answer.contains("m=video"));
+        assert!(answer.contains("H264/90000"), "{answer}");
+        assert!(answer.contains("a=sendonly"), "{answer}");
+        assert!(
+            answer.contains("a=candidate:"),
+            "the answer carries candidates"
+        );
+        let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+        assert!(location.starts_with("/whep/"));
+        assert_eq!(
+            st.counters.peer_connections_created.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(st.viewers.lock().unwrap().len(), 1);
+
+        let (status, _, _) = send(&st, "DELETE", &location, &[], Body::empty()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "DELETE needs the code too"
+        );
+        let (status, _, _) = send(&st, "DELETE", &location, &[AUTH], Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(st.viewers.lock().unwrap().len(), 0);
+        let (status, _, _) = send(&st, "DELETE", &location, &[AUTH], Body::empty()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        client.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stats_need_the_code_and_include_media_counters() {
+        let st = state();
+        let (status, _, _) = send(&st, "GET", "/api/stats", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, body) = send(&st, "GET", "/api/stats", &[AUTH], Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["frames_encoded"], 7);
+        assert_eq!(json["viewers"], 0);
+    }
+
+    #[test]
+    fn viewer_urls_carry_the_code_in_the_fragment() {
+        let code = AccessCode::parse("abcdefgh").unwrap();
+        assert_eq!(
+            viewer_url("127.0.0.1", 7380, &code),
+            "http://127.0.0.1:7380/#code=abcdefgh"
+        );
+        assert_eq!(
+            viewer_url("::1", 80, &code),
+            "http://[::1]:80/#code=abcdefgh"
+        );
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs every system package Porthole needs to build, run and test on Debian 12.
+# Idempotent: packages already present are skipped. Usage: scripts/install-deps.sh [build|test]
+set -euo pipefail
+what=${1:-test}
+
+build_pkgs=(
+  pkg-config nasm cmake clang
+  libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev
+  libasound2-dev libpulse-dev
+  libxkbcommon-dev libxkbcommon-x11-0 libgl1-mesa-dri libegl1 libwayland-dev
+  libxcursor1 libxrandr2 libxi6
+  xvfb x11-xserver-utils
+)
+test_pkgs=(
+  chromium xdotool xclip x11-utils xterm
+  pulseaudio pulseaudio-utils sox
+  ffmpeg iproute2 util-linux
+  mesa-vulkan-drivers
+  avahi-daemon avahi-utils dbus
+  nodejs npm
+)
+
+pkgs=("${build_pkgs[@]}")
+[ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node and npm may come from outside Debian on this image: accept them when on PATH.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  tmp=(); for p in "${missing[@]}"; do [[ $p == nodejs || $p == npm ]] || tmp+=("$p"); done
+  missing=("${tmp[@]}")
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The browser driver for end-to-end tests (no browser download: Debian's chromium is used).
+if [ "$what" = test ]; then
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
+    (cd "$here/tests/e2e" && npm install --no-audit --no-fund --silent)
+  fi
+fi

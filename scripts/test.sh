@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian 12) and runs them all: Rust unit tests, then the
+# end-to-end tests (Xvfb + porthole + headless Chromium) inside a loopback-only network
+# namespace, so nothing they start can reach or multicast on a real network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh test
+
+export CARGO_TERM_COLOR=never
+cargo build --locked --bins
+cargo test --locked --workspace
+
+if [ "$(id -u)" = 0 ]; then
+  netns=(unshare -n)
+else
+  netns=(unshare -r -n)
+fi
+"${netns[@]}" sh -c 'ip link set lo up && exec node --test --test-concurrency=1 tests/e2e/'
