@@ -1,0 +1,791 @@
+// Helpers for Porthole's end-to-end tests: Xvfb, the `porthole test-pattern` painter,
+// `porthole share`, and headless Chromium (Debian's, driven by playwright-core).
+//
+// Everything here talks to 127.0.0.1 only; the suite is meant to run inside
+// `unshare -n` with nothing but loopback up.
+//
+// Every start*/launch*/open* helper returns an object with an async, idempotent stop().
+// Spawned processes keep their stdout+stderr in a bounded log buffer (`logText()`), which
+// `withScope` prints when a test fails. Live children are also SIGKILLed when this Node
+// process exits, whatever happens.
+
+import { spawn } from 'node:child_process';
+import { existsSync, unlinkSync, accessSync, constants as fsConstants } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const PORTHOLE_BIN = process.env.PORTHOLE_BIN || path.join(REPO, 'target', 'debug', 'porthole');
+export const CHROMIUM_BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const VERBOSE = !!process.env.PORTHOLE_E2E_VERBOSE;
+const LOG_LIMIT = 512 * 1024; // bytes kept per process (the tail)
+
+// ---------------------------------------------------------------------------------------
+// Process bookkeeping
+
+const live = new Set(); // ChildProcess objects still running
+
+function killGroup(child, signal) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal); // detached: the child leads its own process group
+  } catch {
+    try { child.kill(signal); } catch { /* already gone */ }
+  }
+}
+
+process.on('exit', () => {
+  for (const child of live) killGroup(child, 'SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    for (const child of live) killGroup(child, 'SIGKILL');
+    process.exit(128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 }[sig]));
+  });
+}
+
+const t0 = Date.now();
+function stamp() {
+  return `+${((Date.now() - t0) / 1000).toFixed(3)}s`;
+}
+
+/** A bounded text log: keeps the tail when it grows past LOG_LIMIT. */
+class LogBuffer {
+  constructor(name) {
+    this.name = name;
+    this.text = '';
+    this.dropped = 0;
+  }
+  add(line) {
+    line = line.replace(/\x1b\[[0-9;]*[A-Za-z]/g, ''); // ANSI colours
+    this.text += `[${stamp()}] ${line}\n`;
+    if (VERBOSE) process.stderr.write(`[${this.name} ${stamp()}] ${line}\n`);
+    if (this.text.length > LOG_LIMIT) {
+      const cut = this.text.length - LOG_LIMIT;
+      this.dropped += cut;
+      this.text = this.text.slice(cut);
+    }
+  }
+  toString() {
+    return (this.dropped ? `[... ${this.dropped} earlier characters dropped ...]\n` : '') + this.text;
+  }
+}
+
+/** Splits a stream into lines and hands each to onLine. */
+function lineSplitter(stream, onLine) {
+  let pending = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    pending += chunk;
+    let i;
+    while ((i = pending.indexOf('\n')) >= 0) {
+      onLine(pending.slice(0, i).replace(/\r$/, ''));
+      pending = pending.slice(i + 1);
+    }
+  });
+  stream.on('end', () => {
+    if (pending) onLine(pending);
+    pending = '';
+  });
+}
+
+/**
+ * Spawns a process in its own process group with stdout/stderr captured.
+ * Returns a handle with: child, name, log (LogBuffer), stderr (LogBuffer, stderr only),
+ * lines (stdout lines), exited (Promise<{code, signal}>), waitLine(re, ms),
+ * stop({signal, graceMs}) -> {code, signal, killed}.
+ */
+function spawnLogged(name, cmd, args, { env, stdin = 'ignore' } = {}) {
+  const log = new LogBuffer(name);
+  const stderr = new LogBuffer(name);
+  log.add(`$ ${[cmd, ...args].join(' ')}`);
+  const child = spawn(cmd, args, {
+    env: env || process.env,
+    stdio: [stdin, 'pipe', 'pipe'],
+    detached: true,
+  });
+  live.add(child);
+
+  const lines = [];
+  let cursor = 0;
+  const waiters = new Set();
+  let exitInfo = null;
+  let spawnError = null;
+
+  const exited = new Promise((resolve) => {
+    child.once('error', (err) => {
+      spawnError = err;
+      log.add(`spawn error: ${err.message}`);
+      exitInfo = exitInfo || { code: null, signal: null, error: err };
+      live.delete(child);
+      resolve(exitInfo);
+      for (const w of waiters) w.check();
+    });
+    child.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      log.add(`exited: code=${code} signal=${signal}`);
+      live.delete(child);
+      // Let the pipes drain so a last stdout line is seen before waiters give up.
+      setImmediate(() => {
+        resolve(exitInfo);
+        for (const w of waiters) w.check();
+      });
+    });
+  });
+
+  lineSplitter(child.stdout, (line) => {
+    log.add(`out| ${line}`);
+    lines.push(line);
+    for (const w of waiters) w.check();
+  });
+  lineSplitter(child.stderr, (line) => {
+    log.add(`err| ${line}`);
+    stderr.add(line);
+  });
+  if (child.stdin) child.stdin.on('error', (err) => log.add(`stdin error: ${err.message}`));
+
+  /** Waits for the next stdout line (after the previously consumed one) matching re. */
+  function waitLine(re, timeoutMs, what = String(re)) {
+    return new Promise((resolve, reject) => {
+      const w = {
+        check() {
+          while (cursor < lines.length) {
+            const line = lines[cursor++];
+            const m = line.match(re);
+            if (m) {
+              done();
+              resolve(m);
+              return;
+            }
+          }
+          if (exitInfo) {
+            done();
+            reject(new Error(
+              `${name} exited (code=${exitInfo.code} signal=${exitInfo.signal}` +
+              `${spawnError ? ` error=${spawnError.message}` : ''}) before printing ${what}\n` +
+              `--- ${name} output ---\n${log}`));
+          }
+        },
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${name} to print ${what}\n` +
+          `--- ${name} output ---\n${log}`));
+      }, timeoutMs);
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(w);
+      }
+      waiters.add(w);
+      w.check();
+    });
+  }
+
+  let stopping = null;
+  /** Sends `signal`, waits up to graceMs, then SIGKILLs. Idempotent. */
+  function stop({ signal = 'SIGTERM', graceMs = 5000 } = {}) {
+    if (!stopping) {
+      stopping = (async () => {
+        if (exitInfo) {
+          try { process.kill(-child.pid, 'SIGKILL'); } catch { /* group empty */ }
+          return { ...exitInfo, killed: false };
+        }
+        log.add(`stopping with ${signal}`);
+        killGroup(child, signal);
+        const timedOut = Symbol('timeout');
+        const r = await Promise.race([exited, sleep(graceMs).then(() => timedOut)]);
+        if (r !== timedOut) {
+          // Anything it left in its process group goes too.
+          try { process.kill(-child.pid, 'SIGKILL'); } catch { /* group empty */ }
+          return { ...r, killed: false };
+        }
+        log.add(`still running ${graceMs} ms after ${signal}: SIGKILL`);
+        killGroup(child, 'SIGKILL');
+        const r2 = await exited;
+        return { ...r2, killed: true };
+      })();
+    }
+    return stopping;
+  }
+
+  return {
+    name, child, log, stderr, lines, exited, waitLine, stop,
+    get exitInfo() { return exitInfo; },
+    logText: () => log.toString(),
+  };
+}
+
+/** The environment for a child: DISPLAY/WAYLAND_DISPLAY removed, so only --display counts. */
+function childEnv(extra = {}) {
+  const env = { ...process.env, NO_COLOR: '1', ...extra };
+  delete env.DISPLAY;
+  delete env.WAYLAND_DISPLAY;
+  return env;
+}
+
+function requireExecutable(file, hint) {
+  try {
+    accessSync(file, fsConstants.X_OK);
+  } catch {
+    throw new Error(`${file} is missing or not executable: ${hint}`);
+  }
+}
+
+function requirePorthole() {
+  requireExecutable(PORTHOLE_BIN,
+    'build it with `cargo build` (or set PORTHOLE_BIN to the porthole binary)');
+}
+
+// ---------------------------------------------------------------------------------------
+// Scope: cleanup in reverse order, logs printed on failure
+
+/**
+ * Runs body(scope) and always cleans up what was added to the scope (in reverse order),
+ * also when the test times out or is cancelled (t.signal). On failure, prints the logs
+ * of everything in the scope to stderr and as test diagnostics.
+ *
+ *   test('x', (t) => withScope(t, async (s) => { const x = s.add(await startXvfb(...)); ... }))
+ */
+export async function withScope(t, body) {
+  const scope = new Scope(t?.name || 'test');
+  // Timed out or cancelled: body() may never settle, so print and clean up from here.
+  const onAbort = () => { scope.dump(); scope.cleanup().catch(() => {}); };
+  t?.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await body(scope);
+  } catch (err) {
+    scope.dump();
+    throw err;
+  } finally {
+    t?.signal?.removeEventListener('abort', onAbort);
+    await scope.cleanup();
+  }
+}
+
+export class Scope {
+  constructor(name) {
+    this.name = name;
+    this.items = [];
+    this.cleaning = null;
+  }
+  /** Registers an object with stop() (and optionally logText()); returns it. */
+  add(item) {
+    this.items.push(item);
+    return item;
+  }
+  dump() {
+    if (this.dumped) return;
+    this.dumped = true;
+    const parts = [];
+    for (const item of this.items) {
+      const text = typeof item.logText === 'function' ? item.logText() : '';
+      if (text) parts.push(`----- ${item.label || item.name || 'item'} log -----\n${text}`);
+    }
+    if (!parts.length) return;
+    const all = `===== logs for failed test "${this.name}" =====\n${parts.join('\n')}` +
+      `===== end of logs for "${this.name}" =====\n`;
+    // The test runner shows a test file's stderr in its report.
+    process.stderr.write(all);
+  }
+  cleanup() {
+    if (!this.cleaning) {
+      this.cleaning = (async () => {
+        for (const item of [...this.items].reverse()) {
+          try {
+            await item.stop();
+          } catch (err) {
+            process.stderr.write(`cleanup of ${item.label || item.name || 'item'} failed: ${err?.stack || err}\n`);
+          }
+        }
+      })();
+    }
+    return this.cleaning;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Xvfb
+
+function displayInUse(n) {
+  return existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`);
+}
+
+async function waitFor(cond, timeoutMs, intervalMs = 50) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return true;
+    if (Date.now() >= end) return false;
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * Starts Xvfb on the first free display from :90 up. Returns {display, width, height, stop,
+ * logText}.
+ */
+export async function startXvfb({ width = 1280, height = 720 } = {}) {
+  let lastError = null;
+  for (let n = 90; n < 190; n++) {
+    if (displayInUse(n)) continue;
+    const display = `:${n}`;
+    const proc = spawnLogged(`Xvfb ${display}`, 'Xvfb', [
+      display, '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp', '-noreset',
+    ], { env: childEnv() });
+    const socket = `/tmp/.X11-unix/X${n}`;
+    const ok = await waitFor(() => existsSync(socket) || proc.exitInfo !== null, 10000);
+    if (ok && proc.exitInfo === null) {
+      const stop = async () => {
+        const r = await proc.stop({ signal: 'SIGTERM', graceMs: 5000 });
+        if (r.killed) {
+          // SIGKILLed Xvfb leaves its lock and socket behind; they're ours, remove them.
+          for (const f of [socket, `/tmp/.X${n}-lock`]) {
+            try { unlinkSync(f); } catch { /* gone */ }
+          }
+        }
+        return r;
+      };
+      return { display, number: n, width, height, stop, logText: proc.logText, label: `Xvfb ${display}` };
+    }
+    if (proc.exitInfo === null) {
+      await proc.stop({ signal: 'SIGKILL', graceMs: 2000 });
+      throw new Error(`Xvfb ${display} did not create ${socket} within 10 s\n${proc.logText()}`);
+    }
+    // Lost a race for this display number (or it failed): try the next one.
+    lastError = new Error(`Xvfb ${display} exited early\n${proc.logText()}`);
+    if (proc.exitInfo?.error) throw lastError; // e.g. Xvfb not installed
+  }
+  throw lastError || new Error('no free X display number between :90 and :189');
+}
+
+// ---------------------------------------------------------------------------------------
+// porthole test-pattern
+
+export const DEFAULT_BLOCKS = Object.freeze(['c82828', '28b43c', '323cc8', 'dcc828']); // TL TR BL BR
+
+/**
+ * Starts `porthole test-pattern --display D`. Returns {width, height, blocks, setBlocks,
+ * stop, logText}.
+ */
+export async function startPattern(display) {
+  requirePorthole();
+  const proc = spawnLogged('test-pattern', PORTHOLE_BIN, ['test-pattern', '--display', display], {
+    env: childEnv(), stdin: 'pipe',
+  });
+  let m;
+  try {
+    m = await proc.waitLine(/^ready (\d+)x(\d+)$/, 15000, '"ready WxH"');
+  } catch (err) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw err;
+  }
+  let blocks = [...DEFAULT_BLOCKS];
+  let queue = Promise.resolve();
+
+  /** Repaints the four quadrants (TL TR BL BR, 'RRGGBB' each) and waits for 'ok'. */
+  function setBlocks(colours) {
+    if (!Array.isArray(colours) || colours.length !== 4 || !colours.every((c) => /^[0-9a-fA-F]{6}$/.test(c))) {
+      throw new Error(`setBlocks wants 4 RRGGBB strings, got ${JSON.stringify(colours)}`);
+    }
+    const run = async () => {
+      if (proc.exitInfo) throw new Error(`test-pattern has exited (${JSON.stringify(proc.exitInfo)})`);
+      proc.child.stdin.write(`blocks ${colours.join(' ')}\n`);
+      await proc.waitLine(/^ok$/, 5000, '"ok" after "blocks"');
+      blocks = [...colours];
+    };
+    const p = queue.then(run);
+    queue = p.catch(() => {});
+    return p;
+  }
+
+  const stop = async () => {
+    try { proc.child.stdin.end(); } catch { /* closed */ }
+    return proc.stop({ signal: 'SIGTERM', graceMs: 3000 });
+  };
+  return {
+    width: Number(m[1]), height: Number(m[2]),
+    get blocks() { return blocks; },
+    setBlocks, stop, logText: proc.logText, label: 'porthole test-pattern',
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// porthole share
+
+/** A fresh random share code: 12 lowercase letters/digits. */
+export function randomCode() {
+  const alphabet = 'abcdefghijkmnpqrstuvwxyz23456789';
+  return [...randomBytes(12)].map((b) => alphabet[b % alphabet.length]).join('');
+}
+
+/** `url` with its fragment set to `#code=<code>` (the viewer reads the code from there). */
+export function withCode(url, code) {
+  const u = new URL(url);
+  u.hash = `code=${encodeURIComponent(code)}`;
+  return u.toString();
+}
+
+/**
+ * Starts `porthole share --display D --listen 127.0.0.1:0 --code CODE ...args`.
+ * Returns {url, origin, code, viewerUrl(code?), stats(), fetch(path, init), stop(),
+ * stderrText(), logText(), exited}.
+ * stop() sends SIGINT, SIGKILLs after 5 s, and resolves to {code, signal, killed}.
+ */
+export async function startShare({ display, code = randomCode(), args = [] }) {
+  requirePorthole();
+  const proc = spawnLogged('share', PORTHOLE_BIN, [
+    'share', '--display', display, '--listen', '127.0.0.1:0', '--code', code, ...args,
+  ], { env: childEnv() });
+  let m;
+  try {
+    m = await proc.waitLine(/^viewer: (http:\/\/\S+)$/, 30000, '"viewer: http://..."');
+  } catch (err) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw err;
+  }
+  const url = m[1];
+  const origin = new URL(url).origin;
+  const host = new URL(url).hostname;
+  if (host !== '127.0.0.1') {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw new Error(`share printed a viewer URL not on 127.0.0.1: ${url}`);
+  }
+
+  async function shareFetch(p, init = {}) {
+    return fetch(new URL(p, origin), { redirect: 'manual', signal: AbortSignal.timeout(10000), ...init });
+  }
+
+  async function stats() {
+    const res = await shareFetch('/api/stats', { headers: { Authorization: `Bearer ${code}` } });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`GET /api/stats -> ${res.status}: ${text}`);
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new Error(`GET /api/stats returned non-JSON: ${text}`);
+    }
+  }
+
+  return {
+    url, origin, code,
+    viewerUrl: (c = code) => withCode(url, c),
+    stats, fetch: shareFetch,
+    stop: () => proc.stop({ signal: 'SIGINT', graceMs: 5000 }),
+    exited: proc.exited,
+    get exitInfo() { return proc.exitInfo; },
+    stderrText: () => proc.stderr.toString(),
+    logText: proc.logText,
+    label: 'porthole share',
+  };
+}
+
+/**
+ * POSTs an SDP offer to `${origin}/whep`. code: null for no Authorization header.
+ * Returns {status, headers, text}.
+ */
+export async function postWhep(origin, { code, body, contentType = 'application/sdp' }) {
+  const headers = { 'Content-Type': contentType };
+  if (code != null) headers.Authorization = `Bearer ${code}`;
+  const res = await fetch(new URL('/whep', origin), {
+    method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(10000),
+  });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** Polls fn() until pred(value) holds; returns the value, or throws with the last one. */
+export async function pollUntil(fn, pred, { timeoutMs = 5000, intervalMs = 100, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  let lastErr;
+  for (;;) {
+    try {
+      last = await fn();
+      lastErr = undefined;
+      if (pred(last)) return last;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() >= end) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ` +
+        `${lastErr ? `error ${lastErr.message}` : JSON.stringify(last)}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Browser
+
+export const CHROMIUM_ARGS = Object.freeze([
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--no-proxy-server',
+]);
+
+/**
+ * Launches headless Chromium. Returns the playwright Browser with extra fields:
+ * viewport, stop(), logText(). Pages made with openViewer/openPage use `viewport`.
+ */
+export async function launchBrowser({ viewport = { width: 1280, height: 720 } } = {}) {
+  requireExecutable(CHROMIUM_BIN, 'install chromium (scripts/install-deps.sh test) or set CHROMIUM_BIN');
+  const log = new LogBuffer('chromium');
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM_BIN,
+    headless: true,
+    args: [...CHROMIUM_ARGS],
+    env: childEnv(),
+    timeout: 30000,
+  });
+  log.add(`launched chromium ${browser.version()}`);
+  browser.viewport = viewport;
+  browser.pageLog = log;
+  browser.label = 'chromium';
+  browser.logText = () => log.toString();
+  let closing = null;
+  browser.stop = () => {
+    if (!closing) closing = browser.close().catch((err) => log.add(`close failed: ${err.message}`));
+    return closing;
+  };
+  return browser;
+}
+
+let pageCounter = 0;
+
+/**
+ * Opens url in a new page, in its own browser context (so viewers share nothing).
+ * Console messages and page errors go to the browser's log. Returns the page, with
+ * page.stop() closing its context.
+ */
+export async function openPage(browser, url) {
+  const id = ++pageCounter;
+  const context = await browser.newContext({ viewport: browser.viewport || { width: 1280, height: 720 } });
+  // Without camera/microphone permission Chromium gathers only the default route's address
+  // as an ICE candidate, and in a loopback-only namespace there is no default route: the
+  // page would gather no candidate at all. With the permission (and
+  // --allow-loopback-in-peer-connection) it offers 127.0.0.1 host candidates.
+  await context.grantPermissions(['camera', 'microphone'], { origin: new URL(url).origin });
+  const page = await context.newPage();
+  const log = browser.pageLog;
+  page.on('console', (msg) => log?.add(`page${id} console.${msg.type()}: ${msg.text()}`));
+  page.on('pageerror', (err) => log?.add(`page${id} pageerror: ${err.message}`));
+  page.on('requestfailed', (req) => log?.add(`page${id} request failed: ${req.method()} ${req.url()} ${req.failure()?.errorText}`));
+  page.on('response', (res) => {
+    if (res.status() >= 400) log?.add(`page${id} HTTP ${res.status()} for ${res.request().method()} ${res.url()}`);
+  });
+  page.stop = () => context.close().catch(() => {});
+  page.label = `page${id}`;
+  log?.add(`page${id} goto ${url}`);
+  await page.goto(url, { waitUntil: 'load', timeout: 15000 });
+  return page;
+}
+
+/** Reads {state, lastError, videoWidth, videoHeight} from the viewer page. */
+export async function viewerStatus(page) {
+  return page.evaluate(() => {
+    const p = window.porthole;
+    const v = document.getElementById('video') || p?.video;
+    let lastError = p?.lastError;
+    if (lastError instanceof Error) lastError = `${lastError.name}: ${lastError.message}`;
+    else if (lastError != null && typeof lastError !== 'string') {
+      try { lastError = JSON.stringify(lastError); } catch { lastError = String(lastError); }
+    }
+    return {
+      hasPorthole: !!p,
+      state: p?.state,
+      lastError: lastError ?? null,
+      videoWidth: v?.videoWidth ?? null,
+      videoHeight: v?.videoHeight ?? null,
+      iceState: p?.pc?.iceConnectionState ?? null,
+      pcState: p?.pc?.connectionState ?? null,
+    };
+  });
+}
+
+/** Waits until window.porthole.state is one of `states`; returns the status. */
+export async function waitForState(page, states, timeoutMs = 10000) {
+  const want = Array.isArray(states) ? states : [states];
+  try {
+    await page.waitForFunction((w) => w.includes(window.porthole?.state), want, { timeout: timeoutMs, polling: 50 });
+  } catch (err) {
+    let st = null;
+    try { st = await viewerStatus(page); } catch { /* page gone */ }
+    throw new Error(`viewer did not reach state ${want.join('|')} within ${timeoutMs} ms; ` +
+      `now: ${JSON.stringify(st)} (${err.message.split('\n')[0]})`);
+  }
+  return viewerStatus(page);
+}
+
+/**
+ * Opens the viewer at url (include `#code=...`, see share.viewerUrl()) and waits until it is
+ * connected and showing video. Returns the page.
+ */
+export async function openViewer(browser, url, { timeoutMs = 20000 } = {}) {
+  const page = await openPage(browser, url);
+  try {
+    await page.waitForFunction(() => {
+      const v = document.getElementById('video') || window.porthole?.video;
+      return window.porthole?.state === 'connected' && v && v.videoWidth > 0;
+    }, null, { timeout: timeoutMs, polling: 100 });
+  } catch (err) {
+    let st = null;
+    try { st = await viewerStatus(page); } catch { /* page gone */ }
+    await page.stop();
+    throw new Error(`viewer at ${url} not connected with video within ${timeoutMs} ms; ` +
+      `status: ${JSON.stringify(st)} (${err.message.split('\n')[0]})`);
+  }
+  return page;
+}
+
+// ---------------------------------------------------------------------------------------
+// In-page measurements
+
+/**
+ * Counts frames presented by the <video> during `ms` using requestVideoFrameCallback.
+ * Returns {frames, decoded} where decoded is the getVideoPlaybackQuality() delta.
+ */
+export async function countFramesDetailed(page, ms) {
+  return page.evaluate((ms) => new Promise((resolve) => {
+    const v = document.getElementById('video') || window.porthole?.video;
+    if (!v) { resolve({ frames: 0, decoded: 0, error: 'no video element' }); return; }
+    const q0 = v.getVideoPlaybackQuality?.().totalVideoFrames ?? 0;
+    let frames = 0;
+    let done = false;
+    const cb = () => {
+      if (done) return;
+      frames++;
+      v.requestVideoFrameCallback(cb);
+    };
+    v.requestVideoFrameCallback(cb);
+    setTimeout(() => {
+      done = true;
+      const q1 = v.getVideoPlaybackQuality?.().totalVideoFrames ?? 0;
+      resolve({ frames, decoded: q1 - q0 });
+    }, ms);
+  }), ms);
+}
+
+/** Number of video frames presented during `ms` (requestVideoFrameCallback). */
+export async function countFrames(page, ms) {
+  return (await countFramesDetailed(page, ms)).frames;
+}
+
+/**
+ * Draws the current video frame to a videoWidth x videoHeight canvas and returns [r,g,b]
+ * at each {x, y} (video pixels), averaged over a 5x5 patch.
+ */
+export async function samplePixels(page, points) {
+  return page.evaluate((points) => {
+    const v = document.getElementById('video') || window.porthole?.video;
+    const w = v.videoWidth;
+    const h = v.videoHeight;
+    if (!w || !h) throw new Error('video has no frame yet');
+    const c = document.createElement('canvas');
+    c.width = w;
+    c.height = h;
+    const ctx = c.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(v, 0, 0, w, h);
+    return points.map(({ x, y }) => {
+      const x0 = Math.max(0, Math.min(w - 5, Math.round(x) - 2));
+      const y0 = Math.max(0, Math.min(h - 5, Math.round(y) - 2));
+      const d = ctx.getImageData(x0, y0, 5, 5).data;
+      const sum = [0, 0, 0];
+      for (let i = 0; i < d.length; i += 4) {
+        sum[0] += d[i];
+        sum[1] += d[i + 1];
+        sum[2] += d[i + 2];
+      }
+      const n = d.length / 4;
+      return sum.map((s) => Math.round(s / n));
+    });
+  }, points);
+}
+
+/** 'RRGGBB' (or '#RRGGBB') -> [r, g, b]; arrays pass through. */
+export function rgb(c) {
+  if (Array.isArray(c)) return c;
+  const s = c.replace(/^#/, '');
+  return [0, 2, 4].map((i) => parseInt(s.slice(i, i + 2), 16));
+}
+
+const hex = (c) => rgb(c).map((v) => v.toString(16).padStart(2, '0')).join('');
+
+/** Compares samples to expected colours; returns {ok, report}. */
+export function compareColours(points, samples, expected, tolerance = 40) {
+  let ok = true;
+  const rows = points.map((p, i) => {
+    const want = rgb(expected[i]);
+    const got = samples[i];
+    const diff = want.map((v, k) => got[k] - v);
+    const good = diff.every((d) => Math.abs(d) <= tolerance);
+    if (!good) ok = false;
+    return `  (${p.x},${p.y})${p.name ? ` ${p.name}` : ''}: want #${hex(want)} got #${hex(got)} ` +
+      `diff [${diff.join(', ')}] ${good ? 'ok' : `OUT OF TOLERANCE (±${tolerance})`}`;
+  });
+  return { ok, report: rows.join('\n') };
+}
+
+/**
+ * Polls samplePixels until every point is within `tolerance` per channel of its expected
+ * colour ('RRGGBB' or [r,g,b]). Returns the last samples; throws a readable diff on timeout.
+ */
+export async function waitForColours(page, points, expected, tolerance = 40, timeoutMs = 5000) {
+  const end = Date.now() + timeoutMs;
+  let last = null;
+  let lastErr = null;
+  for (;;) {
+    try {
+      last = await samplePixels(page, points);
+      lastErr = null;
+      if (compareColours(points, last, expected, tolerance).ok) return last;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() >= end) break;
+    await sleep(100);
+  }
+  if (!last) throw new Error(`could not sample video pixels within ${timeoutMs} ms: ${lastErr?.message}`);
+  throw new Error(`video colours did not match within ${timeoutMs} ms:\n` +
+    compareColours(points, last, expected, tolerance).report);
+}
+
+/**
+ * Centres of the four pattern quadrants (TL, TR, BL, BR) for a width x height screen: the
+ * quadrants fill the top floor(H*7/8) rows.
+ */
+export function quadrantCentres(width, height) {
+  const top = Math.floor((height * 7) / 8);
+  const qw = width / 2;
+  const qh = top / 2;
+  const xs = [Math.floor(qw / 2), Math.floor(qw + qw / 2)];
+  const ys = [Math.floor(qh / 2), Math.floor(qh + qh / 2)];
+  return [
+    { x: xs[0], y: ys[0], name: 'top-left' },
+    { x: xs[1], y: ys[0], name: 'top-right' },
+    { x: xs[0], y: ys[1], name: 'bottom-left' },
+    { x: xs[1], y: ys[1], name: 'bottom-right' },
+  ];
+}
+
+/** A real recvonly video offer made by the page's browser (for feeding the WHEP endpoint). */
+export async function makeOffer(page) {
+  return page.evaluate(async () => {
+    const pc = new RTCPeerConnection();
+    try {
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      const o = await pc.createOffer();
+      return o.sdp;
+    } finally {
+      pc.close();
+    }
+  });
+}

@@ -1,0 +1,156 @@
+// The spine of Porthole: an X screen (Xvfb + `porthole test-pattern`) shared by
+// `porthole share` and watched by headless Chromium over WebRTC (WHEP).
+// Each test has its own Xvfb, pattern, share and browser. Loopback only.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, openPage,
+  waitForState, viewerStatus, countFrames, countFramesDetailed, waitForColours,
+  quadrantCentres, DEFAULT_BLOCKS, postWhep, pollUntil, makeOffer, randomCode,
+} from './lib.mjs';
+
+const SCREEN = { width: 1280, height: 720 };
+const TOLERANCE = 40; // per channel: H.264 is BT.601 limited range with 4:2:0 chroma
+const TEST_TIMEOUT = 90_000;
+
+/** Xvfb + test pattern + share + browser, all registered in the scope for cleanup. */
+async function setup(s, { shareArgs = [] } = {}) {
+  const x = s.add(await startXvfb(SCREEN));
+  const pattern = s.add(await startPattern(x.display));
+  assert.deepEqual({ width: pattern.width, height: pattern.height }, SCREEN,
+    'test-pattern reports the Xvfb screen size');
+  const share = s.add(await startShare({ display: x.display, args: shareArgs }));
+  const browser = s.add(await launchBrowser({ viewport: SCREEN }));
+  return { x, pattern, share, browser };
+}
+
+/** Closes the browser, then stops the share with SIGINT and asserts a clean exit. */
+async function stopCleanly(browser, share) {
+  await browser.stop();
+  const r = await share.stop();
+  assert.equal(r.killed, false, 'share exits within 5 s of SIGINT');
+  assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null },
+    `share exits with code 0 after SIGINT; stderr:\n${share.stderrText()}`);
+}
+
+test('browser shows the screen', { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+  const { pattern, share, browser } = await setup(s);
+  const page = s.add(await openViewer(browser, share.viewerUrl()));
+
+  // The share encodes the whole screen at its own size; allow a moment in case the first
+  // frames were smaller, but it must settle on exactly the screen size.
+  const st = await pollUntil(() => viewerStatus(page),
+    (v) => v.videoWidth === SCREEN.width && v.videoHeight === SCREEN.height,
+    { timeoutMs: 5000, what: `video size ${SCREEN.width}x${SCREEN.height}` }).catch(() => viewerStatus(page));
+  assert.deepEqual({ w: st.videoWidth, h: st.videoHeight }, { w: SCREEN.width, h: SCREEN.height },
+    'video has the screen size');
+
+  const fc = await countFramesDetailed(page, 3000);
+  assert.ok(fc.frames >= 20, `at least 20 frames in 3 s, got ${JSON.stringify(fc)}`);
+
+  const points = quadrantCentres(SCREEN.width, SCREEN.height);
+  await waitForColours(page, points, DEFAULT_BLOCKS, TOLERANCE, 5000);
+
+  const next = ['00c8c8', 'c800c8', 'f0f0f0', '202020'];
+  await pattern.setBlocks(next);
+  await waitForColours(page, points, next, TOLERANCE, 5000);
+
+  // And back, to be sure it follows changes and wasn't a fluke.
+  await pattern.setBlocks([...DEFAULT_BLOCKS]);
+  await waitForColours(page, points, DEFAULT_BLOCKS, TOLERANCE, 5000);
+
+  await stopCleanly(browser, share);
+}));
+
+test('two viewers, one encoder', { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+  const { share, browser } = await setup(s);
+  const page1 = s.add(await openViewer(browser, share.viewerUrl()));
+  const page2 = s.add(await openViewer(browser, share.viewerUrl()));
+
+  const [n1, n2] = await Promise.all([countFrames(page1, 2000), countFrames(page2, 2000)]);
+  assert.ok(n1 >= 10, `viewer 1 shows at least 10 frames in 2 s, got ${n1}`);
+  assert.ok(n2 >= 10, `viewer 2 shows at least 10 frames in 2 s, got ${n2}`);
+
+  const s1 = await pollUntil(share.stats, (st) => st.viewers === 2,
+    { timeoutMs: 5000, what: 'stats().viewers === 2' });
+  assert.equal(s1.encoders_started, 1, `one encoder for two viewers: ${JSON.stringify(s1)}`);
+  assert.equal(s1.viewers, 2);
+  assert.ok(s1.peer_connections_created >= 2, `two peer connections: ${JSON.stringify(s1)}`);
+  await sleep(1000);
+  const s2 = await share.stats();
+  assert.ok(s2.frames_encoded > s1.frames_encoded,
+    `frames_encoded grows: ${s1.frames_encoded} then ${s2.frames_encoded}`);
+  assert.equal(s2.encoders_started, 1, `still one encoder: ${JSON.stringify(s2)}`);
+
+  await stopCleanly(browser, share);
+}));
+
+test('wrong code and garbage SDP are refused, share keeps serving', { timeout: TEST_TIMEOUT },
+  (t) => withScope(t, async (s) => {
+    const { share, browser } = await setup(s);
+    const page = s.add(await openViewer(browser, share.viewerUrl()));
+    const offer = await makeOffer(page);
+    assert.match(offer, /^v=0\r?\n/, 'the browser made an SDP offer');
+    let wrong = randomCode();
+    while (wrong === share.code) wrong = randomCode();
+
+    const before = await share.stats();
+
+    const r1 = await postWhep(share.origin, { code: wrong, body: offer });
+    assert.equal(r1.status, 401, `wrong code -> 401, got ${r1.status}: ${r1.text}`);
+    const afterWrong = await share.stats();
+    assert.equal(afterWrong.peer_connections_created, before.peer_connections_created,
+      'a refused offer creates no peer connection');
+
+    const r2 = await postWhep(share.origin, { code: null, body: offer });
+    assert.equal(r2.status, 401, `no Authorization -> 401, got ${r2.status}: ${r2.text}`);
+    assert.equal((await share.stats()).peer_connections_created, before.peer_connections_created,
+      'an unauthenticated offer creates no peer connection');
+
+    const r3 = await postWhep(share.origin, { code: share.code, body: 'hello not sdp' });
+    assert.equal(r3.status, 400, `garbage SDP -> 400, got ${r3.status}: ${r3.text}`);
+    assert.ok(r3.text.trim().length > 0, 'a 400 says what was wrong');
+
+    const r4 = await postWhep(share.origin, { code: share.code, body: offer, contentType: 'text/plain' });
+    assert.ok([415, 400].includes(r4.status), `text/plain offer -> 415 (or 400), got ${r4.status}: ${r4.text}`);
+
+    const st = await viewerStatus(page);
+    assert.equal(st.state, 'connected', `first viewer still connected: ${JSON.stringify(st)}`);
+    const n = await countFrames(page, 1000);
+    assert.ok(n >= 5, `first viewer still gets frames: ${n} in 1 s`);
+
+    const beforeWrongPage = await share.stats();
+    const bad = s.add(await openPage(browser, share.viewerUrl(wrong)));
+    const badStatus = await waitForState(bad, 'unauthorized', 15000);
+    assert.equal(badStatus.state, 'unauthorized');
+    const afterWrongPage = await share.stats();
+    assert.equal(afterWrongPage.peer_connections_created, beforeWrongPage.peer_connections_created,
+      'a viewer with the wrong code gets no peer connection on the share');
+    assert.equal(afterWrongPage.viewers, 1, `still exactly one viewer: ${JSON.stringify(afterWrongPage)}`);
+    t.diagnostic(`stats at end: ${JSON.stringify(afterWrongPage)}`);
+
+    await stopCleanly(browser, share);
+  }));
+
+test('viewer disconnect frees the session', { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+  const { share, browser } = await setup(s);
+  const page = s.add(await openViewer(browser, share.viewerUrl()));
+  await pollUntil(share.stats, (st) => st.viewers === 1,
+    { timeoutMs: 5000, what: 'stats().viewers === 1' });
+
+  await page.evaluate(async () => { await window.porthole.disconnect(); });
+  await pollUntil(share.stats, (st) => st.viewers === 0,
+    { timeoutMs: 5000, what: 'stats().viewers === 0 after disconnect()' });
+  const st = await viewerStatus(page);
+  t.diagnostic(`viewer state after disconnect(): ${st.state}`);
+
+  const res = await share.fetch(`/whep/${'0'.repeat(24)}`, {
+    method: 'DELETE', headers: { Authorization: `Bearer ${share.code}` },
+  });
+  const text = await res.text();
+  assert.equal(res.status, 404, `DELETE of an unknown session -> 404, got ${res.status}: ${text}`);
+
+  await stopCleanly(browser, share);
+}));
