@@ -1,5 +1,6 @@
 //! `porthole`: share a screen over WebRTC. This binary only wires `media` to `net`.
 
+mod host;
 mod share;
 mod test_pattern;
 mod virtual_display;

@@ -10,6 +10,7 @@ use media::encoder::EncoderSettings;
 use media::pipeline::{KeyframeRequest, PipelineConfig, VideoPipeline};
 use net::{AccessCode, IceConfig, IceServer, ShareConfig, ShareServer, VideoFanout, VideoSample};
 
+use crate::host::{watch_cursor, DesktopHost};
 use crate::virtual_display::{parse_size, VirtualDisplay};
 
 #[derive(clap::Args, Debug)]
@@ -51,6 +52,15 @@ pub struct ShareArgs {
     /// Most viewers at once.
     #[arg(long, default_value_t = 16)]
     pub max_viewers: usize,
+    /// Let viewers control this screen (mouse, wheel, keyboard).
+    #[arg(long)]
+    pub allow_control: bool,
+    /// Share the clipboard with viewers, both ways.
+    #[arg(long)]
+    pub allow_clipboard: bool,
+    /// Largest clipboard content accepted from a viewer, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub clipboard_max_bytes: u32,
 }
 
 fn ice_config(args: &ShareArgs) -> IceConfig {
@@ -168,6 +178,12 @@ async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
     };
     let (width, height) = pipeline.size();
     let stats = pipeline.stats().clone();
+
+    let monitor = media::capture::monitor_rect(None, args.monitor)?;
+    let events = net::HostEvents::new();
+    let host = Arc::new(DesktopHost::open(monitor, &events));
+    let _cursor = watch_cursor(monitor, events.clone());
+    let injector_host = host.clone();
     let media_stats: net::MediaStats = Arc::new(move || {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         vec![
@@ -178,6 +194,10 @@ async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
             ("frames_encoded", get(&stats.frames_encoded)),
             ("keyframes", get(&stats.keyframes)),
             ("bytes_encoded", get(&stats.bytes_encoded)),
+            (
+                "input_injected",
+                injector_host.injector.as_ref().map_or(0, |i| i.injected()),
+            ),
         ]
     });
 
@@ -188,6 +208,13 @@ async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
             ice: ice_config(&args),
             max_viewers: args.max_viewers,
             media_stats,
+            host,
+            events,
+            default_rights: net::Rights {
+                control: args.allow_control,
+                clipboard: args.allow_clipboard,
+            },
+            clipboard_max: args.clipboard_max_bytes,
         },
         fanout,
     )

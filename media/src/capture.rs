@@ -115,3 +115,61 @@ impl ScreenCapturer {
         Ok(use_frame(&frame[..expected]))
     }
 }
+
+/// Where a monitor sits on the X screen (root window coordinates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonitorRect {
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The rectangle of monitor `index` of the X display `display` (`None` = `$DISPLAY`), in the
+/// order scrap lists monitors (RandR monitors; the whole screen when RandR has none).
+pub fn monitor_rect(display: Option<&str>, index: usize) -> Result<MonitorRect, CaptureError> {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::randr::ConnectionExt as _;
+    let name = || display.map(str::to_owned).unwrap_or_else(display_name);
+    let io = |e: String| CaptureError::Connect {
+        display: name(),
+        source: io::Error::other(e),
+    };
+    let (conn, screen_num) = x11rb::connect(display).map_err(|e| io(e.to_string()))?;
+    let screen = &conn.setup().roots[screen_num];
+    let whole = MonitorRect {
+        x: 0,
+        y: 0,
+        width: u32::from(screen.width_in_pixels),
+        height: u32::from(screen.height_in_pixels),
+    };
+    let monitors = conn
+        .randr_get_monitors(screen.root, true)
+        .ok()
+        .and_then(|c| c.reply().ok())
+        .map(|r| r.monitors)
+        .unwrap_or_default();
+    if monitors.is_empty() {
+        return if index == 0 {
+            Ok(whole)
+        } else {
+            Err(CaptureError::NoSuchMonitor {
+                display: name(),
+                index,
+                count: 1,
+            })
+        };
+    }
+    let count = monitors.len();
+    let m = monitors.get(index).ok_or(CaptureError::NoSuchMonitor {
+        display: name(),
+        index,
+        count,
+    })?;
+    Ok(MonitorRect {
+        x: i32::from(m.x),
+        y: i32::from(m.y),
+        width: u32::from(m.width),
+        height: u32::from(m.height),
+    })
+}

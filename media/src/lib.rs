@@ -3,8 +3,12 @@
 //! [`EncodedFrame`]s to whoever wires it up.
 
 pub mod capture;
+pub mod clipboard;
 pub mod convert;
+pub mod cursor;
 pub mod encoder;
+pub mod input;
+pub mod keymap;
 pub mod pattern;
 pub mod pipeline;
 pub mod slot;

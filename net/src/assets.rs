@@ -23,6 +23,11 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/viewer.js"),
     },
     Asset {
+        path: "/protocol.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/protocol.js"),
+    },
+    Asset {
         path: "/viewer.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../assets/viewer.css"),

@@ -4,14 +4,20 @@
 
 pub mod access;
 mod assets;
+pub mod control;
 mod keyframe;
 pub mod peer;
+pub mod protocol;
 pub mod server;
+pub mod session;
 pub mod video;
 
 pub use access::AccessCode;
+pub use control::Rights;
 pub use peer::{IceConfig, IceServer};
+pub use protocol::{Message, Mime};
 pub use server::{viewer_url, MediaStats, ShareConfig, ShareServer, ViewerInfo};
+pub use session::{HostEvents, HostSide, ViewOnlyHost};
 pub use video::{VideoFanout, VideoSample};
 
 /// Addresses of this machine's up, non-loopback interfaces (IPv4 first), for the URL shown

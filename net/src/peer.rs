@@ -11,6 +11,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpEncodingParameters, RtpCodecKind,
 };
 use tokio::sync::{broadcast, mpsc, Notify};
+use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
@@ -65,6 +66,7 @@ pub enum ViewerEvent {
 struct Handler {
     gathered: Arc<Notify>,
     events: mpsc::UnboundedSender<ViewerEvent>,
+    data_channels: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
 }
 
 #[async_trait::async_trait]
@@ -83,6 +85,10 @@ impl PeerConnectionEventHandler for Handler {
             _ => return,
         };
         let _ = self.events.send(event);
+    }
+
+    async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
+        let _ = self.data_channels.send(data_channel);
     }
 }
 
@@ -110,6 +116,8 @@ pub struct Viewer {
     pub pc: Arc<dyn PeerConnection>,
     pub answer: String,
     pub events: mpsc::UnboundedReceiver<ViewerEvent>,
+    /// Data channels the viewer opened (see `docs/protocol.md`).
+    pub data_channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -167,9 +175,11 @@ impl Viewer {
 
         let gathered = Arc::new(Notify::new());
         let (events_tx, events) = mpsc::unbounded_channel();
+        let (dc_tx, data_channels) = mpsc::unbounded_channel();
         let handler = Arc::new(Handler {
             gathered: gathered.clone(),
             events: events_tx,
+            data_channels: dc_tx,
         });
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
@@ -188,6 +198,7 @@ impl Viewer {
                 pc,
                 answer,
                 events,
+                data_channels,
                 tasks,
             }),
             Err(e) => {

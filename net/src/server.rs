@@ -27,7 +27,10 @@ use tokio::sync::oneshot;
 
 use crate::access::{bearer_token, AccessCode, FailureThrottle};
 use crate::assets;
+use crate::control::Rights;
 use crate::peer::{IceConfig, PeerError, Viewer, ViewerEvent};
+use crate::protocol::Message;
+use crate::session::{HostEvents, HostSide, Session};
 use crate::video::VideoFanout;
 
 /// Largest SDP offer accepted.
@@ -45,12 +48,23 @@ pub struct ShareConfig {
     pub ice: IceConfig,
     pub max_viewers: usize,
     pub media_stats: MediaStats,
+    /// Where viewers' input and clipboard go.
+    pub host: Arc<dyn HostSide>,
+    /// The host's cursor and clipboard, for viewers.
+    pub events: HostEvents,
+    /// Rights every new viewer starts with.
+    pub default_rights: Rights,
+    /// Most clipboard bytes accepted from a viewer.
+    pub clipboard_max: u32,
 }
 
 /// A viewer as the host sees it.
 #[derive(Clone, Debug)]
 pub struct ViewerInfo {
     pub id: String,
+    /// A small number naming the viewer in logs and to the host side.
+    pub no: u64,
+    pub rights: Rights,
     pub addr: SocketAddr,
     pub since: SystemTime,
     pub connected: bool,
@@ -60,6 +74,8 @@ pub struct ViewerInfo {
 struct ViewerEntry {
     info: ViewerInfo,
     viewer: Arc<Viewer>,
+    rights: tokio::sync::watch::Sender<Rights>,
+    session: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Default)]
@@ -78,6 +94,11 @@ struct AppState {
     throttle: Mutex<FailureThrottle>,
     counters: Counters,
     media_stats: MediaStats,
+    host: Arc<dyn HostSide>,
+    events: HostEvents,
+    default_rights: Rights,
+    clipboard_max: u32,
+    next_viewer: AtomicU64,
 }
 
 /// A running share server. Dropping it without [`ShareServer::shutdown`] leaves it running
@@ -106,6 +127,11 @@ impl ShareServer {
             )),
             counters: Counters::default(),
             media_stats: config.media_stats,
+            host: config.host,
+            events: config.events,
+            default_rights: config.default_rights,
+            clipboard_max: config.clipboard_max,
+            next_viewer: AtomicU64::new(1),
         });
         let app = router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -141,6 +167,18 @@ impl ShareServer {
         let mut list: Vec<ViewerInfo> = viewers.values().map(|e| e.info.clone()).collect();
         list.sort_by_key(|v| v.since);
         list
+    }
+
+    /// Changes a viewer's rights; takes effect on its next message. False if no such viewer.
+    pub fn set_rights(&self, id: &str, rights: Rights) -> bool {
+        let mut viewers = self.state.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = viewers.get_mut(id) else {
+            return false;
+        };
+        entry.info.rights = rights;
+        entry.rights.send_replace(rights);
+        tracing::info!(viewer = entry.info.no, ?rights, "rights changed");
+        true
     }
 
     /// Disconnects one viewer. Returns false if there was none with that id.
@@ -334,8 +372,25 @@ async fn post_whep(
         }
     };
     let id = session_id();
+    let no = state.next_viewer.fetch_add(1, Ordering::Relaxed);
     let answer = std::mem::take(&mut viewer.answer);
     let events = std::mem::replace(&mut viewer.events, tokio::sync::mpsc::unbounded_channel().1);
+    let data_channels = std::mem::replace(
+        &mut viewer.data_channels,
+        tokio::sync::mpsc::unbounded_channel().1,
+    );
+    let (rights_tx, rights_rx) = tokio::sync::watch::channel(state.default_rights);
+    let session = tokio::spawn(
+        Session {
+            viewer: no,
+            host: state.host.clone(),
+            events: state.events.clone(),
+            clipboard_max: state.clipboard_max,
+            rights: rights_rx,
+            data_channels,
+        }
+        .run(),
+    );
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -346,12 +401,16 @@ async fn post_whep(
     let entry = ViewerEntry {
         info: ViewerInfo {
             id: id.clone(),
+            no,
+            rights: state.default_rights,
             addr,
             since: SystemTime::now(),
             connected: false,
             user_agent,
         },
         viewer: Arc::new(viewer),
+        rights: rights_tx,
+        session,
     };
     state
         .viewers
@@ -359,7 +418,7 @@ async fn post_whep(
         .unwrap_or_else(|e| e.into_inner())
         .insert(id.clone(), entry);
     tokio::spawn(watch_viewer(state.clone(), id.clone(), events));
-    tracing::info!(%addr, session = %id, "viewer admitted");
+    tracing::info!(%addr, viewer = no, session = %id, "viewer admitted");
 
     (
         StatusCode::CREATED,
@@ -407,6 +466,9 @@ async fn remove_viewer(state: &AppState, id: &str) -> bool {
         .remove(id);
     match entry {
         Some(entry) => {
+            entry.session.abort();
+            // Nothing this viewer held down stays down.
+            state.host.input(entry.info.no, Message::ReleaseAll);
             entry.viewer.close().await;
             true
         }
@@ -464,6 +526,18 @@ async fn get_stats(
         "keyframes_requested",
         state.video.keyframes_requested.load(Ordering::Relaxed),
     );
+    let sc = state.events.counters();
+    for (k, counter) in [
+        ("input_forwarded", &sc.input_forwarded),
+        ("input_refused", &sc.input_refused),
+        ("clipboard_received", &sc.clipboard_received),
+        ("clipboard_sent", &sc.clipboard_sent),
+        ("clipboard_refused", &sc.clipboard_refused),
+        ("malformed_messages", &sc.malformed_messages),
+        ("rate_limited", &sc.rate_limited),
+    ] {
+        put(k, counter.load(Ordering::Relaxed));
+    }
     for (k, v) in (state.media_stats)() {
         put(k, v);
     }
@@ -537,6 +611,11 @@ mod tests {
             )),
             counters: Counters::default(),
             media_stats: Arc::new(|| vec![("frames_encoded", 7)]),
+            host: Arc::new(crate::session::ViewOnlyHost),
+            events: HostEvents::new(),
+            default_rights: Rights::default(),
+            clipboard_max: 1024,
+            next_viewer: AtomicU64::new(1),
         })
     }
 

@@ -1,0 +1,127 @@
+//! The sharing desktop as `net` sees it: viewers' input goes to the XTest injector, their
+//! clipboard to the host clipboard; the host's cursor and clipboard go out to viewers.
+
+use std::sync::Arc;
+
+use media::clipboard::{ClipContent, HostClipboard};
+use media::cursor::{CursorEvent, CursorWatcher};
+use media::input::{Injector, InputEvent};
+use net::{HostEvents, HostSide, Message, Mime};
+
+pub struct DesktopHost {
+    pub injector: Option<Injector>,
+    pub clipboard: Option<HostClipboard>,
+}
+
+/// The injector's form of a control message (the wire form is `net`'s).
+fn input_event(msg: Message) -> Option<InputEvent> {
+    Some(match msg {
+        Message::PointerMove { x, y } => InputEvent::Move { x, y },
+        Message::PointerButton {
+            button,
+            pressed,
+            x,
+            y,
+        } => InputEvent::Button {
+            button,
+            pressed,
+            x,
+            y,
+        },
+        Message::Wheel { dx, dy } => InputEvent::Wheel { dx, dy },
+        Message::Key { pressed, code } => InputEvent::Key { code, pressed },
+        Message::Text { text } => InputEvent::Text(text),
+        Message::ReleaseAll => InputEvent::ReleaseAll,
+        _ => return None,
+    })
+}
+
+fn to_wire(content: &ClipContent) -> (Mime, Arc<Vec<u8>>) {
+    match content {
+        ClipContent::Text(t) => (Mime::Text, Arc::new(t.as_bytes().to_vec())),
+        ClipContent::Png(p) => (Mime::Png, Arc::new(p.clone())),
+    }
+}
+
+impl HostSide for DesktopHost {
+    fn input(&self, viewer: u64, msg: Message) {
+        if let (Some(injector), Some(event)) = (&self.injector, input_event(msg)) {
+            injector.send(viewer, event);
+        }
+    }
+
+    fn set_clipboard(&self, viewer: u64, mime: Mime, data: Vec<u8>) {
+        let Some(clipboard) = &self.clipboard else {
+            return;
+        };
+        let content = match mime {
+            Mime::Text => match String::from_utf8(data) {
+                Ok(text) => ClipContent::Text(text),
+                Err(_) => return,
+            },
+            Mime::Png => ClipContent::Png(data),
+        };
+        tracing::debug!(viewer, "setting the host clipboard");
+        clipboard.set(content);
+    }
+
+    fn clipboard(&self) -> Option<(Mime, Arc<Vec<u8>>)> {
+        let current = self.clipboard.as_ref()?.current()?;
+        Some(to_wire(&current))
+    }
+}
+
+impl DesktopHost {
+    /// Opens input injection and the clipboard on the display in `$DISPLAY`. Either may be
+    /// missing (a warning, not a failure): the share then works without it.
+    pub fn open(monitor: media::capture::MonitorRect, events: &HostEvents) -> Self {
+        let injector = match Injector::start(None, monitor) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                tracing::warn!("{e}; viewers cannot control this screen");
+                None
+            }
+        };
+        let clipboard = {
+            let events = events.clone();
+            match HostClipboard::start(None, move |content| {
+                let (mime, data) = to_wire(&content);
+                events.clipboard(mime, data);
+            }) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!("clipboard unavailable: {e}; clipboard sharing is off");
+                    None
+                }
+            }
+        };
+        Self {
+            injector,
+            clipboard,
+        }
+    }
+}
+
+/// Sends the host pointer's position and image to viewers.
+pub fn watch_cursor(
+    monitor: media::capture::MonitorRect,
+    events: HostEvents,
+) -> Option<CursorWatcher> {
+    let result = CursorWatcher::start(None, monitor, 60, move |event| match event {
+        CursorEvent::Position { x, y, visible } => events.cursor_position(x, y, visible),
+        CursorEvent::Shape {
+            hot_x,
+            hot_y,
+            width,
+            height,
+            rgba,
+        } => events.cursor_shape(hot_x, hot_y, width, height, rgba),
+    });
+    match result {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("cannot follow the host cursor: {e}");
+            None
+        }
+    }
+}

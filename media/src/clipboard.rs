@@ -1,0 +1,265 @@
+//! The host clipboard (X11 CLIPBOARD selection) through arboard.
+//!
+//! One thread owns the `arboard::Clipboard` for the life of the share: on X11 the owner of
+//! a selection must stay alive to serve it, so a viewer's paste stays readable by host
+//! programs. Changes by host programs are noticed through XFixes selection events (no
+//! polling of the content) and reported once each; what we set ourselves is not echoed.
+//! Images travel as PNG: arboard hands over RGBA, which is encoded here.
+
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use x11rb::connection::Connection;
+use x11rb::protocol::xfixes::{ConnectionExt as _, SelectionEventMask};
+use x11rb::protocol::xproto::ConnectionExt as _;
+
+/// Largest picture accepted from a PNG (pixels), against decompression bombs.
+pub const MAX_IMAGE_PIXELS: u64 = 64 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClipContent {
+    Text(String),
+    /// A PNG file's bytes.
+    Png(Vec<u8>),
+}
+
+impl ClipContent {
+    pub fn len(&self) -> usize {
+        match self {
+            ClipContent::Text(t) => t.len(),
+            ClipContent::Png(p) => p.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Decodes a PNG into 8-bit RGBA.
+pub fn png_to_rgba(png_bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(|e| format!("not a PNG: {e}"))?;
+    let (w, h) = {
+        let info = reader.info();
+        (info.width, info.height)
+    };
+    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+        return Err(format!("image too large: {w}x{h}"));
+    }
+    let mut buf = vec![0; reader.output_buffer_size().ok_or("image too large")?];
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("broken PNG: {e}"))?;
+    let data = &buf[..frame.buffer_size()];
+    let rgba = match frame.color_type {
+        png::ColorType::Rgba => data.to_vec(),
+        png::ColorType::Rgb => data
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        png::ColorType::Grayscale => data.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+        png::ColorType::GrayscaleAlpha => data
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0], p[1]])
+            .collect(),
+        png::ColorType::Indexed => return Err("indexed PNG was not expanded".into()),
+    };
+    Ok((w, h, rgba))
+}
+
+/// Encodes 8-bit RGBA as PNG.
+pub fn rgba_to_png(width: u32, height: u32, rgba: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(rgba).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+enum Command {
+    Set(ClipContent),
+}
+
+/// The host clipboard, watched and settable from any thread.
+pub struct HostClipboard {
+    tx: Option<mpsc::Sender<Command>>,
+    current: Arc<Mutex<Option<Arc<ClipContent>>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HostClipboard {
+    /// Opens the clipboard of `display` (`None` = `$DISPLAY`); `on_change` gets what host
+    /// programs copy (on the clipboard thread: hand it on quickly).
+    pub fn start(
+        display: Option<String>,
+        mut on_change: impl FnMut(Arc<ClipContent>) + Send + 'static,
+    ) -> Result<Self, String> {
+        let (tx, rx) = mpsc::channel::<Command>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let current: Arc<Mutex<Option<Arc<ClipContent>>>> = Arc::default();
+        let shared = current.clone();
+        let thread = std::thread::Builder::new()
+            .name("porthole-clipboard".into())
+            .spawn(move || {
+                let setup = || -> Result<_, String> {
+                    let clipboard = arboard::Clipboard::new().map_err(|e| e.to_string())?;
+                    let (conn, screen) =
+                        x11rb::connect(display.as_deref()).map_err(|e| e.to_string())?;
+                    conn.xfixes_query_version(5, 0)
+                        .map_err(|e| e.to_string())?
+                        .reply()
+                        .map_err(|e| format!("XFixes is not available: {e}"))?;
+                    let atom = conn
+                        .intern_atom(false, b"CLIPBOARD")
+                        .map_err(|e| e.to_string())?
+                        .reply()
+                        .map_err(|e| e.to_string())?
+                        .atom;
+                    let root = conn.setup().roots[screen].root;
+                    conn.xfixes_select_selection_input(
+                        root,
+                        atom,
+                        SelectionEventMask::SET_SELECTION_OWNER
+                            | SelectionEventMask::SELECTION_WINDOW_DESTROY
+                            | SelectionEventMask::SELECTION_CLIENT_CLOSE,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    conn.flush().map_err(|e| e.to_string())?;
+                    Ok((clipboard, conn))
+                };
+                let (mut clipboard, conn) = match setup() {
+                    Ok(v) => {
+                        let _ = ready_tx.send(Ok(()));
+                        v
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // What is on the clipboard at start counts as current (not as a change).
+                let mut last = read(&mut clipboard).map(Arc::new);
+                *shared.lock().unwrap_or_else(|e| e.into_inner()) = last.clone();
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(Command::Set(content)) => {
+                            if let Err(e) = write(&mut clipboard, &content) {
+                                tracing::warn!("cannot set the host clipboard: {e}");
+                                continue;
+                            }
+                            let content = Arc::new(content);
+                            last = Some(content.clone());
+                            *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(content);
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                    let mut owner_changed = false;
+                    while let Ok(Some(_event)) = conn.poll_for_event() {
+                        owner_changed = true;
+                    }
+                    if !owner_changed {
+                        continue;
+                    }
+                    let Some(content) = read(&mut clipboard) else {
+                        continue;
+                    };
+                    if last.as_deref() == Some(&content) {
+                        continue; // our own write, or the same content again
+                    }
+                    let content = Arc::new(content);
+                    last = Some(content.clone());
+                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(content.clone());
+                    on_change(content);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                tx: Some(tx),
+                current,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("clipboard thread ended".into()),
+        }
+    }
+
+    /// Puts `content` on the host clipboard (asynchronously; failures are logged).
+    pub fn set(&self, content: ClipContent) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Command::Set(content));
+        }
+    }
+
+    /// What the host clipboard holds now, as far as we know.
+    pub fn current(&self) -> Option<Arc<ClipContent>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for HostClipboard {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read(clipboard: &mut arboard::Clipboard) -> Option<ClipContent> {
+    if let Ok(text) = clipboard.get_text() {
+        return Some(ClipContent::Text(text));
+    }
+    let image = clipboard.get_image().ok()?;
+    match rgba_to_png(image.width as u32, image.height as u32, &image.bytes) {
+        Ok(png) => Some(ClipContent::Png(png)),
+        Err(e) => {
+            tracing::warn!("cannot encode the host clipboard image: {e}");
+            None
+        }
+    }
+}
+
+fn write(clipboard: &mut arboard::Clipboard, content: &ClipContent) -> Result<(), String> {
+    match content {
+        ClipContent::Text(text) => clipboard.set_text(text.clone()).map_err(|e| e.to_string()),
+        ClipContent::Png(bytes) => {
+            let (w, h, rgba) = png_to_rgba(bytes)?;
+            clipboard
+                .set_image(arboard::ImageData {
+                    width: w as usize,
+                    height: h as usize,
+                    bytes: rgba.into(),
+                })
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_round_trip_keeps_pixels() {
+        let rgba: Vec<u8> = (0..16 * 8 * 4).map(|i| (i * 7 % 256) as u8).collect();
+        let png = rgba_to_png(16, 8, &rgba).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        assert_eq!(png_to_rgba(&png).unwrap(), (16, 8, rgba));
+    }
+
+    #[test]
+    fn garbage_is_not_a_png() {
+        assert!(png_to_rgba(b"hello").is_err());
+        assert!(png_to_rgba(&[]).is_err());
+    }
+}

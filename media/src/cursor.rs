@@ -1,0 +1,162 @@
+//! The host's pointer: position and image (XFixes), so viewers can draw the cursor
+//! themselves — screen capture does not include it, and a locally drawn cursor moves
+//! without waiting for video.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use x11rb::protocol::xfixes::ConnectionExt as _;
+
+use crate::capture::MonitorRect;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CursorEvent {
+    /// Normalised to the monitor (0..=65535); `visible` is false when outside it.
+    Position { x: u16, y: u16, visible: bool },
+    /// Straight (non-premultiplied) RGBA, at most 256×256.
+    Shape {
+        hot_x: u16,
+        hot_y: u16,
+        width: u16,
+        height: u16,
+        rgba: Vec<u8>,
+    },
+}
+
+/// Maps a root-window pixel to the normalised range of `len` pixels from `origin`.
+pub fn normalise(px: i32, origin: i32, len: u32) -> (u16, bool) {
+    let rel = px - origin;
+    let inside = rel >= 0 && (rel as u32) < len;
+    let span = f64::from(len.saturating_sub(1).max(1));
+    let v = (f64::from(rel.clamp(0, len as i32 - 1)) * 65535.0 / span).round();
+    (v.clamp(0.0, 65535.0) as u16, inside)
+}
+
+/// XFixes cursor pixels are premultiplied ARGB in native u32s; viewers want straight RGBA.
+pub fn argb_premultiplied_to_rgba(pixels: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pixels.len() * 4);
+    for &p in pixels {
+        let a = (p >> 24) as u8;
+        let un = |c: u32| -> u8 {
+            let c = (c & 0xff) as u16;
+            if a == 0 {
+                0
+            } else {
+                ((c * 255 + u16::from(a) / 2) / u16::from(a)).min(255) as u8
+            }
+        };
+        out.extend([un(p >> 16), un(p >> 8), un(p), a]);
+    }
+    out
+}
+
+/// Watches the pointer at `hz` and reports changes. Stops when dropped.
+pub struct CursorWatcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CursorWatcher {
+    pub fn start(
+        display: Option<String>,
+        monitor: MonitorRect,
+        hz: u32,
+        mut report: impl FnMut(CursorEvent) + Send + 'static,
+    ) -> Result<Self, String> {
+        let (conn, _) = x11rb::connect(display.as_deref()).map_err(|e| e.to_string())?;
+        conn.xfixes_query_version(5, 0)
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| format!("XFixes is not available: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let period = Duration::from_secs_f64(1.0 / f64::from(hz.max(1)));
+        let thread = std::thread::Builder::new()
+            .name("porthole-cursor".into())
+            .spawn(move || {
+                let mut last_serial = None;
+                let mut last_pos = None;
+                while !stopped.load(Ordering::Relaxed) {
+                    let Ok(reply) = conn
+                        .xfixes_get_cursor_image()
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| c.reply().map_err(|e| e.to_string()))
+                    else {
+                        tracing::debug!("cursor image unavailable; cursor watch stops");
+                        return;
+                    };
+                    if last_serial != Some(reply.cursor_serial)
+                        && reply.width > 0
+                        && reply.height > 0
+                        && reply.width <= 256
+                        && reply.height <= 256
+                    {
+                        last_serial = Some(reply.cursor_serial);
+                        report(CursorEvent::Shape {
+                            hot_x: reply.xhot.min(reply.width - 1),
+                            hot_y: reply.yhot.min(reply.height - 1),
+                            width: reply.width,
+                            height: reply.height,
+                            rgba: argb_premultiplied_to_rgba(&reply.cursor_image),
+                        });
+                    }
+                    let (x, in_x) = normalise(i32::from(reply.x), monitor.x, monitor.width);
+                    let (y, in_y) = normalise(i32::from(reply.y), monitor.y, monitor.height);
+                    let pos = (x, y, in_x && in_y);
+                    if last_pos != Some(pos) {
+                        last_pos = Some(pos);
+                        report(CursorEvent::Position {
+                            x,
+                            y,
+                            visible: pos.2,
+                        });
+                    }
+                    std::thread::sleep(period);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for CursorWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_normalise_within_the_monitor() {
+        assert_eq!(normalise(0, 0, 1920), (0, true));
+        assert_eq!(normalise(1919, 0, 1920), (65535, true));
+        assert_eq!(normalise(2000, 0, 1920), (65535, false));
+        assert_eq!(normalise(1920, 1920, 1280), (0, true));
+        // Round trip with the injector's mapping.
+        for px in [0, 1, 700, 1919] {
+            let (v, _) = normalise(px, 0, 1920);
+            assert_eq!(crate::input::to_pixel(v, 0, 1920), px);
+        }
+    }
+
+    #[test]
+    fn premultiplied_argb_becomes_straight_rgba() {
+        // Opaque red, half-transparent white (premultiplied 0x80), fully transparent.
+        let px = [0xffff0000u32, 0x80808080, 0x00000000];
+        assert_eq!(
+            argb_premultiplied_to_rgba(&px),
+            vec![255, 0, 0, 255, 255, 255, 255, 128, 0, 0, 0, 0]
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! Host-side desktop I/O against a real Xvfb: injection, cursor, clipboard, capture.
+//! Each test starts its own Xvfb (`-noreset`) on a free display number.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use media::capture::{monitor_rect, ScreenCapturer};
+use media::clipboard::{ClipContent, HostClipboard};
+use media::cursor::{CursorEvent, CursorWatcher};
+use media::input::{Injector, InputEvent};
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::ConnectionExt;
+
+struct Xvfb {
+    name: String,
+    child: Child,
+}
+
+impl Xvfb {
+    fn start(w: u32, h: u32) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let base = 300 + (std::process::id() % 200) * 10;
+        let n = loop {
+            let n = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            {
+                break n;
+            }
+        };
+        let name = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([
+                &name,
+                "-screen",
+                "0",
+                &format!("{w}x{h}x24"),
+                "-nolisten",
+                "tcp",
+                "-noreset",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is installed (scripts/install-deps.sh)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            assert!(Instant::now() < deadline, "Xvfb {name} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { name, child }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pointer(display: &str) -> (i16, i16) {
+    let (conn, screen) = x11rb::connect(Some(display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let r = conn.query_pointer(root).unwrap().reply().unwrap();
+    (r.root_x, r.root_y)
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn check_injector(x: &Xvfb) {
+    let rect = monitor_rect(Some(x.name.as_str()), 0).unwrap();
+    assert_eq!((rect.width, rect.height), (1280, 720));
+    let inj = Injector::start(Some(x.name.clone()), rect).unwrap();
+    // Pixel (700, 400) as a viewer would send it.
+    let nx = (700.0 * 65535.0 / 1279.0_f64).round() as u16;
+    let ny = (400.0 * 65535.0 / 719.0_f64).round() as u16;
+    inj.send(1, InputEvent::Move { x: nx, y: ny });
+    wait_for("pointer at 700,400", || {
+        (pointer(&x.name) == (700, 400)).then_some(())
+    });
+    inj.send(
+        1,
+        InputEvent::Button {
+            button: 0,
+            pressed: true,
+            x: 0,
+            y: 0,
+        },
+    );
+    inj.send(1, InputEvent::ReleaseAll);
+    wait_for("pointer at 0,0", || {
+        (pointer(&x.name) == (0, 0)).then_some(())
+    });
+    wait_for("3 events injected", || (inj.injected() == 3).then_some(()));
+    // Unknown keys are refused, not injected.
+    inj.send(
+        1,
+        InputEvent::Key {
+            code: "NoSuchKey".into(),
+            pressed: true,
+        },
+    );
+    inj.send(1, InputEvent::Move { x: 65535, y: 65535 });
+    wait_for("pointer at the far corner", || {
+        (pointer(&x.name) == (1279, 719)).then_some(())
+    });
+    assert_eq!(inj.injected(), 4);
+}
+
+fn check_cursor(x: &Xvfb) {
+    let rect = monitor_rect(Some(x.name.as_str()), 0).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let _w = CursorWatcher::start(Some(x.name.clone()), rect, 100, move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    let inj = Injector::start(Some(x.name.clone()), rect).unwrap();
+    inj.send(1, InputEvent::Move { x: 65535, y: 0 });
+    let mut shape = None;
+    let pos = wait_for("position at the right edge", || {
+        while let Ok(e) = rx.try_recv() {
+            match e {
+                CursorEvent::Position {
+                    x: 65535,
+                    y: 0,
+                    visible,
+                } => return Some(visible),
+                CursorEvent::Shape {
+                    width,
+                    height,
+                    rgba,
+                    ..
+                } => {
+                    assert_eq!(rgba.len(), usize::from(width) * usize::from(height) * 4);
+                    shape = Some((width, height));
+                }
+                _ => {}
+            }
+        }
+        None
+    });
+    assert!(pos);
+    assert!(shape.is_some(), "the cursor image was reported");
+}
+
+fn xclip(display: &str, args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("xclip")
+        .args(args)
+        .env("DISPLAY", display)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("xclip is installed (scripts/install-deps.sh test)");
+    if let Some(input) = input {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    if args.contains(&"-o") {
+        child.wait_with_output().unwrap().stdout
+    } else {
+        // xclip -i forks a child that owns the selection; the parent exits at once.
+        child.wait().unwrap();
+        vec![]
+    }
+}
+
+fn check_clipboard(x: &Xvfb) {
+    let (tx, rx) = mpsc::channel();
+    let cb = HostClipboard::start(Some(x.name.clone()), move |c| {
+        let _ = tx.send(c);
+    })
+    .expect("clipboard");
+    let next = |what: &str| -> ClipContent {
+        let c = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("no clipboard change: {what}"));
+        (*c).clone()
+    };
+
+    // A host program copies text: reported once.
+    xclip(
+        &x.name,
+        &["-selection", "clipboard", "-i"],
+        Some("from host ✓".as_bytes()),
+    );
+    assert_eq!(next("host text"), ClipContent::Text("from host ✓".into()));
+
+    // A viewer's paste lands on the host clipboard, served as long as we live.
+    cb.set(ClipContent::Text("from viewer ✓".into()));
+    wait_for("xclip -o to read the viewer's text", || {
+        (xclip(&x.name, &["-selection", "clipboard", "-o"], None) == "from viewer ✓".as_bytes())
+            .then_some(())
+    });
+    assert!(rx.try_recv().is_err(), "our own write is not echoed back");
+
+    // Images both ways, as PNG.
+    let rgba: Vec<u8> = (0..8 * 4 * 4).map(|i| (i * 13 % 256) as u8).collect();
+    let png = media::clipboard::rgba_to_png(8, 4, &rgba).unwrap();
+    cb.set(ClipContent::Png(png));
+    let got = wait_for("an image on the host clipboard", || {
+        let out = xclip(
+            &x.name,
+            &["-selection", "clipboard", "-t", "image/png", "-o"],
+            None,
+        );
+        media::clipboard::png_to_rgba(&out).ok()
+    });
+    assert_eq!(got, (8, 4, rgba.clone()));
+
+    let other: Vec<u8> = rgba.iter().map(|v| 255 - v).collect();
+    let png2 = media::clipboard::rgba_to_png(8, 4, &other).unwrap();
+    xclip(
+        &x.name,
+        &["-selection", "clipboard", "-t", "image/png", "-i"],
+        Some(&png2),
+    );
+    match next("host image") {
+        ClipContent::Png(p) => {
+            assert_eq!(media::clipboard::png_to_rgba(&p).unwrap(), (8, 4, other))
+        }
+        t => panic!("expected an image, got {t:?}"),
+    }
+    assert!(matches!(cb.current().as_deref(), Some(ClipContent::Png(_))));
+}
+
+fn check_capture(x: &Xvfb) {
+    let mut painter = media::pattern::Painter::connect(Some(x.name.as_str())).unwrap();
+    painter
+        .set_blocks([0xff0000, 0x00ff00, 0x0000ff, 0xffffff])
+        .unwrap();
+    let mut cap = ScreenCapturer::open(0).unwrap();
+    let (w, h) = (cap.width(), cap.height());
+    assert_eq!((w, h), (1280, 720));
+    let px = cap
+        .grab(|f| {
+            let at = |x: usize, y: usize| {
+                let i = (y * w + x) * 4;
+                (f[i + 2], f[i + 1], f[i])
+            };
+            (at(100, 100), at(1000, 100), at(100, 500), at(1000, 500))
+        })
+        .unwrap();
+    assert_eq!(px, ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)));
+}
+
+/// One Xvfb for every check: scrap and arboard read `$DISPLAY`, which is process-wide.
+#[test]
+fn desktop_io_against_xvfb() {
+    let x = Xvfb::start(1280, 720);
+    std::env::set_var("DISPLAY", &x.name);
+    check_capture(&x);
+    check_injector(&x);
+    check_cursor(&x);
+    check_clipboard(&x);
+}

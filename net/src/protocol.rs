@@ -1,0 +1,634 @@
+//! The data-channel wire protocol, version 1: the single definition of every message.
+//! The specification with byte layouts is `docs/protocol.md`; test vectors shared with the
+//! browser are in `tests/protocol-vectors.json`.
+//!
+//! ```text
+//! byte 0: version (1)   byte 1: type   bytes 2..: payload (little-endian, no padding)
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u8 = 1;
+pub const MAX_KEY_CODE_LEN: usize = 32;
+pub const MAX_TEXT_LEN: usize = 1024;
+pub const MAX_CURSOR_SIDE: u16 = 256;
+/// Clipboard bytes carried by one `ClipboardData` chunk at most.
+pub const CLIPBOARD_CHUNK: usize = 16 * 1024;
+
+pub mod rights {
+    pub const VIEW: u8 = 1;
+    pub const CONTROL: u8 = 2;
+    pub const CLIPBOARD: u8 = 4;
+}
+
+/// Clipboard content types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mime {
+    /// `text/plain;charset=utf-8`
+    Text,
+    /// `image/png`
+    Png,
+}
+
+impl Mime {
+    fn to_byte(self) -> u8 {
+        match self {
+            Mime::Text => 1,
+            Mime::Png => 2,
+        }
+    }
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Mime::Text),
+            2 => Some(Mime::Png),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mime::Text => "text/plain;charset=utf-8",
+            Mime::Png => "image/png",
+        }
+    }
+}
+
+/// Notice codes (host → viewer).
+pub mod notice {
+    pub const CLIPBOARD_TOO_LARGE: u8 = 1;
+    pub const NOT_ALLOWED: u8 = 2;
+    pub const RATE_LIMITED: u8 = 3;
+    pub const MALFORMED: u8 = 4;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Message {
+    /// 0x01, viewer → host, `pointer` channel: absolute pointer position.
+    PointerMove { x: u16, y: u16 },
+    /// 0x02, viewer → host: button 0 left, 1 middle, 2 right, 3 back, 4 forward.
+    PointerButton {
+        button: u8,
+        pressed: bool,
+        x: u16,
+        y: u16,
+    },
+    /// 0x03, viewer → host: deltas in 1/120 notch; positive dy scrolls down.
+    Wheel { dx: i16, dy: i16 },
+    /// 0x04, viewer → host: a physical key (DOM `KeyboardEvent.code`).
+    Key { pressed: bool, code: String },
+    /// 0x05, viewer → host: characters to type.
+    Text { text: String },
+    /// 0x06, viewer → host: release every held key and button.
+    ReleaseAll,
+    /// 0x10, host → viewer, `pointer` channel.
+    CursorPosition { x: u16, y: u16, visible: bool },
+    /// 0x11, host → viewer: cursor image, straight RGBA.
+    CursorShape {
+        hot_x: u16,
+        hot_y: u16,
+        width: u16,
+        height: u16,
+        rgba: Vec<u8>,
+    },
+    /// 0x12, host → viewer: the viewer's rights and the clipboard cap.
+    Rights { rights: u8, clipboard_max: u32 },
+    /// 0x13, host → viewer: something to show the user.
+    Notice {
+        code: u8,
+        transfer: u32,
+        text: String,
+    },
+    /// 0x20, both ways, `clipboard` channel: one chunk of a clipboard transfer.
+    ClipboardData {
+        transfer: u32,
+        mime: Mime,
+        total: u32,
+        offset: u32,
+        data: Vec<u8>,
+    },
+}
+
+/// Why a message was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum DecodeError {
+    #[error("empty message")]
+    Empty,
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    #[error("unknown message type 0x{0:02x}")]
+    UnknownType(u8),
+    #[error("message too short")]
+    Truncated,
+    #[error("unexpected bytes after the message")]
+    TrailingBytes,
+    #[error("field {0} is out of range")]
+    OutOfRange(&'static str),
+    #[error("key code is not 1-32 ASCII letters and digits")]
+    BadKeyCode,
+    #[error("text is not 1-1024 bytes of UTF-8 without NUL")]
+    BadText,
+    #[error("cursor image size or pixels are wrong")]
+    BadCursor,
+    #[error("clipboard chunk goes past the transfer's total")]
+    BadChunk,
+}
+
+/// The type byte of each message.
+impl Message {
+    pub fn type_byte(&self) -> u8 {
+        match self {
+            Message::PointerMove { .. } => 0x01,
+            Message::PointerButton { .. } => 0x02,
+            Message::Wheel { .. } => 0x03,
+            Message::Key { .. } => 0x04,
+            Message::Text { .. } => 0x05,
+            Message::ReleaseAll => 0x06,
+            Message::CursorPosition { .. } => 0x10,
+            Message::CursorShape { .. } => 0x11,
+            Message::Rights { .. } => 0x12,
+            Message::Notice { .. } => 0x13,
+            Message::ClipboardData { .. } => 0x20,
+        }
+    }
+}
+
+/// The data channels, by label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Pointer,
+    Input,
+    Clipboard,
+}
+
+impl Channel {
+    pub fn from_label(label: &str) -> Option<Self> {
+        match label {
+            "pointer" => Some(Channel::Pointer),
+            "input" => Some(Channel::Input),
+            "clipboard" => Some(Channel::Clipboard),
+            _ => None,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Channel::Pointer => "pointer",
+            Channel::Input => "input",
+            Channel::Clipboard => "clipboard",
+        }
+    }
+}
+
+impl Message {
+    /// The channel this message must travel on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Message::PointerMove { .. } | Message::CursorPosition { .. } => Channel::Pointer,
+            Message::ClipboardData { .. } => Channel::Clipboard,
+            _ => Channel::Input,
+        }
+    }
+
+    /// Encodes the message. Messages built by `decode` or by this crate always encode;
+    /// out-of-range contents (e.g. a 2000-byte text) are the caller's bug and are clamped
+    /// by the checks in `validate`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![VERSION, self.type_byte()];
+        match self {
+            Message::PointerMove { x, y } => {
+                b.extend(x.to_le_bytes());
+                b.extend(y.to_le_bytes());
+            }
+            Message::PointerButton {
+                button,
+                pressed,
+                x,
+                y,
+            } => {
+                b.push(*button);
+                b.push(u8::from(*pressed));
+                b.extend(x.to_le_bytes());
+                b.extend(y.to_le_bytes());
+            }
+            Message::Wheel { dx, dy } => {
+                b.extend(dx.to_le_bytes());
+                b.extend(dy.to_le_bytes());
+            }
+            Message::Key { pressed, code } => {
+                b.push(u8::from(*pressed));
+                b.push(code.len() as u8);
+                b.extend(code.as_bytes());
+            }
+            Message::Text { text } => {
+                b.extend((text.len() as u16).to_le_bytes());
+                b.extend(text.as_bytes());
+            }
+            Message::ReleaseAll => {}
+            Message::CursorPosition { x, y, visible } => {
+                b.extend(x.to_le_bytes());
+                b.extend(y.to_le_bytes());
+                b.push(u8::from(*visible));
+            }
+            Message::CursorShape {
+                hot_x,
+                hot_y,
+                width,
+                height,
+                rgba,
+            } => {
+                for v in [hot_x, hot_y, width, height] {
+                    b.extend(v.to_le_bytes());
+                }
+                b.extend(rgba);
+            }
+            Message::Rights {
+                rights,
+                clipboard_max,
+            } => {
+                b.push(*rights);
+                b.extend(clipboard_max.to_le_bytes());
+            }
+            Message::Notice {
+                code,
+                transfer,
+                text,
+            } => {
+                b.push(*code);
+                b.extend(transfer.to_le_bytes());
+                b.extend((text.len() as u16).to_le_bytes());
+                b.extend(text.as_bytes());
+            }
+            Message::ClipboardData {
+                transfer,
+                mime,
+                total,
+                offset,
+                data,
+            } => {
+                b.extend(transfer.to_le_bytes());
+                b.push(mime.to_byte());
+                b.extend(total.to_le_bytes());
+                b.extend(offset.to_le_bytes());
+                b.extend(data);
+            }
+        }
+        b
+    }
+
+    /// Decodes one data-channel message.
+    pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        let mut r = Reader(bytes);
+        let version = r.u8().map_err(|_| DecodeError::Empty)?;
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let kind = r.u8()?;
+        let msg = match kind {
+            0x01 => Message::PointerMove {
+                x: r.u16()?,
+                y: r.u16()?,
+            },
+            0x02 => {
+                let button = r.u8()?;
+                let pressed = r.bool("pressed")?;
+                let (x, y) = (r.u16()?, r.u16()?);
+                if button > 4 {
+                    return Err(DecodeError::OutOfRange("button"));
+                }
+                Message::PointerButton {
+                    button,
+                    pressed,
+                    x,
+                    y,
+                }
+            }
+            0x03 => Message::Wheel {
+                dx: r.i16()?,
+                dy: r.i16()?,
+            },
+            0x04 => {
+                let pressed = r.bool("pressed")?;
+                let len = usize::from(r.u8()?);
+                let code = r.take(len)?;
+                if !(1..=MAX_KEY_CODE_LEN).contains(&len)
+                    || !code.iter().all(u8::is_ascii_alphanumeric)
+                {
+                    return Err(DecodeError::BadKeyCode);
+                }
+                Message::Key {
+                    pressed,
+                    code: String::from_utf8(code.to_vec()).map_err(|_| DecodeError::BadKeyCode)?,
+                }
+            }
+            0x05 => {
+                let len = usize::from(r.u16()?);
+                let text = r.take(len)?;
+                Message::Text {
+                    text: checked_text(text, 1)?,
+                }
+            }
+            0x06 => Message::ReleaseAll,
+            0x10 => Message::CursorPosition {
+                x: r.u16()?,
+                y: r.u16()?,
+                visible: r.bool("visible")?,
+            },
+            0x11 => {
+                let (hot_x, hot_y, width, height) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
+                if !(1..=MAX_CURSOR_SIDE).contains(&width)
+                    || !(1..=MAX_CURSOR_SIDE).contains(&height)
+                    || hot_x >= width
+                    || hot_y >= height
+                {
+                    return Err(DecodeError::BadCursor);
+                }
+                let n = usize::from(width) * usize::from(height) * 4;
+                let rgba = r.rest();
+                if rgba.len() != n {
+                    return Err(DecodeError::BadCursor);
+                }
+                Message::CursorShape {
+                    hot_x,
+                    hot_y,
+                    width,
+                    height,
+                    rgba: rgba.to_vec(),
+                }
+            }
+            0x12 => {
+                let rights = r.u8()?;
+                if rights & !(rights::VIEW | rights::CONTROL | rights::CLIPBOARD) != 0 {
+                    return Err(DecodeError::OutOfRange("rights"));
+                }
+                Message::Rights {
+                    rights,
+                    clipboard_max: r.u32()?,
+                }
+            }
+            0x13 => {
+                let code = r.u8()?;
+                let transfer = r.u32()?;
+                let len = usize::from(r.u16()?);
+                let text = r.take(len)?;
+                Message::Notice {
+                    code,
+                    transfer,
+                    text: checked_text(text, 0)?,
+                }
+            }
+            0x20 => {
+                let transfer = r.u32()?;
+                let mime = Mime::from_byte(r.u8()?).ok_or(DecodeError::OutOfRange("mime"))?;
+                let (total, offset) = (r.u32()?, r.u32()?);
+                let data = r.rest();
+                if data.len() > CLIPBOARD_CHUNK
+                    || u64::from(offset) + data.len() as u64 > u64::from(total)
+                {
+                    return Err(DecodeError::BadChunk);
+                }
+                Message::ClipboardData {
+                    transfer,
+                    mime,
+                    total,
+                    offset,
+                    data: data.to_vec(),
+                }
+            }
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        if !r.0.is_empty() {
+            return Err(DecodeError::TrailingBytes);
+        }
+        Ok(msg)
+    }
+}
+
+fn checked_text(bytes: &[u8], min: usize) -> Result<String, DecodeError> {
+    if bytes.len() < min || bytes.len() > MAX_TEXT_LEN || bytes.contains(&0) {
+        return Err(DecodeError::BadText);
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::BadText)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.0)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn bool(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::OutOfRange(field)),
+        }
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn i16(&mut self) -> Result<i16, DecodeError> {
+        Ok(i16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+}
+
+/// Splits clipboard content into `ClipboardData` chunks.
+pub fn clipboard_chunks(transfer: u32, mime: Mime, content: &[u8]) -> Vec<Message> {
+    let total = content.len() as u32;
+    if content.is_empty() {
+        return vec![Message::ClipboardData {
+            transfer,
+            mime,
+            total: 0,
+            offset: 0,
+            data: vec![],
+        }];
+    }
+    content
+        .chunks(CLIPBOARD_CHUNK)
+        .enumerate()
+        .map(|(i, chunk)| Message::ClipboardData {
+            transfer,
+            mime,
+            total,
+            offset: (i * CLIPBOARD_CHUNK) as u32,
+            data: chunk.to_vec(),
+        })
+        .collect()
+}
+
+/// Entry point for fuzzing: decoding must never panic, and whatever decodes must
+/// re-encode to the same bytes.
+pub fn fuzz_decode(data: &[u8]) {
+    if let Ok(msg) = Message::decode(data) {
+        assert_eq!(msg.encode(), data, "decode/encode round trip");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Vectors {
+        valid: Vec<Valid>,
+        invalid: Vec<Invalid>,
+    }
+    #[derive(Deserialize)]
+    struct Valid {
+        name: String,
+        hex: String,
+        message: Message,
+    }
+    #[derive(Deserialize)]
+    struct Invalid {
+        name: String,
+        hex: String,
+        error: String,
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn vectors() -> Vectors {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/protocol-vectors.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn shared_vectors_decode_and_encode() {
+        let v = vectors();
+        assert!(v.valid.len() >= 11, "every message type has a vector");
+        for case in &v.valid {
+            let bytes = unhex(&case.hex);
+            assert_eq!(
+                Message::decode(&bytes).as_ref(),
+                Ok(&case.message),
+                "{}",
+                case.name
+            );
+            assert_eq!(case.message.encode(), bytes, "{}", case.name);
+        }
+        let types: std::collections::HashSet<u8> =
+            v.valid.iter().map(|c| c.message.type_byte()).collect();
+        assert_eq!(types.len(), 11, "all 11 message types are covered");
+    }
+
+    #[test]
+    fn shared_invalid_vectors_are_refused_for_the_stated_reason() {
+        let v = vectors();
+        assert!(v.invalid.len() >= 10);
+        for case in &v.invalid {
+            let err = Message::decode(&unhex(&case.hex)).expect_err(&case.name);
+            let name = format!("{err:?}");
+            assert!(
+                name.starts_with(&case.error),
+                "{}: got {name}, want {}",
+                case.name,
+                case.error
+            );
+        }
+    }
+
+    #[test]
+    fn clipboard_chunks_reassemble() {
+        let content: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let chunks = clipboard_chunks(7, Mime::Png, &content);
+        assert_eq!(chunks.len(), 3);
+        let mut out = Vec::new();
+        for c in &chunks {
+            let bytes = c.encode();
+            match Message::decode(&bytes).unwrap() {
+                Message::ClipboardData {
+                    offset,
+                    data,
+                    total,
+                    ..
+                } => {
+                    assert_eq!(offset as usize, out.len());
+                    assert_eq!(total, 40_000);
+                    out.extend(data);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(out, content);
+        assert_eq!(clipboard_chunks(1, Mime::Text, b"").len(), 1);
+    }
+
+    #[test]
+    fn channels_are_assigned_by_reliability() {
+        assert_eq!(
+            Message::PointerMove { x: 0, y: 0 }.channel(),
+            Channel::Pointer
+        );
+        assert_eq!(
+            Message::Key {
+                pressed: true,
+                code: "KeyA".into()
+            }
+            .channel(),
+            Channel::Input
+        );
+        assert_eq!(Message::ReleaseAll.channel(), Channel::Input);
+        assert_eq!(Channel::from_label("clipboard"), Some(Channel::Clipboard));
+        assert_eq!(Channel::from_label("other"), None);
+    }
+
+    #[test]
+    fn corpus_replay_never_panics() {
+        // The fuzz target's corpus (net/fuzz/corpus/decode) replayed through the same entry
+        // point, plus every prefix and single-byte mutation of the shared vectors.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/decode");
+        let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let v = vectors();
+        for hex in v
+            .valid
+            .iter()
+            .map(|c| &c.hex)
+            .chain(v.invalid.iter().map(|c| &c.hex))
+        {
+            let bytes = unhex(hex);
+            for n in 0..=bytes.len() {
+                inputs.push(bytes[..n].to_vec());
+            }
+            for i in 0..bytes.len() {
+                for delta in [1u8, 0x7f, 0xff] {
+                    let mut m = bytes.clone();
+                    m[i] = m[i].wrapping_add(delta);
+                    inputs.push(m);
+                }
+            }
+        }
+        assert!(inputs.len() > 500);
+        for input in &inputs {
+            fuzz_decode(input);
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! A viewer's data-channel session: reads its channels through the [`Gate`], hands what
+//! passes to the host, and sends it the host's cursor, clipboard and its rights.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::sync::{broadcast, mpsc, watch};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+
+use crate::control::{Action, Gate, Refusal, Rights, NOTICE_INTERVAL};
+use crate::protocol::{self, Channel, Message, Mime};
+
+/// What the sharing side does with what viewers send. Called on network tasks: hand the
+/// work on (e.g. into a channel), never block.
+pub trait HostSide: Send + Sync + 'static {
+    /// A control message from a viewer that has the right to send it.
+    fn input(&self, viewer: u64, msg: Message);
+    /// A complete clipboard transfer from a viewer with the clipboard right.
+    fn set_clipboard(&self, viewer: u64, mime: Mime, data: Vec<u8>);
+    /// The host clipboard now, for a viewer that just got its clipboard channel.
+    fn clipboard(&self) -> Option<(Mime, Arc<Vec<u8>>)>;
+}
+
+/// A host without input or clipboard (view-only shares, tests).
+pub struct ViewOnlyHost;
+
+impl HostSide for ViewOnlyHost {
+    fn input(&self, _viewer: u64, _msg: Message) {}
+    fn set_clipboard(&self, _viewer: u64, _mime: Mime, _data: Vec<u8>) {}
+    fn clipboard(&self) -> Option<(Mime, Arc<Vec<u8>>)> {
+        None
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Outbound {
+    CursorPosition(Message),
+    CursorShape(Arc<Message>),
+    Clipboard { mime: Mime, data: Arc<Vec<u8>> },
+}
+
+/// Counters over all viewers, shown in `/api/stats`.
+#[derive(Default, Debug)]
+pub struct SessionCounters {
+    pub input_forwarded: AtomicU64,
+    pub input_refused: AtomicU64,
+    pub clipboard_received: AtomicU64,
+    pub clipboard_sent: AtomicU64,
+    pub clipboard_refused: AtomicU64,
+    pub malformed_messages: AtomicU64,
+    pub rate_limited: AtomicU64,
+}
+
+struct Shared {
+    outbound: broadcast::Sender<Outbound>,
+    cursor_position: Mutex<Option<Message>>,
+    cursor_shape: Mutex<Option<Arc<Message>>>,
+    counters: SessionCounters,
+}
+
+/// The host's events for viewers: cursor and clipboard. Cheap to clone; usable from any
+/// thread; create it before the server and give the server a clone.
+#[derive(Clone)]
+pub struct HostEvents(Arc<Shared>);
+
+impl Default for HostEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostEvents {
+    pub fn new() -> Self {
+        let (outbound, _) = broadcast::channel(64);
+        Self(Arc::new(Shared {
+            outbound,
+            cursor_position: Mutex::new(None),
+            cursor_shape: Mutex::new(None),
+            counters: SessionCounters::default(),
+        }))
+    }
+
+    pub fn cursor_position(&self, x: u16, y: u16, visible: bool) {
+        let msg = Message::CursorPosition { x, y, visible };
+        *self
+            .0
+            .cursor_position
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+        let _ = self.0.outbound.send(Outbound::CursorPosition(msg));
+    }
+
+    pub fn cursor_shape(&self, hot_x: u16, hot_y: u16, width: u16, height: u16, rgba: Vec<u8>) {
+        let msg = Arc::new(Message::CursorShape {
+            hot_x,
+            hot_y,
+            width,
+            height,
+            rgba,
+        });
+        *self
+            .0
+            .cursor_shape
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+        let _ = self.0.outbound.send(Outbound::CursorShape(msg));
+    }
+
+    /// The host clipboard changed: send it to every viewer with the clipboard right.
+    pub fn clipboard(&self, mime: Mime, data: Arc<Vec<u8>>) {
+        let _ = self.0.outbound.send(Outbound::Clipboard { mime, data });
+    }
+
+    pub fn counters(&self) -> &SessionCounters {
+        &self.0.counters
+    }
+}
+
+enum Incoming {
+    Open,
+    Message(BytesMut),
+    Closed,
+}
+
+async fn read_channel(
+    dc: Arc<dyn DataChannel>,
+    channel: Channel,
+    tx: mpsc::Sender<(Channel, Incoming)>,
+) {
+    if matches!(
+        dc.ready_state().await,
+        Ok(webrtc::data_channel::RTCDataChannelState::Open)
+    ) {
+        let _ = tx.send((channel, Incoming::Open)).await;
+    }
+    while let Some(event) = dc.poll().await {
+        let incoming = match event {
+            DataChannelEvent::OnOpen => Incoming::Open,
+            DataChannelEvent::OnMessage(m) => Incoming::Message(m.data),
+            DataChannelEvent::OnClose => break,
+            _ => continue,
+        };
+        if channel == Channel::Pointer {
+            // The lossy channel stays lossy: drop rather than queue when the host lags.
+            let _ = tx.try_send((channel, incoming));
+        } else if tx.send((channel, incoming)).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send((channel, Incoming::Closed)).await;
+}
+
+/// One viewer's session; runs until its channels close or the task is aborted.
+pub(crate) struct Session {
+    pub viewer: u64,
+    pub host: Arc<dyn HostSide>,
+    pub events: HostEvents,
+    pub clipboard_max: u32,
+    pub rights: watch::Receiver<Rights>,
+    pub data_channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+}
+
+impl Session {
+    pub async fn run(mut self) {
+        let (in_tx, mut in_rx) = mpsc::channel::<(Channel, Incoming)>(256);
+        let mut channels: HashMap<Channel, Arc<dyn DataChannel>> = HashMap::new();
+        let mut open: HashSet<Channel> = HashSet::new();
+        let mut outbound = self.events.0.outbound.subscribe();
+        let mut gate = Gate::new(self.clipboard_max);
+        let mut last_notice: HashMap<u8, Instant> = HashMap::new();
+        let mut transfer_id = 0u32;
+        let mut readers = Vec::new();
+        loop {
+            tokio::select! {
+                dc = self.data_channels.recv() => {
+                    let Some(dc) = dc else { break };
+                    let label = dc.label().await.unwrap_or_default();
+                    match Channel::from_label(&label) {
+                        Some(ch) if !channels.contains_key(&ch) => {
+                            channels.insert(ch, dc.clone());
+                            readers.push(tokio::spawn(read_channel(dc, ch, in_tx.clone())));
+                        }
+                        _ => {
+                            tracing::warn!(viewer = self.viewer, "closing unexpected data channel {label:?}");
+                            let _ = dc.close().await;
+                        }
+                    }
+                }
+                incoming = in_rx.recv() => {
+                    let Some((ch, incoming)) = incoming else { break };
+                    match incoming {
+                        Incoming::Open => {
+                            if open.insert(ch) {
+                                self.on_open(ch, &channels, &mut transfer_id).await;
+                            }
+                        }
+                        Incoming::Closed => {
+                            open.remove(&ch);
+                            channels.remove(&ch);
+                        }
+                        Incoming::Message(bytes) => {
+                            let rights = *self.rights.borrow();
+                            match gate.handle(ch, &bytes, rights, Instant::now()) {
+                                Ok(Some(action)) => self.act(action),
+                                Ok(None) => {}
+                                Err(refusal) => {
+                                    self.refused(&refusal, &channels, &mut last_notice).await;
+                                }
+                            }
+                        }
+                    }
+                }
+                out = outbound.recv() => {
+                    match out {
+                        Ok(out) => self.send_outbound(out, &channels, &open, &mut transfer_id).await,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::debug!(viewer = self.viewer, "skipped {n} host events");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+                changed = self.rights.changed() => {
+                    if changed.is_err() { break; }
+                    let rights = *self.rights.borrow_and_update();
+                    self.send_rights(rights, &gate, &channels).await;
+                    if !rights.control {
+                        self.host.input(self.viewer, Message::ReleaseAll);
+                    }
+                    if rights.clipboard && open.contains(&Channel::Clipboard) {
+                        self.send_host_clipboard(&channels, &mut transfer_id).await;
+                    }
+                }
+            }
+        }
+        for r in readers {
+            r.abort();
+        }
+    }
+
+    async fn on_open(
+        &self,
+        ch: Channel,
+        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
+        transfer_id: &mut u32,
+    ) {
+        tracing::debug!(viewer = self.viewer, "data channel {} open", ch.label());
+        match ch {
+            Channel::Input => {
+                let rights = *self.rights.borrow();
+                let gate_max = self.clipboard_max;
+                send(
+                    channels,
+                    &Message::Rights {
+                        rights: rights.bits(),
+                        clipboard_max: gate_max,
+                    },
+                )
+                .await;
+                let shape = self
+                    .events
+                    .0
+                    .cursor_shape
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(shape) = shape {
+                    send(channels, &shape).await;
+                }
+            }
+            Channel::Pointer => {
+                let pos = self
+                    .events
+                    .0
+                    .cursor_position
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(pos) = pos {
+                    send(channels, &pos).await;
+                }
+            }
+            Channel::Clipboard => {
+                if self.rights.borrow().clipboard {
+                    self.send_host_clipboard(channels, transfer_id).await;
+                }
+            }
+        }
+    }
+
+    async fn send_rights(
+        &self,
+        rights: Rights,
+        gate: &Gate,
+        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
+    ) {
+        send(
+            channels,
+            &Message::Rights {
+                rights: rights.bits(),
+                clipboard_max: gate.clipboard_max(),
+            },
+        )
+        .await;
+    }
+
+    fn act(&self, action: Action) {
+        let c = &self.events.0.counters;
+        match action {
+            Action::Inject(msg) => {
+                c.input_forwarded.fetch_add(1, Ordering::Relaxed);
+                self.host.input(self.viewer, msg);
+            }
+            Action::SetClipboard { mime, data } => {
+                c.clipboard_received.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    viewer = self.viewer,
+                    bytes = data.len(),
+                    mime = mime.as_str(),
+                    "clipboard from a viewer"
+                );
+                self.host.set_clipboard(self.viewer, mime, data);
+            }
+        }
+    }
+
+    async fn refused(
+        &self,
+        refusal: &Refusal,
+        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
+        last_notice: &mut HashMap<u8, Instant>,
+    ) {
+        let c = &self.events.0.counters;
+        let counter = match refusal {
+            Refusal::NotAllowed { .. } => &c.input_refused,
+            Refusal::RateLimited => &c.rate_limited,
+            Refusal::ClipboardTooLarge { .. } => &c.clipboard_refused,
+            Refusal::Malformed(_) | Refusal::WrongChannel(_) | Refusal::BadClipboard(_) => {
+                &c.malformed_messages
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let Some(notice) = refusal.notice() else {
+            tracing::warn!(viewer = self.viewer, "refused a message: {refusal:?}");
+            return;
+        };
+        let Message::Notice { code, transfer, .. } = &notice else {
+            return;
+        };
+        // One notice per kind every few seconds, except those naming a transfer.
+        let now = Instant::now();
+        if *transfer == 0 {
+            if last_notice
+                .get(code)
+                .is_some_and(|t| now.duration_since(*t) < NOTICE_INTERVAL)
+            {
+                tracing::debug!(viewer = self.viewer, "refused a message: {refusal:?}");
+                return;
+            }
+            last_notice.insert(*code, now);
+        }
+        tracing::warn!(viewer = self.viewer, "refused a message: {refusal:?}");
+        send(channels, &notice).await;
+    }
+
+    async fn send_outbound(
+        &self,
+        out: Outbound,
+        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
+        open: &HashSet<Channel>,
+        transfer_id: &mut u32,
+    ) {
+        match out {
+            Outbound::CursorPosition(msg) => {
+                if open.contains(&Channel::Pointer) {
+                    send(channels, &msg).await;
+                }
+            }
+            Outbound::CursorShape(msg) => {
+                if open.contains(&Channel::Input) {
+                    send(channels, &msg).await;
+                }
+            }
+            Outbound::Clipboard { mime, data } => {
+                if open.contains(&Channel::Clipboard) && self.rights.borrow().clipboard {
+                    self.send_clipboard(mime, &data, channels, transfer_id)
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn send_host_clipboard(
+        &self,
+        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
+        transfer_id: &mut u32,
+    ) {
+        if let Some((mime, data)) = self.host.clipboard() {
+            self.send_clipboard(mime, &data, channels, transfer_id)
+                .await;
+        }
+    }
+
+    async fn send_clipboard(
+        &self,
+        mime: Mime,
+        data: &[u8],
+        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
+        transfer_id: &mut u32,
+    ) {
+        *transfer_id = transfer_id.wrapping_add(1);
+        for chunk in protocol::clipboard_chunks(*transfer_id, mime, data) {
+            if !send(channels, &chunk).await {
+                return;
+            }
+        }
+        self.events
+            .0
+            .counters
+            .clipboard_sent
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            viewer = self.viewer,
+            bytes = data.len(),
+            "clipboard sent to a viewer"
+        );
+    }
+}
+
+/// Sends `msg` on its channel. False when that channel is not there or failed.
+async fn send(channels: &HashMap<Channel, Arc<dyn DataChannel>>, msg: &Message) -> bool {
+    let Some(dc) = channels.get(&msg.channel()) else {
+        return false;
+    };
+    match dc.send(BytesMut::from(&msg.encode()[..])).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!("data channel send failed: {e}");
+            false
+        }
+    }
+}
