@@ -1,23 +1,32 @@
-// Porthole viewer: receives a shared X11 screen over WebRTC (WHEP) and shows it.
+// Porthole viewer: receives a shared X11 screen over WebRTC (WHEP) and shows it,
+// and (with the host's permission) sends pointer, keyboard and clipboard back over
+// data channels (protocol: docs/protocol.md, implemented in protocol.js).
 //
 // Loaded as an ES module from index.html. No dependencies, no build step.
 //
 // Layout of this file (add new features as their own section and hook into
 // the small event bus with `on(...)` rather than editing the core flow):
-//   1. constants        5. WHEP signalling      9. controls (toolbar, form)
-//   2. DOM              6. peer connection     10. page lifecycle
-//   3. state & events   7. media               11. public API and boot
-//   4. URL fragment     8. session lifecycle
+//   1. constants        6. peer connection     11. toast
+//   2. DOM              7. media               12. data channels
+//   3. state & events   8. session lifecycle   13. host -> viewer (rights, cursor, notices, clipboard)
+//   4. URL fragment     9. controls            14. viewer -> host input
+//   5. WHEP signalling 10. page lifecycle      15. clipboard to host
+//                                              16. public API and boot
 //
-// Events emitted on the bus (for later features: input capture, clipboard,
-// data channels, audio, cursor overlay):
-//   'state'       {state, prev}          after every state change
-//   'peer'        RTCPeerConnection      created, before the offer (add data channels here)
-//   'peer-closed' RTCPeerConnection      torn down
-//   'track'       RTCTrackEvent          remote track received
-//   'first-frame' {video}                first decoded video frame of a session
+// Events emitted on the bus:
+//   'state'        {state, prev}          after every state change
+//   'peer'         RTCPeerConnection      created, before the offer (data channels are added here)
+//   'peer-closed'  RTCPeerConnection      torn down
+//   'track'        RTCTrackEvent          remote track received
+//   'first-frame'  {video}                first decoded video frame of a session
+//   'channel-open' label                  a data channel ('pointer', 'input', 'clipboard') opened
+//   'rights'       {view, control, clipboard, clipboardMax}   the host sent this viewer's rights
+//   'notice'       {code, transfer, text, local}              a notice (from the host, or local)
+//   'clipboard'    {mime, text?, bytes, size}                 the host's clipboard arrived
 //
 // The access code is never logged and never put in the query string.
+
+import * as protocol from '/protocol.js';
 
 // ---- 1. constants ---------------------------------------------------------
 
@@ -26,6 +35,19 @@ const ICE_GATHER_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 30000;
 const IDLE_HIDE_MS = 3000;
 const MAX_ERROR_TEXT = 500;
+const TOAST_MS = 6000;
+const MAX_NOTICES = 100;
+// The most host clipboard bytes this page accepts (the host's own cap is in Rights).
+const VIEWER_CLIPBOARD_MAX = 64 * 1024 * 1024;
+// Clipboard upload flow control on the data channel.
+const CLIPBOARD_HIGH_WATER = 1024 * 1024;
+const CLIPBOARD_LOW_WATER = 256 * 1024;
+// How long a Ctrl+V press waits for the browser's paste event before going to the host.
+const PASTE_KEY_HOLD_MS = 300;
+// The host cursor image follows the video's scale within these bounds (never magnified:
+// the stream may be sent at a lower resolution than the host's screen).
+const CURSOR_MIN_SCALE = 0.5;
+const CURSOR_MAX_SCALE = 1;
 
 const STATES = Object.freeze([
   'idle', 'need-code', 'connecting', 'connected', 'reconnecting',
@@ -60,6 +82,13 @@ const MSG = {
   noWebRTC: 'This browser does not support WebRTC, so it cannot show the shared screen.',
 };
 
+const NOTICE_TEXT = {
+  [protocol.NOTICE.CLIPBOARD_TOO_LARGE]: 'The host refused the clipboard: it is too large.',
+  [protocol.NOTICE.NOT_ALLOWED]: 'The host did not allow that: this viewer lacks the right.',
+  [protocol.NOTICE.RATE_LIMITED]: 'The host is dropping input: too much at once.',
+  [protocol.NOTICE.MALFORMED]: 'The host refused a malformed message.',
+};
+
 // ---- 2. DOM ---------------------------------------------------------------
 
 const $ = (id) => document.getElementById(id);
@@ -76,6 +105,9 @@ const ui = {
   status: $('status'),
   btnFullscreen: $('btn-fullscreen'),
   btnDisconnect: $('btn-disconnect'),
+  rights: $('rights'),
+  toast: $('toast'),
+  cursor: $('cursor'),
 };
 
 // ---- 3. state & events ----------------------------------------------------
@@ -574,7 +606,671 @@ function setupLifecycle() {
   });
 }
 
-// ---- 11. public API and boot ----------------------------------------------
+// ---- 11. toast ------------------------------------------------------------
+
+let toastTimer = 0;
+
+function showToast(text, { error = false } = {}) {
+  if (!ui.toast) return;
+  ui.toast.textContent = text;
+  ui.toast.classList.toggle('error', error);
+  ui.toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { ui.toast.hidden = true; }, TOAST_MS);
+}
+
+// ---- 12. data channels ----------------------------------------------------
+
+// Per-connection state of the data-channel features. `notices` and the host's
+// clipboard outlive a connection; the rest is reset for every peer connection.
+const link = {
+  pc: null,
+  channels: { pointer: null, input: null, clipboard: null },
+  rights: null,        // {view, control, clipboard, clipboardMax}, frozen, or null
+  cursor: { x: 0, y: 0, visible: false, shape: null },
+  assembler: new protocol.ClipboardAssembler({ maxBytes: VIEWER_CLIPBOARD_MAX }),
+  hostClipboard: null, // {mime, text?, bytes, size}
+  notices: [],
+  nextTransfer: 1,
+  clipboardQueue: Promise.resolve(),
+};
+
+function resetLink(pc) {
+  link.pc = pc;
+  link.channels = { pointer: null, input: null, clipboard: null };
+  link.rights = null;
+  link.cursor = { x: 0, y: 0, visible: false, shape: null };
+  link.assembler.reset();
+  resetInput();
+  renderRights();
+  syncControlUi();
+  scheduleCursor();
+}
+
+// The viewer creates the three channels before its offer (docs/protocol.md).
+function openChannels(pc) {
+  resetLink(pc);
+  if (typeof pc.createDataChannel !== 'function') return;
+  for (const [label, init] of Object.entries(protocol.CHANNEL_OPTIONS)) {
+    let ch;
+    try {
+      ch = pc.createDataChannel(label, { ...init });
+    } catch (err) {
+      console.warn(`[porthole] cannot create the '${label}' data channel:`, err && err.message);
+      continue;
+    }
+    ch.binaryType = 'arraybuffer';
+    if (label === protocol.CHANNELS.CLIPBOARD) ch.bufferedAmountLowThreshold = CLIPBOARD_LOW_WATER;
+    link.channels[label] = ch;
+    ch.addEventListener('open', () => {
+      if (link.pc !== pc) return;
+      console.info(`[porthole] data channel '${label}' open`);
+      emit('channel-open', label);
+    });
+    ch.addEventListener('message', (ev) => { if (link.pc === pc) receive(pc, label, ev.data); });
+  }
+}
+
+function openChannel(label) {
+  const ch = link.channels[label];
+  return ch && ch.readyState === 'open' ? ch : null;
+}
+
+// Encodes and sends one message; false when the channel is not open.
+function sendOn(label, msg) {
+  const ch = openChannel(label);
+  if (!ch) return false;
+  const bytes = protocol.encode(msg);
+  try {
+    ch.send(bytes);
+  } catch (err) {
+    console.warn(`[porthole] sending ${msg.type} on '${label}' failed:`, err && err.message);
+    return false;
+  }
+  return true;
+}
+
+// Incoming messages: decoded, checked against their channel, never thrown out of here.
+function receive(pc, label, data) {
+  if (typeof data === 'string') {
+    console.warn(`[porthole] ignoring a text message on the '${label}' channel`);
+    return;
+  }
+  if (typeof Blob === 'function' && data instanceof Blob) {
+    data.arrayBuffer().then((buf) => { if (link.pc === pc) receive(pc, label, buf); }, () => {});
+    return;
+  }
+  let msg;
+  try {
+    msg = protocol.decode(data);
+  } catch (err) {
+    console.warn(`[porthole] refused a malformed message on '${label}':`, (err && err.message) || err);
+    return;
+  }
+  if (!protocol.allowedOn(msg.type, label)) {
+    console.warn(`[porthole] refused ${msg.type} on the '${label}' channel`);
+    return;
+  }
+  try {
+    onHostMessage(msg);
+  } catch (err) {
+    console.warn(`[porthole] handling ${msg.type} failed:`, err);
+  }
+}
+
+// ---- 13. host -> viewer (rights, cursor, notices, clipboard) ---------------
+
+function onHostMessage(msg) {
+  switch (msg.type) {
+    case 'Rights': onRights(msg); break;
+    case 'CursorPosition': onCursorPosition(msg); break;
+    case 'CursorShape': onCursorShape(msg); break;
+    case 'Notice': onNotice(msg); break;
+    case 'ClipboardData': onClipboardChunk(msg); break;
+    default: console.warn(`[porthole] ignoring ${msg.type}: not a host-to-viewer message`);
+  }
+}
+
+function onRights(msg) {
+  const bits = msg.rights;
+  link.rights = Object.freeze({
+    view: (bits & protocol.RIGHTS.VIEW) !== 0,
+    control: (bits & protocol.RIGHTS.CONTROL) !== 0,
+    clipboard: (bits & protocol.RIGHTS.CLIPBOARD) !== 0,
+    clipboardMax: msg.clipboard_max,
+  });
+  console.info('[porthole] rights:', JSON.stringify(link.rights));
+  if (!link.rights.control) resetInput();
+  renderRights();
+  syncControlUi();
+  emit('rights', link.rights);
+}
+
+function rightsLabel(r) {
+  if (r.control) return r.clipboard ? 'Control + clipboard' : 'Control';
+  return r.clipboard ? 'View + clipboard' : 'View only';
+}
+
+function renderRights() {
+  const r = link.rights;
+  if (!ui.rights) return;
+  ui.rights.hidden = !r;
+  if (!r) return;
+  ui.rights.textContent = rightsLabel(r);
+  ui.rights.dataset.control = String(r.control);
+  const parts = [r.control ? 'You can use the host\'s mouse and keyboard.' : 'You can watch but not control the screen.'];
+  if (r.clipboard) parts.push(`The clipboard is shared (up to ${formatBytes(r.clipboardMax)} to the host).`);
+  ui.rights.title = parts.join(' ');
+}
+
+function formatBytes(n) {
+  if (n >= 1024 * 1024) return `${Math.round(n / (1024 * 1024))} MiB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KiB`;
+  return `${n} bytes`;
+}
+
+function canControl() {
+  return session.state === 'connected' && !!link.rights && link.rights.control;
+}
+
+// Body classes: 'controlling' (input goes to the host), 'host-cursor' (the local
+// cursor is hidden over the video because the host's is drawn there).
+function syncControlUi() {
+  const control = canControl();
+  document.body.classList.toggle('controlling', control);
+  document.body.classList.toggle('host-cursor', control && !!link.cursor.shape);
+}
+
+// The video frame's box inside the <video> element (object-fit: contain), in
+// viewport coordinates, or null before the first frame.
+function videoBox() {
+  const v = ui.video;
+  const vw = v.videoWidth;
+  const vh = v.videoHeight;
+  const rect = v.getBoundingClientRect();
+  if (!vw || !vh || !rect.width || !rect.height) return null;
+  const scale = Math.min(rect.width / vw, rect.height / vh);
+  const width = vw * scale;
+  const height = vh * scale;
+  return {
+    left: rect.left + (rect.width - width) / 2,
+    top: rect.top + (rect.height - height) / 2,
+    width, height, scale,
+  };
+}
+
+function onCursorPosition(msg) {
+  Object.assign(link.cursor, { x: msg.x, y: msg.y, visible: msg.visible });
+  scheduleCursor();
+}
+
+function onCursorShape(msg) {
+  const { width, height } = msg;
+  const canvas = ui.cursor;
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext('2d');
+  if (ctx && typeof ImageData === 'function') {
+    const px = new Uint8ClampedArray(msg.rgba.buffer, msg.rgba.byteOffset, msg.rgba.byteLength);
+    ctx.putImageData(new ImageData(px, width, height), 0, 0);
+  }
+  link.cursor.shape = { width, height, hot_x: msg.hot_x, hot_y: msg.hot_y };
+  syncControlUi();
+  scheduleCursor();
+}
+
+let cursorFrame = 0;
+
+function scheduleCursor() {
+  if (cursorFrame) return;
+  cursorFrame = (window.requestAnimationFrame || ((fn) => setTimeout(fn, 16)))(renderCursor);
+}
+
+// Draws the host cursor at its position minus the hotspot, through the video's letterbox.
+function renderCursor() {
+  cursorFrame = 0;
+  const el = ui.cursor;
+  const c = link.cursor;
+  const box = c.shape && c.visible && session.state === 'connected' ? videoBox() : null;
+  if (!box) {
+    el.hidden = true;
+    return;
+  }
+  const stage = ui.stage.getBoundingClientRect();
+  const scale = Math.min(CURSOR_MAX_SCALE, Math.max(CURSOR_MIN_SCALE, box.scale));
+  const left = box.left - stage.left + (c.x / 65535) * box.width - c.shape.hot_x * scale;
+  const top = box.top - stage.top + (c.y / 65535) * box.height - c.shape.hot_y * scale;
+  el.style.width = `${c.shape.width * scale}px`;
+  el.style.height = `${c.shape.height * scale}px`;
+  el.style.transform = `translate(${left}px, ${top}px)`;
+  el.hidden = false;
+}
+
+function onNotice(msg) {
+  const text = msg.text || NOTICE_TEXT[msg.code] || `Notice from the host (code ${msg.code}).`;
+  addNotice({ code: msg.code, transfer: msg.transfer, text, local: false });
+}
+
+function addNotice(notice) {
+  link.notices.push(notice);
+  if (link.notices.length > MAX_NOTICES) link.notices.splice(0, link.notices.length - MAX_NOTICES);
+  console.info(`[porthole] notice ${notice.code}${notice.local ? ' (local)' : ''}: ${notice.text}`);
+  showToast(notice.text, { error: true });
+  emit('notice', notice);
+}
+
+function onClipboardChunk(msg) {
+  let done;
+  try {
+    done = link.assembler.push(msg);
+  } catch (err) {
+    if (err && err.reason === 'TooLarge') {
+      addNotice({
+        code: protocol.NOTICE.CLIPBOARD_TOO_LARGE,
+        transfer: msg.transfer,
+        text: `Host clipboard too large: ${msg.total} bytes (this page accepts at most ${VIEWER_CLIPBOARD_MAX})`,
+        local: true,
+      });
+    } else {
+      console.warn('[porthole] dropped a clipboard chunk:', (err && err.message) || err);
+    }
+    return;
+  }
+  if (done) acceptHostClipboard(done);
+}
+
+function acceptHostClipboard({ mime, bytes }) {
+  const value = mime === 'png'
+    ? { mime: 'image/png', bytes, size: bytes.length }
+    : { mime: 'text/plain', text: new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes), bytes, size: bytes.length };
+  link.hostClipboard = value;
+  emit('clipboard', value);
+  writeSystemClipboard(value);
+  showToast(value.text !== undefined
+    ? `Host clipboard: ${Array.from(value.text).length} characters`
+    : `Host clipboard: image (${Math.max(1, Math.round(value.size / 1024))} KB)`);
+}
+
+// Best effort: needs a secure context and focus; plain-http origins often lack it.
+function writeSystemClipboard(value) {
+  const clip = navigator.clipboard;
+  if (!clip) return;
+  let written = null;
+  try {
+    if (value.text !== undefined && typeof clip.writeText === 'function') {
+      written = clip.writeText(value.text);
+    } else if (value.mime === 'image/png' && typeof clip.write === 'function' && typeof ClipboardItem === 'function') {
+      written = clip.write([new ClipboardItem({ 'image/png': new Blob([value.bytes], { type: 'image/png' }) })]);
+    }
+  } catch (err) {
+    console.info('[porthole] cannot write the system clipboard:', err && err.name);
+    return;
+  }
+  if (written && typeof written.catch === 'function') {
+    written.catch((err) => console.info('[porthole] cannot write the system clipboard:', err && err.name));
+  }
+}
+
+function base64(bytes) {
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+// Ctrl+C (or Edit > Copy) in the page copies the host's clipboard, unless the user has
+// selected text in the page itself.
+function onCopy(ev) {
+  const clip = link.hostClipboard;
+  if (!clip || !ev.clipboardData || isFormField(ev.target)) return;
+  const selection = window.getSelection ? window.getSelection() : null;
+  if (selection && !selection.isCollapsed && String(selection).trim()) return;
+  if (clip.text !== undefined) {
+    ev.clipboardData.setData('text/plain', clip.text);
+  } else {
+    try {
+      ev.clipboardData.items.add(new File([clip.bytes], 'clipboard.png', { type: 'image/png' }));
+    } catch { /* not supported for copy in every browser */ }
+    ev.clipboardData.setData('text/html', `<img src="data:image/png;base64,${base64(clip.bytes)}">`);
+  }
+  ev.preventDefault();
+}
+
+function setupHostView() {
+  on('peer', openChannels);
+  on('peer-closed', (pc) => { if (link.pc === pc) resetLink(null); });
+  on('state', () => { syncControlUi(); scheduleCursor(); });
+  on('first-frame', scheduleCursor);
+  ui.video.addEventListener('resize', scheduleCursor);
+  ui.video.addEventListener('loadedmetadata', scheduleCursor);
+  window.addEventListener('resize', scheduleCursor);
+  document.addEventListener('fullscreenchange', scheduleCursor);
+  document.addEventListener('webkitfullscreenchange', scheduleCursor);
+  if (typeof ResizeObserver === 'function') new ResizeObserver(scheduleCursor).observe(ui.video);
+  document.addEventListener('copy', onCopy);
+}
+
+// ---- 14. viewer -> host input ---------------------------------------------
+
+// Sent only while connected with the control right; the host enforces it too.
+// PointerMove goes on the lossy 'pointer' channel; everything else on 'input', in order.
+
+const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
+// DOM MouseEvent.button -> its bit in MouseEvent.buttons.
+const BUTTON_BIT = [1, 4, 2, 8, 16];
+
+const input = {
+  pendingMove: null, // latest position not yet sent
+  moveFrame: 0,
+  lastPos: { x: 0, y: 0 },
+  buttons: new Set(), // buttons pressed on the host by this page
+  wheelX: 0,          // sub-unit wheel remainders
+  wheelY: 0,
+  holding: false,     // input held back while a paste is uploaded first
+  held: [],
+  holdTimer: 0,
+};
+
+function resetInput() {
+  input.pendingMove = null;
+  input.buttons.clear();
+  input.wheelX = 0;
+  input.wheelY = 0;
+  input.holding = false;
+  input.held = [];
+  clearTimeout(input.holdTimer);
+}
+
+function isFormField(target) {
+  return !!(target && target.closest && target.closest('form, input, textarea, select, [contenteditable=""], [contenteditable="true"]'));
+}
+
+// Client coordinates -> normalised frame position; null in the black bars (unless clamped).
+function framePosition(clientX, clientY, clamp) {
+  const box = videoBox();
+  if (!box) return null;
+  let fx = (clientX - box.left) / box.width;
+  let fy = (clientY - box.top) / box.height;
+  if (!clamp && (fx < 0 || fx > 1 || fy < 0 || fy > 1)) return null;
+  fx = Math.min(1, Math.max(0, fx));
+  fy = Math.min(1, Math.max(0, fy));
+  return { x: Math.round(fx * 65535), y: Math.round(fy * 65535) };
+}
+
+function sendInput(msg) {
+  if (input.holding) {
+    input.held.push(msg);
+    return true;
+  }
+  return canControl() && sendOn('input', msg);
+}
+
+// Holds 'input' messages back (to let a paste upload go first) until releaseInput().
+function holdInput(ms) {
+  input.holding = true;
+  clearTimeout(input.holdTimer);
+  input.holdTimer = setTimeout(releaseInput, ms);
+}
+
+function releaseInput() {
+  clearTimeout(input.holdTimer);
+  if (!input.holding) return;
+  input.holding = false;
+  for (const msg of input.held.splice(0)) sendInput(msg);
+}
+
+function flushMove() {
+  if (input.moveFrame) (window.cancelAnimationFrame || clearTimeout)(input.moveFrame);
+  input.moveFrame = 0;
+  const pos = input.pendingMove;
+  input.pendingMove = null;
+  if (pos && canControl()) sendOn('pointer', { type: 'PointerMove', x: pos.x, y: pos.y });
+}
+
+function queueMove(pos) {
+  input.pendingMove = pos;
+  input.lastPos = pos;
+  if (!input.moveFrame) input.moveFrame = (window.requestAnimationFrame || ((fn) => setTimeout(fn, 16)))(flushMove);
+}
+
+function pressButton(button, pos) {
+  flushMove();
+  input.lastPos = pos;
+  input.buttons.add(button);
+  sendInput({ type: 'PointerButton', button, pressed: true, x: pos.x, y: pos.y });
+}
+
+function releaseButton(button, pos) {
+  if (!input.buttons.delete(button)) return;
+  flushMove();
+  input.lastPos = pos;
+  sendInput({ type: 'PointerButton', button, pressed: false, x: pos.x, y: pos.y });
+}
+
+function onPointerDown(ev) {
+  if (!canControl() || !(ev.button >= 0 && ev.button <= 4)) return;
+  const pos = framePosition(ev.clientX, ev.clientY, false);
+  if (!pos) return; // in the black bars
+  ev.preventDefault();
+  const focused = document.activeElement;
+  if (focused && focused !== document.body && typeof focused.blur === 'function') focused.blur();
+  try { ui.video.setPointerCapture(ev.pointerId); } catch { /* not supported */ }
+  pressButton(ev.button, pos);
+}
+
+function onPointerMove(ev) {
+  if (!canControl()) return;
+  const dragging = input.buttons.size > 0;
+  const pos = framePosition(ev.clientX, ev.clientY, dragging);
+  // A further button pressed or released while another is down comes as a pointermove.
+  if (ev.button >= 0 && ev.button <= 4 && typeof ev.buttons === 'number') {
+    const down = (ev.buttons & BUTTON_BIT[ev.button]) !== 0;
+    if (down && pos && !input.buttons.has(ev.button)) pressButton(ev.button, pos);
+    else if (!down) releaseButton(ev.button, pos || input.lastPos);
+    return;
+  }
+  if (pos) queueMove(pos);
+}
+
+function onPointerUp(ev) {
+  if (!input.buttons.has(ev.button)) return;
+  if (canControl()) ev.preventDefault();
+  releaseButton(ev.button, framePosition(ev.clientX, ev.clientY, true) || input.lastPos);
+}
+
+function onPointerCancel() {
+  for (const button of [...input.buttons]) releaseButton(button, input.lastPos);
+}
+
+function clampI16(v) {
+  return Math.max(-32768, Math.min(32767, v));
+}
+
+function onWheel(ev) {
+  if (!canControl()) return;
+  const pos = framePosition(ev.clientX, ev.clientY, false);
+  if (!pos) return;
+  ev.preventDefault();
+  // 1/120 notch units: pixels (mode 0) as 100 px per notch, lines as 3 per notch, pages as 10 notches.
+  const unit = ev.deltaMode === 1 ? 40 : ev.deltaMode === 2 ? 1200 : 1.2;
+  input.wheelX += ev.deltaX * unit;
+  input.wheelY += ev.deltaY * unit;
+  const dx = clampI16(Math.round(input.wheelX));
+  const dy = clampI16(Math.round(input.wheelY));
+  input.wheelX = Math.abs(input.wheelX - dx) < 1 ? input.wheelX - dx : 0;
+  input.wheelY = Math.abs(input.wheelY - dy) < 1 ? input.wheelY - dy : 0;
+  if (!dx && !dy) return;
+  queueMove(pos);
+  flushMove();
+  sendInput({ type: 'Wheel', dx, dy });
+}
+
+function sendText(text) {
+  for (const piece of protocol.splitText(text, protocol.MAX_TEXT_LEN)) sendInput({ type: 'Text', text: piece });
+}
+
+function isPasteShortcut(ev) {
+  return ((ev.code === 'KeyV' && (ev.ctrlKey || ev.metaKey)) || (ev.code === 'Insert' && ev.shiftKey))
+    && !ev.altKey && !ev.repeat;
+}
+
+function onKey(ev) {
+  if (!canControl() || isFormField(ev.target)) return;
+  if (ev.isComposing || ev.keyCode === 229) return; // IME at work: compositionend sends the text
+  const pressed = ev.type === 'keydown';
+  const code = ev.code || '';
+  if (KEY_CODE.test(code) && code !== 'Unidentified') {
+    if (pressed && isPasteShortcut(ev) && link.rights.clipboard) {
+      // Let the browser fire 'paste' so the local clipboard reaches the host before the keys.
+      holdInput(PASTE_KEY_HOLD_MS);
+    } else {
+      ev.preventDefault();
+    }
+    sendInput({ type: 'Key', pressed, code });
+    return;
+  }
+  // No physical key the host knows: type the character instead.
+  if (pressed && typeof ev.key === 'string') {
+    const chars = Array.from(ev.key);
+    if (chars.length === 1 && chars[0] >= ' ' && chars[0] !== '\x7f') {
+      ev.preventDefault();
+      sendText(ev.key);
+    }
+  }
+}
+
+function onCompositionEnd(ev) {
+  if (!canControl() || isFormField(ev.target) || !ev.data) return;
+  sendText(ev.data);
+}
+
+// Focus left the page: release everything this viewer holds on the host.
+function releaseAll() {
+  releaseInput();
+  input.buttons.clear();
+  if (canControl()) sendInput({ type: 'ReleaseAll' });
+}
+
+function setupInput() {
+  const v = ui.video;
+  v.addEventListener('pointerdown', onPointerDown);
+  v.addEventListener('pointermove', onPointerMove);
+  window.addEventListener('pointerup', onPointerUp, true);
+  window.addEventListener('pointercancel', onPointerCancel, true);
+  v.addEventListener('wheel', onWheel, { passive: false });
+  const preventWhileControlling = (ev) => { if (canControl()) ev.preventDefault(); };
+  v.addEventListener('contextmenu', preventWhileControlling);
+  v.addEventListener('auxclick', preventWhileControlling);
+  v.addEventListener('mouseup', preventWhileControlling); // back/forward buttons navigate otherwise
+  v.addEventListener('dragstart', preventWhileControlling);
+  window.addEventListener('keydown', onKey, true);
+  window.addEventListener('keyup', onKey, true);
+  window.addEventListener('compositionend', onCompositionEnd, true);
+  window.addEventListener('blur', releaseAll);
+  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') releaseAll(); });
+}
+
+// ---- 15. clipboard to host ------------------------------------------------
+
+// Needs the clipboard right. Resolves true when sent, false when refused locally
+// (no right, channel not open, over the host's cap).
+function sendClipboard(mime, bytes) {
+  const r = link.rights;
+  if (!r || !r.clipboard || !openChannel('clipboard')) return Promise.resolve(false);
+  if (bytes.length > r.clipboardMax) {
+    const text = `Clipboard too large: ${bytes.length} bytes (the host accepts at most ${r.clipboardMax})`;
+    addNotice({ code: protocol.NOTICE.CLIPBOARD_TOO_LARGE, transfer: 0, text, local: true });
+    return Promise.resolve(false);
+  }
+  // One transfer at a time, in order.
+  const job = link.clipboardQueue.then(() => transmitClipboard(mime, bytes));
+  link.clipboardQueue = job.catch(() => false);
+  return job;
+}
+
+async function transmitClipboard(mime, bytes) {
+  const ch = openChannel('clipboard');
+  if (!ch) return false;
+  const transfer = link.nextTransfer;
+  link.nextTransfer = transfer >= 0xffffffff ? 1 : transfer + 1;
+  for (const msg of protocol.clipboardChunks(transfer, mime, bytes)) {
+    if (ch.bufferedAmount > CLIPBOARD_HIGH_WATER) await drained(ch);
+    if (ch.readyState !== 'open') {
+      console.warn(`[porthole] clipboard transfer ${transfer} cut short: the channel closed`);
+      return false;
+    }
+    ch.send(protocol.encode(msg));
+  }
+  showToast(`Sent clipboard to host (${bytes.length} bytes)`);
+  return true;
+}
+
+function drained(ch) {
+  return new Promise((resolve) => {
+    const done = () => {
+      ch.removeEventListener('bufferedamountlow', done);
+      ch.removeEventListener('close', done);
+      resolve();
+    };
+    ch.bufferedAmountLowThreshold = CLIPBOARD_LOW_WATER;
+    ch.addEventListener('bufferedamountlow', done);
+    ch.addEventListener('close', done);
+  });
+}
+
+function toBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (Object.prototype.toString.call(data) === '[object ArrayBuffer]') return new Uint8Array(data);
+  if (Array.isArray(data)) return Uint8Array.from(data);
+  throw new TypeError('expected a Uint8Array, ArrayBuffer or array of bytes');
+}
+
+function pasteText(text) {
+  return sendClipboard('text', new TextEncoder().encode(String(text)));
+}
+
+function pasteBytes(mime, bytes) {
+  const kind = { 'text/plain': 'text', 'text/plain;charset=utf-8': 'text', text: 'text', 'image/png': 'png', png: 'png' }[
+    String(mime).toLowerCase().replace(/\s+/g, '')];
+  if (!kind) return Promise.reject(new TypeError(`pasteBytes: unsupported type ${mime}`));
+  return sendClipboard(kind, toBytes(bytes));
+}
+
+function onPaste(ev) {
+  const r = link.rights;
+  const dt = ev.clipboardData;
+  if (isFormField(ev.target) || !r || !r.clipboard || !dt || !openChannel('clipboard')) {
+    releaseInput();
+    return;
+  }
+  let file = null;
+  for (const item of Array.from(dt.items || [])) {
+    if (item.kind === 'file' && item.type === 'image/png') file = file || item.getAsFile();
+  }
+  if (!file) file = Array.from(dt.files || []).find((f) => f.type === 'image/png') || null;
+  let job;
+  if (file) job = file.arrayBuffer().then((buf) => sendClipboard('png', new Uint8Array(buf)));
+  else if (Array.from(dt.types || []).includes('text/plain')) job = pasteText(dt.getData('text/plain'));
+  else {
+    releaseInput();
+    return;
+  }
+  ev.preventDefault();
+  // The held Ctrl+V goes to the host once the content is on its way.
+  clearTimeout(input.holdTimer);
+  job.catch((err) => console.warn('[porthole] paste failed:', err)).finally(releaseInput);
+}
+
+function setupClipboard() {
+  document.addEventListener('paste', onPaste);
+}
+
+// Raw access for tests: encodes and sends regardless of rights.
+function sendMessage(label, msg) {
+  return sendOn(label, msg);
+}
+
+// ---- 16. public API and boot ----------------------------------------------
 
 const api = {
   get state() { return session.state; },
@@ -583,9 +1279,21 @@ const api = {
   get lastError() { return session.lastError; },
   get sessionUrl() { return session.resourceUrl; },
   states: STATES,
+  get rights() { return link.rights; },
+  get clipboard() { return link.hostClipboard; },
+  get notices() { return link.notices; },
+  get cursor() {
+    const c = link.cursor;
+    return { x: c.x, y: c.y, visible: c.visible, shape: c.shape ? { ...c.shape } : null };
+  },
+  get channels() { return { ...link.channels }; },
   connect,
   disconnect,
   on,
+  sendMessage,
+  pasteText,
+  pasteBytes,
+  protocol,
 };
 
 window.porthole = api;
@@ -594,6 +1302,9 @@ function boot() {
   setupControls();
   setupIdleToolbar();
   setupLifecycle();
+  setupHostView();
+  setupInput();
+  setupClipboard();
   setState('idle');
   connect();
 }

@@ -10,6 +10,7 @@ bash scripts/install-deps.sh test
 export CARGO_TERM_COLOR=never
 cargo build --locked --bins
 cargo test --locked --workspace
+node --test tests/js/
 
 if [ "$(id -u)" = 0 ]; then
   netns=(unshare -n)

@@ -1,0 +1,88 @@
+// The browser's protocol module (assets/protocol.js) against the shared vectors
+// (tests/protocol-vectors.json), like net/src/protocol.rs. Run: node --test tests/js/
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import {
+  encode, decode, clipboardChunks, ClipboardAssembler, channelFor, allowedOn, splitText,
+  CLIPBOARD_CHUNK, TYPES,
+} from '../../assets/protocol.js';
+
+const vectors = JSON.parse(readFileSync(new URL('../protocol-vectors.json', import.meta.url), 'utf8'));
+const unhex = (hex) => Uint8Array.from(hex.replace(/\s+/g, '').match(/../g) || [], (h) => parseInt(h, 16));
+// Typed arrays become plain arrays (decode returns Uint8Array for data and rgba).
+const plain = (msg) => Object.fromEntries(Object.entries(msg).map(([k, v]) => [k, ArrayBuffer.isView(v) ? Array.from(v) : v]));
+
+test('every valid vector decodes to its message and encodes back to its bytes', () => {
+  assert.ok(vectors.valid.length >= 11);
+  for (const v of vectors.valid) {
+    const bytes = unhex(v.hex);
+    assert.deepStrictEqual(plain(decode(bytes)), v.message, v.name);
+    assert.deepStrictEqual(plain(decode(bytes.buffer)), v.message, `${v.name} (ArrayBuffer)`);
+    assert.deepStrictEqual(Array.from(encode(v.message)), Array.from(bytes), v.name);
+  }
+  const types = new Set(vectors.valid.map((v) => v.message.type));
+  assert.deepStrictEqual([...types].sort(), Object.keys(TYPES).sort(), 'all 11 message types are covered');
+});
+
+test('every invalid vector is refused for the stated reason', () => {
+  assert.ok(vectors.invalid.length >= 10);
+  for (const v of vectors.invalid) {
+    assert.throws(() => decode(unhex(v.hex)), (err) => err.reason === v.error, `${v.name}: want ${v.error}`);
+  }
+});
+
+test('encode refuses what would not decode', () => {
+  const bad = [
+    [{ type: 'PointerMove', x: 65536, y: 0 }, 'OutOfRange'],
+    [{ type: 'PointerButton', button: 5, pressed: true, x: 0, y: 0 }, 'OutOfRange'],
+    [{ type: 'Wheel', dx: 0, dy: 40000 }, 'OutOfRange'],
+    [{ type: 'Key', pressed: true, code: 'Key A' }, 'BadKeyCode'],
+    [{ type: 'Text', text: '' }, 'BadText'],
+    [{ type: 'Text', text: 'é'.repeat(513) }, 'BadText'],
+    [{ type: 'Nope' }, 'UnknownType'],
+    [{ type: 'ClipboardData', transfer: 1, mime: 'text', total: 1, offset: 0, data: [1, 2] }, 'BadChunk'],
+  ];
+  for (const [msg, reason] of bad) assert.throws(() => encode(msg), (e) => e.reason === reason, JSON.stringify(msg));
+});
+
+test('clipboard chunks round-trip and reassemble', () => {
+  const content = Uint8Array.from({ length: 40000 }, (_, i) => i & 0xff);
+  const chunks = clipboardChunks(7, 'png', content);
+  assert.equal(chunks.length, 3);
+  const asm = new ClipboardAssembler({ maxBytes: 65536 });
+  let done = null;
+  chunks.forEach((c, i) => {
+    assert.ok(c.data.length <= CLIPBOARD_CHUNK);
+    const r = asm.push(decode(encode(c)));
+    if (i < 2) assert.equal(r, null); else done = r;
+  });
+  assert.equal(done.transfer, 7);
+  assert.equal(done.mime, 'png');
+  assert.deepStrictEqual(Array.from(done.bytes), Array.from(content));
+
+  const empty = clipboardChunks(1, 'text', new Uint8Array(0));
+  assert.deepStrictEqual(empty.map(plain), [{ type: 'ClipboardData', transfer: 1, mime: 'text', total: 0, offset: 0, data: [] }]);
+  assert.deepStrictEqual(plain(asm.push(decode(encode(empty[0])))), { transfer: 1, mime: 'text', bytes: [] });
+
+  // Over the cap: refused at the first chunk, later chunks dropped silently.
+  const big = clipboardChunks(9, 'text', new Uint8Array(70000));
+  assert.throws(() => asm.push(big[0]), (e) => e.reason === 'TooLarge' && e.transfer === 9);
+  for (const c of big.slice(1)) assert.equal(asm.push(c), null);
+  // A chunk that does not continue its transfer.
+  assert.throws(() => asm.push(chunks[1]), (e) => e.reason === 'BadSequence');
+});
+
+test('channels, text splitting', () => {
+  assert.equal(channelFor('PointerMove'), 'pointer');
+  assert.equal(channelFor({ type: 'CursorPosition' }), 'pointer');
+  assert.equal(channelFor('Key'), 'input');
+  assert.equal(channelFor('ReleaseAll'), 'input');
+  assert.equal(channelFor('ClipboardData'), 'clipboard');
+  assert.equal(channelFor('Other'), null);
+  assert.ok(allowedOn('Notice', 'clipboard') && allowedOn('Notice', 'input') && !allowedOn('Key', 'pointer'));
+  const pieces = splitText('a€'.repeat(600));
+  assert.ok(pieces.every((p) => new TextEncoder().encode(p).length <= 1024));
+  assert.equal(pieces.join(''), 'a€'.repeat(600));
+  assert.deepStrictEqual(splitText('\0'), []);
+});
