@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Share this screen: prints `viewer: <url>` when ready; stop with Ctrl+C.
-    Share(share::ShareArgs),
+    Share(Box<share::ShareArgs>),
     /// Paint a live test picture on an X display (for tests and demos).
     #[command(hide = true)]
     TestPattern(test_pattern::PatternArgs),
@@ -48,7 +48,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Some(Command::Share(args)) => share::run(args),
+        Some(Command::Share(args)) => share::run(*args),
         Some(Command::TestPattern(args)) => test_pattern::run(args),
         None => {
             use clap::CommandFactory;

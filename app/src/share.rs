@@ -58,6 +58,13 @@ pub struct ShareArgs {
     /// Share the clipboard with viewers, both ways.
     #[arg(long)]
     pub allow_clipboard: bool,
+    /// Sound to share: `default` (what this machine plays: the monitor of the default
+    /// output), `none`, or a device by name (see --list-audio).
+    #[arg(long, default_value = "default")]
+    pub audio: String,
+    /// List the audio devices that can be shared, and exit.
+    #[arg(long)]
+    pub list_audio: bool,
     /// Largest clipboard content accepted from a viewer, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub clipboard_max_bytes: u32,
@@ -104,7 +111,44 @@ fn url_host(listen: SocketAddr) -> String {
         .to_string()
 }
 
+fn list_audio() -> anyhow::Result<()> {
+    let devices = media::audio::list_devices()?;
+    if devices.is_empty() {
+        println!("no audio devices");
+    }
+    for d in devices {
+        println!("{}\t{}", d.id, d.description);
+    }
+    Ok(())
+}
+
+/// Starts audio capture, or says why there is none (never fatal).
+fn start_audio(choice: &str, fanout: &Arc<VideoFanout>) -> Option<media::audio::AudioPipeline> {
+    let source = match choice {
+        "none" => return None,
+        "default" => media::audio::AudioSource::Default,
+        name => media::audio::AudioSource::Named(name.to_owned()),
+    };
+    let fanout = fanout.clone();
+    match media::audio::AudioPipeline::start(source, move |packet| {
+        fanout.publish(VideoSample {
+            data: packet.data,
+            capture_time: packet.capture_time,
+            keyframe: true,
+        })
+    }) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!("no audio: {e}; sharing video only (use --audio none to silence this)");
+            None
+        }
+    }
+}
+
 pub fn run(args: ShareArgs) -> anyhow::Result<()> {
+    if args.list_audio {
+        return list_audio();
+    }
     let code = match &args.code {
         Some(text) => AccessCode::parse(text).context("--code")?,
         None => AccessCode::generate(),
@@ -201,6 +245,25 @@ async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
         ]
     });
 
+    let audio_fanout = VideoFanout::audio(epoch);
+    let audio = start_audio(&args.audio, &audio_fanout);
+    let audio_stats = audio.as_ref().map(|a| a.stats().clone());
+    let media_stats: net::MediaStats = {
+        let video_stats = media_stats;
+        Arc::new(move || {
+            let mut all = video_stats();
+            if let Some(a) = &audio_stats {
+                let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                all.extend([
+                    ("audio_frames_captured", get(&a.frames_captured)),
+                    ("audio_frames_sent", get(&a.frames_sent)),
+                    ("audio_frames_silent", get(&a.frames_silent)),
+                    ("audio_overruns", get(&a.overruns)),
+                ]);
+            }
+            all
+        })
+    };
     let server = ShareServer::start(
         ShareConfig {
             listen: args.listen,
@@ -217,6 +280,7 @@ async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
             clipboard_max: args.clipboard_max_bytes,
         },
         fanout,
+        audio.as_ref().map(|_| audio_fanout),
     )
     .await
     .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -232,6 +296,7 @@ async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
     let outcome = wait_for_end(&pipeline).await;
     tracing::info!("stopping the share");
     server.shutdown().await;
+    drop(audio);
     drop(pipeline);
     outcome
 }

@@ -2,6 +2,7 @@
 //! capture → encode pipeline. This crate knows nothing about networks: it hands
 //! [`EncodedFrame`]s to whoever wires it up.
 
+pub mod audio;
 pub mod capture;
 pub mod clipboard;
 pub mod convert;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RtpCodecKind,
@@ -27,6 +29,7 @@ use crate::video::{RtpStamper, VideoFanout};
 pub const H264_FMTP: &str =
     "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 pub const H264_PAYLOAD_TYPE: u8 = 102;
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// How long to wait for ICE candidates before answering with what there is.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -111,6 +114,41 @@ fn h264_codec() -> RTCRtpCodec {
     }
 }
 
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![RTCPFeedback {
+            typ: "transport-cc".into(),
+            parameter: String::new(),
+        }],
+    }
+}
+
+fn local_track(ssrc: u32, kind: RtpCodecKind, codec: RTCRtpCodec) -> Arc<TrackLocalStaticRTP> {
+    let id = if kind == RtpCodecKind::Audio {
+        "sound"
+    } else {
+        "screen"
+    };
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "porthole".to_owned(),
+        id.to_owned(),
+        id.to_owned(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )))
+}
+
 /// A viewer's live connection. Dropping it does not close it: call [`Viewer::close`].
 pub struct Viewer {
     pub pc: Arc<dyn PeerConnection>,
@@ -122,11 +160,13 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// Answers `offer_sdp` and starts sending video from `video` once connected.
+    /// Answers `offer_sdp` and starts sending video from `video` (and audio from `audio`,
+    /// when the share has it and the viewer wants it) once connected.
     pub async fn answer(
         offer_sdp: String,
         ice: &IceConfig,
         video: Arc<VideoFanout>,
+        audio: Option<Arc<VideoFanout>>,
     ) -> Result<Self, PeerError> {
         let offer = RTCSessionDescription::offer(offer_sdp)
             .map_err(|e| PeerError::BadOffer(format!("not an SDP offer: {e}")))?;
@@ -144,6 +184,15 @@ impl Viewer {
                     payload_type: H264_PAYLOAD_TYPE,
                 },
                 RtpCodecKind::Video,
+            )
+            .map_err(|e| PeerError::Internal(format!("codec setup: {e}")))?;
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: opus_codec(),
+                    payload_type: OPUS_PAYLOAD_TYPE,
+                },
+                RtpCodecKind::Audio,
             )
             .map_err(|e| PeerError::Internal(format!("codec setup: {e}")))?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
@@ -193,7 +242,7 @@ impl Viewer {
             .map_err(|e| PeerError::Internal(format!("cannot create a peer connection: {e}")))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        match Self::negotiate(&pc, offer, video, gathered).await {
+        match Self::negotiate(&pc, offer, video, audio, gathered).await {
             Ok((answer, tasks)) => Ok(Self {
                 pc,
                 answer,
@@ -212,23 +261,12 @@ impl Viewer {
         pc: &Arc<dyn PeerConnection>,
         offer: RTCSessionDescription,
         video: Arc<VideoFanout>,
+        audio: Option<Arc<VideoFanout>>,
         gathered: Arc<Notify>,
     ) -> Result<(String, Vec<tokio::task::JoinHandle<()>>), PeerError> {
         let ssrc = rand::random::<u32>();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "porthole".to_owned(),
-            "screen".to_owned(),
-            "screen".to_owned(),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: h264_codec(),
-                ..Default::default()
-            }],
-        )));
+        let track = local_track(ssrc, RtpCodecKind::Video, h264_codec());
+        let wants_audio = offer.sdp.contains("m=audio");
         pc.set_remote_description(offer)
             .await
             .map_err(|e| PeerError::BadOffer(format!("the offer was refused: {e}")))?;
@@ -237,6 +275,18 @@ impl Viewer {
             .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
             .await
             .map_err(|e| PeerError::Internal(format!("cannot add the video track: {e}")))?;
+        let audio_track = match &audio {
+            Some(_) if wants_audio => {
+                let assrc = rand::random::<u32>();
+                let track = local_track(assrc, RtpCodecKind::Audio, opus_codec());
+                let sender = pc
+                    .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                    .await
+                    .map_err(|e| PeerError::Internal(format!("cannot add the audio track: {e}")))?;
+                Some((track, sender, assrc))
+            }
+            _ => None,
+        };
         let answer = pc
             .create_answer(None)
             .await
@@ -268,7 +318,24 @@ impl Viewer {
             video.clone(),
         ));
         let rtcp_task = tokio::spawn(watch_feedback(track, video));
-        Ok((answer.sdp, vec![send_task, rtcp_task]))
+        let mut tasks = vec![send_task, rtcp_task];
+        if let (Some((track, sender, assrc)), Some(audio)) = (audio_track, audio) {
+            let negotiated = sender
+                .get_parameters()
+                .await
+                .ok()
+                .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
+            match negotiated {
+                Some(pt) => tasks.push(tokio::spawn(send_video(
+                    track,
+                    audio.subscribe(),
+                    RtpStamper::new(assrc, pt, rand::random()),
+                    audio,
+                ))),
+                None => tracing::info!("the viewer accepts no Opus; sending video only"),
+            }
+        }
+        Ok((answer.sdp, tasks))
     }
 
     /// Stops sending and closes the connection.

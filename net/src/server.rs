@@ -90,6 +90,7 @@ struct AppState {
     ice: IceConfig,
     max_viewers: usize,
     video: Arc<VideoFanout>,
+    audio: Option<Arc<VideoFanout>>,
     viewers: Mutex<HashMap<String, ViewerEntry>>,
     throttle: Mutex<FailureThrottle>,
     counters: Counters,
@@ -112,7 +113,11 @@ pub struct ShareServer {
 
 impl ShareServer {
     /// Binds `config.listen` and serves until [`ShareServer::shutdown`].
-    pub async fn start(config: ShareConfig, video: Arc<VideoFanout>) -> std::io::Result<Self> {
+    pub async fn start(
+        config: ShareConfig,
+        video: Arc<VideoFanout>,
+        audio: Option<Arc<VideoFanout>>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(AppState {
@@ -120,6 +125,7 @@ impl ShareServer {
             ice: config.ice,
             max_viewers: config.max_viewers,
             video,
+            audio,
             viewers: Mutex::new(HashMap::new()),
             throttle: Mutex::new(FailureThrottle::new(
                 MAX_FAILURES_PER_MINUTE,
@@ -363,14 +369,17 @@ async fn post_whep(
         .counters
         .peer_connections_created
         .fetch_add(1, Ordering::Relaxed);
-    let mut viewer = match Viewer::answer(offer, &state.ice, state.video.clone()).await {
-        Ok(v) => v,
-        Err(PeerError::BadOffer(m)) => return refuse(&state, addr, StatusCode::BAD_REQUEST, &m),
-        Err(PeerError::Internal(m)) => {
-            tracing::error!(%addr, "cannot serve a viewer: {m}");
-            return text(StatusCode::INTERNAL_SERVER_ERROR, m);
-        }
-    };
+    let mut viewer =
+        match Viewer::answer(offer, &state.ice, state.video.clone(), state.audio.clone()).await {
+            Ok(v) => v,
+            Err(PeerError::BadOffer(m)) => {
+                return refuse(&state, addr, StatusCode::BAD_REQUEST, &m)
+            }
+            Err(PeerError::Internal(m)) => {
+                tracing::error!(%addr, "cannot serve a viewer: {m}");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, m);
+            }
+        };
     let id = session_id();
     let no = state.next_viewer.fetch_add(1, Ordering::Relaxed);
     let answer = std::mem::take(&mut viewer.answer);
@@ -523,6 +532,13 @@ async fn get_stats(
         state.video.units_published.load(Ordering::Relaxed),
     );
     put(
+        "audio_packets_published",
+        state
+            .audio
+            .as_ref()
+            .map_or(0, |a| a.units_published.load(Ordering::Relaxed)),
+    );
+    put(
         "keyframes_requested",
         state.video.keyframes_requested.load(Ordering::Relaxed),
     );
@@ -604,6 +620,7 @@ mod tests {
             },
             max_viewers: 2,
             video: VideoFanout::new(Instant::now(), Arc::new(|| {})),
+            audio: None,
             viewers: Mutex::new(HashMap::new()),
             throttle: Mutex::new(FailureThrottle::new(
                 MAX_FAILURES_PER_MINUTE,

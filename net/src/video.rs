@@ -1,4 +1,4 @@
-//! Fan-out of one encoded video stream to every viewer.
+//! Fan-out of one encoded stream (video or audio) to every viewer.
 //!
 //! The encoder produces each access unit once; it is cut into RTP payloads once
 //! (H.264 FU-A/STAP-A, RFC 6184) and shared as `Arc<VideoUnit>` through a bounded
@@ -22,20 +22,33 @@ pub const RTP_PAYLOAD_MTU: usize = 1200 - 12 - 40;
 pub const FANOUT_DEPTH: usize = 8;
 /// The H.264 RTP clock.
 pub const VIDEO_CLOCK_HZ: u64 = 90_000;
+/// The Opus RTP clock.
+pub const AUDIO_CLOCK_HZ: u64 = 48_000;
 
-/// One encoded access unit as the encoder hands it over.
+/// One encoded access unit (or Opus packet) as the encoder hands it over.
 #[derive(Clone, Debug)]
 pub struct VideoSample {
     pub data: Bytes,
     pub capture_time: Instant,
+    /// Decodable on its own (always true for audio).
     pub keyframe: bool,
+}
+
+/// Audio and video samples are the same shape.
+pub type MediaSample = VideoSample;
+
+enum Payloading {
+    /// RFC 6184: FU-A fragments, STAP-A for parameter sets.
+    H264(Mutex<H264Payloader>),
+    /// RFC 7587: one Opus packet per RTP packet.
+    Opus,
 }
 
 /// One access unit, payloaded for RTP, shared by all viewers.
 #[derive(Debug)]
 pub struct VideoUnit {
     pub payloads: Vec<Bytes>,
-    /// Capture time on the 90 kHz clock, from the fan-out's epoch.
+    /// Capture time on the stream's RTP clock, from the fan-out's epoch.
     pub rtp_time: u32,
     pub keyframe: bool,
     pub capture_time: Instant,
@@ -44,9 +57,11 @@ pub struct VideoUnit {
 /// Who to tell when a keyframe is needed (the encoder's request flag).
 pub type KeyframeRequester = Arc<dyn Fn() + Send + Sync>;
 
+/// One stream's fan-out. (Named for video, its first use; `Fanout::audio` makes the Opus one.)
 pub struct VideoFanout {
     tx: broadcast::Sender<Arc<VideoUnit>>,
-    payloader: Mutex<H264Payloader>,
+    payloading: Payloading,
+    clock_hz: u64,
     epoch: Instant,
     request_keyframe: KeyframeRequester,
     pub units_published: AtomicU64,
@@ -58,7 +73,8 @@ impl VideoFanout {
         let (tx, _) = broadcast::channel(FANOUT_DEPTH);
         Arc::new(Self {
             tx,
-            payloader: Mutex::new(H264Payloader::default()),
+            payloading: Payloading::H264(Mutex::new(H264Payloader::default())),
+            clock_hz: VIDEO_CLOCK_HZ,
             epoch,
             request_keyframe,
             units_published: AtomicU64::new(0),
@@ -66,23 +82,45 @@ impl VideoFanout {
         })
     }
 
-    /// The 90 kHz RTP time of `t` (wraps, as RTP time does).
+    /// An Opus fan-out. `epoch` must be the video's, so both RTP clocks share an origin.
+    pub fn audio(epoch: Instant) -> Arc<Self> {
+        // 20 packets: 200 ms of 10 ms frames.
+        let (tx, _) = broadcast::channel(20);
+        Arc::new(Self {
+            tx,
+            payloading: Payloading::Opus,
+            clock_hz: AUDIO_CLOCK_HZ,
+            epoch,
+            request_keyframe: Arc::new(|| {}),
+            units_published: AtomicU64::new(0),
+            keyframes_requested: AtomicU64::new(0),
+        })
+    }
+
+    pub fn is_audio(&self) -> bool {
+        matches!(self.payloading, Payloading::Opus)
+    }
+
+    /// The RTP time of `t` on this stream's clock (wraps, as RTP time does).
     pub fn rtp_time(&self, t: Instant) -> u32 {
         let micros = t.saturating_duration_since(self.epoch).as_micros() as u64;
-        (micros * VIDEO_CLOCK_HZ / 1_000_000) as u32
+        (micros * self.clock_hz / 1_000_000) as u32
     }
 
     /// Publishes one access unit to every viewer. Never blocks; callable from any thread.
     pub fn publish(&self, sample: VideoSample) {
-        let payloads = {
-            let mut payloader = self.payloader.lock().unwrap_or_else(|e| e.into_inner());
-            match payloader.payload(RTP_PAYLOAD_MTU, &sample.data) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!("cannot payload an H.264 access unit: {e}");
-                    return;
+        let payloads = match &self.payloading {
+            Payloading::H264(payloader) => {
+                let mut payloader = payloader.lock().unwrap_or_else(|e| e.into_inner());
+                match payloader.payload(RTP_PAYLOAD_MTU, &sample.data) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!("cannot payload an H.264 access unit: {e}");
+                        return;
+                    }
                 }
             }
+            Payloading::Opus => vec![sample.data.clone()],
         };
         if payloads.is_empty() {
             return;
@@ -104,6 +142,9 @@ impl VideoFanout {
 
     /// Asks the encoder for a keyframe (a viewer joined, lost packets, or sent PLI/FIR).
     pub fn request_keyframe(&self) {
+        if self.is_audio() {
+            return;
+        }
         self.keyframes_requested.fetch_add(1, Ordering::Relaxed);
         (self.request_keyframe)();
     }
@@ -219,6 +260,23 @@ mod tests {
         assert_eq!(fanout.viewers(), 2);
         fanout.request_keyframe();
         assert_eq!(requested.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn audio_packets_pass_whole_on_the_48_khz_clock() {
+        let epoch = Instant::now();
+        let fanout = VideoFanout::audio(epoch);
+        let mut rx = fanout.subscribe();
+        fanout.publish(VideoSample {
+            data: Bytes::from_static(&[0xfc, 1, 2, 3]),
+            capture_time: epoch + Duration::from_millis(20),
+            keyframe: true,
+        });
+        let unit = rx.try_recv().unwrap();
+        assert_eq!(unit.payloads, vec![Bytes::from_static(&[0xfc, 1, 2, 3])]);
+        assert_eq!(unit.rtp_time, 960);
+        fanout.request_keyframe();
+        assert_eq!(fanout.keyframes_requested.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -1,0 +1,536 @@
+//! Host audio: cpal capture (PulseAudio; by default the monitor of the default output, i.e.
+//! what the host hears) → 48 kHz stereo → Opus (10 ms frames, in-band FEC, DTX).
+//!
+//! ```text
+//!  cpal callback ──samples──▶ bounded channel (drops when full) ──▶ encode thread
+//!   (device rate/channels)                                          to 48 kHz stereo,
+//!                                                                   10 ms Opus frames ──▶ sink
+//! ```
+//! Frames carry their capture time on the same monotonic clock as video, so RTP timestamps
+//! of both streams agree and the browser keeps them in sync.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+pub const RATE: u32 = 48_000;
+pub const CHANNELS: usize = 2;
+/// 10 ms at 48 kHz.
+pub const FRAME_SAMPLES: usize = 480;
+
+/// One Opus packet (10 ms of stereo audio).
+#[derive(Clone, Debug)]
+pub struct EncodedAudio {
+    pub data: Bytes,
+    /// When the first sample of this frame was captured.
+    pub capture_time: Instant,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AudioSource {
+    /// The monitor of the default output: what the host hears.
+    Default,
+    /// A device by (a part of) its name or description.
+    Named(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("no audio system: {0}")]
+    Host(String),
+    #[error("no audio input device matches {0:?} (see `porthole share --list-audio`)")]
+    NoDevice(String),
+    #[error("audio device error: {0}")]
+    Device(String),
+    #[error("Opus encoder error: {0}")]
+    Opus(String),
+}
+
+fn host() -> Result<cpal::Host, AudioError> {
+    // PulseAudio (or PipeWire's Pulse server) directly: the ALSA route starts ~1.7 s slower.
+    // A busy server now and then drops a fresh connection mid-handshake: try again.
+    let mut last = None;
+    for attempt in 0..3 {
+        match cpal::host_from_id(cpal::HostId::PulseAudio) {
+            Ok(h) => return Ok(h),
+            Err(e) => {
+                tracing::debug!(attempt, "PulseAudio connection failed: {e}");
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    Err(AudioError::Host(format!(
+        "{} (is PulseAudio running? set PULSE_SERVER if it has no XDG_RUNTIME_DIR socket)",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+/// A capture-capable device: its id (stable) and human description.
+#[derive(Clone, Debug)]
+pub struct AudioDevice {
+    pub id: String,
+    pub description: String,
+}
+
+fn describe(d: &cpal::Device) -> AudioDevice {
+    AudioDevice {
+        id: d.id().map(|i| i.to_string()).unwrap_or_default(),
+        description: d
+            .description()
+            .map(|d| d.to_string())
+            .unwrap_or_else(|_| "(unnamed)".into()),
+    }
+}
+
+/// Lists the devices audio can be captured from (inputs and monitors of outputs).
+pub fn list_devices() -> Result<Vec<AudioDevice>, AudioError> {
+    let host = host()?;
+    let devices = host
+        .input_devices()
+        .map_err(|e| AudioError::Device(e.to_string()))?;
+    Ok(devices.map(|d| describe(&d)).collect())
+}
+
+fn pick_device(source: &AudioSource) -> Result<cpal::Device, AudioError> {
+    let host = host()?;
+    let inputs: Vec<cpal::Device> = host
+        .input_devices()
+        .map_err(|e| AudioError::Device(e.to_string()))?
+        .collect();
+    match source {
+        AudioSource::Default => {
+            // The monitor source of the default sink is named "<sink>.monitor".
+            let sink = host
+                .default_output_device()
+                .map(|d| describe(&d).id)
+                .unwrap_or_default();
+            let sink_name = sink.rsplit(':').next().unwrap_or(&sink).to_owned();
+            inputs
+                .iter()
+                .find(|d| {
+                    let id = describe(d).id;
+                    !sink_name.is_empty() && id.ends_with(&format!("{sink_name}.monitor"))
+                })
+                .or_else(|| inputs.iter().find(|d| describe(d).id.ends_with(".monitor")))
+                .cloned()
+                .or_else(|| host.default_input_device())
+                .ok_or_else(|| AudioError::NoDevice("default".into()))
+        }
+        AudioSource::Named(name) => {
+            let lower = name.to_lowercase();
+            inputs
+                .into_iter()
+                .find(|d| {
+                    let a = describe(d);
+                    a.id == *name
+                        || a.id.to_lowercase().contains(&lower)
+                        || a.description.to_lowercase().contains(&lower)
+                })
+                .ok_or_else(|| AudioError::NoDevice(name.clone()))
+        }
+    }
+}
+
+/// Downmixes or upmixes interleaved `channels`-channel samples to stereo.
+pub fn to_stereo(input: &[f32], channels: usize, out: &mut Vec<f32>) {
+    match channels {
+        0 => {}
+        1 => out.extend(input.iter().flat_map(|&s| [s, s])),
+        2 => out.extend_from_slice(input),
+        n => {
+            // Front left/right; other channels folded in at -3 dB.
+            for frame in input.chunks_exact(n) {
+                let rest: f32 = frame[2..].iter().sum::<f32>() * std::f32::consts::FRAC_1_SQRT_2
+                    / (n - 2) as f32;
+                out.push((frame[0] + rest).clamp(-1.0, 1.0));
+                out.push((frame[1] + rest).clamp(-1.0, 1.0));
+            }
+        }
+    }
+}
+
+/// A streaming linear-interpolation resampler for interleaved stereo.
+pub struct Resampler {
+    from: u32,
+    to: u32,
+    /// Position of the next output sample, in input frames, relative to `prev`.
+    pos: f64,
+    prev: [f32; 2],
+}
+
+impl Resampler {
+    pub fn new(from: u32, to: u32) -> Self {
+        Self {
+            from,
+            to,
+            pos: 0.0,
+            prev: [0.0; 2],
+        }
+    }
+
+    /// Resamples `input` (stereo, interleaved) and appends to `out`.
+    pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) {
+        if self.from == self.to {
+            out.extend_from_slice(input);
+            return;
+        }
+        let step = f64::from(self.from) / f64::from(self.to);
+        let frames = input.len() / 2;
+        // Frame i of the virtual stream [prev, input...] is prev for i=0, input[i-1] after.
+        let at = |i: usize, c: usize| {
+            if i == 0 {
+                self.prev[c]
+            } else {
+                input[(i - 1) * 2 + c]
+            }
+        };
+        while self.pos < frames as f64 {
+            let i = self.pos.floor() as usize;
+            let frac = (self.pos - i as f64) as f32;
+            for c in 0..2 {
+                let a = at(i, c);
+                let b = at(i + 1, c);
+                out.push(a + (b - a) * frac);
+            }
+            self.pos += step;
+        }
+        self.pos -= frames as f64;
+        if frames > 0 {
+            self.prev = [input[(frames - 1) * 2], input[(frames - 1) * 2 + 1]];
+        }
+    }
+}
+
+/// Opus for live sharing: 48 kHz stereo, 10 ms frames, FEC, DTX.
+pub struct OpusEncoder {
+    inner: opus::Encoder,
+    out: Vec<u8>,
+}
+
+impl OpusEncoder {
+    pub fn new(bitrate_bps: i32) -> Result<Self, AudioError> {
+        let err = |e: opus::Error| AudioError::Opus(e.to_string());
+        let mut inner = opus::Encoder::new(RATE, opus::Channels::Stereo, opus::Application::Audio)
+            .map_err(err)?;
+        inner
+            .set_bitrate(opus::Bitrate::Bits(bitrate_bps))
+            .map_err(err)?;
+        inner.set_inband_fec(true).map_err(err)?;
+        inner.set_packet_loss_perc(10).map_err(err)?;
+        inner.set_dtx(true).map_err(err)?;
+        Ok(Self {
+            inner,
+            out: vec![0; 4000],
+        })
+    }
+
+    /// Encodes one 10 ms frame (960 interleaved samples). `None`: a DTX frame not worth
+    /// sending (silence; the receiver conceals it).
+    pub fn encode(&mut self, frame: &[f32]) -> Result<Option<Bytes>, AudioError> {
+        let n = self
+            .inner
+            .encode_float(frame, &mut self.out)
+            .map_err(|e| AudioError::Opus(e.to_string()))?;
+        // RFC 6716 / opus_encoder_ctl(DTX): packets of 1-2 bytes need not be transmitted.
+        Ok((n > 2).then(|| Bytes::copy_from_slice(&self.out[..n])))
+    }
+}
+
+/// Counters of the audio pipeline.
+#[derive(Default, Debug)]
+pub struct AudioStats {
+    pub frames_captured: AtomicU64,
+    pub frames_sent: AtomicU64,
+    pub frames_silent: AtomicU64,
+    pub overruns: AtomicU64,
+}
+
+/// Running capture + encode. Dropping it stops both.
+pub struct AudioPipeline {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<AudioStats>,
+    pub device: AudioDevice,
+}
+
+impl AudioPipeline {
+    pub fn start(
+        source: AudioSource,
+        mut sink: impl FnMut(EncodedAudio) + Send + 'static,
+    ) -> Result<Self, AudioError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(AudioStats::default());
+        let (ready_tx, ready_rx) = mpsc::channel();
+        // ~1 s of callbacks at most; the encoder is far faster, so this only fills on a stall.
+        let (tx, rx) = mpsc::sync_channel::<(Instant, Vec<f32>)>(100);
+
+        let capture = {
+            let stop = stop.clone();
+            let stats = stats.clone();
+            std::thread::Builder::new()
+                .name("porthole-audio-in".into())
+                .spawn(move || {
+                    let opened = (|| {
+                        let device = pick_device(&source)?;
+                        let config = device
+                            .default_input_config()
+                            .map_err(|e| AudioError::Device(e.to_string()))?;
+                        // Ask PulseAudio for 48 kHz stereo f32; it converts for us.
+                        let wanted = cpal::StreamConfig {
+                            channels: 2,
+                            sample_rate: RATE,
+                            buffer_size: cpal::BufferSize::Default,
+                        };
+                        let _ = config;
+                        let overruns = stats.clone();
+                        let stream = device
+                            .build_input_stream::<f32, _, _>(
+                                wanted,
+                                move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                                    if tx.try_send((Instant::now(), data.to_vec())).is_err() {
+                                        overruns.overruns.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                },
+                                |e| tracing::warn!("audio capture: {e}"),
+                                Some(Duration::from_secs(5)),
+                            )
+                            .map_err(|e| AudioError::Device(e.to_string()))?;
+                        stream
+                            .play()
+                            .map_err(|e| AudioError::Device(e.to_string()))?;
+                        Ok((stream, describe(&device)))
+                    })();
+                    let stream = match opened {
+                        Ok((stream, info)) => {
+                            let _ = ready_tx.send(Ok(info));
+                            stream
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    drop(stream);
+                })
+                .map_err(|e| AudioError::Device(e.to_string()))?
+        };
+        let device = match ready_rx.recv() {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                let _ = capture.join();
+                return Err(e);
+            }
+            Err(_) => return Err(AudioError::Device("capture thread ended".into())),
+        };
+        tracing::info!(device = %device.description, id = %device.id, "capturing audio");
+
+        let mut encoder = OpusEncoder::new(96_000)?;
+        let encode = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("porthole-audio-enc".into())
+                .spawn(move || {
+                    let mut clock = SampleClock::default();
+                    let mut pending: Vec<f32> = Vec::with_capacity(FRAME_SAMPLES * CHANNELS * 4);
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok((arrival, samples)) = rx.recv_timeout(Duration::from_millis(50))
+                        else {
+                            continue;
+                        };
+                        let frames = samples.len() / CHANNELS;
+                        // The first of these samples was captured about `frames` ago.
+                        let first = arrival
+                            .checked_sub(Duration::from_secs_f64(frames as f64 / f64::from(RATE)))
+                            .unwrap_or(arrival);
+                        clock.observe(first, pending.len() / CHANNELS);
+                        pending.extend_from_slice(&samples);
+                        while pending.len() >= FRAME_SAMPLES * CHANNELS {
+                            let frame: Vec<f32> =
+                                pending.drain(..FRAME_SAMPLES * CHANNELS).collect();
+                            let capture_time = clock.take(FRAME_SAMPLES);
+                            stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+                            match encoder.encode(&frame) {
+                                Ok(Some(data)) => {
+                                    stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                                    sink(EncodedAudio { data, capture_time });
+                                }
+                                Ok(None) => {
+                                    stats.frames_silent.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => tracing::warn!("{e}"),
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| AudioError::Device(e.to_string()))?
+        };
+        Ok(Self {
+            stop,
+            threads: vec![capture, encode],
+            stats,
+            device,
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<AudioStats> {
+        &self.stats
+    }
+}
+
+impl Drop for AudioPipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Capture times of samples: counted from the device's samples (smooth), re-anchored to
+/// arrival times when the two disagree by more than `MAX_SKEW` (device clock drift, gaps).
+#[derive(Default)]
+pub struct SampleClock {
+    /// Capture time of the next sample not yet taken.
+    next: Option<Instant>,
+}
+
+/// How far counted time may stray from arrival time before it is re-anchored.
+pub const MAX_SKEW: Duration = Duration::from_millis(20);
+
+impl SampleClock {
+    /// A buffer whose first sample was captured at `first` arrived while `queued` samples
+    /// (per channel) were still waiting to be taken.
+    pub fn observe(&mut self, first: Instant, queued: usize) {
+        let expected = self
+            .next
+            .map(|n| n + Duration::from_secs_f64(queued as f64 / f64::from(RATE)));
+        match expected {
+            Some(e) if e.max(first) - e.min(first) <= MAX_SKEW => {}
+            _ => {
+                let back = Duration::from_secs_f64(queued as f64 / f64::from(RATE));
+                self.next = Some(first.checked_sub(back).unwrap_or(first));
+            }
+        }
+    }
+
+    /// Takes the capture time of the next `samples` samples.
+    pub fn take(&mut self, samples: usize) -> Instant {
+        let t = self.next.unwrap_or_else(Instant::now);
+        self.next = Some(t + Duration::from_secs_f64(samples as f64 / f64::from(RATE)));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sine(freq: f32, rate: u32, secs: f32, amp: f32) -> Vec<f32> {
+        let n = (rate as f32 * secs) as usize;
+        (0..n)
+            .flat_map(|i| {
+                let s = amp * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin();
+                [s, s]
+            })
+            .collect()
+    }
+
+    /// Frequency from zero crossings of the left channel.
+    fn frequency(stereo: &[f32], rate: u32) -> f32 {
+        let left: Vec<f32> = stereo.iter().step_by(2).copied().collect();
+        let crossings = left
+            .windows(2)
+            .filter(|w| w[0] <= 0.0 && w[1] > 0.0)
+            .count();
+        crossings as f32 * rate as f32 / left.len() as f32
+    }
+
+    fn rms(stereo: &[f32]) -> f32 {
+        (stereo.iter().map(|s| s * s).sum::<f32>() / stereo.len() as f32).sqrt()
+    }
+
+    #[test]
+    fn mono_and_surround_become_stereo() {
+        let mut out = Vec::new();
+        to_stereo(&[0.1, 0.2], 1, &mut out);
+        assert_eq!(out, vec![0.1, 0.1, 0.2, 0.2]);
+        out.clear();
+        // 5.1: L R C LFE Ls Rs
+        to_stereo(&[0.5, -0.5, 0.0, 0.0, 0.0, 0.0], 6, &mut out);
+        assert_eq!(out, vec![0.5, -0.5]);
+        out.clear();
+        to_stereo(&[0.0, 0.0, 0.4, 0.4], 4, &mut out);
+        assert!((out[0] - 0.4 * std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn resampling_keeps_frequency_and_length() {
+        let input = sine(440.0, 44_100, 1.0, 0.5);
+        let mut r = Resampler::new(44_100, RATE);
+        let mut out = Vec::new();
+        // In uneven pieces, as a device delivers them.
+        for chunk in input.chunks(2 * 441 + 2) {
+            r.process(chunk, &mut out);
+        }
+        let frames = out.len() / 2;
+        assert!((frames as i64 - 48_000).abs() <= 2, "{frames} frames");
+        let f = frequency(&out, RATE);
+        assert!((f - 440.0).abs() < 2.0, "{f} Hz");
+        assert!((rms(&out) - 0.5 / 2f32.sqrt()).abs() < 0.01);
+    }
+
+    #[test]
+    fn opus_round_trip_keeps_a_sine() {
+        let mut enc = OpusEncoder::new(96_000).unwrap();
+        let mut dec = opus::Decoder::new(RATE, opus::Channels::Stereo).unwrap();
+        let input = sine(440.0, RATE, 1.0, 0.5);
+        let mut decoded = Vec::new();
+        for frame in input.chunks_exact(FRAME_SAMPLES * 2) {
+            let packet = enc.encode(frame).unwrap().expect("a tone is not silence");
+            let mut pcm = vec![0f32; FRAME_SAMPLES * 2];
+            let n = dec.decode_float(&packet, &mut pcm, false).unwrap();
+            assert_eq!(n, FRAME_SAMPLES);
+            decoded.extend_from_slice(&pcm);
+        }
+        // Skip the codec's start-up.
+        let steady = &decoded[RATE as usize / 10 * 2..];
+        let f = frequency(steady, RATE);
+        assert!((f - 440.0).abs() < 3.0, "{f} Hz");
+        let level = rms(steady);
+        assert!((level - 0.3536).abs() < 0.03, "rms {level}");
+    }
+
+    #[test]
+    fn silence_costs_almost_nothing() {
+        let mut enc = OpusEncoder::new(96_000).unwrap();
+        let silence = vec![0f32; FRAME_SAMPLES * 2];
+        // 5 s of silence: DTX settles after ~200 ms, then a comfort-noise frame each 400 ms.
+        let sent = (0..500)
+            .filter(|_| enc.encode(&silence).unwrap().is_some())
+            .count();
+        assert!(sent < 50, "{sent} of 500 silent frames were sent");
+    }
+
+    #[test]
+    fn sample_clock_is_smooth_but_follows_arrivals() {
+        let t0 = Instant::now();
+        let mut c = SampleClock::default();
+        c.observe(t0, 0);
+        assert_eq!(c.take(480), t0);
+        assert_eq!(c.take(480), t0 + Duration::from_millis(10));
+        // An arrival 5 ms late is jitter: keep counting.
+        c.observe(t0 + Duration::from_millis(25), 0);
+        assert_eq!(c.take(480), t0 + Duration::from_millis(20));
+        // A 100 ms gap (device stall): re-anchor.
+        c.observe(t0 + Duration::from_millis(130), 0);
+        assert_eq!(c.take(480), t0 + Duration::from_millis(130));
+    }
+}
