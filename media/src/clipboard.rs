@@ -152,7 +152,9 @@ impl HostClipboard {
                                 tracing::warn!("cannot set the host clipboard: {e}");
                                 continue;
                             }
-                            let content = Arc::new(content);
+                            // Remember it as host programs will read it (an image comes back
+                            // re-encoded), so our own write is not mistaken for a change.
+                            let content = Arc::new(read(&mut clipboard).unwrap_or(content));
                             last = Some(content.clone());
                             *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(content);
                         }

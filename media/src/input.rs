@@ -90,12 +90,20 @@ impl Injector {
                 };
                 let mut held: HashMap<u64, Held> = HashMap::new();
                 for (source, event) in rx {
+                    let release_all = event == InputEvent::ReleaseAll;
+                    if release_all && !held.contains_key(&source) {
+                        continue; // holds nothing: nothing to inject
+                    }
                     let state = held.entry(source).or_default();
                     match apply(&mut enigo, monitor, state, event) {
                         Ok(()) => {
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => tracing::warn!("input not injected: {e}"),
+                    }
+                    if release_all {
+                        // Forget the source: a viewer that left leaves no state behind.
+                        held.remove(&source);
                     }
                 }
             })

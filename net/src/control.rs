@@ -186,7 +186,8 @@ impl Gate {
             Channel::Input => &mut self.input,
             Channel::Clipboard => &mut self.clipboard,
         };
-        if !bucket.take(now) {
+        // Releases are never rate-limited: dropping one would leave a key or button stuck.
+        if !is_release(&msg) && !bucket.take(now) {
             return Err(Refusal::RateLimited);
         }
         match msg {
@@ -258,6 +259,15 @@ impl Gate {
         }
         Ok(Some(Action::SetClipboard { mime, data }))
     }
+}
+
+fn is_release(msg: &Message) -> bool {
+    matches!(
+        msg,
+        Message::ReleaseAll
+            | Message::Key { pressed: false, .. }
+            | Message::PointerButton { pressed: false, .. }
+    )
 }
 
 fn is_from_viewer(msg: &Message) -> bool {
@@ -351,6 +361,16 @@ mod tests {
             g.handle(Channel::Input, &key(), ALL, t0),
             Err(Refusal::RateLimited)
         );
+        // Releases still pass while the bucket is empty.
+        let release = Message::Key {
+            pressed: false,
+            code: "ShiftLeft".into(),
+        }
+        .encode();
+        assert!(g.handle(Channel::Input, &release, ALL, t0).is_ok());
+        assert!(g
+            .handle(Channel::Input, &Message::ReleaseAll.encode(), ALL, t0)
+            .is_ok());
         assert!(g
             .handle(Channel::Input, &key(), ALL, t0 + Duration::from_millis(100))
             .is_ok());

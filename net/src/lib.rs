@@ -4,6 +4,7 @@
 
 pub mod access;
 mod assets;
+pub mod client;
 pub mod control;
 mod keyframe;
 pub mod peer;

@@ -63,6 +63,8 @@ pub enum PeerError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ViewerEvent {
     Connected,
+    /// ICE lost the viewer; it may come back, but nothing it holds should stay pressed.
+    Interrupted,
     Ended,
 }
 
@@ -84,6 +86,7 @@ impl PeerConnectionEventHandler for Handler {
         tracing::debug!("viewer connection state: {state}");
         let event = match state {
             RTCPeerConnectionState::Connected => ViewerEvent::Connected,
+            RTCPeerConnectionState::Disconnected => ViewerEvent::Interrupted,
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => ViewerEvent::Ended,
             _ => return,
         };
@@ -219,6 +222,13 @@ impl Viewer {
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(40))
+            // A silent viewer counts as disconnected after 3 s (default 5) and failed after
+            // 10 s (default 25): a dead peer's session and held keys do not linger.
+            .with_ice_timeouts(
+                Some(Duration::from_secs(3)),
+                Some(Duration::from_secs(10)),
+                Some(Duration::from_secs(1)),
+            )
             .with_include_loopback_candidate(true)
             .build();
 

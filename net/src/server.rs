@@ -459,6 +459,18 @@ async fn watch_viewer(
                 }
                 state.video.request_keyframe();
             }
+            ViewerEvent::Interrupted => {
+                tracing::info!(session = %id, "viewer unreachable; releasing its input");
+                let no = state
+                    .viewers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .map(|e| e.info.no);
+                if let Some(no) = no {
+                    state.host.input(no, Message::ReleaseAll);
+                }
+            }
             ViewerEvent::Ended => break,
         }
     }

@@ -200,6 +200,10 @@ impl Session {
                         Incoming::Closed => {
                             open.remove(&ch);
                             channels.remove(&ch);
+                            if ch == Channel::Input {
+                                // The viewer is gone or going: nothing it held stays down.
+                                self.host.input(self.viewer, Message::ReleaseAll);
+                            }
                         }
                         Incoming::Message(bytes) => {
                             let rights = *self.rights.borrow();
@@ -362,7 +366,13 @@ impl Session {
             last_notice.insert(*code, now);
         }
         tracing::warn!(viewer = self.viewer, "refused a message: {refusal:?}");
-        send(channels, &notice).await;
+        // Clipboard refusals travel with the clipboard (docs/protocol.md); others on input.
+        let ch = if matches!(refusal, Refusal::ClipboardTooLarge { .. }) {
+            Channel::Clipboard
+        } else {
+            Channel::Input
+        };
+        send_on(channels, ch, &notice).await;
     }
 
     async fn send_outbound(
@@ -431,7 +441,15 @@ impl Session {
 
 /// Sends `msg` on its channel. False when that channel is not there or failed.
 async fn send(channels: &HashMap<Channel, Arc<dyn DataChannel>>, msg: &Message) -> bool {
-    let Some(dc) = channels.get(&msg.channel()) else {
+    send_on(channels, msg.channel(), msg).await
+}
+
+async fn send_on(
+    channels: &HashMap<Channel, Arc<dyn DataChannel>>,
+    ch: Channel,
+    msg: &Message,
+) -> bool {
+    let Some(dc) = channels.get(&ch) else {
         return false;
     };
     match dc.send(BytesMut::from(&msg.encode()[..])).await {

@@ -14,6 +14,7 @@ import { existsSync, unlinkSync, accessSync, constants as fsConstants } from 'no
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { deflateSync, inflateSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 
@@ -788,4 +789,551 @@ export async function makeOffer(page) {
       pc.close();
     }
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// X tools (xdotool, xclip, xev) on a test display, for remote control and clipboard tests
+
+/** Environment for an X client on `display`: a UTF-8 locale, so text tools speak UTF-8. */
+export function xEnv(display, extra = {}) {
+  return { ...childEnv({ LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8', ...extra }), DISPLAY: display };
+}
+
+/**
+ * Runs a short-lived command to completion (SIGKILLed after timeoutMs). `input`: stdin
+ * (string or Buffer). Resolves to {code, signal, timedOut, stdout: Buffer, stderr: string};
+ * rejects only if the command cannot be started.
+ */
+export function runTool(cmd, args, { display, input, timeoutMs = 5000, env } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      env: env || (display ? xEnv(display) : childEnv()),
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+    live.add(child);
+    const out = [];
+    let err = '';
+    let timedOut = false;
+    child.stdout.on('data', (d) => out.push(d));
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d) => { if (err.length < 65536) err += d; });
+    const timer = setTimeout(() => { timedOut = true; killGroup(child, 'SIGKILL'); }, timeoutMs);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      live.delete(child);
+      reject(new Error(`cannot run ${cmd}: ${e.message}`));
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      live.delete(child);
+      // Whatever it left in its process group (e.g. a forked xclip) goes too.
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* group empty */ }
+      resolve({ code, signal, timedOut, stdout: Buffer.concat(out), stderr: err });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(input ?? undefined);
+  });
+}
+
+/** Like runTool, but throws (with stderr) unless the command exits 0. Returns stdout. */
+export async function runToolOk(cmd, args, opts = {}) {
+  const r = await runTool(cmd, args, opts);
+  if (r.code !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} failed: code=${r.code} signal=${r.signal}` +
+      `${r.timedOut ? ` (killed after ${opts.timeoutMs ?? 5000} ms)` : ''}: ${r.stderr.trim()}`);
+  }
+  return r.stdout;
+}
+
+/** The X pointer position on `display` as {x, y} (xdotool getmouselocation). */
+export async function pointerLocation(display) {
+  const out = (await runToolOk('xdotool', ['getmouselocation', '--shell'], { display })).toString();
+  const x = out.match(/^X=(-?\d+)$/m);
+  const y = out.match(/^Y=(-?\d+)$/m);
+  if (!x || !y) throw new Error(`unexpected xdotool getmouselocation output: ${out}`);
+  return { x: Number(x[1]), y: Number(y[1]) };
+}
+
+/** Moves the X pointer on `display` (xdotool mousemove). */
+export async function movePointer(display, x, y) {
+  await runToolOk('xdotool', ['mousemove', '--sync', String(x), String(y)], { display });
+}
+
+/**
+ * Reads the CLIPBOARD selection of `display` as `target` (default UTF8_STRING). Returns a
+ * Buffer, or null when there is no owner or the owner does not offer that target.
+ */
+export async function readClipboard(display, { target = 'UTF8_STRING', timeoutMs = 3000 } = {}) {
+  const r = await runTool('xclip', ['-selection', 'clipboard', '-t', target, '-o'], { display, timeoutMs });
+  if (r.timedOut) throw new Error(`xclip -o -t ${target} got no answer within ${timeoutMs} ms (owner not answering?)`);
+  if (r.code !== 0) return null;
+  return r.stdout;
+}
+
+/** The targets the CLIPBOARD owner offers (empty when there is no owner). */
+export async function clipboardTargets(display) {
+  const b = await readClipboard(display, { target: 'TARGETS' });
+  return b ? b.toString().split('\n').map((l) => l.trim()).filter(Boolean) : [];
+}
+
+/**
+ * Makes an xclip process own CLIPBOARD on `display` with `data` (string or Buffer) as
+ * `target` (null: xclip's default, UTF8_STRING text). xclip stays in the foreground and
+ * exits by itself when someone else takes the selection. Resolves once the target is
+ * offered. Returns {stop, logText, label, exited}.
+ */
+export async function ownClipboard(display, data, { target = null } = {}) {
+  const args = ['-selection', 'clipboard', '-quiet', '-i'];
+  if (target) args.push('-t', target);
+  const proc = spawnLogged('xclip', 'xclip', args, { env: xEnv(display), stdin: 'pipe' });
+  proc.child.stdin.end(data);
+  const want = target || 'UTF8_STRING';
+  const ok = await waitFor(async () => proc.exitInfo !== null ||
+    (await clipboardTargets(display).catch(() => [])).includes(want), 5000, 50);
+  if (!ok || proc.exitInfo) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw new Error(`xclip did not take CLIPBOARD (offering ${want}) within 5 s\n${proc.logText()}`);
+  }
+  return {
+    stop: () => proc.stop({ signal: 'SIGTERM', graceMs: 2000 }),
+    exited: proc.exited,
+    get exitInfo() { return proc.exitInfo; },
+    logText: proc.logText,
+    label: `xclip (${want})`,
+  };
+}
+
+function parseXevBlock(lines) {
+  const head = lines[0].match(/^(\w+) event, serial (\d+), synthetic (\w+), window (0x[0-9a-f]+)/);
+  if (!head) return null;
+  const text = lines.join('\n');
+  const ev = { type: head[1], serial: Number(head[2]), synthetic: head[3] === 'YES', window: head[4], raw: text };
+  let m = text.match(/\((-?\d+),(-?\d+)\), root:\((-?\d+),(-?\d+)\)/);
+  if (m) Object.assign(ev, { x: Number(m[1]), y: Number(m[2]), rootX: Number(m[3]), rootY: Number(m[4]) });
+  m = text.match(/\bstate 0x([0-9a-f]+)/);
+  if (m) ev.state = parseInt(m[1], 16);
+  m = text.match(/\bbutton (\d+),/);
+  if (m) ev.button = Number(m[1]);
+  m = text.match(/keycode (\d+) \(keysym 0x([0-9a-f]+), ([^)]*)\)/);
+  if (m) Object.assign(ev, { keycode: Number(m[1]), keysym: parseInt(m[2], 16), keysymName: m[3] });
+  m = text.match(/XLookupString gives (\d+) bytes:(?: \(([0-9a-f ]+)\))?/);
+  if (m) {
+    const bytes = Buffer.from((m[2] || '').trim().split(/\s+/).filter(Boolean).map((h) => parseInt(h, 16)));
+    let s = bytes.toString('utf8');
+    if (s.includes('\ufffd')) s = bytes.toString('latin1'); // not UTF-8: a Latin-1 locale
+    ev.bytes = [...bytes];
+    ev.text = s;
+  }
+  return ev;
+}
+
+/**
+ * Starts `xev` on `display` with a window at `geometry`, selecting keyboard, button and
+ * structure events, in a UTF-8 locale with line-buffered output, and parses what it prints.
+ * Resolves once the window is mapped. Returns {events, mark(), since(i), waitFor(pred, ms,
+ * what, from), stop, logText, label}; each event is {type, serial, window, x, y, rootX,
+ * rootY, state, button, keycode, keysym, keysymName, text, bytes, raw} (fields as present).
+ */
+export async function startXev(display, { geometry = '800x600+100+100', name = 'porthole-e2e-xev' } = {}) {
+  const xevArgs = ['-name', name, '-geometry', geometry,
+    '-event', 'keyboard', '-event', 'button', '-event', 'structure'];
+  const haveStdbuf = existsSync('/usr/bin/stdbuf') || existsSync('/bin/stdbuf');
+  const [cmd, args] = haveStdbuf ? ['stdbuf', ['-oL', 'xev', ...xevArgs]] : ['xev', xevArgs];
+  const proc = spawnLogged('xev', cmd, args, { env: xEnv(display) });
+  const events = [];
+  const waiters = new Set();
+  let block = null;
+  let seen = 0; // stdout lines handled
+  const flush = () => {
+    if (block) {
+      const ev = parseXevBlock(block);
+      if (ev) events.push(ev);
+      block = null;
+      for (const w of waiters) w();
+    }
+  };
+  let lastLineAt = 0;
+  const pump = () => {
+    while (seen < proc.lines.length) {
+      const line = proc.lines[seen++];
+      lastLineAt = Date.now();
+      if (/^\w+ event, serial/.test(line)) { flush(); block = [line]; } else if (line.trim() === '') flush();
+      else if (block) block.push(line);
+    }
+    // xev separates events with a blank line *before* each one, so the last event has no
+    // terminator: take it once output has been quiet a moment (key events end with their
+    // XFilterEvent line, so those are never taken half-printed).
+    if (block && Date.now() - lastLineAt >= 40 &&
+        (!/^Key(Press|Release) /.test(block[0]) || block.some((l) => /XFilterEvent/.test(l)))) {
+      flush();
+    }
+  };
+  // proc.lines fills as stdout arrives; poll it cheaply (spawnLogged has no per-line hook).
+  const timer = setInterval(pump, 20);
+  proc.exited.then(() => { pump(); flush(); clearInterval(timer); for (const w of waiters) w(); });
+
+  function waitFor(pred, timeoutMs, what = 'an xev event', from = 0) {
+    return new Promise((resolve, reject) => {
+      let i = from;
+      const check = () => {
+        pump();
+        for (; i < events.length; i++) {
+          if (pred(events[i])) { done(); resolve(events[i]); return; }
+        }
+        if (proc.exitInfo) { done(); reject(new Error(`xev exited before ${what}\n${proc.logText()}`)); }
+      };
+      const t = setTimeout(() => {
+        done();
+        const recent = events.slice(from).slice(-8).map((e) => e.raw).join('\n\n');
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; xev events since the mark: ` +
+          `${events.length - from}${recent ? `, the last ones:\n${recent}` : ''}`));
+      }, timeoutMs);
+      const iv = setInterval(check, 25);
+      function done() { clearTimeout(t); clearInterval(iv); waiters.delete(check); }
+      waiters.add(check);
+      check();
+    });
+  }
+
+  const handle = {
+    events,
+    /** Index to pass to since()/waitFor(): events after this moment. */
+    mark: () => { pump(); return events.length; },
+    since: (i) => { pump(); return events.slice(i); },
+    waitFor,
+    stop: async () => { clearInterval(timer); return proc.stop({ signal: 'SIGTERM', graceMs: 2000 }); },
+    logText: proc.logText,
+    label: `xev ${geometry}`,
+  };
+  try {
+    await waitFor((e) => e.type === 'MapNotify', 10000, 'xev MapNotify (its window on screen)');
+  } catch (err) {
+    await handle.stop();
+    throw err;
+  }
+  return handle;
+}
+
+/** The text typed by the KeyPress events in `events` (XLookupString of each). */
+export function typedText(events) {
+  return events.filter((e) => e.type === 'KeyPress').map((e) => e.text || '').join('');
+}
+
+/** X modifier masks in an event's `state`. */
+export const XMASK = Object.freeze({ Shift: 0x1, Lock: 0x2, Control: 0x4, Mod1: 0x8, Button1: 0x100 });
+
+// ---------------------------------------------------------------------------------------
+// Keyboard input as a real US keyboard produces it
+
+const US_UNSHIFTED = { ' ': 'Space', ',': 'Comma', '.': 'Period', '/': 'Slash', ';': 'Semicolon',
+  "'": 'Quote', '[': 'BracketLeft', ']': 'BracketRight', '\\': 'Backslash', '-': 'Minus',
+  '=': 'Equal', '`': 'Backquote' };
+const US_SHIFTED = { '!': 'Digit1', '@': 'Digit2', '#': 'Digit3', '$': 'Digit4', '%': 'Digit5',
+  '^': 'Digit6', '&': 'Digit7', '*': 'Digit8', '(': 'Digit9', ')': 'Digit0', '<': 'Comma',
+  '>': 'Period', '?': 'Slash', ':': 'Semicolon', '"': 'Quote', '{': 'BracketLeft',
+  '}': 'BracketRight', '|': 'Backslash', '_': 'Minus', '+': 'Equal', '~': 'Backquote' };
+
+/**
+ * Types `text` into the page the way a person on a US keyboard would: Shift is held
+ * (ShiftLeft keydown) for capitals and shifted symbols, and characters that have no key
+ * on that layout arrive as a keydown with an empty `code` and the character as `key`
+ * (what virtual keyboards and compose sequences produce), through CDP.
+ * (page.keyboard.type() neither presses Shift for capitals nor makes any key event for
+ * 'ö': it uses Input.insertText, which does nothing on a page without an editable focus.)
+ */
+export async function typeLikeAUser(page, text, { delayMs = 0 } = {}) {
+  let cdp = null;
+  for (const ch of text) {
+    let combo = null;
+    if (/^[a-z]$/.test(ch)) combo = `Key${ch.toUpperCase()}`;
+    else if (/^[A-Z]$/.test(ch)) combo = `Shift+Key${ch}`;
+    else if (/^[0-9]$/.test(ch)) combo = `Digit${ch}`;
+    else if (US_UNSHIFTED[ch]) combo = US_UNSHIFTED[ch];
+    else if (US_SHIFTED[ch]) combo = `Shift+${US_SHIFTED[ch]}`;
+    else if (ch === '\n' || ch === '\r') combo = 'Enter';
+    else if (ch === '\t') combo = 'Tab';
+    if (combo) {
+      await page.keyboard.press(combo);
+    } else {
+      cdp ??= await page.context().newCDPSession(page);
+      await cdp.send('Input.dispatchKeyEvent', { type: 'keyDown', key: ch, code: '', text: ch, unmodifiedText: ch });
+      await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key: ch, code: '' });
+    }
+    if (delayMs) await sleep(delayMs);
+  }
+  if (cdp) await cdp.detach().catch(() => {});
+}
+
+// ---------------------------------------------------------------------------------------
+// Viewer page: rights, pointer geometry, clipboard, notices, raw messages
+
+/** Waits until window.porthole.rights is set and has every field of `want`; returns it. */
+export async function waitForRights(page, want = {}, timeoutMs = 10000) {
+  try {
+    await page.waitForFunction((want) => {
+      const r = window.porthole?.rights;
+      return !!r && Object.entries(want).every(([k, v]) => r[k] === v);
+    }, want, { timeout: timeoutMs, polling: 50 });
+  } catch (err) {
+    const now = await page.evaluate(() => window.porthole?.rights ?? null).catch((e) => `error: ${e.message}`);
+    throw new Error(`viewer rights did not become ${JSON.stringify(want)} within ${timeoutMs} ms; ` +
+      `now: ${JSON.stringify(now)} (${err.message.split('\n')[0]})`);
+  }
+  return page.evaluate(() => ({ ...window.porthole.rights }));
+}
+
+/**
+ * The page position (CSS px, viewport coordinates) showing host pixel (hx, hy): the centre
+ * of that pixel inside the <video>'s content box with `object-fit: contain` letterboxing.
+ * Returns {x, y, box: {left, top, width, height}, videoWidth, videoHeight}.
+ */
+export async function videoPoint(page, hx, hy) {
+  return page.evaluate(([hx, hy]) => {
+    const v = document.getElementById('video') || window.porthole?.video;
+    const r = v.getBoundingClientRect();
+    const vw = v.videoWidth;
+    const vh = v.videoHeight;
+    if (!vw || !vh) throw new Error('video has no size yet');
+    const fit = getComputedStyle(v).objectFit;
+    let left = r.left;
+    let top = r.top;
+    let w = r.width;
+    let h = r.height;
+    if (fit === 'contain' || fit === 'scale-down') {
+      let s = Math.min(r.width / vw, r.height / vh);
+      if (fit === 'scale-down') s = Math.min(s, 1);
+      w = vw * s;
+      h = vh * s;
+      left = r.left + (r.width - w) / 2;
+      top = r.top + (r.height - h) / 2;
+    } else if (fit !== 'fill') {
+      throw new Error(`videoPoint: object-fit ${fit} not handled`);
+    }
+    return {
+      x: left + ((hx + 0.5) / vw) * w,
+      y: top + ((hy + 0.5) / vh) * h,
+      box: { left, top, width: w, height: h },
+      videoWidth: vw,
+      videoHeight: vh,
+    };
+  }, [hx, hy]);
+}
+
+/** window.porthole.clipboard as {mime, text, size, bytes: number[]} (or null). */
+export async function pageClipboard(page) {
+  return page.evaluate(() => {
+    const c = window.porthole?.clipboard;
+    if (!c) return null;
+    return { mime: c.mime, text: c.text, size: c.size, bytes: c.bytes ? Array.from(c.bytes) : null };
+  });
+}
+
+/** A copy of window.porthole.notices. */
+export async function pageNotices(page) {
+  return page.evaluate(() => (window.porthole?.notices || []).map((n) => ({ ...n })));
+}
+
+/** Waits for a notice (after the first `from`) matching every field of `want`; returns it. */
+export async function waitForNotice(page, want, { from = 0, timeoutMs = 5000 } = {}) {
+  try {
+    await page.waitForFunction(([want, from]) => (window.porthole?.notices || []).slice(from)
+      .some((n) => Object.entries(want).every(([k, v]) => n[k] === v)), [want, from],
+    { timeout: timeoutMs, polling: 50 });
+  } catch (err) {
+    const all = await pageNotices(page).catch((e) => `error: ${e.message}`);
+    throw new Error(`no notice like ${JSON.stringify(want)} within ${timeoutMs} ms; notices: ` +
+      `${JSON.stringify(all)} (${err.message.split('\n')[0]})`);
+  }
+  const all = await pageNotices(page);
+  return all.slice(from).find((n) => Object.entries(want).every(([k, v]) => n[k] === v));
+}
+
+/** porthole.sendMessage(label, msg) in the page; resolves to what it returns. */
+export async function sendRaw(page, label, msg) {
+  return page.evaluate(async ([label, msg]) => window.porthole.sendMessage(label, msg), [label, msg]);
+}
+
+/**
+ * Dispatches a `paste` ClipboardEvent (bubbling, cancelable, like a real one) on the
+ * focused element, with a DataTransfer holding {text} as text/plain or {mime, bytes} as a
+ * File. Returns {defaultPrevented}.
+ */
+export async function dispatchPaste(page, { text, mime, bytes }) {
+  return page.evaluate(({ text, mime, bytes }) => {
+    const dt = new DataTransfer();
+    if (text != null) dt.setData('text/plain', text);
+    if (bytes) dt.items.add(new File([new Uint8Array(bytes)], 'pasted', { type: mime }));
+    const ev = new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true, composed: true });
+    (document.activeElement || document.body).dispatchEvent(ev);
+    return { defaultPrevented: ev.defaultPrevented };
+  }, { text, mime, bytes: bytes ? Array.from(bytes) : null });
+}
+
+// ---------------------------------------------------------------------------------------
+// PNG: a tiny encoder (8-bit RGBA) and decoder (8-bit grey/RGB/palette/grey-alpha/RGBA,
+// non-interlaced), enough to make clipboard images and compare their pixels.
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(td));
+  return Buffer.concat([len, td, crc]);
+}
+
+/** Encodes width x height straight RGBA (Buffer/Uint8Array, rows top-down) as a PNG. */
+export function encodePng(width, height, rgba) {
+  if (rgba.length !== width * height * 4) throw new Error('encodePng: rgba has the wrong length');
+  const stride = width * 4;
+  const raw = Buffer.alloc((stride + 1) * height);
+  for (let y = 0; y < height; y++) {
+    raw[y * (stride + 1)] = 0; // filter: none
+    Buffer.from(rgba.buffer, rgba.byteOffset + y * stride, stride).copy(raw, y * (stride + 1) + 1);
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 6; // RGBA
+  ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(raw)),
+    pngChunk('IEND', Buffer.alloc(0))]);
+}
+
+/** Decodes a PNG into {width, height, rgba: Buffer}; throws on what it does not support. */
+export function decodePng(input) {
+  const buf = Buffer.from(input);
+  if (buf.length < 8 || !buf.subarray(0, 8).equals(PNG_SIGNATURE)) throw new Error('not a PNG (bad signature)');
+  let pos = 8;
+  let ihdr = null;
+  let palette = null;
+  let trns = null;
+  const idat = [];
+  for (;;) {
+    if (pos + 12 > buf.length) throw new Error('PNG truncated');
+    const len = buf.readUInt32BE(pos);
+    const type = buf.toString('latin1', pos + 4, pos + 8);
+    const data = buf.subarray(pos + 8, pos + 8 + len);
+    if (data.length !== len) throw new Error(`PNG chunk ${type} truncated`);
+    if (buf.readUInt32BE(pos + 8 + len) !== crc32(buf.subarray(pos + 4, pos + 8 + len))) {
+      throw new Error(`PNG chunk ${type} has a bad CRC`);
+    }
+    pos += 12 + len;
+    if (type === 'IHDR') {
+      ihdr = { width: data.readUInt32BE(0), height: data.readUInt32BE(4), depth: data[8], colour: data[9], interlace: data[12] };
+    } else if (type === 'PLTE') palette = data;
+    else if (type === 'tRNS') trns = data;
+    else if (type === 'IDAT') idat.push(data);
+    else if (type === 'IEND') break;
+  }
+  if (!ihdr) throw new Error('PNG without IHDR');
+  const { width, height, depth, colour, interlace } = ihdr;
+  if (depth !== 8) throw new Error(`PNG bit depth ${depth} not supported by this decoder`);
+  if (interlace !== 0) throw new Error('interlaced PNG not supported by this decoder');
+  const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colour];
+  if (!channels) throw new Error(`PNG colour type ${colour} unknown`);
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  if (raw.length < (stride + 1) * height) throw new Error('PNG image data too short');
+  const px = Buffer.alloc(stride * height);
+  const bpp = channels;
+  for (let y = 0; y < height; y++) {
+    const f = raw[y * (stride + 1)];
+    const src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const row = px.subarray(y * stride, (y + 1) * stride);
+    const prev = y > 0 ? px.subarray((y - 1) * stride, y * stride) : null;
+    for (let i = 0; i < stride; i++) {
+      const a = i >= bpp ? row[i - bpp] : 0;
+      const b = prev ? prev[i] : 0;
+      const c = prev && i >= bpp ? prev[i - bpp] : 0;
+      let v;
+      switch (f) {
+        case 0: v = src[i]; break;
+        case 1: v = src[i] + a; break;
+        case 2: v = src[i] + b; break;
+        case 3: v = src[i] + ((a + b) >> 1); break;
+        case 4: {
+          const p = a + b - c;
+          const pa = Math.abs(p - a);
+          const pb = Math.abs(p - b);
+          const pc = Math.abs(p - c);
+          v = src[i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+          break;
+        }
+        default: throw new Error(`PNG filter ${f} unknown`);
+      }
+      row[i] = v & 0xff;
+    }
+  }
+  const rgba = Buffer.alloc(width * height * 4);
+  for (let i = 0; i < width * height; i++) {
+    const s = px.subarray(i * channels, (i + 1) * channels);
+    let r; let g; let b; let al = 255;
+    switch (colour) {
+      case 0: r = g = b = s[0]; if (trns && trns.length >= 2 && trns.readUInt16BE(0) === s[0]) al = 0; break;
+      case 2:
+        [r, g, b] = s;
+        if (trns && trns.length >= 6 && trns.readUInt16BE(0) === r && trns.readUInt16BE(2) === g && trns.readUInt16BE(4) === b) al = 0;
+        break;
+      case 3:
+        if (!palette || s[0] * 3 + 2 >= palette.length) throw new Error('PNG palette index out of range');
+        r = palette[s[0] * 3]; g = palette[s[0] * 3 + 1]; b = palette[s[0] * 3 + 2];
+        if (trns && s[0] < trns.length) al = trns[s[0]];
+        break;
+      case 4: r = g = b = s[0]; al = s[1]; break;
+      default: [r, g, b, al] = s;
+    }
+    rgba[i * 4] = r; rgba[i * 4 + 1] = g; rgba[i * 4 + 2] = b; rgba[i * 4 + 3] = al;
+  }
+  return { width, height, rgba };
+}
+
+/** A width x height RGBA test picture, different for each `seed`, with some translucency. */
+export function makeTestImage(width, height, seed = 0) {
+  const rgba = Buffer.alloc(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 4;
+      rgba[i] = (x * 16 + seed * 40) & 0xff;
+      rgba[i + 1] = (y * 16 + seed * 90) & 0xff;
+      rgba[i + 2] = ((x ^ y) * 8 + seed * 17) & 0xff;
+      rgba[i + 3] = (x + y + seed) % 5 === 0 ? 128 : 255;
+    }
+  }
+  return { width, height, rgba };
+}
+
+/** Describes how two decoded images differ ('' when they are the same). */
+export function imageDiff(a, b) {
+  if (a.width !== b.width || a.height !== b.height) return `size ${a.width}x${a.height} vs ${b.width}x${b.height}`;
+  for (let i = 0; i < a.rgba.length; i += 4) {
+    for (let k = 0; k < 4; k++) {
+      if (a.rgba[i + k] !== b.rgba[i + k]) {
+        const p = i / 4;
+        return `first difference at (${p % a.width},${Math.floor(p / a.width)}): ` +
+          `rgba(${[...a.rgba.subarray(i, i + 4)]}) vs rgba(${[...b.rgba.subarray(i, i + 4)]})`;
+      }
+    }
+  }
+  return '';
 }
