@@ -1,5 +1,6 @@
 //! `porthole`: share a screen over WebRTC. This binary only wires `media` to `net`.
 
+mod gui;
 mod host;
 mod share;
 mod test_pattern;
@@ -24,6 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Share this screen: prints `viewer: <url>` when ready; stop with Ctrl+C.
+    /// (With no command, `porthole` opens the desktop app.)
     Share(Box<share::ShareArgs>),
     /// Paint a live test picture on an X display (for tests and demos).
     #[command(hide = true)]
@@ -50,11 +52,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Share(args)) => share::run(*args),
         Some(Command::TestPattern(args)) => test_pattern::run(args),
-        None => {
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            Ok(())
-        }
+        None => gui::run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,7 +13,7 @@ use net::{AccessCode, IceConfig, IceServer, ShareConfig, ShareServer, VideoFanou
 use crate::host::{watch_cursor, DesktopHost};
 use crate::virtual_display::{parse_size, VirtualDisplay};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ShareArgs {
     /// X display to share, e.g. :0 (default: $DISPLAY).
     #[arg(long)]
@@ -68,6 +68,20 @@ pub struct ShareArgs {
     /// Largest clipboard content accepted from a viewer, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub clipboard_max_bytes: u32,
+}
+
+impl ShareArgs {
+    /// Share options from command-line flags (e.g. `["--allow-control"]`), defaults for the rest.
+    pub fn from_flags(flags: &[&str]) -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ShareArgs,
+        }
+        use clap::Parser;
+        Wrapper::try_parse_from(std::iter::once("share").chain(flags.iter().copied()))
+            .map(|w| w.args)
+    }
 }
 
 fn ice_config(args: &ShareArgs) -> IceConfig {
@@ -195,114 +209,156 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
-    let epoch = Instant::now();
-    let keyframe = KeyframeRequest::default();
-    let fanout = {
-        let keyframe = keyframe.clone();
-        VideoFanout::new(epoch, Arc::new(move || keyframe.request()))
-    };
-    let pipeline = {
-        let fanout = fanout.clone();
-        let config = PipelineConfig {
-            monitor: args.monitor,
-            encoder: EncoderSettings {
-                fps: args.fps,
-                bitrate_kbps: args.bitrate_kbps,
-            },
-            ..Default::default()
+/// A share running in this process: capture, encoders, host I/O and the server.
+/// Used by `porthole share` and by the GUI.
+pub struct RunningShare {
+    pub server: ShareServer,
+    pub url: String,
+    pub code: AccessCode,
+    pub size: (u32, u32),
+    pub has_audio: bool,
+    audio: Option<media::audio::AudioPipeline>,
+    pipeline: VideoPipeline,
+    _cursor: Option<media::cursor::CursorWatcher>,
+}
+
+impl RunningShare {
+    /// Starts sharing the display in `$DISPLAY` (call inside a tokio runtime).
+    pub async fn start(
+        args: &ShareArgs,
+        code: AccessCode,
+        approve: Option<net::Approver>,
+    ) -> anyhow::Result<Self> {
+        let epoch = Instant::now();
+        let keyframe = KeyframeRequest::default();
+        let fanout = {
+            let keyframe = keyframe.clone();
+            VideoFanout::new(epoch, Arc::new(move || keyframe.request()))
         };
-        VideoPipeline::start(config, keyframe, move |frame| {
-            fanout.publish(VideoSample {
-                data: frame.data,
-                capture_time: frame.capture_time,
-                keyframe: frame.keyframe,
+        let pipeline = {
+            let fanout = fanout.clone();
+            let config = PipelineConfig {
+                monitor: args.monitor,
+                encoder: EncoderSettings {
+                    fps: args.fps,
+                    bitrate_kbps: args.bitrate_kbps,
+                },
+                ..Default::default()
+            };
+            VideoPipeline::start(config, keyframe, move |frame| {
+                fanout.publish(VideoSample {
+                    data: frame.data,
+                    capture_time: frame.capture_time,
+                    keyframe: frame.keyframe,
+                })
+            })?
+        };
+        let (width, height) = pipeline.size();
+        let stats = pipeline.stats().clone();
+
+        let monitor = media::capture::monitor_rect(None, args.monitor)?;
+        let events = net::HostEvents::new();
+        let host = Arc::new(DesktopHost::open(monitor, &events));
+        let cursor = watch_cursor(monitor, events.clone());
+        let injector_host = host.clone();
+        let media_stats: net::MediaStats = Arc::new(move || {
+            let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            vec![
+                ("encoders_started", get(&stats.encoders_started)),
+                ("frames_captured", get(&stats.frames_captured)),
+                ("frames_unchanged", get(&stats.frames_unchanged)),
+                ("frames_dropped", get(&stats.frames_dropped)),
+                ("frames_encoded", get(&stats.frames_encoded)),
+                ("keyframes", get(&stats.keyframes)),
+                ("bytes_encoded", get(&stats.bytes_encoded)),
+                (
+                    "input_injected",
+                    injector_host.injector.as_ref().map_or(0, |i| i.injected()),
+                ),
+            ]
+        });
+
+        let audio_fanout = VideoFanout::audio(epoch);
+        let audio = start_audio(&args.audio, &audio_fanout);
+        let audio_stats = audio.as_ref().map(|a| a.stats().clone());
+        let media_stats: net::MediaStats = {
+            let video_stats = media_stats;
+            Arc::new(move || {
+                let mut all = video_stats();
+                if let Some(a) = &audio_stats {
+                    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                    all.extend([
+                        ("audio_frames_captured", get(&a.frames_captured)),
+                        ("audio_frames_sent", get(&a.frames_sent)),
+                        ("audio_frames_silent", get(&a.frames_silent)),
+                        ("audio_overruns", get(&a.overruns)),
+                    ]);
+                }
+                all
             })
-        })?
-    };
-    let (width, height) = pipeline.size();
-    let stats = pipeline.stats().clone();
-
-    let monitor = media::capture::monitor_rect(None, args.monitor)?;
-    let events = net::HostEvents::new();
-    let host = Arc::new(DesktopHost::open(monitor, &events));
-    let _cursor = watch_cursor(monitor, events.clone());
-    let injector_host = host.clone();
-    let media_stats: net::MediaStats = Arc::new(move || {
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        vec![
-            ("encoders_started", get(&stats.encoders_started)),
-            ("frames_captured", get(&stats.frames_captured)),
-            ("frames_unchanged", get(&stats.frames_unchanged)),
-            ("frames_dropped", get(&stats.frames_dropped)),
-            ("frames_encoded", get(&stats.frames_encoded)),
-            ("keyframes", get(&stats.keyframes)),
-            ("bytes_encoded", get(&stats.bytes_encoded)),
-            (
-                "input_injected",
-                injector_host.injector.as_ref().map_or(0, |i| i.injected()),
-            ),
-        ]
-    });
-
-    let audio_fanout = VideoFanout::audio(epoch);
-    let audio = start_audio(&args.audio, &audio_fanout);
-    let audio_stats = audio.as_ref().map(|a| a.stats().clone());
-    let media_stats: net::MediaStats = {
-        let video_stats = media_stats;
-        Arc::new(move || {
-            let mut all = video_stats();
-            if let Some(a) = &audio_stats {
-                let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-                all.extend([
-                    ("audio_frames_captured", get(&a.frames_captured)),
-                    ("audio_frames_sent", get(&a.frames_sent)),
-                    ("audio_frames_silent", get(&a.frames_silent)),
-                    ("audio_overruns", get(&a.overruns)),
-                ]);
-            }
-            all
-        })
-    };
-    let server = ShareServer::start(
-        ShareConfig {
-            listen: args.listen,
-            code: code.clone(),
-            ice: ice_config(&args),
-            max_viewers: args.max_viewers,
-            media_stats,
-            host,
-            events,
-            default_rights: net::Rights {
-                control: args.allow_control,
-                clipboard: args.allow_clipboard,
+        };
+        let server = ShareServer::start(
+            ShareConfig {
+                listen: args.listen,
+                code: code.clone(),
+                ice: ice_config(args),
+                max_viewers: args.max_viewers,
+                media_stats,
+                host,
+                events,
+                default_rights: net::Rights {
+                    control: args.allow_control,
+                    clipboard: args.allow_clipboard,
+                },
+                clipboard_max: args.clipboard_max_bytes,
+                approve: approve.clone(),
             },
-            clipboard_max: args.clipboard_max_bytes,
-        },
-        fanout,
-        audio.as_ref().map(|_| audio_fanout),
-    )
-    .await
-    .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = server.local_addr();
-    tracing::info!(width, height, "sharing the screen");
-    println!(
-        "viewer: {}",
-        net::viewer_url(&url_host(addr), addr.port(), &code)
-    );
+            fanout,
+            audio.as_ref().map(|_| audio_fanout),
+        )
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = server.local_addr();
+        tracing::info!(width, height, "sharing the screen");
+        let url = net::viewer_url(&url_host(addr), addr.port(), &code);
+        Ok(Self {
+            server,
+            url,
+            code,
+            size: (width, height),
+            has_audio: audio.is_some(),
+            audio,
+            pipeline,
+            _cursor: cursor,
+        })
+    }
+
+    /// Whether capture still runs.
+    pub fn is_running(&self) -> bool {
+        self.pipeline.is_running()
+    }
+
+    /// Stops serving and capturing.
+    pub async fn stop(self) {
+        tracing::info!("stopping the share");
+        self.server.shutdown().await;
+        drop(self.audio);
+        drop(self.pipeline);
+    }
+}
+
+async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
+    let share = RunningShare::start(&args, code, None).await?;
+    println!("viewer: {}", share.url);
     use std::io::Write;
     std::io::stdout().flush()?;
-
-    let outcome = wait_for_end(&pipeline).await;
-    tracing::info!("stopping the share");
-    server.shutdown().await;
-    drop(audio);
-    drop(pipeline);
+    let outcome = wait_for_end(&share).await;
+    share.stop().await;
     outcome
 }
 
 /// Waits for Ctrl+C / SIGTERM, or for the pipeline to die.
-async fn wait_for_end(pipeline: &VideoPipeline) -> anyhow::Result<()> {
+async fn wait_for_end(share: &RunningShare) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -310,7 +366,7 @@ async fn wait_for_end(pipeline: &VideoPipeline) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = term.recv() => return Ok(()),
             _ = check.tick() => {
-                if !pipeline.is_running() {
+                if !share.is_running() {
                     bail!("screen capture stopped (see the error above)");
                 }
             }

@@ -534,3 +534,212 @@ mod tests {
         assert_eq!(c.take(480), t0 + Duration::from_millis(130));
     }
 }
+
+/// Plays received Opus packets on the default output: decode → small jitter buffer →
+/// cpal. The buffer starts playing at `START_MS` and drops the oldest audio beyond `MAX_MS`,
+/// so latency stays bounded whatever the network does.
+pub struct AudioPlayer {
+    shared: Arc<std::sync::Mutex<PlayerState>>,
+    decoder: std::sync::Mutex<opus::Decoder>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct PlayerState {
+    buffer: std::collections::VecDeque<f32>,
+    playing: bool,
+    muted: bool,
+    underruns: u64,
+}
+
+pub const START_MS: usize = 40;
+pub const MAX_MS: usize = 200;
+
+impl PlayerState {
+    /// Appends decoded samples, dropping the oldest beyond the cap.
+    fn push(&mut self, samples: &[f32]) {
+        self.buffer.extend(samples);
+        let max = MAX_MS * RATE as usize / 1000 * CHANNELS;
+        if self.buffer.len() > max {
+            let excess = self.buffer.len() - max;
+            self.buffer.drain(..excess);
+        }
+        if self.buffer.len() >= START_MS * RATE as usize / 1000 * CHANNELS {
+            self.playing = true;
+        }
+    }
+
+    /// Fills `out` with audio (silence while buffering or muted).
+    fn pull(&mut self, out: &mut [f32]) {
+        for s in out.iter_mut() {
+            if !self.playing {
+                *s = 0.0;
+                continue;
+            }
+            *s = match self.buffer.pop_front() {
+                Some(v) if !self.muted => v,
+                Some(_) => 0.0,
+                None => {
+                    // Ran dry: wait for the buffer to refill before playing again.
+                    self.playing = false;
+                    self.underruns += 1;
+                    0.0
+                }
+            };
+        }
+    }
+}
+
+impl AudioPlayer {
+    pub fn start() -> Result<Self, AudioError> {
+        let shared = Arc::new(std::sync::Mutex::new(PlayerState {
+            buffer: std::collections::VecDeque::new(),
+            playing: false,
+            muted: false,
+            underruns: 0,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("porthole-audio-out".into())
+                .spawn(move || {
+                    let opened = (|| {
+                        let device = host()?
+                            .default_output_device()
+                            .ok_or_else(|| AudioError::NoDevice("default output".into()))?;
+                        let config = cpal::StreamConfig {
+                            channels: 2,
+                            sample_rate: RATE,
+                            buffer_size: cpal::BufferSize::Default,
+                        };
+                        let stream = device
+                            .build_output_stream::<f32, _, _>(
+                                config,
+                                move |out: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                                    shared.lock().unwrap_or_else(|e| e.into_inner()).pull(out);
+                                },
+                                |e| tracing::warn!("audio playback: {e}"),
+                                Some(Duration::from_secs(5)),
+                            )
+                            .map_err(|e| AudioError::Device(e.to_string()))?;
+                        stream
+                            .play()
+                            .map_err(|e| AudioError::Device(e.to_string()))?;
+                        Ok(stream)
+                    })();
+                    let stream = match opened {
+                        Ok(s) => {
+                            let _ = ready_tx.send(Ok(()));
+                            s
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    drop(stream);
+                })
+                .map_err(|e| AudioError::Device(e.to_string()))?
+        };
+        ready_rx
+            .recv()
+            .map_err(|_| AudioError::Device("playback thread ended".into()))??;
+        let decoder = opus::Decoder::new(RATE, opus::Channels::Stereo)
+            .map_err(|e| AudioError::Opus(e.to_string()))?;
+        Ok(Self {
+            shared,
+            decoder: std::sync::Mutex::new(decoder),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Decodes and queues one Opus packet.
+    pub fn push(&self, packet: &[u8]) {
+        let mut pcm = [0f32; 5760 * 2];
+        let n = {
+            let mut dec = self.decoder.lock().unwrap_or_else(|e| e.into_inner());
+            match dec.decode_float(packet, &mut pcm, false) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!("undecodable Opus packet: {e}");
+                    return;
+                }
+            }
+        };
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(&pcm[..n * CHANNELS]);
+    }
+
+    pub fn set_muted(&self, muted: bool) {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).muted = muted;
+    }
+
+    pub fn is_muted(&self) -> bool {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).muted
+    }
+}
+
+impl Drop for AudioPlayer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod player_tests {
+    use super::*;
+
+    fn state() -> PlayerState {
+        PlayerState {
+            buffer: Default::default(),
+            playing: false,
+            muted: false,
+            underruns: 0,
+        }
+    }
+
+    #[test]
+    fn jitter_buffer_prebuffers_caps_latency_and_recovers_from_underrun() {
+        let mut s = state();
+        let ten_ms = vec![0.5f32; 480 * 2];
+        let mut out = vec![1.0f32; 480 * 2];
+        s.push(&ten_ms);
+        s.pull(&mut out);
+        assert!(
+            out.iter().all(|&v| v == 0.0),
+            "silent until 40 ms are buffered"
+        );
+        for _ in 0..3 {
+            s.push(&ten_ms);
+        }
+        s.pull(&mut out);
+        assert!(out.iter().all(|&v| v == 0.5));
+        // A burst of 1 s is cut to the newest 200 ms.
+        for _ in 0..100 {
+            s.push(&ten_ms);
+        }
+        assert_eq!(s.buffer.len(), MAX_MS * 48 * 2);
+        // Draining past the end is an underrun: silence, then a fresh prebuffer.
+        let mut big = vec![0.0f32; MAX_MS * 48 * 2 + 10];
+        s.pull(&mut big);
+        assert_eq!(s.underruns, 1);
+        assert!(!s.playing);
+        s.muted = true;
+        for _ in 0..4 {
+            s.push(&ten_ms);
+        }
+        s.pull(&mut out);
+        assert!(out.iter().all(|&v| v == 0.0), "muted");
+    }
+}

@@ -17,7 +17,9 @@ pub use access::AccessCode;
 pub use control::Rights;
 pub use peer::{IceConfig, IceServer};
 pub use protocol::{Message, Mime};
-pub use server::{viewer_url, MediaStats, ShareConfig, ShareServer, ViewerInfo};
+pub use server::{
+    viewer_url, Approver, MediaStats, PendingViewer, ShareConfig, ShareServer, ViewerInfo,
+};
 pub use session::{HostEvents, HostSide, ViewOnlyHost};
 pub use video::{VideoFanout, VideoSample};
 

@@ -41,6 +41,21 @@ pub const MAX_FAILURES_PER_MINUTE: u32 = 20;
 /// Counters a media source adds to `/api/stats` (e.g. frames encoded).
 pub type MediaStats = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
 
+/// A viewer with the right code, waiting for the host to let it in.
+#[derive(Clone, Debug)]
+pub struct PendingViewer {
+    pub addr: SocketAddr,
+    pub user_agent: String,
+}
+
+/// Asks the host whether a viewer may join; the answer comes on the returned channel
+/// (dropping the sender counts as "no").
+pub type Approver =
+    Arc<dyn Fn(PendingViewer) -> tokio::sync::oneshot::Receiver<bool> + Send + Sync>;
+
+/// How long a viewer waits for the host's answer.
+pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(120);
+
 #[derive(Clone)]
 pub struct ShareConfig {
     pub listen: SocketAddr,
@@ -56,6 +71,8 @@ pub struct ShareConfig {
     pub default_rights: Rights,
     /// Most clipboard bytes accepted from a viewer.
     pub clipboard_max: u32,
+    /// If set, every viewer (with the right code) waits for the host's approval.
+    pub approve: Option<Approver>,
 }
 
 /// A viewer as the host sees it.
@@ -100,6 +117,7 @@ struct AppState {
     default_rights: Rights,
     clipboard_max: u32,
     next_viewer: AtomicU64,
+    approve: Option<Approver>,
 }
 
 /// A running share server. Dropping it without [`ShareServer::shutdown`] leaves it running
@@ -138,6 +156,7 @@ impl ShareServer {
             default_rights: config.default_rights,
             clipboard_max: config.clipboard_max,
             next_viewer: AtomicU64::new(1),
+            approve: config.approve,
         });
         let app = router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -185,6 +204,14 @@ impl ShareServer {
         entry.rights.send_replace(rights);
         tracing::info!(viewer = entry.info.no, ?rights, "rights changed");
         true
+    }
+
+    /// Disconnects one viewer in the background (call within the tokio runtime).
+    pub fn disconnect_soon(&self, id: &str) {
+        let (state, id) = (self.state.clone(), id.to_owned());
+        tokio::spawn(async move {
+            remove_viewer(&state, &id).await;
+        });
     }
 
     /// Disconnects one viewer. Returns false if there was none with that id.
@@ -365,6 +392,34 @@ async fn post_whep(
         );
     }
 
+    let user_agent: String = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    if let Some(approve) = &state.approve {
+        let answer = approve(PendingViewer {
+            addr,
+            user_agent: user_agent.clone(),
+        });
+        match tokio::time::timeout(APPROVAL_TIMEOUT, answer).await {
+            Ok(Ok(true)) => tracing::info!(%addr, "the host accepted a viewer"),
+            Ok(_) => {
+                return refuse(&state, addr, StatusCode::FORBIDDEN, "the host declined");
+            }
+            Err(_) => {
+                return refuse(
+                    &state,
+                    addr,
+                    StatusCode::FORBIDDEN,
+                    "the host did not answer in time",
+                );
+            }
+        }
+    }
+
     state
         .counters
         .peer_connections_created
@@ -400,13 +455,6 @@ async fn post_whep(
         }
         .run(),
     );
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect();
     let entry = ViewerEntry {
         info: ViewerInfo {
             id: id.clone(),
@@ -645,6 +693,7 @@ mod tests {
             default_rights: Rights::default(),
             clipboard_max: 1024,
             next_viewer: AtomicU64::new(1),
+            approve: None,
         })
     }
 
@@ -850,6 +899,39 @@ mod tests {
         let (status, _, _) = send(&st, "DELETE", &location, &[AUTH], Body::empty()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         client.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_declined_viewer_gets_403_and_no_peer_connection() {
+        let mut st = state();
+        let asked = Arc::new(AtomicU64::new(0));
+        let counter = asked.clone();
+        Arc::get_mut(&mut st).unwrap().approve = Some(Arc::new(move |_viewer| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(false);
+            rx
+        }));
+        let (_client, offer) = real_offer().await;
+        let (status, _, body) = send(&st, "POST", "/whep", &[AUTH, SDP], offer).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body, "the host declined");
+        assert_eq!(asked.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            st.counters.peer_connections_created.load(Ordering::Relaxed),
+            0
+        );
+        // A wrong code is refused before the host is ever asked.
+        let (status, _, _) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[SDP, ("authorization", "Bearer nope-nope-1")],
+            "v=0",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(asked.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

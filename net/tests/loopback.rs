@@ -117,6 +117,7 @@ async fn client_and_share_exchange_media_input_and_clipboard() {
                 clipboard: true,
             },
             clipboard_max: 1 << 20,
+            approve: None,
         },
         fanout,
         None,

@@ -1,0 +1,489 @@
+//! The desktop app: `porthole` with no arguments. Plain state plus small `ui` functions
+//! (egui's demo-app style); slow work (starting a share, connecting) runs on the tokio
+//! runtime and reports back through channels, and the UI shows progress meanwhile.
+
+mod settings;
+mod viewer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::oneshot;
+
+use eframe::egui;
+
+use crate::share::{RunningShare, ShareArgs};
+
+/// A share another Porthole announced on the LAN (filled by discovery).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NearbyShare {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Screen {
+    Home,
+    Sharing,
+    Viewing,
+}
+
+/// What the host chooses before sharing.
+#[derive(Clone, Debug)]
+pub struct ShareForm {
+    pub monitor: usize,
+    pub audio: String,
+    pub allow_control: bool,
+    pub allow_clipboard: bool,
+    /// Ask before each new viewer joins.
+    pub ask_approval: bool,
+    pub listen: String,
+}
+
+impl Default for ShareForm {
+    fn default() -> Self {
+        Self {
+            monitor: 0,
+            audio: "default".into(),
+            allow_control: false,
+            allow_clipboard: false,
+            ask_approval: true,
+            listen: "0.0.0.0:7380".into(),
+        }
+    }
+}
+
+/// Viewers knocking, each with the channel that carries the host's answer.
+type PendingViewers = Arc<Mutex<Vec<(net::PendingViewer, oneshot::Sender<bool>)>>>;
+
+pub struct Gui {
+    rt: tokio::runtime::Runtime,
+    pub screen: Screen,
+    pub form: ShareForm,
+    pub connect_address: String,
+    pub connect_code: String,
+    pub nearby: Vec<NearbyShare>,
+    pub share: Option<RunningShare>,
+    starting: Option<mpsc::Receiver<anyhow::Result<RunningShare>>>,
+    pub error: Option<String>,
+    pub viewer: Option<viewer::ViewerScreen>,
+    /// Viewers waiting for the host's yes or no.
+    pending: PendingViewers,
+    /// Whether choices are saved to the config dir.
+    persist: bool,
+}
+
+impl Gui {
+    /// The app with remembered settings.
+    pub fn with_settings() -> anyhow::Result<Self> {
+        let mut gui = Self::new()?;
+        let s = settings::load();
+        gui.form.monitor = s.monitor;
+        if !s.audio.is_empty() {
+            gui.form.audio = s.audio;
+        }
+        gui.form.allow_control = s.allow_control;
+        gui.form.allow_clipboard = s.allow_clipboard;
+        gui.form.ask_approval = s.ask_approval.unwrap_or(true);
+        gui.connect_address = s.last_address;
+        gui.persist = true;
+        Ok(gui)
+    }
+
+    fn save_settings(&self) {
+        if self.persist {
+            settings::save(&settings::Settings {
+                monitor: self.form.monitor,
+                audio: self.form.audio.clone(),
+                allow_control: self.form.allow_control,
+                allow_clipboard: self.form.allow_clipboard,
+                ask_approval: Some(self.form.ask_approval),
+                last_address: self.connect_address.clone(),
+            });
+        }
+    }
+
+    /// The app with default settings, remembering nothing (tests).
+    pub fn new() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("porthole-net")
+            .build()?;
+        Ok(Self {
+            rt,
+            screen: Screen::Home,
+            form: ShareForm::default(),
+            connect_address: String::new(),
+            connect_code: String::new(),
+            nearby: Vec::new(),
+            share: None,
+            starting: None,
+            error: None,
+            viewer: None,
+            pending: Arc::default(),
+            persist: false,
+        })
+    }
+
+    /// Starts sharing with the form's choices (in the background).
+    pub fn start_share(&mut self, ctx: &egui::Context) {
+        let mut flags = vec!["--monitor".to_owned(), self.form.monitor.to_string()];
+        flags.extend(["--audio".to_owned(), self.form.audio.clone()]);
+        flags.extend(["--listen".to_owned(), self.form.listen.clone()]);
+        if self.form.allow_control {
+            flags.push("--allow-control".into());
+        }
+        if self.form.allow_clipboard {
+            flags.push("--allow-clipboard".into());
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let args = match ShareArgs::from_flags(&flags) {
+            Ok(a) => a,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return;
+            }
+        };
+        let approve: Option<net::Approver> = self.form.ask_approval.then(|| {
+            let pending = self.pending.clone();
+            let ctx = ctx.clone();
+            let approver: net::Approver = Arc::new(move |viewer| {
+                let (tx, rx) = oneshot::channel();
+                pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((viewer, tx));
+                ctx.request_repaint();
+                rx
+            });
+            approver
+        });
+        let (tx, rx) = mpsc::channel();
+        let ctx = ctx.clone();
+        self.rt.spawn(async move {
+            let result = RunningShare::start(&args, net::AccessCode::generate(), approve).await;
+            let _ = tx.send(result);
+            ctx.request_repaint();
+        });
+        self.starting = Some(rx);
+        self.error = None;
+        self.save_settings();
+    }
+
+    pub fn stop_share(&mut self) {
+        // Viewers still knocking are turned away.
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        if let Some(share) = self.share.take() {
+            self.rt.spawn(share.stop());
+        }
+        self.screen = Screen::Home;
+    }
+
+    /// Whether a share is being started.
+    pub fn is_starting(&self) -> bool {
+        self.starting.is_some()
+    }
+
+    /// Takes results of background work; called every frame.
+    pub fn poll(&mut self) {
+        if let Some(rx) = &self.starting {
+            match rx.try_recv() {
+                Ok(Ok(share)) => {
+                    self.share = Some(share);
+                    self.screen = Screen::Sharing;
+                    self.starting = None;
+                }
+                Ok(Err(e)) => {
+                    self.error = Some(format!("Cannot share: {e:#}"));
+                    self.starting = None;
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => self.starting = None,
+            }
+        }
+        if let Some(v) = &mut self.viewer {
+            v.poll();
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.poll();
+        match self.screen {
+            Screen::Home => self.home_ui(ui),
+            Screen::Sharing => self.sharing_ui(ui),
+            Screen::Viewing => self.viewing_ui(ui),
+        }
+        if self.is_starting() || self.share.is_some() || self.viewer.is_some() {
+            ui.ctx().request_repaint_after(Duration::from_millis(250));
+        }
+    }
+
+    fn home_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Porthole");
+        ui.add_space(8.0);
+        ui.group(|ui| {
+            ui.strong("This computer");
+            ui.horizontal(|ui| {
+                let label = ui.label("Monitor");
+                ui.add(egui::DragValue::new(&mut self.form.monitor).range(0..=8))
+                    .labelled_by(label.id);
+                let label = ui.label("Sound");
+                egui::ComboBox::from_id_salt("audio")
+                    .selected_text(self.form.audio.clone())
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut self.form.audio, "default".into(), "default");
+                        ui.selectable_value(&mut self.form.audio, "none".into(), "none");
+                    })
+                    .response
+                    .labelled_by(label.id);
+            });
+            ui.checkbox(&mut self.form.allow_control, "Allow control");
+            ui.checkbox(&mut self.form.allow_clipboard, "Allow clipboard");
+            ui.checkbox(&mut self.form.ask_approval, "Ask before each viewer joins");
+            ui.horizontal(|ui| {
+                let starting = self.is_starting();
+                if ui
+                    .add_enabled(!starting, egui::Button::new("Share this screen"))
+                    .clicked()
+                {
+                    let ctx = ui.ctx().clone();
+                    self.start_share(&ctx);
+                }
+                if starting {
+                    ui.spinner();
+                    ui.label("Starting…");
+                }
+            });
+        });
+        ui.add_space(8.0);
+        ui.group(|ui| {
+            ui.strong("Another computer");
+            ui.horizontal(|ui| {
+                let label = ui.label("Address or link");
+                ui.text_edit_singleline(&mut self.connect_address)
+                    .labelled_by(label.id);
+            });
+            ui.horizontal(|ui| {
+                let label = ui.label("Code");
+                ui.add(egui::TextEdit::singleline(&mut self.connect_code).password(true))
+                    .labelled_by(label.id);
+            });
+            if ui.button("Connect").clicked() {
+                self.connect();
+            }
+        });
+        ui.add_space(8.0);
+        ui.group(|ui| {
+            ui.strong("Nearby Portholes");
+            if self.nearby.is_empty() {
+                ui.weak("None found on this network yet.");
+            }
+            let mut picked = None;
+            for n in &self.nearby {
+                ui.horizontal(|ui| {
+                    ui.label(format!("{}  ({}:{})", n.name, n.address, n.port));
+                    if ui.button("Connect…").clicked() {
+                        picked = Some(format!("http://{}:{}/", n.address, n.port));
+                    }
+                });
+            }
+            if let Some(address) = picked {
+                self.connect_address = address;
+            }
+        });
+        if let Some(e) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+    }
+
+    fn connect(&mut self) {
+        let url = match net::client::ShareUrl::parse(&self.connect_address) {
+            Ok(u) => u,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return;
+            }
+        };
+        let code =
+            (!self.connect_code.trim().is_empty()).then(|| self.connect_code.trim().to_owned());
+        self.save_settings();
+        self.viewer = Some(viewer::ViewerScreen::connect(&self.rt, url, code));
+        self.screen = Screen::Viewing;
+        self.error = None;
+    }
+
+    /// The accept/deny prompt for viewers knocking at the share.
+    fn approval_ui(&mut self, ui: &mut egui::Ui) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.is_empty() {
+            return;
+        }
+        let mut answer = None;
+        egui::Window::new("A viewer wants to join")
+            .collapsible(false)
+            .resizable(false)
+            .show(ui.ctx(), |ui| {
+                let (viewer, _) = &pending[0];
+                ui.label(format!(
+                    "A {} at {} has the code and wants to watch.",
+                    kind_of(&viewer.user_agent),
+                    viewer.addr.ip()
+                ));
+                ui.horizontal(|ui| {
+                    if ui.button("Accept").clicked() {
+                        answer = Some(true);
+                    }
+                    if ui.button("Deny").clicked() {
+                        answer = Some(false);
+                    }
+                });
+            });
+        if let Some(yes) = answer {
+            let (_, tx) = pending.remove(0);
+            let _ = tx.send(yes);
+        }
+    }
+
+    fn sharing_ui(&mut self, ui: &mut egui::Ui) {
+        self.approval_ui(ui);
+        let Some(share) = &self.share else {
+            self.screen = Screen::Home;
+            return;
+        };
+        let viewers = share.server.viewers();
+        let controlling = viewers
+            .iter()
+            .filter(|v| v.connected && v.rights.control)
+            .count();
+        ui.horizontal(|ui| {
+            ui.colored_label(egui::Color32::from_rgb(220, 40, 40), "SHARING");
+            if controlling > 0 {
+                ui.colored_label(
+                    egui::Color32::from_rgb(230, 150, 20),
+                    format!("CONTROLLED by {controlling}"),
+                );
+            }
+        });
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            ui.label("Viewer link");
+            ui.monospace(&share.url);
+            if ui.button("Copy link").clicked() {
+                ui.ctx().copy_text(share.url.clone());
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Code");
+            ui.monospace(share.code.reveal());
+            if ui.button("Copy code").clicked() {
+                ui.ctx().copy_text(share.code.reveal().to_owned());
+            }
+        });
+        ui.label(format!(
+            "{}×{}{}",
+            share.size.0,
+            share.size.1,
+            if share.has_audio {
+                ", with sound"
+            } else {
+                ", no sound"
+            }
+        ));
+        ui.separator();
+        ui.strong(format!("Viewers ({})", viewers.len()));
+        if viewers.is_empty() {
+            ui.weak("Nobody is watching yet. Send the link and the code.");
+        }
+        let mut changes = Vec::new();
+        let mut disconnect = Vec::new();
+        egui::Grid::new("viewers").striped(true).show(ui, |ui| {
+            for v in &viewers {
+                let since = SystemTime::now()
+                    .duration_since(v.since)
+                    .unwrap_or_default()
+                    .as_secs();
+                ui.label(format!("Viewer {}", v.no));
+                ui.label(v.addr.ip().to_string());
+                ui.label(kind_of(&v.user_agent));
+                ui.label(if v.connected {
+                    format!("{since} s")
+                } else {
+                    "connecting…".into()
+                });
+                let mut rights = v.rights;
+                let a = ui.checkbox(&mut rights.control, format!("Control {}", v.no));
+                let b = ui.checkbox(&mut rights.clipboard, format!("Clipboard {}", v.no));
+                if a.changed() || b.changed() {
+                    changes.push((v.id.clone(), rights));
+                }
+                if ui.button(format!("Disconnect {}", v.no)).clicked() {
+                    disconnect.push(v.id.clone());
+                }
+                ui.end_row();
+            }
+        });
+        for (id, rights) in changes {
+            share.server.set_rights(&id, rights);
+        }
+        if !disconnect.is_empty() {
+            let _guard = self.rt.enter();
+            for id in disconnect {
+                share.server.disconnect_soon(&id);
+            }
+        }
+        ui.separator();
+        if ui.button("Stop sharing").clicked() {
+            self.stop_share();
+        }
+    }
+
+    fn viewing_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(viewer) = &mut self.viewer else {
+            self.screen = Screen::Home;
+            return;
+        };
+        if viewer.ui(ui) {
+            if let Some(v) = self.viewer.take() {
+                v.close(&self.rt);
+            }
+            self.screen = Screen::Home;
+        }
+    }
+}
+
+fn kind_of(user_agent: &str) -> &'static str {
+    if user_agent.is_empty() {
+        "native"
+    } else {
+        "browser"
+    }
+}
+
+struct App(Gui);
+
+impl eframe::App for App {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::CentralPanel::default().show(ui, |ui| self.0.ui(ui));
+    }
+}
+
+/// Opens the window and runs until it is closed.
+pub fn run() -> anyhow::Result<()> {
+    let gui = Gui::with_settings()?;
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Porthole")
+            .with_inner_size([900.0, 640.0]),
+        ..Default::default()
+    };
+    eframe::run_native("Porthole", options, Box::new(|_cc| Ok(Box::new(App(gui)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

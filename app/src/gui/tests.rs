@@ -1,0 +1,164 @@
+//! The desktop app's screens, driven through egui_kittest (widgets found by label) with a
+//! real share on a private Xvfb and a real native client as the viewer.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+
+use super::{Gui, Screen};
+
+struct Xvfb(Child);
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn xvfb() -> (Xvfb, String) {
+    let n = (700..900)
+        .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
+        .unwrap();
+    let name = format!(":{n}");
+    let child = Command::new("Xvfb")
+        .args([
+            &name,
+            "-screen",
+            "0",
+            "640x480x24",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb (scripts/install-deps.sh)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Xvfb(child), name)
+}
+
+/// Steps the UI in real time until `done` holds.
+fn run_until(harness: &mut Harness<'_, Gui>, what: &str, done: impl Fn(&Harness<'_, Gui>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done(harness) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn share_then_a_viewer_appears_and_control_is_revoked() {
+    let (_x, display) = xvfb();
+    std::env::set_var("DISPLAY", &display);
+    let mut gui = Gui::new().unwrap();
+    gui.form.listen = "127.0.0.1:0".into();
+    gui.form.audio = "none".into();
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(900.0, 640.0))
+        .build_ui_state(|ui, gui: &mut Gui| gui.ui(ui), gui);
+
+    // Home: the three parts are there.
+    harness.get_by_label("Share this screen");
+    harness.get_by_label("Connect");
+    harness.get_by_label("Nearby Portholes");
+    harness.get_by_label("None found on this network yet.");
+
+    harness.get_by_label("Allow control").click();
+    harness.run_steps(2);
+    assert!(harness.state().form.allow_control);
+    harness.get_by_label("Share this screen").click();
+    run_until(&mut harness, "the sharing screen", |h| {
+        h.state().screen == Screen::Sharing
+    });
+    harness.get_by_label("Stop sharing");
+    harness.get_by_label("SHARING");
+
+    // A native viewer connects with the link the screen shows.
+    let url = harness.state().share.as_ref().unwrap().url.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let connecting = rt.spawn(async move {
+        net::client::ShareClient::connect(&net::client::ShareUrl::parse(&url).unwrap(), None).await
+    });
+    // The host is asked first (on by default in the app).
+    run_until(&mut harness, "the approval prompt", |h| {
+        h.query_by_label("Accept").is_some()
+    });
+    harness.get_by_label_contains("has the code and wants to watch");
+    harness.get_by_label("Accept").click();
+    harness.run_steps(2);
+    let (client, _events) = rt.block_on(connecting).unwrap().unwrap();
+    run_until(&mut harness, "the viewer in the list", |h| {
+        h.query_by_label("Control 1").is_some()
+    });
+    run_until(&mut harness, "the viewer connected", |h| {
+        h.state().share.as_ref().unwrap().server.viewers()[0].connected
+    });
+    assert!(
+        harness.state().share.as_ref().unwrap().server.viewers()[0]
+            .rights
+            .control
+    );
+    run_until(&mut harness, "the controlled indicator", |h| {
+        h.query_by_label("CONTROLLED by 1").is_some()
+    });
+
+    // Revoke control: the model changes at once.
+    harness.get_by_label("Control 1").click();
+    harness.run_steps(2);
+    let viewers = harness.state().share.as_ref().unwrap().server.viewers();
+    assert!(!viewers[0].rights.control, "control was revoked");
+    assert!(harness.query_by_label("CONTROLLED by 1").is_none());
+
+    // Disconnect it, then stop sharing.
+    harness.get_by_label("Disconnect 1").click();
+    run_until(&mut harness, "the viewer gone", |h| {
+        h.state()
+            .share
+            .as_ref()
+            .unwrap()
+            .server
+            .viewers()
+            .is_empty()
+    });
+    harness.get_by_label("Stop sharing").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().screen, Screen::Home);
+    rt.block_on(client.close());
+}
+
+#[test]
+fn connecting_to_nothing_says_so_in_words() {
+    let gui = Gui::new().unwrap();
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(900.0, 640.0))
+        .build_ui_state(|ui, gui: &mut Gui| gui.ui(ui), gui);
+    harness.state_mut().connect_address = "not a url:x".into();
+    harness.get_by_label("Connect").click();
+    harness.run_steps(2);
+    assert!(harness
+        .state()
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("not a Porthole address"));
+    // A closed port: the viewer screen shows why.
+    harness.state_mut().connect_address = "http://127.0.0.1:9/#code=abcdefgh".into();
+    harness.get_by_label("Connect").click();
+    run_until(&mut harness, "an error", |h| {
+        h.query_by_label_contains("cannot reach the host").is_some()
+    });
+    harness.get_by_label("Leave").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().screen, Screen::Home);
+}

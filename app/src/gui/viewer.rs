@@ -1,0 +1,415 @@
+//! The native viewer: the same WHEP endpoint and data channels a browser uses; H.264
+//! decoded by openh264 on its own thread into a newest-frame slot shown as a texture.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use media::slot::LatestSlot;
+use net::client::{ClientEvent, ShareClient, ShareUrl};
+use net::Message;
+
+/// A decoded picture, RGBA.
+struct Picture {
+    width: usize,
+    height: usize,
+    rgba: Vec<u8>,
+    decode_us: u64,
+}
+
+enum Status {
+    Connecting,
+    WaitingForPicture,
+    Showing,
+    Failed(String),
+}
+
+#[derive(Default)]
+struct Stats {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+}
+
+pub struct ViewerScreen {
+    status: Status,
+    client: Option<Arc<ShareClient>>,
+    connected: mpsc::Receiver<Result<Arc<ShareClient>, String>>,
+    messages: mpsc::Receiver<ClientEvent>,
+    messages_tx: mpsc::Sender<ClientEvent>,
+    pictures: Arc<LatestSlot<Picture>>,
+    texture: Option<egui::TextureHandle>,
+    size: (usize, usize),
+    rights: u8,
+    stats: Arc<Stats>,
+    show_stats: bool,
+    fps: f32,
+    kbps: f32,
+    decode_ms: f32,
+    last_tick: (Instant, u64, u64),
+    rt: tokio::runtime::Handle,
+}
+
+impl ViewerScreen {
+    pub fn connect(rt: &tokio::runtime::Runtime, url: ShareUrl, code: Option<String>) -> Self {
+        let (ctx_tx, connected) = mpsc::channel();
+        let (messages_tx, messages) = mpsc::channel();
+        let pictures = Arc::new(LatestSlot::new());
+        let stats = Arc::new(Stats::default());
+        let (video_tx, video_rx) = mpsc::sync_channel::<net::client::ReceivedUnit>(8);
+        {
+            let pictures = pictures.clone();
+            std::thread::Builder::new()
+                .name("porthole-decode".into())
+                .spawn(move || decode_loop(video_rx, &pictures))
+                .expect("spawn decoder");
+        }
+        {
+            let messages_tx = messages_tx.clone();
+            let stats = stats.clone();
+            rt.spawn(async move {
+                match ShareClient::connect(&url, code.as_deref()).await {
+                    Ok((client, mut events)) => {
+                        let client = Arc::new(client);
+                        let _ = ctx_tx.send(Ok(client.clone()));
+                        while let Some(ev) = events.recv().await {
+                            match ev {
+                                ClientEvent::Video(unit) => {
+                                    stats.frames.fetch_add(1, Ordering::Relaxed);
+                                    stats
+                                        .bytes
+                                        .fetch_add(unit.data.len() as u64, Ordering::Relaxed);
+                                    if video_tx.try_send(unit).is_err() {
+                                        // Decoder behind: it will resync on the next keyframe.
+                                        client.request_keyframe().await;
+                                    }
+                                }
+                                ClientEvent::Audio(_) => {}
+                                other => {
+                                    let _ = messages_tx.send(other);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ctx_tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        }
+        Self {
+            status: Status::Connecting,
+            client: None,
+            connected,
+            messages,
+            messages_tx,
+            pictures,
+            texture: None,
+            size: (0, 0),
+            rights: 0,
+            stats,
+            show_stats: true,
+            fps: 0.0,
+            kbps: 0.0,
+            decode_ms: 0.0,
+            last_tick: (Instant::now(), 0, 0),
+            rt: rt.handle().clone(),
+        }
+    }
+
+    pub fn poll(&mut self) {
+        if let Ok(result) = self.connected.try_recv() {
+            match result {
+                Ok(client) => {
+                    self.client = Some(client);
+                    self.status = Status::WaitingForPicture;
+                }
+                Err(e) => self.status = Status::Failed(e),
+            }
+        }
+        while let Ok(ev) = self.messages.try_recv() {
+            match ev {
+                ClientEvent::Ended(why) => {
+                    self.status = Status::Failed(format!("Disconnected: {why}"))
+                }
+                ClientEvent::Message(Message::Rights { rights, .. }) => self.rights = rights,
+                _ => {}
+            }
+        }
+        let _ = &self.messages_tx;
+        let (t, f, b) = self.last_tick;
+        if t.elapsed() >= Duration::from_secs(1) {
+            let frames = self.stats.frames.load(Ordering::Relaxed);
+            let bytes = self.stats.bytes.load(Ordering::Relaxed);
+            let secs = t.elapsed().as_secs_f32();
+            self.fps = (frames - f) as f32 / secs;
+            self.kbps = (bytes - b) as f32 * 8.0 / 1000.0 / secs;
+            self.last_tick = (Instant::now(), frames, bytes);
+        }
+    }
+
+    /// Draws the viewer; returns true when the user leaves it.
+    pub fn ui(&mut self, ui: &mut egui::Ui) -> bool {
+        if let Some(p) = self.pictures.take_timeout(Duration::ZERO) {
+            let image = egui::ColorImage::from_rgba_unmultiplied([p.width, p.height], &p.rgba);
+            self.size = (p.width, p.height);
+            self.decode_ms = p.decode_us as f32 / 1000.0;
+            match &mut self.texture {
+                Some(t) => t.set(image, egui::TextureOptions::LINEAR),
+                None => {
+                    self.texture = Some(ui.ctx().load_texture(
+                        "share",
+                        image,
+                        egui::TextureOptions::LINEAR,
+                    ))
+                }
+            }
+            self.status = Status::Showing;
+        }
+        if ui.input(|i| i.key_pressed(egui::Key::F3)) {
+            self.show_stats = !self.show_stats;
+        }
+        let mut leave = false;
+        ui.horizontal(|ui| {
+            if ui.button("Leave").clicked() {
+                leave = true;
+            }
+            match &self.status {
+                Status::Connecting => {
+                    ui.spinner();
+                    ui.label("Connecting…");
+                }
+                Status::WaitingForPicture => {
+                    ui.spinner();
+                    ui.label("Waiting for the first frame…");
+                }
+                Status::Showing => {
+                    ui.label(if self.rights & net::protocol::rights::CONTROL != 0 {
+                        "Controlling"
+                    } else {
+                        "View only"
+                    });
+                }
+                Status::Failed(e) => {
+                    ui.colored_label(ui.visuals().error_fg_color, e);
+                }
+            }
+        });
+        if let Some(texture) = &self.texture {
+            let avail = ui.available_size();
+            let (w, h) = (self.size.0 as f32, self.size.1 as f32);
+            let scale = (avail.x / w).min(avail.y / h);
+            let response = ui.add(
+                egui::Image::new(texture)
+                    .fit_to_exact_size(egui::vec2(w * scale, h * scale))
+                    .sense(egui::Sense::click_and_drag()),
+            );
+            self.forward_input(ui, &response);
+            if self.show_stats {
+                let text = format!(
+                    "{}×{}  {:.0} fps  {:.0} kbit/s  decode {:.1} ms  (F3 hides)",
+                    self.size.0, self.size.1, self.fps, self.kbps, self.decode_ms
+                );
+                ui.painter().text(
+                    response.rect.left_top() + egui::vec2(8.0, 8.0),
+                    egui::Align2::LEFT_TOP,
+                    text,
+                    egui::FontId::monospace(13.0),
+                    egui::Color32::YELLOW,
+                );
+            }
+        }
+        leave
+    }
+
+    fn send(&self, msg: Message) {
+        if let Some(client) = &self.client {
+            let client = client.clone();
+            self.rt.spawn(async move {
+                client.send(&msg).await;
+            });
+        }
+    }
+
+    fn forward_input(&self, ui: &egui::Ui, response: &egui::Response) {
+        if self.rights & net::protocol::rights::CONTROL == 0 {
+            return;
+        }
+        let rect = response.rect;
+        let norm = |p: egui::Pos2| {
+            let fx = ((p.x - rect.left()) / rect.width()).clamp(0.0, 1.0);
+            let fy = ((p.y - rect.top()) / rect.height()).clamp(0.0, 1.0);
+            ((fx * 65535.0).round() as u16, (fy * 65535.0).round() as u16)
+        };
+        let events = ui.input(|i| i.events.clone());
+        for ev in events {
+            match ev {
+                egui::Event::PointerMoved(p) if rect.contains(p) => {
+                    let (x, y) = norm(p);
+                    self.send(Message::PointerMove { x, y });
+                }
+                egui::Event::PointerButton {
+                    pos,
+                    button,
+                    pressed,
+                    ..
+                } if rect.contains(pos) || !pressed => {
+                    let (x, y) = norm(pos);
+                    let button = match button {
+                        egui::PointerButton::Primary => 0,
+                        egui::PointerButton::Middle => 1,
+                        egui::PointerButton::Secondary => 2,
+                        egui::PointerButton::Extra1 => 3,
+                        egui::PointerButton::Extra2 => 4,
+                    };
+                    self.send(Message::PointerButton {
+                        button,
+                        pressed,
+                        x,
+                        y,
+                    });
+                }
+                egui::Event::MouseWheel { delta, .. } if response.hovered() => {
+                    let dy = (-delta.y * 120.0).clamp(-32768.0, 32767.0) as i16;
+                    let dx = (-delta.x * 120.0).clamp(-32768.0, 32767.0) as i16;
+                    self.send(Message::Wheel { dx, dy });
+                }
+                egui::Event::Key {
+                    key,
+                    physical_key,
+                    pressed,
+                    ..
+                } => {
+                    if let Some(code) = dom_code(physical_key.unwrap_or(key)) {
+                        self.send(Message::Key {
+                            pressed,
+                            code: code.to_owned(),
+                        });
+                    }
+                }
+                egui::Event::Text(text) if !text.is_empty() && !text.is_ascii() => {
+                    // Characters with no physical key on a US layout travel as text.
+                    self.send(Message::Text { text });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn close(self, rt: &tokio::runtime::Runtime) {
+        if let Some(client) = self.client {
+            rt.spawn(async move {
+                if let Ok(client) = Arc::try_unwrap(client) {
+                    client.close().await;
+                }
+            });
+        }
+    }
+}
+
+/// egui's logical key → DOM `KeyboardEvent.code` (the physical key on a US layout).
+fn dom_code(key: egui::Key) -> Option<&'static str> {
+    use egui::Key::*;
+    Some(match key {
+        A => "KeyA",
+        B => "KeyB",
+        C => "KeyC",
+        D => "KeyD",
+        E => "KeyE",
+        F => "KeyF",
+        G => "KeyG",
+        H => "KeyH",
+        I => "KeyI",
+        J => "KeyJ",
+        K => "KeyK",
+        L => "KeyL",
+        M => "KeyM",
+        N => "KeyN",
+        O => "KeyO",
+        P => "KeyP",
+        Q => "KeyQ",
+        R => "KeyR",
+        S => "KeyS",
+        T => "KeyT",
+        U => "KeyU",
+        V => "KeyV",
+        W => "KeyW",
+        X => "KeyX",
+        Y => "KeyY",
+        Z => "KeyZ",
+        Num0 => "Digit0",
+        Num1 => "Digit1",
+        Num2 => "Digit2",
+        Num3 => "Digit3",
+        Num4 => "Digit4",
+        Num5 => "Digit5",
+        Num6 => "Digit6",
+        Num7 => "Digit7",
+        Num8 => "Digit8",
+        Num9 => "Digit9",
+        Enter => "Enter",
+        Escape => "Escape",
+        Backspace => "Backspace",
+        Tab => "Tab",
+        Space => "Space",
+        Delete => "Delete",
+        Insert => "Insert",
+        Home => "Home",
+        End => "End",
+        PageUp => "PageUp",
+        PageDown => "PageDown",
+        ArrowUp => "ArrowUp",
+        ArrowDown => "ArrowDown",
+        ArrowLeft => "ArrowLeft",
+        ArrowRight => "ArrowRight",
+        Minus => "Minus",
+        Equals => "Equal",
+        Comma => "Comma",
+        Period => "Period",
+        Slash => "Slash",
+        Backslash => "Backslash",
+        Semicolon => "Semicolon",
+        Quote => "Quote",
+        Backtick => "Backquote",
+        OpenBracket => "BracketLeft",
+        CloseBracket => "BracketRight",
+        F1 => "F1",
+        F2 => "F2",
+        F4 => "F4",
+        F5 => "F5",
+        F6 => "F6",
+        F7 => "F7",
+        F8 => "F8",
+        F9 => "F9",
+        F10 => "F10",
+        F11 => "F11",
+        F12 => "F12",
+        _ => return None,
+    })
+}
+
+fn decode_loop(rx: mpsc::Receiver<net::client::ReceivedUnit>, out: &LatestSlot<Picture>) {
+    let Ok(mut decoder) = openh264::decoder::Decoder::new() else {
+        tracing::error!("cannot start the H.264 decoder");
+        return;
+    };
+    for unit in rx {
+        let started = Instant::now();
+        match decoder.decode(&unit.data) {
+            Ok(Some(yuv)) => {
+                use openh264::formats::YUVSource;
+                let (w, h) = yuv.dimensions();
+                let mut rgba = vec![0u8; w * h * 4];
+                yuv.write_rgba8(&mut rgba);
+                out.put(Picture {
+                    width: w,
+                    height: h,
+                    rgba,
+                    decode_us: started.elapsed().as_micros() as u64,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("undecodable unit: {e}"),
+        }
+    }
+}
