@@ -18,6 +18,9 @@ struct Cli {
     /// More logging (-v: debug, -vv: trace). PORTHOLE_LOG=<filter> overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// With no command: open the app and start sharing at once (remembered settings).
+    #[arg(long)]
+    share: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -27,6 +30,23 @@ enum Command {
     /// Share this screen: prints `viewer: <url>` when ready; stop with Ctrl+C.
     /// (With no command, `porthole` opens the desktop app.)
     Share(Box<share::ShareArgs>),
+    /// Watch a share in a window: `porthole view 'http://host:7380/#code=CODE'`.
+    View {
+        /// The link the sharing side shows (or host:port).
+        url: String,
+        /// The access code, if the link does not carry it.
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Save a PNG of an X display (for tests and bug reports).
+    #[command(hide = true)]
+    Screenshot {
+        /// X display, e.g. :99 (default: $DISPLAY).
+        #[arg(long)]
+        display: Option<String>,
+        /// Where to write the PNG.
+        file: std::path::PathBuf,
+    },
     /// Paint a live test picture on an X display (for tests and demos).
     #[command(hide = true)]
     TestPattern(test_pattern::PatternArgs),
@@ -46,13 +66,33 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+fn screenshot(display: Option<String>, file: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(d) = display {
+        std::env::set_var("DISPLAY", d);
+    }
+    let mut cap = media::capture::ScreenCapturer::open(0)?;
+    let (w, h) = (cap.width(), cap.height());
+    let rgba = cap.grab(|bgrx| {
+        bgrx.chunks_exact(4)
+            .flat_map(|p| [p[2], p[1], p[0], 255])
+            .collect::<Vec<u8>>()
+    })?;
+    let png = media::clipboard::rgba_to_png(w as u32, h as u32, &rgba)
+        .map_err(|e| anyhow::anyhow!("cannot encode PNG: {e}"))?;
+    std::fs::write(file, png)?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
         Some(Command::Share(args)) => share::run(*args),
         Some(Command::TestPattern(args)) => test_pattern::run(args),
-        None => gui::run(),
+        Some(Command::View { url, code }) => gui::run(gui::Start::View { url, code }),
+        Some(Command::Screenshot { display, file }) => screenshot(display, &file),
+        None if cli.share => gui::run(gui::Start::Share),
+        None => gui::run(gui::Start::Home),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

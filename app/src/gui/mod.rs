@@ -75,6 +75,8 @@ pub struct Gui {
     pending: PendingViewers,
     /// Whether choices are saved to the config dir.
     persist: bool,
+    /// `porthole --share`: start sharing as soon as the window is up.
+    share_on_first_frame: bool,
 }
 
 impl Gui {
@@ -127,6 +129,7 @@ impl Gui {
             viewer: None,
             pending: Arc::default(),
             persist: false,
+            share_on_first_frame: false,
         })
     }
 
@@ -215,6 +218,10 @@ impl Gui {
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui) {
+        if std::mem::take(&mut self.share_on_first_frame) {
+            let ctx = ui.ctx().clone();
+            self.start_share(&ctx);
+        }
         self.poll();
         match self.screen {
             Screen::Home => self.home_ui(ui),
@@ -304,7 +311,7 @@ impl Gui {
         }
     }
 
-    fn connect(&mut self) {
+    pub fn connect(&mut self) {
         let url = match net::client::ShareUrl::parse(&self.connect_address) {
             Ok(u) => u,
             Err(e) => {
@@ -475,9 +482,32 @@ impl eframe::App for App {
     }
 }
 
+/// How the window starts.
+#[derive(Clone, Debug, Default)]
+pub enum Start {
+    #[default]
+    Home,
+    /// Share at once with the remembered settings.
+    Share,
+    /// View a share (`porthole view URL`).
+    View { url: String, code: Option<String> },
+}
+
 /// Opens the window and runs until it is closed.
-pub fn run() -> anyhow::Result<()> {
-    let gui = Gui::with_settings()?;
+pub fn run(start: Start) -> anyhow::Result<()> {
+    let mut gui = Gui::with_settings()?;
+    match start {
+        Start::Home => {}
+        Start::Share => gui.share_on_first_frame = true,
+        Start::View { url, code } => {
+            gui.connect_address = url;
+            gui.connect_code = code.unwrap_or_default();
+            gui.connect();
+            if let Some(e) = &gui.error {
+                anyhow::bail!("{e}");
+            }
+        }
+    }
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Porthole")

@@ -48,6 +48,9 @@ pub struct ViewerScreen {
     decode_ms: f32,
     last_tick: (Instant, u64, u64),
     rt: tokio::runtime::Handle,
+    player: Option<Arc<media::audio::AudioPlayer>>,
+    /// Modifier state last sent to the host.
+    modifiers: std::cell::Cell<egui::Modifiers>,
 }
 
 impl ViewerScreen {
@@ -64,9 +67,18 @@ impl ViewerScreen {
                 .spawn(move || decode_loop(video_rx, &pictures))
                 .expect("spawn decoder");
         }
+        // Sound, if this machine has an output; the picture works either way.
+        let player = match media::audio::AudioPlayer::start() {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                tracing::warn!("no sound: {e}");
+                None
+            }
+        };
         {
             let messages_tx = messages_tx.clone();
             let stats = stats.clone();
+            let player = player.clone();
             rt.spawn(async move {
                 match ShareClient::connect(&url, code.as_deref()).await {
                     Ok((client, mut events)) => {
@@ -84,7 +96,11 @@ impl ViewerScreen {
                                         client.request_keyframe().await;
                                     }
                                 }
-                                ClientEvent::Audio(_) => {}
+                                ClientEvent::Audio(unit) => {
+                                    if let Some(p) = &player {
+                                        p.push(&unit.data);
+                                    }
+                                }
                                 other => {
                                     let _ = messages_tx.send(other);
                                 }
@@ -114,6 +130,8 @@ impl ViewerScreen {
             decode_ms: 0.0,
             last_tick: (Instant::now(), 0, 0),
             rt: rt.handle().clone(),
+            player,
+            modifiers: Default::default(),
         }
     }
 
@@ -173,6 +191,12 @@ impl ViewerScreen {
         ui.horizontal(|ui| {
             if ui.button("Leave").clicked() {
                 leave = true;
+            }
+            if let Some(p) = &self.player {
+                let muted = p.is_muted();
+                if ui.button(if muted { "Unmute" } else { "Mute" }).clicked() {
+                    p.set_muted(!muted);
+                }
             }
             match &self.status {
                 Status::Connecting => {
@@ -241,7 +265,8 @@ impl ViewerScreen {
             let fy = ((p.y - rect.top()) / rect.height()).clamp(0.0, 1.0);
             ((fx * 65535.0).round() as u16, (fy * 65535.0).round() as u16)
         };
-        let events = ui.input(|i| i.events.clone());
+        let (events, modifiers) = ui.input(|i| (i.events.clone(), i.modifiers));
+        self.sync_modifiers(modifiers);
         for ev in events {
             match ev {
                 egui::Event::PointerMoved(p) if rect.contains(p) => {
@@ -292,6 +317,25 @@ impl ViewerScreen {
                     self.send(Message::Text { text });
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// egui reports modifiers as state, not as key events: send the presses and releases
+    /// of Shift, Ctrl, Alt and Super as physical keys when the state changes.
+    fn sync_modifiers(&self, now: egui::Modifiers) {
+        let before = self.modifiers.replace(now);
+        for (was, is, code) in [
+            (before.shift, now.shift, "ShiftLeft"),
+            (before.ctrl, now.ctrl, "ControlLeft"),
+            (before.alt, now.alt, "AltLeft"),
+            (before.mac_cmd, now.mac_cmd, "MetaLeft"),
+        ] {
+            if was != is {
+                self.send(Message::Key {
+                    pressed: is,
+                    code: code.to_owned(),
+                });
             }
         }
     }
