@@ -77,6 +77,8 @@ pub struct Gui {
     persist: bool,
     /// `porthole --share`: start sharing as soon as the window is up.
     share_on_first_frame: bool,
+    /// Print `viewer: URL` on stdout when a share starts.
+    print_url: bool,
 }
 
 impl Gui {
@@ -130,6 +132,7 @@ impl Gui {
             pending: Arc::default(),
             persist: false,
             share_on_first_frame: false,
+            print_url: false,
         })
     }
 
@@ -200,6 +203,12 @@ impl Gui {
         if let Some(rx) = &self.starting {
             match rx.try_recv() {
                 Ok(Ok(share)) => {
+                    if self.print_url {
+                        // Like `porthole share`: scripts and launchers can pick it up.
+                        use std::io::Write;
+                        println!("viewer: {}", share.url);
+                        let _ = std::io::stdout().flush();
+                    }
                     self.share = Some(share);
                     self.screen = Screen::Sharing;
                     self.starting = None;
@@ -498,7 +507,10 @@ pub fn run(start: Start) -> anyhow::Result<()> {
     let mut gui = Gui::with_settings()?;
     match start {
         Start::Home => {}
-        Start::Share => gui.share_on_first_frame = true,
+        Start::Share => {
+            gui.share_on_first_frame = true;
+            gui.print_url = true;
+        }
         Start::View { url, code } => {
             gui.connect_address = url;
             gui.connect_code = code.unwrap_or_default();
