@@ -11,13 +11,15 @@
 //   3. state & events   8. session lifecycle   13. host -> viewer (rights, cursor, notices, clipboard)
 //   4. URL fragment     9. controls            14. viewer -> host input
 //   5. WHEP signalling 10. page lifecycle      15. clipboard to host
-//                                              16. public API and boot
+//                                              16. sound (mute button, autoplay refusal)
+//                                              17. public API and boot
 //
 // Events emitted on the bus:
 //   'state'        {state, prev}          after every state change
 //   'peer'         RTCPeerConnection      created, before the offer (data channels are added here)
 //   'peer-closed'  RTCPeerConnection      torn down
 //   'track'        RTCTrackEvent          remote track received
+//   'sound'        {present, muted, blocked}  the audio track came or went, or (un)muting
 //   'first-frame'  {video}                first decoded video frame of a session
 //   'channel-open' label                  a data channel ('pointer', 'input', 'clipboard') opened
 //   'rights'       {view, control, clipboard, clipboardMax}   the host sent this viewer's rights
@@ -79,6 +81,7 @@ const MSG = {
   unreachable: 'Cannot reach the host',
   wrongCode: 'Wrong access code',
   clickToPlay: 'Click anywhere to start the video.',
+  soundBlocked: 'Sound is muted by the browser — click the speaker to unmute',
   noWebRTC: 'This browser does not support WebRTC, so it cannot show the shared screen.',
 };
 
@@ -103,6 +106,7 @@ const ui = {
   btnReconnect: $('btn-reconnect'),
   toolbar: $('toolbar'),
   status: $('status'),
+  btnAudio: $('btn-audio'),
   btnFullscreen: $('btn-fullscreen'),
   btnDisconnect: $('btn-disconnect'),
   rights: $('rights'),
@@ -332,7 +336,11 @@ function attachVideo(track, stream) {
   session.pendingAudio = [];
   ui.video.srcObject = media;
   watchFirstFrame(session.generation);
-  playVideo();
+  syncSound();
+  // The track events of one answer fire in one task: start playback after all of them,
+  // so the attempt to play with sound is made with the audio track in the stream.
+  const gen = session.generation;
+  setTimeout(() => { if (isCurrent(gen) && ui.video.srcObject === media) playVideo(); }, 0);
 }
 
 function attachAudio(track) {
@@ -342,17 +350,52 @@ function attachAudio(track) {
   } else {
     session.pendingAudio.push(track);
   }
+  for (const type of ['ended', 'mute', 'unmute']) track.addEventListener(type, syncSound);
+  syncSound();
 }
 
-function playVideo() {
-  ui.video.muted = true; // required for autoplay; an audio toggle can unmute later
-  const played = ui.video.play();
-  if (!played || typeof played.catch !== 'function') return;
-  played.then(() => { session.needsGesture = false; }).catch((err) => {
-    if (err && err.name === 'AbortError') return; // source replaced meanwhile
-    console.warn('[porthole] video.play() failed:', err && err.name);
-    if (err && err.name === 'NotAllowedError') waitForGesture();
-  });
+// Plays the stream, with sound unless the user muted it. Browsers may refuse to start
+// playback with sound before the user has interacted with the page (NotAllowedError):
+// then it plays muted and the speaker button says so (section 16).
+async function playVideo() {
+  const gen = session.generation;
+  const video = ui.video;
+  if (!video.srcObject) return;
+  if (!sound.userMuted) {
+    video.muted = false;
+    const r = await tryPlay(video);
+    if (!isCurrent(gen) || r === 'aborted') return;
+    if (r === 'ok') {
+      session.needsGesture = false;
+      sound.blocked = false;
+      syncSound();
+      return;
+    }
+    if (r === 'not-allowed') {
+      sound.blocked = true;
+      console.info('[porthole] playback with sound refused by the browser: playing muted');
+    }
+  }
+  video.muted = true;
+  const r = await tryPlay(video);
+  if (!isCurrent(gen) || r === 'aborted') return;
+  if (r === 'ok') session.needsGesture = false;
+  else if (r === 'not-allowed') waitForGesture();
+  syncSound();
+}
+
+// video.play() as 'ok' | 'aborted' (source replaced meanwhile) | 'not-allowed' | 'failed'.
+async function tryPlay(video) {
+  try {
+    await video.play();
+    return 'ok';
+  } catch (err) {
+    const name = err && err.name;
+    if (name === 'AbortError') return 'aborted';
+    if (name === 'NotAllowedError') return 'not-allowed';
+    console.warn('[porthole] video.play() failed:', name);
+    return 'failed';
+  }
 }
 
 function waitForGesture() {
@@ -383,6 +426,9 @@ function watchFirstFrame(gen) {
 function detachMedia() {
   session.pendingAudio = [];
   ui.video.srcObject = null;
+  sound.blocked = false;
+  sound.hinted = false;
+  syncSound();
 }
 
 // ---- 8. session lifecycle -------------------------------------------------
@@ -560,6 +606,7 @@ function setupControls() {
   ui.btnReconnect.addEventListener('click', () => { connect(); });
   ui.btnDisconnect.addEventListener('click', () => disconnect());
   ui.btnFullscreen.addEventListener('click', () => { toggleFullscreen(); });
+  if (ui.btnAudio) ui.btnAudio.addEventListener('click', () => { setMuted(!ui.video.muted); });
   document.addEventListener('fullscreenchange', syncFullscreenButton);
   document.addEventListener('webkitfullscreenchange', syncFullscreenButton);
   syncFullscreenButton();
@@ -1270,7 +1317,91 @@ function sendMessage(label, msg) {
   return sendOn(label, msg);
 }
 
-// ---- 16. public API and boot ----------------------------------------------
+// ---- 16. sound (mute button, autoplay refusal) ----------------------------
+
+// The audio plays through the <video> element, whose stream carries the audio track.
+const sound = {
+  userMuted: false, // the user's choice (speaker button, setMuted): kept across sessions
+  blocked: false,   // the browser refused playback with sound: playing muted until a gesture
+  hinted: false,    // the "muted by the browser" hint was shown for this session
+  last: '',         // the last state emitted as 'sound'
+};
+
+// Audio is present when a live audio track has media: a remote track stays muted (in the
+// MediaStreamTrack sense) until its first packet, and a host without audio may still
+// answer the offer's audio m-line as if it would send.
+function audioPresent() {
+  const media = ui.video.srcObject;
+  const tracks = media instanceof MediaStream ? media.getAudioTracks() : [];
+  return tracks.concat(session.pendingAudio).some((t) => t.readyState === 'live' && !t.muted);
+}
+
+function soundState() {
+  const muted = ui.video.muted;
+  return { present: audioPresent(), muted, blocked: sound.blocked && muted };
+}
+
+// Shows the speaker button while there is an audio track, labelled with what a click does.
+function syncSound() {
+  const st = soundState();
+  const btn = ui.btnAudio;
+  if (btn) {
+    btn.hidden = !st.present;
+    const label = st.muted ? 'Unmute' : 'Mute';
+    btn.title = label;
+    btn.setAttribute('aria-label', label);
+    btn.dataset.muted = String(st.muted);
+    btn.classList.toggle('blocked', st.blocked);
+  }
+  if (st.present && st.blocked && !sound.hinted) {
+    sound.hinted = true;
+    showToast(MSG.soundBlocked);
+  }
+  const key = JSON.stringify(st);
+  if (key !== sound.last) {
+    sound.last = key;
+    emit('sound', st);
+  }
+}
+
+// Mutes or unmutes. Resolves to whether the element is now as asked: unmuting needs the
+// user to have interacted with the page in most browsers; if the browser refuses, the
+// video keeps playing muted and this resolves false.
+async function setMuted(muted) {
+  const video = ui.video;
+  sound.userMuted = Boolean(muted);
+  if (sound.userMuted) {
+    video.muted = true;
+    sound.blocked = false;
+    syncSound();
+    return true;
+  }
+  const gen = session.generation;
+  // Chromium pauses a muted autoplaying element that is unmuted without a user gesture.
+  video.muted = false;
+  if (video.srcObject && video.paused) {
+    const r = await tryPlay(video);
+    if (!isCurrent(gen)) return !video.muted;
+    if (r === 'not-allowed') {
+      sound.blocked = true;
+      sound.hinted = false; // say it again: the user just asked for sound
+      video.muted = true;
+      tryPlay(video).then(syncSound);
+      syncSound();
+      return false;
+    }
+  }
+  sound.blocked = false;
+  syncSound();
+  return !video.muted;
+}
+
+function setupSound() {
+  ui.video.addEventListener('volumechange', syncSound);
+  syncSound();
+}
+
+// ---- 17. public API and boot ----------------------------------------------
 
 const api = {
   get state() { return session.state; },
@@ -1287,6 +1418,8 @@ const api = {
     return { x: c.x, y: c.y, visible: c.visible, shape: c.shape ? { ...c.shape } : null };
   },
   get channels() { return { ...link.channels }; },
+  get audio() { return soundState(); },
+  setMuted,
   connect,
   disconnect,
   on,
@@ -1305,6 +1438,7 @@ function boot() {
   setupHostView();
   setupInput();
   setupClipboard();
+  setupSound();
   setState('idle');
   connect();
 }

@@ -281,10 +281,12 @@ impl AudioPipeline {
                             .default_input_config()
                             .map_err(|e| AudioError::Device(e.to_string()))?;
                         // Ask PulseAudio for 48 kHz stereo f32; it converts for us.
+                        // 10 ms fragments: with the default, PulseAudio picks ~2 s and
+                        // delivers audio in bursts (and the stream starts that late).
                         let wanted = cpal::StreamConfig {
                             channels: 2,
                             sample_rate: RATE,
-                            buffer_size: cpal::BufferSize::Default,
+                            buffer_size: cpal::BufferSize::Fixed(FRAME_SAMPLES as u32),
                         };
                         let _ = config;
                         let overruns = stats.clone();

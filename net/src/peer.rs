@@ -189,15 +189,19 @@ impl Viewer {
                 RtpCodecKind::Video,
             )
             .map_err(|e| PeerError::Internal(format!("codec setup: {e}")))?;
-        media_engine
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus_codec(),
-                    payload_type: OPUS_PAYLOAD_TYPE,
-                },
-                RtpCodecKind::Audio,
-            )
-            .map_err(|e| PeerError::Internal(format!("codec setup: {e}")))?;
+        // Opus only when there is audio to send: otherwise the offer's audio section is
+        // answered as rejected, not as a send that never comes.
+        if audio.is_some() {
+            media_engine
+                .register_codec(
+                    RTCRtpCodecParameters {
+                        rtp_codec: opus_codec(),
+                        payload_type: OPUS_PAYLOAD_TYPE,
+                    },
+                    RtpCodecKind::Audio,
+                )
+                .map_err(|e| PeerError::Internal(format!("codec setup: {e}")))?;
+        }
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .map_err(|e| PeerError::Internal(format!("interceptor setup: {e}")))?
             .with(

@@ -1337,3 +1337,356 @@ export function imageDiff(a, b) {
   }
   return '';
 }
+
+// ---------------------------------------------------------------------------------------
+// Audio: a private PulseAudio with a null sink, tones played into it, the share's audio,
+// and measurements in the viewer page (WebAudio spectrum, inbound-rtp stats)
+
+// Namespace imports (hoisted like any import) so they cannot clash with names above.
+import * as audioFs from 'node:fs';
+import * as audioOs from 'node:os';
+
+// PulseAudio directories still to remove; also removed when this process exits (its
+// daemons are SIGKILLed then, with every other child).
+const pulseDirs = new Set();
+process.on('exit', () => {
+  for (const dir of pulseDirs) {
+    try { audioFs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+  }
+});
+
+/**
+ * Starts a private PulseAudio daemon (no systemd, no D-Bus, works as root) in a fresh
+ * directory under /tmp, listening on `<dir>/native` with anonymous auth, with one null
+ * sink `sink` (the default sink; its monitor is what `porthole share --audio default`
+ * captures). Resolves once `pactl info` answers. Returns {dir, socket, server
+ * ('unix:<socket>'), env ({PULSE_SERVER}), sink, monitor, pactl(...args), stop, logText,
+ * label}. stop() ends the daemon and removes the directory.
+ */
+export async function startPulse({ sink = 'porthole_null', rate = 48000, channels = 2 } = {}) {
+  const dir = audioFs.mkdtempSync(path.join(audioOs.tmpdir(), 'porthole-pulse-'));
+  audioFs.chmodSync(dir, 0o700);
+  pulseDirs.add(dir);
+  const socket = path.join(dir, 'native');
+  const removeDir = () => {
+    try { audioFs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+    pulseDirs.delete(dir);
+  };
+  const env = childEnv({ HOME: dir, XDG_RUNTIME_DIR: dir });
+  delete env.PULSE_SERVER;
+  const proc = spawnLogged('pulseaudio', 'pulseaudio', [
+    '-n', '--daemonize=no', '--exit-idle-time=-1', '--disallow-exit', '--use-pid-file=no',
+    '--system=false', '-F', '/dev/null',
+    `--load=module-native-protocol-unix socket=${socket} auth-anonymous=1`,
+    `--load=module-null-sink sink_name=${sink} rate=${rate} channels=${channels}`,
+  ], { env });
+  const server = `unix:${socket}`;
+  const clientEnv = () => childEnv({ PULSE_SERVER: server });
+  const pactl = (...args) => runToolOk('pactl', args, { env: clientEnv(), timeoutMs: 5000 })
+    .then((b) => b.toString());
+  const up = await waitFor(async () => proc.exitInfo !== null ||
+    (audioFs.existsSync(socket) && (await runTool('pactl', ['info'], { env: clientEnv() })
+      .then((r) => r.code === 0, () => false))), 10000, 100);
+  if (!up || proc.exitInfo) {
+    await proc.stop({ signal: 'SIGKILL' });
+    removeDir();
+    throw new Error(`PulseAudio did not come up on ${socket} within 10 s\n${proc.logText()}`);
+  }
+  // The only sink is the default anyway; say so explicitly for clarity.
+  await pactl('set-default-sink', sink).catch(() => {});
+  return {
+    dir, socket, server, sink, monitor: `${sink}.monitor`,
+    env: { PULSE_SERVER: server },
+    pactl,
+    stop: async () => {
+      const r = await proc.stop({ signal: 'SIGTERM', graceMs: 3000 });
+      removeDir();
+      return r;
+    },
+    logText: proc.logText,
+    label: `pulseaudio ${dir}`,
+  };
+}
+
+let toneCounter = 0;
+
+/**
+ * Plays a sine of `freq` Hz (stereo, 48 kHz float, amplitude `volume`) into `pulse`'s sink
+ * (sox -> pacat) until stop(). `latencyMs`: the player's buffer (pacat --latency-msec);
+ * null for PulseAudio's default (~2 s, what paplay and power-saving players get).
+ * Resolves once PulseAudio lists the stream. Returns {freq, stop, logText, label}.
+ */
+export async function playTone(pulse, freq, {
+  volume = 0.5, seconds = 3600, device = pulse.sink, latencyMs = 20,
+} = {}) {
+  const f = Number(freq);
+  const vol = Number(volume);
+  const secs = Number(seconds);
+  if (!(f > 0 && f < 24000) || !(vol > 0 && vol <= 1) || !(secs > 0)) {
+    throw new Error(`playTone: bad arguments freq=${freq} volume=${volume} seconds=${seconds}`);
+  }
+  if (!/^[\w.-]+$/.test(device)) throw new Error(`playTone: bad device name ${JSON.stringify(device)}`);
+  if (latencyMs !== null && !(Number(latencyMs) > 0)) throw new Error(`playTone: bad latencyMs ${latencyMs}`);
+  const name = `porthole-tone-${f}-${process.pid}-${++toneCounter}`;
+  const script =
+    `sox -q -n -r 48000 -c 2 -e floating-point -b 32 -L -t raw - synth ${secs} sine ${f} vol ${vol} | ` +
+    `pacat --playback --raw --format=float32le --rate=48000 --channels=2 ` +
+    `${latencyMs === null ? '' : `--latency-msec=${Number(latencyMs)} `}` +
+    `--device=${device} --client-name=porthole-e2e --stream-name=${name}`;
+  const proc = spawnLogged(`tone ${f} Hz`, 'sh', ['-c', script], { env: childEnv({ PULSE_SERVER: pulse.server }) });
+  const playing = await waitFor(async () => proc.exitInfo !== null ||
+    (await pulse.pactl('list', 'sink-inputs').catch(() => '')).includes(name), 5000, 50);
+  if (!playing || proc.exitInfo) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw new Error(`the ${f} Hz tone did not start playing within 5 s\n${proc.logText()}`);
+  }
+  return {
+    freq: f,
+    stop: () => proc.stop({ signal: 'SIGTERM', graceMs: 2000 }),
+    exited: proc.exited,
+    logText: proc.logText,
+    label: `tone ${f} Hz`,
+  };
+}
+
+/**
+ * startShare() with extra environment variables for the share (e.g. pulse.env, or
+ * {PULSE_SERVER: ...}). startShare spawns before its first await, with a copy of
+ * process.env: the variables are set just around that synchronous part and restored
+ * right after, so nothing else (Chromium in particular) ever sees them.
+ */
+export function startShareWithEnv(env, opts) {
+  const saved = new Map();
+  for (const [k, v] of Object.entries(env || {})) {
+    saved.set(k, Object.prototype.hasOwnProperty.call(process.env, k) ? process.env[k] : undefined);
+    if (v == null) delete process.env[k]; else process.env[k] = String(v);
+  }
+  try {
+    return startShare(opts);
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+  }
+}
+
+const VIEWER_ASSETS = Object.freeze({
+  '/': 'index.html',
+  '/index.html': 'index.html',
+  '/viewer.js': 'viewer.js',
+  '/viewer.css': 'viewer.css',
+  '/protocol.js': 'protocol.js',
+});
+
+/**
+ * The viewer page is embedded in the porthole binary at build time. When the binary's
+ * copy differs from the working tree's assets/ (a binary built before the last edit of
+ * the page), makes every page of `browser` get the tree's files instead, with the share's
+ * own response headers (CSP included), and says so on stderr. Returns {stale: [paths]}.
+ * A no-op when the binary is up to date.
+ */
+export async function useTreeAssets(browser, share) {
+  const stale = [];
+  for (const [p, file] of Object.entries(VIEWER_ASSETS)) {
+    const tree = audioFs.readFileSync(path.join(REPO, 'assets', file));
+    const res = await share.fetch(p);
+    const served = Buffer.from(await res.arrayBuffer());
+    if (res.status === 200 && !served.equals(tree)) stale.push(p);
+  }
+  if (!stale.length || browser.treeAssets) return { stale };
+  process.stderr.write(`note: ${PORTHOLE_BIN} serves an older viewer page (${stale.join(' ')} differ ` +
+    'from assets/); the browser gets the working tree\'s assets/ instead. Rebuild with `cargo build`.\n');
+  browser.treeAssets = true;
+  onNewContext(browser, (context) => context.route((url) => Object.hasOwn(VIEWER_ASSETS, url.pathname),
+    async (route) => {
+      const file = VIEWER_ASSETS[new URL(route.request().url()).pathname];
+      const response = await route.fetch();
+      await route.fulfill({ response, body: audioFs.readFileSync(path.join(REPO, 'assets', file)) });
+    }));
+  return { stale };
+}
+
+/**
+ * Runs `await setup(context)` on every browser context `browser` makes from now on (the
+ * pages of openPage/openViewer each get their own), before any page of it loads: for
+ * routes and init scripts.
+ */
+export function onNewContext(browser, setup) {
+  const inner = browser.newContext.bind(browser);
+  browser.newContext = async (...args) => {
+    const context = await inner(...args);
+    await setup(context);
+    return context;
+  };
+}
+
+/**
+ * Makes the pages of `browser` refuse to start playback with sound before the user has
+ * interacted with the page, as Firefox and Safari do (Chromium lets WebRTC streams
+ * autoplay with sound): HTMLMediaElement.play() on an unmuted element rejects with
+ * NotAllowedError, and unmuting a playing element pauses it, until the page has seen a
+ * trusted pointerdown, click or keydown (which page.click() and page.keyboard make; not
+ * navigator.userActivation, which Playwright's page.evaluate() activates). Counts them in
+ * window.__autoplayRefusals and window.__autoplayPauses.
+ */
+export function refuseAutoplayWithSound(browser) {
+  onNewContext(browser, (context) => context.addInitScript(() => {
+    const play = HTMLMediaElement.prototype.play;
+    let interacted = false;
+    for (const type of ['pointerdown', 'click', 'keydown']) {
+      window.addEventListener(type, (ev) => { if (ev.isTrusted) interacted = true; }, true);
+    }
+    window.__autoplayRefusals = 0;
+    window.__autoplayPauses = 0;
+    // Unmuting a playing element without a gesture pauses it (Chromium and WebKit do so
+    // for everything but WebRTC streams).
+    const muted = Object.getOwnPropertyDescriptor(HTMLMediaElement.prototype, 'muted');
+    Object.defineProperty(HTMLMediaElement.prototype, 'muted', {
+      ...muted,
+      set(value) {
+        muted.set.call(this, value);
+        if (!value && !interacted && !this.paused) {
+          window.__autoplayPauses += 1;
+          this.pause();
+        }
+      },
+    });
+    HTMLMediaElement.prototype.play = function playUnlessRefused(...args) {
+      if (!this.muted && !interacted) {
+        window.__autoplayRefusals += 1;
+        return Promise.reject(new DOMException(
+          'play() failed because the user didn\'t interact with the document first.', 'NotAllowedError'));
+      }
+      return play.apply(this, args);
+    };
+  }));
+}
+
+/** The viewer's audio state: {present, muted, blocked} (window.porthole.audio) plus the stream's audio tracks. */
+export async function viewerAudio(page) {
+  return page.evaluate(() => {
+    const v = document.getElementById('video');
+    const tracks = v?.srcObject?.getAudioTracks?.() ?? [];
+    const btn = document.getElementById('btn-audio');
+    return {
+      ...(window.porthole?.audio ?? {}),
+      tracks: tracks.map((t) => ({ id: t.id, readyState: t.readyState, muted: t.muted, enabled: t.enabled })),
+      videoMuted: v?.muted ?? null,
+      paused: v?.paused ?? null,
+      button: btn ? { hidden: btn.hidden, title: btn.title, label: btn.getAttribute('aria-label') } : null,
+    };
+  });
+}
+
+/** Waits until the viewer's stream has a live audio track; returns viewerAudio(). */
+export async function waitForAudioTrack(page, timeoutMs = 10000) {
+  return pollUntil(() => viewerAudio(page),
+    (a) => a.present && a.tracks.some((t) => t.readyState === 'live'),
+    { timeoutMs, what: 'a live audio track in the viewer' });
+}
+
+/**
+ * Builds a WebAudio graph in the page: the <video> element's audio track ->
+ * MediaStreamSource -> AnalyserNode (fftSize, no smoothing). Chromium feeds a remote
+ * WebRTC track to WebAudio only while the track is also being played, which the viewer
+ * does. Returns {sampleRate, binHz, state}.
+ */
+export async function startAudioAnalyser(page, { fftSize = 8192 } = {}) {
+  return page.evaluate(async (fftSize) => {
+    const v = document.getElementById('video');
+    const track = v?.srcObject?.getAudioTracks?.().find((t) => t.readyState === 'live');
+    if (!track) throw new Error('the viewer\'s stream has no live audio track');
+    const old = window.__portholeAnalyser;
+    if (old) old.ctx.close().catch(() => {});
+    const ctx = new AudioContext();
+    const src = ctx.createMediaStreamSource(new MediaStream([track]));
+    const an = ctx.createAnalyser();
+    an.fftSize = fftSize;
+    an.smoothingTimeConstant = 0;
+    src.connect(an);
+    if (ctx.state !== 'running') await ctx.resume().catch(() => {});
+    window.__portholeAnalyser = { ctx, src, an, buf: new Float32Array(an.frequencyBinCount) };
+    return { sampleRate: ctx.sampleRate, binHz: ctx.sampleRate / fftSize, state: ctx.state };
+  }, fftSize);
+}
+
+/**
+ * One look at the spectrum: the strongest bin (above 40 Hz), its frequency (refined by
+ * parabolic interpolation), level in dBFS, and the noise floor (the median bin).
+ * Returns {freq, db, floorDb, snrDb, binHz, state, time}.
+ */
+export async function audioPeak(page) {
+  return page.evaluate(() => {
+    const a = window.__portholeAnalyser;
+    if (!a) throw new Error('startAudioAnalyser() first');
+    const { an, buf, ctx } = a;
+    an.getFloatFrequencyData(buf);
+    const binHz = ctx.sampleRate / an.fftSize;
+    let best = -1;
+    for (let i = Math.max(1, Math.ceil(40 / binHz)); i < buf.length - 1; i++) {
+      if (Number.isFinite(buf[i]) && (best < 0 || buf[i] > buf[best])) best = i;
+    }
+    const finite = Array.from(buf).filter(Number.isFinite).sort((x, y) => x - y);
+    const floorDb = finite.length ? finite[Math.floor(finite.length / 2)] : -Infinity;
+    if (best < 0) return { freq: null, db: -Infinity, floorDb, snrDb: 0, binHz, state: ctx.state, time: ctx.currentTime };
+    const [l, c, r] = [buf[best - 1], buf[best], buf[best + 1]];
+    const denom = l - 2 * c + r;
+    const shift = Number.isFinite(denom) && denom !== 0 ? Math.max(-0.5, Math.min(0.5, (0.5 * (l - r)) / denom)) : 0;
+    return {
+      freq: (best + shift) * binHz, db: c, floorDb, snrDb: c - floorDb, binHz,
+      state: ctx.state, time: ctx.currentTime,
+    };
+  });
+}
+
+/**
+ * Polls audioPeak() until the peak is within toleranceHz of freq, at least minDb dBFS and
+ * minSnrDb above the noise floor, `stable` looks in a row. Returns {peak, afterMs, history}
+ * (history: the peaks seen, for a report); throws with the recent history on timeout.
+ */
+export async function waitForTone(page, freq, {
+  toleranceHz = 15, minDb = -50, minSnrDb = 30, stable = 3, timeoutMs = 10000, intervalMs = 100,
+} = {}) {
+  const start = Date.now();
+  const history = [];
+  let run = 0;
+  for (;;) {
+    const p = await audioPeak(page);
+    history.push({ t: Date.now() - start, freq: p.freq && Math.round(p.freq * 10) / 10, db: Math.round(p.db), floorDb: Math.round(p.floorDb) });
+    const ok = p.freq !== null && Math.abs(p.freq - freq) <= toleranceHz && p.db >= minDb && p.snrDb >= minSnrDb;
+    run = ok ? run + 1 : 0;
+    if (run >= stable) return { peak: p, afterMs: Date.now() - start, history };
+    if (Date.now() - start >= timeoutMs) {
+      throw new Error(`no ${freq} Hz tone (±${toleranceHz} Hz, ≥ ${minDb} dBFS, ≥ ${minSnrDb} dB over the floor) ` +
+        `within ${timeoutMs} ms; last peaks: ${JSON.stringify(history.slice(-10))}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * The page's peer connection getStats(), reduced to the inbound-rtp entries by kind, each
+ * with its codec's mimeType as `codec`: {timestamp, audio, video, transceivers}.
+ * transceivers: [{kind, mid, direction, currentDirection}].
+ */
+export async function inboundRtp(page) {
+  return page.evaluate(async () => {
+    const pc = window.porthole?.pc;
+    if (!pc) return { timestamp: Date.now(), audio: null, video: null, transceivers: [] };
+    const report = await pc.getStats();
+    const codecs = new Map();
+    report.forEach((s) => { if (s.type === 'codec') codecs.set(s.id, s.mimeType); });
+    const out = { timestamp: null, audio: null, video: null };
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const kind = s.kind || s.mediaType;
+      out[kind] = { ...s, codec: codecs.get(s.codecId) ?? null };
+      out.timestamp = s.timestamp;
+    });
+    out.timestamp ??= performance.timeOrigin + performance.now();
+    out.transceivers = pc.getTransceivers().map((t) => ({
+      kind: t.receiver.track?.kind ?? null, mid: t.mid, direction: t.direction, currentDirection: t.currentDirection,
+    }));
+    return out;
+  });
+}
