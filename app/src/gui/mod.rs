@@ -331,7 +331,7 @@ impl Gui {
         let code =
             (!self.connect_code.trim().is_empty()).then(|| self.connect_code.trim().to_owned());
         self.save_settings();
-        self.viewer = Some(viewer::ViewerScreen::connect(&self.rt, url, code));
+        self.viewer = Some(viewer::ViewerScreen::connect(self.rt.handle(), url, code));
         self.screen = Screen::Viewing;
         self.error = None;
     }

@@ -51,10 +51,25 @@ pub struct ViewerScreen {
     player: Option<Arc<media::audio::AudioPlayer>>,
     /// Modifier state last sent to the host.
     modifiers: std::cell::Cell<egui::Modifiers>,
+    /// Where to reconnect to after a drop.
+    target: (ShareUrl, Option<String>),
+    reconnect_at: Option<Instant>,
+    /// The host pointer, normalised, and whether it is on the shared monitor.
+    cursor: Option<(u16, u16, bool)>,
+    cursor_shape: Option<Message>,
+    cursor_texture: Option<(egui::TextureHandle, egui::Vec2, egui::Vec2)>,
+    /// A clipboard transfer from the host being reassembled: (transfer, mime, data).
+    incoming_clipboard: Option<(u32, net::Mime, Vec<u8>)>,
+    /// This machine's clipboard, synced with the host's while the right allows it.
+    local_clipboard: Option<media::clipboard::HostClipboard>,
 }
 
+/// Pause before reconnecting after a drop.
+const RECONNECT_AFTER: Duration = Duration::from_secs(2);
+
 impl ViewerScreen {
-    pub fn connect(rt: &tokio::runtime::Runtime, url: ShareUrl, code: Option<String>) -> Self {
+    pub fn connect(rt: &tokio::runtime::Handle, url: ShareUrl, code: Option<String>) -> Self {
+        let remember = (url.clone(), code.clone());
         let (ctx_tx, connected) = mpsc::channel();
         let (messages_tx, messages) = mpsc::channel();
         let pictures = Arc::new(LatestSlot::new());
@@ -129,7 +144,14 @@ impl ViewerScreen {
             kbps: 0.0,
             decode_ms: 0.0,
             last_tick: (Instant::now(), 0, 0),
-            rt: rt.handle().clone(),
+            rt: rt.clone(),
+            target: remember,
+            reconnect_at: None,
+            cursor: None,
+            cursor_shape: None,
+            cursor_texture: None,
+            incoming_clipboard: None,
+            local_clipboard: None,
             player,
             modifiers: Default::default(),
         }
@@ -147,12 +169,21 @@ impl ViewerScreen {
         }
         while let Ok(ev) = self.messages.try_recv() {
             match ev {
-                ClientEvent::Ended(why) => {
-                    self.status = Status::Failed(format!("Disconnected: {why}"))
+                ClientEvent::Ended(why) if why != "closed" && self.reconnect_at.is_none() => {
+                    self.status = Status::Failed(format!("Disconnected: {why}. Reconnecting…"));
+                    self.reconnect_at = Some(Instant::now() + RECONNECT_AFTER);
                 }
-                ClientEvent::Message(Message::Rights { rights, .. }) => self.rights = rights,
+                ClientEvent::Message(msg) => self.on_message(msg),
                 _ => {}
             }
+        }
+        if self.reconnect_at.is_some_and(|t| Instant::now() >= t) {
+            tracing::info!("reconnecting to the share");
+            let (url, code) = self.target.clone();
+            let rt = self.rt.clone();
+            let old = std::mem::replace(self, Self::connect(&rt, url, code));
+            old.close_on(&rt);
+            return;
         }
         let _ = &self.messages_tx;
         let (t, f, b) = self.last_tick;
@@ -163,6 +194,91 @@ impl ViewerScreen {
             self.fps = (frames - f) as f32 / secs;
             self.kbps = (bytes - b) as f32 * 8.0 / 1000.0 / secs;
             self.last_tick = (Instant::now(), frames, bytes);
+        }
+    }
+
+    fn on_message(&mut self, msg: Message) {
+        match msg {
+            Message::Rights { rights, .. } => {
+                self.rights = rights;
+                self.sync_clipboard_watch();
+            }
+            Message::CursorPosition { x, y, visible } => self.cursor = Some((x, y, visible)),
+            shape @ Message::CursorShape { .. } => {
+                self.cursor_shape = Some(shape);
+                self.cursor_texture = None;
+            }
+            Message::ClipboardData {
+                transfer,
+                mime,
+                total,
+                offset,
+                data,
+            } => {
+                if offset == 0 {
+                    self.incoming_clipboard = Some((transfer, mime, Vec::new()));
+                }
+                let Some((t, m, buf)) = &mut self.incoming_clipboard else {
+                    return;
+                };
+                if *t != transfer || buf.len() != offset as usize {
+                    self.incoming_clipboard = None;
+                    return;
+                }
+                buf.extend_from_slice(&data);
+                if buf.len() == total as usize {
+                    let (mime, data) = (*m, std::mem::take(buf));
+                    self.incoming_clipboard = None;
+                    let content = match mime {
+                        net::Mime::Text => match String::from_utf8(data) {
+                            Ok(t) => media::clipboard::ClipContent::Text(t),
+                            Err(_) => return,
+                        },
+                        net::Mime::Png => media::clipboard::ClipContent::Png(data),
+                    };
+                    if let Some(local) = &self.local_clipboard {
+                        local.set(content);
+                    }
+                }
+            }
+            Message::Notice { text, .. } => {
+                tracing::warn!("the host says: {text}");
+            }
+            _ => {}
+        }
+    }
+
+    /// Watches this machine's clipboard while the clipboard right is held.
+    fn sync_clipboard_watch(&mut self) {
+        let allowed = self.rights & net::protocol::rights::CLIPBOARD != 0;
+        if !allowed {
+            self.local_clipboard = None;
+            return;
+        }
+        if self.local_clipboard.is_some() {
+            return;
+        }
+        let client = self.client.clone();
+        let rt = self.rt.clone();
+        let next_transfer = Arc::new(AtomicU64::new(1));
+        let result = media::clipboard::HostClipboard::start(None, move |content| {
+            let Some(client) = client.clone() else { return };
+            let (mime, bytes) = match &*content {
+                media::clipboard::ClipContent::Text(t) => (net::Mime::Text, t.as_bytes().to_vec()),
+                media::clipboard::ClipContent::Png(p) => (net::Mime::Png, p.clone()),
+            };
+            let transfer = next_transfer.fetch_add(1, Ordering::Relaxed) as u32;
+            rt.spawn(async move {
+                for chunk in net::protocol::clipboard_chunks(transfer, mime, &bytes) {
+                    if !client.send(&chunk).await {
+                        break;
+                    }
+                }
+            });
+        });
+        match result {
+            Ok(c) => self.local_clipboard = Some(c),
+            Err(e) => tracing::warn!("no clipboard sync: {e}"),
         }
     }
 
@@ -187,10 +303,43 @@ impl ViewerScreen {
         if ui.input(|i| i.key_pressed(egui::Key::F3)) {
             self.show_stats = !self.show_stats;
         }
+        let fullscreen = ui.input(|i| i.viewport().fullscreen.unwrap_or(false));
+        if ui.input(|i| i.key_pressed(egui::Key::F11)) {
+            ui.ctx()
+                .send_viewport_cmd(egui::ViewportCommand::Fullscreen(!fullscreen));
+        }
+        if self.cursor_texture.is_none() {
+            if let Some(Message::CursorShape {
+                hot_x,
+                hot_y,
+                width,
+                height,
+                rgba,
+            }) = &self.cursor_shape
+            {
+                let size = [usize::from(*width), usize::from(*height)];
+                let image = egui::ColorImage::from_rgba_unmultiplied(size, rgba);
+                let texture =
+                    ui.ctx()
+                        .load_texture("host-cursor", image, egui::TextureOptions::LINEAR);
+                self.cursor_texture = Some((
+                    texture,
+                    egui::vec2(f32::from(*hot_x), f32::from(*hot_y)),
+                    egui::vec2(f32::from(*width), f32::from(*height)),
+                ));
+            }
+        }
         let mut leave = false;
         ui.horizontal(|ui| {
             if ui.button("Leave").clicked() {
                 leave = true;
+            }
+            if ui
+                .button(if fullscreen { "Window" } else { "Fullscreen" })
+                .clicked()
+            {
+                ui.ctx()
+                    .send_viewport_cmd(egui::ViewportCommand::Fullscreen(!fullscreen));
             }
             if let Some(p) = &self.player {
                 let muted = p.is_muted();
@@ -229,6 +378,25 @@ impl ViewerScreen {
                     .sense(egui::Sense::click_and_drag()),
             );
             self.forward_input(ui, &response);
+            // The host cursor, drawn here: it moves without waiting for video.
+            if let (Some((x, y, true)), Some((tex, hot, size))) =
+                (self.cursor, &self.cursor_texture)
+            {
+                let rect = response.rect;
+                let at = rect.min
+                    + egui::vec2(
+                        f32::from(x) / 65535.0 * rect.width(),
+                        f32::from(y) / 65535.0 * rect.height(),
+                    );
+                let scale = scale.clamp(0.5, 1.0);
+                let top_left = at - *hot * scale;
+                ui.painter().image(
+                    tex.id(),
+                    egui::Rect::from_min_size(top_left, *size * scale),
+                    egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                    egui::Color32::WHITE,
+                );
+            }
             if self.show_stats {
                 let text = format!(
                     "{}×{}  {:.0} fps  {:.0} kbit/s  decode {:.1} ms  (F3 hides)",
@@ -341,6 +509,10 @@ impl ViewerScreen {
     }
 
     pub fn close(self, rt: &tokio::runtime::Runtime) {
+        self.close_on(rt.handle());
+    }
+
+    fn close_on(self, rt: &tokio::runtime::Handle) {
         if let Some(client) = self.client {
             rt.spawn(async move {
                 if let Ok(client) = Arc::try_unwrap(client) {
