@@ -66,7 +66,7 @@ fn share_then_a_viewer_appears_and_control_is_revoked() {
     gui.form.audio = "none".into();
     let mut harness = Harness::builder()
         .with_size(egui::vec2(900.0, 640.0))
-        .build_ui_state(|ui, gui: &mut Gui| gui.ui(ui), gui);
+        .build_ui_state(|ui, gui: &mut Gui| panel(ui, gui), gui);
 
     // Home: the three parts are there.
     harness.get_by_label("Share this screen");
@@ -138,11 +138,22 @@ fn share_then_a_viewer_appears_and_control_is_revoked() {
 }
 
 #[test]
+fn home_screen_snapshot() {
+    let gui = Gui::new().unwrap();
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(900.0, 640.0))
+        .build_ui_state(|ui, gui: &mut Gui| panel(ui, gui), gui);
+    harness.run();
+    // Compared with app/tests/snapshots/home.png (UPDATE_SNAPSHOTS=1 rewrites it).
+    harness.snapshot("home");
+}
+
+#[test]
 fn connecting_to_nothing_says_so_in_words() {
     let gui = Gui::new().unwrap();
     let mut harness = Harness::builder()
         .with_size(egui::vec2(900.0, 640.0))
-        .build_ui_state(|ui, gui: &mut Gui| gui.ui(ui), gui);
+        .build_ui_state(|ui, gui: &mut Gui| panel(ui, gui), gui);
     harness.state_mut().connect_address = "not a url:x".into();
     harness.get_by_label("Connect").click();
     harness.run_steps(2);
@@ -161,4 +172,9 @@ fn connecting_to_nothing_says_so_in_words() {
     harness.get_by_label("Leave").click();
     harness.run_steps(2);
     assert_eq!(harness.state().screen, Screen::Home);
+}
+
+/// The app's root as the window has it: a central panel around the screens.
+fn panel(ui: &mut egui::Ui, gui: &mut Gui) {
+    egui::CentralPanel::default().show(ui, |ui| gui.ui(ui));
 }
