@@ -38,6 +38,15 @@ enum Command {
         #[arg(long)]
         code: Option<String>,
     },
+    /// List the Portholes sharing on this network (mDNS).
+    List {
+        /// How long to listen, in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        timeout: f64,
+        /// Print JSON (an array of objects) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Save a PNG of an X display (for tests and bug reports).
     #[command(hide = true)]
     Screenshot {
@@ -66,6 +75,26 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+fn list(timeout: f64, json: bool) -> anyhow::Result<()> {
+    let found = net::discovery::list(std::time::Duration::from_secs_f64(timeout.max(0.1)))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(());
+    }
+    for s in &found {
+        let address = match s.best_address() {
+            Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
+            Some(a) => a.to_string(),
+            None => s.host.clone(),
+        };
+        println!("{}\t{}:{}\t{}", s.name, address, s.port, s.flags());
+    }
+    if found.is_empty() {
+        eprintln!("no Portholes found (listened {timeout} s)");
+    }
+    Ok(())
+}
+
 fn screenshot(display: Option<String>, file: &std::path::Path) -> anyhow::Result<()> {
     if let Some(d) = display {
         std::env::set_var("DISPLAY", d);
@@ -91,6 +120,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::TestPattern(args)) => test_pattern::run(args),
         Some(Command::View { url, code }) => gui::run(gui::Start::View { url, code }),
         Some(Command::Screenshot { display, file }) => screenshot(display, &file),
+        Some(Command::List { timeout, json }) => list(timeout, json),
         None if cli.share => gui::run(gui::Start::Share),
         None => gui::run(gui::Start::Home),
     };

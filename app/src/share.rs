@@ -65,6 +65,12 @@ pub struct ShareArgs {
     /// List the audio devices that can be shared, and exit.
     #[arg(long)]
     pub list_audio: bool,
+    /// Do not announce this share on the LAN (mDNS).
+    #[arg(long)]
+    pub no_announce: bool,
+    /// Name to announce on the LAN (default: this machine's name).
+    #[arg(long)]
+    pub name: Option<String>,
     /// Largest clipboard content accepted from a viewer, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub clipboard_max_bytes: u32,
@@ -217,6 +223,9 @@ pub struct RunningShare {
     pub code: AccessCode,
     pub size: (u32, u32),
     pub has_audio: bool,
+    /// The share's DTLS fingerprint (SHA-256).
+    pub fingerprint: String,
+    announcer: Option<net::discovery::Announcer>,
     audio: Option<media::audio::AudioPipeline>,
     pipeline: VideoPipeline,
     _cursor: Option<media::cursor::CursorWatcher>,
@@ -230,6 +239,7 @@ impl RunningShare {
         approve: Option<net::Approver>,
     ) -> anyhow::Result<Self> {
         let epoch = Instant::now();
+        let identity = net::peer::ShareIdentity::generate()?;
         let keyframe = KeyframeRequest::default();
         let fanout = {
             let keyframe = keyframe.clone();
@@ -312,6 +322,7 @@ impl RunningShare {
                 },
                 clipboard_max: args.clipboard_max_bytes,
                 approve: approve.clone(),
+                identity: Some(identity.clone()),
             },
             fanout,
             audio.as_ref().map(|_| audio_fanout),
@@ -321,7 +332,30 @@ impl RunningShare {
         let addr = server.local_addr();
         tracing::info!(width, height, "sharing the screen");
         let url = net::viewer_url(&url_host(addr), addr.port(), &code);
+        let announcer = if args.no_announce {
+            None
+        } else {
+            let announcement = net::discovery::ShareAnnouncement {
+                name: args
+                    .name
+                    .clone()
+                    .unwrap_or_else(net::discovery::default_name),
+                port: addr.port(),
+                audio: audio.is_some(),
+                control: args.allow_control,
+                fingerprint: identity.short_fingerprint(),
+            };
+            match net::discovery::Announcer::start(&announcement) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!("not announced on the LAN: {e}");
+                    None
+                }
+            }
+        };
         Ok(Self {
+            fingerprint: identity.fingerprint.clone(),
+            announcer,
             server,
             url,
             code,
@@ -341,6 +375,8 @@ impl RunningShare {
     /// Stops serving and capturing.
     pub async fn stop(self) {
         tracing::info!("stopping the share");
+        // Goodbye first, so browsers drop the entry at once.
+        drop(self.announcer);
         self.server.shutdown().await;
         drop(self.audio);
         drop(self.pipeline);
@@ -349,6 +385,7 @@ impl RunningShare {
 
 async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
     let share = RunningShare::start(&args, code, None).await?;
+    tracing::info!(fingerprint = %share.fingerprint, "DTLS certificate");
     println!("viewer: {}", share.url);
     use std::io::Write;
     std::io::stdout().flush()?;

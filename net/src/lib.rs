@@ -6,6 +6,7 @@ pub mod access;
 mod assets;
 pub mod client;
 pub mod control;
+pub mod discovery;
 mod keyframe;
 pub mod peer;
 pub mod protocol;

@@ -33,6 +33,45 @@ pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// How long to wait for ICE candidates before answering with what there is.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The share's DTLS identity: one certificate for every viewer, so its fingerprint can be
+/// announced (mDNS) and checked by viewers against the WHEP answer.
+#[derive(Clone)]
+pub struct ShareIdentity {
+    pub certificate: rtc::peer_connection::certificate::RTCCertificate,
+    /// SHA-256 fingerprint as in SDP: `AB:CD:…` (lowercase hex here).
+    pub fingerprint: String,
+}
+
+impl ShareIdentity {
+    pub fn generate() -> Result<Self, PeerError> {
+        use rtc::crypto::SignatureScheme;
+        use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
+        let err = |e: String| PeerError::Internal(format!("cannot make a certificate: {e}"));
+        let provider = rtc::crypto::default_provider().map_err(|e| err(e.to_string()))?;
+        let params =
+            CertificateParams::new(vec!["porthole".to_owned()]).map_err(|e| err(e.to_string()))?;
+        let certificate =
+            RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
+                .map_err(|e| err(e.to_string()))?;
+        let fingerprint = certificate
+            .get_fingerprints(provider.crypto())
+            .map_err(|e| err(e.to_string()))?
+            .into_iter()
+            .next()
+            .map(|f| f.value.to_lowercase())
+            .ok_or_else(|| err("no fingerprint".into()))?;
+        Ok(Self {
+            certificate,
+            fingerprint,
+        })
+    }
+
+    /// The first 16 hex digits of the fingerprint, as announced.
+    pub fn short_fingerprint(&self) -> String {
+        self.fingerprint.replace(':', "").chars().take(16).collect()
+    }
+}
+
 /// Network settings shared by every viewer connection.
 #[derive(Clone, Debug, Default)]
 pub struct IceConfig {
@@ -168,6 +207,7 @@ impl Viewer {
     pub async fn answer(
         offer_sdp: String,
         ice: &IceConfig,
+        identity: Option<&ShareIdentity>,
         video: Arc<VideoFanout>,
         audio: Option<Arc<VideoFanout>>,
     ) -> Result<Self, PeerError> {
@@ -209,6 +249,11 @@ impl Viewer {
                 KeyframeRequestForwarder::default(),
             );
         let config = RTCConfigurationBuilder::new()
+            .with_certificates(
+                identity
+                    .map(|i| vec![i.certificate.clone()])
+                    .unwrap_or_default(),
+            )
             .with_ice_servers(
                 ice.servers
                     .iter()

@@ -73,6 +73,8 @@ pub struct ShareConfig {
     pub clipboard_max: u32,
     /// If set, every viewer (with the right code) waits for the host's approval.
     pub approve: Option<Approver>,
+    /// The share's DTLS certificate (one for all viewers); `None`: one per connection.
+    pub identity: Option<crate::peer::ShareIdentity>,
 }
 
 /// A viewer as the host sees it.
@@ -118,6 +120,7 @@ struct AppState {
     clipboard_max: u32,
     next_viewer: AtomicU64,
     approve: Option<Approver>,
+    identity: Option<crate::peer::ShareIdentity>,
 }
 
 /// A running share server. Dropping it without [`ShareServer::shutdown`] leaves it running
@@ -157,6 +160,7 @@ impl ShareServer {
             clipboard_max: config.clipboard_max,
             next_viewer: AtomicU64::new(1),
             approve: config.approve,
+            identity: config.identity,
         });
         let app = router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -424,17 +428,22 @@ async fn post_whep(
         .counters
         .peer_connections_created
         .fetch_add(1, Ordering::Relaxed);
-    let mut viewer =
-        match Viewer::answer(offer, &state.ice, state.video.clone(), state.audio.clone()).await {
-            Ok(v) => v,
-            Err(PeerError::BadOffer(m)) => {
-                return refuse(&state, addr, StatusCode::BAD_REQUEST, &m)
-            }
-            Err(PeerError::Internal(m)) => {
-                tracing::error!(%addr, "cannot serve a viewer: {m}");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, m);
-            }
-        };
+    let mut viewer = match Viewer::answer(
+        offer,
+        &state.ice,
+        state.identity.as_ref(),
+        state.video.clone(),
+        state.audio.clone(),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(PeerError::BadOffer(m)) => return refuse(&state, addr, StatusCode::BAD_REQUEST, &m),
+        Err(PeerError::Internal(m)) => {
+            tracing::error!(%addr, "cannot serve a viewer: {m}");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, m);
+        }
+    };
     let id = session_id();
     let no = state.next_viewer.fetch_add(1, Ordering::Relaxed);
     let answer = std::mem::take(&mut viewer.answer);
@@ -694,6 +703,7 @@ mod tests {
             clipboard_max: 1024,
             next_viewer: AtomicU64::new(1),
             approve: None,
+            identity: None,
         })
     }
 

@@ -118,6 +118,7 @@ async fn client_and_share_exchange_media_input_and_clipboard() {
             },
             clipboard_max: 1 << 20,
             approve: None,
+            identity: Some(net::peer::ShareIdentity::generate().unwrap()),
         },
         fanout,
         None,

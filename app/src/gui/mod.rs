@@ -17,13 +17,7 @@ use eframe::egui;
 
 use crate::share::{RunningShare, ShareArgs};
 
-/// A share another Porthole announced on the LAN (filled by discovery).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NearbyShare {
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-}
+pub use net::discovery::NearbyShare;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Screen {
@@ -79,6 +73,8 @@ pub struct Gui {
     share_on_first_frame: bool,
     /// Print `viewer: URL` on stdout when a share starts.
     print_url: bool,
+    /// Live mDNS browse filling `nearby`.
+    browser: Option<net::discovery::Browser>,
 }
 
 impl Gui {
@@ -95,6 +91,13 @@ impl Gui {
         gui.form.ask_approval = s.ask_approval.unwrap_or(true);
         gui.connect_address = s.last_address;
         gui.persist = true;
+        gui.browser = match net::discovery::Browser::start() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!("no LAN discovery: {e}");
+                None
+            }
+        };
         Ok(gui)
     }
 
@@ -133,6 +136,7 @@ impl Gui {
             persist: false,
             share_on_first_frame: false,
             print_url: false,
+            browser: None,
         })
     }
 
@@ -224,6 +228,23 @@ impl Gui {
         if let Some(v) = &mut self.viewer {
             v.poll();
         }
+        if let Some(b) = &self.browser {
+            for event in b.poll() {
+                self.on_nearby(event);
+            }
+        }
+    }
+
+    /// Keeps the nearby list current: one entry per name, gone when withdrawn.
+    pub fn on_nearby(&mut self, event: net::discovery::BrowseEvent) {
+        match event {
+            net::discovery::BrowseEvent::Found(share) => {
+                self.nearby.retain(|n| n.name != share.name);
+                self.nearby.push(share);
+                self.nearby.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+            net::discovery::BrowseEvent::Gone(name) => self.nearby.retain(|n| n.name != name),
+        }
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui) {
@@ -304,15 +325,22 @@ impl Gui {
             }
             let mut picked = None;
             for n in &self.nearby {
+                let address = match n.best_address() {
+                    Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
+                    Some(a) => a.to_string(),
+                    None => n.host.clone(),
+                };
                 ui.horizontal(|ui| {
-                    ui.label(format!("{}  ({}:{})", n.name, n.address, n.port));
-                    if ui.button("Connect…").clicked() {
-                        picked = Some(format!("http://{}:{}/", n.address, n.port));
+                    ui.label(format!("{}  {}:{}  {}", n.name, address, n.port, n.flags()));
+                    if ui.button(format!("Connect to {}", n.name)).clicked() {
+                        picked = Some(format!("http://{address}:{}/", n.port));
                     }
                 });
             }
             if let Some(address) = picked {
+                // Only the code is left to type.
                 self.connect_address = address;
+                self.connect_code.clear();
             }
         });
         if let Some(e) = &self.error {
@@ -402,6 +430,10 @@ impl Gui {
             if ui.button("Copy code").clicked() {
                 ui.ctx().copy_text(share.code.reveal().to_owned());
             }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Fingerprint");
+            ui.monospace(&share.fingerprint[..share.fingerprint.len().min(23)]);
         });
         ui.label(format!(
             "{}×{}{}",

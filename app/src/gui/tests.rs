@@ -138,6 +138,38 @@ fn share_then_a_viewer_appears_and_control_is_revoked() {
 }
 
 #[test]
+fn nearby_list_follows_discovery_events() {
+    use net::discovery::{BrowseEvent, NearbyShare};
+    let gui = Gui::new().unwrap();
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(900.0, 640.0))
+        .build_ui_state(|ui, gui: &mut Gui| panel(ui, gui), gui);
+    let share = NearbyShare {
+        name: "studio".into(),
+        host: "studio.local".into(),
+        addresses: vec!["10.213.0.1".parse().unwrap()],
+        port: 7380,
+        version: "1".into(),
+        video: true,
+        audio: true,
+        control: false,
+        fingerprint: "0011223344556677".into(),
+    };
+    harness.state_mut().on_nearby(BrowseEvent::Found(share));
+    harness.run_steps(2);
+    harness.get_by_label_contains("studio  10.213.0.1:7380  video,audio fp=0011223344556677");
+    harness.get_by_label("Connect to studio").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().connect_address, "http://10.213.0.1:7380/");
+    harness
+        .state_mut()
+        .on_nearby(BrowseEvent::Gone("studio".into()));
+    harness.run_steps(2);
+    assert!(harness.query_by_label("Connect to studio").is_none());
+    harness.get_by_label("None found on this network yet.");
+}
+
+#[test]
 fn home_screen_snapshot() {
     let gui = Gui::new().unwrap();
     let mut harness = Harness::builder()

@@ -1,0 +1,289 @@
+//! LAN discovery with DNS-SD over mDNS (mdns-sd): a share announces
+//! `_porthole._tcp.local.`; viewers browse for it.
+//!
+//! TXT records: `v` protocol version, `video`/`audio`/`control` flags (0/1), `fp` the first
+//! 16 hex digits of the share's DTLS certificate SHA-256 fingerprint (a viewer can compare
+//! it with the `a=fingerprint` of the WHEP answer). The access code is never announced.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
+
+pub const SERVICE_TYPE: &str = "_porthole._tcp.local.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("mDNS unavailable: {0}")]
+    Mdns(String),
+    #[error("no network interface can send multicast (mDNS); is the network up?")]
+    NoMulticast,
+}
+
+fn mdns(e: mdns_sd::Error) -> DiscoveryError {
+    DiscoveryError::Mdns(e.to_string())
+}
+
+/// Whether any interface could carry mDNS (up, not loopback).
+fn has_multicast_interface() -> bool {
+    if_addrs::get_if_addrs()
+        .map(|ifs| ifs.iter().any(|i| !i.is_loopback()))
+        .unwrap_or(false)
+}
+
+/// What a share announces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareAnnouncement {
+    pub name: String,
+    pub port: u16,
+    pub audio: bool,
+    pub control: bool,
+    /// 16 hex digits.
+    pub fingerprint: String,
+}
+
+/// A share found on the network.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NearbyShare {
+    pub name: String,
+    pub host: String,
+    pub addresses: Vec<IpAddr>,
+    pub port: u16,
+    pub version: String,
+    pub video: bool,
+    pub audio: bool,
+    pub control: bool,
+    pub fingerprint: String,
+}
+
+impl NearbyShare {
+    /// The address to connect to: IPv4 first.
+    pub fn best_address(&self) -> Option<IpAddr> {
+        let mut a = self.addresses.clone();
+        a.sort_by_key(|ip| (ip.is_ipv6(), ip.is_loopback()));
+        a.first().copied()
+    }
+
+    /// `video,audio,control fp=…` for one-line listings.
+    pub fn flags(&self) -> String {
+        let mut f: Vec<&str> = Vec::new();
+        if self.video {
+            f.push("video");
+        }
+        if self.audio {
+            f.push("audio");
+        }
+        if self.control {
+            f.push("control");
+        }
+        format!("{} fp={}", f.join(","), self.fingerprint)
+    }
+}
+
+/// The running announcement; dropping it withdraws the record (goodbye packets).
+pub struct Announcer {
+    daemon: ServiceDaemon,
+    fullname: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "porthole".into())
+}
+
+/// The instance name to announce by default: this machine's name.
+pub fn default_name() -> String {
+    hostname()
+}
+
+impl Announcer {
+    pub fn start(a: &ShareAnnouncement) -> Result<Self, DiscoveryError> {
+        if !has_multicast_interface() {
+            return Err(DiscoveryError::NoMulticast);
+        }
+        let daemon = ServiceDaemon::new().map_err(mdns)?;
+        let host = format!("{}.local.", hostname());
+        let flag = |b: bool| if b { "1" } else { "0" };
+        let props = [
+            ("v", "1"),
+            ("video", "1"),
+            ("audio", flag(a.audio)),
+            ("control", flag(a.control)),
+            ("fp", a.fingerprint.as_str()),
+        ];
+        let info = ServiceInfo::new(SERVICE_TYPE, &a.name, &host, "", a.port, &props[..])
+            .map_err(mdns)?
+            .enable_addr_auto();
+        let fullname = info.get_fullname().to_owned();
+        daemon.register(info).map_err(mdns)?;
+        tracing::info!(name = %a.name, port = a.port, "announced on the LAN (mDNS)");
+        Ok(Self { daemon, fullname })
+    }
+
+    /// Withdraws the announcement and waits briefly for the goodbye to go out.
+    pub fn stop(self) {
+        // Drop does the work.
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        if let Ok(rx) = self.daemon.unregister(&self.fullname) {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+        if let Ok(rx) = self.daemon.shutdown() {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// What a live browse reports.
+#[derive(Clone, Debug)]
+pub enum BrowseEvent {
+    Found(NearbyShare),
+    /// The share with this instance name is gone.
+    Gone(String),
+}
+
+/// A live browse; events arrive through `poll`.
+pub struct Browser {
+    daemon: ServiceDaemon,
+    rx: mdns_sd::Receiver<ServiceEvent>,
+}
+
+fn instance_name(fullname: &str) -> String {
+    fullname
+        .strip_suffix(&format!(".{SERVICE_TYPE}"))
+        .unwrap_or(fullname)
+        .replace("\\ ", " ")
+        .replace("\\.", ".")
+}
+
+impl Browser {
+    pub fn start() -> Result<Self, DiscoveryError> {
+        if !has_multicast_interface() {
+            return Err(DiscoveryError::NoMulticast);
+        }
+        let daemon = ServiceDaemon::new().map_err(mdns)?;
+        let rx = daemon.browse(SERVICE_TYPE).map_err(mdns)?;
+        Ok(Self { daemon, rx })
+    }
+
+    /// Events since the last call (never blocks).
+    pub fn poll(&self) -> Vec<BrowseEvent> {
+        let mut out = Vec::new();
+        while let Ok(event) = self.rx.try_recv() {
+            if let Some(e) = convert(event) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Waits up to `timeout` for events.
+    pub fn wait(&self, timeout: Duration) -> Option<BrowseEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.rx.recv_timeout(left) {
+                Ok(event) => {
+                    if let Some(e) = convert(event) {
+                        return Some(e);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.daemon.stop_browse(SERVICE_TYPE);
+        if let Ok(rx) = self.daemon.shutdown() {
+            let _ = rx.recv_timeout(Duration::from_millis(500));
+        }
+    }
+}
+
+fn convert(event: ServiceEvent) -> Option<BrowseEvent> {
+    match event {
+        ServiceEvent::ServiceResolved(info) => {
+            let flag = |k: &str| info.get_property_val_str(k) == Some("1");
+            let mut addresses: Vec<IpAddr> = info
+                .get_addresses()
+                .iter()
+                .map(|a| a.to_ip_addr())
+                .collect();
+            addresses.sort();
+            Some(BrowseEvent::Found(NearbyShare {
+                name: instance_name(info.get_fullname()),
+                host: info.get_hostname().trim_end_matches('.').to_owned(),
+                addresses,
+                port: info.get_port(),
+                version: info.get_property_val_str("v").unwrap_or("").to_owned(),
+                video: flag("video"),
+                audio: flag("audio"),
+                control: flag("control"),
+                fingerprint: info.get_property_val_str("fp").unwrap_or("").to_owned(),
+            }))
+        }
+        ServiceEvent::ServiceRemoved(_, fullname) => {
+            Some(BrowseEvent::Gone(instance_name(&fullname)))
+        }
+        _ => None,
+    }
+}
+
+/// Browses for `timeout` and returns what is there at the end, one entry per name.
+pub fn list(timeout: Duration) -> Result<Vec<NearbyShare>, DiscoveryError> {
+    let browser = Browser::start()?;
+    let deadline = Instant::now() + timeout;
+    let mut found: HashMap<String, NearbyShare> = HashMap::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match browser.wait(left) {
+            Some(BrowseEvent::Found(s)) => {
+                found.insert(s.name.clone(), s);
+            }
+            Some(BrowseEvent::Gone(name)) => {
+                found.remove(&name);
+            }
+            None => break,
+        }
+    }
+    let mut list: Vec<NearbyShare> = found.into_values().collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_unescaped() {
+        assert_eq!(instance_name("my\\ box._porthole._tcp.local."), "my box");
+        assert_eq!(instance_name("a\\.b._porthole._tcp.local."), "a.b");
+    }
+
+    #[test]
+    fn flags_read_well() {
+        let s = NearbyShare {
+            name: "x".into(),
+            host: "x.local".into(),
+            addresses: vec!["fe80::1".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+            port: 7380,
+            version: "1".into(),
+            video: true,
+            audio: false,
+            control: true,
+            fingerprint: "0011223344556677".into(),
+        };
+        assert_eq!(s.flags(), "video,control fp=0011223344556677");
+        assert_eq!(s.best_address(), Some("10.0.0.2".parse().unwrap()));
+    }
+}
