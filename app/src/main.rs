@@ -2,6 +2,7 @@
 
 mod gui;
 mod host;
+mod record;
 mod share;
 mod test_pattern;
 mod virtual_display;
@@ -38,6 +39,8 @@ enum Command {
         #[arg(long)]
         code: Option<String>,
     },
+    /// Record a share to a file (fragmented MP4, H.264 + Opus, no re-encoding).
+    Record(record::RecordArgs),
     /// List the Portholes sharing on this network (mDNS).
     List {
         /// How long to listen, in seconds.
@@ -121,6 +124,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::View { url, code }) => gui::run(gui::Start::View { url, code }),
         Some(Command::Screenshot { display, file }) => screenshot(display, &file),
         Some(Command::List { timeout, json }) => list(timeout, json),
+        Some(Command::Record(args)) => record::run(args),
         None if cli.share => gui::run(gui::Start::Share),
         None => gui::run(gui::Start::Home),
     };

@@ -12,6 +12,7 @@ pub mod input;
 pub mod keymap;
 pub mod pattern;
 pub mod pipeline;
+pub mod record;
 pub mod slot;
 
 use std::time::Instant;

@@ -191,10 +191,12 @@ fn capture_loop(
         if next > now {
             std::thread::sleep(next - now);
         }
-        // Fixed cadence; after a stall, restart from now rather than bursting.
-        next = (next + period).max(Instant::now());
-
         let time = Instant::now();
+        // Frames are at least one period apart: after a stall the cadence restarts from now
+        // instead of bursting, and capture times never crowd (players and recorders that
+        // assume the nominal rate then never see two frames in one tick).
+        next = (next + period).max(time + period);
+
         let result = capturer.grab(|bgrx| {
             let unchanged = previous.as_ref().is_some_and(|p| p.as_slice() == bgrx);
             (!unchanged).then(|| Arc::new(bgrx.to_vec()))

@@ -1,0 +1,338 @@
+//! Recording received streams to fragmented MP4 (ISO BMFF: H.264 `avc1` + Opus), without
+//! re-encoding, through muxide's `FragmentedMuxer`.
+//!
+//! - The file starts at a keyframe (the caller asks the sender for one: `wants_keyframe`).
+//! - Timestamps come from RTP (90 kHz video, 48 kHz audio), extended across wrap-around;
+//!   audio is placed relative to the first video frame (Porthole senders derive both RTP
+//!   clocks from one capture epoch).
+//! - A fragment (`moof`+`mdat`) is written and synced at least every second, so a crash
+//!   or `kill -9` loses at most the last second: the file up to there stays playable.
+//! - Parameter sets stay in-band in keyframe samples, so a resolution change mid-recording
+//!   still decodes.
+//! - A write error (disk full, unwritable path) is returned; it ends only the recording.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use muxide::api::AudioCodec;
+use muxide::codec::h264::{annexb_to_avcc, extract_avc_config};
+use muxide::fragmented::{FragmentAudioConfig, FragmentConfig, FragmentedMuxer};
+
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot write the recording {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot mux the recording: {0}")]
+    Mux(String),
+}
+
+/// Extends 32-bit RTP timestamps to 64 bits across wrap-around.
+#[derive(Default, Debug)]
+pub struct RtpClock {
+    last: Option<u32>,
+    extended: i64,
+}
+
+impl RtpClock {
+    pub fn extend(&mut self, ts: u32) -> i64 {
+        match self.last {
+            None => self.extended = i64::from(ts),
+            Some(last) => self.extended += i64::from(ts.wrapping_sub(last) as i32),
+        }
+        self.last = Some(ts);
+        self.extended
+    }
+}
+
+pub struct Recorder {
+    path: PathBuf,
+    file: File,
+    with_audio: bool,
+    muxer: Option<FragmentedMuxer>,
+    video_clock: RtpClock,
+    audio_clock: RtpClock,
+    /// Extended RTP time of the first video frame (90 kHz).
+    video_start: Option<i64>,
+    last_video_dts: Option<u64>,
+    last_audio_pts: Option<u64>,
+    last_flush: Instant,
+    bytes: u64,
+    video_frames: u64,
+    audio_packets: u64,
+    first_frame_at: Option<Instant>,
+}
+
+impl Recorder {
+    /// Creates (truncates) `path`. `with_audio`: the share sends Opus too.
+    pub fn create(path: &Path, with_audio: bool) -> Result<Self, RecordError> {
+        let file = File::create(path).map_err(|source| RecordError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            with_audio,
+            muxer: None,
+            video_clock: RtpClock::default(),
+            audio_clock: RtpClock::default(),
+            video_start: None,
+            last_video_dts: None,
+            last_audio_pts: None,
+            last_flush: Instant::now(),
+            bytes: 0,
+            video_frames: 0,
+            audio_packets: 0,
+            first_frame_at: None,
+        })
+    }
+
+    /// True until the first keyframe has started the file.
+    pub fn wants_keyframe(&self) -> bool {
+        self.muxer.is_none()
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Recorded time so far.
+    pub fn duration(&self) -> Duration {
+        self.first_frame_at.map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    pub fn counts(&self) -> (u64, u64) {
+        (self.video_frames, self.audio_packets)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        self.file
+            .write_all(bytes)
+            .map_err(|source| RecordError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Adds one H.264 access unit (Annex B) received with RTP time `rtp_time`.
+    pub fn video(
+        &mut self,
+        annexb: &[u8],
+        rtp_time: u32,
+        keyframe: bool,
+    ) -> Result<(), RecordError> {
+        let ext = self.video_clock.extend(rtp_time);
+        if self.muxer.is_none() {
+            if !keyframe {
+                return Ok(());
+            }
+            self.start(annexb)?;
+            self.video_start = Some(ext);
+        }
+        let start = self.video_start.unwrap_or(ext);
+        let mut dts = u64::try_from(ext - start).unwrap_or(0);
+        // Equal or backwards times (a re-sent picture) still need increasing DTS.
+        if let Some(last) = self.last_video_dts {
+            dts = dts.max(last + 1);
+        }
+        self.last_video_dts = Some(dts);
+        let avcc = annexb_to_avcc(annexb);
+        let muxer = self.muxer.as_mut().expect("started");
+        muxer
+            .write_video(dts, dts, &avcc, keyframe)
+            .map_err(|e| RecordError::Mux(e.to_string()))?;
+        self.video_frames += 1;
+        self.maybe_flush()
+    }
+
+    /// Adds one Opus packet received with RTP time `rtp_time` (48 kHz).
+    pub fn audio(&mut self, opus: &[u8], rtp_time: u32) -> Result<(), RecordError> {
+        let ext = self.audio_clock.extend(rtp_time);
+        let (Some(video_start), true) = (self.video_start, self.with_audio) else {
+            return Ok(()); // nothing before the first keyframe
+        };
+        // Place it on the video's time line: same epoch, different clock rates.
+        let rel = ext - video_start * 48_000 / 90_000;
+        let Ok(mut pts) = u64::try_from(rel) else {
+            return Ok(()); // captured before the first picture
+        };
+        if let Some(last) = self.last_audio_pts {
+            if pts <= last {
+                pts = last + 1;
+            }
+        }
+        self.last_audio_pts = Some(pts);
+        let muxer = self.muxer.as_mut().expect("started");
+        muxer
+            .write_audio(pts, pts, opus)
+            .map_err(|e| RecordError::Mux(e.to_string()))?;
+        self.audio_packets += 1;
+        self.maybe_flush()
+    }
+
+    fn start(&mut self, keyframe: &[u8]) -> Result<(), RecordError> {
+        let avc = extract_avc_config(keyframe)
+            .ok_or_else(|| RecordError::Mux("the keyframe has no SPS/PPS".into()))?;
+        let (width, height) = picture_size(keyframe)?;
+        let mut config = FragmentConfig::new(width, height, 90_000)
+            .with_fragment_duration_ms(FLUSH_EVERY.as_millis() as u32);
+        config.sps = avc.sps.clone();
+        config.pps = avc.pps.clone();
+        let mut muxer = if self.with_audio {
+            FragmentedMuxer::new_with_audio(
+                config,
+                FragmentAudioConfig {
+                    codec: AudioCodec::Opus,
+                    sample_rate: 48_000,
+                    channels: 2,
+                },
+            )
+        } else {
+            FragmentedMuxer::new(config)
+        }
+        .map_err(|e| RecordError::Mux(e.to_string()))?;
+        let init = muxer.init_segment();
+        self.muxer = Some(muxer);
+        self.write(&init)?;
+        self.sync()?;
+        self.last_flush = Instant::now();
+        self.first_frame_at = Some(Instant::now());
+        tracing::info!(width, height, path = %self.path.display(), "recording started");
+        Ok(())
+    }
+
+    fn maybe_flush(&mut self) -> Result<(), RecordError> {
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered fragment and syncs it to disk.
+    pub fn flush(&mut self) -> Result<(), RecordError> {
+        self.last_flush = Instant::now();
+        let Some(segment) = self.muxer.as_mut().and_then(|m| m.flush_segment()) else {
+            return Ok(());
+        };
+        self.write(&segment)?;
+        self.sync()
+    }
+
+    fn sync(&mut self) -> Result<(), RecordError> {
+        self.file.sync_data().map_err(|source| RecordError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Writes what is left.
+    pub fn finish(mut self) -> Result<u64, RecordError> {
+        self.flush()?;
+        Ok(self.bytes)
+    }
+}
+
+/// The picture size of a keyframe, by decoding it (the SPS would say the same).
+fn picture_size(keyframe: &[u8]) -> Result<(u32, u32), RecordError> {
+    use openh264::formats::YUVSource;
+    let mut dec = openh264::decoder::Decoder::new().map_err(|e| RecordError::Mux(e.to_string()))?;
+    let pic = dec
+        .decode(keyframe)
+        .map_err(|e| RecordError::Mux(format!("undecodable keyframe: {e}")))?
+        .ok_or_else(|| RecordError::Mux("the keyframe gave no picture".into()))?;
+    let (w, h) = pic.dimensions();
+    Ok((w as u32, h as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::Converter;
+    use crate::encoder::{EncoderSettings, H264Encoder};
+
+    fn frames(
+        width: usize,
+        height: usize,
+        n: usize,
+        enc: &mut H264Encoder,
+    ) -> Vec<(bytes::Bytes, bool)> {
+        let mut conv = Converter::new(width, height);
+        (0..n)
+            .map(|i| {
+                let bgrx: Vec<u8> = (0..width * height)
+                    .flat_map(|p| [(p + i * 7) as u8, 0x40, 0x90, 0])
+                    .collect();
+                conv.convert(&bgrx, width, height);
+                let out = enc.encode(conv.picture(), false).unwrap();
+                (out.data, out.keyframe)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rtp_times_extend_across_wraparound() {
+        let mut c = RtpClock::default();
+        assert_eq!(c.extend(u32::MAX - 10), i64::from(u32::MAX - 10));
+        assert_eq!(c.extend(5), i64::from(u32::MAX) + 6);
+        assert_eq!(
+            c.extend(3),
+            i64::from(u32::MAX) + 4,
+            "a late packet goes back a little"
+        );
+    }
+
+    #[test]
+    fn starts_at_a_keyframe_and_writes_init_then_fragments() {
+        let dir = std::env::temp_dir().join(format!("porthole-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.mp4");
+        let mut rec = Recorder::create(&path, true).unwrap();
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        let units = frames(160, 96, 10, &mut enc);
+        // P-frames before the keyframe are skipped; a forced IDR starts the file.
+        let (p, kf) = &units[1];
+        assert!(!kf);
+        rec.video(p, 1000, false).unwrap();
+        assert!(rec.wants_keyframe());
+        assert_eq!(rec.bytes_written(), 0);
+        let mut conv = Converter::new(160, 96);
+        conv.convert(&vec![0u8; 160 * 96 * 4], 160, 96);
+        let idr = enc.encode(conv.picture(), true).unwrap();
+        rec.video(&idr.data, 3000, true).unwrap();
+        assert!(!rec.wants_keyframe());
+        // Audio from before the first picture is dropped; after it, kept.
+        rec.audio(&[0xfc, 0xff, 0xfe], 0).unwrap();
+        for (i, (unit, kf)) in units[2..].iter().enumerate() {
+            rec.video(unit, 3000 + 3000 * (i as u32 + 1), *kf).unwrap();
+            rec.audio(&[0xfc, 0xff, 0xfe], 1600 + 1600 * (i as u32 + 1))
+                .unwrap();
+        }
+        let (v, a) = rec.counts();
+        assert_eq!(v, 9);
+        assert_eq!(a, 8);
+        let total = rec.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, total);
+        assert_eq!(&bytes[4..8], b"ftyp");
+        let has = |tag: &[u8]| bytes.windows(4).any(|w| w == tag);
+        assert!(has(b"moov") && has(b"moof") && has(b"mdat") && has(b"avcC") && has(b"Opus"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_path_is_a_clear_error() {
+        let err = Recorder::create(Path::new("/proc/porthole/x.mp4"), false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("/proc/porthole/x.mp4"), "{err}");
+    }
+}
