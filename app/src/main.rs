@@ -38,6 +38,9 @@ enum Command {
         /// The access code, if the link does not carry it.
         #[arg(long)]
         code: Option<String>,
+        /// Record what arrives to this file (fragmented MP4) from the first keyframe.
+        #[arg(long)]
+        record: Option<std::path::PathBuf>,
     },
     /// Record a share to a file (fragmented MP4, H.264 + Opus, no re-encoding).
     Record(record::RecordArgs),
@@ -121,7 +124,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Share(args)) => share::run(*args),
         Some(Command::TestPattern(args)) => test_pattern::run(args),
-        Some(Command::View { url, code }) => gui::run(gui::Start::View { url, code }),
+        Some(Command::View { url, code, record }) => {
+            gui::run(gui::Start::View { url, code, record })
+        }
         Some(Command::Screenshot { display, file }) => screenshot(display, &file),
         Some(Command::List { timeout, json }) => list(timeout, json),
         Some(Command::Record(args)) => record::run(args),

@@ -75,6 +75,8 @@ pub struct Gui {
     print_url: bool,
     /// Live mDNS browse filling `nearby`.
     browser: Option<net::discovery::Browser>,
+    /// `porthole view --record FILE`.
+    record_on_connect: Option<std::path::PathBuf>,
 }
 
 impl Gui {
@@ -137,6 +139,7 @@ impl Gui {
             share_on_first_frame: false,
             print_url: false,
             browser: None,
+            record_on_connect: None,
         })
     }
 
@@ -359,7 +362,12 @@ impl Gui {
         let code =
             (!self.connect_code.trim().is_empty()).then(|| self.connect_code.trim().to_owned());
         self.save_settings();
-        self.viewer = Some(viewer::ViewerScreen::connect(self.rt.handle(), url, code));
+        self.viewer = Some(viewer::ViewerScreen::connect_recording(
+            self.rt.handle(),
+            url,
+            code,
+            self.record_on_connect.take(),
+        ));
         self.screen = Screen::Viewing;
         self.error = None;
     }
@@ -531,7 +539,11 @@ pub enum Start {
     /// Share at once with the remembered settings.
     Share,
     /// View a share (`porthole view URL`).
-    View { url: String, code: Option<String> },
+    View {
+        url: String,
+        code: Option<String>,
+        record: Option<std::path::PathBuf>,
+    },
 }
 
 /// Opens the window and runs until it is closed.
@@ -543,9 +555,10 @@ pub fn run(start: Start) -> anyhow::Result<()> {
             gui.share_on_first_frame = true;
             gui.print_url = true;
         }
-        Start::View { url, code } => {
+        Start::View { url, code, record } => {
             gui.connect_address = url;
             gui.connect_code = code.unwrap_or_default();
+            gui.record_on_connect = record;
             gui.connect();
             if let Some(e) = &gui.error {
                 anyhow::bail!("{e}");

@@ -31,6 +31,23 @@ struct Stats {
     bytes: AtomicU64,
 }
 
+/// The recording in progress, shared with the network task that feeds it.
+#[derive(Default)]
+struct RecordingSlot {
+    recorder: Option<media::record::Recorder>,
+    /// Set when writing failed: shown to the user; recording stopped, viewing goes on.
+    error: Option<String>,
+    /// Audio has been seen on this connection (the file then gets an Opus track).
+    audio_seen: bool,
+    /// `--record FILE`: start as soon as a keyframe arrives.
+    start_path: Option<std::path::PathBuf>,
+    started_at: Option<Instant>,
+    /// When video first arrived (audio gets a moment to show up before the file starts).
+    first_video_at: Option<Instant>,
+}
+
+type SharedRecording = Arc<std::sync::Mutex<RecordingSlot>>;
+
 pub struct ViewerScreen {
     status: Status,
     client: Option<Arc<ShareClient>>,
@@ -62,6 +79,9 @@ pub struct ViewerScreen {
     incoming_clipboard: Option<(u32, net::Mime, Vec<u8>)>,
     /// This machine's clipboard, synced with the host's while the right allows it.
     local_clipboard: Option<media::clipboard::HostClipboard>,
+    recording: SharedRecording,
+    /// A file chosen in the save dialog, arriving from the dialog's task.
+    chosen_path: Option<mpsc::Receiver<Option<std::path::PathBuf>>>,
 }
 
 /// Pause before reconnecting after a drop.
@@ -69,7 +89,22 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
 impl ViewerScreen {
     pub fn connect(rt: &tokio::runtime::Handle, url: ShareUrl, code: Option<String>) -> Self {
+        Self::connect_recording(rt, url, code, None)
+    }
+
+    /// Connects, and records to `record` from the first keyframe (`porthole view --record`).
+    pub fn connect_recording(
+        rt: &tokio::runtime::Handle,
+        url: ShareUrl,
+        code: Option<String>,
+        record: Option<std::path::PathBuf>,
+    ) -> Self {
         let remember = (url.clone(), code.clone());
+        let recording: SharedRecording = Arc::default();
+        recording
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .start_path = record;
         let (ctx_tx, connected) = mpsc::channel();
         let (messages_tx, messages) = mpsc::channel();
         let pictures = Arc::new(LatestSlot::new());
@@ -94,6 +129,7 @@ impl ViewerScreen {
             let messages_tx = messages_tx.clone();
             let stats = stats.clone();
             let player = player.clone();
+            let recording = recording.clone();
             rt.spawn(async move {
                 match ShareClient::connect(&url, code.as_deref()).await {
                     Ok((client, mut events)) => {
@@ -102,6 +138,9 @@ impl ViewerScreen {
                         while let Some(ev) = events.recv().await {
                             match ev {
                                 ClientEvent::Video(unit) => {
+                                    if record_video(&recording, &unit) {
+                                        client.request_keyframe().await;
+                                    }
                                     stats.frames.fetch_add(1, Ordering::Relaxed);
                                     stats
                                         .bytes
@@ -112,6 +151,7 @@ impl ViewerScreen {
                                     }
                                 }
                                 ClientEvent::Audio(unit) => {
+                                    record_audio(&recording, &unit);
                                     if let Some(p) = &player {
                                         p.push(&unit.data);
                                     }
@@ -152,6 +192,8 @@ impl ViewerScreen {
             cursor_texture: None,
             incoming_clipboard: None,
             local_clipboard: None,
+            recording,
+            chosen_path: None,
             player,
             modifiers: Default::default(),
         }
@@ -341,6 +383,7 @@ impl ViewerScreen {
                 ui.ctx()
                     .send_viewport_cmd(egui::ViewportCommand::Fullscreen(!fullscreen));
             }
+            self.record_ui(ui);
             if let Some(p) = &self.player {
                 let muted = p.is_muted();
                 if ui.button(if muted { "Unmute" } else { "Mute" }).clicked() {
@@ -489,6 +532,88 @@ impl ViewerScreen {
         }
     }
 
+    /// The record button, and the recording's time and size while it runs.
+    fn record_ui(&mut self, ui: &mut egui::Ui) {
+        if let Some(rx) = &self.chosen_path {
+            if let Ok(choice) = rx.try_recv() {
+                self.chosen_path = None;
+                if let Some(path) = choice {
+                    self.start_recording(path);
+                }
+            }
+        }
+        let mut slot = self.recording.lock().unwrap_or_else(|e| e.into_inner());
+        match &slot.recorder {
+            Some(rec) => {
+                let secs = rec.duration().as_secs();
+                let bytes = rec.bytes_written() as f64;
+                let size = if bytes < 1_000_000.0 {
+                    format!("{:.0} kB", bytes / 1000.0)
+                } else {
+                    format!("{:.1} MB", bytes / 1_000_000.0)
+                };
+                if ui.button("Stop recording").clicked() {
+                    if let Some(rec) = slot.recorder.take() {
+                        if let Err(e) = rec.finish() {
+                            slot.error = Some(e.to_string());
+                        }
+                    }
+                    slot.started_at = None;
+                } else {
+                    ui.colored_label(
+                        egui::Color32::from_rgb(220, 40, 40),
+                        format!("REC {:02}:{:02}  {size}", secs / 60, secs % 60),
+                    );
+                }
+            }
+            None => {
+                drop(slot);
+                if ui.button("Record").clicked() {
+                    self.start_recording(default_recording_path());
+                }
+                if ui.button("Record as…").clicked() && self.chosen_path.is_none() {
+                    let (tx, rx) = mpsc::channel();
+                    self.rt.spawn(async move {
+                        let file = rfd::AsyncFileDialog::new()
+                            .set_file_name(
+                                default_recording_path()
+                                    .file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default(),
+                            )
+                            .add_filter("MP4 video", &["mp4"])
+                            .save_file()
+                            .await;
+                        let _ = tx.send(file.map(|f| f.path().to_owned()));
+                    });
+                    self.chosen_path = Some(rx);
+                }
+                let slot = self.recording.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(e) = &slot.error {
+                    ui.colored_label(ui.visuals().error_fg_color, e);
+                }
+            }
+        }
+    }
+
+    fn start_recording(&mut self, path: std::path::PathBuf) {
+        let mut slot = self.recording.lock().unwrap_or_else(|e| e.into_inner());
+        slot.error = None;
+        match media::record::Recorder::create(&path, slot.audio_seen) {
+            Ok(rec) => {
+                slot.recorder = Some(rec);
+                slot.started_at = Some(Instant::now());
+            }
+            Err(e) => slot.error = Some(e.to_string()),
+        }
+        drop(slot);
+        // The file must start at a keyframe: ask for one now.
+        if let Some(client) = self.client.clone() {
+            self.rt
+                .spawn(async move { client.request_keyframe().await });
+        }
+    }
+
     /// egui reports modifiers as state, not as key events: send the presses and releases
     /// of Shift, Ctrl, Alt and Super as physical keys when the state changes.
     fn sync_modifiers(&self, now: egui::Modifiers) {
@@ -513,12 +638,80 @@ impl ViewerScreen {
     }
 
     fn close_on(self, rt: &tokio::runtime::Handle) {
+        if let Some(rec) = self
+            .recording
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recorder
+            .take()
+        {
+            let _ = rec.finish();
+        }
         if let Some(client) = self.client {
             rt.spawn(async move {
                 if let Ok(client) = Arc::try_unwrap(client) {
                     client.close().await;
                 }
             });
+        }
+    }
+}
+
+/// `~/Videos/porthole-<unix time>.mp4` (the XDG videos dir, else the home dir).
+fn default_recording_path() -> std::path::PathBuf {
+    let dir = directories::UserDirs::new()
+        .and_then(|u| {
+            u.video_dir()
+                .map(|p| p.to_owned())
+                .or_else(|| Some(u.home_dir().to_owned()))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    dir.join(format!("porthole-{stamp}.mp4"))
+}
+
+/// Feeds a video unit to the recording, if any. Returns true when a keyframe is needed.
+fn record_video(recording: &SharedRecording, unit: &net::client::ReceivedUnit) -> bool {
+    let mut slot = recording.lock().unwrap_or_else(|e| e.into_inner());
+    let first = *slot.first_video_at.get_or_insert_with(Instant::now);
+    let audio_decided = slot.audio_seen || first.elapsed() > Duration::from_millis(500);
+    if slot.recorder.is_none() && audio_decided {
+        if let Some(path) = slot.start_path.take() {
+            match media::record::Recorder::create(&path, slot.audio_seen) {
+                Ok(rec) => {
+                    slot.recorder = Some(rec);
+                    slot.started_at = Some(Instant::now());
+                }
+                Err(e) => slot.error = Some(e.to_string()),
+            }
+        }
+    }
+    let Some(rec) = slot.recorder.as_mut() else {
+        return false;
+    };
+    if let Err(e) = rec.video(&unit.data, unit.rtp_time, unit.keyframe) {
+        tracing::error!("recording stopped: {e}");
+        slot.error = Some(format!("Recording stopped: {e}"));
+        slot.recorder = None;
+        return false;
+    }
+    rec_wants_keyframe(&slot)
+}
+
+fn rec_wants_keyframe(slot: &RecordingSlot) -> bool {
+    slot.recorder.as_ref().is_some_and(|r| r.wants_keyframe())
+}
+
+fn record_audio(recording: &SharedRecording, unit: &net::client::ReceivedUnit) {
+    let mut slot = recording.lock().unwrap_or_else(|e| e.into_inner());
+    slot.audio_seen = true;
+    if let Some(rec) = slot.recorder.as_mut() {
+        if let Err(e) = rec.audio(&unit.data, unit.rtp_time) {
+            slot.error = Some(format!("Recording stopped: {e}"));
+            slot.recorder = None;
         }
     }
 }
