@@ -1,17 +1,6 @@
 //! `--virtual WxH`: a private Xvfb display (with a live test picture) for machines
 //! without a screen.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use anyhow::{bail, Context};
-
-pub struct VirtualDisplay {
-    pub name: String,
-    child: Child,
-}
-
 /// Parses `WxH`, e.g. `1920x1080`.
 pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let (w, h) = text
@@ -25,55 +14,18 @@ pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
-fn display_free(n: u32) -> bool {
-    !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+/// A private display for `--virtual`.
+pub struct VirtualDisplay {
+    pub name: String,
+    _xvfb: media::xvfb::Xvfb,
 }
 
 impl VirtualDisplay {
     pub fn start(width: u32, height: u32) -> anyhow::Result<Self> {
-        let n = (50..200)
-            .find(|&n| display_free(n))
-            .context("no free X display number between :50 and :199")?;
-        let name = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([
-                &name,
-                "-screen",
-                "0",
-                &format!("{width}x{height}x24"),
-                "-nolisten",
-                "tcp",
-                // Without it Xvfb resets when its last client leaves, dropping our capture.
-                "-noreset",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start Xvfb (install it: scripts/install-deps.sh build)")?;
-        let mut display = Self { name, child };
-        let socket = format!("/tmp/.X11-unix/X{n}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&socket).exists() {
-            if let Some(status) = display.child.try_wait()? {
-                bail!("Xvfb {} exited at start ({status})", display.name);
-            }
-            if Instant::now() > deadline {
-                bail!("Xvfb {} did not start within 10 s", display.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let name = display.name.clone();
+        let xvfb = media::xvfb::Xvfb::start(width, height, 50..200)?;
+        let name = xvfb.name.clone();
         tracing::info!(%name, width, height, "started a virtual display");
-        Ok(display)
-    }
-}
-
-impl Drop for VirtualDisplay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Ok(Self { name, _xvfb: xvfb })
     }
 }
 

@@ -14,6 +14,7 @@ pub mod pattern;
 pub mod pipeline;
 pub mod record;
 pub mod slot;
+pub mod xvfb;
 
 use std::time::Instant;
 

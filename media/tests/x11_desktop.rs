@@ -1,8 +1,7 @@
 //! Host-side desktop I/O against a real Xvfb: injection, cursor, clipboard, capture.
 //! Each test starts its own Xvfb (`-noreset`) on a free display number.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -13,53 +12,7 @@ use media::input::{Injector, InputEvent};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::ConnectionExt;
 
-struct Xvfb {
-    name: String,
-    child: Child,
-}
-
-impl Xvfb {
-    fn start(w: u32, h: u32) -> Self {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let base = 300 + (std::process::id() % 200) * 10;
-        let n = loop {
-            let n = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
-                break n;
-            }
-        };
-        let name = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([
-                &name,
-                "-screen",
-                "0",
-                &format!("{w}x{h}x24"),
-                "-nolisten",
-                "tcp",
-                "-noreset",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is installed (scripts/install-deps.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            assert!(Instant::now() < deadline, "Xvfb {name} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { name, child }
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use media::xvfb::Xvfb;
 
 fn pointer(display: &str) -> (i16, i16) {
     let (conn, screen) = x11rb::connect(Some(display)).unwrap();
@@ -261,7 +214,9 @@ fn check_capture(x: &Xvfb) {
 /// One Xvfb for every check: scrap and arboard read `$DISPLAY`, which is process-wide.
 #[test]
 fn desktop_io_against_xvfb() {
-    let x = Xvfb::start(1280, 720);
+    let base = 300 + (std::process::id() % 200) * 10;
+    let x = Xvfb::start(1280, 720, base..base + 100)
+        .expect("Xvfb is installed (scripts/install-deps.sh)");
     std::env::set_var("DISPLAY", &x.name);
     check_capture(&x);
     check_injector(&x);

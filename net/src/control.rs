@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::{self, notice, Channel, DecodeError, Message, Mime};
+use crate::protocol::{
+    self, notice, AssemblyError, Channel, ClipboardAssembler, DecodeError, Message, Mime,
+};
 
 /// What a viewer may do besides watching.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,37 +137,26 @@ pub const CLIPBOARD_CHUNK_RATE: (f64, f64) = (4000.0, 4000.0);
 /// Notices of the same kind are sent at most this often.
 pub const NOTICE_INTERVAL: Duration = Duration::from_secs(5);
 
-struct Assembly {
-    transfer: u32,
-    mime: Mime,
-    total: u32,
-    data: Vec<u8>,
-}
-
 /// One viewer's gate.
 pub struct Gate {
-    clipboard_max: u32,
     pointer: TokenBucket,
     input: TokenBucket,
     clipboard: TokenBucket,
-    assembly: Option<Assembly>,
-    refused_transfer: Option<u32>,
+    assembler: ClipboardAssembler,
 }
 
 impl Gate {
     pub fn new(clipboard_max: u32) -> Self {
         Self {
-            clipboard_max,
             pointer: TokenBucket::new(POINTER_RATE.0, POINTER_RATE.1),
             input: TokenBucket::new(INPUT_RATE.0, INPUT_RATE.1),
             clipboard: TokenBucket::new(CLIPBOARD_CHUNK_RATE.0, CLIPBOARD_CHUNK_RATE.1),
-            assembly: None,
-            refused_transfer: None,
+            assembler: ClipboardAssembler::new(clipboard_max),
         }
     }
 
     pub fn clipboard_max(&self) -> u32 {
-        self.clipboard_max
+        self.assembler.max()
     }
 
     /// Handles one message from the viewer, arriving on `channel` with the viewer's
@@ -215,49 +206,20 @@ impl Gate {
         offset: u32,
         data: Vec<u8>,
     ) -> Result<Option<Action>, Refusal> {
-        if offset == 0 {
-            self.assembly = None;
-            self.refused_transfer = None;
-            if total > self.clipboard_max {
-                self.refused_transfer = Some(transfer);
-                return Err(Refusal::ClipboardTooLarge {
-                    transfer,
-                    total,
-                    max: self.clipboard_max,
-                });
-            }
-            self.assembly = Some(Assembly {
+        match self.assembler.push(transfer, mime, total, offset, &data) {
+            Ok(Some((mime, data))) => Ok(Some(Action::SetClipboard { mime, data })),
+            Ok(None) => Ok(None),
+            Err(AssemblyError::TooLarge {
                 transfer,
-                mime,
                 total,
-                data: Vec::with_capacity(total as usize),
-            });
-        } else if self.refused_transfer == Some(transfer) {
-            // The rest of a transfer already refused: dropped without a second notice.
-            return Ok(None);
+                max,
+            }) => Err(Refusal::ClipboardTooLarge {
+                transfer,
+                total,
+                max,
+            }),
+            Err(AssemblyError::Bad(why)) => Err(Refusal::BadClipboard(why)),
         }
-        let Some(a) = self.assembly.as_mut() else {
-            return Err(Refusal::BadClipboard(
-                "a chunk without the transfer's start",
-            ));
-        };
-        if a.transfer != transfer
-            || a.mime != mime
-            || a.total != total
-            || a.data.len() != offset as usize
-        {
-            self.assembly = None;
-            return Err(Refusal::BadClipboard("chunks out of order"));
-        }
-        a.data.extend_from_slice(&data);
-        if a.data.len() < a.total as usize {
-            return Ok(None);
-        }
-        let Assembly { mime, data, .. } = self.assembly.take().expect("assembly");
-        if mime == Mime::Text && std::str::from_utf8(&data).is_err() {
-            return Err(Refusal::BadClipboard("text is not UTF-8"));
-        }
-        Ok(Some(Action::SetClipboard { mime, data }))
     }
 }
 

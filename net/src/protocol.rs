@@ -470,6 +470,79 @@ pub fn clipboard_chunks(transfer: u32, mime: Mime, content: &[u8]) -> Vec<Messag
         .collect()
 }
 
+/// Why a clipboard transfer was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AssemblyError {
+    TooLarge { transfer: u32, total: u32, max: u32 },
+    Bad(&'static str),
+}
+
+/// Reassembles `ClipboardData` chunks into whole transfers, with a size cap. Used by both
+/// ends: the host's gate and the native viewer.
+#[derive(Debug)]
+pub struct ClipboardAssembler {
+    max: u32,
+    current: Option<(u32, Mime, u32, Vec<u8>)>,
+    refused: Option<u32>,
+}
+
+impl ClipboardAssembler {
+    pub fn new(max: u32) -> Self {
+        Self {
+            max,
+            current: None,
+            refused: None,
+        }
+    }
+
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// Takes one chunk; `Ok(Some(..))` when a transfer is complete. A refused transfer's
+    /// later chunks are dropped quietly (`Ok(None)`).
+    pub fn push(
+        &mut self,
+        transfer: u32,
+        mime: Mime,
+        total: u32,
+        offset: u32,
+        data: &[u8],
+    ) -> Result<Option<(Mime, Vec<u8>)>, AssemblyError> {
+        if offset == 0 {
+            self.current = None;
+            self.refused = None;
+            if total > self.max {
+                self.refused = Some(transfer);
+                return Err(AssemblyError::TooLarge {
+                    transfer,
+                    total,
+                    max: self.max,
+                });
+            }
+            self.current = Some((transfer, mime, total, Vec::with_capacity(total as usize)));
+        } else if self.refused == Some(transfer) {
+            return Ok(None);
+        }
+        let Some((t, m, tot, buf)) = self.current.as_mut() else {
+            return Err(AssemblyError::Bad("a chunk without the transfer's start"));
+        };
+        if *t != transfer || *m != mime || *tot != total || buf.len() != offset as usize {
+            self.current = None;
+            return Err(AssemblyError::Bad("chunks out of order"));
+        }
+        buf.extend_from_slice(data);
+        if buf.len() < total as usize {
+            return Ok(None);
+        }
+        let (_, mime, _, data) = self.current.take().expect("current transfer");
+        if mime == Mime::Text && std::str::from_utf8(&data).is_err() {
+            return Err(AssemblyError::Bad("text is not UTF-8"));
+        }
+        Ok(Some((mime, data)))
+    }
+}
+
 /// Entry point for fuzzing: decoding must never panic, and whatever decodes must
 /// re-encode to the same bytes.
 pub fn fuzz_decode(data: &[u8]) {

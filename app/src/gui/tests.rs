@@ -1,8 +1,6 @@
 //! The desktop app's screens, driven through egui_kittest (widgets found by label) with a
 //! real share on a private Xvfb and a real native client as the viewer.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eframe::egui;
@@ -11,40 +9,10 @@ use egui_kittest::Harness;
 
 use super::{Gui, Screen};
 
-struct Xvfb(Child);
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn xvfb() -> (Xvfb, String) {
-    let n = (700..900)
-        .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
-        .unwrap();
-    let name = format!(":{n}");
-    let child = Command::new("Xvfb")
-        .args([
-            &name,
-            "-screen",
-            "0",
-            "640x480x24",
-            "-nolisten",
-            "tcp",
-            "-noreset",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb (scripts/install-deps.sh)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Xvfb(child), name)
+fn xvfb() -> (media::xvfb::Xvfb, String) {
+    let x = media::xvfb::Xvfb::start(640, 480, 700..900).expect("Xvfb (scripts/install-deps.sh)");
+    let name = x.name.clone();
+    (x, name)
 }
 
 /// Steps the UI in real time until `done` holds.

@@ -75,14 +75,17 @@ pub struct ViewerScreen {
     cursor: Option<(u16, u16, bool)>,
     cursor_shape: Option<Message>,
     cursor_texture: Option<(egui::TextureHandle, egui::Vec2, egui::Vec2)>,
-    /// A clipboard transfer from the host being reassembled: (transfer, mime, data).
-    incoming_clipboard: Option<(u32, net::Mime, Vec<u8>)>,
+    /// Clipboard transfers from the host being reassembled.
+    incoming_clipboard: net::protocol::ClipboardAssembler,
     /// This machine's clipboard, synced with the host's while the right allows it.
     local_clipboard: Option<media::clipboard::HostClipboard>,
     recording: SharedRecording,
     /// A file chosen in the save dialog, arriving from the dialog's task.
     chosen_path: Option<mpsc::Receiver<Option<std::path::PathBuf>>>,
 }
+
+/// Most clipboard bytes taken from the host (as the browser viewer).
+const HOST_CLIPBOARD_MAX: u32 = 64 * 1024 * 1024;
 
 /// Pause before reconnecting after a drop.
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
@@ -190,7 +193,7 @@ impl ViewerScreen {
             cursor: None,
             cursor_shape: None,
             cursor_texture: None,
-            incoming_clipboard: None,
+            incoming_clipboard: net::protocol::ClipboardAssembler::new(HOST_CLIPBOARD_MAX),
             local_clipboard: None,
             recording,
             chosen_path: None,
@@ -256,21 +259,11 @@ impl ViewerScreen {
                 total,
                 offset,
                 data,
-            } => {
-                if offset == 0 {
-                    self.incoming_clipboard = Some((transfer, mime, Vec::new()));
-                }
-                let Some((t, m, buf)) = &mut self.incoming_clipboard else {
-                    return;
-                };
-                if *t != transfer || buf.len() != offset as usize {
-                    self.incoming_clipboard = None;
-                    return;
-                }
-                buf.extend_from_slice(&data);
-                if buf.len() == total as usize {
-                    let (mime, data) = (*m, std::mem::take(buf));
-                    self.incoming_clipboard = None;
+            } => match self
+                .incoming_clipboard
+                .push(transfer, mime, total, offset, &data)
+            {
+                Ok(Some((mime, data))) => {
                     let content = match mime {
                         net::Mime::Text => match String::from_utf8(data) {
                             Ok(t) => media::clipboard::ClipContent::Text(t),
@@ -282,7 +275,9 @@ impl ViewerScreen {
                         local.set(content);
                     }
                 }
-            }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("host clipboard not taken: {e:?}"),
+            },
             Message::Notice { text, .. } => {
                 tracing::warn!("the host says: {text}");
             }
