@@ -117,6 +117,26 @@ pub struct ReceivedUnit {
     pub received: Instant,
 }
 
+/// What the connection's statistics say about the link.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkStats {
+    pub rtt: Option<Duration>,
+    pub video_packets_received: u64,
+    pub video_packets_lost: u64,
+}
+
+impl LinkStats {
+    /// Lost video packets as a fraction of those expected.
+    pub fn video_loss(&self) -> f64 {
+        let total = self.video_packets_received + self.video_packets_lost;
+        if total == 0 {
+            0.0
+        } else {
+            self.video_packets_lost as f64 / total as f64
+        }
+    }
+}
+
 /// Reassembles H.264 access units from RTP packets (RFC 6184), noticing losses.
 #[derive(Default)]
 pub struct H264Assembler {
@@ -395,6 +415,31 @@ impl ShareClient {
             return false;
         };
         dc.send(BytesMut::from(&msg.encode()[..])).await.is_ok()
+    }
+
+    /// Round-trip time and video loss, from the connection's statistics.
+    pub async fn link_stats(&self) -> LinkStats {
+        let report = self
+            .pc
+            .get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+            .await;
+        let rtt = report
+            .candidate_pairs()
+            .filter(|p| p.nominated)
+            .map(|p| p.current_round_trip_time)
+            .find(|r| *r > 0.0);
+        let (mut received, mut lost) = (0u64, 0i64);
+        for s in report.inbound_rtp_streams() {
+            if s.received_rtp_stream_stats.rtp_stream_stats.kind == RtpCodecKind::Video {
+                received += s.received_rtp_stream_stats.packets_received;
+                lost += s.received_rtp_stream_stats.packets_lost;
+            }
+        }
+        LinkStats {
+            rtt: rtt.map(Duration::from_secs_f64),
+            video_packets_received: received,
+            video_packets_lost: lost.max(0) as u64,
+        }
     }
 
     /// Asks the host for a keyframe (PLI), e.g. when recording starts.

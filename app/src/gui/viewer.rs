@@ -16,6 +16,8 @@ struct Picture {
     height: usize,
     rgba: Vec<u8>,
     decode_us: u64,
+    /// When its last packet arrived.
+    received: Instant,
 }
 
 enum Status {
@@ -63,11 +65,15 @@ pub struct ViewerScreen {
     fps: f32,
     kbps: f32,
     decode_ms: f32,
+    display_ms: f32,
+    link: Arc<std::sync::Mutex<net::client::LinkStats>>,
     last_tick: (Instant, u64, u64),
     rt: tokio::runtime::Handle,
     player: Option<Arc<media::audio::AudioPlayer>>,
     /// Modifier state last sent to the host.
     modifiers: std::cell::Cell<egui::Modifiers>,
+    /// Lets the decoder wake the UI when a picture is ready.
+    repaint: Arc<std::sync::OnceLock<egui::Context>>,
     /// Where to reconnect to after a drop.
     target: (ShareUrl, Option<String>),
     reconnect_at: Option<Instant>,
@@ -113,11 +119,13 @@ impl ViewerScreen {
         let pictures = Arc::new(LatestSlot::new());
         let stats = Arc::new(Stats::default());
         let (video_tx, video_rx) = mpsc::sync_channel::<net::client::ReceivedUnit>(8);
+        let repaint: Arc<std::sync::OnceLock<egui::Context>> = Arc::default();
         {
             let pictures = pictures.clone();
+            let repaint = repaint.clone();
             std::thread::Builder::new()
                 .name("porthole-decode".into())
-                .spawn(move || decode_loop(video_rx, &pictures))
+                .spawn(move || decode_loop(video_rx, &pictures, &repaint))
                 .expect("spawn decoder");
         }
         // Sound, if this machine has an output; the picture works either way.
@@ -186,6 +194,8 @@ impl ViewerScreen {
             fps: 0.0,
             kbps: 0.0,
             decode_ms: 0.0,
+            display_ms: 0.0,
+            link: Arc::default(),
             last_tick: (Instant::now(), 0, 0),
             rt: rt.clone(),
             target: remember,
@@ -199,6 +209,7 @@ impl ViewerScreen {
             chosen_path: None,
             player,
             modifiers: Default::default(),
+            repaint,
         }
     }
 
@@ -237,6 +248,13 @@ impl ViewerScreen {
             let bytes = self.stats.bytes.load(Ordering::Relaxed);
             let secs = t.elapsed().as_secs_f32();
             self.fps = (frames - f) as f32 / secs;
+            if let Some(client) = self.client.clone() {
+                let link = self.link.clone();
+                self.rt.spawn(async move {
+                    let stats = client.link_stats().await;
+                    *link.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+                });
+            }
             self.kbps = (bytes - b) as f32 * 8.0 / 1000.0 / secs;
             self.last_tick = (Instant::now(), frames, bytes);
         }
@@ -321,10 +339,13 @@ impl ViewerScreen {
 
     /// Draws the viewer; returns true when the user leaves it.
     pub fn ui(&mut self, ui: &mut egui::Ui) -> bool {
+        let _ = self.repaint.set(ui.ctx().clone());
         if let Some(p) = self.pictures.take_timeout(Duration::ZERO) {
             let image = egui::ColorImage::from_rgba_unmultiplied([p.width, p.height], &p.rgba);
             self.size = (p.width, p.height);
             self.decode_ms = p.decode_us as f32 / 1000.0;
+            // Arrival to screen: reassembly is done, so this is decode + queue + upload.
+            self.display_ms = p.received.elapsed().as_secs_f32() * 1000.0;
             match &mut self.texture {
                 Some(t) => t.set(image, egui::TextureOptions::LINEAR),
                 None => {
@@ -436,9 +457,21 @@ impl ViewerScreen {
                 );
             }
             if self.show_stats {
+                let link = *self.link.lock().unwrap_or_else(|e| e.into_inner());
+                let rtt_ms = link.rtt.map(|r| r.as_secs_f32() * 1000.0);
+                let rtt = rtt_ms.map_or("-".to_owned(), |r| format!("{r:.1} ms"));
+                // One way ≈ half the round trip; plus our decode-to-screen time.
+                let e2e = rtt_ms.map_or("-".to_owned(), |r| {
+                    format!("~{:.0} ms", r / 2.0 + self.display_ms)
+                });
                 let text = format!(
-                    "{}×{}  {:.0} fps  {:.0} kbit/s  decode {:.1} ms  (F3 hides)",
-                    self.size.0, self.size.1, self.fps, self.kbps, self.decode_ms
+                    "{}×{}  {:.0} fps  {:.0} kbit/s  decode {:.1} ms\nRTT {rtt}  loss {:.1}%  delay {e2e}  (F3 hides)",
+                    self.size.0,
+                    self.size.1,
+                    self.fps,
+                    self.kbps,
+                    self.decode_ms,
+                    link.video_loss() * 100.0
                 );
                 ui.painter().text(
                     response.rect.left_top() + egui::vec2(8.0, 8.0),
@@ -792,7 +825,11 @@ fn dom_code(key: egui::Key) -> Option<&'static str> {
     })
 }
 
-fn decode_loop(rx: mpsc::Receiver<net::client::ReceivedUnit>, out: &LatestSlot<Picture>) {
+fn decode_loop(
+    rx: mpsc::Receiver<net::client::ReceivedUnit>,
+    out: &LatestSlot<Picture>,
+    repaint: &std::sync::OnceLock<egui::Context>,
+) {
     let Ok(mut decoder) = openh264::decoder::Decoder::new() else {
         tracing::error!("cannot start the H.264 decoder");
         return;
@@ -810,7 +847,12 @@ fn decode_loop(rx: mpsc::Receiver<net::client::ReceivedUnit>, out: &LatestSlot<P
                     height: h,
                     rgba,
                     decode_us: started.elapsed().as_micros() as u64,
+                    received: unit.received,
                 });
+                // Show it now, not at the next scheduled repaint.
+                if let Some(ctx) = repaint.get() {
+                    ctx.request_repaint();
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::debug!("undecodable unit: {e}"),
