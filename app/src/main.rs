@@ -22,6 +22,9 @@ struct Cli {
     /// With no command: open the app and start sharing at once (remembered settings).
     #[arg(long)]
     share: bool,
+    /// With no command: where the app's shares listen (default 0.0.0.0:7380).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -125,13 +128,13 @@ fn main() -> std::process::ExitCode {
         Some(Command::Share(args)) => share::run(*args),
         Some(Command::TestPattern(args)) => test_pattern::run(args),
         Some(Command::View { url, code, record }) => {
-            gui::run(gui::Start::View { url, code, record })
+            gui::run(gui::Start::View { url, code, record }, None)
         }
         Some(Command::Screenshot { display, file }) => screenshot(display, &file),
         Some(Command::List { timeout, json }) => list(timeout, json),
         Some(Command::Record(args)) => record::run(args),
-        None if cli.share => gui::run(gui::Start::Share),
-        None => gui::run(gui::Start::Home),
+        None if cli.share => gui::run(gui::Start::Share, cli.listen),
+        None => gui::run(gui::Start::Home, cli.listen),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1690,3 +1690,258 @@ export async function inboundRtp(page) {
     return out;
   });
 }
+
+// ---------------------------------------------------------------------------------------
+// porthole record
+
+/**
+ * Starts `porthole record URL FILE ...args` (e.g. ['--duration', '10'] or ['--code', c]).
+ * Returns {file, child, exited (Promise<{code, signal}>), stop({signal, graceMs}),
+ * stderrText(), summary() (the "recorded ..." line parsed: {seconds, videoFrames,
+ * audioPackets, bytes, file} or null), exitInfo, logText, label}. stop() defaults to
+ * SIGINT (the recorder then finishes the file).
+ */
+export function startRecord(url, file, args = []) {
+  requirePorthole();
+  const proc = spawnLogged('record', PORTHOLE_BIN, ['record', url, file, ...args], { env: childEnv() });
+  const stderrText = () => proc.stderr.toString();
+  return {
+    file,
+    child: proc.child,
+    exited: proc.exited,
+    get exitInfo() { return proc.exitInfo; },
+    stop: ({ signal = 'SIGINT', graceMs = 5000 } = {}) => proc.stop({ signal, graceMs }),
+    stderrText,
+    summary() {
+      const m = stderrText().match(/recorded ([\d.]+) s: (\d+) video frames, (\d+) audio packets, (\d+) bytes to (.+)$/m);
+      return m && {
+        seconds: Number(m[1]), videoFrames: Number(m[2]), audioPackets: Number(m[3]), bytes: Number(m[4]), file: m[5],
+      };
+    },
+    logText: proc.logText,
+    label: `porthole record ${file}`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The desktop app and the native viewer (eframe windows on an Xvfb), and screenshots of
+// X displays: decoded PNGs to find things in by colour, crop and save.
+
+// Namespace imports (hoisted like any import) so they cannot clash with names above.
+import * as appFs from 'node:fs';
+import * as appOs from 'node:os';
+
+/** Where the app's and the viewer's windows open with no window manager. */
+export const APP_WINDOW = Object.freeze({ x: 0, y: 0, width: 900, height: 640 });
+
+/**
+ * Settings for a share from the app without questions: no sound, control allowed, no
+ * clipboard, no approval prompt (the app's `settings.json`).
+ */
+export const APP_SETTINGS = Object.freeze({
+  monitor: 0, audio: 'none', allow_control: true, allow_clipboard: false, ask_approval: false, last_address: '',
+});
+
+// App home directories still to remove (also when this process exits).
+const appDirs = new Set();
+process.on('exit', () => {
+  for (const dir of appDirs) {
+    try { appFs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+  }
+});
+
+/**
+ * Starts the `porthole` binary with a window on `display`: the desktop app (args [] or
+ * ['--share']) or the native viewer (['view', url]). It gets a fresh home directory
+ * (HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME, XDG_DATA_HOME, and a 0700 XDG_RUNTIME_DIR, all
+ * under one /tmp/porthole-app-* directory removed on stop), so no settings leak in or
+ * out; `settings` (an object) is written to `$XDG_CONFIG_HOME/porthole/settings.json`
+ * first. Returns {display, dir, settingsFile, readSettings(), lines, waitLine(re, ms,
+ * what), waitUrl(ms) (the `viewer: URL` line of `--share`), exited, exitInfo, stop(),
+ * stderrText(), logText, label}.
+ */
+export function startPortholeApp({ display, args = [], settings = null, label = null, env = {} }) {
+  requirePorthole();
+  const dir = appFs.mkdtempSync(path.join(appOs.tmpdir(), 'porthole-app-'));
+  appDirs.add(dir);
+  const sub = (name, mode = 0o755) => {
+    const p = path.join(dir, name);
+    appFs.mkdirSync(p, { recursive: true, mode });
+    appFs.chmodSync(p, mode);
+    return p;
+  };
+  const runtime = sub('runtime', 0o700);
+  const config = sub('config');
+  const settingsFile = path.join(config, 'porthole', 'settings.json');
+  if (settings) {
+    sub(path.join('config', 'porthole'));
+    appFs.writeFileSync(settingsFile, JSON.stringify(settings));
+  }
+  const name = label || `porthole ${args[0] === 'view' ? 'view' : `app${args.length ? ` ${args.join(' ')}` : ''}`} ${display}`;
+  const proc = spawnLogged(name, PORTHOLE_BIN, args, {
+    env: xEnv(display, {
+      HOME: dir, XDG_RUNTIME_DIR: runtime, XDG_CONFIG_HOME: config,
+      XDG_CACHE_HOME: sub('cache'), XDG_DATA_HOME: sub('data'), ...env,
+    }),
+  });
+  return {
+    display, dir, settingsFile,
+    readSettings: () => JSON.parse(appFs.readFileSync(settingsFile, 'utf8')),
+    lines: proc.lines,
+    waitLine: proc.waitLine,
+    waitUrl: async (timeoutMs = 30000) => (await proc.waitLine(/^viewer: (http:\/\/\S+)$/, timeoutMs, '"viewer: http://..."'))[1],
+    exited: proc.exited,
+    get exitInfo() { return proc.exitInfo; },
+    stop: async () => {
+      const r = await proc.stop({ signal: 'SIGTERM', graceMs: 3000 });
+      try { appFs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+      appDirs.delete(dir);
+      return r;
+    },
+    stderrText: () => proc.stderr.toString(),
+    logText: proc.logText,
+    label: name,
+  };
+}
+
+/**
+ * Waits for a visible top-level window called exactly `name` on `display` (xdotool
+ * search); returns its id (decimal string).
+ */
+export async function findWindow(display, name = 'Porthole', timeoutMs = 20000) {
+  const re = `^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
+  const ids = await pollUntil(async () => (await runTool('xdotool', ['search', '--onlyvisible', '--name', re], { display }))
+    .stdout.toString().split('\n').map((l) => l.trim()).filter(Boolean), (l) => l.length > 0,
+  { timeoutMs, intervalMs: 100, what: `a visible window named ${JSON.stringify(name)} on ${display}` });
+  return ids[ids.length - 1];
+}
+
+let grabCounter = 0;
+
+/** A screenshot of the whole X screen of `display` (`porthole screenshot`), decoded: {width, height, rgba}. */
+export async function grabScreen(display, { timeoutMs = 20000 } = {}) {
+  requirePorthole();
+  const file = path.join(appOs.tmpdir(), `porthole-grab-${process.pid}-${++grabCounter}.png`);
+  try {
+    await runToolOk(PORTHOLE_BIN, ['screenshot', '--display', display, file], { timeoutMs, env: childEnv() });
+    return decodePng(appFs.readFileSync(file));
+  } finally {
+    try { appFs.unlinkSync(file); } catch { /* not written */ }
+  }
+}
+
+/** The part {x, y, width, height} of a decoded image (clipped to it), as a new image. */
+export function cropImage(img, { x, y, width, height }) {
+  const x0 = Math.max(0, x);
+  const y0 = Math.max(0, y);
+  const w = Math.min(img.width, x + width) - x0;
+  const h = Math.min(img.height, y + height) - y0;
+  if (w <= 0 || h <= 0) throw new Error(`cropImage: ${JSON.stringify({ x, y, width, height })} is outside ${img.width}x${img.height}`);
+  const rgba = Buffer.alloc(w * h * 4);
+  for (let row = 0; row < h; row++) {
+    const from = ((y0 + row) * img.width + x0) * 4;
+    Buffer.from(img.rgba.buffer, img.rgba.byteOffset + from, w * 4).copy(rgba, row * w * 4);
+  }
+  return { width: w, height: h, rgba };
+}
+
+/** Writes a decoded image as a PNG file (creating its directory). */
+export function writePngFile(file, img) {
+  appFs.mkdirSync(path.dirname(file), { recursive: true });
+  appFs.writeFileSync(file, encodePng(img.width, img.height, img.rgba));
+}
+
+/** The mean [r, g, b] of the (2r+1)x(2r+1) patch around (x, y) of a decoded image. */
+export function imageAverage(img, x, y, r = 2) {
+  const sum = [0, 0, 0];
+  let n = 0;
+  for (let yy = Math.round(y) - r; yy <= Math.round(y) + r; yy++) {
+    for (let xx = Math.round(x) - r; xx <= Math.round(x) + r; xx++) {
+      if (xx < 0 || yy < 0 || xx >= img.width || yy >= img.height) continue;
+      const i = (yy * img.width + xx) * 4;
+      sum[0] += img.rgba[i]; sum[1] += img.rgba[i + 1]; sum[2] += img.rgba[i + 2];
+      n++;
+    }
+  }
+  if (!n) throw new Error(`imageAverage: (${x},${y}) is outside ${img.width}x${img.height}`);
+  return sum.map((s) => Math.round(s / n));
+}
+
+function colourMatcher(img, colour, tolerance) {
+  const [r, g, b] = rgb(colour);
+  return (i) => Math.abs(img.rgba[i] - r) <= tolerance && Math.abs(img.rgba[i + 1] - g) <= tolerance &&
+    Math.abs(img.rgba[i + 2] - b) <= tolerance;
+}
+
+function regionOf(img, region) {
+  const r = region || { x: 0, y: 0, width: img.width, height: img.height };
+  const x0 = Math.max(0, r.x);
+  const y0 = Math.max(0, r.y);
+  return { x0, y0, x1: Math.min(img.width, r.x + r.width), y1: Math.min(img.height, r.y + r.height) };
+}
+
+/**
+ * The bounding box {x, y, width, height, count} of the pixels within `tolerance` (per
+ * channel) of `colour` ('RRGGBB' or [r,g,b]) inside `region` (default: the whole image);
+ * count: how many matched. null when none does.
+ */
+export function findColourBox(img, colour, { tolerance = 40, region = null } = {}) {
+  const match = colourMatcher(img, colour, tolerance);
+  const { x0, y0, x1, y1 } = regionOf(img, region);
+  let bx0 = Infinity; let by0 = Infinity; let bx1 = -1; let by1 = -1; let count = 0;
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      if (!match((y * img.width + x) * 4)) continue;
+      count++;
+      if (x < bx0) bx0 = x;
+      if (x > bx1) bx1 = x;
+      if (y < by0) by0 = y;
+      if (y > by1) by1 = y;
+    }
+  }
+  return count ? { x: bx0, y: by0, width: bx1 - bx0 + 1, height: by1 - by0 + 1, count } : null;
+}
+
+/**
+ * Connected areas (4-neighbour) of pixels within `tolerance` of `colour` inside `region`
+ * whose bounding box is a square-ish minSize..maxSize px on each side (|w - h| <= 2): e.g.
+ * egui's checkbox boxes. Each: {x, y, width, height, count, cx, cy}, sorted top to
+ * bottom, then left to right.
+ */
+export function findColourSquares(img, colour, { tolerance = 3, region = null, minSize = 10, maxSize = 20 } = {}) {
+  const match = colourMatcher(img, colour, tolerance);
+  const { x0, y0, x1, y1 } = regionOf(img, region);
+  const w = x1 - x0;
+  const seen = new Uint8Array(w * (y1 - y0));
+  const out = [];
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      const k = (y - y0) * w + (x - x0);
+      if (seen[k] || !match((y * img.width + x) * 4)) continue;
+      seen[k] = 1;
+      const stack = [[x, y]];
+      let bx0 = x; let by0 = y; let bx1 = x; let by1 = y; let count = 0;
+      while (stack.length) {
+        const [px, py] = stack.pop();
+        count++;
+        if (px < bx0) bx0 = px;
+        if (px > bx1) bx1 = px;
+        if (py < by0) by0 = py;
+        if (py > by1) by1 = py;
+        for (const [nx, ny] of [[px + 1, py], [px - 1, py], [px, py + 1], [px, py - 1]]) {
+          if (nx < x0 || ny < y0 || nx >= x1 || ny >= y1) continue;
+          const nk = (ny - y0) * w + (nx - x0);
+          if (seen[nk] || !match((ny * img.width + nx) * 4)) continue;
+          seen[nk] = 1;
+          stack.push([nx, ny]);
+        }
+      }
+      const bw = bx1 - bx0 + 1;
+      const bh = by1 - by0 + 1;
+      if (bw >= minSize && bw <= maxSize && bh >= minSize && bh <= maxSize && Math.abs(bw - bh) <= 2) {
+        out.push({ x: bx0, y: by0, width: bw, height: bh, count, cx: bx0 + (bw - 1) / 2, cy: by0 + (bh - 1) / 2 });
+      }
+    }
+  }
+  return out.sort((a, b) => a.y - b.y || a.x - b.x);
+}

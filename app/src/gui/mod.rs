@@ -547,8 +547,11 @@ pub enum Start {
 }
 
 /// Opens the window and runs until it is closed.
-pub fn run(start: Start) -> anyhow::Result<()> {
+pub fn run(start: Start, listen: Option<String>) -> anyhow::Result<()> {
     let mut gui = Gui::with_settings()?;
+    if let Some(listen) = listen {
+        gui.form.listen = listen;
+    }
     match start {
         Start::Home => {}
         Start::Share => {

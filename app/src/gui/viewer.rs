@@ -74,6 +74,8 @@ pub struct ViewerScreen {
     modifiers: std::cell::Cell<egui::Modifiers>,
     /// Lets the decoder wake the UI when a picture is ready.
     repaint: Arc<std::sync::OnceLock<egui::Context>>,
+    /// Messages for the host, sent in order by one task.
+    outbox: Option<tokio::sync::mpsc::UnboundedSender<Message>>,
     /// Where to reconnect to after a drop.
     target: (ShareUrl, Option<String>),
     reconnect_at: Option<Instant>,
@@ -210,6 +212,7 @@ impl ViewerScreen {
             player,
             modifiers: Default::default(),
             repaint,
+            outbox: None,
         }
     }
 
@@ -217,6 +220,14 @@ impl ViewerScreen {
         if let Ok(result) = self.connected.try_recv() {
             match result {
                 Ok(client) => {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
+                    let sender = client.clone();
+                    self.rt.spawn(async move {
+                        while let Some(msg) = rx.recv().await {
+                            sender.send(&msg).await;
+                        }
+                    });
+                    self.outbox = Some(tx);
                     self.client = Some(client);
                     self.status = Status::WaitingForPicture;
                 }
@@ -485,12 +496,11 @@ impl ViewerScreen {
         leave
     }
 
+    /// Queues a message for the host. One task sends them all, in order: a key release
+    /// must never overtake its press.
     fn send(&self, msg: Message) {
-        if let Some(client) = &self.client {
-            let client = client.clone();
-            self.rt.spawn(async move {
-                client.send(&msg).await;
-            });
+        if let Some(tx) = &self.outbox {
+            let _ = tx.send(msg);
         }
     }
 
@@ -505,7 +515,6 @@ impl ViewerScreen {
             ((fx * 65535.0).round() as u16, (fy * 65535.0).round() as u16)
         };
         let (events, modifiers) = ui.input(|i| (i.events.clone(), i.modifiers));
-        self.sync_modifiers(modifiers);
         for ev in events {
             match ev {
                 egui::Event::PointerMoved(p) if rect.contains(p) => {
@@ -542,8 +551,12 @@ impl ViewerScreen {
                     key,
                     physical_key,
                     pressed,
+                    modifiers,
                     ..
                 } => {
+                    // Modifiers as they were for this key, before it (fast typing can press
+                    // and release Shift within one frame).
+                    self.sync_modifiers(modifiers);
                     if let Some(code) = dom_code(physical_key.unwrap_or(key)) {
                         self.send(Message::Key {
                             pressed,
@@ -558,6 +571,7 @@ impl ViewerScreen {
                 _ => {}
             }
         }
+        self.sync_modifiers(modifiers);
     }
 
     /// The record button, and the recording's time and size while it runs.
