@@ -81,6 +81,32 @@ fn share_then_a_viewer_appears_and_control_is_revoked() {
         h.query_by_label("CONTROLLED by 1").is_some()
     });
 
+    // Snapshot of the sharing screen, with what differs from run to run masked: the link,
+    // the code, the fingerprint and the "since" column.
+    harness.run_steps(2);
+    let (url, code, fp) = {
+        let share = harness.state().share.as_ref().unwrap();
+        (
+            share.url.clone(),
+            share.code.reveal().to_owned(),
+            share.fingerprint[..23].to_owned(),
+        )
+    };
+    let mut masks: Vec<egui::Rect> = [url, code, fp]
+        .iter()
+        .map(|t| harness.get_by_label(t).rect())
+        .collect();
+    let kind = harness.get_by_label("native").rect();
+    let control = harness.get_by_label("Control 1").rect();
+    masks.push(egui::Rect::from_min_max(
+        egui::pos2(kind.right() + 1.0, kind.top()),
+        egui::pos2(control.left() - 1.0, kind.bottom()),
+    ));
+    for m in masks {
+        harness.mask(m);
+    }
+    harness.snapshot("sharing");
+
     // Revoke control: the model changes at once.
     harness.get_by_label("Control 1").click();
     harness.run_steps(2);
@@ -169,6 +195,8 @@ fn connecting_to_nothing_says_so_in_words() {
     run_until(&mut harness, "an error", |h| {
         h.query_by_label_contains("cannot reach the host").is_some()
     });
+    harness.run_steps(2);
+    harness.snapshot("viewer_error");
     harness.get_by_label("Leave").click();
     harness.run_steps(2);
     assert_eq!(harness.state().screen, Screen::Home);
