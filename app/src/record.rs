@@ -33,85 +33,70 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
 async fn record(args: RecordArgs) -> anyhow::Result<()> {
     let url = ShareUrl::parse(&args.url)?;
     let (client, mut events) = ShareClient::connect(&url, args.code.as_deref()).await?;
-    // Whether the share sends audio shows in the first seconds; the file needs to know
-    // up front, so wait for the first keyframe and note whether audio came meanwhile.
-    let mut recorder: Option<Recorder> = None;
-    let mut audio_seen = false;
-    let mut pending_video = Vec::new();
-    let deadline = args
-        .duration
-        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let outcome = receive(&args, &client, &mut events).await;
+    // Whatever happened, leave the share properly (it frees our session at once).
+    client.close().await;
+    let recorder = outcome?;
+    let (v, a) = recorder.counts();
+    let secs = recorder.duration().as_secs_f64();
+    let bytes = recorder.finish().context("finishing the recording")?;
+    eprintln!(
+        "recorded {secs:.1} s: {v} video frames, {a} audio packets, {bytes} bytes to {}",
+        args.file.display()
+    );
+    Ok(())
+}
+
+/// Receives into a recorder until the duration is up, a signal, or the share ends.
+async fn receive(
+    args: &RecordArgs,
+    client: &ShareClient,
+    events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
+) -> anyhow::Result<Recorder> {
+    // The share's answer says whether audio comes, so the file's tracks are known now.
+    let mut recorder = Recorder::create(&args.file, client.has_audio())?;
+    let mut deadline: Option<Instant> = None;
     let mut last_pli = Instant::now() - Duration::from_secs(1);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let started = Instant::now();
-    let outcome: anyhow::Result<()> = loop {
-        let until_deadline = deadline
+    loop {
+        // --duration counts from the first recorded frame, not from connecting.
+        let wait = deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600));
         let event = tokio::select! {
             e = events.recv() => e,
-            _ = tokio::time::sleep(until_deadline) => break Ok(()),
-            _ = tokio::signal::ctrl_c() => break Ok(()),
-            _ = term.recv() => break Ok(()),
+            _ = tokio::time::sleep(wait) => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
         };
-        let Some(event) = event else {
-            break Ok(());
-        };
+        let Some(event) = event else { break };
         match event {
             ClientEvent::Video(unit) => {
-                if recorder.is_none() {
-                    // Give audio ~300 ms to show itself before the file's layout is fixed.
-                    pending_video.push(unit);
-                    if started.elapsed() < Duration::from_millis(300) && !audio_seen {
-                        continue;
+                recorder.video(&unit.data, unit.rtp_time, unit.keyframe)?;
+                if recorder.wants_keyframe() {
+                    if last_pli.elapsed() > Duration::from_millis(500) {
+                        last_pli = Instant::now();
+                        client.request_keyframe().await;
                     }
-                    let mut rec = Recorder::create(&args.file, audio_seen)?;
-                    for u in pending_video.drain(..) {
-                        rec.video(&u.data, u.rtp_time, u.keyframe)?;
-                    }
-                    recorder = Some(rec);
-                } else if let Some(rec) = recorder.as_mut() {
-                    if let Err(e) = rec.video(&unit.data, unit.rtp_time, unit.keyframe) {
-                        break Err(e.into());
-                    }
-                }
-                if recorder.as_ref().is_some_and(|r| r.wants_keyframe())
-                    && last_pli.elapsed() > Duration::from_millis(500)
-                {
-                    last_pli = Instant::now();
-                    client.request_keyframe().await;
+                } else if deadline.is_none() {
+                    deadline = args
+                        .duration
+                        .map(|s| Instant::now() + Duration::from_secs_f64(s));
                 }
             }
-            ClientEvent::Audio(unit) => {
-                audio_seen = true;
-                if let Some(rec) = recorder.as_mut() {
-                    if let Err(e) = rec.audio(&unit.data, unit.rtp_time) {
-                        break Err(e.into());
-                    }
-                }
-            }
+            ClientEvent::Audio(unit) => recorder.audio(&unit.data, unit.rtp_time)?,
             ClientEvent::Ended(why) => {
                 tracing::warn!("the share ended: {why}");
-                break Ok(());
+                break;
             }
             ClientEvent::Message(Message::Notice { text, .. }) => {
                 tracing::warn!("the host says: {text}")
             }
             _ => {}
         }
-    };
-    client.close().await;
-    match recorder {
-        Some(rec) => {
-            let (v, a) = rec.counts();
-            let secs = rec.duration().as_secs_f64();
-            let bytes = rec.finish().context("finishing the recording")?;
-            eprintln!(
-                "recorded {secs:.1} s: {v} video frames, {a} audio packets, {bytes} bytes to {}",
-                args.file.display()
-            );
-        }
-        None => anyhow::bail!("nothing recorded: no keyframe arrived"),
     }
-    outcome
+    if recorder.wants_keyframe() {
+        anyhow::bail!("nothing recorded: no keyframe arrived");
+    }
+    Ok(recorder)
 }

@@ -24,10 +24,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("cannot write the recording {path}: {source}")]
+    #[error("cannot write the recording {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot mux the recording: {0}")]
     Mux(String),
@@ -74,7 +74,7 @@ impl Recorder {
     pub fn create(path: &Path, with_audio: bool) -> Result<Self, RecordError> {
         let file = File::create(path).map_err(|source| RecordError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
         Ok(Self {
             path: path.to_owned(),
@@ -117,7 +117,7 @@ impl Recorder {
             .write_all(bytes)
             .map_err(|source| RecordError::Io {
                 path: self.path.clone(),
-                source,
+                error: source,
             })?;
         self.bytes += bytes.len() as u64;
         Ok(())
@@ -230,7 +230,7 @@ impl Recorder {
     fn sync(&mut self) -> Result<(), RecordError> {
         self.file.sync_data().map_err(|source| RecordError::Io {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 

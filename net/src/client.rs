@@ -216,6 +216,27 @@ impl H264Assembler {
     }
 }
 
+/// Whether an SDP answer has an audio section that will carry media to us.
+pub fn answer_sends_audio(sdp: &str) -> bool {
+    let mut in_audio = false;
+    let mut port_open = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_audio && port_open {
+                return true;
+            }
+            let mut parts = m.split_whitespace();
+            in_audio = parts.next() == Some("audio");
+            port_open = parts.next().is_some_and(|p| p != "0");
+            continue;
+        }
+        if in_audio && (line.starts_with("a=inactive") || line.starts_with("a=recvonly")) {
+            port_open = false;
+        }
+    }
+    in_audio && port_open
+}
+
 fn annexb_nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
     data.windows(4)
         .filter_map(|w| (w[..3] == [0, 0, 1]).then_some(w[3] & 0x1f))
@@ -257,6 +278,7 @@ impl PeerConnectionEventHandler for Handler {
 /// A connected (or connecting) viewer of a share.
 pub struct ShareClient {
     pc: Arc<dyn PeerConnection>,
+    has_audio: bool,
     url: ShareUrl,
     code: String,
     session: String,
@@ -366,6 +388,7 @@ impl ShareClient {
             401 => return fail(ClientError::WrongCode).await,
             s => return fail(ClientError::Refused(s, body.trim().to_owned())).await,
         }
+        let has_audio = answer_sends_audio(&body);
         let answer = RTCSessionDescription::answer(body).map_err(webrtc)?;
         pc.set_remote_description(answer).await.map_err(webrtc)?;
         let session = location.unwrap_or_default();
@@ -397,6 +420,7 @@ impl ShareClient {
         Ok((
             Self {
                 pc,
+                has_audio,
                 url: url.clone(),
                 code,
                 session,
@@ -406,6 +430,12 @@ impl ShareClient {
             },
             events,
         ))
+    }
+
+    /// Whether the share's answer says it will send audio (known before any arrives, so a
+    /// recording can lay out its tracks at once).
+    pub fn has_audio(&self) -> bool {
+        self.has_audio
     }
 
     /// Sends a protocol message on its channel. False if that channel is not open.
@@ -604,6 +634,17 @@ mod tests {
     use super::*;
     use rtc::rtp::codec::h264::H264Payloader;
     use rtc::rtp::packetizer::Payloader;
+
+    #[test]
+    fn audio_in_the_answer_is_recognised() {
+        let with = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=sendonly\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n";
+        assert!(answer_sends_audio(with));
+        let rejected = "v=0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 0\r\nm=video 9 X 102\r\na=sendonly\r\n";
+        assert!(!answer_sends_audio(rejected));
+        let inactive = "v=0\r\nm=audio 9 X 111\r\na=inactive\r\n";
+        assert!(!answer_sends_audio(inactive));
+        assert!(!answer_sends_audio("v=0\r\nm=video 9 X 102\r\n"));
+    }
 
     #[test]
     fn urls_parse() {

@@ -1945,3 +1945,472 @@ export function findColourSquares(img, colour, { tolerance = 3, region = null, m
   }
   return out.sort((a, b) => a.y - b.y || a.x - b.x);
 }
+
+// ---------------------------------------------------------------------------------------
+// LAN discovery (mDNS/DNS-SD): private network namespaces joined by a veth pair, `porthole
+// share`/`porthole list` run inside them, and a private avahi-daemon (with its own D-Bus)
+// for interop.
+//
+// A namespace here is held by a process (`unshare --net --uts ... sleep`), not named with
+// `ip netns add`: inside the suite's `unshare -n` that bind-mounts /run/netns/NAME in the
+// host's mount namespace (unshare -n has no mount namespace of its own), and under a
+// non-root `unshare -r -n` it cannot mount at all. Commands run inside with
+// `nsenter -t PID -n -u` (the network and the host name of the namespace). The veth pair is
+// created straight into the two namespaces, so it never exists in the caller's. When the
+// holder and everything started inside are gone, the kernel deletes the namespace and its
+// veth end: nothing outlives the test.
+
+import * as lanFs from 'node:fs';
+import * as lanOs from 'node:os';
+
+let lanCounter = 0;
+
+/** A short random suffix for host names, service names and namespaces. */
+export function lanSuffix() {
+  return `${(++lanCounter).toString(36)}${randomBytes(3).toString('hex')}`;
+}
+
+/**
+ * Starts a fresh network namespace (only `lo`, down) with its own host name, held by a
+ * sleeping process. Returns a node: {name, pid, hostname, nsenterArgs(cmd, args),
+ * run(cmd, args, opts) (runTool inside), runOk(cmd, args, opts), spawn(label, cmd, args,
+ * {env, stdin}) (a logged process inside: {lines, stderr, waitLine, exited, exitInfo, stop,
+ * logText}), stop, logText, label}. Needs root (or CAP_SYS_ADMIN in a user namespace).
+ */
+export async function startNetnsNode({ name = 'a', hostname = `pt-${name}-${lanSuffix()}` } = {}) {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(hostname)) throw new Error(`startNetnsNode: bad host name ${JSON.stringify(hostname)}`);
+  const holder = spawnLogged(`netns ${name}`, 'unshare', [
+    '--net', '--uts', 'sh', '-c', `hostname ${hostname} && echo ready && exec sleep infinity`,
+  ], { env: childEnv() });
+  try {
+    await holder.waitLine(/^ready$/, 5000, '"ready"');
+  } catch (err) {
+    await holder.stop({ signal: 'SIGKILL' });
+    throw new Error(`cannot make a network namespace (needs root, or CAP_SYS_ADMIN): ${err.message}`);
+  }
+  const pid = holder.child.pid;
+  const nsenterArgs = (cmd, args = []) => ['-t', String(pid), '-n', '-u', '--', cmd, ...args];
+  const node = {
+    name, pid, hostname,
+    nsenterArgs,
+    run: (cmd, args = [], opts = {}) => runTool('nsenter', nsenterArgs(cmd, args), opts),
+    runOk: (cmd, args = [], opts = {}) => runToolOk('nsenter', nsenterArgs(cmd, args), opts),
+    spawn: (label, cmd, args = [], { env, stdin } = {}) =>
+      spawnLogged(`${label} [${name}]`, 'nsenter', nsenterArgs(cmd, args), { env: env || childEnv(), stdin }),
+    stop: () => holder.stop({ signal: 'SIGKILL', graceMs: 2000 }),
+    logText: holder.logText,
+    label: `network namespace ${name} (${hostname}, holder pid ${pid})`,
+  };
+  return node;
+}
+
+/**
+ * Two network namespaces `a` and `b` (see startNetnsNode) joined by a veth pair `va`/`vb`:
+ * a = `${subnet}.1/24` (and `${subnet6}1/64` with ipv6), b = `.2`. Nothing is routed
+ * anywhere else; multicast works on veth without a route (mdns-sd and avahi pick the
+ * interface per socket). Each node also gets {ifname, ip4, ip6}. Returns {a, b, stop,
+ * logText, label}; stop() ends both holders (the kernel then removes the namespaces and
+ * the veth pair).
+ */
+export async function startLan({ ipv4 = true, ipv6 = false, subnet = '10.213.0', subnet6 = 'fd00:213::' } = {}) {
+  const nodes = [];
+  const stop = async () => {
+    for (const n of [...nodes].reverse()) await n.stop();
+  };
+  try {
+    nodes.push(await startNetnsNode({ name: 'a' }));
+    nodes.push(await startNetnsNode({ name: 'b' }));
+    const [a, b] = nodes;
+    await runToolOk('ip', ['link', 'add', 'va', 'netns', String(a.pid), 'type', 'veth',
+      'peer', 'name', 'vb', 'netns', String(b.pid)]);
+    for (const [node, ifname, n] of [[a, 'va', 1], [b, 'vb', 2]]) {
+      node.ifname = ifname;
+      node.ip4 = ipv4 ? `${subnet}.${n}` : null;
+      node.ip6 = ipv6 ? `${subnet6}${n}` : null;
+      await node.runOk('ip', ['link', 'set', 'lo', 'up']);
+      if (ipv4) await node.runOk('ip', ['addr', 'add', `${node.ip4}/24`, 'dev', ifname]);
+      if (ipv6) await node.runOk('ip', ['-6', 'addr', 'add', `${node.ip6}/64`, 'dev', ifname, 'nodad']);
+      await node.runOk('ip', ['link', 'set', ifname, 'up']);
+    }
+    await pollUntil(async () => {
+      const out = await Promise.all([[a, 'va'], [b, 'vb']].map(([n, i]) => n.runOk('ip', ['-o', 'link', 'show', i])));
+      return out.map((o) => o.toString());
+    }, (links) => links.every((l) => /[<,]LOWER_UP[,>]/.test(l)), { timeoutMs: 5000, what: 'both veth ends up' });
+    return {
+      a, b, stop,
+      logText: () => nodes.map((n) => n.logText()).join(''),
+      label: `LAN ${a.hostname} <-> ${b.hostname}`,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/**
+ * Starts `porthole share --display D --listen LISTEN --code CODE ...args` inside `node`
+ * (see startNetnsNode), with extra environment `env`. Resolves once it prints its viewer
+ * URL. Returns {url, host, port, code, fingerprint (the DTLS certificate's SHA-256, as
+ * logged: 'ab:cd:...', lowercase), shortFingerprint (its first 16 hex digits, what is
+ * announced), lines, exited, exitInfo, stop({signal}) (default SIGINT, SIGKILL after 5 s;
+ * resolves to {code, signal, killed, ms}), stderrText, logText, label}.
+ */
+export async function startShareIn(node, { display, code = randomCode(), listen = '0.0.0.0:0', args = [], env = {} }) {
+  requirePorthole();
+  const proc = node.spawn('share', PORTHOLE_BIN, [
+    'share', '--display', display, '--listen', listen, '--code', code, ...args,
+  ], { env: childEnv(env) });
+  let url;
+  let fingerprint;
+  try {
+    url = (await proc.waitLine(/^viewer: (http:\/\/\S+)$/, 30000, '"viewer: http://..."'))[1];
+    // Logged on stderr just before the URL goes to stdout: give that pipe a moment.
+    fingerprint = await pollUntil(() => proc.stderr.toString().match(/DTLS certificate fingerprint=([0-9A-Fa-f:]+)/)?.[1],
+      (f) => !!f, { timeoutMs: 3000, intervalMs: 20, what: 'the share to log "DTLS certificate fingerprint=..."' });
+  } catch (err) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw err;
+  }
+  const u = new URL(url);
+  fingerprint = fingerprint.toLowerCase();
+  return {
+    url, host: u.hostname, port: Number(u.port), code,
+    fingerprint,
+    shortFingerprint: fingerprint.replace(/:/g, '').slice(0, 16),
+    lines: proc.lines,
+    exited: proc.exited,
+    get exitInfo() { return proc.exitInfo; },
+    stop: async ({ signal = 'SIGINT', graceMs = 5000 } = {}) => {
+      const started = Date.now();
+      const r = await proc.stop({ signal, graceMs });
+      return { ...r, ms: Date.now() - started };
+    },
+    stderrText: () => proc.stderr.toString(),
+    logText: proc.logText,
+    label: `porthole share [${node.name}]`,
+  };
+}
+
+/** The environment for `porthole list` with mdns-sd's debug log (see parseMdnsLog). */
+export const MDNS_DEBUG_ENV = Object.freeze({ PORTHOLE_LOG: 'warn,mdns_sd::service_daemon=debug' });
+
+/**
+ * What mdns-sd's debug log (MDNS_DEBUG_ENV) says happened, with its timestamps (ms since
+ * the epoch): {start (first log line), resolved: [{t, fullname}], removed: [{t, fullname}]}.
+ * fullname: e.g. 'pt-a-1x._porthole._tcp.local.'. For figures and preconditions only.
+ */
+export function parseMdnsLog(text) {
+  const out = { start: null, resolved: [], removed: [] };
+  for (const line of text.split('\n')) {
+    const m = line.match(/(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)\s+\w+\s+(\S+): (.*)$/);
+    if (!m) continue;
+    const t = Date.parse(m[1]);
+    out.start ??= t;
+    let r;
+    if ((r = m[3].match(/^resolved '(.+?)' -> host/))) out.resolved.push({ t, fullname: r[1] });
+    else if ((r = m[3].match(/sent ServiceRemoved to listener of \S+: (.+)$/))) out.removed.push({ t, fullname: r[1].trim() });
+  }
+  return out;
+}
+
+/** Parses `porthole list` text output: NAME<TAB>ADDRESS:PORT<TAB>FLAGS -> [{name, address, port, flags, fp, line}]. */
+export function parseListLines(text) {
+  return text.split('\n').filter((l) => l.trim()).map((line) => {
+    const parts = line.split('\t');
+    const m = parts[1]?.match(/^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/);
+    const f = parts[2]?.match(/^(\S*) fp=(\S*)$/);
+    return {
+      line,
+      name: parts[0],
+      address: m ? (m[1] ?? m[2]) : null,
+      bracketed: !!m?.[1],
+      port: m ? Number(m[3]) : null,
+      flags: f ? (f[1] ? f[1].split(',') : []) : null,
+      fp: f ? f[2] : null,
+      fields: parts.length,
+    };
+  });
+}
+
+/**
+ * Runs `porthole list --timeout S [--json]` inside `node` (killed after S + 10 s). Returns
+ * {code, signal, timedOut, ms, stdout, stderr, entries} where entries is the parsed JSON
+ * array (json) or parseListLines() (text), null when it failed or did not parse (then
+ * parseError says why). env: extra environment (e.g. MDNS_DEBUG_ENV).
+ */
+export async function portholeList(node, { timeout = 3, json = true, env = {}, timeoutMs = null } = {}) {
+  requirePorthole();
+  const args = ['list', '--timeout', String(timeout)];
+  if (json) args.push('--json');
+  const started = Date.now();
+  const r = await node.run(PORTHOLE_BIN, args, { env: childEnv(env), timeoutMs: timeoutMs ?? timeout * 1000 + 10000 });
+  const ms = Date.now() - started;
+  const stdout = r.stdout.toString();
+  let entries = null;
+  let parseError = null;
+  if (r.code === 0) {
+    try {
+      entries = json ? JSON.parse(stdout) : parseListLines(stdout);
+    } catch (err) {
+      parseError = err.message;
+    }
+  }
+  return { code: r.code, signal: r.signal, timedOut: r.timedOut, ms, stdout, stderr: r.stderr, entries, parseError };
+}
+
+/**
+ * A short Node script run inside a namespace: POSTs a minimal recvonly H.264 offer (made
+ * by hand: no browser needed to read the answer) to `${origin}/whep` with the code, reads
+ * the answer's a=fingerprint, and DELETEs the session it made. Prints one JSON line.
+ */
+const WHEP_PROBE = `
+const { randomBytes } = await import('node:crypto');
+const [origin, code] = process.argv.slice(-2);
+const hex = (n) => randomBytes(n).toString('hex');
+const fp = [...randomBytes(32)].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
+const sdp = ['v=0', 'o=- ' + Date.now() + ' 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0',
+  'm=video 9 UDP/TLS/RTP/SAVPF 102', 'c=IN IP4 0.0.0.0', 'a=rtcp:9 IN IP4 0.0.0.0',
+  'a=ice-ufrag:' + hex(4), 'a=ice-pwd:' + hex(12), 'a=fingerprint:sha-256 ' + fp, 'a=setup:actpass',
+  'a=mid:0', 'a=recvonly', 'a=rtcp-mux', 'a=rtpmap:102 H264/90000', 'a=rtcp-fb:102 nack pli',
+  'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f', ''].join('\\r\\n');
+const out = {};
+try {
+  const auth = { Authorization: 'Bearer ' + code };
+  const r = await fetch(new URL('/whep', origin), { method: 'POST', headers: { 'Content-Type': 'application/sdp', ...auth }, body: sdp, signal: AbortSignal.timeout(8000) });
+  const text = await r.text();
+  out.status = r.status;
+  out.location = r.headers.get('location');
+  out.fingerprint = (text.match(/^a=fingerprint:sha-256 (\\S+)/m) || [])[1] ?? null;
+  if (r.status !== 201) out.body = text.slice(0, 500);
+  if (out.location) {
+    out.deleted = (await fetch(new URL(out.location, origin), { method: 'DELETE', headers: auth, signal: AbortSignal.timeout(5000) })).status;
+  }
+} catch (e) {
+  out.error = String(e.cause?.code || e.cause?.message || e.message);
+}
+console.log(JSON.stringify(out));
+`;
+
+/**
+ * From inside `node`: POSTs a WHEP offer to `origin` with `code` (see WHEP_PROBE). Returns
+ * {status, location, fingerprint ('AB:CD:...' from the answer, or null), deleted (the
+ * DELETE's status), body (when not 201), error (when the request failed)}.
+ */
+export async function whepFrom(node, origin, code) {
+  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', WHEP_PROBE, origin, code], { timeoutMs: 20000 });
+  return JSON.parse(r.toString().trim().split('\n').pop());
+}
+
+/** From inside `node`: GET url. Returns {status} or {error: 'ECONNREFUSED' | ...}. */
+export async function httpFrom(node, url, { timeoutMs = 5000 } = {}) {
+  const script = `const url = process.argv[process.argv.length - 1];
+fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(${Number(timeoutMs)}) })
+  .then(async (r) => { await r.arrayBuffer(); console.log(JSON.stringify({ status: r.status })); },
+    (e) => console.log(JSON.stringify({ error: String(e.cause?.code || e.cause?.message || e.name || e.message) })));`;
+  const r = await node.runOk(process.execPath, ['-e', script, url], { timeoutMs: timeoutMs + 5000 });
+  return JSON.parse(r.toString().trim().split('\n').pop());
+}
+
+/** avahi's escaped names (`\032` decimal bytes, `\.` and `\\`) back to text. */
+export function unescapeAvahi(s) {
+  const parts = [];
+  for (const m of s.matchAll(/\\(\d{3})|\\([\s\S])|([^\\]+)/gu)) {
+    if (m[1]) parts.push(Buffer.from([Number(m[1])]));
+    else parts.push(Buffer.from(m[2] ?? m[3]));
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+/**
+ * Parses `avahi-browse -p` lines: [{event: '+' | '=' | '-', iface, proto, name (unescaped),
+ * rawName, type, domain, host, address, port, txt ({key: value}), txtList (['k=v', ...])}];
+ * host/address/port/txt only on '=' (resolved) lines.
+ */
+export function parseAvahiBrowse(lines) {
+  const out = [];
+  for (const line of lines) {
+    const f = line.split(';');
+    if (!['+', '=', '-'].includes(f[0]) || f.length < 6) continue;
+    const e = { event: f[0], iface: f[1], proto: f[2], rawName: f[3], name: unescapeAvahi(f[3]), type: f[4], domain: f[5] };
+    if (f[0] === '=') {
+      e.host = f[6];
+      e.address = f[7];
+      e.port = Number(f[8]);
+      const rawTxt = f.slice(9).join(';');
+      e.txtList = [...rawTxt.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
+      e.txt = Object.fromEntries(e.txtList.map((kv) => {
+        const i = kv.indexOf('=');
+        return i < 0 ? [kv, null] : [kv.slice(0, i), kv.slice(i + 1)];
+      }));
+    }
+    out.push(e);
+  }
+  return out;
+}
+
+const lanDirs = new Set();
+process.on('exit', () => {
+  for (const dir of lanDirs) {
+    try { lanFs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+  }
+});
+
+/**
+ * A private avahi-daemon inside `node` (a namespace of startLan), on `node.ifname` only,
+ * with its own D-Bus system bus: dbus-daemon listens on a socket in a fresh
+ * /tmp/porthole-avahi-* directory (DBUS_SYSTEM_BUS_ADDRESS points the daemon and the
+ * avahi tools there), and avahi-daemon runs in its own mount namespace with a tmpfs on
+ * /run (its pid file and socket are compiled in as /run/avahi-daemon/...) and on
+ * /etc/avahi/services (no static services). Neither touches the host's D-Bus or avahi.
+ * The host name is the namespace's. Resolves once avahi says "Server startup complete".
+ * Returns {dir, env, browse(type, {timeoutMs}) (avahi-browse -rpt, parsed), startBrowse(type)
+ * (a running avahi-browse -rp: {events(), waitEvent(pred, timeoutMs, what) -> {event, at},
+ * stop, ...}), publish(name, type, port, txtList) (a running avahi-publish -s, resolved once
+ * established), stop, logText, label}.
+ */
+export async function startAvahi(node, { ipv6 = true } = {}) {
+  for (const tool of ['dbus-daemon', 'avahi-daemon', 'avahi-browse', 'avahi-publish']) {
+    const found = (process.env.PATH || '/usr/sbin:/usr/bin').split(':').concat(['/usr/sbin', '/usr/bin'])
+      .some((d) => { try { accessSync(path.join(d, tool), fsConstants.X_OK); return true; } catch { return false; } });
+    if (!found) throw new Error(`${tool} is missing: install avahi-daemon, avahi-utils and dbus (scripts/install-deps.sh test)`);
+  }
+  const dir = lanFs.mkdtempSync(path.join(lanOs.tmpdir(), 'porthole-avahi-'));
+  lanDirs.add(dir);
+  const busSocket = path.join(dir, 'bus');
+  const busConf = path.join(dir, 'bus.conf');
+  const avahiConf = path.join(dir, 'avahi-daemon.conf');
+  lanFs.writeFileSync(busConf, `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=${busSocket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+`);
+  lanFs.writeFileSync(avahiConf, `[server]
+use-ipv4=yes
+use-ipv6=${ipv6 ? 'yes' : 'no'}
+allow-interfaces=${node.ifname}
+enable-dbus=yes
+ratelimit-interval-usec=1000000
+ratelimit-burst=1000
+[wide-area]
+enable-wide-area=no
+[publish]
+publish-addresses=yes
+publish-hinfo=no
+publish-workstation=no
+publish-domain=no
+[reflector]
+enable-reflector=no
+`);
+  const env = childEnv({ DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${busSocket}` });
+  delete env.DBUS_SESSION_BUS_ADDRESS;
+  const procs = [];
+  const stop = async () => {
+    for (const p of [...procs].reverse()) await p.stop({ signal: 'SIGTERM', graceMs: 3000 });
+    try { lanFs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+    lanDirs.delete(dir);
+  };
+  const logText = () => procs.slice(0, 2).map((p) => p.logText()).join(''); // the daemons
+  try {
+    const dbus = node.spawn('dbus-daemon', 'dbus-daemon', [
+      `--config-file=${busConf}`, '--nofork', '--nopidfile', '--nosyslog', '--print-address',
+    ], { env });
+    procs.push(dbus);
+    await dbus.waitLine(/^unix:/, 10000, 'its address');
+    const script = 'mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/avahi-daemon && ' +
+      '{ [ ! -d /etc/avahi/services ] || mount -t tmpfs -o mode=0755 tmpfs /etc/avahi/services; } && ' +
+      `exec avahi-daemon -f '${avahiConf}' --no-drop-root --no-chroot --no-rlimits --no-proc-title 2>&1`;
+    const avahi = node.spawn('avahi-daemon', 'unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { env });
+    procs.push(avahi);
+    await avahi.waitLine(/Server startup complete/, 15000, '"Server startup complete"');
+  } catch (err) {
+    const logs = logText();
+    await stop();
+    throw new Error(`${err.message}\n${logs}`);
+  }
+
+  async function browse(type = '_porthole._tcp', { timeoutMs = 10000 } = {}) {
+    const r = await node.run('avahi-browse', ['-rpt', type], { env, timeoutMs });
+    if (r.code !== 0) throw new Error(`avahi-browse -rpt ${type} failed: code=${r.code} ${r.stderr.trim()}`);
+    const text = r.stdout.toString();
+    return { text, events: parseAvahiBrowse(text.split('\n')) };
+  }
+
+  function startBrowse(type = '_porthole._tcp') {
+    const p = node.spawn('avahi-browse', 'avahi-browse', ['-rp', type], { env });
+    procs.push(p);
+    const events = () => parseAvahiBrowse(p.lines);
+    return {
+      events,
+      async waitEvent(pred, timeoutMs = 10000, what = 'an avahi-browse event') {
+        const e = await pollUntil(() => events().find(pred), (x) => !!x, { timeoutMs, intervalMs: 20, what });
+        return { event: e, at: Date.now() };
+      },
+      stop: () => p.stop({ signal: 'SIGTERM', graceMs: 2000 }),
+      logText: p.logText,
+      label: `avahi-browse -rp ${type} [${node.name}]`,
+    };
+  }
+
+  async function publish(name, type, port, txtList = []) {
+    const p = node.spawn('avahi-publish', 'avahi-publish', ['-s', name, type, String(port), ...txtList], { env });
+    procs.push(p);
+    // It says so on stderr.
+    const m = await pollUntil(() => p.stderr.toString().match(/Established under name '(.*)'$/m), (x) => !!x || !!p.exitInfo,
+      { timeoutMs: 10000, intervalMs: 20, what: 'avahi-publish to say "Established under name"' })
+      .catch((err) => { throw new Error(`${err.message}\n${p.logText()}`); });
+    if (!m) throw new Error(`avahi-publish exited: ${JSON.stringify(p.exitInfo)}\n${p.logText()}`);
+    return {
+      established: m[1],
+      stop: () => p.stop({ signal: 'SIGTERM', graceMs: 2000 }),
+      logText: p.logText,
+      label: `avahi-publish ${name} [${node.name}]`,
+    };
+  }
+
+  return { dir, env, browse, startBrowse, publish, stop, logText, label: `avahi-daemon [${node.name}] in ${dir}` };
+}
+
+/**
+ * Starts `porthole list --timeout S [--json]` inside `node` and returns at once (for a
+ * browse that runs across an event, e.g. a share stopping): {started (ms since the epoch),
+ * done (Promise<{code, signal, ms, stdout, stderr, entries, parseError}>), stderrText(),
+ * stop, logText, label}. env: extra environment (e.g. MDNS_DEBUG_ENV).
+ */
+export function startListIn(node, { timeout = 6, json = true, env = {} } = {}) {
+  requirePorthole();
+  const args = ['list', '--timeout', String(timeout)];
+  if (json) args.push('--json');
+  const started = Date.now();
+  const proc = node.spawn('porthole list', PORTHOLE_BIN, args, { env: childEnv(env) });
+  const killer = setTimeout(() => { proc.stop({ signal: 'SIGKILL' }); }, timeout * 1000 + 10000);
+  const done = proc.exited.then((r) => {
+    clearTimeout(killer);
+    const stdout = proc.lines.join('\n');
+    let entries = null;
+    let parseError = null;
+    if (r.code === 0) {
+      try {
+        entries = json ? JSON.parse(stdout) : parseListLines(stdout);
+      } catch (err) {
+        parseError = err.message;
+      }
+    }
+    return { code: r.code, signal: r.signal, ms: Date.now() - started, stdout, stderr: proc.stderr.toString(), entries, parseError };
+  });
+  return {
+    started, done,
+    stderrText: () => proc.stderr.toString(),
+    stop: () => { clearTimeout(killer); return proc.stop({ signal: 'SIGTERM', graceMs: 2000 }); },
+    logText: proc.logText,
+    label: `porthole list --timeout ${timeout} [${node.name}]`,
+  };
+}

@@ -65,24 +65,34 @@ async function probe(file) {
 }
 
 /**
- * Runs a full decode (ffmpeg -v error -i FILE -f null -): asserts exit 0 and nothing on
- * stderr. If ffmpeg does complain, the message says whether the complaint goes away with
- * the demuxer's 1/90000 time base for the output (-enc_time_base:v -1): then it is only
- * ffmpeg rounding unevenly spaced frames to its 1/(average fps) default, not a broken file.
+ * Runs a full decode (ffmpeg -v error -i FILE -f null -) and asserts exit 0 and nothing on
+ * stderr, with one exception: ffmpeg's null output takes 1/(average frame rate) as its
+ * video time base, so two frames of a variable-rate recording closer together than that
+ * (a screen share sends a frame when the screen changes, and a keyframe on request at
+ * once) round to one tick and ffmpeg says "non monotonically increasing dts to muxer"
+ * about its own output. When that is all it says, and the same decode with the input's
+ * own time base (-enc_time_base:v -1) prints nothing, the file is fine: noted, not failed.
+ * (Packet times going backwards in the file itself are timeline()'s business.)
  */
-async function assertDecodesCleanly(file) {
+async function assertDecodesCleanly(t, file) {
   const r = await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-i', file, '-f', 'null', '-'], { timeoutMs: 30000 });
-  let why = '';
-  if (r.stderr !== '') {
-    const r2 = await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-i', file, '-enc_time_base:v', '-1', '-f', 'null', '-'],
-      { timeoutMs: 30000 });
-    const lines = r.stderr.trim().split('\n');
-    why = `\n(${lines.length} lines; with -enc_time_base:v -1 ffmpeg ${r2.stderr === '' ? 'prints nothing: the frames are ' +
-      'unevenly spaced in time (capture jitter, a loaded machine?), which ffmpeg rounds onto its 1/(average fps) ' +
-      'output time base' : `still prints:\n${r2.stderr.trim().split('\n').slice(0, 10).join('\n')}`})`;
-  }
   assert.equal(r.code, 0, `ffmpeg decodes ${file} with exit code 0 (code=${r.code} signal=${r.signal}); stderr:\n${r.stderr}`);
-  assert.equal(r.stderr, '', `ffmpeg -v error decodes ${file} without a word on stderr${why}`);
+  if (r.stderr === '') return;
+  const lines = r.stderr.trim().split('\n');
+  const onlyOutputDts = lines.every((l) =>
+    /^\[null @ [^\]]+\] Application provided invalid, non monotonically increasing dts to muxer in stream 0: /.test(l) ||
+    /^\s*Last message repeated \d+ times$/.test(l));
+  const r2 = await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-i', file, '-enc_time_base:v', '-1', '-f', 'null', '-'],
+    { timeoutMs: 30000 });
+  if (onlyOutputDts && r2.code === 0 && r2.stderr === '') {
+    t.diagnostic(`note: ffmpeg -f null printed ${lines.length} "non monotonically increasing dts to muxer" line(s) ` +
+      `about its own 1/(average fps) output time base (frames closer than that); with -enc_time_base:v -1 the ` +
+      `decode of ${path.basename(file)} is silent`);
+    return;
+  }
+  assert.fail(`ffmpeg -v error decodes ${file} without a word on stderr, but it printed ${lines.length} line(s):\n` +
+    `${lines.slice(0, 20).join('\n')}\nand with -enc_time_base:v -1 (code ${r2.code}):\n` +
+    `${r2.stderr.trim().split('\n').slice(0, 20).join('\n')}`);
 }
 
 /**
@@ -281,7 +291,7 @@ test('a 10 s recording of a live share probes, decodes and holds the screen and 
     const tl = await timeline(file);
     t.diagnostic(`timeline: ${fmtTimeline(tl)}; the recorder's own clock said ${summary.seconds} s`);
     assertForward(tl, 'out.mp4');
-    await assertDecodesCleanly(file);
+    await assertDecodesCleanly(t, file);
     // 10 ms Opus frames while the tone plays: ~100 a second.
     assert.ok(summary.audioPackets >= 900, `≥ 900 audio packets in 10 s, got ${summary.audioPackets}`);
 
@@ -340,7 +350,7 @@ test('kill -9 mid-recording leaves a playable file', { timeout: TEST_TIMEOUT },
     const tl = await timeline(file);
     t.diagnostic(`timeline: ${fmtTimeline(tl)}`);
     assertForward(tl, 'k.mp4');
-    await assertDecodesCleanly(file);
+    await assertDecodesCleanly(t, file);
   }));
 
 test('an unwritable path is a clear error and the share is unaffected', { timeout: TEST_TIMEOUT },
@@ -364,12 +374,11 @@ test('an unwritable path is a clear error and the share is unaffected', { timeou
     // The recorder that gave up must not stay on the share as a viewer (the host's
     // viewer count and its sending for it): it ends its session on the way out.
     const leftAt = Date.now();
-    const stats = await pollUntil(() => share.stats(), (st) => st.viewers === 0,
-      { timeoutMs: 15000, intervalMs: 250, what: 'the share to count 0 viewers after the failed recorder exited' })
+    await pollUntil(() => share.stats(), (st) => st.viewers === 0,
+      { timeoutMs: 20000, intervalMs: 250, what: 'the share to count 0 viewers after the failed recorder exited' })
       .catch((err) => assert.fail(`the failed recorder's session stays on the share: ${err.message}`));
-    t.diagnostic(`the share counted 0 viewers ${Date.now() - leftAt} ms after the failed recorder exited`);
-    assert.ok(Date.now() - leftAt < 3000, `the failed recorder's session ends with it (within 3 s), ` +
-      `took ${Date.now() - leftAt} ms: it leaves without DELETE-ing its WHEP session`);
+    const lingeredMs = Date.now() - leftAt;
+    t.diagnostic(`the share counted 0 viewers ${lingeredMs} ms after the failed recorder exited`);
     const good = path.join(dir, 'good.mp4');
     const rec2 = s.add(startRecord(share.url, good, ['--code', share.code, '--duration', '2']));
     const exit2 = await recorderExit(rec2, 12000);
@@ -380,9 +389,14 @@ test('an unwritable path is a clear error and the share is unaffected', { timeou
     assert.ok(summary && summary.videoFrames > 0, `the second recording has video: ${rec2.stderrText()}`);
     const info = await probe(good);
     assertStreams(info, SCREEN, 'good.mp4');
-    await assertDecodesCleanly(good);
+    assertForward(await timeline(good), 'good.mp4');
+    await assertDecodesCleanly(t, good);
     assert.equal(share.exitInfo, null, 'the share is still running');
     const after = await pollUntil(() => share.stats(), (st) => st.viewers === 0,
       { timeoutMs: 5000, intervalMs: 100, what: 'the share to count 0 viewers after the good recording' });
     t.diagnostic(`share stats at the end: viewers=${after.viewers} audio_packets_published=${after.audio_packets_published}`);
+    // Checked last, so the rest is known whatever this says.
+    assert.ok(lingeredMs < 3000, `the failed recorder's session ends with it (the share counts 0 viewers within ` +
+      `3 s), but it stayed ${lingeredMs} ms: the recorder exits without DELETE-ing its WHEP session, and the ` +
+      'share keeps a viewer (and sends to it) until the peer connection times out');
   }));

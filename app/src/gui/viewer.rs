@@ -220,6 +220,11 @@ impl ViewerScreen {
         if let Ok(result) = self.connected.try_recv() {
             match result {
                 Ok(client) => {
+                    // The answer tells whether sound comes: recordings lay out tracks by it.
+                    self.recording
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .audio_seen |= client.has_audio();
                     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
                     let sender = client.clone();
                     self.rt.spawn(async move {
