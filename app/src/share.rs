@@ -334,6 +334,10 @@ impl RunningShare {
         let url = net::viewer_url(&url_host(addr), addr.port(), &code);
         let announcer = if args.no_announce {
             None
+        } else if args.listen.ip().is_loopback() {
+            // Nobody on the LAN could connect: announcing would only mislead.
+            tracing::warn!("listening on loopback only (no network): not announced on the LAN");
+            None
         } else {
             let announcement = net::discovery::ShareAnnouncement {
                 name: args

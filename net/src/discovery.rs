@@ -25,11 +25,43 @@ fn mdns(e: mdns_sd::Error) -> DiscoveryError {
     DiscoveryError::Mdns(e.to_string())
 }
 
-/// Whether any interface could carry mDNS (up, not loopback).
+/// Whether any interface could carry mDNS (operationally up, not loopback, not
+/// point-to-point).
 fn has_multicast_interface() -> bool {
     if_addrs::get_if_addrs()
-        .map(|ifs| ifs.iter().any(|i| !i.is_loopback()))
+        .map(|ifs| {
+            ifs.iter().any(|i| {
+                !i.is_loopback() && i.is_oper_up() && !i.is_p2p() && can_multicast(&i.name)
+            })
+        })
         .unwrap_or(false)
+}
+
+/// The interface's IFF_MULTICAST flag, asked of the kernel for this process's network
+/// namespace (SIOCGIFFLAGS; sysfs may show another namespace). Unknown counts as yes.
+fn can_multicast(name: &str) -> bool {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return true;
+    };
+    let bytes = cname.as_bytes_with_nul();
+    if bytes.len() > libc::IFNAMSIZ {
+        return true;
+    }
+    // SAFETY: a plain datagram socket and an ifreq whose name is NUL-terminated within
+    // IFNAMSIZ; the kernel fills ifr_flags; the socket is closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return true;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+            *dst = *src as libc::c_char;
+        }
+        let ok = libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req) == 0;
+        libc::close(fd);
+        !ok || (i32::from(req.ifr_ifru.ifru_flags) & libc::IFF_MULTICAST) != 0
+    }
 }
 
 /// What a share announces.

@@ -11,16 +11,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   withScope, startXvfb, startPulse, pollUntil, runTool, lanSuffix, startLan, startNetnsNode,
   startShareIn, portholeList, startListIn, parseMdnsLog, MDNS_DEBUG_ENV, whepFrom, httpFrom,
-  startAvahi, PORTHOLE_BIN,
+  startAvahi, startMdnsSniffer, PORTHOLE_BIN,
 } from './lib.mjs';
 
 const SCREEN = { width: 640, height: 480 };
 const TEST_TIMEOUT = 90_000;
 const HEX16 = /^[0-9a-f]{16}$/;
 const JSON_KEYS = ['addresses', 'audio', 'control', 'fingerprint', 'host', 'name', 'port', 'version', 'video'];
+
+// A share stopped while its answer to a query is still queued (mdns-sd delays answers to
+// PTR queries by 10-50 ms) may send that answer after its goodbye, and the browser then keeps
+// the share (see the TODO test on repeated goodbyes). The goodbye checks stop the share this long
+// after the browse's query was answered, so they test the goodbye itself, deterministically.
+const QUERY_SETTLE_MS = 200;
 
 const isLoopback = (a) => a === '::1' || a.startsWith('127.');
 
@@ -49,6 +56,8 @@ async function checkGoodbye(t, s, node, share, name, signal) {
   const watcher = s.add(startListIn(node, { timeout: 6, env: MDNS_DEBUG_ENV }));
   await pollUntil(() => resolvedAfterMs(watcher.stderrText(), name), (ms) => ms !== null,
     { timeoutMs: 4000, intervalMs: 50, what: `the running porthole list to resolve ${name}` });
+  await sleep(QUERY_SETTLE_MS);
+  const sniffer = s.add(await startMdnsSniffer(node));
   const stopAt = Date.now();
   const stop = await share.stop({ signal });
   assert.equal(stop.killed, false, `the share still ran 5 s after ${signal}`);
@@ -61,7 +70,10 @@ async function checkGoodbye(t, s, node, share, name, signal) {
     `${name} is still listed by a browse that ran across its stop:\n${result.stdout}`);
   const goodbyeMs = removed.t - stopAt;
   assert.ok(goodbyeMs < 5000, `removed ${goodbyeMs} ms after ${signal}`);
-  t.diagnostic(`${signal}: the share exited in ${stop.ms} ms; a running browse dropped it ${goodbyeMs} ms after the signal`);
+  const goodbyes = sniffer.goodbyes(`${name}._porthole._tcp.local`);
+  assert.ok(goodbyes.some((p) => p.family === 'udp4'), `a goodbye (TTL 0) was heard over IPv4: ${JSON.stringify(goodbyes)}`);
+  t.diagnostic(`${signal}: the share exited in ${stop.ms} ms; goodbye packets heard ` +
+    `${goodbyes.map((p) => `${p.family} +${p.t - stopAt} ms`).join(', ')}; a running browse dropped it ${goodbyeMs} ms after the signal`);
   return { stop, goodbyeMs };
 }
 
@@ -216,6 +228,7 @@ test('interop with avahi: avahi-browse sees a share, porthole list sees avahi-pu
     const watcher = s.add(startListIn(lan.a, { timeout: 6, env: MDNS_DEBUG_ENV }));
     await pollUntil(() => resolvedAfterMs(watcher.stderrText(), pubName), (ms) => ms !== null,
       { timeoutMs: 4000, intervalMs: 50, what: `the running porthole list to resolve ${pubName}` });
+    await sleep(QUERY_SETTLE_MS); // that browse's query was answered by the share too
     const stopAt = Date.now();
     const stop = await share.stop();
     assert.equal(stop.code, 0, JSON.stringify(stop));
@@ -256,7 +269,7 @@ test('a share that cannot announce (no multicast) still serves, and says so', { 
   await node.runOk('ip', ['link', 'set', 'lo', 'up']);
   const x = s.add(await startXvfb(SCREEN));
   const share = s.add(await startShareIn(node, {
-    display: x.display, listen: '127.0.0.1:0', args: ['--audio', 'none', '--name', `porthole-solo-${lanSuffix()}`],
+    display: x.display, listen: '0.0.0.0:0', args: ['--audio', 'none', '--name', `porthole-solo-${lanSuffix()}`],
   }));
   assert.deepEqual(await httpFrom(node, `http://127.0.0.1:${share.port}/`), { status: 200 });
   const warning = await pollUntil(() => share.stderrText().match(/.*not announced.*/i)?.[0], (w) => !!w,
@@ -266,29 +279,35 @@ test('a share that cannot announce (no multicast) still serves, and says so', { 
   t.diagnostic(warning.replace(/^\[[^\]]*\]\s*/, ''));
 }));
 
-// Known gaps in the product, kept as TODO tests (they run; a failure does not fail the suite).
-
 test('no multicast route: a non-loopback interface that is down, or cannot multicast, counts as none',
-  { timeout: TEST_TIMEOUT, todo: 'the check only skips loopback: list browses for 2 s and says "no Portholes found", exit 0' },
+  { timeout: TEST_TIMEOUT },
   (t) => withScope(t, async (s) => {
-    const node = s.add(await startNetnsNode({ name: 'down' }));
-    await node.runOk('ip', ['link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb']);
-    await node.runOk('ip', ['addr', 'add', '10.213.9.1/24', 'dev', 'va']);
+    // a's only other interface is its veth end; b (the peer) keeps it in carrier, and
+    // stays out of the way in its own namespace (it could multicast: it is up, with IPv6).
+    const lan = s.add(await startLan());
+    const node = lan.a;
+    await node.runOk('ip', ['link', 'set', 'va', 'down']);
     const down = await portholeList(node, { timeout: 2, json: false });
-    t.diagnostic(`va down: exit ${down.code} after ${down.ms} ms: ${down.stderr.trim()}`);
+    t.diagnostic(`va down (its address kept): exit ${down.code} after ${down.ms} ms: ${down.stderr.trim()}`);
     await node.runOk('ip', ['link', 'set', 'va', 'multicast', 'off']);
-    await node.runOk('ip', ['link', 'set', 'vb', 'up']);
     await node.runOk('ip', ['link', 'set', 'va', 'up']);
+    await pollUntil(async () => (await node.runOk('ip', ['-o', 'link', 'show', 'va'])).toString(),
+      (l) => /[<,]LOWER_UP[,>]/.test(l) && !/[<,]MULTICAST[,>]/.test(l), { timeoutMs: 5000, what: 'va up, without MULTICAST' });
     const noMulticast = await portholeList(node, { timeout: 2, json: false });
     t.diagnostic(`va up without MULTICAST: exit ${noMulticast.code} after ${noMulticast.ms} ms: ${noMulticast.stderr.trim()}`);
     for (const [what, r] of [['down', down], ['no MULTICAST flag', noMulticast]]) {
-      assert.notEqual(r.code, 0, `${what}: exits non-zero`);
+      assert.notEqual(r.code, 0, `${what}: exits non-zero (stdout: ${r.stdout}; stderr: ${r.stderr})`);
+      assert.ok(r.ms < 5000, `${what}: took ${r.ms} ms`);
       assert.match(r.stderr, /multicast|network/i, `${what}: says why`);
     }
+    // The control: with multicast back on, the same namespace browses (and finds nothing).
+    await node.runOk('ip', ['link', 'set', 'va', 'multicast', 'on']);
+    const ok = await portholeList(node, { timeout: 1 });
+    assert.equal(ok.code, 0, `multicast on again: browses (${ok.stderr})`);
   }));
 
 test('a share listening on loopback only is not announced to the LAN',
-  { timeout: TEST_TIMEOUT, todo: 'announced with the LAN address, where connections are refused' },
+  { timeout: TEST_TIMEOUT },
   (t) => withScope(t, async (s) => {
     const lan = s.add(await startLan());
     const x = s.add(await startXvfb(SCREEN));
@@ -302,4 +321,38 @@ test('a share listening on loopback only is not announced to the LAN',
       t.diagnostic(`listed as ${JSON.stringify(e.addresses)} port ${e.port}; GET from b: ${JSON.stringify(got)}`);
     }
     assert.equal(e, undefined, `a share on 127.0.0.1 is listed:\n${list.stdout}`);
+  }));
+
+// A known gap in the product, kept as a TODO test (it runs; its failure does not fail the suite).
+
+test('the goodbye is repeated, so a late answer or one lost packet does not leave the share listed',
+  { timeout: TEST_TIMEOUT, todo: 'sent once: the announcer shuts mdns-sd down right after unregistering, which drops its repeat (due 120 ms later)' },
+  (t) => withScope(t, async (s) => {
+    // A share stopped while its (10-50 ms delayed) answer to a query is queued can send that
+    // answer right after its goodbye: browsers then keep it (seen ~1 stop in 25 when stopping
+    // 0-40 ms after a browser's query). mdns-sd repeats the goodbye 120 ms later, which would
+    // undo that, if the daemon still ran.
+    const lan = s.add(await startLan());
+    const x = s.add(await startXvfb(SCREEN));
+    const name = `porthole-bye-${lanSuffix()}`;
+    const share = s.add(await startShareIn(lan.a, { display: x.display, args: ['--audio', 'none', '--name', name] }));
+    const sniffer = s.add(await startMdnsSniffer(lan.b));
+    await sleep(1500);
+    const stopAt = Date.now();
+    await share.stop();
+    await sleep(1000);
+    const fullname = `${name}._porthole._tcp.local`;
+    const about = sniffer.packets().filter((p) => p.response && p.records?.some((r) => r.name === fullname));
+    t.diagnostic(`answers about the share after the stop: ${JSON.stringify(about.filter((p) => p.t >= stopAt)
+      .map((p) => ({ at: p.t - stopAt, family: p.family, srvTtl: p.records.find((r) => r.type === 'SRV')?.ttl })))}`);
+    // Each family the share answered in before the stop (IPv6 only once its link-local
+    // address had passed duplicate detection when the share started).
+    const families = [...new Set(about.filter((p) => p.t < stopAt).map((p) => p.family))];
+    assert.ok(families.includes('udp4'), `the share was heard over IPv4 before the stop: ${JSON.stringify(families)}`);
+    for (const family of families) {
+      const mine = about.filter((p) => p.family === family);
+      const byes = mine.filter((p) => p.records.some((r) => r.type === 'SRV' && r.name === fullname && r.ttl === 0));
+      assert.ok(byes.length >= 2, `${family}: ${byes.length} goodbye packet(s)`);
+      assert.equal(mine.at(-1)?.records.find((r) => r.name === fullname)?.ttl, 0, `${family}: the last answer is a goodbye`);
+    }
   }));

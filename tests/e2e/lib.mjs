@@ -2414,3 +2414,97 @@ export function startListIn(node, { timeout = 6, json = true, env = {} } = {}) {
     label: `porthole list --timeout ${timeout} [${node.name}]`,
   };
 }
+
+/**
+ * A passive mDNS listener inside `node` (a namespace of startLan): a Node script bound to
+ * port 5353 (SO_REUSEADDR, next to any mDNS stack there) in 224.0.0.251 on node.ip4 (and
+ * ff02::fb on node.ifname with ipv6) that prints every packet it hears as a JSON line:
+ * {t (ms since the epoch), from, family, response (bool), records: [{section, name, type,
+ * ttl, target?, port?}]}. Names are lowercase, dotted, without the final dot. Returns
+ * {packets(), goodbyes(fullname) (the responses that carry the instance's SRV with TTL 0),
+ * stop, logText, label}.
+ */
+export async function startMdnsSniffer(node, { ipv6 = true } = {}) {
+  const script = `
+const dgram = require('node:dgram');
+const [ip4, ifname, v6] = process.argv.slice(-3);
+const TYPES = { 1: 'A', 12: 'PTR', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 47: 'NSEC', 255: 'ANY' };
+function readName(buf, off) {
+  const labels = [];
+  let jumped = false;
+  let end = off;
+  for (let guard = 0; guard < 128; guard++) {
+    const len = buf[off];
+    if (len === undefined) throw new Error('truncated name');
+    if ((len & 0xc0) === 0xc0) {
+      if (!jumped) end = off + 2;
+      off = ((len & 0x3f) << 8) | buf[off + 1];
+      jumped = true;
+      continue;
+    }
+    if (len === 0) { if (!jumped) end = off + 1; return [labels.join('.').toLowerCase(), end]; }
+    labels.push(buf.toString('utf8', off + 1, off + 1 + len));
+    off += 1 + len;
+  }
+  throw new Error('name loop');
+}
+function parse(buf) {
+  const flags = buf.readUInt16BE(2);
+  const counts = [4, 6, 8, 10].map((o) => buf.readUInt16BE(o));
+  let off = 12;
+  for (let i = 0; i < counts[0]; i++) { off = readName(buf, off)[1] + 4; }
+  const records = [];
+  ['answer', 'authority', 'additional'].forEach((section, k) => {
+    for (let i = 0; i < counts[k + 1]; i++) {
+      const [name, o] = readName(buf, off);
+      const type = buf.readUInt16BE(o);
+      const ttl = buf.readUInt32BE(o + 4);
+      const len = buf.readUInt16BE(o + 8);
+      const rdata = o + 10;
+      const r = { section, name, type: TYPES[type] || type, ttl };
+      if (type === 12) r.target = readName(buf, rdata)[0];
+      if (type === 33) { r.port = buf.readUInt16BE(rdata + 4); r.target = readName(buf, rdata + 6)[0]; }
+      records.push(r);
+      off = rdata + len;
+    }
+  });
+  return { response: (flags & 0x8000) !== 0, records };
+}
+function listen(type, group, iface) {
+  const s = dgram.createSocket({ type, reuseAddr: true });
+  s.on('message', (msg, rinfo) => {
+    let p;
+    try { p = parse(msg); } catch (e) { p = { error: e.message }; }
+    console.log(JSON.stringify({ t: Date.now(), from: rinfo.address, family: type, ...p }));
+  });
+  s.on('error', (e) => { console.error(type + ': ' + e.message); });
+  return new Promise((resolve) => s.bind(5353, () => { s.addMembership(group, iface); resolve(); }));
+}
+Promise.all([listen('udp4', '224.0.0.251', ip4), ...(v6 === '1' ? [listen('udp6', 'ff02::fb', '::%' + ifname)] : [])])
+  .then(() => console.log('ready'));
+`;
+  const file = path.join(lanOs.tmpdir(), `porthole-mdns-sniffer-${process.pid}-${lanSuffix()}.cjs`);
+  lanFs.writeFileSync(file, script);
+  lanDirs.add(file);
+  const proc = node.spawn('mdns sniffer', process.execPath, [file, node.ip4 || '0.0.0.0', node.ifname, ipv6 ? '1' : '0']);
+  try {
+    await proc.waitLine(/^ready$/, 5000, '"ready"');
+  } catch (err) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw err;
+  }
+  const packets = () => proc.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  return {
+    packets,
+    goodbyes: (fullname) => packets().filter((p) => p.response && p.records?.some((r) =>
+      r.type === 'SRV' && r.ttl === 0 && r.name === fullname.toLowerCase().replace(/\.$/, ''))),
+    stop: async () => {
+      const r = await proc.stop({ signal: 'SIGTERM', graceMs: 2000 });
+      try { lanFs.rmSync(file, { force: true }); } catch { /* gone */ }
+      lanDirs.delete(file);
+      return r;
+    },
+    logText: proc.logText,
+    label: `mdns sniffer [${node.name}]`,
+  };
+}
