@@ -167,6 +167,9 @@ impl Drop for Announcer {
         if let Ok(rx) = self.daemon.unregister(&self.fullname) {
             let _ = rx.recv_timeout(Duration::from_secs(1));
         }
+        // mdns-sd repeats the goodbye ~120 ms later; let it go out, so an answer to a query
+        // queued before the first goodbye cannot leave the share listed.
+        std::thread::sleep(Duration::from_millis(200));
         if let Ok(rx) = self.daemon.shutdown() {
             let _ = rx.recv_timeout(Duration::from_secs(1));
         }
