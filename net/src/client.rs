@@ -20,7 +20,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngineBuilder,
+    RTCSessionDescription, Registry,
 };
 
 use crate::protocol::{Channel, Message};
@@ -314,13 +314,7 @@ impl ShareClient {
         let pc = PeerConnectionBuilder::new()
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-                    .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(40))
-                    .with_include_loopback_candidate(true)
-                    .build(),
-            )
+            .with_setting_engine(crate::peer::ice_settings().build())
             .with_handler(Arc::new(Handler {
                 gathered: gathered.clone(),
                 events: events_tx.clone(),

@@ -191,6 +191,15 @@ fn local_track(ssrc: u32, kind: RtpCodecKind, codec: RTCRtpCodec) -> Arc<TrackLo
     )))
 }
 
+/// ICE settings both ends use: no mDNS candidates (peers' real addresses are learnt from
+/// their checks, and nothing multicasts), checks every 50 ms, loopback candidates kept.
+pub(crate) fn ice_settings() -> SettingEngineBuilder {
+    SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(40))
+        .with_include_loopback_candidate(true)
+}
+
 /// A viewer's live connection. Dropping it does not close it: call [`Viewer::close`].
 pub struct Viewer {
     pub pc: Arc<dyn PeerConnection>,
@@ -268,9 +277,7 @@ impl Viewer {
         // Browsers hide their host addresses behind mDNS names; we learn their real address
         // from their connectivity checks (peer-reflexive candidates), so no mDNS here — it
         // would also multicast on every interface. Checks every 50 ms: connect fast.
-        let settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(40))
+        let settings = ice_settings()
             // A silent viewer counts as disconnected after 3 s (default 5) and failed after
             // 10 s (default 25): a dead peer's session and held keys do not linger.
             .with_ice_timeouts(
@@ -278,7 +285,6 @@ impl Viewer {
                 Some(Duration::from_secs(10)),
                 Some(Duration::from_secs(1)),
             )
-            .with_include_loopback_candidate(true)
             .build();
 
         let gathered = Arc::new(Notify::new());
