@@ -5,11 +5,11 @@
 //! 16 hex digits of the share's DTLS certificate SHA-256 fingerprint (a viewer can compare
 //! it with the `a=fingerprint` of the WHEP answer). The access code is never announced.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{HostnameResolutionEvent, ServiceDaemon, ServiceEvent, ServiceInfo};
 
 pub const SERVICE_TYPE: &str = "_porthole._tcp.local.";
 
@@ -90,10 +90,11 @@ pub struct NearbyShare {
 }
 
 impl NearbyShare {
-    /// The address to connect to: IPv4 first.
+    /// The address to connect to: IPv4 first, then IPv6 other than link-local (whose
+    /// zone mDNS does not carry), loopback last.
     pub fn best_address(&self) -> Option<IpAddr> {
         let mut a = self.addresses.clone();
-        a.sort_by_key(|ip| (ip.is_ipv6(), ip.is_loopback()));
+        a.sort_by_key(|ip| (ip.is_loopback(), ip.is_ipv6(), is_link_local_v6(ip)));
         a.first().copied()
     }
 
@@ -184,10 +185,21 @@ pub enum BrowseEvent {
     Gone(String),
 }
 
+fn is_link_local_v6(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// How long a browse keeps asking for the addresses of a host it resolved without IPv4.
+const HOST_QUERY_MS: u64 = 5000;
+
 /// A live browse; events arrive through `poll`.
 pub struct Browser {
     daemon: ServiceDaemon,
     rx: mdns_sd::Receiver<ServiceEvent>,
+    /// Hosts whose addresses were asked for separately (once per browse).
+    asked: HashSet<String>,
+    /// The open address queries, by host name (FQDN).
+    host_queries: HashMap<String, mdns_sd::Receiver<HostnameResolutionEvent>>,
 }
 
 fn instance_name(fullname: &str) -> String {
@@ -205,34 +217,98 @@ impl Browser {
         }
         let daemon = ServiceDaemon::new().map_err(mdns)?;
         let rx = daemon.browse(SERVICE_TYPE).map_err(mdns)?;
-        Ok(Self { daemon, rx })
+        Ok(Self {
+            daemon,
+            rx,
+            asked: HashSet::new(),
+            host_queries: HashMap::new(),
+        })
     }
 
     /// Events since the last call (never blocks).
-    pub fn poll(&self) -> Vec<BrowseEvent> {
+    pub fn poll(&mut self) -> Vec<BrowseEvent> {
         let mut out = Vec::new();
         while let Ok(event) = self.rx.try_recv() {
-            if let Some(e) = convert(event) {
+            if let Some(e) = self.convert(event) {
                 out.push(e);
             }
         }
+        self.drain_host_queries();
         out
     }
 
     /// Waits up to `timeout` for events.
-    pub fn wait(&self, timeout: Duration) -> Option<BrowseEvent> {
+    pub fn wait(&mut self, timeout: Duration) -> Option<BrowseEvent> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.drain_host_queries();
             let left = deadline.checked_duration_since(Instant::now())?;
             match self.rx.recv_timeout(left) {
                 Ok(event) => {
-                    if let Some(e) = convert(event) {
+                    if let Some(e) = self.convert(event) {
                         return Some(e);
                     }
                 }
                 Err(_) => return None,
             }
         }
+    }
+
+    fn convert(&mut self, event: ServiceEvent) -> Option<BrowseEvent> {
+        let e = convert(event)?;
+        if let BrowseEvent::Found(s) = &e {
+            if s.addresses.iter().any(IpAddr::is_ipv4) {
+                self.stop_asking(&s.host);
+            } else {
+                self.ask_addresses(&s.host);
+            }
+        }
+        Some(e)
+    }
+
+    /// A service can resolve with only some of its host's addresses (say the AAAA
+    /// record, when the responder's once-a-second multicast limit held the A record
+    /// back), and mdns-sd asks no more once resolved. Ask for the host's addresses
+    /// again; when they come, the service resolves again with all of them.
+    fn ask_addresses(&mut self, host: &str) {
+        if host.is_empty() || !self.asked.insert(host.to_owned()) {
+            return;
+        }
+        let fqdn = format!("{host}.");
+        match self.daemon.resolve_hostname(&fqdn, Some(HOST_QUERY_MS)) {
+            Ok(rx) => {
+                tracing::debug!(
+                    host,
+                    "resolved without IPv4; asking for the host's addresses"
+                );
+                self.host_queries.insert(fqdn, rx);
+            }
+            Err(e) => tracing::debug!(host, error = %e, "cannot ask for the host's addresses"),
+        }
+    }
+
+    /// The host's IPv4 address came: no need to keep asking.
+    fn stop_asking(&mut self, host: &str) {
+        let fqdn = format!("{host}.");
+        if self.host_queries.remove(&fqdn).is_some() {
+            let _ = self.daemon.stop_resolve_hostname(&fqdn);
+        }
+    }
+
+    /// The answers come back as service events; these receivers are only kept open
+    /// (mdns-sd stops a query whose receiver is gone) and emptied.
+    fn drain_host_queries(&mut self) {
+        self.host_queries.retain(|_, rx| loop {
+            match rx.try_recv() {
+                Ok(
+                    HostnameResolutionEvent::SearchTimeout(_)
+                    | HostnameResolutionEvent::SearchStopped(_),
+                ) => break false,
+                Ok(_) => continue,
+                Err(mdns_sd::TryRecvError::Empty) => break true,
+                Err(_) => break false,
+            }
+        });
     }
 }
 
@@ -276,7 +352,7 @@ fn convert(event: ServiceEvent) -> Option<BrowseEvent> {
 
 /// Browses for `timeout` and returns what is there at the end, one entry per name.
 pub fn list(timeout: Duration) -> Result<Vec<NearbyShare>, DiscoveryError> {
-    let browser = Browser::start()?;
+    let mut browser = Browser::start()?;
     let deadline = Instant::now() + timeout;
     let mut found: HashMap<String, NearbyShare> = HashMap::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -320,5 +396,31 @@ mod tests {
         };
         assert_eq!(s.flags(), "video,control fp=0011223344556677");
         assert_eq!(s.best_address(), Some("10.0.0.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn best_address_prefers_ipv4_then_routable_ipv6() {
+        let with = |a: &[&str]| NearbyShare {
+            name: "x".into(),
+            host: "x.local".into(),
+            addresses: a.iter().map(|s| s.parse().unwrap()).collect(),
+            port: 7380,
+            version: "1".into(),
+            video: true,
+            audio: false,
+            control: false,
+            fingerprint: String::new(),
+        };
+        let best = |a: &[&str]| with(a).best_address().map(|ip| ip.to_string());
+        assert_eq!(
+            best(&["fe80::1", "2001:db8::5"]).as_deref(),
+            Some("2001:db8::5")
+        );
+        assert_eq!(
+            best(&["fd00::7", "fe80::1", "192.168.1.4"]).as_deref(),
+            Some("192.168.1.4")
+        );
+        assert_eq!(best(&["::1", "fe80::1"]).as_deref(), Some("fe80::1"));
+        assert_eq!(best(&[]), None);
     }
 }

@@ -2508,3 +2508,33 @@ Promise.all([listen('udp4', '224.0.0.251', ip4), ...(v6 === '1' ? [listen('udp6'
     label: `mdns sniffer [${node.name}]`,
   };
 }
+
+/**
+ * Multicasts one mDNS query for `name` (type `type`, e.g. 'A') from `node` over IPv4, from
+ * port 5353 as a full mDNS querier does, so the responder answers by multicast. Resolves
+ * once sent.
+ */
+export async function sendMdnsQuery(node, name, type = 'A') {
+  const code = { A: 1, PTR: 12, TXT: 16, AAAA: 28, SRV: 33, ANY: 255 }[type];
+  if (!code) throw new Error(`sendMdnsQuery: unknown type ${type}`);
+  const script = `
+const dgram = require('node:dgram');
+const [ip4, name, code] = process.argv.slice(-3);
+const labels = name.replace(/\\.$/, '').split('.');
+const parts = [Buffer.from([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])];
+for (const l of labels) parts.push(Buffer.from([l.length]), Buffer.from(l));
+parts.push(Buffer.from([0, code >> 8, code & 255, 0, 1]));
+const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+s.bind(5353, () => {
+  s.setMulticastInterface(ip4);
+  s.send(Buffer.concat(parts), 5353, '224.0.0.251', (e) => { if (e) { console.error(e.message); process.exit(1); } console.log('sent'); s.close(); });
+});
+`;
+  const file = path.join(lanOs.tmpdir(), `porthole-mdns-query-${process.pid}-${lanSuffix()}.cjs`);
+  lanFs.writeFileSync(file, script);
+  try {
+    await node.runOk(process.execPath, [file, node.ip4, name, String(code)], { timeoutMs: 5000 });
+  } finally {
+    lanFs.rmSync(file, { force: true });
+  }
+}

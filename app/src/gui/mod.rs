@@ -231,10 +231,9 @@ impl Gui {
         if let Some(v) = &mut self.viewer {
             v.poll();
         }
-        if let Some(b) = &self.browser {
-            for event in b.poll() {
-                self.on_nearby(event);
-            }
+        let found = self.browser.as_mut().map(|b| b.poll()).unwrap_or_default();
+        for event in found {
+            self.on_nearby(event);
         }
     }
 
