@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use mdns_sd::{HostnameResolutionEvent, ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{HostnameResolutionEvent, IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 
 pub const SERVICE_TYPE: &str = "_porthole._tcp.local.";
 
@@ -139,6 +139,13 @@ impl Announcer {
             return Err(DiscoveryError::NoMulticast);
         }
         let daemon = ServiceDaemon::new().map_err(mdns)?;
+        // Not on loopback: nothing there needs it (a browse on this machine hears the LAN
+        // interface's multicast loop), and mdns-sd 0.21 sends the repeat of a goodbye
+        // through whichever interface its IPv4 socket multicast on last: with loopback in
+        // the set, the LAN's repeat often went to loopback and was never heard.
+        daemon
+            .disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])
+            .map_err(mdns)?;
         let host = format!("{}.local.", hostname());
         let flag = |b: bool| if b { "1" } else { "0" };
         let props = [

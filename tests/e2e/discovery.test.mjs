@@ -25,7 +25,7 @@ const JSON_KEYS = ['addresses', 'audio', 'control', 'fingerprint', 'host', 'name
 
 // A share stopped while its answer to a query is still queued (mdns-sd delays answers to
 // PTR queries by 10-50 ms) may send that answer after its goodbye, and the browser then keeps
-// the share (see the TODO test on repeated goodbyes). The goodbye checks stop the share this long
+// the share (until the goodbye's repeat; see the test on repeated goodbyes). The goodbye checks stop the share this long
 // after the browse's query was answered, so they test the goodbye itself, deterministically.
 const QUERY_SETTLE_MS = 200;
 
@@ -323,15 +323,15 @@ test('a share listening on loopback only is not announced to the LAN',
     assert.equal(e, undefined, `a share on 127.0.0.1 is listed:\n${list.stdout}`);
   }));
 
-// A known gap in the product, kept as a TODO test (it runs; its failure does not fail the suite).
-
 test('the goodbye is repeated, so a late answer or one lost packet does not leave the share listed',
-  { timeout: TEST_TIMEOUT, todo: 'sent once: the announcer shuts mdns-sd down right after unregistering, which drops its repeat (due 120 ms later)' },
+  { timeout: TEST_TIMEOUT },
   (t) => withScope(t, async (s) => {
     // A share stopped while its (10-50 ms delayed) answer to a query is queued can send that
     // answer right after its goodbye: browsers then keep it (seen ~1 stop in 25 when stopping
-    // 0-40 ms after a browser's query). mdns-sd repeats the goodbye 120 ms later, which would
-    // undo that, if the daemon still ran.
+    // 0-40 ms after a browser's query). mdns-sd repeats the goodbye 120 ms later, which undoes
+    // that: the announcer keeps the daemon running for it, and announces on the LAN
+    // interfaces only (with loopback in the set, mdns-sd 0.21 sent the IPv4 repeat out of
+    // whichever interface it had multicast on last; about half the repeats went to lo).
     const lan = s.add(await startLan());
     const x = s.add(await startXvfb(SCREEN));
     const name = `porthole-bye-${lanSuffix()}`;
