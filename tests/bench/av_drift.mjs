@@ -194,6 +194,14 @@ async function main() {
       `min ${signed(Math.min(...all))}, max ${signed(Math.max(...all))}, median ${signed(median(all))}`);
     console.log(`  drift: ${signed(final - initial)} over ${f(spanS, 0)} s ` +
       `(least-squares slope ${signed(perMin, 2, ' ms/min')})`);
+    // Chromium's lip sync steps the video delay during the first seconds, which moves the
+    // offset on purpose; the second half shows what is left once it has settled.
+    const mid = Math.floor(run.length / 2);
+    const midOffset = median(run.slice(mid, mid + 5).map((r) => r[key]));
+    const late = run.slice(mid).map((r) => r[key]);
+    console.log(`  second half: ${signed(final - midOffset)} over ${f(run.length - mid, 0)} s ` +
+      `(least-squares slope ${signed(slope(run.slice(mid).map((r) => r.t), late) * 60, 2, ' ms/min')}; ` +
+      `range ${signed(Math.min(...late.filter(Number.isFinite)))} .. ${signed(Math.max(...late.filter(Number.isFinite)))})`);
     if (useEst) {
       const netAll = run.map((r) => r.net);
       const netInitial = median(run.slice(0, 5).map((r) => r.net));
