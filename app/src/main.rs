@@ -1,5 +1,6 @@
 //! `porthole`: share a screen over WebRTC. This binary only wires `media` to `net`.
 
+mod bench;
 mod gui;
 mod host;
 mod record;
@@ -56,6 +57,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure what each stage of the video path costs here (prints figures).
+    Bench(bench::BenchArgs),
     /// Save a PNG of an X display (for tests and bug reports).
     #[command(hide = true)]
     Screenshot {
@@ -133,6 +136,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Screenshot { display, file }) => screenshot(display, &file),
         Some(Command::List { timeout, json }) => list(timeout, json),
         Some(Command::Record(args)) => record::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None if cli.share => gui::run(gui::Start::Share, cli.listen),
         None => gui::run(gui::Start::Home, cli.listen),
     };

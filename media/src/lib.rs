@@ -3,6 +3,7 @@
 //! [`EncodedFrame`]s to whoever wires it up.
 
 pub mod audio;
+pub mod bench;
 pub mod capture;
 pub mod clipboard;
 pub mod convert;

@@ -144,7 +144,35 @@ impl Painter {
         self.set_blocks(self.blocks)
     }
 
-    fn sync(&self) -> Result<(), PatternError> {
+    /// Draws `count` glyph-sized rectangles of varied colours over the blocks, placed by
+    /// `seed`: busy, detailed content (like a page of text scrolling) for benchmarks.
+    pub fn scatter(&mut self, seed: u32, count: usize) -> Result<(), PatternError> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        let mut next = move || {
+            // xorshift32: cheap, deterministic, good enough for placing rectangles.
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let (w, h) = (
+            self.layout.width.max(8),
+            self.layout.blocks_height().max(12),
+        );
+        for _ in 0..count {
+            let rect = Rectangle {
+                x: (next() % u32::from(w - 7)) as i16,
+                y: (next() % u32::from(h - 11)) as i16,
+                width: 3 + (next() % 5) as u16,
+                height: 6 + (next() % 6) as u16,
+            };
+            self.fill(next() & 0xffffff, rect)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the X server has carried out every request sent so far.
+    pub fn sync(&self) -> Result<(), PatternError> {
         // A round trip: every request before it has been processed.
         self.conn.get_input_focus()?.reply()?;
         Ok(())
