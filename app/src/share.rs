@@ -302,6 +302,7 @@ impl RunningShare {
                         ("audio_frames_sent", get(&a.frames_sent)),
                         ("audio_frames_silent", get(&a.frames_silent)),
                         ("audio_overruns", get(&a.overruns)),
+                        ("audio_reopens", get(&a.reopens)),
                     ]);
                 }
                 all

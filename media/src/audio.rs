@@ -248,6 +248,8 @@ pub struct AudioStats {
     pub frames_sent: AtomicU64,
     pub frames_silent: AtomicU64,
     pub overruns: AtomicU64,
+    /// Times the capture stream was dropped and reopened.
+    pub reopens: AtomicU64,
 }
 
 /// Running capture + encode. Dropping it stops both.
@@ -275,50 +277,44 @@ impl AudioPipeline {
             std::thread::Builder::new()
                 .name("porthole-audio-in".into())
                 .spawn(move || {
-                    let opened = (|| {
-                        let device = pick_device(&source)?;
-                        let config = device
-                            .default_input_config()
-                            .map_err(|e| AudioError::Device(e.to_string()))?;
-                        // Ask PulseAudio for 48 kHz stereo f32; it converts for us.
-                        // 10 ms fragments: with the default, PulseAudio picks ~2 s and
-                        // delivers audio in bursts (and the stream starts that late).
-                        let wanted = cpal::StreamConfig {
-                            channels: 2,
-                            sample_rate: RATE,
-                            buffer_size: cpal::BufferSize::Fixed(FRAME_SAMPLES as u32),
-                        };
-                        let _ = config;
-                        let overruns = stats.clone();
-                        let stream = device
-                            .build_input_stream::<f32, _, _>(
-                                wanted,
-                                move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                                    if tx.try_send((Instant::now(), data.to_vec())).is_err() {
-                                        overruns.overruns.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                },
-                                |e| tracing::warn!("audio capture: {e}"),
-                                Some(Duration::from_secs(5)),
-                            )
-                            .map_err(|e| AudioError::Device(e.to_string()))?;
-                        stream
-                            .play()
-                            .map_err(|e| AudioError::Device(e.to_string()))?;
-                        Ok((stream, describe(&device)))
-                    })();
-                    let stream = match opened {
+                    let health = Arc::new(StreamHealth::default());
+                    let mut stream = match open_capture(&source, &tx, &stats, &health) {
                         Ok((stream, info)) => {
                             let _ = ready_tx.send(Ok(info));
-                            stream
+                            Some(stream)
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
                         }
                     };
+                    // The audio system may drop the stream (PulseAudio restarted, the
+                    // stream killed, a device gone): reopen it, backing off, until stopped.
+                    let mut backoff = REOPEN_FIRST;
+                    let mut next_try = Instant::now();
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
+                        if let Some(why) = stream.as_ref().and_then(|_| health.trouble()) {
+                            tracing::warn!("audio capture stopped ({why}); reopening it");
+                            stream = None;
+                            stats.reopens.fetch_add(1, Ordering::Relaxed);
+                            next_try = Instant::now();
+                        }
+                        if stream.is_none() && Instant::now() >= next_try {
+                            health.reset();
+                            match open_capture(&source, &tx, &stats, &health) {
+                                Ok((s, info)) => {
+                                    tracing::info!(device = %info.description, "audio capture resumed");
+                                    stream = Some(s);
+                                    backoff = REOPEN_FIRST;
+                                }
+                                Err(e) => {
+                                    tracing::warn!("audio capture cannot reopen yet: {e}; next try in {backoff:?}");
+                                    next_try = Instant::now() + backoff;
+                                    backoff = (backoff * 2).min(REOPEN_MAX);
+                                }
+                            }
+                        }
                     }
                     drop(stream);
                 })
@@ -385,6 +381,100 @@ impl AudioPipeline {
     pub fn stats(&self) -> &Arc<AudioStats> {
         &self.stats
     }
+}
+
+/// No audio for this long from a running stream counts as a dropped stream. (A monitor
+/// source delivers silence too, so live streams never go quiet this long.)
+const STALL: Duration = Duration::from_secs(3);
+const REOPEN_FIRST: Duration = Duration::from_millis(500);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
+
+/// What the capture callbacks report to the thread that owns the stream.
+#[derive(Default)]
+struct StreamHealth {
+    /// Set by cpal's error callback.
+    failed: std::sync::Mutex<Option<String>>,
+    /// Milliseconds since `epoch` of the last data callback (0: none yet).
+    last_data_ms: AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl StreamHealth {
+    fn epoch(&self) -> Instant {
+        *self.epoch.get_or_init(Instant::now)
+    }
+
+    fn data(&self) {
+        let ms = self.epoch().elapsed().as_millis() as u64;
+        self.last_data_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    fn fail(&self, why: String) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get_or_insert(why);
+    }
+
+    /// Starts watching a new stream.
+    fn reset(&self) {
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.last_data_ms
+            .store(self.epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Why the stream should be reopened, if it should.
+    fn trouble(&self) -> Option<String> {
+        if let Some(why) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Some(why);
+        }
+        let last = Duration::from_millis(self.last_data_ms.load(Ordering::Relaxed));
+        let quiet = self.epoch().elapsed().saturating_sub(last);
+        (quiet >= STALL).then(|| format!("no audio for {:.1} s", quiet.as_secs_f64()))
+    }
+}
+
+/// Opens and starts the capture stream for `source`, feeding `tx`.
+fn open_capture(
+    source: &AudioSource,
+    tx: &mpsc::SyncSender<(Instant, Vec<f32>)>,
+    stats: &Arc<AudioStats>,
+    health: &Arc<StreamHealth>,
+) -> Result<(cpal::Stream, AudioDevice), AudioError> {
+    let device = pick_device(source)?;
+    // Ask PulseAudio for 48 kHz stereo f32; it converts for us. 10 ms fragments: with the
+    // default, PulseAudio picks ~2 s and delivers audio in bursts (and starts that late).
+    let wanted = cpal::StreamConfig {
+        channels: 2,
+        sample_rate: RATE,
+        buffer_size: cpal::BufferSize::Fixed(FRAME_SAMPLES as u32),
+    };
+    let (tx, overruns, on_data, on_error) =
+        (tx.clone(), stats.clone(), health.clone(), health.clone());
+    health.reset();
+    let stream = device
+        .build_input_stream::<f32, _, _>(
+            wanted,
+            move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                on_data.data();
+                if tx.try_send((Instant::now(), data.to_vec())).is_err() {
+                    overruns.overruns.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            move |e| {
+                tracing::warn!("audio capture: {e}");
+                on_error.fail(e.to_string());
+            },
+            Some(Duration::from_secs(5)),
+        )
+        .map_err(|e| AudioError::Device(e.to_string()))?;
+    stream
+        .play()
+        .map_err(|e| AudioError::Device(e.to_string()))?;
+    Ok((stream, describe(&device)))
 }
 
 impl Drop for AudioPipeline {

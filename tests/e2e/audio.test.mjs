@@ -3,7 +3,8 @@
 // headless Chromium hears it (WebAudio spectrum of the received track). Also: --audio none
 // and a missing audio system give a working video-only share, and the page falls back to
 // muted playback, with a hint and a working speaker button, when the browser refuses to
-// autoplay with sound.
+// autoplay with sound. A capture stream the audio system drops (device gone and back) is
+// reopened.
 // Each test has its own PulseAudio, Xvfb, test pattern, share and browser. Loopback only.
 
 import { test } from 'node:test';
@@ -238,6 +239,50 @@ test('a player with PulseAudio\'s default buffering is heard without gaps', { ti
     assert.ok(concealedPct < 5, `the viewer conceals < 5% of the audio, got ${concealedPct.toFixed(1)}% ` +
       '(audio reaching the share in bursts: does the capture stream ask PulseAudio for a small fragment size?)');
     assert.ok(jbMs < 150, `audio jitter buffer delay < 150 ms, got ${jbMs.toFixed(0)} ms`);
+
+    await stopCleanly(browser, share);
+  }));
+
+test('the audio device goes away and comes back: the share reopens its capture and the viewer hears the tone again',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const { pa, share, browser } = await setup(s);
+    s.add(await playTone(pa, 440));
+    const page = s.add(await openViewer(browser, share.viewerUrl()));
+    await waitForAudioTrack(page, 10000);
+    await startAudioAnalyser(page);
+    await waitForTone(page, 440, { toleranceHz: TONE_TOLERANCE_HZ, timeoutMs: 10000 });
+
+    // The device goes away (like a USB headset unplugged): PulseAudio ends the share's
+    // recording stream. Then it comes back, and the music starts again.
+    const outputs = async () => (await pa.pactl('list', 'short', 'source-outputs')).trim().split('\n').filter(Boolean);
+    const before = await outputs();
+    assert.equal(before.length, 1, `one recording stream (the share's): ${JSON.stringify(before)}`);
+    const id = before[0].split('\t')[0];
+    const modules = (await pa.pactl('list', 'short', 'modules')).trim().split('\n');
+    const nullSink = modules.find((l) => l.split('\t')[1] === 'module-null-sink');
+    assert.ok(nullSink, `the null sink's module is listed: ${JSON.stringify(modules)}`);
+    const killedAt = Date.now();
+    await pa.pactl('unload-module', nullSink.split('\t')[0]);
+    await pollUntil(outputs, (o) => o.length === 0, { timeoutMs: 5000, what: 'the recording stream to end' });
+    const afterKill = (await share.stats()).audio_packets_published;
+    await sleep(1500); // the share finds no device for a while
+    await pa.pactl('load-module', 'module-null-sink', `sink_name=${pa.sink}`, 'rate=48000', 'channels=2');
+    await pa.pactl('set-default-sink', pa.sink);
+    s.add(await playTone(pa, 440));
+
+    // A new stream appears, audio flows again, and the viewer hears the tone on it.
+    const reopened = await pollUntil(outputs, (o) => o.length === 1 && o[0].split('\t')[0] !== id,
+      { timeoutMs: 15000, intervalMs: 100, what: 'the share to open a new recording stream' });
+    const reopenMs = Date.now() - killedAt;
+    const stats = await pollUntil(() => share.stats(), (st) => st.audio_packets_published > afterKill + 100,
+      { timeoutMs: 10000, what: 'audio packets to flow again' });
+    const heard = await waitForTone(page, 440, { toleranceHz: TONE_TOLERANCE_HZ, timeoutMs: 10000 });
+    t.diagnostic(`stream ${id} killed; new stream ${reopened[0].split('\t')[0]} ${reopenMs} ms later; ` +
+      `audio_reopens=${stats.audio_reopens}; heard again: ${fmtPeak(heard)}`);
+    assert.equal(stats.audio_reopens, 1, `audio_reopens: ${JSON.stringify(stats)}`);
+    assert.match(share.stderrText(), /audio capture stopped \(.+\); reopening it/);
+    assert.match(share.stderrText(), /audio capture resumed/);
+    assert.ok(await countFrames(page, 1000) >= 5, 'video kept playing');
 
     await stopCleanly(browser, share);
   }));
