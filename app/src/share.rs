@@ -120,15 +120,25 @@ fn ice_config(args: &ShareArgs) -> IceConfig {
 
 /// The host part of the URL to show: the listen address, or a LAN address for a wildcard.
 fn url_host(listen: SocketAddr) -> String {
-    let ip = listen.ip();
-    if !ip.is_unspecified() {
-        return ip.to_string();
+    pick_url_host(listen.ip(), &net::lan_addresses()).to_string()
+}
+
+/// For a wildcard, a LAN address the socket accepts on: IPv4 first; IPv6 too when listening
+/// on `::` (dual stack), e.g. on an IPv6-only LAN; loopback when there is none.
+fn pick_url_host(listen: IpAddr, lan: &[IpAddr]) -> IpAddr {
+    if !listen.is_unspecified() {
+        return listen;
     }
-    net::lan_addresses()
-        .into_iter()
+    let v6_too = listen.is_ipv6();
+    lan.iter()
+        .copied()
         .find(IpAddr::is_ipv4)
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .to_string()
+        .or_else(|| lan.iter().copied().find(|ip| v6_too && ip.is_ipv6()))
+        .unwrap_or(if v6_too {
+            IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        })
 }
 
 fn list_audio() -> anyhow::Result<()> {
@@ -413,5 +423,28 @@ async fn wait_for_end(share: &RunningShare) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_url_host;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_url_shows_an_address_the_listener_accepts_on() {
+        let both = [ip("10.0.0.5"), ip("2001:db8::5")];
+        let v6_only = [ip("2001:db8::5")];
+        assert_eq!(pick_url_host(ip("192.168.1.2"), &both), ip("192.168.1.2"));
+        assert_eq!(pick_url_host(ip("0.0.0.0"), &both), ip("10.0.0.5"));
+        assert_eq!(pick_url_host(ip("::"), &both), ip("10.0.0.5"));
+        assert_eq!(pick_url_host(ip("::"), &v6_only), ip("2001:db8::5"));
+        // An IPv4 wildcard cannot be reached over IPv6.
+        assert_eq!(pick_url_host(ip("0.0.0.0"), &v6_only), ip("127.0.0.1"));
+        assert_eq!(pick_url_host(ip("::"), &[]), ip("::1"));
     }
 }

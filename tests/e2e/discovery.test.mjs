@@ -180,6 +180,7 @@ test('an IPv6-only LAN: the share is listed with its address in brackets, and an
     assert.equal(line.line, `${name}\t[${lan.a.ip6}]:${share.port}\tvideo fp=${share.shortFingerprint}`);
     assert.deepEqual(await httpFrom(lan.b, `http://[${line.address}]:${line.port}/`), { status: 200 });
     t.diagnostic(`viewer URL printed by the share on an IPv6-only LAN: ${share.url}`);
+    assert.equal(share.host, `[${lan.a.ip6}]`, `the viewer URL uses the LAN's IPv6 address: ${share.url}`);
   }));
 
 test('interop with avahi: avahi-browse sees a share, porthole list sees avahi-publish, goodbyes both ways',
