@@ -196,7 +196,7 @@ pub fn run(args: ShareArgs) -> anyhow::Result<()> {
         let stop = pattern_stop.clone();
         pattern_thread = Some(std::thread::spawn(move || {
             let (_tx, rx) = std::sync::mpsc::channel();
-            if let Err(e) = crate::test_pattern::animate(&mut painter, rx, 3.0, Some(&stop)) {
+            if let Err(e) = crate::test_pattern::animate(&mut painter, rx, 3.0, 0, Some(&stop)) {
                 tracing::warn!("test picture stopped: {e:#}");
             }
         }));
@@ -288,6 +288,7 @@ impl RunningShare {
                 ("frames_captured", get(&stats.frames_captured)),
                 ("frames_unchanged", get(&stats.frames_unchanged)),
                 ("frames_dropped", get(&stats.frames_dropped)),
+                ("frames_paced", get(&stats.frames_paced)),
                 ("frames_encoded", get(&stats.frames_encoded)),
                 ("keyframes", get(&stats.keyframes)),
                 ("bytes_encoded", get(&stats.bytes_encoded)),

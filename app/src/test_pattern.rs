@@ -16,6 +16,10 @@ pub struct PatternArgs {
     /// Change the block colours every this many seconds (0: only on command).
     #[arg(long, default_value_t = 0.0)]
     pub cycle_secs: f64,
+    /// Also scatter this many glyph-sized rectangles over the blocks every frame (busy,
+    /// hard-to-compress content, like scrolling text).
+    #[arg(long, default_value_t = 0)]
+    pub busy: usize,
 }
 
 pub fn run(args: PatternArgs) -> anyhow::Result<()> {
@@ -33,7 +37,7 @@ pub fn run(args: PatternArgs) -> anyhow::Result<()> {
             }
         }
     });
-    animate(&mut painter, rx, args.cycle_secs, None)
+    animate(&mut painter, rx, args.cycle_secs, args.busy, None)
 }
 
 /// Runs the animation until `stop` (if any) is set; commands arrive on `commands`.
@@ -41,11 +45,13 @@ pub fn animate(
     painter: &mut Painter,
     commands: mpsc::Receiver<String>,
     cycle_secs: f64,
+    busy: usize,
     stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
     let frame = Duration::from_millis(33);
     let mut palette = 0usize;
     let mut last_cycle = Instant::now();
+    let mut tick = 0u32;
     loop {
         if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
             return Ok(());
@@ -64,6 +70,11 @@ pub fn animate(
             palette = (palette + 1) % PALETTES.len();
             painter.set_blocks(PALETTES[palette])?;
             last_cycle = Instant::now();
+        }
+        if busy > 0 {
+            tick = tick.wrapping_add(1);
+            painter.set_blocks(painter.blocks())?;
+            painter.scatter(tick, busy)?;
         }
         painter.tick()?;
         std::thread::sleep(frame);

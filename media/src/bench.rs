@@ -442,6 +442,21 @@ impl fmt::Display for BenchReport {
                 s.cpu_per_tick().as_secs_f64() * 1000.0
             )?;
         }
+        let budget = f64::from(self.encoder.bitrate_kbps) * 1000.0 / 8.0;
+        for s in self.scenes.iter().filter(|s| s.changed > s.keyframes) {
+            let per_frame = s.encoded_bytes as f64 / s.changed as f64;
+            let fps = (budget / per_frame).min(f64::from(self.encoder.fps));
+            if fps < f64::from(self.encoder.fps) {
+                writeln!(
+                    f,
+                    "{}: {:.0} kB a frame; within {} kbit/s the share's pacer sends ~{:.1} fps of it",
+                    s.name,
+                    per_frame / 1000.0,
+                    self.encoder.bitrate_kbps,
+                    fps
+                )?;
+            }
+        }
         writeln!(f)?;
         writeln!(
             f,

@@ -107,6 +107,11 @@ impl Painter {
         self.layout
     }
 
+    /// The block colours now.
+    pub fn blocks(&self) -> [u32; 4] {
+        self.blocks
+    }
+
     fn fill(&self, colour: u32, rect: Rectangle) -> Result<(), PatternError> {
         self.conn
             .change_gc(self.gc, &ChangeGCAux::new().foreground(colour))?;

@@ -40,6 +40,60 @@ impl KeyframeRequest {
     }
 }
 
+/// Holds the encoder to its bit rate when the picture is too hard for openh264's own rate
+/// control. That control may not skip frames (we never let it: a skipped frame is an empty
+/// packet), so on busy content (scrolling text, video) it overshoots many times over, and
+/// a link sized for the target would queue seconds of video. Instead, once the bytes
+/// encoded exceed the budget, the next frame waits until the budget has refilled: the frame
+/// rate drops, the bit rate holds, and the frame that goes out is the newest one.
+#[derive(Debug)]
+pub struct RatePacer {
+    bytes_per_sec: f64,
+    burst: f64,
+    /// Bytes that may go out now (negative: in debt).
+    level: f64,
+    last: Instant,
+}
+
+/// Bytes the pacer lets through at once: half a second of budget (a keyframe, a sudden
+/// change of the whole screen).
+pub const PACER_BURST: Duration = Duration::from_millis(500);
+
+impl RatePacer {
+    pub fn new(bitrate_kbps: u32, now: Instant) -> Self {
+        let bytes_per_sec = f64::from(bitrate_kbps.max(1)) * 1000.0 / 8.0;
+        let burst = bytes_per_sec * PACER_BURST.as_secs_f64();
+        Self {
+            bytes_per_sec,
+            burst,
+            level: burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.level = (self.level + dt * self.bytes_per_sec).min(self.burst);
+    }
+
+    /// How long the next frame must wait (zero: it may go now).
+    pub fn wait(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        if self.level >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.level / self.bytes_per_sec)
+        }
+    }
+
+    /// Counts an encoded frame of `bytes`.
+    pub fn spend(&mut self, bytes: usize, now: Instant) {
+        self.refill(now);
+        self.level -= bytes as f64;
+    }
+}
+
 /// Counters of the pipeline, readable from any thread.
 #[derive(Default, Debug)]
 pub struct PipelineStats {
@@ -50,6 +104,8 @@ pub struct PipelineStats {
     pub frames_encoded: AtomicU64,
     pub keyframes: AtomicU64,
     pub bytes_encoded: AtomicU64,
+    /// Times the encoder waited for the bit-rate budget (see [`RatePacer`]).
+    pub frames_paced: AtomicU64,
 }
 
 #[derive(Clone, Debug)]
@@ -248,7 +304,21 @@ fn encode_loop(
     let mut converter: Option<Converter> = None;
     let mut last_capture_time = Instant::now();
     let mut last_encode = Instant::now();
+    let mut pacer = RatePacer::new(config.encoder.bitrate_kbps, Instant::now());
+    let mut holding = false;
     while !stop.load(Ordering::Acquire) {
+        // Over budget: leave the newest frame in the slot (the capture keeps replacing it)
+        // until the budget has refilled. A keyframe request goes through at once.
+        let wait = pacer.wait(Instant::now());
+        if !wait.is_zero() && !keyframe.is_pending() {
+            if !holding {
+                holding = true;
+                stats.frames_paced.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(10)));
+            continue;
+        }
+        holding = false;
         let frame = slot.take_timeout(Duration::from_millis(10));
         let (capture_time, grab_us, convert_us) = match frame {
             Some(frame) => {
@@ -287,6 +357,7 @@ fn encode_loop(
         };
         let encode_us = started.elapsed().as_micros() as u64;
         last_encode = Instant::now();
+        pacer.spend(encoded.data.len(), last_encode);
         stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
         stats
             .bytes_encoded
@@ -313,5 +384,60 @@ fn encode_loop(
             width: w as u32,
             height: h as u32,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_holds_the_average_to_the_budget_and_allows_a_burst() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // 8000 kbit/s = 1 MB/s; a burst of 0.5 s = 500 kB.
+        let mut p = RatePacer::new(8000, t0);
+        assert_eq!(p.wait(t0), Duration::ZERO);
+        p.spend(400_000, t0);
+        assert_eq!(p.wait(t0), Duration::ZERO, "within the burst");
+        p.spend(300_000, t0);
+        // 200 kB in debt at 1 MB/s: 200 ms.
+        assert_eq!(p.wait(t0), Duration::from_millis(200));
+        assert_eq!(p.wait(ms(150)), Duration::from_millis(50));
+        assert_eq!(p.wait(ms(200)), Duration::ZERO);
+
+        // Frames of 150 kB offered at 30 fps for 10 s: what goes out is ~1 MB/s.
+        let mut p = RatePacer::new(8000, t0);
+        let mut sent = 0usize;
+        for tick in 0..300u64 {
+            let now = ms(tick * 1000 / 30);
+            if p.wait(now).is_zero() {
+                p.spend(150_000, now);
+                sent += 150_000;
+            }
+        }
+        let rate = sent as f64 / 10.0;
+        assert!((900_000.0..=1_100_000.0).contains(&rate), "{rate} B/s");
+    }
+
+    #[test]
+    fn light_content_is_never_held() {
+        let t0 = Instant::now();
+        let mut p = RatePacer::new(2000, t0);
+        for tick in 0..600u64 {
+            let now = t0 + Duration::from_millis(tick * 1000 / 60);
+            assert_eq!(p.wait(now), Duration::ZERO, "tick {tick}");
+            p.spend(2_000, now); // 60 fps x 2 kB = 960 kbit/s < 2000
+        }
+    }
+
+    #[test]
+    fn idle_time_does_not_bank_more_than_the_burst() {
+        let t0 = Instant::now();
+        let mut p = RatePacer::new(8000, t0);
+        let later = t0 + Duration::from_secs(60);
+        p.spend(600_000, later);
+        // 500 kB of burst, not 60 s of budget: 100 kB in debt.
+        assert_eq!(p.wait(later), Duration::from_millis(100));
     }
 }

@@ -9,7 +9,10 @@ import {
   withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, openPage,
   waitForState, viewerStatus, countFrames, countFramesDetailed, waitForColours,
   quadrantCentres, DEFAULT_BLOCKS, postWhep, pollUntil, makeOffer, randomCode,
+  PORTHOLE_BIN, xEnv,
 } from './lib.mjs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 
 const SCREEN = { width: 1280, height: 720 };
 const TOLERANCE = 40; // per channel: H.264 is BT.601 limited range with 4:2:0 chroma
@@ -154,3 +157,55 @@ test('viewer disconnect frees the session', { timeout: TEST_TIMEOUT }, (t) => wi
 
   await stopCleanly(browser, share);
 }));
+
+/** `porthole test-pattern --busy N` on `display`: thousands of new rectangles every frame. */
+async function startBusyPattern(display, glyphs) {
+  const child = spawn(PORTHOLE_BIN, ['test-pattern', '--display', display, '--busy', String(glyphs)],
+    { env: xEnv(display), stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { out += d; });
+  await pollUntil(() => out, (o) => /^ready \d+x\d+$/m.test(o) || child.exitCode !== null,
+    { timeoutMs: 15000, what: 'test-pattern --busy to be ready' });
+  assert.match(out, /^ready /m, `test-pattern --busy: ${out}`);
+  return {
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await Promise.race([once(child, 'exit'), sleep(3000)]);
+      }
+    },
+    logText: () => out,
+    label: 'porthole test-pattern --busy',
+  };
+}
+
+test('busy content: the share holds its bit rate by lowering the frame rate, and frames keep coming',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const KBPS = 2000;
+    const x = s.add(await startXvfb(SCREEN));
+    s.add(await startBusyPattern(x.display, 3000));
+    const share = s.add(await startShare({ display: x.display, args: ['--bitrate-kbps', String(KBPS)] }));
+    const browser = s.add(await launchBrowser({ viewport: SCREEN }));
+    const page = s.add(await openViewer(browser, share.viewerUrl()));
+    await waitForState(page, 'connected', 15000);
+    await sleep(2000); // the first half second of budget (the burst) is spent by now
+
+    const a = await share.stats();
+    const t0 = Date.now();
+    const frames = await countFrames(page, 5000);
+    const b = await share.stats();
+    const secs = (Date.now() - t0) / 1000;
+    const kbps = ((b.bytes_encoded - a.bytes_encoded) * 8) / 1000 / secs;
+    const fps = (b.frames_encoded - a.frames_encoded) / secs;
+    const perFrame = (b.bytes_encoded - a.bytes_encoded) / Math.max(1, b.frames_encoded - a.frames_encoded);
+    t.diagnostic(`over ${secs.toFixed(1)} s at --bitrate-kbps ${KBPS}: ${kbps.toFixed(0)} kbit/s encoded, ` +
+      `${fps.toFixed(1)} fps (${(perFrame / 1000).toFixed(0)} kB a frame), viewer rendered ${frames} frames; ` +
+      `frames_paced ${a.frames_paced} -> ${b.frames_paced}, frames_captured ${b.frames_captured - a.frames_captured}`);
+    // A 1280x720 frame of this content is tens of kB, so 30 fps would be ~10x the budget.
+    assert.ok(perFrame * 8 * 30 / 1000 > 3 * KBPS, `the content is busy enough to need pacing: ${perFrame} B a frame`);
+    assert.ok(kbps <= KBPS * 1.25, `encoded ${kbps.toFixed(0)} kbit/s with --bitrate-kbps ${KBPS}`);
+    assert.ok(b.frames_paced > a.frames_paced, `the encoder waited for budget: ${JSON.stringify(b)}`);
+    assert.ok(frames >= 5, `the viewer still gets frames: ${frames} in 5 s`);
+    await stopCleanly(browser, share);
+  }));
