@@ -18,6 +18,7 @@ test_pkgs=(
   ffmpeg iproute2 util-linux
   mesa-vulkan-drivers
   avahi-daemon avahi-utils dbus
+  coturn
   nodejs npm
 )
 

@@ -306,10 +306,12 @@ impl ShareClient {
         let (events_tx, events) = mpsc::channel(256);
         let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel();
         let gathered = Arc::new(tokio::sync::Notify::new());
+        // Loopback for a share on this machine; otherwise the LAN interfaces only (a remote
+        // share cannot reach our 127.0.0.1, and offering it only makes failing checks).
         let bind = if url.host == "localhost" || url.host.starts_with("127.") || url.host == "::1" {
             vec!["127.0.0.1:0".to_owned()]
         } else {
-            vec!["0.0.0.0:0".to_owned(), "127.0.0.1:0".to_owned()]
+            vec!["0.0.0.0:0".to_owned()]
         };
         let pc = PeerConnectionBuilder::new()
             .with_media_engine(media_engine)

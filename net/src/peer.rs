@@ -81,6 +81,51 @@ pub struct IceConfig {
     pub udp_addrs: Vec<String>,
 }
 
+impl IceConfig {
+    /// The settings for a viewer at `peer`: a viewer on another machine gets no loopback
+    /// candidates (it cannot reach them, and pairing them only makes failing checks and,
+    /// with TURN, permission requests the server refuses).
+    pub fn for_peer(&self, peer: std::net::IpAddr) -> IceConfig {
+        if peer.is_loopback() || peer.to_canonical().is_loopback() {
+            return self.clone();
+        }
+        let udp_addrs: Vec<String> = self
+            .udp_addrs
+            .iter()
+            .filter(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .map_or(true, |sa| !sa.ip().is_loopback())
+            })
+            .cloned()
+            .collect();
+        IceConfig {
+            servers: self.servers.clone(),
+            udp_addrs: if udp_addrs.is_empty() {
+                self.udp_addrs.clone()
+            } else {
+                udp_addrs
+            },
+        }
+    }
+}
+
+/// `sdp` without its loopback ICE candidates (for a peer on another machine, where they
+/// can only fail).
+pub fn without_loopback_candidates(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let loopback = line
+            .strip_prefix("a=candidate:")
+            .and_then(|c| c.split_whitespace().nth(4))
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.is_loopback());
+        if !loopback {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IceServer {
     pub url: String,
@@ -464,5 +509,56 @@ async fn watch_feedback(track: Arc<TrackLocalStaticRTP>, video: Arc<VideoFanout>
                 video.request_keyframe();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::*;
+
+    #[test]
+    fn remote_viewers_get_no_loopback_candidates() {
+        let ice = IceConfig {
+            servers: vec![],
+            udp_addrs: vec!["0.0.0.0:0".into(), "127.0.0.1:0".into()],
+        };
+        assert_eq!(
+            ice.for_peer("10.0.0.9".parse().unwrap()).udp_addrs,
+            vec!["0.0.0.0:0"]
+        );
+        assert_eq!(
+            ice.for_peer("127.0.0.1".parse().unwrap()).udp_addrs,
+            ice.udp_addrs
+        );
+        assert_eq!(
+            ice.for_peer("::ffff:127.0.0.1".parse().unwrap()).udp_addrs,
+            ice.udp_addrs
+        );
+        let local_only = IceConfig {
+            servers: vec![],
+            udp_addrs: vec!["127.0.0.1:0".into()],
+        };
+        assert_eq!(
+            local_only.for_peer("10.0.0.9".parse().unwrap()).udp_addrs,
+            local_only.udp_addrs
+        );
+    }
+
+    #[test]
+    fn loopback_candidates_are_dropped_from_an_offer() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+            a=candidate:1 1 udp 2130706431 10.214.2.2 50000 typ host\r\n\
+            a=candidate:2 1 udp 2130706431 127.0.0.1 50001 typ host\r\n\
+            a=candidate:3 1 udp 2130706431 ::1 50002 typ host\r\n\
+            a=candidate:4 1 udp 1694498815 203.0.113.7 50003 typ srflx raddr 127.0.0.1 rport 1\r\n\
+            a=end-of-candidates\r\n";
+        let out = without_loopback_candidates(sdp);
+        assert_eq!(
+            out,
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+            a=candidate:1 1 udp 2130706431 10.214.2.2 50000 typ host\r\n\
+            a=candidate:4 1 udp 1694498815 203.0.113.7 50003 typ srflx raddr 127.0.0.1 rport 1\r\n\
+            a=end-of-candidates\r\n"
+        );
     }
 }

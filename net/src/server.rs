@@ -428,9 +428,18 @@ async fn post_whep(
         .counters
         .peer_connections_created
         .fetch_add(1, Ordering::Relaxed);
+    // A viewer on another machine: no loopback candidates either way.
+    let (offer, ice) = if addr.ip().to_canonical().is_loopback() {
+        (offer, state.ice.clone())
+    } else {
+        (
+            crate::peer::without_loopback_candidates(&offer),
+            state.ice.for_peer(addr.ip()),
+        )
+    };
     let mut viewer = match Viewer::answer(
         offer,
-        &state.ice,
+        &ice,
         state.identity.as_ref(),
         state.video.clone(),
         state.audio.clone(),

@@ -2538,3 +2538,266 @@ s.bind(5353, () => {
     lanFs.rmSync(file, { force: true });
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// TURN: a share and a viewer with no path to each other but through a TURN server (coturn)
+// in a third namespace between them. Namespaces as for LAN discovery (startNetnsNode).
+
+import * as turnFs from 'node:fs';
+import * as turnOs from 'node:os';
+
+/** The addresses of startTurnNet: t on both links, a (the share) and b (the viewer). */
+export const TURN_NET = Object.freeze({
+  tA: '10.214.1.1', a: '10.214.1.2', // link t <-> a: 10.214.1.0/24
+  tB: '10.214.2.1', b: '10.214.2.2', // link t <-> b: 10.214.2.0/24
+});
+
+/**
+ * Three network namespaces (see startNetnsNode): t between a and b, joined by two veth
+ * pairs, `ta`/`va` (10.214.1.0/24: t .1, a .2) and `tb`/`vb` (10.214.2.0/24: t .1, b .2).
+ * a routes 10.214.2.0/24 via t and b routes 10.214.1.0/24 via t, so each can reach both
+ * of t's addresses (delivered locally in t), but IP forwarding is off in t (set and
+ * checked), so a and b cannot reach each other: what goes from one to the other through t
+ * is dropped there. Nothing is routed anywhere else. Returns {t, a, b, forwarding (t's
+ * net.ipv4.ip_forward as read back), stop, logText, label}.
+ */
+export async function startTurnNet() {
+  const nodes = [];
+  const stop = async () => {
+    for (const n of [...nodes].reverse()) await n.stop();
+  };
+  try {
+    for (const name of ['t', 'a', 'b']) nodes.push(await startNetnsNode({ name }));
+    const [t, a, b] = nodes;
+    for (const n of nodes) await n.runOk('ip', ['link', 'set', 'lo', 'up']);
+    await t.runOk('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=0']);
+    const forwarding = (await t.runOk('cat', ['/proc/sys/net/ipv4/ip_forward'])).toString().trim();
+    const links = [
+      [a, 'ta', 'va', TURN_NET.tA, TURN_NET.a, '10.214.2.0/24'],
+      [b, 'tb', 'vb', TURN_NET.tB, TURN_NET.b, '10.214.1.0/24'],
+    ];
+    for (const [node, tIf, nIf, tIp, nIp, other] of links) {
+      await runToolOk('ip', ['link', 'add', tIf, 'netns', String(t.pid), 'type', 'veth',
+        'peer', 'name', nIf, 'netns', String(node.pid)]);
+      await t.runOk('ip', ['addr', 'add', `${tIp}/24`, 'dev', tIf]);
+      await t.runOk('ip', ['link', 'set', tIf, 'up']);
+      await node.runOk('ip', ['addr', 'add', `${nIp}/24`, 'dev', nIf]);
+      await node.runOk('ip', ['link', 'set', nIf, 'up']);
+      node.ifname = nIf;
+      node.ip4 = nIp;
+    }
+    await pollUntil(async () => {
+      const out = await Promise.all([[t, 'ta'], [t, 'tb'], [a, 'va'], [b, 'vb']]
+        .map(([n, i]) => n.runOk('ip', ['-o', 'link', 'show', i])));
+      return out.map((o) => o.toString());
+    }, (l) => l.every((x) => /[<,]LOWER_UP[,>]/.test(x)), { timeoutMs: 5000, what: 'all four veth ends up' });
+    await a.runOk('ip', ['route', 'add', '10.214.2.0/24', 'via', TURN_NET.tA]);
+    await b.runOk('ip', ['route', 'add', '10.214.1.0/24', 'via', TURN_NET.tB]);
+    return {
+      t, a, b, forwarding, stop,
+      logText: () => nodes.map((n) => n.logText()).join(''),
+      label: `TURN net ${a.hostname} <-> ${t.hostname} <-> ${b.hostname}`,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/**
+ * coturn (`turnserver`) inside `node`: no config file, UDP (and TCP) on `port` at each of
+ * `listen`, relaying from `relay`, long-term credentials `user`:`password` in `realm`,
+ * no TLS/DTLS, no CLI, verbose log to stdout, then `extraArgs`; its pid file and user
+ * database in a fresh /tmp/porthole-turn-* directory (nothing of the host's). coturn's
+ * defaults refuse loopback peers (127.x, ::1). Resolves once it listens.
+ * Returns {dir, port, lines, logText, stop, label}.
+ */
+export async function startTurnServer(node, {
+  listen, relay, port = 3478, user = 'u', password = 'p', realm = 'porthole.test',
+  minPort = 49152, maxPort = 49252, extraArgs = [],
+}) {
+  requireExecutable('/usr/bin/turnserver', 'install coturn (scripts/install-deps.sh test)');
+  const dir = turnFs.mkdtempSync(path.join(turnOs.tmpdir(), 'porthole-turn-'));
+  lanDirs.add(dir);
+  const args = ['-n', '--log-file=stdout', '--simple-log', '--verbose',
+    ...listen.map((ip) => `--listening-ip=${ip}`), `--relay-ip=${relay}`, `--listening-port=${port}`,
+    `--min-port=${minPort}`, `--max-port=${maxPort}`,
+    '--lt-cred-mech', `--user=${user}:${password}`, `--realm=${realm}`, '--fingerprint',
+    '--no-tls', '--no-dtls', '--no-cli', '--no-rfc5780', '--no-stun-backward-compatibility',
+    `--pidfile=${path.join(dir, 'turnserver.pid')}`, `--db=${path.join(dir, 'turndb')}`, ...extraArgs];
+  const proc = node.spawn('turnserver', '/usr/bin/turnserver', args);
+  const stop = async () => {
+    const r = await proc.stop({ signal: 'SIGTERM', graceMs: 3000 });
+    try { turnFs.rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ }
+    lanDirs.delete(dir);
+    return r;
+  };
+  try {
+    // "IPv4. UDP listener opened on: 10.214.1.1:3478", one per address, then it serves.
+    await pollUntil(() => listen.every((ip) => proc.lines.some((l) => l.includes(`UDP listener opened on: ${ip}:${port}`))) ||
+      proc.exitInfo, (v) => !!v, { timeoutMs: 10000, intervalMs: 50, what: 'turnserver to open its listeners' });
+    if (proc.exitInfo) throw new Error(`turnserver exited: ${JSON.stringify(proc.exitInfo)}`);
+  } catch (err) {
+    const logs = proc.logText();
+    await stop();
+    throw new Error(`${err.message}\n${logs}`);
+  }
+  return { dir, port, lines: proc.lines, logText: proc.logText, stop, label: `turnserver [${node.name}]` };
+}
+
+/**
+ * A TCP relay inside `node`: a Node script listening on `host`:0 that pipes each
+ * connection to `target` ('ip:port'), so HTTP (the page, WHEP) reaches a share across a
+ * namespace that forwards nothing. Returns {host, port, connections() (how many it took),
+ * stop, logText, label}.
+ */
+export async function startTcpProxy(node, host, target) {
+  const script = `
+const net = require('node:net');
+const [host, target] = process.argv.slice(-2);
+const i = target.lastIndexOf(':');
+let n = 0;
+const server = net.createServer((c) => {
+  const id = ++n;
+  console.log('conn ' + id + ' from ' + c.remoteAddress + ':' + c.remotePort);
+  const up = net.connect(Number(target.slice(i + 1)), target.slice(0, i));
+  c.pipe(up); up.pipe(c);
+  const end = (w) => (e) => { if (e) console.log('conn ' + id + ' ' + w + ' error ' + e.message); c.destroy(); up.destroy(); };
+  c.on('error', end('client')); up.on('error', end('upstream'));
+  c.on('close', () => up.destroy()); up.on('close', () => c.destroy());
+});
+server.listen(0, host, () => console.log('listening ' + server.address().port));
+`;
+  const proc = node.spawn('tcp proxy', process.execPath, ['-e', script, host, target]);
+  let port;
+  try {
+    port = Number((await proc.waitLine(/^listening (\d+)$/, 5000, '"listening PORT"'))[1]);
+  } catch (err) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw err;
+  }
+  return {
+    host, port,
+    connections: () => proc.lines.filter((l) => /^conn \d+ from /.test(l)).length,
+    stop: () => proc.stop({ signal: 'SIGTERM', graceMs: 2000 }),
+    logText: proc.logText,
+    label: `tcp proxy ${host}:${port} -> ${target} [${node.name}]`,
+  };
+}
+
+/** Like WHEP_PROBE, but it prints the whole answer (SDP) too. */
+const WHEP_ANSWER_PROBE = WHEP_PROBE.replace("out.location = r.headers.get('location');",
+  "out.location = r.headers.get('location');\n  out.answer = text;");
+
+/**
+ * From inside `node`: POSTs a hand-made recvonly H.264 offer (no candidates) to
+ * `${origin}/whep` with `code` and DELETEs the session. Returns {status, location,
+ * fingerprint, deleted, answer (the SDP), ms (the POST's round trip), error}.
+ */
+export async function whepAnswerFrom(node, origin, code) {
+  if (!WHEP_ANSWER_PROBE.includes('out.answer = text')) throw new Error('whepAnswerFrom: WHEP_PROBE changed shape');
+  const started = Date.now();
+  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', WHEP_ANSWER_PROBE, origin, code], { timeoutMs: 20000 });
+  return { ...JSON.parse(r.toString().trim().split('\n').pop()), ms: Date.now() - started };
+}
+
+/**
+ * The `a=candidate:` lines of an SDP: [{line, foundation, component, transport, priority,
+ * address, port, type ('host' | 'srflx' | 'prflx' | 'relay'), raddr, rport}].
+ */
+export function sdpCandidates(sdp) {
+  const out = [];
+  for (const raw of sdp.split(/\r?\n/)) {
+    const m = raw.match(/^a=candidate:(\S+) (\d+) (\S+) (\d+) (\S+) (\d+) typ (\S+)(.*)$/);
+    if (!m) continue;
+    const rest = m[8];
+    out.push({
+      line: raw, foundation: m[1], component: Number(m[2]), transport: m[3].toLowerCase(), priority: Number(m[4]),
+      address: m[5], port: Number(m[6]), type: m[7],
+      raddr: rest.match(/ raddr (\S+)/)?.[1] ?? null, rport: Number(rest.match(/ rport (\d+)/)?.[1] ?? NaN) || null,
+    });
+  }
+  return out;
+}
+
+/**
+ * What coturn's verbose log (startTurnServer's lines) says about each TURN session
+ * (allocation): Map id -> {id, user, allocated (an ALLOCATE succeeded), peers (addresses
+ * it was given a permission or channel for), permissions / channelBinds (successful
+ * CREATE_PERMISSION / CHANNEL_BIND), forbidden (requests refused 403), refreshedToZero (the
+ * client released it), usage and peerUsage ({rp, rb, sp, sb}: packets and bytes received
+ * and sent, with the client and with its peers; printed once the allocation is gone),
+ * closed (the reason), lines}.
+ */
+export function parseTurnLog(lines) {
+  const sessions = new Map();
+  for (const line of lines) {
+    const m = line.match(/session (\d+): (.*)$/);
+    if (!m) continue;
+    const [, id, text] = m;
+    let s = sessions.get(id);
+    if (!s) {
+      s = { id, user: null, allocated: false, peers: [], permissions: 0, channelBinds: 0, forbidden: 0,
+        refreshedToZero: false, usage: null, peerUsage: null, closed: null, lines: [] };
+      sessions.set(id, s);
+    }
+    s.lines.push(line);
+    let r;
+    if ((r = text.match(/user <([^>]*)>: incoming packet (\w+) processed, success/))) {
+      s.user = r[1];
+      if (r[2] === 'ALLOCATE') s.allocated = true;
+      else if (r[2] === 'CREATE_PERMISSION') s.permissions++;
+      else if (r[2] === 'CHANNEL_BIND') s.channelBinds++;
+    } else if (/incoming packet CREATE_PERMISSION processed, error 403/.test(text)) {
+      s.forbidden++;
+    } else if ((r = text.match(/^peer (\S+) lifetime updated/))) {
+      if (!s.peers.includes(r[1])) s.peers.push(r[1]);
+    } else if (/^refreshed, .*lifetime=0\b/.test(text)) {
+      s.refreshedToZero = true;
+    } else if ((r = text.match(/^(peer )?usage: .*rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)/))) {
+      s[r[1] ? 'peerUsage' : 'usage'] = { rp: Number(r[2]), rb: Number(r[3]), sp: Number(r[4]), sb: Number(r[5]) };
+    } else if ((r = text.match(/^closed .*reason: (.*)$/))) {
+      s.closed = r[1];
+    }
+  }
+  return sessions;
+}
+
+/** startRecord inside `node` (a namespace of startLan/startTurnNet): the same handle. */
+export function startRecordIn(node, url, file, args = []) {
+  requirePorthole();
+  const proc = node.spawn('record', PORTHOLE_BIN, ['record', url, file, ...args], { env: childEnv() });
+  const stderrText = () => proc.stderr.toString();
+  return {
+    file,
+    child: proc.child,
+    exited: proc.exited,
+    get exitInfo() { return proc.exitInfo; },
+    stop: ({ signal = 'SIGINT', graceMs = 5000 } = {}) => proc.stop({ signal, graceMs }),
+    stderrText,
+    summary() {
+      const m = stderrText().match(/recorded ([\d.]+) s: (\d+) video frames, (\d+) audio packets, (\d+) bytes to (.+)$/m);
+      return m && {
+        seconds: Number(m[1]), videoFrames: Number(m[2]), audioPackets: Number(m[3]), bytes: Number(m[4]), file: m[5],
+      };
+    },
+    logText: proc.logText,
+    label: `porthole record ${file} [${node.name}]`,
+  };
+}
+
+/**
+ * From inside `node`: opens a TCP connection to host:port and closes it. Returns
+ * {connected: true} or {error: 'ECONNREFUSED' | 'EHOSTUNREACH' | 'ETIMEDOUT' | ...}
+ * ('ETIMEDOUT' also when nothing answered within timeoutMs: a dropped SYN).
+ */
+export async function tcpConnectFrom(node, host, port, { timeoutMs = 2000 } = {}) {
+  const script = `const net = require('node:net');
+const [host, port, ms] = process.argv.slice(-3);
+const done = (o) => { console.log(JSON.stringify(o)); process.exit(0); };
+const c = net.connect(Number(port), host, () => { c.destroy(); done({ connected: true }); });
+c.on('error', (e) => done({ error: String(e.code || e.message) }));
+setTimeout(() => done({ error: 'ETIMEDOUT' }), Number(ms));`;
+  const r = await node.runOk(process.execPath, ['-e', script, host, String(port), String(timeoutMs)], { timeoutMs: timeoutMs + 5000 });
+  return JSON.parse(r.toString().trim().split('\n').pop());
+}

@@ -1,0 +1,245 @@
+// TURN, end to end, with a real coturn: `porthole share --turn URL --turn-user U
+// --turn-password P` gathers a relay candidate, and when the viewer has no other way to
+// reach it, the video flows through the TURN server. Three fresh network namespaces
+// (lib.mjs: startTurnNet): the share in "a" (10.214.1.2), the viewer (`porthole record`)
+// in "b" (10.214.2.2), and "t" between them on both links (10.214.1.1 and 10.214.2.1) with
+// IP forwarding off, so nothing goes from a to b or back. In t: coturn (`turnserver`,
+// long-term credentials, listening on both of t's addresses, relaying from 10.214.1.1) and
+// a small TCP relay that carries the signalling (the page, WHEP) from b to the share.
+// The first test records through the relay and checks the file (H.264, the screen's
+// colours) and coturn's own account of it (the allocation, the permission for the viewer,
+// the packets it sent the viewer); the second is the control: the same network without
+// --turn gets no media at all, so the first can only have worked through TURN.
+// Nothing is sent beyond these namespaces. Needs root (or CAP_SYS_ADMIN), iproute2,
+// util-linux (unshare, nsenter), coturn and ffmpeg (ffprobe).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import os from 'node:os';
+import fs from 'node:fs';
+import {
+  withScope, startXvfb, startPattern, pollUntil, runTool, randomCode, httpFrom, tcpConnectFrom, startShareIn, startTurnNet, startTurnServer,
+  startTcpProxy, whepAnswerFrom, sdpCandidates, parseTurnLog, startRecordIn, TURN_NET, quadrantCentres,
+  compareColours, DEFAULT_BLOCKS,
+} from './lib.mjs';
+
+const SCREEN = { width: 640, height: 480 };
+const TEST_TIMEOUT = 60_000;
+const TURN_PORT = 3478;
+const RELAY_PORTS = { minPort: 49152, maxPort: 49252 };
+const RECORD_SECONDS = 3;
+
+/** A fresh directory for the recordings, removed at the end unless PORTHOLE_E2E_KEEP is set. */
+function tempDir(s) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'porthole-turn-rec-'));
+  s.add({
+    label: `recordings in ${dir}`,
+    stop: async () => {
+      if (process.env.PORTHOLE_E2E_KEEP) process.stderr.write(`kept recordings in ${dir}\n`);
+      else fs.rmSync(dir, { recursive: true, force: true });
+    },
+  });
+  return dir;
+}
+
+/**
+ * The three namespaces, coturn in t, Xvfb + test pattern, the share in a (with `turnArgs`)
+ * and the signalling relay in t; checks that b reaches the share only through that relay.
+ * Returns {net, turn, user, password, share, origin, dir}.
+ */
+async function setup(t, s, { useTurn }) {
+  const net = s.add(await startTurnNet());
+  assert.equal(net.forwarding, '0', 'IP forwarding is off in t');
+  const user = `u${randomCode().slice(0, 6)}`;
+  const password = randomCode();
+  const turn = s.add(await startTurnServer(net.t, {
+    listen: [TURN_NET.tA, TURN_NET.tB], relay: TURN_NET.tA, port: TURN_PORT, user, password, ...RELAY_PORTS,
+  }));
+  const x = s.add(await startXvfb(SCREEN));
+  s.add(await startPattern(x.display));
+  const turnArgs = useTurn
+    ? ['--turn', `turn:${TURN_NET.tA}:${TURN_PORT}?transport=udp`, '--turn-user', user, '--turn-password', password]
+    : [];
+  const share = s.add(await startShareIn(net.a, { display: x.display, args: ['--audio', 'none', '--no-announce', ...turnArgs] }));
+  assert.equal(share.host, TURN_NET.a, `the share's viewer URL uses a's address: ${share.url}`);
+  const proxy = s.add(await startTcpProxy(net.t, TURN_NET.tB, `${TURN_NET.a}:${share.port}`));
+  const origin = `http://${TURN_NET.tB}:${proxy.port}`;
+
+  // No direct path from b to a; the relay in t carries the signalling.
+  const direct = await tcpConnectFrom(net.b, TURN_NET.a, share.port, { timeoutMs: 2000 });
+  assert.ok(direct.error, `b cannot reach the share at ${TURN_NET.a}:${share.port} directly: ${JSON.stringify(direct)}`);
+  assert.deepEqual(await httpFrom(net.b, `${origin}/`), { status: 200 }, `b gets the page through ${origin}`);
+  t.diagnostic(`b -> a directly: ${direct.error}; b -> ${origin} (relayed by t) -> ${TURN_NET.a}:${share.port}: 200`);
+  return { net, turn, user, password, share, origin, dir: tempDir(s) };
+}
+
+/** What the share answers to a hand-made offer from b: {whep, candidates}, with a diagnostic. */
+async function answerFromB(t, env) {
+  const whep = await whepAnswerFrom(env.net.b, env.origin, env.share.code);
+  assert.equal(whep.status, 201, `WHEP from b through the relay: ${JSON.stringify({ ...whep, answer: undefined })}`);
+  assert.equal(typeof whep.answer, 'string');
+  const candidates = sdpCandidates(whep.answer);
+  t.diagnostic(`the share's answer (${whep.ms} ms) has ${candidates.length} candidate lines: ` +
+    candidates.map((c) => c.line.replace(/^a=candidate:/, '')).join(' | '));
+  return { whep, candidates };
+}
+
+/** ffprobe -count_packets -show_streams -show_format, parsed. */
+async function probe(file) {
+  const r = await runTool('ffprobe', ['-v', 'error', '-count_packets', '-show_streams', '-show_format',
+    '-of', 'json', file], { timeoutMs: 20000 });
+  assert.equal(r.code, 0, `ffprobe ${file} exits 0 (code=${r.code} signal=${r.signal}); stderr:\n${r.stderr}`);
+  return JSON.parse(r.stdout.toString());
+}
+
+/** Decodes one frame at `seconds` as rgb24; returns {width, height, data}. */
+async function frameAt(file, seconds, { width, height }) {
+  const r = await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-ss', String(seconds), '-i', file,
+    '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { timeoutMs: 20000 });
+  assert.equal(r.code, 0, `ffmpeg extracts a frame at ${seconds} s (code=${r.code}); stderr:\n${r.stderr}`);
+  assert.equal(r.stdout.length, width * height * 3, `a ${width}x${height} rgb24 frame at ${seconds} s; stderr:\n${r.stderr}`);
+  return { width, height, data: r.stdout };
+}
+
+/** [r, g, b] averaged over the 5x5 patch around each point of an rgb24 frame. */
+function sampleFrame({ width, height, data }, points) {
+  return points.map(({ x, y }) => {
+    const sum = [0, 0, 0];
+    const x0 = Math.max(0, Math.min(width - 5, x - 2));
+    const y0 = Math.max(0, Math.min(height - 5, y - 2));
+    for (let dy = 0; dy < 5; dy++) {
+      for (let dx = 0; dx < 5; dx++) {
+        const i = ((y0 + dy) * width + x0 + dx) * 3;
+        for (let k = 0; k < 3; k++) sum[k] += data[i + k];
+      }
+    }
+    return sum.map((v) => Math.round(v / 25));
+  });
+}
+
+/** The recorder's exit, waiting up to timeoutMs (then SIGINT, which makes it finish). */
+async function recorderExit(rec, timeoutMs) {
+  const started = Date.now();
+  const r = await Promise.race([rec.exited, new Promise((res) => setTimeout(() => res(null), timeoutMs))]);
+  if (r) return { ...r, ms: Date.now() - started, stopped: false };
+  const k = await rec.stop({ signal: 'SIGINT', graceMs: 5000 });
+  return { code: k.code, signal: k.signal, killed: k.killed, ms: Date.now() - started, stopped: true };
+}
+
+/**
+ * The last n lines of a porthole stderr, without the per-packet noise of its loopback
+ * socket ("Failed to write packet ... from 127.0.0.1:...: Invalid argument", every check).
+ */
+const tail = (text, n = 12) => text.trim().split('\n')
+  .filter((l) => !/Failed to write packet to \S+ from 127\.0\.0\.1:|local_srtp_context is not set/.test(l))
+  .slice(-n).join('\n');
+
+test('with --turn, a viewer with no direct path records the screen through coturn',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const env = await setup(t, s, { useTurn: true });
+    const { net, turn, user, share, origin, dir } = env;
+
+    // The answer offers a relay candidate on coturn's relay address.
+    const { candidates } = await answerFromB(t, env);
+    const relay = candidates.filter((c) => c.type === 'relay');
+    assert.ok(relay.length > 0, `the answer of a share started with --turn has a "typ relay" candidate; the share's log:\n${tail(env.share.stderrText(), 30)}`);
+    for (const c of relay) {
+      assert.equal(c.address, TURN_NET.tA, `a relay candidate is on coturn's relay address: ${c.line}`);
+      assert.ok(c.port >= RELAY_PORTS.minPort && c.port <= RELAY_PORTS.maxPort,
+        `a relay candidate's port is in coturn's relay range ${RELAY_PORTS.minPort}-${RELAY_PORTS.maxPort}: ${c.line}`);
+    }
+
+    // The recording, from b.
+    const file = path.join(dir, 'turn.mp4');
+    const rec = s.add(startRecordIn(net.b, `${origin}/#code=${share.code}`, file, ['--duration', String(RECORD_SECONDS)]));
+    const exit = await recorderExit(rec, 30000);
+    t.diagnostic(`recorder in b: ${JSON.stringify(exit)}; stderr tail:\n${tail(rec.stderrText(), 4)}`);
+    assert.deepEqual({ code: exit.code, signal: exit.signal, stopped: exit.stopped }, { code: 0, signal: null, stopped: false },
+      `porthole record --duration ${RECORD_SECONDS} in b finishes by itself and exits 0; stderr:\n${tail(rec.stderrText(), 40)}`);
+    const summary = rec.summary();
+    assert.ok(summary, `the recorder prints its "recorded ..." summary:\n${tail(rec.stderrText(), 40)}`);
+    t.diagnostic(`summary: ${JSON.stringify(summary)}`);
+    assert.ok(summary.videoFrames > 0, `video frames were recorded: ${JSON.stringify(summary)}`);
+
+    const info = await probe(file);
+    const video = info.streams.filter((st) => st.codec_type === 'video');
+    assert.equal(video.length, 1, `one video stream: ${JSON.stringify(info.streams.map((st) => st.codec_name))}`);
+    const [v] = video;
+    t.diagnostic(`ffprobe: ${v.codec_name} ${v.width}x${v.height}, ${v.nb_read_packets} packets, duration ${info.format.duration} s`);
+    assert.equal(v.codec_name, 'h264');
+    assert.deepEqual([v.width, v.height], [SCREEN.width, SCREEN.height], 'the screen size');
+    assert.equal(Number(v.nb_read_packets), summary.videoFrames, 'the file holds the frames the summary counts');
+    const points = quadrantCentres(SCREEN.width, SCREEN.height);
+    const cmp = compareColours(points, sampleFrame(await frameAt(file, 1, SCREEN), points), DEFAULT_BLOCKS, 40);
+    t.diagnostic(`frame at 1 s:\n${cmp.report}`);
+    assert.ok(cmp.ok, `the recording shows the test pattern's quadrants:\n${cmp.report}`);
+
+    // coturn's side: an allocation for our user with a permission for the viewer, and the
+    // packets it relayed to it. The per-peer counts are printed when the allocation goes
+    // (the share releases it when the viewer leaves; coturn closes it a second later).
+    let sessions;
+    const viewerSession = () => [...(sessions = parseTurnLog(turn.lines)).values()].find((x) => x.peers.includes(TURN_NET.b));
+    try {
+      await pollUntil(() => viewerSession()?.peerUsage ?? null, (u) => !!u,
+        { timeoutMs: 20000, intervalMs: 200, what: "coturn's usage figures for the allocation with the viewer as its peer" });
+    } catch (err) {
+      assert.fail(`${err.message}\ncoturn sessions: ${JSON.stringify([...parseTurnLog(turn.lines).values()].map((x) => ({ ...x, lines: x.lines.length })))}`);
+    }
+    const vs = viewerSession();
+    for (const x of sessions.values()) {
+      t.diagnostic(`coturn session ${x.id}: user ${x.user} allocated=${x.allocated} peers=${JSON.stringify(x.peers)} ` +
+        `permissions=${x.permissions} channelBinds=${x.channelBinds} refused(403)=${x.forbidden} released=${x.refreshedToZero} ` +
+        `usage=${JSON.stringify(x.usage)} peerUsage=${JSON.stringify(x.peerUsage)} closed=${x.closed}`);
+    }
+    assert.ok(vs.allocated, `coturn allocated a relay for the share: ${vs.lines.join('\n')}`);
+    assert.equal(vs.user, user, 'with the --turn-user credentials');
+    assert.ok(vs.permissions > 0, `coturn granted a permission (CREATE_PERMISSION success) for the viewer ${TURN_NET.b}:\n${vs.lines.slice(0, 20).join('\n')}`);
+    assert.ok(vs.peerUsage.sp >= summary.videoFrames,
+      `coturn sent the viewer at least as many packets as frames were recorded (${summary.videoFrames}): ${JSON.stringify(vs.peerUsage)}`);
+    assert.ok(vs.peerUsage.rp > 0, `coturn relayed packets from the viewer to the share: ${JSON.stringify(vs.peerUsage)}`);
+    t.diagnostic(`through TURN: coturn sent the viewer ${vs.peerUsage.sp} packets (${vs.peerUsage.sb} bytes) and relayed ` +
+      `${vs.peerUsage.rp} (${vs.peerUsage.rb} bytes) back; ${summary.videoFrames} frames recorded`);
+
+    // Neither end offers the other its loopback addresses: no permission asked of coturn
+    // for 127.0.0.1 (it refuses them: 403 Forbidden IP), no checks from 127.0.0.1 to a
+    // LAN address (EINVAL).
+    const logs = { share: env.share.stderrText(), recorder: rec.stderrText() };
+    for (const [who, text] of Object.entries(logs)) {
+      assert.doesNotMatch(text, /Forbidden IP|permission request failed/, `${who} asked coturn for a loopback peer:\n${tail(text, 20)}`);
+      assert.doesNotMatch(text, /from 127\.0\.0\.1:\d+: Invalid argument/, `${who} checked a LAN address from loopback:\n${tail(text, 20)}`);
+    }
+    assert.ok(!vs.lines.some((l) => /peer 127\.0\.0\.1/.test(l)), 'coturn saw no loopback peer');
+  }));
+
+test('control: the same network without --turn gets no media (there is no direct path)',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const env = await setup(t, s, { useTurn: false });
+    const { net, turn, share, origin, dir } = env;
+
+    const { candidates } = await answerFromB(t, env);
+    assert.ok(candidates.length > 0, 'the answer has candidates');
+    assert.deepEqual(candidates.filter((c) => c.type === 'relay'), [], 'no relay candidate without --turn');
+
+    // The recorder connects (signalling works) but no media can arrive: wait until the share
+    // gives the viewer up (its ICE fails after ~10 s) or 25 s pass, then stop the recorder.
+    const file = path.join(dir, 'none.mp4');
+    const rec = s.add(startRecordIn(net.b, `${origin}/#code=${share.code}`, file, ['--duration', String(RECORD_SECONDS)]));
+    const started = Date.now();
+    await pollUntil(() => rec.exitInfo !== null || /viewer left/.test(share.stderrText()), (v) => v,
+      { timeoutMs: 25000, intervalMs: 200, what: 'the recorder to give up or the share to drop it' }).catch(() => {});
+    const waitedMs = Date.now() - started;
+    const exit = await recorderExit(rec, 0);
+    t.diagnostic(`after ${waitedMs} ms: recorder ${JSON.stringify(exit)}; stderr tail:\n${tail(rec.stderrText(), 4)}`);
+    assert.ok(exit.code !== 0 && exit.code !== null, `the recorder fails without a relay: ${JSON.stringify(exit)}\n${tail(rec.stderrText(), 40)}`);
+    assert.equal(rec.summary(), null, `no "recorded ..." summary:\n${tail(rec.stderrText(), 40)}`);
+    if (fs.existsSync(file)) {
+      const info = await probe(file).catch(() => null);
+      const packets = info?.streams?.filter((st) => st.codec_type === 'video').map((st) => Number(st.nb_read_packets)) ?? [];
+      assert.ok(packets.every((n) => !(n > 0)), `no video frames in ${file}: ${JSON.stringify(packets)}`);
+    }
+    const allocated = [...parseTurnLog(turn.lines).values()].filter((x) => x.allocated);
+    assert.deepEqual(allocated.map((x) => x.id), [], 'nobody used coturn');
+    t.diagnostic(`without --turn: ${candidates.filter((c) => c.component === 1).map((c) => `${c.address}:${c.port} ${c.type}`).join(', ')} ` +
+      `offered; no media in ${waitedMs} ms`);
+  }));
