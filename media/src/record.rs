@@ -10,6 +10,12 @@
 //! - Parameter sets stay in-band in keyframe samples, so a resolution change mid-recording
 //!   still decodes.
 //! - A write error (disk full, unwritable path) is returned; it ends only the recording.
+//! - Each fragment starts at its first sample's real time: muxide 0.5 guesses a fragment's
+//!   `tfdt` (ISO/IEC 14496-12 §8.8.12, base media decode time) from the previous one's
+//!   average sample duration, which after a still screen (a frame a second) or silence
+//!   (Opus DTX: no packets) put the following samples seconds early, out of sync and
+//!   overlapping. We write the true value into each `traf`'s `tfdt` before the fragment
+//!   goes to disk.
 
 use std::fs::File;
 use std::io::Write;
@@ -62,6 +68,9 @@ pub struct Recorder {
     video_start: Option<i64>,
     last_video_dts: Option<u64>,
     last_audio_pts: Option<u64>,
+    /// Decode time of the first sample of each track in the fragment being built.
+    fragment_video_start: Option<u64>,
+    fragment_audio_start: Option<u64>,
     last_flush: Instant,
     bytes: u64,
     video_frames: u64,
@@ -86,6 +95,8 @@ impl Recorder {
             video_start: None,
             last_video_dts: None,
             last_audio_pts: None,
+            fragment_video_start: None,
+            fragment_audio_start: None,
             last_flush: Instant::now(),
             bytes: 0,
             video_frames: 0,
@@ -145,6 +156,7 @@ impl Recorder {
             dts = dts.max(last + 1);
         }
         self.last_video_dts = Some(dts);
+        self.fragment_video_start.get_or_insert(dts);
         let avcc = annexb_to_avcc(annexb);
         let muxer = self.muxer.as_mut().expect("started");
         muxer
@@ -171,6 +183,7 @@ impl Recorder {
             }
         }
         self.last_audio_pts = Some(pts);
+        self.fragment_audio_start.get_or_insert(pts);
         let muxer = self.muxer.as_mut().expect("started");
         muxer
             .write_audio(pts, pts, opus)
@@ -220,9 +233,23 @@ impl Recorder {
     /// Writes the buffered fragment and syncs it to disk.
     pub fn flush(&mut self) -> Result<(), RecordError> {
         self.last_flush = Instant::now();
-        let Some(segment) = self.muxer.as_mut().and_then(|m| m.flush_segment()) else {
+        let Some(mut segment) = self.muxer.as_mut().and_then(|m| m.flush_segment()) else {
             return Ok(());
         };
+        // Track 1 is the video; the audio is track 2 (muxide's layout with video).
+        let starts = [
+            (1, self.fragment_video_start.take()),
+            (2, self.fragment_audio_start.take()),
+        ];
+        for (track, start) in starts {
+            if let Some(start) = start {
+                if !set_tfdt(&mut segment, track, start) {
+                    return Err(RecordError::Mux(format!(
+                        "no tfdt for track {track} in the fragment muxide made"
+                    )));
+                }
+            }
+        }
         self.write(&segment)?;
         self.sync()
     }
@@ -239,6 +266,71 @@ impl Recorder {
         self.flush()?;
         Ok(self.bytes)
     }
+}
+
+/// The boxes in `data[range]`: (type, start, end) of each, `start` at its header.
+fn boxes(data: &[u8], range: std::ops::Range<usize>) -> Vec<([u8; 4], usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = range.start;
+    while at + 8 <= range.end {
+        let size32 = u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes"));
+        let kind: [u8; 4] = data[at + 4..at + 8].try_into().expect("4 bytes");
+        let size = match size32 {
+            0 => range.end - at,
+            1 if at + 16 <= range.end => {
+                u64::from_be_bytes(data[at + 8..at + 16].try_into().expect("8 bytes")) as usize
+            }
+            n => n as usize,
+        };
+        if size < 8 || at + size > range.end {
+            break;
+        }
+        out.push((kind, at, at + size));
+        at += size;
+    }
+    out
+}
+
+/// Sets the base media decode time (`tfdt`) of track `track_id` in the `moof` of `segment`;
+/// false when there is no such `traf` or `tfdt`.
+pub fn set_tfdt(segment: &mut [u8], track_id: u32, time: u64) -> bool {
+    for (kind, start, end) in boxes(segment, 0..segment.len()) {
+        if kind != *b"moof" {
+            continue;
+        }
+        for (kind, tstart, tend) in boxes(segment, start + 8..end) {
+            if kind != *b"traf" {
+                continue;
+            }
+            let children = boxes(segment, tstart + 8..tend);
+            // tfhd: full box header (4), then track_ID.
+            let track = children
+                .iter()
+                .find(|(k, ..)| k == b"tfhd")
+                .and_then(|&(_, s, e)| {
+                    (s + 16 <= e)
+                        .then(|| u32::from_be_bytes(segment[s + 12..s + 16].try_into().expect("4")))
+                });
+            if track != Some(track_id) {
+                continue;
+            }
+            let Some(&(_, s, e)) = children.iter().find(|(k, ..)| k == b"tfdt") else {
+                return false;
+            };
+            match segment.get(s + 8) {
+                Some(1) if s + 20 <= e => {
+                    segment[s + 12..s + 20].copy_from_slice(&time.to_be_bytes())
+                }
+                Some(0) if s + 16 <= e => match u32::try_from(time) {
+                    Ok(t) => segment[s + 12..s + 16].copy_from_slice(&t.to_be_bytes()),
+                    Err(_) => return false,
+                },
+                _ => return false,
+            }
+            return true;
+        }
+    }
+    false
 }
 
 /// The picture size of a keyframe, by decoding it (the SPS would say the same).
@@ -326,6 +418,82 @@ mod tests {
         let has = |tag: &[u8]| bytes.windows(4).any(|w| w == tag);
         assert!(has(b"moov") && has(b"moof") && has(b"mdat") && has(b"avcC") && has(b"Opus"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// (track, tfdt) of every fragment in an MP4 file's bytes.
+    fn tfdts(bytes: &[u8]) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        for (kind, s, e) in boxes(bytes, 0..bytes.len()) {
+            if kind != *b"moof" {
+                continue;
+            }
+            for (kind, ts, te) in boxes(bytes, s + 8..e) {
+                if kind != *b"traf" {
+                    continue;
+                }
+                let kids = boxes(bytes, ts + 8..te);
+                let (_, hs, _) = kids.iter().find(|(k, ..)| k == b"tfhd").unwrap();
+                let (_, ds, _) = kids.iter().find(|(k, ..)| k == b"tfdt").unwrap();
+                let track = u32::from_be_bytes(bytes[hs + 12..hs + 16].try_into().unwrap());
+                let time = if bytes[ds + 8] == 1 {
+                    u64::from_be_bytes(bytes[ds + 12..ds + 20].try_into().unwrap())
+                } else {
+                    u64::from(u32::from_be_bytes(
+                        bytes[ds + 12..ds + 16].try_into().unwrap(),
+                    ))
+                };
+                out.push((track, time));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fragments_start_at_their_first_samples_time_after_a_still_screen_and_silence() {
+        let dir = std::env::temp_dir().join(format!("porthole-rec-gap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gap.mp4");
+        let mut rec = Recorder::create(&path, true).unwrap();
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        let mut units = frames(160, 96, 6, &mut enc).into_iter();
+        let (idr, kf) = units.next().unwrap();
+        assert!(kf);
+        // Fragment 1: video at 0, 33, 66 ms; audio from 20 ms, 10 ms apart.
+        let v0 = 900_000u32;
+        let a0 = v0 / 90_000 * 48_000;
+        rec.video(&idr, v0, true).unwrap();
+        for i in 1..3u32 {
+            let (p, _) = units.next().unwrap();
+            rec.video(&p, v0 + 3000 * i, false).unwrap();
+        }
+        for i in 0..5u32 {
+            rec.audio(&[0xfc, 0xff, 0xfe], a0 + 960 + 480 * i).unwrap();
+        }
+        rec.flush().unwrap();
+        // Still and silent for 3 s; then fragment 2: video at 3.0 s, audio at 3.5 s.
+        for i in 0..3u32 {
+            let (p, _) = units.next().unwrap();
+            rec.video(&p, v0 + 270_000 + 3000 * i, false).unwrap();
+        }
+        for i in 0..3u32 {
+            rec.audio(&[0xfc, 0xff, 0xfe], a0 + 168_000 + 480 * i)
+                .unwrap();
+        }
+        rec.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            tfdts(&bytes),
+            vec![(1, 0), (2, 960), (1, 270_000), (2, 168_000)],
+            "muxide alone would have put fragment 2 at (1, 9000) and (2, 3360)"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn set_tfdt_refuses_a_missing_track() {
+        let mut not_mp4 = b"\0\0\0\x08moof".to_vec();
+        assert!(!set_tfdt(&mut not_mp4, 1, 5));
+        assert!(!set_tfdt(&mut [], 1, 5));
     }
 
     #[test]

@@ -113,7 +113,8 @@ async function timeline(file) {
     const [idx, pts, flags] = line.split(',');
     const kind = kinds.get(Number(idx));
     const t = Number(pts);
-    const st = (out[kind] ??= { count: 0, firstPts: t, lastPts: t, max: t, backwards: [], discarded: 0, maxGap: { at: t, s: 0 } });
+    const st = (out[kind] ??= { count: 0, firstPts: t, lastPts: t, max: t, backwards: [], discarded: 0, maxGap: { at: t, s: 0 }, times: [] });
+    st.times.push(t);
     if (st.count > 0) {
       if (t <= st.max) st.backwards.push({ i: st.count, from: st.max, to: t });
       else if (t - st.max > st.maxGap.s) st.maxGap = { at: st.max, s: Number((t - st.max).toFixed(6)) };
@@ -399,4 +400,61 @@ test('an unwritable path is a clear error and the share is unaffected', { timeou
     assert.ok(lingeredMs < 3000, `the failed recorder's session ends with it (the share counts 0 viewers within ` +
       `3 s), but it stayed ${lingeredMs} ms: the recorder exits without DELETE-ing its WHEP session, and the ` +
       'share keeps a viewer (and sends to it) until the peer connection times out');
+  }));
+
+test('an idle desktop (a still screen, then a burst of change; silence, then sound) records cleanly',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    // The common case for a recording: nothing moves for seconds (the share re-sends its
+    // picture once a second) and nothing plays (DTX: no audio packets), then both start.
+    const pa = s.add(await startPulse());
+    const x = s.add(await startXvfb(SCREEN));
+    const share = s.add(await startShareWithEnv(pa.env, { display: x.display, args: ['--no-announce'] }));
+    const dir = tempDir(s);
+    const file = path.join(dir, 'idle.mp4');
+    const rec = s.add(startRecord(share.viewerUrl(), file, ['--duration', '8']));
+    await pollUntil(() => fs.existsSync(file) || rec.exitInfo !== null, (v) => v,
+      { timeoutMs: 10000, intervalMs: 20, what: `${file} to appear` });
+    await sleep(4000);
+    const pattern = s.add(await startPattern(x.display));
+    const movingAt = Date.now(); // the bar moves from now on (it was painted just before)
+    s.add(await playTone(pa, TONE_HZ));
+    const soundAt = Date.now(); // PulseAudio lists the tone's stream: it plays
+    await sleep(1500);
+    await pattern.stop();
+    const exit = await recorderExit(rec, 20000);
+    assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null },
+      `porthole record --duration 8 exits 0; stderr:\n${rec.stderrText()}`);
+    const summary = rec.summary();
+    t.diagnostic(`summary: ${JSON.stringify(summary)}`);
+    const info = await probe(file);
+    const { v, a } = assertStreams(info, SCREEN, 'idle.mp4');
+    const duration = Number(info.format.duration);
+    const tl = await timeline(file);
+    t.diagnostic(`ffprobe: duration ${duration} s, video ${v.nb_read_packets} packets, audio ${a.nb_read_packets} packets; ` +
+      `timeline: ${fmtTimeline(tl)}`);
+    assert.ok(Math.abs(duration - 8) <= 0.5, `the recording lasts 8 s ± 0.5, ffprobe says ${duration} s`);
+    assert.equal(Number(v.nb_read_packets), summary.videoFrames, 'every video frame is in the file');
+    assert.equal(Number(a.nb_read_packets), summary.audioPackets, 'every audio packet is in the file');
+    assertForward(tl, 'idle.mp4');
+    await assertDecodesCleanly(t, file);
+    // In sync after the still, silent part: the picture starts moving and the sound starts
+    // in the file as far apart as they did on the host (when each began is only known to
+    // the test within the time its helpers take to report, hence the tolerance).
+    const firstDense = (times, gap) => times.find((t0, i) => i + 3 < times.length &&
+      times[i + 1] - t0 < gap && times[i + 2] - times[i + 1] < gap && times[i + 3] - times[i + 2] < gap);
+    const movingInFile = firstDense(tl.video.times, 0.1);
+    // (Opus sends every 10 ms frame for a moment after the start before DTX sets in.)
+    const soundInFile = firstDense(tl.audio.times.filter((t0) => t0 > 1), 0.03);
+    const onHost = (soundAt - movingAt) / 1000;
+    t.diagnostic(`the picture starts moving at ${movingInFile} s and the sound at ${soundInFile} s in the file ` +
+      `(${(soundInFile - movingInFile).toFixed(3)} s apart); on the host, at most ${onHost.toFixed(3)} s apart`);
+    assert.ok(Number.isFinite(movingInFile) && Number.isFinite(soundInFile), fmtTimeline(tl));
+    assert.ok(soundInFile - movingInFile >= -0.25 && soundInFile - movingInFile <= onHost + 0.25,
+      `sound starts ${(soundInFile - movingInFile).toFixed(3)} s after the picture moves in the file, ` +
+      `${onHost.toFixed(3)} s at most on the host`);
+    // The still part: about one frame a second; the sound: packets only once the tone plays.
+    assert.ok(tl.video.maxGap.s >= 0.8, `a still screen sends about a frame a second: ${fmtTimeline(tl)}`);
+    assert.ok(summary.audioPackets >= 100 && summary.audioPackets < 700,
+      `dense audio only while the tone played (~3-4 s of 8; Opus DTX sends a packet per 400 ms of silence): ` +
+      `${summary.audioPackets} packets`);
   }));
