@@ -38,7 +38,7 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
     client.close().await;
     let recorder = outcome?;
     let (v, a) = recorder.counts();
-    let secs = recorder.duration().as_secs_f64();
+    let secs = recorder.media_duration().as_secs_f64();
     let bytes = recorder.finish().context("finishing the recording")?;
     eprintln!(
         "recorded {secs:.1} s: {v} video frames, {a} audio packets, {bytes} bytes to {}",

@@ -119,6 +119,14 @@ impl Recorder {
         self.first_frame_at.map(|t| t.elapsed()).unwrap_or_default()
     }
 
+    /// Media time recorded so far: the time of the latest sample written (what a player
+    /// will show as the length, give or take the last frame).
+    pub fn media_duration(&self) -> Duration {
+        let video = self.last_video_dts.map_or(0.0, |d| d as f64 / 90_000.0);
+        let audio = self.last_audio_pts.map_or(0.0, |p| p as f64 / 48_000.0);
+        Duration::from_secs_f64(video.max(audio))
+    }
+
     pub fn counts(&self) -> (u64, u64) {
         (self.video_frames, self.audio_packets)
     }

@@ -473,7 +473,7 @@ export async function startShare({ display, code = randomCode(), args = [] }) {
     url, origin, code,
     viewerUrl: (c = code) => withCode(url, c),
     stats, fetch: shareFetch,
-    stop: () => proc.stop({ signal: 'SIGINT', graceMs: 5000 }),
+    stop: ({ signal = 'SIGINT', graceMs = 5000 } = {}) => proc.stop({ signal, graceMs }),
     exited: proc.exited,
     get exitInfo() { return proc.exitInfo; },
     stderrText: () => proc.stderr.toString(),

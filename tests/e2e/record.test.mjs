@@ -458,3 +458,34 @@ test('an idle desktop (a still screen, then a burst of change; silence, then sou
       `dense audio only while the tone played (~3-4 s of 8; Opus DTX sends a packet per 400 ms of silence): ` +
       `${summary.audioPackets} packets`);
   }));
+
+test('the share dies mid-recording (kill -9): the recorder says so, finishes the file and exits',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const { share, dir } = await setup(s);
+    const file = path.join(dir, 'dead.mp4');
+    const rec = s.add(startRecord(share.viewerUrl(), file));
+    await pollUntil(() => fs.existsSync(file) || rec.exitInfo !== null, (v) => v,
+      { timeoutMs: 10000, intervalMs: 20, what: `${file} to appear` });
+    await sleep(3000);
+    const killedAt = Date.now();
+    const k = await share.stop({ signal: 'SIGKILL' });
+    assert.equal(k.signal, 'SIGKILL', `the share died of SIGKILL: ${JSON.stringify(k)}`);
+    const exit = await recorderExit(rec, 30000);
+    const noticedMs = Date.now() - killedAt;
+    t.diagnostic(`the recorder exited ${noticedMs} ms after the share was killed: ${JSON.stringify(exit)}; ` +
+      `stderr tail:\n${rec.stderrText().trim().split('\n').slice(-3).join('\n')}`);
+    assert.match(rec.stderrText(), /the share ended: /, 'the recorder says the share ended');
+    assert.ok(exit.code !== null, `the recorder exits by itself: ${JSON.stringify(exit)}`);
+    const summary = rec.summary();
+    assert.ok(summary, `a "recorded ..." summary: what there is was kept:\n${rec.stderrText()}`);
+    const info = await probe(file);
+    const { v } = assertStreams(info, SCREEN, 'dead.mp4');
+    const duration = Number(info.format.duration);
+    t.diagnostic(`summary ${JSON.stringify(summary)}; ffprobe: ${duration} s, ${v.nb_read_packets} video packets`);
+    assert.ok(duration >= 2.5 && duration <= 4.5, `about the 3 s recorded before the share died: ${duration} s`);
+    assert.ok(Math.abs(summary.seconds - duration) <= 0.2,
+      `the summary gives the recording's length (${summary.seconds} s), not the time spent waiting (${duration} s in the file)`);
+    assert.equal(Number(v.nb_read_packets), summary.videoFrames, 'every frame received is in the file');
+    assertForward(await timeline(file), 'dead.mp4');
+    await assertDecodesCleanly(t, file);
+  }));
