@@ -340,6 +340,11 @@ test('kill -9 mid-recording leaves a playable file', { timeout: TEST_TIMEOUT },
     const size = fs.statSync(file).size;
     t.diagnostic(`killed 5 s after the file appeared: ${sizeBefore} bytes just before, ${size} bytes after`);
     assert.equal(rec.summary(), null, 'no summary line: it had no chance to finish');
+    // The share sees a dead viewer (no goodbye at all) and frees its session.
+    const killedAt = Date.now();
+    const freed = await pollUntil(() => share.stats(), (st) => st.viewers === 0,
+      { timeoutMs: 20000, intervalMs: 200, what: 'the share to drop the dead recorder' });
+    t.diagnostic(`the share dropped the killed recorder ${Date.now() - killedAt} ms later (viewers=${freed.viewers})`);
 
     const info = await probe(file);
     const { v, a } = assertStreams(info, SCREEN, 'k.mp4');
