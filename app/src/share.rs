@@ -96,8 +96,14 @@ fn ice_config(args: &ShareArgs) -> IceConfig {
         vec![format!("{ip}:0")]
     } else if ip.is_unspecified() {
         // The wildcard expands to every non-loopback interface; loopback is added for
-        // viewers on this machine.
-        vec!["0.0.0.0:0".to_owned(), "127.0.0.1:0".to_owned()]
+        // viewers on this machine. Listening on `::` (IPv6 viewers too), IPv6 interfaces as
+        // well, when there is a routable IPv6 address (webrtc-rs skips link-local ones).
+        let mut addrs = vec!["0.0.0.0:0".to_owned()];
+        if ip.is_ipv6() && net::lan_addresses().iter().any(IpAddr::is_ipv6) {
+            addrs.push("[::]:0".to_owned());
+        }
+        addrs.push("127.0.0.1:0".to_owned());
+        addrs
     } else {
         vec![SocketAddr::new(ip, 0).to_string()]
     };

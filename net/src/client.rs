@@ -33,6 +33,18 @@ pub struct ShareUrl {
     pub code: Option<String>,
 }
 
+/// Where the client gathers host candidates for a share at `host`: loopback for this
+/// machine; otherwise the interfaces of the family the share was reached by (`[::]` for
+/// an IPv6 address, `0.0.0.0` else), never loopback (a remote share cannot reach it).
+fn bind_addrs(host: &str) -> Vec<String> {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => vec![std::net::SocketAddr::new(ip, 0).to_string()],
+        Ok(std::net::IpAddr::V6(_)) => vec!["[::]:0".to_owned()],
+        _ if host == "localhost" => vec!["127.0.0.1:0".to_owned()],
+        _ => vec!["0.0.0.0:0".to_owned()],
+    }
+}
+
 impl ShareUrl {
     /// Parses a viewer URL (`http://host:port/...#code=CODE`) or a bare `host:port`.
     pub fn parse(text: &str) -> Result<Self, ClientError> {
@@ -308,11 +320,7 @@ impl ShareClient {
         let gathered = Arc::new(tokio::sync::Notify::new());
         // Loopback for a share on this machine; otherwise the LAN interfaces only (a remote
         // share cannot reach our 127.0.0.1, and offering it only makes failing checks).
-        let bind = if url.host == "localhost" || url.host.starts_with("127.") || url.host == "::1" {
-            vec!["127.0.0.1:0".to_owned()]
-        } else {
-            vec!["0.0.0.0:0".to_owned()]
-        };
+        let bind = bind_addrs(&url.host);
         let pc = PeerConnectionBuilder::new()
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
@@ -628,6 +636,16 @@ async fn http(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_gathers_candidates_of_the_family_it_reached_the_share_by() {
+        assert_eq!(bind_addrs("127.0.0.1"), vec!["127.0.0.1:0"]);
+        assert_eq!(bind_addrs("::1"), vec!["[::1]:0"]);
+        assert_eq!(bind_addrs("localhost"), vec!["127.0.0.1:0"]);
+        assert_eq!(bind_addrs("10.213.0.1"), vec!["0.0.0.0:0"]);
+        assert_eq!(bind_addrs("fd00:213::1"), vec!["[::]:0"]);
+        assert_eq!(bind_addrs("pt-a.local"), vec!["0.0.0.0:0"]);
+    }
     use rtc::rtp::codec::h264::H264Payloader;
     use rtc::rtp::packetizer::Payloader;
 

@@ -11,11 +11,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   withScope, startXvfb, startPulse, pollUntil, runTool, lanSuffix, startLan, startNetnsNode,
   startShareIn, portholeList, startListIn, parseMdnsLog, MDNS_DEBUG_ENV, whepFrom, httpFrom,
-  startAvahi, startMdnsSniffer, PORTHOLE_BIN,
+  startAvahi, startMdnsSniffer, PORTHOLE_BIN, startRecordIn,
 } from './lib.mjs';
 
 const SCREEN = { width: 640, height: 480 };
@@ -181,6 +184,16 @@ test('an IPv6-only LAN: the share is listed with its address in brackets, and an
     assert.deepEqual(await httpFrom(lan.b, `http://[${line.address}]:${line.port}/`), { status: 200 });
     t.diagnostic(`viewer URL printed by the share on an IPv6-only LAN: ${share.url}`);
     assert.equal(share.host, `[${lan.a.ip6}]`, `the viewer URL uses the LAN's IPv6 address: ${share.url}`);
+
+    // Media too, over IPv6: a recorder in b gets frames (the still screen sends one a second).
+    const file = path.join(os.tmpdir(), `porthole-v6-${lanSuffix()}.mp4`);
+    s.add({ label: file, stop: async () => fs.rmSync(file, { force: true }) });
+    const rec = s.add(startRecordIn(lan.b, `http://[${lan.a.ip6}]:${share.port}/#code=${share.code}`, file, ['--duration', '2']));
+    const exit = await Promise.race([rec.exited, sleep(20000).then(() => null)]);
+    assert.ok(exit, `porthole record over IPv6 still runs after 20 s:\n${rec.stderrText()}`);
+    const summary = rec.summary();
+    t.diagnostic(`recorded over IPv6 from b: ${JSON.stringify(summary)}; exit ${JSON.stringify(exit)}`);
+    assert.ok(summary && summary.videoFrames > 0, `frames over IPv6: ${rec.stderrText()}`);
   }));
 
 test('interop with avahi: avahi-browse sees a share, porthole list sees avahi-publish, goodbyes both ways',
