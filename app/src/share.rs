@@ -30,7 +30,8 @@ pub struct ShareArgs {
     /// Frames per second to capture at most.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
-    /// Target video bitrate.
+    /// Video bit rate, kbit/s. Held: when busy content (scrolling, video) would need more,
+    /// the frame rate drops instead.
     #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(100..=100_000))]
     pub bitrate_kbps: u32,
     /// Start a private virtual display of this size (e.g. 1920x1080) with a live test
