@@ -277,7 +277,7 @@ impl AudioPipeline {
             std::thread::Builder::new()
                 .name("porthole-audio-in".into())
                 .spawn(move || {
-                    let health = Arc::new(StreamHealth::default());
+                    let health = Arc::new(StreamHealth::new());
                     let mut stream = match open_capture(&source, &tx, &stats, &health) {
                         Ok((stream, info)) => {
                             let _ = ready_tx.send(Ok(info));
@@ -390,23 +390,26 @@ const REOPEN_FIRST: Duration = Duration::from_millis(500);
 const REOPEN_MAX: Duration = Duration::from_secs(5);
 
 /// What the capture callbacks report to the thread that owns the stream.
-#[derive(Default)]
 struct StreamHealth {
     /// Set by cpal's error callback.
     failed: std::sync::Mutex<Option<String>>,
-    /// Milliseconds since `epoch` of the last data callback (0: none yet).
+    /// Milliseconds since `epoch` of the last data callback (or of the last reset).
     last_data_ms: AtomicU64,
-    epoch: std::sync::OnceLock<Instant>,
+    epoch: Instant,
 }
 
 impl StreamHealth {
-    fn epoch(&self) -> Instant {
-        *self.epoch.get_or_init(Instant::now)
+    fn new() -> Self {
+        Self {
+            failed: std::sync::Mutex::new(None),
+            last_data_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
     }
 
     fn data(&self) {
-        let ms = self.epoch().elapsed().as_millis() as u64;
-        self.last_data_ms.store(ms.max(1), Ordering::Relaxed);
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_data_ms.store(ms, Ordering::Relaxed);
     }
 
     fn fail(&self, why: String) {
@@ -417,8 +420,7 @@ impl StreamHealth {
     /// Starts watching a new stream.
     fn reset(&self) {
         *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.last_data_ms
-            .store(self.epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.data();
     }
 
     /// Why the stream should be reopened, if it should.
@@ -432,7 +434,7 @@ impl StreamHealth {
             return Some(why);
         }
         let last = Duration::from_millis(self.last_data_ms.load(Ordering::Relaxed));
-        let quiet = self.epoch().elapsed().saturating_sub(last);
+        let quiet = self.epoch.elapsed().saturating_sub(last);
         (quiet >= STALL).then(|| format!("no audio for {:.1} s", quiet.as_secs_f64()))
     }
 }

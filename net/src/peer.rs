@@ -86,7 +86,7 @@ impl IceConfig {
     /// candidates (it cannot reach them, and pairing them only makes failing checks and,
     /// with TURN, permission requests the server refuses).
     pub fn for_peer(&self, peer: std::net::IpAddr) -> IceConfig {
-        if peer.is_loopback() || peer.to_canonical().is_loopback() {
+        if peer.to_canonical().is_loopback() {
             return self.clone();
         }
         let udp_addrs: Vec<String> = self

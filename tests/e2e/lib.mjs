@@ -1704,6 +1704,11 @@ export async function inboundRtp(page) {
 export function startRecord(url, file, args = []) {
   requirePorthole();
   const proc = spawnLogged('record', PORTHOLE_BIN, ['record', url, file, ...args], { env: childEnv() });
+  return recordHandle(proc, file, `porthole record ${file}`);
+}
+
+/** The handle startRecord and startRecordIn return for a running recorder `proc`. */
+function recordHandle(proc, file, label) {
   const stderrText = () => proc.stderr.toString();
   return {
     file,
@@ -1719,7 +1724,7 @@ export function startRecord(url, file, args = []) {
       };
     },
     logText: proc.logText,
-    label: `porthole record ${file}`,
+    label,
   };
 }
 
@@ -2763,27 +2768,38 @@ export function parseTurnLog(lines) {
   return sessions;
 }
 
+/** Decodes one frame of a recording at `seconds` as rgb24 (ffmpeg); returns {width, height, data}. */
+export async function frameAt(file, seconds, { width, height }) {
+  const r = await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-ss', String(seconds), '-i', file,
+    '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { timeoutMs: 20000 });
+  if (r.code !== 0) throw new Error(`ffmpeg extracts a frame at ${seconds} s (code=${r.code}); stderr:\n${r.stderr}`);
+  if (r.stdout.length !== width * height * 3) {
+    throw new Error(`a ${width}x${height} rgb24 frame at ${seconds} s, got ${r.stdout.length} bytes; stderr:\n${r.stderr}`);
+  }
+  return { width, height, data: r.stdout };
+}
+
+/** [r, g, b] averaged over the 5x5 patch around each point of an rgb24 frame. */
+export function sampleFrame({ width, height, data }, points) {
+  return points.map(({ x, y }) => {
+    const sum = [0, 0, 0];
+    const x0 = Math.max(0, Math.min(width - 5, x - 2));
+    const y0 = Math.max(0, Math.min(height - 5, y - 2));
+    for (let dy = 0; dy < 5; dy++) {
+      for (let dx = 0; dx < 5; dx++) {
+        const i = ((y0 + dy) * width + x0 + dx) * 3;
+        for (let k = 0; k < 3; k++) sum[k] += data[i + k];
+      }
+    }
+    return sum.map((v) => Math.round(v / 25));
+  });
+}
+
 /** startRecord inside `node` (a namespace of startLan/startTurnNet): the same handle. */
 export function startRecordIn(node, url, file, args = []) {
   requirePorthole();
   const proc = node.spawn('record', PORTHOLE_BIN, ['record', url, file, ...args], { env: childEnv() });
-  const stderrText = () => proc.stderr.toString();
-  return {
-    file,
-    child: proc.child,
-    exited: proc.exited,
-    get exitInfo() { return proc.exitInfo; },
-    stop: ({ signal = 'SIGINT', graceMs = 5000 } = {}) => proc.stop({ signal, graceMs }),
-    stderrText,
-    summary() {
-      const m = stderrText().match(/recorded ([\d.]+) s: (\d+) video frames, (\d+) audio packets, (\d+) bytes to (.+)$/m);
-      return m && {
-        seconds: Number(m[1]), videoFrames: Number(m[2]), audioPackets: Number(m[3]), bytes: Number(m[4]), file: m[5],
-      };
-    },
-    logText: proc.logText,
-    label: `porthole record ${file} [${node.name}]`,
-  };
+  return recordHandle(proc, file, `porthole record ${file} [${node.name}]`);
 }
 
 /**

@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import {
   withScope, startXvfb, startPattern, pollUntil, runTool, randomCode, httpFrom, tcpConnectFrom, startShareIn, startTurnNet, startTurnServer,
   startTcpProxy, whepAnswerFrom, sdpCandidates, parseTurnLog, startRecordIn, TURN_NET, quadrantCentres,
-  compareColours, DEFAULT_BLOCKS,
+  compareColours, DEFAULT_BLOCKS, frameAt, sampleFrame,
 } from './lib.mjs';
 
 const SCREEN = { width: 640, height: 480 };
@@ -91,31 +91,6 @@ async function probe(file) {
     '-of', 'json', file], { timeoutMs: 20000 });
   assert.equal(r.code, 0, `ffprobe ${file} exits 0 (code=${r.code} signal=${r.signal}); stderr:\n${r.stderr}`);
   return JSON.parse(r.stdout.toString());
-}
-
-/** Decodes one frame at `seconds` as rgb24; returns {width, height, data}. */
-async function frameAt(file, seconds, { width, height }) {
-  const r = await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-ss', String(seconds), '-i', file,
-    '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { timeoutMs: 20000 });
-  assert.equal(r.code, 0, `ffmpeg extracts a frame at ${seconds} s (code=${r.code}); stderr:\n${r.stderr}`);
-  assert.equal(r.stdout.length, width * height * 3, `a ${width}x${height} rgb24 frame at ${seconds} s; stderr:\n${r.stderr}`);
-  return { width, height, data: r.stdout };
-}
-
-/** [r, g, b] averaged over the 5x5 patch around each point of an rgb24 frame. */
-function sampleFrame({ width, height, data }, points) {
-  return points.map(({ x, y }) => {
-    const sum = [0, 0, 0];
-    const x0 = Math.max(0, Math.min(width - 5, x - 2));
-    const y0 = Math.max(0, Math.min(height - 5, y - 2));
-    for (let dy = 0; dy < 5; dy++) {
-      for (let dx = 0; dx < 5; dx++) {
-        const i = ((y0 + dy) * width + x0 + dx) * 3;
-        for (let k = 0; k < 3; k++) sum[k] += data[i + k];
-      }
-    }
-    return sum.map((v) => Math.round(v / 25));
-  });
 }
 
 /** The recorder's exit, waiting up to timeoutMs (then SIGINT, which makes it finish). */
