@@ -107,6 +107,40 @@ impl H264Encoder {
         self.settings
     }
 
+    /// Changes the target bit rate and frame rate of the running encoder (no new keyframe).
+    pub fn set_rate(&mut self, bitrate_kbps: u32, fps: u32) -> Result<(), EncodeError> {
+        if (bitrate_kbps, fps) == (self.settings.bitrate_kbps, self.settings.fps) {
+            return Ok(());
+        }
+        let mut bitrate = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: i32::try_from(u64::from(bitrate_kbps.max(1)) * 1000).unwrap_or(i32::MAX),
+        };
+        let mut frame_rate = fps.max(1) as f32;
+        // SAFETY: both options take a pointer to the value's type, as libwebrtc's H.264
+        // encoder passes them; the encoder is initialised (it exists) and not shared.
+        let (a, b) = unsafe {
+            let api = self.inner.raw_api();
+            (
+                api.set_option(
+                    openh264_sys2::ENCODER_OPTION_BITRATE,
+                    (&raw mut bitrate).cast(),
+                ),
+                api.set_option(
+                    openh264_sys2::ENCODER_OPTION_FRAME_RATE,
+                    (&raw mut frame_rate).cast(),
+                ),
+            )
+        };
+        if a != 0 || b != 0 {
+            return Err(EncodeError::Encode(format!(
+                "cannot set the rate to {bitrate_kbps} kbit/s at {fps} fps (openh264 {a}/{b})"
+            )));
+        }
+        self.settings = EncoderSettings { fps, bitrate_kbps };
+        Ok(())
+    }
+
     /// Encodes one picture; `force_idr` makes it a keyframe.
     pub fn encode(
         &mut self,

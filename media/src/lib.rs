@@ -15,6 +15,7 @@ pub mod pattern;
 pub mod pipeline;
 pub mod record;
 pub mod slot;
+pub mod x11grab;
 pub mod xvfb;
 
 use std::time::Instant;

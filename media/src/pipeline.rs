@@ -1,25 +1,26 @@
 //! The host's video pipeline: capture thread → newest-frame slot → encode thread → sink.
 //!
 //! ```text
-//!  X11 ──scrap──▶ capture thread ──(changed frames only)──▶ LatestSlot ──▶ encode thread ──▶ sink
-//!                 paced to fps                              drops stale     BGRX→I420, H.264
-//!                                                                           IDR on request
+//!  X11 ──DAMAGE──▶ capture thread ──(I420 picture)──▶ LatestSlot ──▶ encode thread ──▶ sink
+//!                  grabs and converts                 drops stale     H.264
+//!                  only changed rows, ≤ fps                           IDR on request
 //! ```
 //!
 //! One encoder per pipeline, whatever the number of viewers: the sink fans out.
-//! An unchanged screen costs one memcmp per tick and no encode; a keyframe request
+//! An unchanged screen costs nothing (no damage, no grab, no encode); a change is grabbed
+//! as soon as the X server reports it (at most `fps` frames a second); a keyframe request
 //! re-encodes the last picture at once, and the last picture is re-sent about once a
 //! second so receivers see the stream is alive.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::{CaptureError, ScreenCapturer};
-use crate::convert::{even_size, Converter};
+use crate::capture::CaptureError;
 use crate::encoder::{EncoderSettings, H264Encoder};
 use crate::slot::LatestSlot;
+use crate::x11grab::{DamageCapturer, I420Picture};
 use crate::EncodedFrame;
 
 /// A shared "the next frame must be an IDR" flag. Any viewer may raise it; the encoder
@@ -87,10 +88,56 @@ impl RatePacer {
         }
     }
 
+    /// Changes the rate (the level is kept, the burst follows the new rate).
+    pub fn set_rate(&mut self, bitrate_kbps: u32) {
+        self.bytes_per_sec = f64::from(bitrate_kbps.max(1)) * 1000.0 / 8.0;
+        self.burst = self.bytes_per_sec * PACER_BURST.as_secs_f64();
+        self.level = self.level.min(self.burst);
+    }
+
     /// Counts an encoded frame of `bytes`.
     pub fn spend(&mut self, bytes: usize, now: Instant) {
         self.refill(now);
         self.level -= bytes as f64;
+    }
+}
+
+/// What the encoder aims at, set from outside while it runs (congestion control): bit rate,
+/// frame rate (the capture's cap) and picture size (1 = full, 2 = half each way).
+#[derive(Debug)]
+pub struct EncoderControl {
+    kbps: AtomicU32,
+    fps: AtomicU32,
+    scale_div: AtomicU32,
+}
+
+impl EncoderControl {
+    pub fn new(settings: EncoderSettings) -> Arc<Self> {
+        Arc::new(Self {
+            kbps: AtomicU32::new(settings.bitrate_kbps),
+            fps: AtomicU32::new(settings.fps.max(1)),
+            scale_div: AtomicU32::new(1),
+        })
+    }
+
+    pub fn set(&self, kbps: u32, fps: u32, scale_div: u32) {
+        self.kbps.store(kbps.max(1), Ordering::Relaxed);
+        self.fps.store(fps.max(1), Ordering::Relaxed);
+        self.scale_div
+            .store(scale_div.clamp(1, 2), Ordering::Relaxed);
+    }
+
+    /// `(kbps, fps, scale_div)` as last set.
+    pub fn get(&self) -> (u32, u32, u32) {
+        (
+            self.kbps.load(Ordering::Relaxed),
+            self.fps.load(Ordering::Relaxed),
+            self.scale_div.load(Ordering::Relaxed),
+        )
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / f64::from(self.fps.load(Ordering::Relaxed).max(1)))
     }
 }
 
@@ -115,6 +162,8 @@ pub struct PipelineConfig {
     pub encoder: EncoderSettings,
     /// Re-send the last picture after this long without a change.
     pub keepalive: Duration,
+    /// Where the encoder's targets come from while it runs (`None`: `encoder`, fixed).
+    pub control: Option<Arc<EncoderControl>>,
 }
 
 impl Default for PipelineConfig {
@@ -123,16 +172,18 @@ impl Default for PipelineConfig {
             monitor: 0,
             encoder: EncoderSettings::default(),
             keepalive: Duration::from_secs(1),
+            control: None,
         }
     }
 }
 
 struct Captured {
-    bgrx: Arc<Vec<u8>>,
-    width: usize,
-    height: usize,
+    picture: Arc<I420Picture>,
     time: Instant,
     grab_us: u64,
+    convert_us: u64,
+    /// Rows grabbed and converted for this frame.
+    rows: usize,
 }
 
 /// A running capture → encode pipeline. Dropping it stops both threads.
@@ -184,12 +235,11 @@ impl VideoPipeline {
                 .spawn(move || encode_loop(config, stop, stats, slot, keyframe, sink))
                 .expect("spawn encode thread")
         };
-        let (w, h) = even_size(width, height);
         Ok(Self {
             stop,
             threads: vec![capture, encode],
             stats,
-            size: (w as u32, h as u32),
+            size: (width as u32, height as u32),
         })
     }
 
@@ -228,53 +278,72 @@ fn capture_loop(
     slot: Arc<LatestSlot<Captured>>,
     opened: mpsc::Sender<Result<(usize, usize), CaptureError>>,
 ) {
-    let mut capturer = match ScreenCapturer::open(config.monitor) {
+    let mut capturer = match DamageCapturer::open(config.monitor) {
         Ok(c) => c,
         Err(e) => {
             let _ = opened.send(Err(e));
             return;
         }
     };
-    let (width, height) = (capturer.width(), capturer.height());
+    let (width, height) = capturer.size();
     let _ = opened.send(Ok((width, height)));
-    tracing::info!(width, height, monitor = config.monitor, "capturing");
+    tracing::info!(
+        width,
+        height,
+        monitor = config.monitor,
+        damage = capturer.tracks_damage(),
+        "capturing"
+    );
 
-    let period = Duration::from_secs_f64(1.0 / f64::from(config.encoder.fps.max(1)));
-    let mut previous: Option<Arc<Vec<u8>>> = None;
-    let mut next = Instant::now();
+    let control = config
+        .control
+        .clone()
+        .unwrap_or_else(|| EncoderControl::new(config.encoder));
+    let mut last_grab: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
+        // Nothing happens until the screen changes (at most 100 ms, to notice a stop).
+        let changed = match capturer.wait(Duration::from_millis(100)) {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::error!("{e}; stopping capture");
+                stop.store(true, Ordering::Release);
+                return;
+            }
+        };
+        if !changed {
+            continue;
+        }
+        // Frames are at least one period apart (the frame-rate cap): a change within a
+        // period of the last grab waits for the period to end, collecting more damage.
+        if let Some(last) = last_grab {
+            let due = last + control.period();
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
         }
         let time = Instant::now();
-        // Frames are at least one period apart: after a stall the cadence restarts from now
-        // instead of bursting, and capture times never crowd (players and recorders that
-        // assume the nominal rate then never see two frames in one tick).
-        next = (next + period).max(time + period);
-
-        let result = capturer.grab(|bgrx| {
-            let unchanged = previous.as_ref().is_some_and(|p| p.as_slice() == bgrx);
-            (!unchanged).then(|| Arc::new(bgrx.to_vec()))
-        });
-        let grab_us = time.elapsed().as_micros() as u64;
-        stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+        let result = capturer
+            .take_bands()
+            .and_then(|bands| Ok((capturer.grab(&bands)?, bands.is_empty())));
         match result {
-            Ok(Some(bgrx)) => {
-                previous = Some(bgrx.clone());
+            Ok((_, true)) => {
+                // Damage elsewhere on the X screen (another monitor).
+                stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok((cost, false)) => {
+                last_grab = Some(time);
+                stats.frames_captured.fetch_add(1, Ordering::Relaxed);
                 let frame = Captured {
-                    bgrx,
-                    width,
-                    height,
+                    picture: Arc::new(capturer.picture()),
                     time,
-                    grab_us,
+                    grab_us: cost.grab_us,
+                    convert_us: cost.convert_us,
+                    rows: cost.rows,
                 };
                 if slot.put(frame) {
                     stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
                 }
-            }
-            Ok(None) => {
-                stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 tracing::error!("{e}; stopping capture");
@@ -301,12 +370,26 @@ fn encode_loop(
         }
     };
     stats.encoders_started.fetch_add(1, Ordering::Relaxed);
-    let mut converter: Option<Converter> = None;
+    let control = config
+        .control
+        .clone()
+        .unwrap_or_else(|| EncoderControl::new(config.encoder));
+    let mut last: Option<Arc<I420Picture>> = None;
     let mut last_capture_time = Instant::now();
     let mut last_encode = Instant::now();
     let mut pacer = RatePacer::new(config.encoder.bitrate_kbps, Instant::now());
     let mut holding = false;
     while !stop.load(Ordering::Acquire) {
+        let (kbps, fps, scale_div) = control.get();
+        if (kbps, fps) != (encoder.settings().bitrate_kbps, encoder.settings().fps) {
+            match encoder.set_rate(kbps, fps) {
+                Ok(()) => {
+                    pacer.set_rate(kbps);
+                    tracing::debug!(kbps, fps, scale_div, "encoder target");
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
         // Over budget: leave the newest frame in the slot (the capture keeps replacing it)
         // until the budget has refilled. A keyframe request goes through at once.
         let wait = pacer.wait(Instant::now());
@@ -320,34 +403,37 @@ fn encode_loop(
         }
         holding = false;
         let frame = slot.take_timeout(Duration::from_millis(10));
-        let (capture_time, grab_us, convert_us) = match frame {
+        let (capture_time, grab_us, convert_us, rows) = match frame {
             Some(frame) => {
-                let started = Instant::now();
-                converter
-                    .get_or_insert_with(|| Converter::new(frame.width, frame.height))
-                    .convert(&frame.bgrx, frame.width, frame.height);
+                last = Some(frame.picture);
                 last_capture_time = frame.time;
-                (
-                    frame.time,
-                    frame.grab_us,
-                    started.elapsed().as_micros() as u64,
-                )
+                (frame.time, frame.grab_us, frame.convert_us, frame.rows)
             }
             None => {
                 // Nothing new on screen: answer a keyframe request, or keep the stream alive.
                 let due = last_encode.elapsed() >= config.keepalive;
-                if converter.is_none() || !(keyframe.is_pending() || due) {
+                if last.is_none() || !(keyframe.is_pending() || due) {
                     continue;
                 }
-                (Instant::now(), 0, 0)
+                (Instant::now(), 0, 0, 0)
             }
         };
-        let Some(conv) = converter.as_ref() else {
+        let Some(full) = last.as_deref() else {
             continue;
+        };
+        // Halved when the bit rate is too low for the full size (a new size starts with an
+        // IDR: openh264 re-initialises).
+        let halved;
+        let picture = if scale_div >= 2 {
+            halved = full.half();
+            &halved
+        } else {
+            full
         };
         let force_idr = keyframe.take();
         let started = Instant::now();
-        let encoded = match encoder.encode(conv.picture(), force_idr) {
+        let queued_us = started.saturating_duration_since(capture_time).as_micros() as u64;
+        let encoded = match encoder.encode(picture, force_idr) {
             Ok(encoded) => encoded,
             Err(e) => {
                 tracing::error!("{e}; stopping the video pipeline");
@@ -365,10 +451,11 @@ fn encode_loop(
         if encoded.keyframe {
             stats.keyframes.fetch_add(1, Ordering::Relaxed);
         }
-        let (w, h) = conv.picture_size();
         tracing::debug!(
             grab_us,
             convert_us,
+            rows,
+            queued_us,
             encode_us,
             bytes = encoded.data.len(),
             keyframe = encoded.keyframe,
@@ -381,8 +468,8 @@ fn encode_loop(
             data: encoded.data,
             capture_time,
             keyframe: encoded.keyframe,
-            width: w as u32,
-            height: h as u32,
+            width: picture.width as u32,
+            height: picture.height as u32,
         });
     }
 }

@@ -1,0 +1,541 @@
+//! X11 capture driven by the DAMAGE extension, into a MIT-SHM segment that holds the whole
+//! monitor, converted to I420 only where the screen changed.
+//!
+//! ```text
+//!  X server ──DamageNotify──▶ wait() ──▶ take_bands(): damaged rows, merged, even-aligned
+//!           ◀─ShmGetImage (only those rows, into their place in the segment)─ grab()
+//!  segment (BGRX, whole monitor) ──convert those rows──▶ persistent I420 picture
+//! ```
+//!
+//! An unchanged screen costs nothing: no event, no grab, no compare. A change is grabbed
+//! as soon as it is reported (the caller keeps the frame-rate cap), and only the rows it
+//! touched are copied and converted. Without DAMAGE (rare) every call is a full grab.
+//! The capturer holds an X connection and a shared-memory segment: not `Send`, create it
+//! on the thread that uses it.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use openh264::formats::{BGRA8Source, RGB8Source, RGBSource, YUVBuffer, YUVSource};
+use x11rb::connection::{Connection, RequestConnection};
+use x11rb::protocol::damage::{self, ConnectionExt as _};
+use x11rb::protocol::shm::{self, ConnectionExt as _};
+use x11rb::protocol::xfixes::{self, ConnectionExt as _};
+use x11rb::protocol::xproto::ImageFormat;
+use x11rb::protocol::Event;
+use x11rb::rust_connection::RustConnection;
+
+use crate::capture::{monitor_rect, CaptureError, MonitorRect};
+use crate::convert::even_size;
+
+/// Rows `[y0, y1)` of the monitor (even-aligned, for 4:2:0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Band {
+    pub y0: usize,
+    pub y1: usize,
+}
+
+impl Band {
+    pub fn rows(&self) -> usize {
+        self.y1 - self.y0
+    }
+}
+
+/// Merges damaged row ranges `(y, height)` (already clipped to `0..height`) into sorted,
+/// disjoint, even-aligned bands within `0..height` (even). Ranges closer than `gap` rows
+/// are joined: one larger grab beats two round trips.
+pub fn merge_bands(mut rows: Vec<(usize, usize)>, height: usize, gap: usize) -> Vec<Band> {
+    rows.retain(|&(_, h)| h > 0);
+    rows.sort_unstable();
+    let mut out: Vec<Band> = Vec::new();
+    for (y, h) in rows {
+        let y0 = (y & !1).min(height);
+        let y1 = ((y + h + 1) & !1).min(height);
+        if y0 >= y1 {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if y0 <= last.y1 + gap => last.y1 = last.y1.max(y1),
+            _ => out.push(Band { y0, y1 }),
+        }
+    }
+    out
+}
+
+/// A System V shared-memory segment attached here and to the X server.
+struct Segment {
+    addr: *mut u8,
+    len: usize,
+    seg: shm::Seg,
+}
+
+impl Segment {
+    fn new(conn: &RustConnection, len: usize) -> Result<Self, String> {
+        // SAFETY: plain System V calls; the result is checked before use.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600) };
+        if id < 0 {
+            return Err(format!("shmget: {}", io::Error::last_os_error()));
+        }
+        // SAFETY: `id` is a segment we just made; a failed attach returns -1.
+        let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+        let attached = addr as isize != -1;
+        let seg = conn.generate_id().map_err(|e| e.to_string());
+        let result = match (attached, seg) {
+            (true, Ok(seg)) => conn
+                .shm_attach(seg, id as u32, false)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.check().map_err(|e| e.to_string()))
+                .map(|()| Segment {
+                    addr: addr.cast(),
+                    len,
+                    seg,
+                }),
+            (false, _) => Err(format!("shmat: {}", io::Error::last_os_error())),
+            (true, Err(e)) => Err(e),
+        };
+        // Marked for removal now: it goes away when the last of us and the server detach,
+        // even if this process is killed.
+        // SAFETY: `id` is ours.
+        unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        if result.is_err() && attached {
+            // SAFETY: attached above, not used afterwards.
+            unsafe { libc::shmdt(addr) };
+        }
+        result
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `addr` maps `len` bytes for as long as `self` lives; the X server writes
+        // into it only while a ShmGetImage request is answered, and we read after the reply.
+        unsafe { std::slice::from_raw_parts(self.addr, self.len) }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: attached in `new`, detached once.
+        unsafe { libc::shmdt(self.addr.cast()) };
+    }
+}
+
+/// What one capture cost, for the per-stage timings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrabCost {
+    pub grab_us: u64,
+    pub convert_us: u64,
+    /// Rows grabbed and converted.
+    pub rows: usize,
+}
+
+/// Damage-driven capture of one monitor into an I420 picture (see the module docs).
+pub struct DamageCapturer {
+    conn: RustConnection,
+    root: u32,
+    rect: MonitorRect,
+    /// The encoded (even) size.
+    width: usize,
+    height: usize,
+    damage: Option<(damage::Damage, xfixes::Region)>,
+    damage_event: u8,
+    pending: bool,
+    /// Everything must be grabbed (first frame, or no DAMAGE).
+    full: bool,
+    segment: Segment,
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+    scratch: Option<YUVBuffer>,
+}
+
+impl DamageCapturer {
+    /// Opens monitor `index` of the X display in `$DISPLAY`.
+    pub fn open(index: usize) -> Result<Self, CaptureError> {
+        let rect = monitor_rect(None, index)?;
+        let display = std::env::var("DISPLAY").unwrap_or_default();
+        let connect = |e: String| CaptureError::Connect {
+            display: display.clone(),
+            source: io::Error::other(e),
+        };
+        let (conn, screen_num) = x11rb::connect(None).map_err(|e| connect(e.to_string()))?;
+        let root = conn.setup().roots[screen_num].root;
+        conn.extension_information(shm::X11_EXTENSION_NAME)
+            .map_err(|e| connect(e.to_string()))?
+            .ok_or_else(|| connect("the X server has no MIT-SHM extension".into()))?;
+        let (width, height) = even_size(rect.width as usize, rect.height as usize);
+        let segment = Segment::new(&conn, rect.width as usize * rect.height as usize * 4)
+            .map_err(|e| connect(format!("cannot share memory with the X server: {e}")))?;
+        let (damage, damage_event) = match Self::track_damage(&conn, root) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("no X DAMAGE ({e}): grabbing the whole screen every frame");
+                (None, 0)
+            }
+        };
+        Ok(Self {
+            conn,
+            root,
+            rect,
+            width,
+            height,
+            damage,
+            damage_event,
+            pending: true,
+            full: true,
+            segment,
+            y: vec![16; width * height],
+            u: vec![128; width * height / 4],
+            v: vec![128; width * height / 4],
+            scratch: None,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn track_damage(
+        conn: &RustConnection,
+        root: u32,
+    ) -> Result<(Option<(damage::Damage, xfixes::Region)>, u8), String> {
+        let info = conn
+            .extension_information(damage::X11_EXTENSION_NAME)
+            .map_err(|e| e.to_string())?
+            .ok_or("the X server has no DAMAGE extension")?;
+        conn.xfixes_query_version(5, 0)
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| e.to_string())?;
+        conn.damage_query_version(1, 1)
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| e.to_string())?;
+        let damage = conn.generate_id().map_err(|e| e.to_string())?;
+        conn.damage_create(damage, root, damage::ReportLevel::NON_EMPTY)
+            .map_err(|e| e.to_string())?
+            .check()
+            .map_err(|e| e.to_string())?;
+        let region = conn.generate_id().map_err(|e| e.to_string())?;
+        conn.xfixes_create_region(region, &[])
+            .map_err(|e| e.to_string())?
+            .check()
+            .map_err(|e| e.to_string())?;
+        Ok((Some((damage, region)), info.first_event))
+    }
+
+    /// The picture size (even).
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// Whether the screen changes are reported (DAMAGE), rather than grabbed blindly.
+    pub fn tracks_damage(&self) -> bool {
+        self.damage.is_some()
+    }
+
+    fn grab_error(e: impl std::fmt::Display) -> CaptureError {
+        CaptureError::Grab(io::Error::other(e.to_string()))
+    }
+
+    fn drain_events(&mut self) -> Result<(), CaptureError> {
+        while let Some(event) = self.conn.poll_for_event().map_err(Self::grab_error)? {
+            match event {
+                Event::DamageNotify(_) => self.pending = true,
+                Event::Unknown(raw) if raw.first() == Some(&self.damage_event) => {
+                    self.pending = true
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits at most `timeout` for the screen to change. Returns whether it changed since
+    /// the last [`take_bands`](Self::take_bands). Without DAMAGE, always true (at once).
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, CaptureError> {
+        if self.damage.is_none() || self.full {
+            return Ok(true);
+        }
+        self.conn.flush().map_err(Self::grab_error)?;
+        self.drain_events()?;
+        let deadline = Instant::now() + timeout;
+        while !self.pending {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.conn.stream().as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd for the duration of the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(CaptureError::Grab(e));
+                }
+            }
+            self.drain_events()?;
+        }
+        Ok(self.pending)
+    }
+
+    /// The rows changed since the last call (and clears them).
+    pub fn take_bands(&mut self) -> Result<Vec<Band>, CaptureError> {
+        self.drain_events()?;
+        self.pending = false;
+        let Some((damage, region)) = self.damage else {
+            return Ok(vec![Band {
+                y0: 0,
+                y1: self.height,
+            }]);
+        };
+        self.conn
+            .damage_subtract(damage, x11rb::NONE, region)
+            .map_err(Self::grab_error)?;
+        let reply = self
+            .conn
+            .xfixes_fetch_region(region)
+            .map_err(Self::grab_error)?
+            .reply()
+            .map_err(Self::grab_error)?;
+        if std::mem::take(&mut self.full) {
+            return Ok(vec![Band {
+                y0: 0,
+                y1: self.height,
+            }]);
+        }
+        let r = self.rect;
+        let rows = reply
+            .rectangles
+            .iter()
+            .filter(|d| {
+                let (dx0, dx1) = (i32::from(d.x), i32::from(d.x) + i32::from(d.width));
+                dx1 > r.x && dx0 < r.x + r.width as i32
+            })
+            .filter_map(|d| {
+                let y0 = (i32::from(d.y) - r.y).max(0);
+                let y1 = (i32::from(d.y) + i32::from(d.height) - r.y).min(r.height as i32);
+                (y1 > y0).then(|| (y0 as usize, (y1 - y0) as usize))
+            })
+            .collect();
+        Ok(merge_bands(rows, self.height, 16))
+    }
+
+    /// Grabs `bands` into the segment and converts them into the picture.
+    pub fn grab(&mut self, bands: &[Band]) -> Result<GrabCost, CaptureError> {
+        let started = Instant::now();
+        let stride = self.rect.width as usize * 4;
+        // Send every request first, then wait for the replies: one round trip in all.
+        let mut cookies = Vec::with_capacity(bands.len());
+        for b in bands {
+            let cookie = self
+                .conn
+                .shm_get_image(
+                    self.root,
+                    self.rect.x as i16,
+                    (self.rect.y + b.y0 as i32) as i16,
+                    self.rect.width as u16,
+                    b.rows() as u16,
+                    !0,
+                    ImageFormat::Z_PIXMAP.into(),
+                    self.segment.seg,
+                    (b.y0 * stride) as u32,
+                )
+                .map_err(Self::grab_error)?;
+            cookies.push(cookie);
+        }
+        for cookie in cookies {
+            let reply = cookie.reply().map_err(Self::grab_error)?;
+            if reply.depth != 24 && reply.depth != 32 {
+                return Err(Self::grab_error(format!(
+                    "the screen has depth {}; only 24-bit colour is supported",
+                    reply.depth
+                )));
+            }
+        }
+        let grab_us = started.elapsed().as_micros() as u64;
+        let started = Instant::now();
+        let mut rows = 0;
+        for b in bands {
+            self.convert(*b);
+            rows += b.rows();
+        }
+        Ok(GrabCost {
+            grab_us,
+            convert_us: started.elapsed().as_micros() as u64,
+            rows,
+        })
+    }
+
+    fn convert(&mut self, b: Band) {
+        let stride = self.rect.width as usize * 4;
+        let (w, rows) = (self.width, b.rows());
+        let src = BgrxRows {
+            data: &self.segment.bytes()[b.y0 * stride..b.y1 * stride],
+            width: w,
+            rows,
+            stride_px: self.rect.width as usize,
+        };
+        let scratch = match &mut self.scratch {
+            Some(s) if s.dimensions() == (w, rows) => s,
+            other => other.insert(YUVBuffer::new(w, rows)),
+        };
+        scratch.read_bgra8(src);
+        let (sy, su, sv) = scratch.strides();
+        let (cw, cy0, crows) = (w / 2, b.y0 / 2, rows / 2);
+        for r in 0..rows {
+            let dst = (b.y0 + r) * w;
+            self.y[dst..dst + w].copy_from_slice(&scratch.y()[r * sy..r * sy + w]);
+        }
+        for r in 0..crows {
+            let dst = (cy0 + r) * cw;
+            self.u[dst..dst + cw].copy_from_slice(&scratch.u()[r * su..r * su + cw]);
+            self.v[dst..dst + cw].copy_from_slice(&scratch.v()[r * sv..r * sv + cw]);
+        }
+    }
+
+    /// The current picture (every change grabbed so far).
+    pub fn picture(&self) -> I420Picture {
+        I420Picture {
+            y: self.y.clone(),
+            u: self.u.clone(),
+            v: self.v.clone(),
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
+/// Rows of BGRX pixels, `stride_px` pixels apart, of which the first `width` are used.
+#[derive(Clone, Copy)]
+struct BgrxRows<'a> {
+    data: &'a [u8],
+    width: usize,
+    rows: usize,
+    stride_px: usize,
+}
+
+impl RGBSource for BgrxRows<'_> {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.width, self.rows)
+    }
+    fn pixel_f32(&self, x: usize, y: usize) -> (f32, f32, f32) {
+        let i = (y * self.stride_px + x) * 4;
+        let p = &self.data[i..i + 3];
+        (f32::from(p[2]), f32::from(p[1]), f32::from(p[0]))
+    }
+}
+
+impl RGB8Source for BgrxRows<'_> {
+    fn dimensions_padded(&self) -> (usize, usize) {
+        (self.stride_px, self.rows)
+    }
+    fn rgb8_data(&self) -> &[u8] {
+        self.data
+    }
+    fn pixel_stride(&self) -> usize {
+        4
+    }
+    fn rgb_channel_offsets(&self) -> (usize, usize, usize) {
+        (2, 1, 0)
+    }
+}
+
+impl BGRA8Source for BgrxRows<'_> {}
+
+/// One I420 picture (planes packed, strides = width and width / 2).
+#[derive(Clone, Debug)]
+pub struct I420Picture {
+    pub y: Vec<u8>,
+    pub u: Vec<u8>,
+    pub v: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl I420Picture {
+    /// This picture at half the width and half the height (2×2 box filter), even-sized.
+    pub fn half(&self) -> I420Picture {
+        let (w, h) = even_size(self.width / 2, self.height / 2);
+        let (w, h) = (w.max(2), h.max(2));
+        let shrink = |src: &[u8], sw: usize, dw: usize, dh: usize| {
+            let mut out = Vec::with_capacity(dw * dh);
+            for y in 0..dh {
+                let (r0, r1) = (&src[2 * y * sw..], &src[(2 * y + 1) * sw..]);
+                out.extend((0..dw).map(|x| {
+                    let s = u16::from(r0[2 * x])
+                        + u16::from(r0[2 * x + 1])
+                        + u16::from(r1[2 * x])
+                        + u16::from(r1[2 * x + 1]);
+                    ((s + 2) / 4) as u8
+                }));
+            }
+            out
+        };
+        I420Picture {
+            y: shrink(&self.y, self.width, w, h),
+            u: shrink(&self.u, self.width / 2, w / 2, h / 2),
+            v: shrink(&self.v, self.width / 2, w / 2, h / 2),
+            width: w,
+            height: h,
+        }
+    }
+}
+
+impl YUVSource for I420Picture {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+    fn strides(&self) -> (usize, usize, usize) {
+        (self.width, self.width / 2, self.width / 2)
+    }
+    fn y(&self) -> &[u8] {
+        &self.y
+    }
+    fn u(&self) -> &[u8] {
+        &self.u
+    }
+    fn v(&self) -> &[u8] {
+        &self.v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_rows_merge_into_even_bands() {
+        // Two clock rows near the top, a moving region further down, one overlapping.
+        let bands = merge_bands(vec![(500, 300), (3, 20), (30, 10), (790, 20)], 1080, 16);
+        assert_eq!(
+            bands,
+            vec![Band { y0: 2, y1: 40 }, Band { y0: 500, y1: 810 }]
+        );
+        // Clipped to the (even) picture height; empty ranges vanish.
+        assert_eq!(
+            merge_bands(vec![(1070, 50), (10, 0)], 1080, 16),
+            vec![Band { y0: 1070, y1: 1080 }]
+        );
+        // Far apart: separate grabs.
+        assert_eq!(merge_bands(vec![(0, 2), (100, 2)], 1080, 16).len(), 2);
+    }
+
+    #[test]
+    fn a_halved_picture_averages_each_2x2_block() {
+        let (w, h) = (8, 4);
+        let pic = I420Picture {
+            y: (0..w * h).map(|i| (i % w) as u8 * 10).collect(),
+            u: vec![100; w * h / 4],
+            v: vec![200; w * h / 4],
+            width: w,
+            height: h,
+        };
+        let half = pic.half();
+        assert_eq!((half.width, half.height), (4, 2));
+        assert_eq!(&half.y[..4], &[5, 25, 45, 65]);
+        assert_eq!(half.u, vec![100; 2]);
+        assert_eq!(half.v, vec![200; 2]);
+    }
+}
