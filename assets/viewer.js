@@ -263,8 +263,9 @@ function isCurrent(gen, pc) {
 
 function createPeer(gen) {
   const pc = new RTCPeerConnection({ iceServers: session.iceServers });
-  pc.addTransceiver('video', { direction: 'recvonly' });
-  pc.addTransceiver('audio', { direction: 'recvonly' });
+  for (const kind of ['video', 'audio']) {
+    negotiateCaptureTime(pc.addTransceiver(kind, { direction: 'recvonly' }));
+  }
   pc.addEventListener('track', (ev) => { if (isCurrent(gen, pc)) onTrack(ev); });
   if ('connectionState' in pc) {
     pc.addEventListener('connectionstatechange', () => {
@@ -279,6 +280,25 @@ function createPeer(gen) {
   }
   emit('peer', pc);
   return pc;
+}
+
+// The share stamps every packet with playout-delay (render at once) and abs-capture-time (when
+// the picture was taken). Chromium offers playout-delay by default but abs-capture-time only on
+// request: ask for both where the browser lets a page choose.
+const WANTED_EXTENSIONS = [
+  'http://www.webrtc.org/experiments/rtp-hdrext/playout-delay',
+  'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time',
+];
+
+function negotiateCaptureTime(transceiver) {
+  if (typeof transceiver.getHeaderExtensionsToNegotiate !== 'function') return;
+  try {
+    const exts = transceiver.getHeaderExtensionsToNegotiate();
+    for (const e of exts) {
+      if (WANTED_EXTENSIONS.includes(e.uri) && e.direction === 'stopped') e.direction = 'recvonly';
+    }
+    transceiver.setHeaderExtensionsToNegotiate(exts);
+  } catch (_) { /* older browser: the default set */ }
 }
 
 function waitForIceGathering(pc, timeoutMs) {
@@ -321,8 +341,19 @@ function onPeerState(pcState) {
 
 // ---- 7. media -------------------------------------------------------------
 
+// Render every frame the moment it is decoded: the share also sends playout-delay 0 on its
+// packets; these are the receiver's own knobs for the same thing (Chromium: jitterBufferTarget,
+// older: playoutDelayHint). contentHint tells the decoder side this is screen content.
+function lowLatencyReceiver(receiver, track) {
+  if (!receiver) return;
+  try { if ('jitterBufferTarget' in receiver) receiver.jitterBufferTarget = 0; } catch (_) { /* unsupported */ }
+  try { if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = 0; } catch (_) { /* unsupported */ }
+  try { if (track.kind === 'video' && 'contentHint' in track) track.contentHint = 'detail'; } catch (_) { /* unsupported */ }
+}
+
 function onTrack(ev) {
   const { track } = ev;
+  lowLatencyReceiver(ev.receiver, track);
   emit('track', ev);
   if (track.kind === 'video') attachVideo(track, ev.streams && ev.streams[0]);
   else if (track.kind === 'audio') attachAudio(track);

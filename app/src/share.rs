@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use media::encoder::EncoderSettings;
-use media::pipeline::{KeyframeRequest, PipelineConfig, VideoPipeline};
+use media::pipeline::{EncoderControl, KeyframeRequest, PipelineConfig, VideoPipeline};
+use net::cc::EncoderPolicy;
 use net::{AccessCode, IceConfig, IceServer, ShareConfig, ShareServer, VideoFanout, VideoSample};
 
 use crate::host::{watch_cursor, DesktopHost};
@@ -245,7 +246,31 @@ pub struct RunningShare {
     announcer: Option<net::discovery::Announcer>,
     audio: Option<media::audio::AudioPipeline>,
     pipeline: VideoPipeline,
+    steering: tokio::task::JoinHandle<()>,
     _cursor: Option<media::cursor::CursorWatcher>,
+}
+
+/// How often the encoder's target follows the viewers' path estimates.
+const STEER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Congestion control's last step: every `STEER_INTERVAL`, the viewers' path estimates
+/// become the one encoder's bit rate, frame rate and size (`net::cc::EncoderPolicy`).
+async fn steer_encoder(
+    fanout: Arc<VideoFanout>,
+    control: Arc<EncoderControl>,
+    mut policy: EncoderPolicy,
+) {
+    let mut tick = tokio::time::interval(STEER_INTERVAL);
+    let mut last = policy.current();
+    loop {
+        tick.tick().await;
+        let target = policy.update(Instant::now(), &fanout.path_estimates());
+        control.set(target.kbps, target.fps, target.scale_div);
+        if target != last {
+            tracing::debug!(?target, "encoder target");
+            last = target;
+        }
+    }
 }
 
 impl RunningShare {
@@ -262,14 +287,17 @@ impl RunningShare {
             let keyframe = keyframe.clone();
             VideoFanout::new(epoch, Arc::new(move || keyframe.request()))
         };
+        let settings = EncoderSettings {
+            fps: args.fps,
+            bitrate_kbps: args.bitrate_kbps,
+        };
+        let control = EncoderControl::new(settings);
         let pipeline = {
             let fanout = fanout.clone();
             let config = PipelineConfig {
                 monitor: args.monitor,
-                encoder: EncoderSettings {
-                    fps: args.fps,
-                    bitrate_kbps: args.bitrate_kbps,
-                },
+                encoder: settings,
+                control: Some(control.clone()),
                 ..Default::default()
             };
             VideoPipeline::start(config, keyframe, move |frame| {
@@ -282,6 +310,12 @@ impl RunningShare {
         };
         let (width, height) = pipeline.size();
         let stats = pipeline.stats().clone();
+        let steering = tokio::spawn(steer_encoder(
+            fanout.clone(),
+            control.clone(),
+            EncoderPolicy::new(args.bitrate_kbps, args.fps, width, height),
+        ));
+        let video_fanout = fanout.clone();
 
         let monitor = media::capture::monitor_rect(None, args.monitor)?;
         let events = net::HostEvents::new();
@@ -290,7 +324,23 @@ impl RunningShare {
         let injector_host = host.clone();
         let media_stats: net::MediaStats = Arc::new(move || {
             let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            let (kbps, fps, scale_div) = control.get();
+            let estimates = video_fanout.path_estimates();
             vec![
+                ("target_kbps", u64::from(kbps)),
+                ("target_fps", u64::from(fps)),
+                ("target_scale_div", u64::from(scale_div)),
+                (
+                    "path_estimate_min_kbps",
+                    estimates
+                        .iter()
+                        .copied()
+                        .filter(|&e| e > 0)
+                        .min()
+                        .unwrap_or(0)
+                        / 1000,
+                ),
+                ("units_over_budget", get(&video_fanout.units_over_budget)),
                 ("encoders_started", get(&stats.encoders_started)),
                 ("frames_captured", get(&stats.frames_captured)),
                 ("frames_unchanged", get(&stats.frames_unchanged)),
@@ -386,6 +436,7 @@ impl RunningShare {
             has_audio: audio.is_some(),
             audio,
             pipeline,
+            steering,
             _cursor: cursor,
         })
     }
@@ -401,6 +452,7 @@ impl RunningShare {
         // Goodbye first, so browsers drop the entry at once.
         drop(self.announcer);
         self.server.shutdown().await;
+        self.steering.abort();
         drop(self.audio);
         drop(self.pipeline);
     }

@@ -127,6 +127,42 @@ pub struct ReceivedUnit {
     pub rtp_time: u32,
     pub keyframe: bool,
     pub received: Instant,
+    /// When the host captured it, on the host's wall clock as a 64-bit NTP timestamp
+    /// (abs-capture-time header extension), if the share sent it.
+    pub capture_ntp: Option<u64>,
+    /// The playout delay the share asked for, `(min, max)` in units of 10 ms (the
+    /// playout-delay header extension), if sent.
+    pub playout_delay: Option<(u16, u16)>,
+}
+
+/// The header extensions' ids, from the `a=extmap` lines of a session description.
+pub fn negotiated_extensions(sdp: &str) -> crate::video::ExtensionIds {
+    crate::video::ExtensionIds::from_negotiated(sdp.lines().filter_map(|line| {
+        let rest = line.trim_end().strip_prefix("a=extmap:")?;
+        let (id, uri) = rest.split_once(' ')?;
+        let id = id.split('/').next()?.parse().ok()?;
+        Some((uri.split_whitespace().next()?, id))
+    }))
+}
+
+/// The abs-capture-time and playout-delay values a packet carries.
+fn packet_extensions(
+    h: &rtc::rtp::Header,
+    ids: crate::video::ExtensionIds,
+) -> (Option<u64>, Option<(u16, u16)>) {
+    let capture = ids
+        .abs_capture_time
+        .and_then(|id| h.get_extension(id))
+        .and_then(|b| Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)));
+    let playout = ids
+        .playout_delay
+        .and_then(|id| h.get_extension(id))
+        .filter(|b| b.len() >= 3)
+        .map(|b| {
+            let v = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            ((v >> 12) as u16, (v & 0xfff) as u16)
+        });
+    (capture, playout)
 }
 
 /// What the connection's statistics say about the link.
@@ -313,6 +349,8 @@ impl ShareClient {
         let webrtc = |e: webrtc::error::Error| ClientError::WebRtc(e.to_string());
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs().map_err(webrtc)?;
+        crate::peer::register_extensions(&mut media_engine)
+            .map_err(|e| ClientError::WebRtc(e.to_string()))?;
         let registry =
             register_default_interceptors(Registry::new(), &mut media_engine).map_err(webrtc)?;
         let (events_tx, events) = mpsc::channel(256);
@@ -393,6 +431,7 @@ impl ShareClient {
             s => return fail(ClientError::Refused(s, body.trim().to_owned())).await,
         }
         let has_audio = answer_sends_audio(&body);
+        let extensions = negotiated_extensions(&body);
         let answer = RTCSessionDescription::answer(body).map_err(webrtc)?;
         pc.set_remote_description(answer).await.map_err(webrtc)?;
         let session = location.unwrap_or_default();
@@ -417,7 +456,7 @@ impl ShareClient {
                         *video_track.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some((track.clone(), ssrc));
                     }
-                    tokio::spawn(read_track(track, kind, ssrc, events.clone()));
+                    tokio::spawn(read_track(track, kind, ssrc, extensions, events.clone()));
                 }
             }));
         }
@@ -526,6 +565,7 @@ async fn read_track(
     track: Arc<dyn TrackRemote>,
     kind: RtpCodecKind,
     ssrc: u32,
+    extensions: crate::video::ExtensionIds,
     events: mpsc::Sender<ClientEvent>,
 ) {
     let mut assembler = H264Assembler::new();
@@ -536,12 +576,15 @@ async fn read_track(
         };
         let received = Instant::now();
         let h = &packet.header;
+        let (capture_ntp, playout_delay) = packet_extensions(h, extensions);
         let event = if kind == RtpCodecKind::Audio {
             ClientEvent::Audio(ReceivedUnit {
                 data: packet.payload.clone(),
                 rtp_time: h.timestamp,
                 keyframe: true,
                 received,
+                capture_ntp,
+                playout_delay,
             })
         } else {
             match assembler.push(h.sequence_number, h.timestamp, h.marker, &packet.payload) {
@@ -567,6 +610,8 @@ async fn read_track(
                     rtp_time,
                     keyframe,
                     received,
+                    capture_ntp,
+                    playout_delay,
                 }),
             }
         };

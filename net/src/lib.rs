@@ -4,6 +4,7 @@
 
 pub mod access;
 mod assets;
+pub mod cc;
 pub mod client;
 pub mod control;
 pub mod discovery;

@@ -10,7 +10,7 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use tokio::sync::{broadcast, mpsc, Notify};
 use webrtc::data_channel::DataChannel;
@@ -22,14 +22,17 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
+use crate::cc::{PathEstimate, SendBudget, ViewerGcc};
 use crate::keyframe::{self, KeyframeRequestForwarder};
-use crate::video::{RtpStamper, VideoFanout};
+use crate::video::{extension, ExtensionIds, RtpStamper, VideoFanout};
 
 /// The H.264 flavour every browser decodes: constrained baseline, non-interleaved.
 pub const H264_FMTP: &str =
     "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 pub const H264_PAYLOAD_TYPE: u8 = 102;
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// The most a viewer's path estimate may say (the encoder's own limit is set apart).
+const GCC_MAX_BPS: f64 = 100_000_000.0;
 /// How long to wait for ICE candidates before answering with what there is.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -214,6 +217,41 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
+/// Offers the header extensions we send: playout-delay (render at once) and
+/// abs-capture-time, on video and audio; they are sent where the viewer's offer has them.
+pub(crate) fn register_extensions(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        for uri in [extension::PLAYOUT_DELAY, extension::ABS_CAPTURE_TIME] {
+            media_engine
+                .register_header_extension(
+                    RTCRtpHeaderExtensionCapability {
+                        uri: uri.to_owned(),
+                    },
+                    kind,
+                    None,
+                )
+                .map_err(|e| PeerError::Internal(format!("header extension setup: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// The codec payload type and our header extensions' ids, as negotiated for `sender`.
+async fn negotiated(
+    sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+) -> Option<(u8, ExtensionIds)> {
+    let params = sender.get_parameters().await.ok()?;
+    let payload_type = params.rtp_parameters.codecs.first()?.payload_type;
+    let ids = ExtensionIds::from_negotiated(
+        params
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .map(|e| (e.uri.as_str(), e.id)),
+    );
+    Some((payload_type, ids))
+}
+
 fn local_track(ssrc: u32, kind: RtpCodecKind, codec: RTCRtpCodec) -> Arc<TrackLocalStaticRTP> {
     let id = if kind == RtpCodecKind::Audio {
         "sound"
@@ -252,6 +290,8 @@ pub struct Viewer {
     pub events: mpsc::UnboundedReceiver<ViewerEvent>,
     /// Data channels the viewer opened (see `docs/protocol.md`).
     pub data_channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+    /// What the viewer's path can carry (congestion control).
+    pub path: Arc<PathEstimate>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -296,11 +336,28 @@ impl Viewer {
                 )
                 .map_err(|e| PeerError::Internal(format!("codec setup: {e}")))?;
         }
+        register_extensions(&mut media_engine)?;
+        let path = Arc::new(PathEstimate::default());
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .map_err(|e| PeerError::Internal(format!("interceptor setup: {e}")))?
             .with(
                 rtc::interceptor::Slot::from(keyframe::SLOT),
                 KeyframeRequestForwarder::default(),
+            )
+            // Send-side congestion control: transport-wide sequence numbers on what we send,
+            // the viewer's TWCC feedback into GCC, its estimate published to `path`. (No
+            // stock pacer: it would queue audio behind video; `send_video` paces per viewer.)
+            .with(
+                rtc::interceptor::Slot::CongestionControl,
+                rtc::interceptor::CongestionControlBuilder::new(ViewerGcc::new(
+                    GCC_MAX_BPS,
+                    path.clone(),
+                ))
+                .build(),
+            )
+            .with(
+                rtc::interceptor::Slot::TwccSender,
+                rtc::interceptor::TwccSenderBuilder::new().build(),
             );
         let config = RTCConfigurationBuilder::new()
             .with_certificates(
@@ -352,12 +409,13 @@ impl Viewer {
             .map_err(|e| PeerError::Internal(format!("cannot create a peer connection: {e}")))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        match Self::negotiate(&pc, offer, video, audio, gathered).await {
+        match Self::negotiate(&pc, offer, video, audio, gathered, path.clone()).await {
             Ok((answer, tasks)) => Ok(Self {
                 pc,
                 answer,
                 events,
                 data_channels,
+                path,
                 tasks,
             }),
             Err(e) => {
@@ -373,6 +431,7 @@ impl Viewer {
         video: Arc<VideoFanout>,
         audio: Option<Arc<VideoFanout>>,
         gathered: Arc<Notify>,
+        path: Arc<PathEstimate>,
     ) -> Result<(String, Vec<tokio::task::JoinHandle<()>>), PeerError> {
         let ssrc = rand::random::<u32>();
         let track = local_track(ssrc, RtpCodecKind::Video, h264_codec());
@@ -410,37 +469,31 @@ impl Viewer {
             .await
             .ok_or_else(|| PeerError::Internal("no local description".into()))?;
 
-        let payload_type = sender
-            .get_parameters()
-            .await
-            .ok()
-            .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
-            .ok_or_else(|| {
-                PeerError::BadOffer("the offer accepts no H.264 (packetization-mode=1)".into())
-            })?;
+        let (payload_type, extensions) = negotiated(&sender).await.ok_or_else(|| {
+            PeerError::BadOffer("the offer accepts no H.264 (packetization-mode=1)".into())
+        })?;
+        tracing::debug!(?extensions, "video header extensions");
 
         let frames = video.subscribe();
+        video.watch_path(&path);
         video.request_keyframe();
         let send_task = tokio::spawn(send_video(
             track.clone(),
             frames,
-            RtpStamper::new(ssrc, payload_type, rand::random()),
+            RtpStamper::new(ssrc, payload_type, rand::random()).with_extensions(extensions),
             video.clone(),
+            Some(path),
         ));
         let rtcp_task = tokio::spawn(watch_feedback(track, video));
         let mut tasks = vec![send_task, rtcp_task];
         if let (Some((track, sender, assrc)), Some(audio)) = (audio_track, audio) {
-            let negotiated = sender
-                .get_parameters()
-                .await
-                .ok()
-                .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
-            match negotiated {
-                Some(pt) => tasks.push(tokio::spawn(send_video(
+            match negotiated(&sender).await {
+                Some((pt, extensions)) => tasks.push(tokio::spawn(send_video(
                     track,
                     audio.subscribe(),
-                    RtpStamper::new(assrc, pt, rand::random()),
+                    RtpStamper::new(assrc, pt, rand::random()).with_extensions(extensions),
                     audio,
+                    None,
                 ))),
                 None => tracing::info!("the viewer accepts no Opus; sending video only"),
             }
@@ -459,12 +512,50 @@ impl Viewer {
     }
 }
 
+/// Packets go out at this multiple of the path estimate (libwebrtc's pacing factor): a
+/// keyframe is spread over a few tens of milliseconds instead of bursting into a queue…
+const PACING_FACTOR: f64 = 2.5;
+/// …but this much may go at once, so on a link with room a frame is never held.
+const PACING_BURST: Duration = Duration::from_millis(40);
+/// A viewer dropped for its budget asks for a keyframe at most this often.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Spreads one viewer's packets at `PACING_FACTOR` times its estimate (a token bucket of
+/// `PACING_BURST`): returns how long to wait before the next `bytes` may go.
+struct Pacer {
+    level: f64,
+    last: Instant,
+}
+
+impl Pacer {
+    fn delay(&mut self, now: Instant, estimate_bps: u64, bytes: usize) -> Duration {
+        let rate = estimate_bps as f64 / 8.0 * PACING_FACTOR;
+        let burst = rate * PACING_BURST.as_secs_f64();
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.level = (self.level + dt * rate).min(burst) - bytes as f64;
+        if self.level >= 0.0 || rate <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.level / rate)
+        }
+    }
+}
+
 async fn send_video(
     track: Arc<TrackLocalStaticRTP>,
     mut frames: broadcast::Receiver<Arc<crate::video::VideoUnit>>,
     mut stamper: RtpStamper,
     video: Arc<VideoFanout>,
+    path: Option<Arc<PathEstimate>>,
 ) {
+    let now = Instant::now();
+    let mut budget = SendBudget::new(now);
+    let mut pacer = Pacer {
+        level: 0.0,
+        last: now,
+    };
+    let mut last_resync: Option<Instant> = None;
     loop {
         let unit = match frames.recv().await {
             Ok(unit) => unit,
@@ -479,8 +570,30 @@ async fn send_video(
         if !stamper.admit(&unit) {
             continue;
         }
+        let bytes: usize = unit.payloads.iter().map(|p| p.len() + 40).sum();
+        let estimate = path.as_ref().map(|p| p.target_bps());
+        if let Some(estimate) = estimate {
+            // What this viewer's link cannot carry is not sent: it resumes at a keyframe.
+            if !budget.admit(Instant::now(), estimate, bytes, unit.keyframe) {
+                video
+                    .units_over_budget
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stamper.lost_units();
+                if last_resync.is_none_or(|t| t.elapsed() >= RESYNC_INTERVAL) {
+                    last_resync = Some(Instant::now());
+                    video.request_keyframe();
+                }
+                continue;
+            }
+        }
         let started = Instant::now();
         for packet in stamper.packets(&unit) {
+            if let Some(estimate) = estimate {
+                let wait = pacer.delay(Instant::now(), estimate, packet.payload.len() + 40);
+                if wait >= Duration::from_millis(1) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             if let Err(e) = track.write_rtp(packet).await {
                 // Not bound yet (still connecting) or gone: the next keyframe restarts it.
                 tracing::trace!("video packet not sent: {e}");

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
@@ -52,7 +52,60 @@ pub struct VideoUnit {
     pub rtp_time: u32,
     pub keyframe: bool,
     pub capture_time: Instant,
+    /// Capture time on the wall clock as a 64-bit NTP timestamp (UQ32.32), for the
+    /// abs-capture-time header extension.
+    pub capture_ntp: u64,
 }
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
+
+/// `t` (since the Unix epoch) as a 64-bit NTP timestamp: seconds in the high 32 bits, the
+/// fraction of a second in the low 32.
+pub fn ntp_time(t: Duration) -> u64 {
+    let secs = t.as_secs() + NTP_UNIX_OFFSET_SECS;
+    let frac = (u64::from(t.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+/// The RTP header extensions Porthole sends, by URI.
+pub mod extension {
+    /// Tells the receiver how long it may hold a frame before rendering it
+    /// (min = max = 0: render at once, no jitter buffer smoothing).
+    pub const PLAYOUT_DELAY: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+    /// The true capture instant of the media in the packet (NTP time), so receivers can
+    /// measure capture-to-render delay and sync sound and picture on capture time.
+    pub const ABS_CAPTURE_TIME: &str =
+        "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+}
+
+/// The ids a viewer negotiated for the header extensions we send (`None`: not negotiated,
+/// not sent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtensionIds {
+    pub playout_delay: Option<u8>,
+    pub abs_capture_time: Option<u8>,
+}
+
+impl ExtensionIds {
+    /// Picks our extensions out of a sender's negotiated `(uri, id)` pairs. Ids outside the
+    /// one-byte range (RFC 8285: 1-14) are not used.
+    pub fn from_negotiated<'a>(pairs: impl IntoIterator<Item = (&'a str, u16)>) -> Self {
+        let mut ids = Self::default();
+        for (uri, id) in pairs {
+            let id = u8::try_from(id).ok().filter(|id| (1..=14).contains(id));
+            match uri {
+                extension::PLAYOUT_DELAY => ids.playout_delay = id,
+                extension::ABS_CAPTURE_TIME => ids.abs_capture_time = id,
+                _ => {}
+            }
+        }
+        ids
+    }
+}
+
+/// Playout delay min = max = 0 (12 bits each, units of 10 ms): render at once.
+const PLAYOUT_DELAY_ZERO: [u8; 3] = [0, 0, 0];
 
 /// Who to tell when a keyframe is needed (the encoder's request flag).
 pub type KeyframeRequester = Arc<dyn Fn() + Send + Sync>;
@@ -63,9 +116,23 @@ pub struct VideoFanout {
     payloading: Payloading,
     clock_hz: u64,
     epoch: Instant,
+    /// `epoch` on the wall clock (since the Unix epoch), for NTP capture times.
+    epoch_wall: Duration,
     request_keyframe: KeyframeRequester,
     pub units_published: AtomicU64,
     pub keyframes_requested: AtomicU64,
+    /// Units a viewer's send budget (its path estimate) did not let through.
+    pub units_over_budget: AtomicU64,
+    /// The path estimates of the viewers watching (congestion control).
+    paths: Mutex<Vec<std::sync::Weak<crate::cc::PathEstimate>>>,
+}
+
+/// `epoch` (an instant in the past or now) on the wall clock.
+fn wall_time_of(epoch: Instant) -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(epoch.elapsed())
 }
 
 impl VideoFanout {
@@ -76,9 +143,12 @@ impl VideoFanout {
             payloading: Payloading::H264(Mutex::new(H264Payloader::default())),
             clock_hz: VIDEO_CLOCK_HZ,
             epoch,
+            epoch_wall: wall_time_of(epoch),
             request_keyframe,
             units_published: AtomicU64::new(0),
             keyframes_requested: AtomicU64::new(0),
+            units_over_budget: AtomicU64::new(0),
+            paths: Mutex::new(Vec::new()),
         })
     }
 
@@ -91,9 +161,12 @@ impl VideoFanout {
             payloading: Payloading::Opus,
             clock_hz: AUDIO_CLOCK_HZ,
             epoch,
+            epoch_wall: wall_time_of(epoch),
             request_keyframe: Arc::new(|| {}),
             units_published: AtomicU64::new(0),
             keyframes_requested: AtomicU64::new(0),
+            units_over_budget: AtomicU64::new(0),
+            paths: Mutex::new(Vec::new()),
         })
     }
 
@@ -105,6 +178,11 @@ impl VideoFanout {
     pub fn rtp_time(&self, t: Instant) -> u32 {
         let micros = t.saturating_duration_since(self.epoch).as_micros() as u64;
         (micros * self.clock_hz / 1_000_000) as u32
+    }
+
+    /// The wall-clock time of `t` as an NTP timestamp.
+    pub fn ntp_time(&self, t: Instant) -> u64 {
+        ntp_time(self.epoch_wall + t.saturating_duration_since(self.epoch))
     }
 
     /// Publishes one access unit to every viewer. Never blocks; callable from any thread.
@@ -130,6 +208,7 @@ impl VideoFanout {
             rtp_time: self.rtp_time(sample.capture_time),
             keyframe: sample.keyframe,
             capture_time: sample.capture_time,
+            capture_ntp: self.ntp_time(sample.capture_time),
         });
         self.units_published.fetch_add(1, Ordering::Relaxed);
         // No receivers is fine: nobody is watching.
@@ -152,6 +231,24 @@ impl VideoFanout {
     pub fn viewers(&self) -> usize {
         self.tx.receiver_count()
     }
+
+    /// Counts `path` among the viewers' estimates (for as long as it lives).
+    pub fn watch_path(&self, path: &Arc<crate::cc::PathEstimate>) {
+        let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        paths.retain(|p| p.strong_count() > 0);
+        paths.push(Arc::downgrade(path));
+    }
+
+    /// The live viewers' path estimates, bits per second.
+    pub fn path_estimates(&self) -> Vec<u64> {
+        let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        paths.retain(|p| p.strong_count() > 0);
+        paths
+            .iter()
+            .filter_map(|p| p.upgrade())
+            .map(|p| p.target_bps())
+            .collect()
+    }
 }
 
 /// Per-viewer RTP state: what a viewer's task needs to turn shared units into packets.
@@ -161,6 +258,7 @@ pub struct RtpStamper {
     pub payload_type: u8,
     sequence: u16,
     waiting_for_keyframe: bool,
+    extensions: ExtensionIds,
 }
 
 impl RtpStamper {
@@ -170,7 +268,14 @@ impl RtpStamper {
             payload_type,
             sequence: first_sequence,
             waiting_for_keyframe: true,
+            extensions: ExtensionIds::default(),
         }
+    }
+
+    /// Sends these negotiated header extensions on every packet.
+    pub fn with_extensions(mut self, extensions: ExtensionIds) -> Self {
+        self.extensions = extensions;
+        self
     }
 
     /// Whether this unit may be sent: a viewer starts (and restarts after a loss) at a
@@ -201,16 +306,26 @@ impl RtpStamper {
             .map(|(i, payload)| {
                 let sequence_number = self.sequence;
                 self.sequence = self.sequence.wrapping_add(1);
+                let mut header = rtc::rtp::Header {
+                    version: 2,
+                    marker: i == last,
+                    payload_type: self.payload_type,
+                    sequence_number,
+                    timestamp: unit.rtp_time,
+                    ssrc: self.ssrc,
+                    ..Default::default()
+                };
+                // Every packet carries them: a receiver may lose any one packet of a frame.
+                // (Both fit the one-byte form; ids are checked in `ExtensionIds`.)
+                if let Some(id) = self.extensions.playout_delay {
+                    let _ = header.set_extension(id, Bytes::from_static(&PLAYOUT_DELAY_ZERO));
+                }
+                if let Some(id) = self.extensions.abs_capture_time {
+                    let ntp = Bytes::copy_from_slice(&unit.capture_ntp.to_be_bytes());
+                    let _ = header.set_extension(id, ntp);
+                }
                 rtc::rtp::Packet {
-                    header: rtc::rtp::Header {
-                        version: 2,
-                        marker: i == last,
-                        payload_type: self.payload_type,
-                        sequence_number,
-                        timestamp: unit.rtp_time,
-                        ssrc: self.ssrc,
-                        ..Default::default()
-                    },
+                    header,
                     payload: payload.clone(),
                 }
             })
@@ -286,6 +401,7 @@ mod tests {
             rtp_time: 1234,
             keyframe,
             capture_time: Instant::now(),
+            capture_ntp: 0,
         };
         let mut s = RtpStamper::new(42, 102, u16::MAX);
         assert!(!s.admit(&unit(false, 1)));
@@ -304,5 +420,64 @@ mod tests {
         s.lost_units();
         assert!(!s.admit(&unit(false, 1)));
         assert!(s.admit(&unit(true, 1)));
+    }
+
+    #[test]
+    fn ntp_times_are_seconds_since_1900_and_a_binary_fraction() {
+        assert_eq!(ntp_time(Duration::ZERO), NTP_UNIX_OFFSET_SECS << 32);
+        let t = ntp_time(Duration::from_millis(1_500));
+        assert_eq!(t >> 32, NTP_UNIX_OFFSET_SECS + 1);
+        assert_eq!(t & 0xffff_ffff, 1 << 31, "half a second");
+        let epoch = Instant::now();
+        let fanout = VideoFanout::audio(epoch);
+        let a = fanout.ntp_time(epoch);
+        let b = fanout.ntp_time(epoch + Duration::from_millis(250));
+        assert_eq!(b - a, 1 << 30, "250 ms apart on the NTP clock");
+    }
+
+    #[test]
+    fn negotiated_extensions_ride_on_every_packet_and_survive_marshalling() {
+        use rtc::shared::marshal::{Marshal, Unmarshal};
+        let ids = ExtensionIds::from_negotiated([
+            ("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
+            (extension::PLAYOUT_DELAY, 6),
+            (extension::ABS_CAPTURE_TIME, 9),
+        ]);
+        assert_eq!(
+            ids,
+            ExtensionIds {
+                playout_delay: Some(6),
+                abs_capture_time: Some(9)
+            }
+        );
+        assert_eq!(
+            ExtensionIds::from_negotiated([(extension::PLAYOUT_DELAY, 15)]).playout_delay,
+            None,
+            "two-byte ids are not used"
+        );
+        let unit = VideoUnit {
+            payloads: vec![Bytes::from_static(b"abc"); 3],
+            rtp_time: 77,
+            keyframe: true,
+            capture_time: Instant::now(),
+            capture_ntp: 0x0102_0304_0506_0708,
+        };
+        let mut s = RtpStamper::new(1, 102, 0).with_extensions(ids);
+        for p in s.packets(&unit) {
+            let wire = p.marshal().unwrap();
+            let back = rtc::rtp::Packet::unmarshal(&mut wire.clone()).unwrap();
+            assert_eq!(back.payload, Bytes::from_static(b"abc"));
+            assert_eq!(
+                back.header.get_extension(6).unwrap(),
+                Bytes::from_static(&[0, 0, 0])
+            );
+            assert_eq!(
+                back.header.get_extension(9).unwrap(),
+                Bytes::from_static(&[1, 2, 3, 4, 5, 6, 7, 8])
+            );
+        }
+        // Not negotiated: plain packets.
+        let p = RtpStamper::new(1, 102, 0).packets(&unit).remove(0);
+        assert!(!p.header.extension);
     }
 }

@@ -164,6 +164,22 @@ async fn client_and_share_exchange_media_input_and_clipboard() {
         "a viewer starts at a keyframe: {} bytes {head:02x?}",
         first.data.len()
     );
+    // Every unit says when it was captured (abs-capture-time, on the host's wall clock)
+    // and asks to be shown at once (playout-delay 0, 0).
+    let now_ntp = net::video::ntp_time(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap(),
+    );
+    for u in &video {
+        assert_eq!(u.playout_delay, Some((0, 0)), "playout-delay on every unit");
+        let captured = u.capture_ntp.expect("abs-capture-time on every unit");
+        let age_s = now_ntp.saturating_sub(captured) as f64 / 4_294_967_296.0;
+        assert!(
+            captured <= now_ntp && age_s < 5.0,
+            "capture time {age_s:.3} s before now"
+        );
+    }
     let mut dec = openh264::decoder::Decoder::new().unwrap();
     let pic = dec.decode(&first.data).unwrap().expect("a picture");
     assert_eq!(openh264::formats::YUVSource::dimensions(&pic), (320, 240));
