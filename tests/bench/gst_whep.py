@@ -71,7 +71,7 @@ class Session:
         chosen = pick_h264_payload(offer_text)
         if chosen is None:
             raise ValueError("the offer has no H.264 (packetization-mode=1) video")
-        pt, profile = chosen
+        pt, _profile = chosen
         desc = (
             f"ximagesrc display-name={opts.display} use-damage=false show-pointer=false "
             f"! video/x-raw,framerate={opts.fps}/1 "
@@ -94,13 +94,15 @@ class Session:
         address = Nice.Address.new()
         if not address.set_from_string(opts.host) or not ice.get_property("agent").add_local_address(address):
             raise RuntimeError(f"libnice does not take {opts.host} as a local address")
-        # The sink pad's transceiver: send only, with exactly the offer's H.264 format.
+        # The sink pad's transceiver: send only, the offer's H.264 payload type. Not its
+        # profile-level-id: the payloader would hold x264 to that level (3.1 in Chromium's
+        # offers, at most 1280x720 at 30 fps) and refuse 1080p; decoders ignore the level.
         trans = self.wb.emit("get-transceiver", 0)
         trans.set_property("direction", GstWebRTC.WebRTCRTPTransceiverDirection.SENDONLY)
         trans.set_property("codec-preferences", Gst.Caps.from_string(
             f"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={pt},"
-            f"packetization-mode=(string)1,profile-level-id=(string){profile},"
-            f"level-asymmetry-allowed=(string)1,rtcp-fb-nack-pli=(boolean)true"))
+            f"packetization-mode=(string)1,level-asymmetry-allowed=(string)1,"
+            f"rtcp-fb-nack-pli=(boolean)true"))
         bus = self.pipeline.get_bus()
         bus.add_signal_watch()
         bus.connect("message::error", self._on_error)
