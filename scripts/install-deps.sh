@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every system package Porthole needs to build, run and test on Debian 12.
-# Idempotent: packages already present are skipped. Usage: scripts/install-deps.sh [build|test]
+# Idempotent: packages already present are skipped.
+# Usage: scripts/install-deps.sh [build|test|bench]  (test includes bench: the reference
+# sender of tests/bench/g2g.mjs, GStreamer webrtcbin + x264, and its e2e check)
 set -euo pipefail
 what=${1:-test}
 
@@ -22,8 +24,21 @@ test_pkgs=(
   nodejs npm
 )
 
+# tests/bench/gst_whep.py: GStreamer's webrtcbin + x264enc from Python (Debian's python3).
+bench_pkgs=(
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
+  gir1.2-nice-0.1
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-x
+)
+
+case "$what" in
+  build|test|bench) ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+[ "$what" = test ] || [ "$what" = bench ] && pkgs+=("${bench_pkgs[@]}")
 
 missing=()
 for p in "${pkgs[@]}"; do

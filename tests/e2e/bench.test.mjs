@@ -1,9 +1,11 @@
 // `porthole bench` runs end to end on its own Xvfb and prints a figure for every stage of
-// every scene. Only that it measures is checked here: speed is never asserted in tests.
+// every scene; so does the glass-to-glass benchmark (tests/bench/g2g.mjs). Only that they
+// measure is checked here: speed is never asserted in tests.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runTool, PORTHOLE_BIN } from './lib.mjs';
+import path from 'node:path';
+import { runTool, PORTHOLE_BIN, REPO } from './lib.mjs';
 
 const num = String.raw`(\d+\.\d\d)`;
 
@@ -35,4 +37,33 @@ test('porthole bench measures every stage of every scene', { timeout: 120_000 },
     `a busy picture costs more bytes than a moving bar:\n${out}`);
   assert.match(out, /^audio: Opus 10 ms stereo frames: encode p50 \d+\.\d\d ms/m);
   assert.match(out, /^memory: peak resident \d+\.\d MiB$/m);
+});
+
+// tests/bench/g2g.mjs end to end, briefly, with Porthole only: the clock painter's codes
+// are read back by the page on presented frames, and every figure is printed. A misread
+// code would land seconds away from its showing ("implausible") or go back in time
+// between frames, so those must be none; how fast anything is is never asserted.
+test('the glass-to-glass benchmark reads the painted clock on presented frames', { timeout: 150_000 }, async (t) => {
+  const g2g = path.join(REPO, 'tests', 'bench', 'g2g.mjs');
+  const r = await runTool(process.execPath, [g2g, '--size', '640x480', '--seconds', '3', '--warmup', '1', '--sender', 'porthole'],
+    { timeoutMs: 120_000 });
+  const out = r.stdout.toString();
+  t.diagnostic(`\n${out}`);
+  assert.equal(r.code, 0, `g2g failed:\n${out}\n${r.stderr}`);
+  assert.match(out, /^# glass-to-glass: 640x480, 30 fps, 8000 kbit\/s, 30% of the screen moving/m);
+  const frames = out.match(/^ {2}frames read (\d+): decoded (\d+), undecodable (\d+), implausible (\d+), codes going back (\d+); frame sizes 640x480×\d+$/m);
+  assert.ok(frames, `no frames line in:\n${out}`);
+  const [read, decoded, undecodable, implausible, back] = frames.slice(1).map(Number);
+  assert.ok(decoded > 0, `no code decoded:\n${out}`);
+  assert.equal(read, decoded + undecodable + implausible, out);
+  assert.equal(implausible, 0, `codes misread:\n${out}`);
+  assert.equal(back, 0, `codes misread (going back in time):\n${out}`);
+  const ms = String.raw`-?\d+\.\d ms`;
+  for (const label of ['paint -> shown', 'paint -> received', 'received -> shown']) {
+    assert.match(out, new RegExp(String.raw`^ {2}${label} +p50 +${ms} +p95 +${ms} +max +${ms} +\(\d+ frames\)$`, 'm'), `${label}:\n${out}`);
+  }
+  assert.match(out, /^ {2}presented fps \d+\.\d$/m);
+  assert.match(out, /^ {2}CPU, % of one core: sender \d+\.\d, painter \d+\.\d, Xvfb \d+\.\d; machine \d+\.\d of \d+ \(all processes\)$/m);
+  assert.match(out, /^ {2}painter: [1-9]\d* codes painted/m);
+  assert.match(out, /^\| porthole \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| \d+\.\d \| \d+\.\d \|$/m);
 });

@@ -348,7 +348,9 @@ export async function startXvfb({ width = 1280, height = 720 } = {}) {
         }
         return r;
       };
-      return { display, number: n, width, height, stop, logText: proc.logText, label: `Xvfb ${display}` };
+      return {
+        display, number: n, width, height, pid: proc.child.pid, stop, logText: proc.logText, label: `Xvfb ${display}`,
+      };
     }
     if (proc.exitInfo === null) {
       await proc.stop({ signal: 'SIGKILL', graceMs: 2000 });
@@ -412,6 +414,61 @@ export async function startPattern(display) {
   };
 }
 
+/**
+ * Starts `porthole test-pattern --clock --display D` (the glass-to-glass benchmark's
+ * picture: the wall-clock ms as a code of 64 black/white cells, repainted every `clockMs`,
+ * and a busy picture scrolling over the bottom `motionPercent` % of the screen at
+ * `motionFps`). Returns {width, height, clock: {x, y, cell}, pid, stats(), stop, logText};
+ * stats() resolves to {paints, skipped, motion, skipped_motion} (counts since the start).
+ */
+export async function startClockPattern(display, { clockMs = 4, motionPercent = 30, motionFps = 30 } = {}) {
+  requirePorthole();
+  const proc = spawnLogged('test-pattern --clock', PORTHOLE_BIN, [
+    'test-pattern', '--display', display, '--clock', '--clock-ms', String(clockMs),
+    '--motion-percent', String(motionPercent), '--motion-fps', String(motionFps),
+  ], { env: childEnv(), stdin: 'pipe' });
+  let ready;
+  let clock;
+  try {
+    ready = await proc.waitLine(/^ready (\d+)x(\d+)$/, 15000, '"ready WxH"');
+    clock = await proc.waitLine(/^clock (\d+) (\d+) (\d+)$/, 5000, '"clock X Y CELL"');
+  } catch (err) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw err;
+  }
+  let queue = Promise.resolve();
+  function stats() {
+    const run = async () => {
+      if (proc.exitInfo) throw new Error(`test-pattern has exited (${JSON.stringify(proc.exitInfo)})`);
+      proc.child.stdin.write('stats\n');
+      const m = await proc.waitLine(/^stats (.*)$/, 5000, '"stats ..."');
+      return Object.fromEntries(m[1].split(' ').map((kv) => kv.split('=')).map(([k, v]) => [k, Number(v)]));
+    };
+    const p = queue.then(run);
+    queue = p.catch(() => {});
+    return p;
+  }
+  const stop = async () => {
+    try { proc.child.stdin.end(); } catch { /* closed */ }
+    return proc.stop({ signal: 'SIGTERM', graceMs: 3000 });
+  };
+  return {
+    width: Number(ready[1]), height: Number(ready[2]),
+    clock: { x: Number(clock[1]), y: Number(clock[2]), cell: Number(clock[3]) },
+    pid: proc.child.pid, stats, stop, logText: proc.logText, label: 'porthole test-pattern --clock',
+  };
+}
+
+/**
+ * Starts any long-running command with the helpers' bookkeeping (own process group, logs
+ * kept, killed when Node exits). Returns the handle of spawnLogged (waitLine, stop,
+ * exited, logText, ...) plus pid and label.
+ */
+export function startProcess(name, cmd, args, { env = {}, stdin = 'ignore' } = {}) {
+  const proc = spawnLogged(name, cmd, args, { env: childEnv(env), stdin });
+  return Object.assign(proc, { pid: proc.child.pid, label: name });
+}
+
 // ---------------------------------------------------------------------------------------
 // porthole share
 
@@ -470,7 +527,7 @@ export async function startShare({ display, code = randomCode(), args = [] }) {
   }
 
   return {
-    url, origin, code,
+    url, origin, code, pid: proc.child.pid,
     viewerUrl: (c = code) => withCode(url, c),
     stats, fetch: shareFetch,
     stop: ({ signal = 'SIGINT', graceMs = 5000 } = {}) => proc.stop({ signal, graceMs }),

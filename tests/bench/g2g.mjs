@@ -1,0 +1,481 @@
+// Glass-to-glass latency and CPU benchmark (prints figures, asserts nothing), the rig of
+// issue 10: a clock code painted on Xvfb every 4 ms -> a sender -> headless Chromium,
+// which reads the code on every presented frame. Porthole and a reference sender
+// (GStreamer webrtcbin + x264, tests/bench/gst_whep.py) in the same run, one after the
+// other, on the same display and painter, with a table of the two at the end.
+//
+// Run from the repository root, in a loopback-only network namespace:
+//   unshare -n sh -c 'ip link set lo up; node tests/bench/g2g.mjs'
+// Options: --size WxH (1920x1080), --fps N (30), --seconds S (15, measured per sender),
+// --sender porthole|gst|both (both), --bitrate-kbps N (8000), --motion-percent P (30),
+// --warmup S (3, after the first frame, not measured).
+// Porthole is $PORTHOLE_BIN (default target/debug/porthole); the reference needs
+// `scripts/install-deps.sh bench` (python3-gi and GStreamer from Debian).
+//
+// What is measured. The painter (`porthole test-pattern --clock`) writes the wall-clock
+// time (CLOCK_REALTIME, ms mod 2^32) as 32 black/white cells plus their 32 complements
+// every 4 ms, each paint finished with a round trip to the X server, and scrolls a busy
+// picture over the bottom 30 % of the screen at the sender's fps. In Chromium, a
+// requestVideoFrameCallback on every presented frame reads the cells at the frame's
+// native size; a frame where any cell and its complement agree (torn, smeared by the
+// encoder) is counted as undecodable and skipped. For a decoded frame:
+//   paint -> shown    = performance.timeOrigin + metadata.expectedDisplayTime - code
+//   paint -> received = performance.timeOrigin + metadata.receiveTime - code
+//                       (the frame's last packet; sender and network)
+//   received -> shown = the rest (jitter buffer, decode, compositing)
+// Both clocks are this machine's wall clock. The code is the time its paint was sent, so
+// the figure includes waiting for the sender's next capture (up to a frame period) and
+// the up to 4 ms the code is older than the screen; headless Chromium has no monitor, so a
+// display's own delay is not in it. fps is metadata.presentedFrames over the measured
+// window. CPU is utime+stime from /proc/PID/stat over the same window, in % of one core,
+// for the sender (all its threads), the painter and Xvfb; "machine" is every process on
+// every core (from /proc/stat), to show how busy the machine was.
+
+import http from 'node:http';
+import path from 'node:path';
+import { readFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  REPO, Scope, startXvfb, startClockPattern, startShare, startProcess, launchBrowser, openPage,
+  openViewer, useTreeAssets,
+} from '../e2e/lib.mjs';
+
+const USAGE = 'usage: node tests/bench/g2g.mjs [--size WxH] [--fps N] [--seconds S] ' +
+  '[--sender porthole|gst|both] [--bitrate-kbps N] [--motion-percent P] [--warmup S]\n';
+
+function parseArgs(argv) {
+  const opts = {
+    size: '1920x1080', fps: 30, seconds: 15, sender: 'both', bitrate: 8000, motion: 30, warmup: 3,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    const num = (lo, hi) => {
+      const v = Number(val());
+      if (!(v >= lo && v <= hi)) throw new Error(`${a} wants a number in ${lo}..${hi}`);
+      return v;
+    };
+    switch (a) {
+      case '--size': opts.size = val(); break;
+      case '--fps': opts.fps = Math.round(num(1, 240)); break;
+      case '--seconds': opts.seconds = num(1, 3600); break;
+      case '--sender': opts.sender = val(); break;
+      case '--bitrate-kbps': opts.bitrate = Math.round(num(100, 100000)); break;
+      case '--motion-percent': opts.motion = Math.round(num(0, 100)); break;
+      case '--warmup': opts.warmup = num(0, 600); break;
+      case '-h': case '--help': process.stdout.write(USAGE); process.exit(0); break;
+      default: throw new Error(`unknown argument ${a}\n${USAGE}`);
+    }
+  }
+  const m = /^(\d+)x(\d+)$/.exec(opts.size);
+  if (!m || Number(m[1]) < 320 || Number(m[2]) < 240) throw new Error('--size wants WxH of at least 320x240, e.g. 1920x1080');
+  opts.width = Number(m[1]);
+  opts.height = Number(m[2]);
+  const senders = { porthole: ['porthole'], gst: ['gst'], both: ['porthole', 'gst'] }[opts.sender];
+  if (!senders) throw new Error('--sender wants porthole, gst or both');
+  opts.senders = senders;
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------
+// Figures
+
+const quantile = (xs, q) => {
+  if (!xs.length) return NaN;
+  const v = [...xs].sort((a, b) => a - b);
+  return v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))];
+};
+const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+
+const CLK_TCK = (() => {
+  try { return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100; } catch { return 100; }
+})();
+
+/** utime+stime of a process (all its threads) in seconds; NaN if it is gone. */
+function processCpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After "pid (comm) ": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** {busy, total} seconds of every CPU from /proc/stat. */
+function machineCpuSeconds() {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = cpu[3] + (cpu[4] || 0);
+  const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+}
+
+/** Starts a CPU window over `pids` ({name: pid}); end() gives {name: % of one core}. */
+function cpuWindow(pids) {
+  const t0 = process.hrtime.bigint();
+  const start = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, processCpuSeconds(pid)]));
+  const m0 = machineCpuSeconds();
+  return {
+    end() {
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      const out = {};
+      for (const [k, pid] of Object.entries(pids)) out[k] = ((processCpuSeconds(pid) - start[k]) / wall) * 100;
+      const m1 = machineCpuSeconds();
+      out.machine = ((m1.busy - m0.busy) / wall) * 100;
+      out.cores = (m1.total - m0.total) / wall;
+      return out;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The reader: runs in the page (the same code for both senders)
+
+/** Installs the reader in `page`: every presented frame is read once recording starts. */
+async function installReader(page, { screen, clock }) {
+  await page.evaluate(({ screen, clock }) => {
+    const video = document.getElementById('video') || window.porthole?.video || document.querySelector('video');
+    if (!video?.requestVideoFrameCallback) throw new Error('no video element with requestVideoFrameCallback');
+    const BITS = 32;
+    const SIDE = 8;
+    const MAX_SAMPLES = 100000;
+    const ctx = new OffscreenCanvas(1, 1).getContext('2d', { willReadFrequently: true });
+    const st = {
+      recording: false, callbacks: 0, decoded: 0, undecodable: 0, implausible: 0, backwards: 0,
+      lastCode: null, first: null, last: null, sizes: {}, shown: [], received: [], captured: [],
+    };
+    window.__g2g = st;
+
+    /** The cells' brightness (0..255) at the centres of the 64 cells, or null. */
+    const readCells = (fw, fh) => {
+      const fx = fw / screen.width;
+      const fy = fh / screen.height;
+      const rx = Math.floor(clock.x * fx);
+      const ry = Math.floor(clock.y * fy);
+      const rw = Math.ceil(clock.cell * SIDE * fx);
+      const rh = Math.ceil(clock.cell * SIDE * fy);
+      if (ctx.canvas.width !== rw || ctx.canvas.height !== rh) {
+        ctx.canvas.width = rw;
+        ctx.canvas.height = rh;
+      }
+      // Only the code's square, at the frame's native scale.
+      ctx.drawImage(video, rx, ry, rw, rh, 0, 0, rw, rh);
+      const d = ctx.getImageData(0, 0, rw, rh).data;
+      const cw = clock.cell * fx;
+      const ch = clock.cell * fy;
+      const half = Math.max(1, Math.floor(Math.min(cw, ch) / 6));
+      const out = new Array(BITS * 2);
+      for (let k = 0; k < BITS * 2; k++) {
+        const cx = Math.floor(((k % SIDE) + 0.5) * cw);
+        const cy = Math.floor((Math.floor(k / SIDE) + 0.5) * ch);
+        let sum = 0;
+        let n = 0;
+        for (let y = cy - half; y <= cy + half; y++) {
+          for (let x = cx - half; x <= cx + half; x++) {
+            const i = (y * rw + x) * 4;
+            sum += d[i] + d[i + 1] + d[i + 2];
+            n += 3;
+          }
+        }
+        out[k] = sum / n;
+      }
+      return out;
+    };
+
+    /** The code, or null when any cell is unclear or agrees with its complement. */
+    const decode = (cells) => {
+      let code = 0;
+      for (let k = 0; k < BITS; k++) {
+        const a = cells[k];
+        const b = cells[k + BITS];
+        if (Math.abs(a - 128) < 48 || Math.abs(b - 128) < 48 || (a > 128) === (b > 128)) return null;
+        if (a > 128) code += 2 ** k;
+      }
+      return code;
+    };
+
+    const onFrame = (now, meta) => {
+      video.requestVideoFrameCallback(onFrame);
+      if (!st.recording) return;
+      st.callbacks++;
+      st.first ??= { presented: meta.presentedFrames, at: meta.expectedDisplayTime };
+      st.last = { presented: meta.presentedFrames, at: meta.expectedDisplayTime };
+      const size = `${meta.width}x${meta.height}`;
+      st.sizes[size] = (st.sizes[size] || 0) + 1;
+      const code = decode(readCells(meta.width, meta.height));
+      if (code === null) {
+        st.undecodable++;
+        return;
+      }
+      // The code is the paint's wall-clock ms mod 2^32: put it back next to the present.
+      const shownAt = performance.timeOrigin + meta.expectedDisplayTime;
+      const wrap = 2 ** 32;
+      let painted = shownAt - (shownAt % wrap) + code;
+      if (painted > shownAt + wrap / 2) painted -= wrap;
+      if (painted < shownAt - wrap / 2) painted += wrap;
+      const shown = shownAt - painted;
+      // Only a misread (or a broken clock) puts a paint more than 10 s from its showing.
+      if (shown < -1000 || shown > 10000) {
+        st.implausible++;
+        return;
+      }
+      // Frames are shown in order, so their codes never go back: one that does was misread.
+      if (st.lastCode !== null && painted < st.lastCode) st.backwards++;
+      st.lastCode = painted;
+      st.decoded++;
+      if (st.shown.length >= MAX_SAMPLES) return;
+      st.shown.push(shown);
+      st.received.push(meta.receiveTime !== undefined ? performance.timeOrigin + meta.receiveTime - painted : null);
+      st.captured.push(meta.captureTime !== undefined ? performance.timeOrigin + meta.captureTime - painted : null);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }, { screen, clock });
+}
+
+async function startRecording(page) {
+  await page.evaluate(() => { window.__g2g.recording = true; });
+}
+
+/** Stops recording and returns what the reader saw (plus the page's clock skew). */
+async function stopRecording(page) {
+  return page.evaluate(() => {
+    const st = window.__g2g;
+    st.recording = false;
+    // Date.now() against performance.timeOrigin + now(): both should be the wall clock.
+    const skews = [];
+    for (let i = 0; i < 20; i++) skews.push(Date.now() - (performance.timeOrigin + performance.now()));
+    skews.sort((a, b) => a - b);
+    const { shown, received, captured, ...rest } = st;
+    return { ...rest, shown, received, captured, skewMs: skews[10] + 0.5 };
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// The senders
+
+/** Porthole: `porthole share`, watched through its own viewer page. */
+async function porthole(scope, { x, browser, opts }) {
+  const share = scope.add(await startShare({
+    display: x.display,
+    args: ['--fps', String(opts.fps), '--bitrate-kbps', String(opts.bitrate), '--audio', 'none', '--no-announce'],
+  }));
+  await useTreeAssets(browser, share);
+  const page = scope.add(await openViewer(browser, share.viewerUrl(), { timeoutMs: 30000 }));
+  return { name: 'porthole', pid: share.pid, page, alive: () => !share.exitInfo };
+}
+
+/** The page the reference sender is watched through: a bare WHEP player. */
+const REFERENCE_PAGE = `<!doctype html>
+<meta charset="utf-8"><title>reference sender</title>
+<style>html,body{margin:0;height:100%;background:#000}video{width:100%;height:100%;object-fit:contain}</style>
+<video id="video" autoplay muted playsinline></video>
+<script>
+window.reference = { state: 'connecting', error: null };
+(async () => {
+  const pc = new RTCPeerConnection();
+  window.reference.pc = pc;
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.ontrack = (e) => { document.getElementById('video').srcObject = e.streams[0] || new MediaStream([e.track]); };
+  await pc.setLocalDescription();
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => { if (pc.iceGatheringState === 'complete') resolve(); });
+    setTimeout(resolve, 5000);
+  });
+  const res = await fetch('/whep', { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+  const text = await res.text();
+  if (res.status !== 201) throw new Error('POST /whep: ' + res.status + ' ' + text);
+  await pc.setRemoteDescription({ type: 'answer', sdp: text });
+  window.reference.state = 'connected';
+})().catch((e) => { window.reference.state = 'failed'; window.reference.error = String(e); console.error(e); });
+</script>`;
+
+/** Serves REFERENCE_PAGE on 127.0.0.1 and passes POST /whep on to `whepUrl`. */
+async function servePage(whepUrl) {
+  const server = http.createServer(async (req, res) => {
+    try {
+      if (req.method === 'GET' && req.url === '/') {
+        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+        res.end(REFERENCE_PAGE);
+      } else if (req.method === 'POST' && req.url === '/whep') {
+        const chunks = [];
+        let size = 0;
+        for await (const c of req) {
+          size += c.length;
+          if (size > 65536) throw new Error('offer too big');
+          chunks.push(c);
+        }
+        const up = await fetch(whepUrl, {
+          method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: Buffer.concat(chunks),
+          signal: AbortSignal.timeout(20000),
+        });
+        res.writeHead(up.status, { 'Content-Type': up.headers.get('content-type') || 'text/plain' });
+        res.end(await up.text());
+      } else {
+        res.writeHead(404).end();
+      }
+    } catch (err) {
+      res.writeHead(502, { 'Content-Type': 'text/plain' }).end(`${err.message}\n`);
+    }
+  });
+  await new Promise((resolve, reject) => server.listen(0, '127.0.0.1', resolve).once('error', reject));
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  return { url, label: 'reference page server', stop: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** The reference: GStreamer webrtcbin + x264 (tests/bench/gst_whep.py). */
+async function gst(scope, { x, browser, opts }) {
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const proc = scope.add(startProcess('gst_whep', python, [
+    path.join(REPO, 'tests', 'bench', 'gst_whep.py'), '--display', x.display, '--fps', String(opts.fps),
+    '--bitrate-kbps', String(opts.bitrate), '--listen', '127.0.0.1:0',
+  ]));
+  const m = await proc.waitLine(/^whep: (http:\/\/127\.0\.0\.1:\d+\/whep)$/, 20000, '"whep: URL"');
+  const pageServer = scope.add(await servePage(m[1]));
+  const page = scope.add(await openPage(browser, pageServer.url));
+  try {
+    await page.waitForFunction(() => {
+      const v = document.getElementById('video');
+      return window.reference.state === 'failed' || (v.videoWidth > 0 && v.currentTime > 0);
+    }, null, { timeout: 30000, polling: 100 });
+  } catch (err) {
+    throw new Error(`the reference page shows no video: ${err.message.split('\n')[0]}`);
+  }
+  const state = await page.evaluate(() => ({ state: window.reference.state, error: window.reference.error }));
+  if (state.state === 'failed') throw new Error(`the reference page failed: ${state.error}`);
+  return { name: 'gst x264', pid: proc.pid, page, alive: () => !proc.exitInfo };
+}
+
+// ---------------------------------------------------------------------------------------
+
+async function measure(sender, { x, pattern, opts }) {
+  await installReader(sender.page, { screen: { width: opts.width, height: opts.height }, clock: pattern.clock });
+  await sleep(opts.warmup * 1000);
+  const painter0 = await pattern.stats();
+  const cpu = cpuWindow({ sender: sender.pid, painter: pattern.pid, xvfb: x.pid });
+  await startRecording(sender.page);
+  await sleep(opts.seconds * 1000);
+  const seen = await stopRecording(sender.page);
+  const load = cpu.end();
+  const painter1 = await pattern.stats();
+  if (!sender.alive()) throw new Error(`${sender.name} exited during the measurement`);
+  const pairs = seen.shown.map((s, i) => [s, seen.received[i]]).filter(([, r]) => r !== null);
+  const span = seen.first && seen.last ? (seen.last.at - seen.first.at) / 1000 : NaN;
+  return {
+    name: sender.name,
+    seen,
+    shown: seen.shown,
+    received: pairs.map(([, r]) => r),
+    afterReceive: pairs.map(([s, r]) => s - r),
+    captured: seen.captured.filter((c) => c !== null),
+    fps: span > 0 ? (seen.last.presented - seen.first.presented) / span : NaN,
+    load,
+    painter: {
+      paints: painter1.paints - painter0.paints,
+      skipped: painter1.skipped - painter0.skipped,
+      motion: painter1.motion - painter0.motion,
+    },
+  };
+}
+
+function line(label, xs) {
+  return `  ${label.padEnd(18)} p50 ${fmt(quantile(xs, 0.5)).padStart(6)} ms   p95 ${fmt(quantile(xs, 0.95)).padStart(6)} ms` +
+    `   max ${fmt(xs.length ? Math.max(...xs) : NaN).padStart(6)} ms   (${xs.length} frames)`;
+}
+
+function report(r, opts) {
+  const s = r.seen;
+  const out = [`${r.name}:`];
+  out.push(`  frames read ${s.callbacks}: decoded ${s.decoded}, undecodable ${s.undecodable}, implausible ${s.implausible}, ` +
+    `codes going back ${s.backwards}; frame sizes ${Object.entries(s.sizes).map(([k, v]) => `${k}×${v}`).join(' ') || 'none'}`);
+  out.push(`  presented fps ${fmt(r.fps)}`);
+  out.push(line('paint -> shown', r.shown));
+  out.push(r.received.length ? line('paint -> received', r.received) : '  paint -> received  n/a (no receiveTime in the frame metadata)');
+  if (r.afterReceive.length) out.push(line('received -> shown', r.afterReceive));
+  if (r.captured.length) out.push(line('paint -> captureTime', r.captured));
+  out.push(`  CPU, % of one core: sender ${fmt(r.load.sender)}, painter ${fmt(r.load.painter)}, Xvfb ${fmt(r.load.xvfb)}; ` +
+    `machine ${fmt(r.load.machine)} of ${fmt(r.load.cores * 100, 0)} (all processes)`);
+  const expected = opts.seconds * 1000 / 4;
+  out.push(`  painter: ${r.painter.paints} codes painted (${fmt(expected, 0)} due), ${r.painter.skipped} ticks skipped, ` +
+    `${r.painter.motion} scroll steps; page clock skew ${fmt(s.skewMs)} ms`);
+  return out.join('\n');
+}
+
+function table(results) {
+  const rows = results.map((r) => ({
+    name: r.name, p50: quantile(r.shown, 0.5), p95: quantile(r.shown, 0.95), max: r.shown.length ? Math.max(...r.shown) : NaN,
+    recv: quantile(r.received, 0.5), after: quantile(r.afterReceive, 0.5), fps: r.fps, cpu: r.load.sender,
+  }));
+  const head = '| sender | p50 ms | p95 ms | max ms | paint→received p50 | received→shown p50 | fps | sender CPU % |';
+  const out = [head, '|---|---|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    out.push(`| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p95)} | ${fmt(r.max)} | ${fmt(r.recv)} | ${fmt(r.after)} | ${fmt(r.fps)} | ${fmt(r.cpu)} |`);
+  }
+  if (rows.length === 2) {
+    const [a, b] = rows;
+    const q = (k) => fmt(a[k] / b[k], 2);
+    out.push(`| ratio ${a.name} / ${b.name} | ${q('p50')} | ${q('p95')} | ${q('max')} | ${q('recv')} | ${q('after')} | ${q('fps')} | ${q('cpu')} |`);
+  }
+  return out.join('\n');
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`g2g: ${err.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const scope = new Scope('g2g');
+  let failed = false;
+  try {
+    const x = scope.add(await startXvfb({ width: opts.width, height: opts.height }));
+    const pattern = scope.add(await startClockPattern(x.display, { motionPercent: opts.motion, motionFps: opts.fps }));
+    const browser = scope.add(await launchBrowser({ viewport: { width: opts.width, height: opts.height } }));
+    console.log(`# glass-to-glass: ${opts.width}x${opts.height}, ${opts.fps} fps, ${opts.bitrate} kbit/s, ` +
+      `${opts.motion}% of the screen moving, clock painted every 4 ms; ${opts.seconds} s measured per sender ` +
+      `after ${opts.warmup} s of warm-up; ${cpuCount()} cores; Chromium ${browser.version()}`);
+    const results = [];
+    for (const name of opts.senders) {
+      const inner = new Scope(name);
+      try {
+        const sender = await (name === 'porthole' ? porthole : gst)(inner, { x, browser, opts });
+        const r = await measure(sender, { x, pattern, opts });
+        results.push(r);
+        console.log(report(r, opts));
+        if (!r.shown.length) failed = true;
+      } catch (err) {
+        failed = true;
+        inner.dump();
+        console.error(`g2g: ${name}: ${err?.stack || err}`);
+      } finally {
+        await inner.cleanup();
+      }
+    }
+    if (results.length) {
+      console.log('');
+      console.log(table(results));
+    }
+  } catch (err) {
+    failed = true;
+    scope.dump();
+    console.error(`g2g: ${err?.stack || err}`);
+  } finally {
+    await scope.cleanup();
+  }
+  process.exitCode = failed ? 1 : 0;
+}
+
+function cpuCount() {
+  return readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
+}
+
+await main();
