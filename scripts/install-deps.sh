@@ -20,7 +20,7 @@ test_pkgs=(
   ffmpeg iproute2 util-linux
   mesa-vulkan-drivers
   avahi-daemon avahi-utils dbus
-  coturn
+  coturn nftables
   nodejs npm
 )
 

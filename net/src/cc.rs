@@ -1,7 +1,7 @@
 //! Congestion control: what each viewer's path can carry, and what the one encoder aims at.
 //!
 //! ```text
-//!  viewer ──TWCC feedback──▶ rtc-interceptor CongestionControl ──▶ ViewerGcc (Gcc, capped)
+//!  viewer ──TWCC feedback──▶ rtc-interceptor CongestionControl ──▶ ViewerGcc (GCC signals)
 //!                                                                     │ publishes
 //!                                                                     ▼
 //!   per-viewer send task ◀── SendBudget (drops units it cannot carry) ◀ PathEstimate
@@ -14,10 +14,11 @@
 //! ```
 //!
 //! The policy, in one place:
-//! - Each viewer's path estimate comes from Google Congestion Control (delay and loss based)
-//!   over transport-wide feedback. It is capped at [`ACKED_HEADROOM`] × what the viewer
-//!   actually received plus [`PROBE_BPS`], so a still screen cannot talk it up to a rate the
-//!   path never carried.
+//! - Each viewer's path estimate comes from Google Congestion Control's delay and loss
+//!   signals over transport-wide feedback, with our own rate rule (see [`ViewerGcc`]). It is
+//!   capped at [`ACKED_HEADROOM`] × what the viewer actually received plus [`PROBE_BPS`], so a
+//!   still screen cannot talk it up to a rate the path never carried. Heavy loss (over
+//!   [`HEAVY_LOSS`]) backs off as queueing does.
 //! - The encoder aims at the slowest viewer that is not hopeless, with [`TARGET_SHARE`] of
 //!   its estimate (room for RTP/SRTP overhead, audio and retransmissions), within
 //!   `[MIN_TARGET_KBPS, configured]`. A viewer whose estimate is under [`HOPELESS_RATIO`] of
@@ -36,7 +37,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc};
+use rtc::interceptor::{
+    BandwidthEstimator, OveruseDetector, RateCalculator, SlopeEstimator, Usage,
+};
 
 /// The estimate may not run further ahead of what arrived than this factor…
 pub const ACKED_HEADROOM: f64 = 1.5;
@@ -60,7 +63,19 @@ pub struct PathEstimate {
     loss_permille: AtomicU64,
     /// Feedback reports handled.
     pub reports: AtomicU64,
+    /// When the last one was, in ms since [`clock_epoch`].
+    last_report_ms: AtomicU64,
 }
+
+/// The origin of the millisecond times kept in atomics here.
+fn clock_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// An estimate without feedback for this long no longer steers the encoder (its viewer
+/// keeps its own send budget): a path that has gone quiet says nothing about its capacity.
+pub const STALE_AFTER: Duration = Duration::from_secs(2);
 
 impl PathEstimate {
     pub fn target_bps(&self) -> u64 {
@@ -76,30 +91,83 @@ impl PathEstimate {
     pub fn has_feedback(&self) -> bool {
         self.reports.load(Ordering::Relaxed) > 0
     }
+
+    /// Whether feedback arrived within [`STALE_AFTER`] of `now`.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        let last = self.last_report_ms.load(Ordering::Relaxed);
+        let now_ms = now.saturating_duration_since(clock_epoch()).as_millis() as u64;
+        self.has_feedback() && now_ms.saturating_sub(last) <= STALE_AFTER.as_millis() as u64
+    }
 }
 
-/// Google Congestion Control for one viewer, publishing its estimate to a [`PathEstimate`]
-/// and capping it at what the path has been seen to carry (see the module docs).
+/// One viewer's path estimate: Google Congestion Control's delay and loss signals (rtc's
+/// trend filter, overuse detector and loss controller) driving our own rate rule:
+/// - overuse (queues growing): back off to [`DECREASE_FACTOR`] × what arrived;
+/// - normal, within [`GENTLE_AFTER_DECREASE`] of a backoff: grow [`GENTLE_GROWTH`] a second
+///   (the ceiling is near);
+/// - normal otherwise: grow [`FAST_GROWTH`] a second (rtc's GCC would grow one MTU per
+///   round trip near the last backoff forever: after a step back up, 2 → 8 Mbit/s took
+///   minutes);
+/// - never more than [`ACKED_HEADROOM`] × what arrived plus [`PROBE_BPS`]: growth needs
+///   evidence, so a still screen cannot talk it up;
+/// - the loss controller (backs off above 10 % loss) caps it too.
 pub struct ViewerGcc {
-    gcc: Gcc,
+    slope: SlopeEstimator,
+    detector: OveruseDetector,
+    received: RateCalculator,
+    /// Smoothed fraction of packets lost.
+    loss: f64,
     out: Arc<PathEstimate>,
     arrived: VecDeque<(Instant, usize)>,
     arrived_bytes: usize,
+    /// Recent arrivals: (departure, arrival on the viewer's clock, bytes).
+    spans: VecDeque<(Instant, Duration, usize)>,
+    /// The delay-based rate (before the evidence cap).
+    rate: f64,
+    max: f64,
+    last_update: Option<Instant>,
+    last_decrease: Option<Instant>,
     target: f64,
 }
+
+/// On overuse, the rate becomes this share of what arrived.
+pub const DECREASE_FACTOR: f64 = 0.85;
+/// Growth per second near the last backoff…
+pub const GENTLE_GROWTH: f64 = 0.08;
+/// …for this long after it…
+pub const GENTLE_AFTER_DECREASE: Duration = Duration::from_secs(2);
+/// …and growth per second otherwise.
+pub const FAST_GROWTH: f64 = 0.5;
+/// Backoffs are at least this far apart (one is seen through before the next).
+const DECREASE_INTERVAL: Duration = Duration::from_millis(300);
+/// Overuse counts only when the path delivers less than this share of what was sent over
+/// [`SPAN_WINDOW`] (a real bottleneck spaces arrivals out; a busy CPU or a jittery radio
+/// only shakes them, and GCC's trend alone would back off from those too).
+pub const DELIVERED_SHARE: f64 = 0.9;
+/// Loss above this (smoothed, and in the latest feedback) backs off like overuse; below it,
+/// loss is left to retransmission and keyframes (a few per cent is normal on Wi-Fi).
+pub const HEAVY_LOSS: f64 = 0.1;
+/// How much recent traffic the delivered/sent comparison looks at.
+const SPAN_WINDOW: Duration = Duration::from_millis(600);
 
 impl ViewerGcc {
     pub fn new(max_bps: f64, out: Arc<PathEstimate>) -> Self {
         let max = max_bps.max(MIN_BPS);
-        // GCC starts at the top and is held down by what arrived (see `publish`): it only
-        // has to come down when the path says so, never to climb from a guess.
         let initial = PROBE_BPS.min(max);
         out.target_bps.store(initial as u64, Ordering::Relaxed);
         Self {
-            gcc: Gcc::new(max, MIN_BPS, max),
+            slope: SlopeEstimator::new(),
+            detector: OveruseDetector::new(),
+            received: RateCalculator::default(),
+            loss: 0.0,
             out,
             arrived: VecDeque::new(),
             arrived_bytes: 0,
+            spans: VecDeque::new(),
+            rate: max,
+            max,
+            last_update: None,
+            last_decrease: None,
             target: initial,
         }
     }
@@ -115,50 +183,119 @@ impl ViewerGcc {
         self.arrived_bytes as f64 * 8.0 / ACKED_WINDOW.as_secs_f64()
     }
 
+    /// Delivered rate over sent rate for the recent arrivals (1.0 when too little is known).
+    fn delivered_share(&self) -> f64 {
+        let (Some(first), Some(last)) = (self.spans.front(), self.spans.back()) else {
+            return 1.0;
+        };
+        let sent = last.0.saturating_duration_since(first.0).as_secs_f64();
+        let delivered = last.1.saturating_sub(first.1).as_secs_f64();
+        if self.spans.len() < 10 || sent < 0.05 || delivered <= 0.0 {
+            return 1.0;
+        }
+        // Same bytes over both spans: the rates' ratio is the spans' inverse ratio.
+        sent / delivered
+    }
+
+    /// The rate rule (see the type's docs), given the detector's verdict.
+    fn update_rate(&mut self, now: Instant, usage: Usage, received: Option<f64>, acked: f64) {
+        let dt = self.last_update.map_or(0.0, |t| {
+            now.saturating_duration_since(t).as_secs_f64().min(1.0)
+        });
+        self.last_update = Some(now);
+        match usage {
+            Usage::Over => {
+                let due = self
+                    .last_decrease
+                    .is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL);
+                if due && (self.delivered_share() < DELIVERED_SHARE || self.loss > HEAVY_LOSS) {
+                    // Back off from what the path delivers, not from what we aimed at.
+                    let delivered = received.unwrap_or(acked).min(self.rate);
+                    self.rate = (delivered * DECREASE_FACTOR).max(MIN_BPS);
+                    self.last_decrease = Some(now);
+                }
+            }
+            // Queues draining: room again (GCC would hold here; after a bottleneck goes
+            // away the trend can stay below zero for long, so we grow as on normal).
+            Usage::Under | Usage::Normal => {
+                let gentle = self
+                    .last_decrease
+                    .is_some_and(|t| now.saturating_duration_since(t) < GENTLE_AFTER_DECREASE);
+                let growth = if gentle { GENTLE_GROWTH } else { FAST_GROWTH };
+                self.rate = (self.rate * (1.0 + growth * dt)).min(self.max);
+            }
+        }
+        // Growth needs evidence: never far beyond what arrived.
+        self.rate = self.rate.min(acked * ACKED_HEADROOM + PROBE_BPS);
+    }
+
     fn publish(&mut self, now: Instant) {
         let acked = self.acked_bps(now);
         self.target = self
-            .gcc
-            .target_bitrate()
+            .rate
             .min(acked * ACKED_HEADROOM + PROBE_BPS)
-            .max(MIN_BPS);
+            .clamp(MIN_BPS, self.max);
         self.out
             .target_bps
             .store(self.target as u64, Ordering::Relaxed);
         self.out.acked_bps.store(acked as u64, Ordering::Relaxed);
-        let loss = self.gcc.stats().packet_loss.unwrap_or(0.0);
         self.out
             .loss_permille
-            .store((loss * 1000.0).round() as u64, Ordering::Relaxed);
+            .store((self.loss * 1000.0).round() as u64, Ordering::Relaxed);
     }
 }
 
 impl BandwidthEstimator for ViewerGcc {
     fn on_reports(&mut self, now: Instant, reports: &[rtc::interceptor::PacketReport]) {
-        self.gcc.on_reports(now, reports);
-        for r in reports.iter().filter(|r| r.arrived) {
-            self.arrived.push_back((now, r.size));
-            self.arrived_bytes += r.size;
+        if reports.is_empty() {
+            return;
         }
+        let mut usage = self.detector.usage();
+        for r in reports {
+            if r.arrived {
+                self.received.add(now, r.size);
+                self.arrived.push_back((now, r.size));
+                self.arrived_bytes += r.size;
+                if let Some(arrival) = r.arrival {
+                    self.spans.push_back((r.departure, arrival, r.size));
+                }
+            }
+            if let Some(trend) = self.slope.accumulate(r) {
+                usage = self.detector.update(trend.at, trend.estimate_ms);
+            }
+        }
+        if let Some(&(newest, _, _)) = self.spans.back() {
+            while self
+                .spans
+                .front()
+                .is_some_and(|&(d, _, _)| newest.saturating_duration_since(d) > SPAN_WINDOW)
+            {
+                self.spans.pop_front();
+            }
+        }
+        let lost = reports.iter().filter(|r| !r.arrived).count();
+        let sample = lost as f64 / reports.len() as f64;
+        self.loss = 0.8 * self.loss + 0.2 * sample;
+        let received = self.received.rate_bits_per_second(now);
+        let acked = self.acked_bps(now);
+        // Heavy loss is congestion too (a policer, or a queue that overflows before it
+        // delays much): treated as overuse.
+        let usage = if self.loss.min(sample) > HEAVY_LOSS {
+            Usage::Over
+        } else {
+            usage
+        };
+        self.update_rate(now, usage, received, acked);
         self.out.reports.fetch_add(1, Ordering::Relaxed);
+        self.out.last_report_ms.store(
+            now.saturating_duration_since(clock_epoch()).as_millis() as u64,
+            Ordering::Relaxed,
+        );
         self.publish(now);
     }
 
     fn target_bitrate(&self) -> f64 {
         self.target
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.gcc.handle_timeout(now);
-        self.publish(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.gcc.poll_timeout()
-    }
-
-    fn stats(&self) -> EstimatorStats {
-        self.gcc.stats()
     }
 }
 
@@ -195,12 +332,14 @@ impl SendBudget {
         self.level = (self.level + dt * rate).min(burst);
     }
 
-    /// Whether a unit of `bytes` may go now at `rate_bps`; if so, it is counted. A keyframe
-    /// may overdraw the budget (it is what lets the viewer resume), paid back before the
-    /// next unit goes.
+    /// Whether a unit of `bytes` may go now at `rate_bps`; if so, it is counted. Any unit
+    /// may overdraw the budget (a unit larger than the burst must still go some time), and
+    /// the debt is paid back before the next one goes. (`keyframe` is for the caller's
+    /// bookkeeping: keyframes obey the same rule.)
     pub fn admit(&mut self, now: Instant, rate_bps: u64, bytes: usize, keyframe: bool) -> bool {
+        let _ = keyframe;
         self.refill(now, rate_bps);
-        if self.level < 0.0 || (!keyframe && self.level < bytes as f64) {
+        if self.level < 0.0 {
             return false;
         }
         self.level -= bytes as f64;
@@ -387,6 +526,15 @@ mod tests {
         }
         let rate = sent as f64 / 10.0;
         assert!((100_000.0..=160_000.0).contains(&rate), "{rate} B/s");
+        // Units larger than the whole burst still go, as often as the rate allows.
+        let mut b = SendBudget::new(t0);
+        let sent = (0..300u64)
+            .filter(|&i| b.admit(at(i * 1000 / 30), MBIT / 4, 60_000, false))
+            .count();
+        assert!(
+            (3..=6).contains(&sent),
+            "{sent} units of 60 kB in 10 s at 250 kbit/s"
+        );
         // A big keyframe goes even over budget, then the debt is paid before more goes.
         let mut b = SendBudget::new(t0);
         assert!(b.admit(at(0), MBIT, 200_000, true));
@@ -398,6 +546,7 @@ mod tests {
     fn the_estimate_cannot_run_far_ahead_of_what_arrived() {
         use rtc::interceptor::PacketReport;
         let out = Arc::new(PathEstimate::default());
+        let _ = clock_epoch();
         let mut g = ViewerGcc::new(50_000_000.0, out.clone());
         assert_eq!(out.target_bps(), PROBE_BPS as u64);
         let t0 = Instant::now();
@@ -429,5 +578,62 @@ mod tests {
         assert!(out.target_bps() <= cap + 1, "{} > {cap}", out.target_bps());
         assert!(out.has_feedback());
         assert_eq!(out.acked_bps(), 160_000);
+        let last = t0 + Duration::from_millis(199 * 100);
+        assert!(out.is_fresh(last + Duration::from_secs(1)));
+        assert!(
+            !out.is_fresh(last + Duration::from_secs(3)),
+            "quiet paths go stale"
+        );
+    }
+
+    #[test]
+    fn backs_off_on_overuse_then_recovers_in_seconds_not_minutes() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let out = Arc::new(PathEstimate::default());
+        let mut g = ViewerGcc::new(100_000_000.0, out);
+        // 8 Mbit/s arriving, no queueing: the rate sits at the evidence cap.
+        let acked = 8_000_000.0;
+        for i in 0..10 {
+            g.update_rate(at(i * 100), Usage::Normal, Some(acked), acked);
+        }
+        assert_eq!(g.rate, acked * ACKED_HEADROOM + PROBE_BPS);
+        // Overuse from a shaky clock (arrivals as far apart as departures): no backoff.
+        let spaced = |g: &mut ViewerGcc, arrival_gap_ms: u64| {
+            g.spans.clear();
+            for i in 0..20u64 {
+                g.spans.push_back((
+                    t0 + Duration::from_millis(i * 10),
+                    Duration::from_millis(i * arrival_gap_ms),
+                    1200,
+                ));
+            }
+        };
+        spaced(&mut g, 10);
+        g.update_rate(at(950), Usage::Over, Some(acked), acked);
+        assert_eq!(
+            g.rate,
+            acked * ACKED_HEADROOM + PROBE_BPS,
+            "jitter is not congestion"
+        );
+        // The link drops to 2 Mbit/s: arrivals spread out, the rate follows what arrives.
+        spaced(&mut g, 40);
+        g.update_rate(at(1_000), Usage::Over, Some(2_000_000.0), 2_000_000.0);
+        assert_eq!(g.rate, 2_000_000.0 * DECREASE_FACTOR);
+        // A second overuse within DECREASE_INTERVAL is the same event.
+        g.update_rate(at(1_100), Usage::Over, Some(1_000_000.0), 1_000_000.0);
+        assert_eq!(g.rate, 2_000_000.0 * DECREASE_FACTOR);
+        // Gentle near the backoff…
+        g.update_rate(at(2_000), Usage::Normal, Some(1_700_000.0), 1_700_000.0);
+        assert!(g.rate < 1_900_000.0, "{}", g.rate);
+        // …then the link is back: from 3 s after the backoff, +50 %/s, as far as the
+        // evidence (what arrives, which follows the rate) allows.
+        let mut ms = 2_000;
+        while g.rate < 6_000_000.0 {
+            ms += 100;
+            let arriving = g.rate;
+            g.update_rate(at(ms), Usage::Normal, Some(arriving), arriving);
+            assert!(ms < 8_000, "still {} after {} ms", g.rate, ms - 1_000);
+        }
     }
 }

@@ -1,0 +1,159 @@
+// Congestion control with real links: the suite's loopback namespace, a token-bucket
+// bottleneck on `lo` (tc tbf; `lo` set to MTU 1500 first, or tbf drops everything) and a
+// per-viewer policer (nftables), real `porthole share` and `porthole record` viewers (the
+// native client sends transport-wide congestion feedback, as browsers do). The share's
+// /api/stats says what the encoder aims at (target_kbps/fps) and what each path can carry.
+//
+// These assert behaviour, not speed: the target comes down when the link does and goes back
+// up when it recovers; a slow viewer does not drag a fast one below the policy's promise.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  withScope, startXvfb, startClockPattern, startShare, startRecord, pollUntil,
+} from './lib.mjs';
+
+const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** A tbf bottleneck of `rate` on lo (this namespace only); returns {stop}. */
+function bottleneck(rate) {
+  sh('ip', ['link', 'set', 'lo', 'mtu', '1500']);
+  sh('tc', ['qdisc', 'replace', 'dev', 'lo', 'root', 'tbf', 'rate', rate, 'burst', '16kb', 'latency', '150ms']);
+  return {
+    label: `tbf ${rate} on lo`,
+    stop: async () => {
+      try { sh('tc', ['qdisc', 'del', 'dev', 'lo', 'root']); } catch { /* already gone */ }
+      sh('ip', ['link', 'set', 'lo', 'mtu', '65536']);
+    },
+  };
+}
+
+/** UDP ports process `pid` has open (its ICE sockets). */
+function udpPorts(pid) {
+  const out = sh('ss', ['-Huanp']);
+  return [...out.matchAll(/^\S+\s+\S+\s+\S+\s+\S+:(\d+)\s+.*pid=(\d+),/gm)]
+    .filter((m) => Number(m[2]) === pid).map((m) => Number(m[1]));
+}
+
+/** An nftables policer: what goes to `ports` beyond `kbytesPerSec` is dropped. */
+function police(ports, kbytesPerSec) {
+  const table = `pt_police_${process.pid}`;
+  sh('nft', ['add', 'table', 'inet', table]);
+  sh('nft', ['add', 'chain', 'inet', table, 'in', '{ type filter hook input priority 0 ; }']);
+  for (const port of ports) {
+    sh('nft', ['add', 'rule', 'inet', table, 'in', 'udp', 'dport', String(port),
+      'limit', 'rate', 'over', `${kbytesPerSec}`, 'kbytes/second', 'drop']);
+  }
+  return { label: `nft policer ${ports}`, stop: async () => { try { sh('nft', ['delete', 'table', 'inet', table]); } catch { /* gone */ } } };
+}
+
+/** Samples the share's stats every 250 ms into `timeline` until stopped. */
+function sampler(share, timeline) {
+  const t0 = Date.now();
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      try {
+        const s = await share.stats();
+        timeline.push({ t: (Date.now() - t0) / 1000, kbps: s.target_kbps, fps: s.target_fps, path: s.path_estimate_min_kbps, over: s.units_over_budget });
+      } catch { /* share busy: next time */ }
+      await sleep(250);
+    }
+  })();
+  return { label: 'stats sampler', stop: async () => { running = false; await done; } };
+}
+
+async function sharedSetup(scope) {
+  const x = scope.add(await startXvfb({ width: 1280, height: 720 }));
+  // The clock pattern's busy region scrolls every frame: plenty of bits to fill a link.
+  scope.add(await startClockPattern(x.display, { motionPercent: 40 }));
+  const share = scope.add(await startShare({
+    display: x.display, args: ['--audio', 'none', '--no-announce', '--bitrate-kbps', '6000'],
+  }));
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'porthole-cc-'));
+  scope.add({ label: 'tmp dir', stop: async () => rmSync(dir, { recursive: true, force: true }) });
+  return { x, share, dir };
+}
+
+const show = (timeline) => timeline.map((s) => `${s.t.toFixed(1)}s:${s.kbps}`).join(' ');
+
+test('the encoder target follows a link that steps down and back up', {
+  timeout: 90000,
+  // Comes down within seconds; after the bottleneck is removed the estimate stops moving
+  // (no feedback reaches the estimator for seconds) instead of climbing back: issue 11.
+  todo: 'recovery after a step back up is not there yet',
+}, (t) => withScope(t, async (scope) => {
+  const { share, dir } = await sharedSetup(scope);
+  const rec = scope.add(startRecord(share.viewerUrl(), path.join(dir, 'a.mp4')));
+  const timeline = [];
+  scope.add(sampler(share, timeline));
+
+  // Unimpaired: the estimate grows from its start until the encoder gets (most of) its
+  // configured 6 Mbit/s.
+  await pollUntil(() => share.stats(), (s) => s.target_kbps >= 3500, { timeoutMs: 15000, what: 'target >= 3500 kbit/s on a free link' });
+  const beforeStep = timeline.length;
+
+  // 1.2 Mbit/s bottleneck: the target comes down to what fits.
+  const link = scope.add(bottleneck('1200kbit'));
+  const stepped = Date.now();
+  const low = await pollUntil(() => share.stats(), (s) => s.target_kbps <= 1200, { timeoutMs: 8000, what: `target <= 1200 kbit/s behind a 1.2 Mbit/s link (${show(timeline)})` });
+  const downIn = (Date.now() - stepped) / 1000;
+  await sleep(3000);
+  const held = (await share.stats()).target_kbps;
+  assert.ok(held <= 1300, `the target stays under the link: ${held} kbit/s (${show(timeline)})`);
+
+  // The link recovers: the target goes back up, in seconds.
+  await link.stop();
+  const freed = Date.now();
+  await pollUntil(() => share.stats(), (s) => s.target_kbps >= 3500, { timeoutMs: 15000, what: `target back >= 3500 kbit/s (${show(timeline)})` });
+  const upIn = (Date.now() - freed) / 1000;
+
+  await rec.stop();
+  const summary = rec.summary();
+  assert.ok(summary && summary.videoFrames > 100, `the viewer kept receiving: ${JSON.stringify(summary)}`);
+  t.diagnostic(`target before ${timeline[beforeStep - 1]?.kbps} kbit/s; down to ${low.target_kbps} in ${downIn.toFixed(1)} s; held ${held}; back up in ${upIn.toFixed(1)} s`);
+  t.diagnostic(`timeline ${show(timeline)}`);
+}));
+
+test('a slow viewer does not drag a fast one down', {
+  timeout: 90000,
+  // The fast viewer's own estimate freezes low on this loaded 2-core box: issue 11.
+  todo: 'the fast viewer\'s estimate does not hold up yet',
+}, (t) => withScope(t, async (scope) => {
+  const { share, dir } = await sharedSetup(scope);
+  const fast = scope.add(startRecord(share.viewerUrl(), path.join(dir, 'fast.mp4')));
+  const slow = scope.add(startRecord(share.viewerUrl(), path.join(dir, 'slow.mp4')));
+  await pollUntil(() => share.stats(), (s) => s.viewers === 2 && s.target_kbps >= 3000, { timeoutMs: 15000, what: 'two viewers, target >= 3000 kbit/s' });
+
+  // The slow viewer's path carries 40 kB/s (320 kbit/s); beyond that, packets are dropped.
+  const ports = await pollUntil(async () => udpPorts(slow.child.pid), (p) => p.length > 0, { what: 'the slow viewer\'s UDP ports' });
+  scope.add(police(ports, 40));
+  const timeline = [];
+  scope.add(sampler(share, timeline));
+  await sleep(8000);
+
+  // The slow one is hopeless beside the fast one: it must not set the encoder's target.
+  const recent = timeline.slice(-8);
+  const minKbps = Math.min(...recent.map((s) => s.kbps));
+  const minFps = Math.min(...recent.map((s) => s.fps));
+  const s = await share.stats();
+  assert.ok(minKbps >= 2000, `the encoder kept aiming at the fast viewer: ${minKbps} kbit/s (${show(timeline)})`);
+  assert.equal(minFps, 30, 'full frame rate for the fast viewer');
+  assert.ok(s.units_over_budget > 0, `the slow viewer's budget dropped units: ${JSON.stringify(s)}`);
+
+  // What the fast viewer got over the same seconds: frames at (nearly) the policy's rate.
+  await fast.stop();
+  await slow.stop();
+  const f = fast.summary();
+  const sl = slow.summary();
+  assert.ok(f && sl, 'both recorders summarised');
+  const fastFps = f.videoFrames / f.seconds;
+  assert.ok(fastFps >= 20, `the fast viewer got ${fastFps.toFixed(1)} fps (${JSON.stringify(f)})`);
+  assert.ok(sl.videoFrames < f.videoFrames, `the slow viewer got fewer frames: ${sl.videoFrames} vs ${f.videoFrames}`);
+  t.diagnostic(`target min ${minKbps} kbit/s at ${minFps} fps with a 320 kbit/s viewer; fast ${fastFps.toFixed(1)} fps (${f.videoFrames} frames), slow ${sl.videoFrames} frames; units over budget ${s.units_over_budget}`);
+}));
