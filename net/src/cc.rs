@@ -286,6 +286,16 @@ impl BandwidthEstimator for ViewerGcc {
             usage
         };
         self.update_rate(now, usage, received, acked);
+        tracing::trace!(
+            ?usage,
+            rate = self.rate as u64,
+            acked = acked as u64,
+            received = received.unwrap_or(0.0) as u64,
+            loss = self.loss,
+            delivered_share = self.delivered_share(),
+            reports = reports.len(),
+            "path feedback"
+        );
         self.out.reports.fetch_add(1, Ordering::Relaxed);
         self.out.last_report_ms.store(
             now.saturating_duration_since(clock_epoch()).as_millis() as u64,

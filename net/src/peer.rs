@@ -157,6 +157,8 @@ pub enum ViewerEvent {
 
 struct Handler {
     gathered: Arc<Notify>,
+    /// Whether the connection is up (DTLS done): media written before is dropped unsent.
+    connected: tokio::sync::watch::Sender<bool>,
     events: mpsc::UnboundedSender<ViewerEvent>,
     data_channels: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
 }
@@ -171,6 +173,8 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!("viewer connection state: {state}");
+        self.connected
+            .send_replace(state == RTCPeerConnectionState::Connected);
         let event = match state {
             RTCPeerConnectionState::Connected => ViewerEvent::Connected,
             RTCPeerConnectionState::Disconnected => ViewerEvent::Interrupted,
@@ -392,7 +396,9 @@ impl Viewer {
         let gathered = Arc::new(Notify::new());
         let (events_tx, events) = mpsc::unbounded_channel();
         let (dc_tx, data_channels) = mpsc::unbounded_channel();
+        let (connected_tx, connected) = tokio::sync::watch::channel(false);
         let handler = Arc::new(Handler {
+            connected: connected_tx,
             gathered: gathered.clone(),
             events: events_tx,
             data_channels: dc_tx,
@@ -409,7 +415,7 @@ impl Viewer {
             .map_err(|e| PeerError::Internal(format!("cannot create a peer connection: {e}")))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        match Self::negotiate(&pc, offer, video, audio, gathered, path.clone()).await {
+        match Self::negotiate(&pc, offer, video, audio, gathered, path.clone(), connected).await {
             Ok((answer, tasks)) => Ok(Self {
                 pc,
                 answer,
@@ -432,6 +438,7 @@ impl Viewer {
         audio: Option<Arc<VideoFanout>>,
         gathered: Arc<Notify>,
         path: Arc<PathEstimate>,
+        connected: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(String, Vec<tokio::task::JoinHandle<()>>), PeerError> {
         let ssrc = rand::random::<u32>();
         let track = local_track(ssrc, RtpCodecKind::Video, h264_codec());
@@ -483,6 +490,7 @@ impl Viewer {
             RtpStamper::new(ssrc, payload_type, rand::random()).with_extensions(extensions),
             video.clone(),
             Some(path),
+            connected.clone(),
         ));
         let rtcp_task = tokio::spawn(watch_feedback(track, video));
         let mut tasks = vec![send_task, rtcp_task];
@@ -494,6 +502,7 @@ impl Viewer {
                     RtpStamper::new(assrc, pt, rand::random()).with_extensions(extensions),
                     audio,
                     None,
+                    connected,
                 ))),
                 None => tracing::info!("the viewer accepts no Opus; sending video only"),
             }
@@ -544,18 +553,26 @@ impl Pacer {
 
 async fn send_video(
     track: Arc<TrackLocalStaticRTP>,
-    mut frames: broadcast::Receiver<Arc<crate::video::VideoUnit>>,
+    frames: broadcast::Receiver<Arc<crate::video::VideoUnit>>,
     mut stamper: RtpStamper,
     video: Arc<VideoFanout>,
     path: Option<Arc<PathEstimate>>,
+    mut connected: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Packets written before DTLS is done are dropped unsent (and a paced keyframe could be
+    // cut in two, its tail taken for a whole one): start once connected, at a keyframe.
+    if connected.wait_for(|up| *up).await.is_err() {
+        return;
+    }
+    video.request_keyframe();
+    let mut frames = frames.resubscribe();
     let now = Instant::now();
+    let mut last_resync: Option<Instant> = Some(now);
     let mut budget = SendBudget::new(now);
     let mut pacer = Pacer {
         level: 0.0,
         last: now,
     };
-    let mut last_resync: Option<Instant> = None;
     loop {
         let unit = match frames.recv().await {
             Ok(unit) => unit,
@@ -568,6 +585,12 @@ async fn send_video(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         if !stamper.admit(&unit) {
+            // Waiting for a keyframe (joined, lost units, or over budget): ask again now
+            // and then, or a keyframe refused while in debt would leave it waiting forever.
+            if last_resync.is_none_or(|t| t.elapsed() >= RESYNC_INTERVAL) {
+                last_resync = Some(Instant::now());
+                video.request_keyframe();
+            }
             continue;
         }
         let bytes: usize = unit.payloads.iter().map(|p| p.len() + 40).sum();

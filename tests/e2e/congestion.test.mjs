@@ -94,14 +94,14 @@ test('the encoder target follows a link that steps down and back up', {
   scope.add(sampler(share, timeline));
 
   // Unimpaired: the estimate grows from its start until the encoder gets (most of) its
-  // configured 6 Mbit/s.
-  await pollUntil(() => share.stats(), (s) => s.target_kbps >= 3500, { timeoutMs: 15000, what: 'target >= 3500 kbit/s on a free link' });
+  // configured 6 Mbit/s (with one viewer: no viewer would leave the target as configured).
+  await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.path_estimate_min_kbps > 0 && s.target_kbps >= 3500, { timeoutMs: 15000, what: 'target >= 3500 kbit/s on a free link' });
   const beforeStep = timeline.length;
 
   // 1.2 Mbit/s bottleneck: the target comes down to what fits.
   const link = scope.add(bottleneck('1200kbit'));
   const stepped = Date.now();
-  const low = await pollUntil(() => share.stats(), (s) => s.target_kbps <= 1200, { timeoutMs: 8000, what: `target <= 1200 kbit/s behind a 1.2 Mbit/s link (${show(timeline)})` });
+  const low = await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_kbps <= 1200, { timeoutMs: 8000, what: `target <= 1200 kbit/s behind a 1.2 Mbit/s link (${show(timeline)})` });
   const downIn = (Date.now() - stepped) / 1000;
   await sleep(3000);
   const held = (await share.stats()).target_kbps;
@@ -110,7 +110,7 @@ test('the encoder target follows a link that steps down and back up', {
   // The link recovers: the target goes back up, in seconds.
   await link.stop();
   const freed = Date.now();
-  await pollUntil(() => share.stats(), (s) => s.target_kbps >= 3500, { timeoutMs: 15000, what: `target back >= 3500 kbit/s (${show(timeline)})` });
+  await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_kbps >= 3500, { timeoutMs: 15000, what: `target back >= 3500 kbit/s (${show(timeline)})` });
   const upIn = (Date.now() - freed) / 1000;
 
   await rec.stop();
@@ -150,8 +150,9 @@ test('a slow viewer does not drag a fast one down', {
   await fast.stop();
   await slow.stop();
   const f = fast.summary();
-  const sl = slow.summary();
-  assert.ok(f && sl, 'both recorders summarised');
+  // A policed viewer may never see a whole keyframe (its packets are dropped, not queued).
+  const sl = slow.summary() || { videoFrames: 0 };
+  assert.ok(f, `the fast recorder summarised: ${fast.stderrText().slice(-300)}`);
   const fastFps = f.videoFrames / f.seconds;
   assert.ok(fastFps >= 20, `the fast viewer got ${fastFps.toFixed(1)} fps (${JSON.stringify(f)})`);
   assert.ok(sl.videoFrames < f.videoFrames, `the slow viewer got fewer frames: ${sl.videoFrames} vs ${f.videoFrames}`);
