@@ -58,17 +58,64 @@ pub fn to_pixel(v: u16, origin: i32, len: u32) -> i32 {
 pub const QUEUE_EVENTS: usize = 256;
 /// Most characters of `Text` queued from one viewer.
 pub const QUEUE_CHARS: usize = 4096;
-/// Room kept beyond [`QUEUE_EVENTS`] for key and button releases, so that a full queue
-/// never keeps a key down.
+/// Room kept beyond [`QUEUE_EVENTS`] for releases of keys and buttons the viewer pressed,
+/// so that a full queue never keeps a key down.
 pub const RELEASE_ROOM: usize = 64;
 /// `Text` is typed in pieces this long, the viewer's generation checked before each.
 const TEXT_PIECE_CHARS: usize = 32;
 
-fn is_release(event: &InputEvent) -> bool {
-    matches!(
-        event,
-        InputEvent::Key { pressed: false, .. } | InputEvent::Button { pressed: false, .. }
-    )
+/// Keys and buttons a source has queued presses of (and no release since): their releases
+/// get the room kept for them. Bounded like the gate's (a viewer holds at most 32 keys).
+#[derive(Default)]
+struct Pressed {
+    keys: HashSet<String>,
+    buttons: u8,
+}
+
+impl Pressed {
+    const MAX_KEYS: usize = 48;
+
+    fn releases(&self, event: &InputEvent) -> bool {
+        match event {
+            InputEvent::Key {
+                pressed: false,
+                code,
+            } => self.keys.contains(code),
+            InputEvent::Button {
+                pressed: false,
+                button,
+                ..
+            } => self.buttons & button_bit(*button) != 0,
+            _ => false,
+        }
+    }
+
+    fn track(&mut self, event: &InputEvent) {
+        match event {
+            InputEvent::Key { pressed, code } => {
+                if !*pressed {
+                    self.keys.remove(code);
+                } else if self.keys.len() < Self::MAX_KEYS {
+                    self.keys.insert(code.clone());
+                }
+            }
+            InputEvent::Button {
+                pressed, button, ..
+            } => {
+                if *pressed {
+                    self.buttons |= button_bit(*button);
+                } else {
+                    self.buttons &= !button_bit(*button);
+                }
+            }
+            InputEvent::ReleaseAll => *self = Self::default(),
+            _ => {}
+        }
+    }
+}
+
+fn button_bit(button: u8) -> u8 {
+    1u8.checked_shl(u32::from(button)).unwrap_or(0)
 }
 
 fn chars_of(event: &InputEvent) -> usize {
@@ -81,6 +128,7 @@ fn chars_of(event: &InputEvent) -> usize {
 struct SourceQueue {
     events: std::collections::VecDeque<InputEvent>,
     chars: usize,
+    pressed: Pressed,
     /// Changes on every [`InputQueue::end`]: events taken before it are stale.
     generation: u64,
     /// Ended and not used since: forgotten once drained.
@@ -105,6 +153,7 @@ impl InputQueue {
             SourceQueue {
                 events: Default::default(),
                 chars: 0,
+                pressed: Pressed::default(),
                 generation: *next,
                 ended: false,
             }
@@ -112,7 +161,8 @@ impl InputQueue {
     }
 
     /// Queues `event` from `source`. False: refused, that viewer's queue is full.
-    /// Releases have extra room; a `ReleaseAll` is always taken (one suffices in a row).
+    /// Releases of what it pressed have extra room; a `ReleaseAll` is always taken (one
+    /// suffices in a row).
     pub fn push(&mut self, source: u64, event: InputEvent) -> bool {
         let q = self.source(source);
         q.ended = false;
@@ -131,7 +181,7 @@ impl InputQueue {
                     q.chars = 0;
                 }
             }
-            e if is_release(e) && len < QUEUE_EVENTS + RELEASE_ROOM => {}
+            e if q.pressed.releases(e) && len < QUEUE_EVENTS + RELEASE_ROOM => {}
             _ if len < QUEUE_EVENTS && q.chars + chars <= QUEUE_CHARS => {}
             _ => {
                 self.refused += 1;
@@ -140,6 +190,7 @@ impl InputQueue {
         }
         let was_empty = q.events.is_empty();
         q.chars += chars;
+        q.pressed.track(&event);
         q.events.push_back(event);
         if was_empty && !self.ready.contains(&source) {
             self.ready.push_back(source);
@@ -162,6 +213,7 @@ impl InputQueue {
             .count() as u64;
         q.events.clear();
         q.chars = 0;
+        q.pressed = Pressed::default();
         q.generation = generation;
         q.ended = true;
         q.events.push_back(InputEvent::ReleaseAll);
@@ -205,6 +257,11 @@ impl InputQueue {
     /// Events refused or dropped so far.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    #[cfg(test)]
+    fn pressed_for_test(&mut self, source: u64, code: &str) {
+        self.source(source).pressed.keys.insert(code.into());
     }
 }
 
@@ -506,13 +563,19 @@ mod tests {
         assert!(!q.push(1, key("KeyA", true)), "full");
         assert!(!q.push(1, InputEvent::Move { x: 1, y: 1 }), "full");
         assert_eq!(q.refused(), 2);
+        q.refused = 0;
         // Another viewer is not held up by the first one's backlog.
         assert!(q.push(2, key("KeyB", true)));
-        // Releases have room of their own.
-        for _ in 0..RELEASE_ROOM {
-            assert!(q.push(1, key("KeyA", false)));
+        // The release of what it pressed has room of its own; other releases do not.
+        assert!(!q.push(1, key("KeyQ", false)));
+        assert!(q.push(1, key("KeyA", false)));
+        assert!(!q.push(1, key("KeyA", false)), "released already");
+        for i in 0..RELEASE_ROOM - 1 {
+            q.pressed_for_test(1, &format!("F{i}"));
+            assert!(q.push(1, key(&format!("F{i}"), false)));
         }
-        assert!(!q.push(1, key("KeyA", false)));
+        q.pressed_for_test(1, "KeyB");
+        assert!(!q.push(1, key("KeyB", false)), "the room is bounded too");
         // ReleaseAll always gets in, superseding a queue full to the brim; once in a row.
         assert!(q.push(1, InputEvent::ReleaseAll));
         assert!(q.push(1, InputEvent::ReleaseAll));

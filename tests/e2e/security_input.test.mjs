@@ -218,7 +218,8 @@ test('releases are rate-limited, yet a held key is always released', { timeout: 
       p.sendMessage('input', { type: 'Key', pressed: true, code: 'ShiftLeft' });
       for (let i = 0; i < n; i++) {
         if (i % 2) p.sendMessage('input', { type: 'Key', pressed: false, code: 'KeyQ' });
-        else p.sendMessage('input', { type: 'PointerButton', button: 2, pressed: false, x: (i * 7) % 65536, y: 30000 });
+        // (inside the xev window, which has the keyboard focus while the pointer is in it)
+        else p.sendMessage('input', { type: 'PointerButton', button: 2, pressed: false, x: 10000 + ((i * 7) % 10000), y: 20000 });
       }
       p.sendMessage('input', { type: 'Key', pressed: false, code: 'ShiftLeft' });
       return performance.now() - t0;
@@ -246,7 +247,7 @@ test('without a terminal and without --no-approval, viewers are refused with a r
     s.add(await startPattern(x.display));
     const share = s.add(await startShare({ display: x.display, approval: true }));
     const browser = s.add(await launchBrowser({ viewport: VIEWPORT }));
-    const page = s.add(await openPage(browser, 'about:blank'));
+    const page = s.add(await openPage(browser, `${share.origin}/`)); // no code: it just makes an offer
     const offer = await makeOffer(page);
     const r = await postWhep(share.origin, { code: share.code, body: offer });
     t.diagnostic(`POST /whep: ${r.status} ${r.text}`);
