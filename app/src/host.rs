@@ -46,7 +46,16 @@ fn to_wire(content: &ClipContent) -> (Mime, Arc<Vec<u8>>) {
 impl HostSide for DesktopHost {
     fn input(&self, viewer: u64, msg: Message) {
         if let (Some(injector), Some(event)) = (&self.injector, input_event(msg)) {
-            injector.send(viewer, event);
+            // A full queue refuses (counted as `input_dropped`); the network never waits.
+            if !injector.send(viewer, event) {
+                tracing::debug!(viewer, "input queue full: event dropped");
+            }
+        }
+    }
+
+    fn end_input(&self, viewer: u64) {
+        if let Some(injector) = &self.injector {
+            injector.end(viewer);
         }
     }
 
@@ -59,15 +68,17 @@ impl HostSide for DesktopHost {
                 Ok(text) => ClipContent::Text(text),
                 Err(_) => return,
             },
-            Mime::Png => ClipContent::Png(data),
+            Mime::Png => {
+                // Refused by its decoded size, read from the header, before any decoding.
+                if let Err(e) = media::clipboard::check_png(&data) {
+                    tracing::warn!(viewer, "clipboard image refused: {e}");
+                    return;
+                }
+                ClipContent::Png(data)
+            }
         };
         tracing::debug!(viewer, "setting the host clipboard");
         clipboard.set(content);
-    }
-
-    fn clipboard(&self) -> Option<(Mime, Arc<Vec<u8>>)> {
-        let current = self.clipboard.as_ref()?.current()?;
-        Some(to_wire(&current))
     }
 }
 

@@ -76,6 +76,11 @@ pub struct ShareArgs {
     /// Largest clipboard content accepted from a viewer, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub clipboard_max_bytes: u32,
+    /// Admit every viewer with the code without asking. By default each viewer waits for a
+    /// yes on this terminal; with no terminal (stdin not a TTY) viewers are refused unless
+    /// this is given.
+    #[arg(long = "no-approval", visible_alias = "yes")]
+    pub no_approval: bool,
 }
 
 impl ShareArgs {
@@ -353,6 +358,10 @@ impl RunningShare {
                     "input_injected",
                     injector_host.injector.as_ref().map_or(0, |i| i.injected()),
                 ),
+                (
+                    "input_dropped",
+                    injector_host.injector.as_ref().map_or(0, |i| i.refused()),
+                ),
             ]
         });
 
@@ -459,20 +468,40 @@ impl RunningShare {
 }
 
 async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
-    let share = RunningShare::start(&args, code, None).await?;
+    use std::io::IsTerminal;
+    let terminal = std::io::stdin().is_terminal();
+    let (knocks_tx, knocks) = tokio::sync::mpsc::channel(console::MAX_WAITING);
+    let approve = match (args.no_approval, terminal) {
+        (true, _) => None,
+        (false, true) => Some(console::ask_on_terminal(knocks_tx)),
+        (false, false) => {
+            tracing::warn!(
+                "no terminal to approve viewers on (stdin is not a TTY): every viewer will be \
+                 refused; pass --no-approval to admit everyone with the code"
+            );
+            Some(console::refuse_all())
+        }
+    };
+    let share = RunningShare::start(&args, code, approve).await?;
     tracing::info!(fingerprint = %share.fingerprint, "DTLS certificate");
     println!("viewer: {}", share.url);
     use std::io::Write;
     std::io::stdout().flush()?;
-    let outcome = wait_for_end(&share).await;
+    if terminal {
+        eprintln!("{}", console::HELP);
+    }
+    let outcome = wait_for_end(&share, console::Console::new(knocks)).await;
     share.stop().await;
     outcome
 }
 
-/// Waits for Ctrl+C / SIGTERM, or for the pipeline to die.
-async fn wait_for_end(share: &RunningShare) -> anyhow::Result<()> {
+/// Waits for Ctrl+C / SIGTERM, or for the pipeline to die; meanwhile asks the host about
+/// viewers and runs its commands (typed on stdin).
+async fn wait_for_end(share: &RunningShare, mut console: console::Console) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut lines = console::stdin_lines();
+    let (mut lines_open, mut knocks_open) = (true, true);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -481,7 +510,323 @@ async fn wait_for_end(share: &RunningShare) -> anyhow::Result<()> {
                 if !share.is_running() {
                     bail!("screen capture stopped (see the error above)");
                 }
+                console.expire();
             }
+            knock = console.knocks.recv(), if knocks_open => match knock {
+                Some(knock) => console.knock(knock),
+                None => knocks_open = false,
+            },
+            line = lines.recv(), if lines_open => match line {
+                Some(line) => console.line(&line, &share.server).await,
+                None => lines_open = false,
+            },
+        }
+    }
+}
+
+/// The terminal of `porthole share`: a yes/no for each viewer that knocks, and commands to
+/// list viewers, change their rights and disconnect them.
+mod console {
+    use std::collections::VecDeque;
+    use std::io::Write;
+
+    use net::{Approver, PendingViewer, Rights, ShareServer};
+    use tokio::sync::{mpsc, oneshot};
+
+    /// Viewers waiting for an answer at once; more are refused (the share is being hammered).
+    pub const MAX_WAITING: usize = 8;
+
+    pub const HELP: &str = "commands: list | kick N | revoke N control|clipboard|all | \
+                            grant N control|clipboard|all | help";
+
+    pub type Knock = (PendingViewer, oneshot::Sender<bool>);
+
+    /// Asks on the terminal: each knock waits in the console's queue.
+    pub fn ask_on_terminal(knocks: mpsc::Sender<Knock>) -> Approver {
+        std::sync::Arc::new(move |viewer: PendingViewer| {
+            let (tx, rx) = oneshot::channel();
+            let (no, addr) = (viewer.no, viewer.addr);
+            if knocks.try_send((viewer, tx)).is_err() {
+                tracing::warn!(
+                    viewer = no,
+                    %addr,
+                    "refused a viewer: {MAX_WAITING} viewers are already waiting for an answer"
+                );
+            }
+            rx
+        })
+    }
+
+    /// No terminal and no --no-approval: every viewer is refused, saying why.
+    pub fn refuse_all() -> Approver {
+        std::sync::Arc::new(|viewer: PendingViewer| {
+            tracing::warn!(
+                viewer = viewer.no,
+                addr = %viewer.addr,
+                "refused a viewer: nobody can approve it (stdin is not a terminal); \
+                 start the share with --no-approval to admit everyone with the code"
+            );
+            oneshot::channel::<bool>().1
+        })
+    }
+
+    /// Lines typed on stdin (each cut to 256 characters), read on a thread of their own.
+    pub fn stdin_lines() -> mpsc::Receiver<String> {
+        let (tx, rx) = mpsc::channel(16);
+        let spawned = std::thread::Builder::new()
+            .name("porthole-stdin".into())
+            .spawn(move || {
+                for line in std::io::stdin().lines() {
+                    let Ok(line) = line else { break };
+                    let line: String = line.chars().take(256).collect();
+                    if tx.blocking_send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot read commands from stdin: {e}");
+        }
+        rx
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Command {
+        List,
+        Kick(u64),
+        Rights { no: u64, grant: bool, control: bool, clipboard: bool },
+        Help,
+    }
+
+    /// Parses a typed command; `Err` says what is wrong.
+    pub fn parse(line: &str) -> Result<Command, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let number = |w: Option<&&str>| -> Result<u64, String> {
+            w.and_then(|w| w.parse().ok())
+                .ok_or_else(|| format!("{line:?}: which viewer? (a number from `list`)"))
+        };
+        match words.first().copied() {
+            Some("list" | "ls") => Ok(Command::List),
+            Some("help" | "?") => Ok(Command::Help),
+            Some("kick" | "disconnect") => Ok(Command::Kick(number(words.get(1))?)),
+            Some(verb @ ("revoke" | "grant")) => {
+                let no = number(words.get(1))?;
+                let (control, clipboard) = match words.get(2).copied() {
+                    Some("control") => (true, false),
+                    Some("clipboard") => (false, true),
+                    Some("all") => (true, true),
+                    _ => return Err(format!("{verb} N control|clipboard|all")),
+                };
+                Ok(Command::Rights {
+                    no,
+                    grant: verb == "grant",
+                    control,
+                    clipboard,
+                })
+            }
+            _ => Err(format!("unknown command {line:?}; {HELP}")),
+        }
+    }
+
+    /// The answer to a yes/no prompt: `None` when it is neither.
+    pub fn answer(line: &str) -> Option<bool> {
+        match line.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => Some(true),
+            "" | "n" | "no" => Some(false),
+            _ => None,
+        }
+    }
+
+    fn rights_text(r: Rights) -> String {
+        match (r.control, r.clipboard) {
+            (false, false) => "view only".into(),
+            (true, false) => "view and control".into(),
+            (false, true) => "view and clipboard".into(),
+            (true, true) => "view, control and clipboard".into(),
+        }
+    }
+
+    fn say(text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
+        let _ = err.flush();
+    }
+
+    pub struct Console {
+        pub knocks: mpsc::Receiver<Knock>,
+        /// Viewers waiting; the first one is being asked.
+        waiting: VecDeque<Knock>,
+    }
+
+    impl Console {
+        pub fn new(knocks: mpsc::Receiver<Knock>) -> Self {
+            Self {
+                knocks,
+                waiting: VecDeque::new(),
+            }
+        }
+
+        fn prompt(&self) {
+            if let Some((v, _)) = self.waiting.front() {
+                let kind = if v.user_agent.is_empty() {
+                    "porthole"
+                } else {
+                    "a browser"
+                };
+                let mut err = std::io::stderr().lock();
+                let _ = write!(
+                    err,
+                    "Viewer {} from {} ({kind}) wants to watch, with {}. Let in? [y/N] ",
+                    v.no,
+                    v.addr.ip(),
+                    rights_text(v.rights)
+                );
+                let _ = err.flush();
+            }
+        }
+
+        pub fn knock(&mut self, knock: Knock) {
+            self.waiting.push_back(knock);
+            if self.waiting.len() == 1 {
+                self.prompt();
+            }
+        }
+
+        /// Forgets viewers that stopped waiting (gave up, or the share's timeout).
+        pub fn expire(&mut self) {
+            let front_gone = self.waiting.front().is_some_and(|(_, tx)| tx.is_closed());
+            if let Some((v, _)) = self.waiting.front().filter(|_| front_gone) {
+                say(&format!("
+Viewer {} stopped waiting.", v.no));
+            }
+            self.waiting.retain(|(_, tx)| !tx.is_closed());
+            if front_gone {
+                self.prompt();
+            }
+        }
+
+        pub async fn line(&mut self, line: &str, server: &ShareServer) {
+            if !self.waiting.is_empty() {
+                match answer(line) {
+                    Some(yes) => {
+                        if let Some((v, tx)) = self.waiting.pop_front() {
+                            let _ = tx.send(yes);
+                            say(&format!(
+                                "Viewer {} {}.",
+                                v.no,
+                                if yes { "let in" } else { "turned away" }
+                            ));
+                        }
+                    }
+                    None => say("Answer y or n."),
+                }
+                self.prompt();
+                return;
+            }
+            if line.trim().is_empty() {
+                return;
+            }
+            match parse(line) {
+                Ok(command) => run(command, server).await,
+                Err(e) => say(&e),
+            }
+        }
+    }
+
+    async fn run(command: Command, server: &ShareServer) {
+        let viewers = server.viewers();
+        let find = |no: u64| viewers.iter().find(|v| v.no == no);
+        match command {
+            Command::Help => say(HELP),
+            Command::List => {
+                if viewers.is_empty() {
+                    say("No viewers.");
+                }
+                for v in &viewers {
+                    let secs = std::time::SystemTime::now()
+                        .duration_since(v.since)
+                        .unwrap_or_default()
+                        .as_secs();
+                    say(&format!(
+                        "Viewer {}  {}  {}  {}",
+                        v.no,
+                        v.addr,
+                        if v.connected {
+                            format!("connected {secs} s")
+                        } else {
+                            "connecting".into()
+                        },
+                        rights_text(v.rights)
+                    ));
+                }
+            }
+            Command::Kick(no) => match find(no) {
+                Some(v) => {
+                    server.disconnect(&v.id).await;
+                    say(&format!("Viewer {no} disconnected."));
+                }
+                None => say(&format!("No viewer {no} (see `list`).")),
+            },
+            Command::Rights {
+                no,
+                grant,
+                control,
+                clipboard,
+            } => match find(no) {
+                Some(v) => {
+                    let mut rights = v.rights;
+                    if control {
+                        rights.control = grant;
+                    }
+                    if clipboard {
+                        rights.clipboard = grant;
+                    }
+                    server.set_rights(&v.id, rights);
+                    say(&format!("Viewer {no}: {}.", rights_text(rights)));
+                }
+                None => say(&format!("No viewer {no} (see `list`).")),
+            },
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn commands_parse_and_mistakes_say_why() {
+            assert_eq!(parse("list"), Ok(Command::List));
+            assert_eq!(parse("  kick 3 "), Ok(Command::Kick(3)));
+            assert_eq!(
+                parse("revoke 2 control"),
+                Ok(Command::Rights {
+                    no: 2,
+                    grant: false,
+                    control: true,
+                    clipboard: false
+                })
+            );
+            assert_eq!(
+                parse("grant 2 all"),
+                Ok(Command::Rights {
+                    no: 2,
+                    grant: true,
+                    control: true,
+                    clipboard: true
+                })
+            );
+            assert!(parse("kick").unwrap_err().contains("which viewer"));
+            assert!(parse("revoke 2 mouse").unwrap_err().contains("control|clipboard|all"));
+            assert!(parse("reboot").unwrap_err().contains("unknown command"));
+        }
+
+        #[test]
+        fn only_yes_lets_a_viewer_in() {
+            assert_eq!(answer("y"), Some(true));
+            assert_eq!(answer(" YES "), Some(true));
+            assert_eq!(answer(""), Some(false), "Enter means no");
+            assert_eq!(answer("n"), Some(false));
+            assert_eq!(answer("list"), None);
         }
     }
 }

@@ -14,8 +14,10 @@ use x11rb::connection::Connection;
 use x11rb::protocol::xfixes::{ConnectionExt as _, SelectionEventMask};
 use x11rb::protocol::xproto::ConnectionExt as _;
 
-/// Largest picture accepted from a PNG (pixels), against decompression bombs.
-pub const MAX_IMAGE_PIXELS: u64 = 64 * 1024 * 1024;
+/// Largest picture accepted from a PNG, by its decoded size (width × height × 4 bytes of
+/// RGBA), against decompression bombs: a few hundred KB of PNG can claim gigabytes. A
+/// 4K screenshot (3840×2160, 31.6 MiB) fits.
+pub const MAX_IMAGE_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClipContent {
@@ -36,16 +38,46 @@ impl ClipContent {
     }
 }
 
-/// Decodes a PNG into 8-bit RGBA.
+/// A PNG's width and height, from its header alone (signature, then the IHDR chunk).
+pub fn png_size(png_bytes: &[u8]) -> Result<(u32, u32), String> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let be = |at: usize| u32::from_be_bytes([png_bytes[at], png_bytes[at + 1], png_bytes[at + 2], png_bytes[at + 3]]);
+    if png_bytes.len() < 24 || &png_bytes[..8] != SIGNATURE || &png_bytes[12..16] != b"IHDR" {
+        return Err("not a PNG".into());
+    }
+    Ok((be(16), be(20)))
+}
+
+/// Checks a PNG's decoded size against [`MAX_IMAGE_BYTES`] before anything decodes it.
+pub fn check_png(png_bytes: &[u8]) -> Result<(u32, u32), String> {
+    let (w, h) = png_size(png_bytes)?;
+    let decoded = u64::from(w) * u64::from(h) * 4;
+    if decoded > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "image too large: {w}x{h} would take {} MiB decoded (at most {} MiB)",
+            decoded >> 20,
+            MAX_IMAGE_BYTES >> 20
+        ));
+    }
+    Ok((w, h))
+}
+
+/// Decodes a PNG into 8-bit RGBA; refuses one larger than [`MAX_IMAGE_BYTES`] decoded
+/// before decoding it.
 pub fn png_to_rgba(png_bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    check_png(png_bytes)?;
+    // The decoder's own allocation cap as well: 16-bit channels decode to twice the size.
+    let limits = png::Limits {
+        bytes: 2 * MAX_IMAGE_BYTES as usize,
+    };
+    let mut decoder = png::Decoder::new_with_limits(std::io::Cursor::new(png_bytes), limits);
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(|e| format!("not a PNG: {e}"))?;
     let (w, h) = {
         let info = reader.info();
         (info.width, info.height)
     };
-    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+    if u64::from(w) * u64::from(h) * 4 > MAX_IMAGE_BYTES {
         return Err(format!("image too large: {w}x{h}"));
     }
     let mut buf = vec![0; reader.output_buffer_size().ok_or("image too large")?];
@@ -263,5 +295,43 @@ mod tests {
     fn garbage_is_not_a_png() {
         assert!(png_to_rgba(b"hello").is_err());
         assert!(png_to_rgba(&[]).is_err());
+        assert!(png_size(&[0x89, b'P', b'N', b'G']).is_err());
+    }
+
+    /// A grey PNG of `w`×`h` zero pixels: tiny compressed, huge decoded.
+    fn bomb(w: u32, h: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, w, h);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_compression(png::Compression::High);
+        let mut writer = encoder.write_header().unwrap();
+        let mut stream = writer.stream_writer().unwrap();
+        let row = vec![0u8; w as usize];
+        for _ in 0..h {
+            std::io::Write::write_all(&mut stream, &row).unwrap();
+        }
+        stream.finish().unwrap();
+        drop(writer);
+        out
+    }
+
+    #[test]
+    fn a_png_bomb_is_refused_by_its_header_before_decoding() {
+        let png = bomb(8000, 8000);
+        assert!(png.len() < 400_000, "{} bytes", png.len());
+        assert_eq!(png_size(&png), Ok((8000, 8000)));
+        let err = check_png(&png).unwrap_err();
+        assert!(err.contains("8000x8000") && err.contains("244 MiB"), "{err}");
+        assert!(png_to_rgba(&png).is_err());
+        // A 4K screenshot is fine.
+        let (w, h) = (3840, 2160);
+        let ok = bomb(w, h);
+        assert_eq!(check_png(&ok), Ok((w, h)));
+        let (dw, dh, rgba) = png_to_rgba(&ok).unwrap();
+        assert_eq!((dw, dh, rgba.len()), (w, h, (w * h * 4) as usize));
+        // One pixel row more than the cap allows is not.
+        let over = (MAX_IMAGE_BYTES / 4 / 4096 + 1) as u32;
+        assert!(check_png(&bomb(4096, over)).is_err());
     }
 }

@@ -1,7 +1,14 @@
 //! The gate every viewer message passes: decode, channel check, rights check, rate limit,
 //! clipboard reassembly with its cap. Pure (sans-IO): it takes bytes and the time, and
 //! returns what to do; it never touches a socket, a display or a clock.
+//!
+//! Rate limits cover every kind of message, releases included: each message costs a token
+//! of its channel's bucket and `Text` also costs one token per character. Only two things
+//! pass an empty bucket, so that nothing stays pressed on the host: `ReleaseAll`, and the
+//! release of a key or button this viewer holds (pressed through this gate and not yet
+//! released); a release of anything else is one more message.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
@@ -116,17 +123,32 @@ impl TokenBucket {
     }
 
     pub fn take(&mut self, now: Instant) -> bool {
+        self.take_n(now, 1.0)
+    }
+
+    /// Takes `n` tokens at once, or none.
+    pub fn take_n(&mut self, now: Instant, n: f64) -> bool {
+        self.refill(now);
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether `n` tokens are there now (takes none).
+    pub fn has(&mut self, now: Instant, n: f64) -> bool {
+        self.refill(now);
+        self.tokens >= n
+    }
+
+    fn refill(&mut self, now: Instant) {
         if let Some(last) = self.last {
             let dt = now.saturating_duration_since(last).as_secs_f64();
             self.tokens = (self.tokens + dt * self.rate).min(self.burst);
         }
         self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }
 
@@ -134,6 +156,11 @@ impl TokenBucket {
 pub const POINTER_RATE: (f64, f64) = (1000.0, 1000.0);
 pub const INPUT_RATE: (f64, f64) = (300.0, 600.0);
 pub const CLIPBOARD_CHUNK_RATE: (f64, f64) = (4000.0, 4000.0);
+/// Characters of `Text` a second (and burst) one viewer may send: typing and IME input,
+/// with room for one full-length `Text`.
+pub const TEXT_CHAR_RATE: (f64, f64) = (200.0, protocol::MAX_TEXT_LEN as f64);
+/// Keys one viewer may hold down at once (a press of one more is refused).
+pub const MAX_HELD_KEYS: usize = 32;
 /// Notices of the same kind are sent at most this often.
 pub const NOTICE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -141,8 +168,13 @@ pub const NOTICE_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Gate {
     pointer: TokenBucket,
     input: TokenBucket,
+    text_chars: TokenBucket,
     clipboard: TokenBucket,
     assembler: ClipboardAssembler,
+    /// Keys (DOM codes) and buttons (bit per index) this viewer pressed and has not
+    /// released, as far as this gate let through.
+    held_keys: HashSet<String>,
+    held_buttons: u8,
 }
 
 impl Gate {
@@ -150,8 +182,67 @@ impl Gate {
         Self {
             pointer: TokenBucket::new(POINTER_RATE.0, POINTER_RATE.1),
             input: TokenBucket::new(INPUT_RATE.0, INPUT_RATE.1),
+            text_chars: TokenBucket::new(TEXT_CHAR_RATE.0, TEXT_CHAR_RATE.1),
             clipboard: TokenBucket::new(CLIPBOARD_CHUNK_RATE.0, CLIPBOARD_CHUNK_RATE.1),
             assembler: ClipboardAssembler::new(clipboard_max),
+            held_keys: HashSet::new(),
+            held_buttons: 0,
+        }
+    }
+
+    /// Whether this viewer holds something down (as far as this gate knows).
+    pub fn holds_anything(&self) -> bool {
+        !self.held_keys.is_empty() || self.held_buttons != 0
+    }
+
+    /// The host released everything of this viewer (control revoked, input ended).
+    pub fn forget_held(&mut self) {
+        self.held_keys.clear();
+        self.held_buttons = 0;
+    }
+
+    /// A release of something this viewer holds.
+    fn releases_held(&self, msg: &Message) -> bool {
+        match msg {
+            Message::Key {
+                pressed: false,
+                code,
+            } => self.held_keys.contains(code),
+            Message::PointerButton {
+                pressed: false,
+                button,
+                ..
+            } => self.held_buttons & button_bit(*button) != 0,
+            _ => false,
+        }
+    }
+
+    /// Notes what an injected message presses or releases.
+    fn track(&mut self, msg: &Message) {
+        match msg {
+            Message::Key {
+                pressed: true,
+                code,
+            } => {
+                self.held_keys.insert(code.clone());
+            }
+            Message::Key {
+                pressed: false,
+                code,
+            } => {
+                self.held_keys.remove(code);
+            }
+            Message::PointerButton {
+                pressed, button, ..
+            } => {
+                if *pressed {
+                    self.held_buttons |= button_bit(*button);
+                } else {
+                    self.held_buttons &= !button_bit(*button);
+                }
+            }
+            Message::ReleaseAll => self.forget_held(),
+            _ => {}
         }
     }
 
@@ -172,17 +263,35 @@ impl Gate {
         if msg.channel() != channel || !is_from_viewer(&msg) {
             return Err(Refusal::WrongChannel(msg.type_byte()));
         }
+        if let Message::ReleaseAll = msg {
+            // Always accepted: it only ever lets go.
+            self.forget_held();
+            return Ok(Some(Action::Inject(msg)));
+        }
+        if !rights.control {
+            // The host released everything when control went (or never came).
+            self.forget_held();
+        }
+        // Letting go of what the viewer holds is never refused: a key would stay down.
+        let held_release = rights.control && self.releases_held(&msg);
         let bucket = match channel {
             Channel::Pointer => &mut self.pointer,
             Channel::Input => &mut self.input,
             Channel::Clipboard => &mut self.clipboard,
         };
-        // Releases are never rate-limited: dropping one would leave a key or button stuck.
-        if !is_release(&msg) && !bucket.take(now) {
-            return Err(Refusal::RateLimited);
+        if !held_release {
+            let chars = match &msg {
+                Message::Text { text } => text.chars().count() as f64,
+                _ => 0.0,
+            };
+            let now_ok = bucket.has(now, 1.0) && self.text_chars.has(now, chars);
+            if !now_ok {
+                return Err(Refusal::RateLimited);
+            }
+            bucket.take_n(now, 1.0);
+            self.text_chars.take_n(now, chars);
         }
         match msg {
-            Message::ReleaseAll => Ok(Some(Action::Inject(msg))),
             Message::ClipboardData { .. } if !rights.clipboard => {
                 Err(Refusal::NotAllowed { right: "clipboard" })
             }
@@ -194,7 +303,16 @@ impl Gate {
                 data,
             } => self.clipboard_chunk(transfer, mime, total, offset, data),
             _ if !rights.control => Err(Refusal::NotAllowed { right: "control" }),
-            other => Ok(Some(Action::Inject(other))),
+            Message::Key {
+                pressed: true,
+                ref code,
+            } if self.held_keys.len() >= MAX_HELD_KEYS && !self.held_keys.contains(code) => {
+                Err(Refusal::RateLimited)
+            }
+            other => {
+                self.track(&other);
+                Ok(Some(Action::Inject(other)))
+            }
         }
     }
 
@@ -223,13 +341,8 @@ impl Gate {
     }
 }
 
-fn is_release(msg: &Message) -> bool {
-    matches!(
-        msg,
-        Message::ReleaseAll
-            | Message::Key { pressed: false, .. }
-            | Message::PointerButton { pressed: false, .. }
-    )
+fn button_bit(button: u8) -> u8 {
+    1u8.checked_shl(u32::from(button)).unwrap_or(0)
 }
 
 fn is_from_viewer(msg: &Message) -> bool {
@@ -311,31 +424,133 @@ mod tests {
         );
     }
 
+    fn key_msg(code: &str, pressed: bool) -> Vec<u8> {
+        Message::Key {
+            pressed,
+            code: code.into(),
+        }
+        .encode()
+    }
+
+    fn button_msg(button: u8, pressed: bool) -> Vec<u8> {
+        Message::PointerButton {
+            button,
+            pressed,
+            x: 100,
+            y: 100,
+        }
+        .encode()
+    }
+
     #[test]
     fn floods_are_rate_limited_then_recover() {
         let mut g = Gate::new(1024);
         let t0 = Instant::now();
+        // Shift and the left button are down before the flood.
+        assert!(g.handle(Channel::Input, &key_msg("ShiftLeft", true), ALL, t0).is_ok());
+        assert!(g.handle(Channel::Input, &button_msg(0, true), ALL, t0).is_ok());
         let accepted = (0..2000)
             .filter(|_| g.handle(Channel::Input, &key(), ALL, t0).is_ok())
             .count();
-        assert_eq!(accepted, INPUT_RATE.1 as usize);
+        assert_eq!(accepted, INPUT_RATE.1 as usize - 2);
         assert_eq!(
             g.handle(Channel::Input, &key(), ALL, t0),
             Err(Refusal::RateLimited)
         );
-        // Releases still pass while the bucket is empty.
-        let release = Message::Key {
-            pressed: false,
-            code: "ShiftLeft".into(),
-        }
-        .encode();
-        assert!(g.handle(Channel::Input, &release, ALL, t0).is_ok());
+        // What the viewer holds is still let go while the bucket is empty; once.
+        let shift_up = key_msg("ShiftLeft", false);
+        assert!(g.handle(Channel::Input, &shift_up, ALL, t0).is_ok());
+        assert_eq!(
+            g.handle(Channel::Input, &shift_up, ALL, t0),
+            Err(Refusal::RateLimited),
+            "a second release of Shift is no longer a held key's"
+        );
+        assert!(g.handle(Channel::Input, &button_msg(0, false), ALL, t0).is_ok());
+        assert!(!g.holds_anything());
         assert!(g
             .handle(Channel::Input, &Message::ReleaseAll.encode(), ALL, t0)
             .is_ok());
         assert!(g
             .handle(Channel::Input, &key(), ALL, t0 + Duration::from_millis(100))
             .is_ok());
+    }
+
+    #[test]
+    fn releases_of_what_is_not_held_are_rate_limited() {
+        // The audit: 20,000 releases went through, and a button release moves the pointer.
+        let mut g = Gate::new(1024);
+        let t0 = Instant::now();
+        let mut accepted = 0;
+        for i in 0..20_000u32 {
+            let msg = if i % 2 == 0 {
+                key_msg("KeyQ", false)
+            } else {
+                button_msg(2, false)
+            };
+            accepted += usize::from(g.handle(Channel::Input, &msg, ALL, t0).is_ok());
+        }
+        assert_eq!(accepted, INPUT_RATE.1 as usize);
+        // Over one second: one burst and one second's worth.
+        let mut accepted = 0;
+        for i in 0..20_000u32 {
+            let t = t0 + Duration::from_micros(50 * u64::from(i));
+            accepted += usize::from(g.handle(Channel::Input, &key_msg("KeyQ", false), ALL, t).is_ok());
+        }
+        assert!(accepted <= INPUT_RATE.0 as usize + 1, "{accepted}");
+    }
+
+    #[test]
+    fn text_is_limited_in_characters() {
+        let mut g = Gate::new(1024);
+        let t0 = Instant::now();
+        let text = |n: usize| {
+            Message::Text {
+                text: "é".repeat(n / 2),
+            }
+            .encode()
+        };
+        // One full-length Text fits the burst, the next waits for the characters.
+        let long = Message::Text {
+            text: "a".repeat(protocol::MAX_TEXT_LEN),
+        }
+        .encode();
+        assert!(g.handle(Channel::Input, &long, ALL, t0).is_ok());
+        assert_eq!(
+            g.handle(Channel::Input, &text(2), ALL, t0),
+            Err(Refusal::RateLimited)
+        );
+        // A second later: TEXT_CHAR_RATE characters, not more.
+        let t1 = t0 + Duration::from_secs(1);
+        let mut chars = 0;
+        while g.handle(Channel::Input, &text(20), ALL, t1).is_ok() {
+            chars += 10;
+        }
+        assert_eq!(chars, TEXT_CHAR_RATE.0 as usize);
+        // Keys have their own budget: typing them is not held up by the text.
+        assert!(g.handle(Channel::Input, &key(), ALL, t1).is_ok());
+    }
+
+    #[test]
+    fn held_keys_are_bounded_and_forgotten_when_control_goes() {
+        let mut g = Gate::new(1024);
+        let t0 = Instant::now();
+        for i in 0..MAX_HELD_KEYS {
+            let code = format!("F{i}");
+            assert!(g.handle(Channel::Input, &key_msg(&code, true), ALL, t0).is_ok());
+        }
+        assert_eq!(
+            g.handle(Channel::Input, &key_msg("KeyZ", true), ALL, t0),
+            Err(Refusal::RateLimited)
+        );
+        // Pressing a held key again (auto-repeat) is fine.
+        assert!(g.handle(Channel::Input, &key_msg("F3", true), ALL, t0).is_ok());
+        // Control revoked: the host released everything, so nothing is "held" any more and
+        // a later release costs like any message (and is refused without the right).
+        assert_eq!(
+            g.handle(Channel::Input, &key_msg("F3", false), VIEW, t0),
+            Err(Refusal::NotAllowed { right: "control" })
+        );
+        assert!(!g.holds_anything());
     }
 
     #[test]

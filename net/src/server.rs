@@ -29,7 +29,6 @@ use crate::access::{bearer_token, AccessCode, FailureThrottle};
 use crate::assets;
 use crate::control::Rights;
 use crate::peer::{IceConfig, PeerError, Viewer, ViewerEvent};
-use crate::protocol::Message;
 use crate::session::{HostEvents, HostSide, Session};
 use crate::video::VideoFanout;
 
@@ -44,8 +43,12 @@ pub type MediaStats = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
 /// A viewer with the right code, waiting for the host to let it in.
 #[derive(Clone, Debug)]
 pub struct PendingViewer {
+    /// The number it will have once admitted ([`ViewerInfo::no`]).
+    pub no: u64,
     pub addr: SocketAddr,
     pub user_agent: String,
+    /// The rights it would start with.
+    pub rights: Rights,
 }
 
 /// Asks the host whether a viewer may join; the answer comes on the returned channel
@@ -204,8 +207,13 @@ impl ShareServer {
         let Some(entry) = viewers.get_mut(id) else {
             return false;
         };
+        let revoked = entry.info.rights.control && !rights.control;
         entry.info.rights = rights;
         entry.rights.send_replace(rights);
+        if revoked {
+            // At once, not when the session task next runs: its queued input goes now.
+            self.state.host.end_input(entry.info.no);
+        }
         tracing::info!(viewer = entry.info.no, ?rights, "rights changed");
         true
     }
@@ -403,10 +411,13 @@ async fn post_whep(
         .chars()
         .take(200)
         .collect();
+    let no = state.next_viewer.fetch_add(1, Ordering::Relaxed);
     if let Some(approve) = &state.approve {
         let answer = approve(PendingViewer {
+            no,
             addr,
             user_agent: user_agent.clone(),
+            rights: state.default_rights,
         });
         match tokio::time::timeout(APPROVAL_TIMEOUT, answer).await {
             Ok(Ok(true)) => tracing::info!(%addr, "the host accepted a viewer"),
@@ -454,7 +465,6 @@ async fn post_whep(
         }
     };
     let id = session_id();
-    let no = state.next_viewer.fetch_add(1, Ordering::Relaxed);
     let answer = std::mem::take(&mut viewer.answer);
     let events = std::mem::replace(&mut viewer.events, tokio::sync::mpsc::unbounded_channel().1);
     let data_channels = std::mem::replace(
@@ -534,7 +544,7 @@ async fn watch_viewer(
                     .get(&id)
                     .map(|e| e.info.no);
                 if let Some(no) = no {
-                    state.host.input(no, Message::ReleaseAll);
+                    state.host.end_input(no);
                 }
             }
             ViewerEvent::Ended => break,
@@ -554,8 +564,8 @@ async fn remove_viewer(state: &AppState, id: &str) -> bool {
     match entry {
         Some(entry) => {
             entry.session.abort();
-            // Nothing this viewer held down stays down.
-            state.host.input(entry.info.no, Message::ReleaseAll);
+            // Nothing it sent is typed from now on; nothing it held down stays down.
+            state.host.end_input(entry.info.no);
             entry.viewer.close().await;
             true
         }

@@ -14,14 +14,18 @@ use crate::control::{Action, Gate, Refusal, Rights, NOTICE_INTERVAL};
 use crate::protocol::{self, Channel, Message, Mime};
 
 /// What the sharing side does with what viewers send. Called on network tasks: hand the
-/// work on (e.g. into a channel), never block.
+/// work on (e.g. into a bounded queue), never block.
 pub trait HostSide: Send + Sync + 'static {
     /// A control message from a viewer that has the right to send it.
     fn input(&self, viewer: u64, msg: Message);
+    /// The viewer lost control, left or is being removed: drop its input still queued,
+    /// inject nothing it sent before this call, and release everything it holds. Takes
+    /// effect before it returns (later injections check for it).
+    fn end_input(&self, viewer: u64) {
+        self.input(viewer, Message::ReleaseAll);
+    }
     /// A complete clipboard transfer from a viewer with the clipboard right.
     fn set_clipboard(&self, viewer: u64, mime: Mime, data: Vec<u8>);
-    /// The host clipboard now, for a viewer that just got its clipboard channel.
-    fn clipboard(&self) -> Option<(Mime, Arc<Vec<u8>>)>;
 }
 
 /// A host without input or clipboard (view-only shares, tests).
@@ -30,9 +34,6 @@ pub struct ViewOnlyHost;
 impl HostSide for ViewOnlyHost {
     fn input(&self, _viewer: u64, _msg: Message) {}
     fn set_clipboard(&self, _viewer: u64, _mime: Mime, _data: Vec<u8>) {}
-    fn clipboard(&self) -> Option<(Mime, Arc<Vec<u8>>)> {
-        None
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -109,7 +110,8 @@ impl HostEvents {
         let _ = self.0.outbound.send(Outbound::CursorShape(msg));
     }
 
-    /// The host clipboard changed: send it to every viewer with the clipboard right.
+    /// The host clipboard changed: send it to every viewer with the clipboard right now.
+    /// (A viewer is never sent what was copied before; see docs/protocol.md.)
     pub fn clipboard(&self, mime: Mime, data: Arc<Vec<u8>>) {
         let _ = self.0.outbound.send(Outbound::Clipboard { mime, data });
     }
@@ -194,15 +196,17 @@ impl Session {
                     match incoming {
                         Incoming::Open => {
                             if open.insert(ch) {
-                                self.on_open(ch, &channels, &mut transfer_id).await;
+                                self.on_open(ch, &channels).await;
                             }
                         }
                         Incoming::Closed => {
                             open.remove(&ch);
                             channels.remove(&ch);
                             if ch == Channel::Input {
-                                // The viewer is gone or going: nothing it held stays down.
-                                self.host.input(self.viewer, Message::ReleaseAll);
+                                // The viewer is gone or going: nothing it sent is typed
+                                // later, nothing it held stays down.
+                                self.host.end_input(self.viewer);
+                                gate.forget_held();
                             }
                         }
                         Incoming::Message(bytes) => {
@@ -229,13 +233,13 @@ impl Session {
                 changed = self.rights.changed() => {
                     if changed.is_err() { break; }
                     let rights = *self.rights.borrow_and_update();
-                    self.send_rights(rights, &gate, &channels).await;
                     if !rights.control {
-                        self.host.input(self.viewer, Message::ReleaseAll);
+                        // The server ended its input already when it revoked (at once);
+                        // this covers any other way rights may change.
+                        self.host.end_input(self.viewer);
+                        gate.forget_held();
                     }
-                    if rights.clipboard && open.contains(&Channel::Clipboard) {
-                        self.send_host_clipboard(&channels, &mut transfer_id).await;
-                    }
+                    self.send_rights(rights, &gate, &channels).await;
                 }
             }
         }
@@ -244,12 +248,7 @@ impl Session {
         }
     }
 
-    async fn on_open(
-        &self,
-        ch: Channel,
-        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
-        transfer_id: &mut u32,
-    ) {
+    async fn on_open(&self, ch: Channel, channels: &HashMap<Channel, Arc<dyn DataChannel>>) {
         tracing::debug!(viewer = self.viewer, "data channel {} open", ch.label());
         match ch {
             Channel::Input => {
@@ -286,11 +285,9 @@ impl Session {
                     send(channels, &pos).await;
                 }
             }
-            Channel::Clipboard => {
-                if self.rights.borrow().clipboard {
-                    self.send_host_clipboard(channels, transfer_id).await;
-                }
-            }
+            // The host clipboard is not replayed on join (nor when the right is granted):
+            // a viewer gets what the host copies while it holds the right, nothing older.
+            Channel::Clipboard => {}
         }
     }
 
@@ -399,17 +396,6 @@ impl Session {
                         .await;
                 }
             }
-        }
-    }
-
-    async fn send_host_clipboard(
-        &self,
-        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
-        transfer_id: &mut u32,
-    ) {
-        if let Some((mime, data)) = self.host.clipboard() {
-            self.send_clipboard(mime, &data, channels, transfer_id)
-                .await;
         }
     }
 

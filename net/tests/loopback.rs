@@ -24,9 +24,6 @@ impl HostSide for RecordingHost {
     fn set_clipboard(&self, _viewer: u64, mime: Mime, data: Vec<u8>) {
         self.clipboard.lock().unwrap().push((mime, data));
     }
-    fn clipboard(&self) -> Option<(Mime, Arc<Vec<u8>>)> {
-        Some((Mime::Text, Arc::new(b"host text".to_vec())))
-    }
 }
 
 /// Feeds the fan-out with real H.264 from a moving test picture, honouring keyframe requests.
@@ -190,7 +187,14 @@ async fn client_and_share_exchange_media_input_and_clipboard() {
         );
     }
 
-    // The host's clipboard arrives when the clipboard channel opens.
+    // What the host copies reaches the viewer (nothing copied before it joined is replayed).
+    assert!(
+        !rx.backlog
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Message(Message::ClipboardData { .. }))),
+        "no clipboard on join"
+    );
+    events.clipboard(Mime::Text, Arc::new(b"host text".to_vec()));
     let mut got = Vec::new();
     loop {
         if let ClientEvent::Message(Message::ClipboardData { data, total, .. }) = rx

@@ -486,16 +486,19 @@ export function withCode(url, code) {
 }
 
 /**
- * Starts `porthole share --display D --listen 127.0.0.1:0 --code CODE ...args`.
- * Returns {url, origin, code, viewerUrl(code?), stats(), fetch(path, init), stop(),
+ * Starts `porthole share --display D --listen 127.0.0.1:0 --code CODE --no-approval ...args`
+ * (`approval: true`: without --no-approval; `stdin: 'pipe'`: commands can be written to
+ * `share.stdin`).
+ * Returns {url, origin, code, pid, viewerUrl(code?), stats(), fetch(path, init), stop(),
  * stderrText(), logText(), exited}.
  * stop() sends SIGINT, SIGKILLs after 5 s, and resolves to {code, signal, killed}.
  */
-export async function startShare({ display, code = randomCode(), args = [] }) {
+export async function startShare({ display, code = randomCode(), args = [], approval = false, stdin = 'ignore' }) {
   requirePorthole();
   const proc = spawnLogged('share', PORTHOLE_BIN, [
-    'share', '--display', display, '--listen', '127.0.0.1:0', '--code', code, ...args,
-  ], { env: childEnv() });
+    'share', '--display', display, '--listen', '127.0.0.1:0', '--code', code,
+    ...(approval ? [] : ['--no-approval']), ...args,
+  ], { env: childEnv(), stdin });
   let m;
   try {
     m = await proc.waitLine(/^viewer: (http:\/\/\S+)$/, 30000, '"viewer: http://..."');
@@ -527,7 +530,7 @@ export async function startShare({ display, code = randomCode(), args = [] }) {
   }
 
   return {
-    url, origin, code, pid: proc.child.pid,
+    url, origin, code, pid: proc.child.pid, stdin: proc.child.stdin,
     viewerUrl: (c = code) => withCode(url, c),
     stats, fetch: shareFetch,
     stop: ({ signal = 'SIGINT', graceMs = 5000 } = {}) => proc.stop({ signal, graceMs }),
@@ -2120,7 +2123,7 @@ export async function startLan({ ipv4 = true, ipv6 = false, subnet = '10.213.0',
 export async function startShareIn(node, { display, code = randomCode(), listen = '0.0.0.0:0', args = [], env = {} }) {
   requirePorthole();
   const proc = node.spawn('share', PORTHOLE_BIN, [
-    'share', '--display', display, '--listen', listen, '--code', code, ...args,
+    'share', '--display', display, '--listen', listen, '--code', code, '--no-approval', ...args,
   ], { env: childEnv(env) });
   let url;
   let fingerprint;
