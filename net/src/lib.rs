@@ -7,6 +7,7 @@ mod assets;
 pub mod client;
 pub mod control;
 pub mod discovery;
+pub mod fuzz;
 mod keyframe;
 pub mod peer;
 pub mod protocol;
