@@ -190,7 +190,6 @@ impl LinkStats {
 }
 
 /// Reassembles H.264 access units from RTP packets (RFC 6184), noticing losses.
-#[derive(Default)]
 pub struct H264Assembler {
     depacketizer: H264Packet,
     current: Option<u32>,
@@ -219,6 +218,12 @@ pub enum Assembled {
     NeedKeyframe,
 }
 
+impl Default for H264Assembler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl H264Assembler {
     pub fn new() -> Self {
         Self::with_max_unit(MAX_ACCESS_UNIT_BYTES)
@@ -227,9 +232,16 @@ impl H264Assembler {
     /// An assembler that drops access units over `max_unit` payload bytes.
     pub fn with_max_unit(max_unit: usize) -> Self {
         Self {
+            depacketizer: H264Packet::default(),
+            current: None,
+            buf: BytesMut::new(),
+            last_seq: None,
+            broken: false,
             waiting_for_keyframe: true,
+            fed: 0,
+            oversized: false,
             max_unit,
-            ..Default::default()
+            oversized_units: 0,
         }
     }
 
