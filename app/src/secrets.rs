@@ -69,7 +69,10 @@ pub fn code(flag: Option<&str>, file: Option<&Path>) -> anyhow::Result<Option<St
 /// Warns when a link given on the command line carries its code (`#code=`), which is as
 /// visible there as `--code`.
 pub fn warn_if_link_has_code(link: &str) {
-    if link.split_once('#').is_some_and(|(_, f)| f.split('&').any(|kv| kv.starts_with("code="))) {
+    if link
+        .split_once('#')
+        .is_some_and(|(_, f)| f.split('&').any(|kv| kv.starts_with("code=")))
+    {
         tracing::warn!(
             "the link's #code= is in the command line, which other users of this machine can \
              read (ps, /proc); give the link without it and the code in ${CODE_ENV} or with \

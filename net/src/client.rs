@@ -841,13 +841,10 @@ async fn http(
     let authority = url.authority();
     let unreachable = |e: String| ClientError::Unreachable(authority.clone(), e);
     let bad = |e: String| ClientError::BadAnswer(authority.clone(), e);
-    let stream = tokio::time::timeout(
-        limits.connect,
-        tokio::net::TcpStream::connect(&authority),
-    )
-    .await
-    .map_err(|_| unreachable("timed out".into()))?
-    .map_err(|e| unreachable(e.to_string()))?;
+    let stream = tokio::time::timeout(limits.connect, tokio::net::TcpStream::connect(&authority))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -1100,8 +1097,13 @@ mod tests {
 
     #[test]
     fn whep_answers_are_judged_before_use() {
-        let ok = parse_whep_response("h:1", 201, Some(b"/whep/abc-1_2"), b"v=0\r\nm=video 9 X 1\r\n")
-            .unwrap();
+        let ok = parse_whep_response(
+            "h:1",
+            201,
+            Some(b"/whep/abc-1_2"),
+            b"v=0\r\nm=video 9 X 1\r\n",
+        )
+        .unwrap();
         assert_eq!(ok.session, "/whep/abc-1_2");
         assert!(!ok.has_audio);
         assert!(matches!(

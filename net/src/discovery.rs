@@ -116,7 +116,11 @@ impl NearbyShare {
 
 /// The fingerprint as the sharing app shows it (`ab:cd:…`), for a person to compare.
 pub fn fingerprint_for_people(fp: &str) -> String {
-    let hex: Vec<char> = fp.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+    let hex: Vec<char> = fp
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
     hex.chunks(2)
         .map(|c| c.iter().collect::<String>().to_ascii_lowercase())
         .collect::<Vec<_>>()
@@ -202,7 +206,10 @@ impl NearbyList {
             e.share.name == share.name
                 && e.share.fingerprint == share.fingerprint
                 && e.share.port == share.port
-                && e.share.addresses.iter().all(|a| share.addresses.contains(a))
+                && e.share
+                    .addresses
+                    .iter()
+                    .all(|a| share.addresses.contains(a))
         };
         if let Some(e) = self.entries.iter_mut().find(|e| same_share(e)) {
             e.gone = false;
@@ -227,7 +234,8 @@ impl NearbyList {
             pinned: false,
             gone: false,
         });
-        self.entries.sort_by(|a, b| a.share.name.cmp(&b.share.name).then(a.id.cmp(&b.id)));
+        self.entries
+            .sort_by(|a, b| a.share.name.cmp(&b.share.name).then(a.id.cmp(&b.id)));
     }
 }
 
@@ -566,11 +574,27 @@ mod tests {
         assert_eq!(pinned.share, real);
         // A newer record for the name from another machine: same fingerprint text copied,
         // another address; then one with another fingerprint at the same address.
-        list.apply(BrowseEvent::Found(share("studio", &["10.213.0.2"], "0011223344556677")));
-        list.apply(BrowseEvent::Found(share("studio", &["10.213.0.1"], "ffffffffffffffff")));
-        assert_eq!(list.pinned().unwrap().share, real, "the pinned entry is unchanged");
+        list.apply(BrowseEvent::Found(share(
+            "studio",
+            &["10.213.0.2"],
+            "0011223344556677",
+        )));
+        list.apply(BrowseEvent::Found(share(
+            "studio",
+            &["10.213.0.1"],
+            "ffffffffffffffff",
+        )));
+        assert_eq!(
+            list.pinned().unwrap().share,
+            real,
+            "the pinned entry is unchanged"
+        );
         assert_eq!(list.pinned().unwrap().id, id);
-        assert_eq!(list.entries().len(), 3, "each different record is its own entry");
+        assert_eq!(
+            list.entries().len(),
+            3,
+            "each different record is its own entry"
+        );
         assert!(list.is_ambiguous("studio"));
         // A goodbye for the name does not move the choice to another entry.
         list.apply(BrowseEvent::Gone("studio".into()));
@@ -583,8 +607,16 @@ mod tests {
     fn a_record_that_only_adds_addresses_updates_an_unchosen_entry() {
         let mut list = NearbyList::default();
         list.apply(BrowseEvent::Found(share("box", &["fd00:213::1"], "aa")));
-        list.apply(BrowseEvent::Found(share("box", &["10.213.0.1", "fd00:213::1"], "aa")));
-        assert_eq!(list.entries().len(), 1, "the late A record completes the entry");
+        list.apply(BrowseEvent::Found(share(
+            "box",
+            &["10.213.0.1", "fd00:213::1"],
+            "aa",
+        )));
+        assert_eq!(
+            list.entries().len(),
+            1,
+            "the late A record completes the entry"
+        );
         assert_eq!(list.entries()[0].share.addresses.len(), 2);
         assert!(!list.is_ambiguous("box"));
         // Dropping an address is a change: another entry.
@@ -602,7 +634,11 @@ mod tests {
         let id = list.entries()[0].id;
         list.pin(id);
         for i in 0..1000 {
-            list.apply(BrowseEvent::Found(share(&format!("n{i}"), &["10.0.0.2"], "02")));
+            list.apply(BrowseEvent::Found(share(
+                &format!("n{i}"),
+                &["10.0.0.2"],
+                "02",
+            )));
         }
         assert_eq!(list.entries().len(), MAX_NEARBY);
         assert_eq!(list.pinned().unwrap().share.name, "mine");

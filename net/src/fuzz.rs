@@ -56,12 +56,14 @@ pub fn clipboard(data: &[u8]) {
         else {
             continue;
         };
-        if let Ok(Some((done_mime, content))) =
-            assembler.push(transfer, mime, total, offset, &data)
+        if let Ok(Some((done_mime, content))) = assembler.push(transfer, mime, total, offset, &data)
         {
             assert_eq!(done_mime, mime);
             assert_eq!(content.len(), total as usize, "announced size");
-            assert!(content.len() <= FUZZ_CLIPBOARD_MAX as usize, "within the cap");
+            assert!(
+                content.len() <= FUZZ_CLIPBOARD_MAX as usize,
+                "within the cap"
+            );
             if mime == crate::Mime::Text {
                 assert!(std::str::from_utf8(&content).is_ok());
             }
@@ -104,10 +106,13 @@ pub fn sdp(data: &[u8]) {
     let _ = crate::peer::parse_offer(filtered);
     let _ = crate::peer::parse_offer(text.to_owned());
     let _ = crate::client::answer_sends_audio(text);
-    crate::client::fuzz_whep_response(&[201, 0, b'/', b'w', b'h', b'e', b'p', b'/', b'x', 0].iter()
-        .copied()
-        .chain(data.iter().copied())
-        .collect::<Vec<u8>>());
+    crate::client::fuzz_whep_response(
+        &[201, 0, b'/', b'w', b'h', b'e', b'p', b'/', b'x', 0]
+            .iter()
+            .copied()
+            .chain(data.iter().copied())
+            .collect::<Vec<u8>>(),
+    );
 }
 
 /// Target `whep_response`: the client's handling of a share's HTTP answer (status,

@@ -115,14 +115,18 @@ async fn an_endless_answer_body_is_cut_off_at_the_limit() {
         connect_expecting_error(addr, HttpLimits::default(), Duration::from_secs(20)).await;
     let text = err.to_string();
     assert!(
-        text.contains("sent a bad answer") && text.contains(&format!("larger than {MAX_ANSWER_BYTES}")),
+        text.contains("sent a bad answer")
+            && text.contains(&format!("larger than {MAX_ANSWER_BYTES}")),
         "a clear error: {text}"
     );
     // Give the server a moment to notice the closed connection, then count.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = written.load(Ordering::Relaxed);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("");
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("");
     eprintln!(
         "gave up after {took:?}; the share wrote {sent} body bytes before the client hung up; {peak}"
     );
@@ -143,7 +147,10 @@ async fn a_share_that_never_answers_is_given_up_on() {
     // ICE gathering takes up to 2 s before the request goes out.
     let (err, took) = connect_expecting_error(addr, limits, Duration::from_secs(15)).await;
     let text = err.to_string();
-    assert!(text.contains("no answer within 2 s"), "a clear error: {text}");
+    assert!(
+        text.contains("no answer within 2 s"),
+        "a clear error: {text}"
+    );
     assert!(took < Duration::from_secs(6), "bounded time: {took:?}");
     eprintln!("gave up on a silent share after {took:?}: {text}");
     // The default is bounded too: the host's two minutes to decide, and a little more.

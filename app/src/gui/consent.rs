@@ -156,7 +156,9 @@ mod tests {
             .build_ui_state(
                 |ui, s: &mut State| {
                     ui.horizontal(|ui| {
-                        if let Some(v) = consent_ui(ui, &mut s.consent, |t| format!("{} characters", t.len())) {
+                        if let Some(v) =
+                            consent_ui(ui, &mut s.consent, |t| format!("{} characters", t.len()))
+                        {
                             s.sent.push(v);
                         }
                     });
@@ -164,7 +166,10 @@ mod tests {
                 state,
             );
         h.run_steps(2);
-        assert!(h.query_by_label("Send").is_none(), "no question without a copy");
+        assert!(
+            h.query_by_label("Send").is_none(),
+            "no question without a copy"
+        );
         let copied = h.state_mut().consent.local_copy("secret");
         assert_eq!(copied, None);
         h.run_steps(2);

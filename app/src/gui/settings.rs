@@ -54,23 +54,29 @@ pub fn save_to(path: &Path, settings: &Settings) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     let tmp = dir.join(format!(".settings.json.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // An existing temporary file keeps its mode: make sure.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(&serde_json::to_vec_pretty(&settings).unwrap_or_default())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
+    let written = write_private(
+        &tmp,
+        &serde_json::to_vec_pretty(&settings).unwrap_or_default(),
+    )
+    .and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Writes `bytes` to a file only its owner can read, and syncs it.
+fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)?;
+    // An existing file keeps its mode: make sure.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// `link` without a `code=` in its fragment (`http://h:7380/#code=X` → `http://h:7380/`).
@@ -125,7 +131,10 @@ mod tests {
         };
         save_to(&path, &s).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("s3cret") && !text.contains("oldsecret"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("oldsecret"),
+            "{text}"
+        );
         assert!(text.contains("http://10.0.0.2:7380/#x=1"), "{text}");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "settings.json is private");

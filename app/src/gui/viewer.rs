@@ -6,8 +6,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use eframe::egui;
-use media::slot::LatestSlot;
 use media::clipboard::ClipContent;
+use media::slot::LatestSlot;
 use net::client::{ClientEvent, ShareClient, ShareUrl};
 use net::Message;
 
@@ -381,7 +381,10 @@ impl ViewerScreen {
         };
         let transfer = self.next_transfer;
         self.next_transfer = self.next_transfer.wrapping_add(1);
-        tracing::info!(bytes = bytes.len(), "sending this machine's clipboard to the host");
+        tracing::info!(
+            bytes = bytes.len(),
+            "sending this machine's clipboard to the host"
+        );
         self.rt.spawn(async move {
             for chunk in net::protocol::clipboard_chunks(transfer, mime, &bytes) {
                 if !client.send(&chunk).await {
