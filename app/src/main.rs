@@ -4,6 +4,7 @@ mod bench;
 mod gui;
 mod host;
 mod record;
+mod secrets;
 mod share;
 mod test_pattern;
 mod virtual_display;
@@ -39,9 +40,13 @@ enum Command {
     View {
         /// The link the sharing side shows (or host:port).
         url: String,
-        /// The access code, if the link does not carry it.
+        /// The access code, if the link does not carry it (visible in the process list:
+        /// prefer $PORTHOLE_CODE or --code-file).
         #[arg(long)]
         code: Option<String>,
+        /// Read the access code from the first line of this file (`-`: standard input).
+        #[arg(long, value_name = "PATH")]
+        code_file: Option<std::path::PathBuf>,
         /// Record what arrives to this file (fragmented MP4) from the first keyframe.
         #[arg(long)]
         record: Option<std::path::PathBuf>,
@@ -130,9 +135,14 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Share(args)) => share::run(*args),
         Some(Command::TestPattern(args)) => test_pattern::run(args),
-        Some(Command::View { url, code, record }) => {
-            gui::run(gui::Start::View { url, code, record }, None)
-        }
+        Some(Command::View {
+            url,
+            code,
+            code_file,
+            record,
+        }) => secrets::code(code.as_deref(), code_file.as_deref())
+            .inspect(|_| secrets::warn_if_link_has_code(&url))
+            .and_then(|code| gui::run(gui::Start::View { url, code, record }, None)),
         Some(Command::Screenshot { display, file }) => screenshot(display, &file),
         Some(Command::List { timeout, json }) => list(timeout, json),
         Some(Command::Record(args)) => record::run(args),

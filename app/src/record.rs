@@ -14,15 +14,22 @@ pub struct RecordArgs {
     pub url: String,
     /// Where to write the recording (fragmented MP4: H.264 + Opus).
     pub file: PathBuf,
-    /// The access code, if the link does not carry it.
+    /// The access code, if the link does not carry it (visible in the process list:
+    /// prefer $PORTHOLE_CODE or --code-file).
     #[arg(long)]
     pub code: Option<String>,
+    /// Read the access code from the first line of this file (`-`: standard input).
+    #[arg(long, value_name = "PATH")]
+    pub code_file: Option<PathBuf>,
     /// Stop after this many seconds (default: until Ctrl+C or the share ends).
     #[arg(long)]
     pub duration: Option<f64>,
 }
 
-pub fn run(args: RecordArgs) -> anyhow::Result<()> {
+pub fn run(mut args: RecordArgs) -> anyhow::Result<()> {
+    // Before any thread starts (the environment variable is taken out).
+    crate::secrets::warn_if_link_has_code(&args.url);
+    args.code = crate::secrets::code(args.code.as_deref(), args.code_file.take().as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -25,9 +25,13 @@ pub struct ShareArgs {
     /// Address and port to serve viewers on.
     #[arg(long, default_value = "0.0.0.0:7380")]
     pub listen: SocketAddr,
-    /// Access code viewers must give (default: a fresh random one).
+    /// Access code viewers must give (default: a fresh random one). Visible to other
+    /// local users in the process list: prefer $PORTHOLE_CODE or --code-file.
     #[arg(long)]
     pub code: Option<String>,
+    /// Read the access code from the first line of this file (`-`: standard input).
+    #[arg(long, value_name = "PATH")]
+    pub code_file: Option<std::path::PathBuf>,
     /// Frames per second to capture at most.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
@@ -48,9 +52,13 @@ pub struct ShareArgs {
     /// TURN user name.
     #[arg(long, default_value = "")]
     pub turn_user: String,
-    /// TURN password.
+    /// TURN password (visible in the process list: prefer $PORTHOLE_TURN_PASSWORD or
+    /// --turn-password-file).
     #[arg(long, default_value = "")]
     pub turn_password: String,
+    /// Read the TURN password from the first line of this file (`-`: standard input).
+    #[arg(long, value_name = "PATH")]
+    pub turn_password_file: Option<std::path::PathBuf>,
     /// Most viewers at once.
     #[arg(long, default_value_t = 16)]
     pub max_viewers: usize,
@@ -188,14 +196,25 @@ fn start_audio(choice: &str, fanout: &Arc<VideoFanout>) -> Option<media::audio::
     }
 }
 
-pub fn run(args: ShareArgs) -> anyhow::Result<()> {
+pub fn run(mut args: ShareArgs) -> anyhow::Result<()> {
     if args.list_audio {
         return list_audio();
     }
-    let code = match &args.code {
-        Some(text) => AccessCode::parse(text).context("--code")?,
+    let code = match crate::secrets::code(args.code.as_deref(), args.code_file.as_deref())? {
+        Some(text) => AccessCode::parse(&text).context("the access code")?,
         None => AccessCode::generate(),
     };
+    args.code = None;
+    let turn_password = crate::secrets::resolve(&crate::secrets::SecretSources {
+        what: "TURN password",
+        flag: (
+            "--turn-password",
+            Some(args.turn_password.as_str()).filter(|p| !p.is_empty()),
+        ),
+        file: ("--turn-password-file", args.turn_password_file.as_deref()),
+        env: crate::secrets::TURN_PASSWORD_ENV,
+    })?;
+    args.turn_password = turn_password.unwrap_or_default();
 
     // The display must be chosen before any thread starts: scrap reads $DISPLAY.
     let mut virtual_display = None;

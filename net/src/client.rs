@@ -2,6 +2,7 @@
 //! receive video and audio, opens the protocol's data channels, and turns RTP back into
 //! H.264 access units and Opus packets.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,7 +105,44 @@ pub enum ClientError {
     WebRtc(String),
     #[error("no connection within {0:?}")]
     Timeout(Duration),
+    /// The share's HTTP answer broke a limit or made no sense (a broken or hostile host).
+    #[error("the host at {0} sent a bad answer: {1}")]
+    BadAnswer(String, String),
 }
+
+/// Bounds on what the client waits for and reads from a share's HTTP server: a host that
+/// never answers, or answers without end, costs a bounded time and memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// To open the TCP connection.
+    pub connect: Duration,
+    /// From sending the request to the status line and headers. The share may be asking
+    /// its host whether to let us in (up to two minutes, `server::APPROVAL_TIMEOUT`).
+    pub response: Duration,
+    /// To read the whole body once the headers came.
+    pub body: Duration,
+    /// Largest body read (an SDP answer is a few KiB; the share takes 64 KiB offers).
+    pub max_body: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            response: crate::server::APPROVAL_TIMEOUT + Duration::from_secs(10),
+            body: Duration::from_secs(10),
+            max_body: MAX_ANSWER_BYTES,
+        }
+    }
+}
+
+/// Largest WHEP answer body the client reads.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// Largest H.264 access unit reassembled, counted in RTP payload bytes fed to it (which
+/// also bounds the depacketizer's FU-A buffer). A 1080p keyframe at the highest
+/// `--bitrate-kbps` is well under 2 MiB.
+pub const MAX_ACCESS_UNIT_BYTES: usize = 8 * 1024 * 1024;
 
 /// What arrives from the share.
 #[derive(Debug)]
@@ -171,6 +209,8 @@ pub struct LinkStats {
     pub rtt: Option<Duration>,
     pub video_packets_received: u64,
     pub video_packets_lost: u64,
+    /// Access units dropped for exceeding `MAX_ACCESS_UNIT_BYTES`.
+    pub video_units_oversized: u64,
 }
 
 impl LinkStats {
@@ -186,7 +226,6 @@ impl LinkStats {
 }
 
 /// Reassembles H.264 access units from RTP packets (RFC 6184), noticing losses.
-#[derive(Default)]
 pub struct H264Assembler {
     depacketizer: H264Packet,
     current: Option<u32>,
@@ -194,6 +233,12 @@ pub struct H264Assembler {
     last_seq: Option<u16>,
     broken: bool,
     waiting_for_keyframe: bool,
+    /// Payload bytes fed for the current unit (bounded by `max_unit`).
+    fed: usize,
+    /// The current unit went over the cap: its further packets are skipped.
+    oversized: bool,
+    max_unit: usize,
+    oversized_units: u64,
 }
 
 /// What one packet produced.
@@ -209,11 +254,45 @@ pub enum Assembled {
     NeedKeyframe,
 }
 
+impl Default for H264Assembler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl H264Assembler {
     pub fn new() -> Self {
+        Self::with_max_unit(MAX_ACCESS_UNIT_BYTES)
+    }
+
+    /// An assembler that drops access units over `max_unit` payload bytes.
+    pub fn with_max_unit(max_unit: usize) -> Self {
         Self {
+            depacketizer: H264Packet::default(),
+            current: None,
+            buf: BytesMut::new(),
+            last_seq: None,
+            broken: false,
             waiting_for_keyframe: true,
-            ..Default::default()
+            fed: 0,
+            oversized: false,
+            max_unit,
+            oversized_units: 0,
+        }
+    }
+
+    /// Units dropped so far for being over the cap.
+    pub fn oversized_units(&self) -> u64 {
+        self.oversized_units
+    }
+
+    /// An upper bound on the bytes held for the unit being reassembled (its output so far
+    /// and the depacketizer's fragment buffer are each at most what was fed).
+    pub fn held(&self) -> usize {
+        if self.oversized {
+            self.buf.len()
+        } else {
+            self.fed.max(self.buf.len())
         }
     }
 
@@ -229,12 +308,40 @@ impl H264Assembler {
             // A new unit; an unfinished previous one is incomplete.
             self.buf.clear();
             self.broken = false;
+            self.oversized = false;
+            self.fed = 0;
             self.depacketizer = H264Packet::default();
             self.current = Some(rtp_time);
         }
         if lost {
             self.broken = true;
             self.waiting_for_keyframe = true;
+        }
+        if self.oversized {
+            // The rest of a unit already dropped; its last packet ends it.
+            if marker {
+                self.current = None;
+            }
+            return if lost {
+                Assembled::NeedKeyframe
+            } else {
+                Assembled::Nothing
+            };
+        }
+        self.fed += payload.len();
+        if self.fed > self.max_unit {
+            // Too big to be a real frame: drop it (memory stays bounded), count it and
+            // ask for a keyframe, as for a loss.
+            self.oversized = true;
+            self.oversized_units += 1;
+            self.broken = true;
+            self.waiting_for_keyframe = true;
+            self.buf = BytesMut::new();
+            self.depacketizer = H264Packet::default();
+            if marker {
+                self.current = None;
+            }
+            return Assembled::NeedKeyframe;
         }
         match self.depacketizer.depacketize(payload) {
             Ok(nals) => self.buf.extend_from_slice(&nals),
@@ -285,6 +392,97 @@ pub fn answer_sends_audio(sdp: &str) -> bool {
     in_audio && port_open
 }
 
+/// What a share's `201 Created` WHEP answer carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WhepAnswer {
+    pub sdp: String,
+    /// The session's resource (`/whep/ID`), for the DELETE that ends it.
+    pub session: String,
+    pub has_audio: bool,
+}
+
+/// At most this much of a refusal's text is shown (it comes from the host).
+const MAX_REFUSAL_CHARS: usize = 300;
+
+/// Judges a share's answer to the WHEP POST: `status`, its `Location` header (raw bytes)
+/// and its body (already bounded by `HttpLimits::max_body`). A 201 must carry an SDP
+/// answer and a `/whep/ID` location; anything else is a refusal, whose text (the host's,
+/// shown to the user) is cut short and stripped of control characters. `Link` headers
+/// are not read: the client takes its ICE servers from nobody but its own user.
+pub fn parse_whep_response(
+    authority: &str,
+    status: u16,
+    location: Option<&[u8]>,
+    body: &[u8],
+) -> Result<WhepAnswer, ClientError> {
+    let bad = |why: &str| ClientError::BadAnswer(authority.to_owned(), why.to_owned());
+    match status {
+        201 => {}
+        401 => return Err(ClientError::WrongCode),
+        s => {
+            let text: String = String::from_utf8_lossy(body)
+                .trim()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_REFUSAL_CHARS)
+                .collect();
+            return Err(ClientError::Refused(s, text));
+        }
+    }
+    let session = location
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .filter(|l| is_session_path(l))
+        .ok_or_else(|| bad("no usable Location (/whep/ID) for the session"))?
+        .to_owned();
+    let sdp = std::str::from_utf8(body).map_err(|_| bad("the answer is not UTF-8 text"))?;
+    if !sdp.starts_with("v=0") {
+        return Err(bad("the answer is not SDP (it must start with v=0)"));
+    }
+    Ok(WhepAnswer {
+        has_audio: answer_sends_audio(sdp),
+        sdp: sdp.to_owned(),
+        session,
+    })
+}
+
+/// `/whep/` and 1-128 characters of `[A-Za-z0-9_-]`: where the DELETE may go.
+fn is_session_path(path: &str) -> bool {
+    path.strip_prefix("/whep/").is_some_and(|id| {
+        (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Entry point for fuzzing the client's handling of a share's HTTP answer: `data` is a
+/// status (2 bytes), a Location header and a body separated by the first NUL. Never
+/// panics; what is accepted is a `/whep/` session and an SDP answer that webrtc-rs parses
+/// or refuses without panicking.
+pub fn fuzz_whep_response(data: &[u8]) {
+    let Some((status, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let status = u16::from_le_bytes(*status) % 600;
+    let (location, body) = match rest.iter().position(|&b| b == 0) {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    let _ = ShareUrl::parse(&String::from_utf8_lossy(rest));
+    match parse_whep_response("fuzz:1", status, location, body) {
+        Ok(answer) => {
+            assert!(is_session_path(&answer.session));
+            assert!(answer.sdp.starts_with("v=0"));
+            let _ = RTCSessionDescription::answer(answer.sdp);
+        }
+        Err(ClientError::Refused(_, text)) => {
+            assert!(text.chars().count() <= MAX_REFUSAL_CHARS);
+            assert!(!text.chars().any(char::is_control));
+        }
+        Err(_) => {}
+    }
+}
+
 fn annexb_nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
     data.windows(4)
         .filter_map(|w| (w[..3] == [0, 0, 1]).then_some(w[3] & 0x1f))
@@ -333,6 +531,8 @@ pub struct ShareClient {
     channels: Vec<(Channel, Arc<dyn DataChannel>)>,
     video_track: VideoTrackSlot,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Video units dropped for exceeding `MAX_ACCESS_UNIT_BYTES`.
+    oversized: Arc<AtomicU64>,
 }
 
 impl ShareClient {
@@ -341,6 +541,15 @@ impl ShareClient {
     pub async fn connect(
         url: &ShareUrl,
         code: Option<&str>,
+    ) -> Result<(Self, mpsc::Receiver<ClientEvent>), ClientError> {
+        Self::connect_with_limits(url, code, HttpLimits::default()).await
+    }
+
+    /// `connect`, with its own bounds on the share's HTTP answer.
+    pub async fn connect_with_limits(
+        url: &ShareUrl,
+        code: Option<&str>,
+        limits: HttpLimits,
     ) -> Result<(Self, mpsc::Receiver<ClientEvent>), ClientError> {
         let code = code
             .map(str::to_owned)
@@ -413,28 +622,31 @@ impl ShareClient {
             .await
             .ok_or_else(|| ClientError::WebRtc("no offer".into()))?;
 
-        let (status, location, body) =
-            match http(url, "POST", "/whep", &code, Some(offer.sdp)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = pc.close().await;
-                    return Err(e);
-                }
-            };
-        let fail = |e: ClientError| async {
-            let _ = pc.close().await;
-            Err(e)
+        let answer = match http(url, "POST", "/whep", &code, Some(offer.sdp), &limits)
+            .await
+            .and_then(|r| {
+                parse_whep_response(&url.authority(), r.status, r.location.as_deref(), &r.body)
+            }) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
         };
-        match status {
-            201 => {}
-            401 => return fail(ClientError::WrongCode).await,
-            s => return fail(ClientError::Refused(s, body.trim().to_owned())).await,
-        }
-        let has_audio = answer_sends_audio(&body);
-        let extensions = negotiated_extensions(&body);
-        let answer = RTCSessionDescription::answer(body).map_err(webrtc)?;
+        let WhepAnswer {
+            sdp,
+            session,
+            has_audio,
+        } = answer;
+        let extensions = negotiated_extensions(&sdp);
+        let answer = match RTCSessionDescription::answer(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(ClientError::BadAnswer(url.authority(), e.to_string()));
+            }
+        };
         pc.set_remote_description(answer).await.map_err(webrtc)?;
-        let session = location.unwrap_or_default();
 
         let mut tasks = Vec::new();
         for (ch, dc) in &channels {
@@ -445,9 +657,11 @@ impl ShareClient {
             )));
         }
         let video_track: VideoTrackSlot = Arc::default();
+        let oversized = Arc::new(AtomicU64::new(0));
         {
             let video_track = video_track.clone();
             let events = events_tx.clone();
+            let oversized = oversized.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(track) = tracks_rx.recv().await {
                     let kind = track.kind().await;
@@ -456,7 +670,14 @@ impl ShareClient {
                         *video_track.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some((track.clone(), ssrc));
                     }
-                    tokio::spawn(read_track(track, kind, ssrc, extensions, events.clone()));
+                    tokio::spawn(read_track(
+                        track,
+                        kind,
+                        ssrc,
+                        extensions,
+                        events.clone(),
+                        oversized.clone(),
+                    ));
                 }
             }));
         }
@@ -470,6 +691,7 @@ impl ShareClient {
                 channels,
                 video_track,
                 tasks,
+                oversized,
             },
             events,
         ))
@@ -512,6 +734,7 @@ impl ShareClient {
             rtt: rtt.map(Duration::from_secs_f64),
             video_packets_received: received,
             video_packets_lost: lost.max(0) as u64,
+            video_units_oversized: self.oversized.load(Ordering::Relaxed),
         }
     }
 
@@ -537,7 +760,14 @@ impl ShareClient {
         if !self.session.is_empty() {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
-                http(&self.url, "DELETE", &self.session, &self.code, None),
+                http(
+                    &self.url,
+                    "DELETE",
+                    &self.session,
+                    &self.code,
+                    None,
+                    &HttpLimits::default(),
+                ),
             )
             .await;
         }
@@ -567,6 +797,7 @@ async fn read_track(
     ssrc: u32,
     extensions: crate::video::ExtensionIds,
     events: mpsc::Sender<ClientEvent>,
+    oversized: Arc<AtomicU64>,
 ) {
     let mut assembler = H264Assembler::new();
     let mut pli_sent: Option<Instant> = None;
@@ -590,6 +821,13 @@ async fn read_track(
             match assembler.push(h.sequence_number, h.timestamp, h.marker, &packet.payload) {
                 Assembled::Nothing => continue,
                 Assembled::NeedKeyframe => {
+                    let dropped = assembler.oversized_units();
+                    if dropped > oversized.swap(dropped, Ordering::Relaxed) {
+                        tracing::warn!(
+                            dropped,
+                            "dropped a video frame over {MAX_ACCESS_UNIT_BYTES} bytes; asking for a keyframe"
+                        );
+                    }
                     if pli_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(300)) {
                         pli_sent = Some(received);
                         let _ = track
@@ -621,28 +859,45 @@ async fn read_track(
     }
 }
 
-/// One HTTP/1.1 request to the share. Returns (status, Location, body).
+/// What one request got back: the body was read whole, within `HttpLimits`.
+struct HttpResponse {
+    status: u16,
+    location: Option<Vec<u8>>,
+    body: Vec<u8>,
+}
+
+/// Aborts the connection's task however the request ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One HTTP/1.1 request to the share, bounded in time and size by `limits`.
 async fn http(
     url: &ShareUrl,
     method: &str,
     path: &str,
     code: &str,
     sdp: Option<String>,
-) -> Result<(u16, Option<String>, String), ClientError> {
+    limits: &HttpLimits,
+) -> Result<HttpResponse, ClientError> {
     let authority = url.authority();
     let unreachable = |e: String| ClientError::Unreachable(authority.clone(), e);
-    let stream = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(&authority),
-    )
-    .await
-    .map_err(|_| unreachable("timed out".into()))?
-    .map_err(|e| unreachable(e.to_string()))?;
+    let bad = |e: String| ClientError::BadAnswer(authority.clone(), e);
+    let stream = tokio::time::timeout(limits.connect, tokio::net::TcpStream::connect(&authority))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-    let conn_task = tokio::spawn(conn);
+    let _conn = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -654,28 +909,45 @@ async fn http(
     let req = req
         .body(Full::new(Bytes::from(sdp.unwrap_or_default())))
         .map_err(|e| unreachable(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
+    let resp = tokio::time::timeout(limits.response, sender.send_request(req))
         .await
+        .map_err(|_| {
+            bad(format!(
+                "no answer within {} s",
+                limits.response.as_secs_f32()
+            ))
+        })?
         .map_err(|e| unreachable(e.to_string()))?;
     let status = resp.status().as_u16();
     let location = resp
         .headers()
         .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?
-        .to_bytes();
-    conn_task.abort();
-    Ok((
+        .map(|v| v.as_bytes().to_vec());
+    let max = limits.max_body;
+    let body = tokio::time::timeout(
+        limits.body,
+        http_body_util::Limited::new(resp.into_body(), max).collect(),
+    )
+    .await
+    .map_err(|_| {
+        bad(format!(
+            "the body did not arrive within {} s",
+            limits.body.as_secs_f32()
+        ))
+    })?
+    .map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            bad(format!("the body is larger than {max} bytes"))
+        } else {
+            unreachable(e.to_string())
+        }
+    })?
+    .to_bytes();
+    Ok(HttpResponse {
         status,
         location,
-        String::from_utf8_lossy(&body).into_owned(),
-    ))
+        body: body.to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -825,5 +1097,91 @@ mod tests {
             }
         }
         assert_eq!(got, Some(true), "the keyframe resumes the stream");
+    }
+
+    #[test]
+    fn an_endless_access_unit_is_dropped_counted_and_a_keyframe_asked_for() {
+        // A host that sends FU-A fragments of one unit without end (no marker, no end bit)
+        // would grow the reassembly and the depacketizer's fragment buffer without bound.
+        let idr = annexb(&[vec![0x67, 1, 1], vec![0x68, 2, 2], vec![0x65, 3, 3, 3]]);
+        let mut a = H264Assembler::with_max_unit(64 * 1024);
+        let mut seq = 1u16;
+        for (s, t, m, pl) in packets(&idr, 100, seq) {
+            a.push(s, t, m, &pl);
+            seq = s.wrapping_add(1);
+        }
+        // FU-A start, then middles forever (same timestamp, no marker).
+        let mut start = vec![0x7c, 0x85];
+        start.extend(std::iter::repeat_n(9u8, 1000));
+        let mut middle = vec![0x7c, 0x05];
+        middle.extend(std::iter::repeat_n(9u8, 1000));
+        let (start, middle) = (Bytes::from(start), Bytes::from(middle));
+        let mut asked = 0;
+        let mut most_held = 0;
+        for i in 0..10_000 {
+            let pl = if i == 0 { &start } else { &middle };
+            if a.push(seq, 200, false, pl) == Assembled::NeedKeyframe {
+                asked += 1;
+            }
+            seq = seq.wrapping_add(1);
+            most_held = most_held.max(a.held());
+        }
+        assert_eq!(a.oversized_units(), 1, "one unit dropped and counted");
+        assert_eq!(asked, 1, "one keyframe request for it");
+        assert!(most_held <= 64 * 1024, "held at most the cap: {most_held}");
+        // The next keyframe resumes the stream.
+        let mut got = None;
+        for (s, t, m, pl) in packets(&idr, 300, seq) {
+            if let Assembled::Unit { keyframe, .. } = a.push(s, t, m, &pl) {
+                got = Some(keyframe);
+            }
+        }
+        assert_eq!(got, Some(true));
+        // The default cap is what `new` uses.
+        assert_eq!(H264Assembler::new().max_unit, MAX_ACCESS_UNIT_BYTES);
+    }
+
+    #[test]
+    fn whep_answers_are_judged_before_use() {
+        let ok = parse_whep_response(
+            "h:1",
+            201,
+            Some(b"/whep/abc-1_2"),
+            b"v=0\r\nm=video 9 X 1\r\n",
+        )
+        .unwrap();
+        assert_eq!(ok.session, "/whep/abc-1_2");
+        assert!(!ok.has_audio);
+        assert!(matches!(
+            parse_whep_response("h:1", 401, None, b""),
+            Err(ClientError::WrongCode)
+        ));
+        for loc in [
+            &b"http://evil.example/whep/x"[..],
+            b"/whep/",
+            b"/api/stats",
+            b"/whep/../api",
+            b"/whep/a b",
+            b"\xff",
+        ] {
+            assert!(
+                matches!(
+                    parse_whep_response("h:1", 201, Some(loc), b"v=0\r\n"),
+                    Err(ClientError::BadAnswer(..))
+                ),
+                "{loc:?}"
+            );
+        }
+        assert!(parse_whep_response("h:1", 201, None, b"v=0\r\n").is_err());
+        assert!(parse_whep_response("h:1", 201, Some(b"/whep/x"), b"<html>").is_err());
+        // A refusal's text is shown: short, and without terminal escapes.
+        let long = format!("\x1b]0;owned\x07{}", "y".repeat(5000));
+        match parse_whep_response("h:1", 403, None, long.as_bytes()) {
+            Err(ClientError::Refused(403, text)) => {
+                assert!(text.chars().count() <= MAX_REFUSAL_CHARS);
+                assert!(!text.contains('\x1b') && !text.contains('\x07'));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

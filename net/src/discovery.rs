@@ -114,6 +114,131 @@ impl NearbyShare {
     }
 }
 
+/// The fingerprint as the sharing app shows it (`ab:cd:…`), for a person to compare.
+pub fn fingerprint_for_people(fp: &str) -> String {
+    let hex: Vec<char> = fp
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
+    hex.chunks(2)
+        .map(|c| c.iter().collect::<String>().to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// One share in a nearby list, as first announced. `id` stays for the entry's life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NearbyEntry {
+    pub id: u64,
+    pub share: NearbyShare,
+    /// The user chose this entry: no record changes it.
+    pub pinned: bool,
+    /// Withdrawn since it was pinned (kept, so the choice does not move to another).
+    pub gone: bool,
+}
+
+/// Most entries a nearby list holds (a LAN flood of records cannot grow it further).
+pub const MAX_NEARBY: usize = 64;
+
+/// The nearby list the app shows, fed by browse events. Anyone on the LAN can announce
+/// any name, so a record never silently replaces an entry: a newer record for a name
+/// updates its entry only when it keeps the fingerprint and port and only adds addresses
+/// (mDNS often brings a host's A record after its AAAA); anything else (another address,
+/// another fingerprint) is a different entry, and the name is then ambiguous. An entry the
+/// user chose (`pin`) changes for no record at all.
+#[derive(Clone, Debug, Default)]
+pub struct NearbyList {
+    entries: Vec<NearbyEntry>,
+    next_id: u64,
+}
+
+impl NearbyList {
+    pub fn entries(&self) -> &[NearbyEntry] {
+        &self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether more than one entry carries `name` (a spoof, or two machines alike).
+    pub fn is_ambiguous(&self, name: &str) -> bool {
+        self.entries.iter().filter(|e| e.share.name == name).count() > 1
+    }
+
+    pub fn pinned(&self) -> Option<&NearbyEntry> {
+        self.entries.iter().find(|e| e.pinned)
+    }
+
+    /// Pins entry `id` (the user's choice; only one is pinned).
+    pub fn pin(&mut self, id: u64) -> Option<&NearbyEntry> {
+        for e in &mut self.entries {
+            e.pinned = e.id == id;
+        }
+        self.entries.retain(|e| !e.gone || e.pinned);
+        self.pinned()
+    }
+
+    pub fn unpin(&mut self) {
+        for e in &mut self.entries {
+            e.pinned = false;
+        }
+        self.entries.retain(|e| !e.gone);
+    }
+
+    pub fn apply(&mut self, event: BrowseEvent) {
+        match event {
+            BrowseEvent::Found(share) => self.found(share),
+            BrowseEvent::Gone(name) => {
+                self.entries.retain(|e| e.pinned || e.share.name != name);
+                for e in &mut self.entries {
+                    if e.share.name == name {
+                        e.gone = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn found(&mut self, share: NearbyShare) {
+        let same_share = |e: &NearbyEntry| {
+            e.share.name == share.name
+                && e.share.fingerprint == share.fingerprint
+                && e.share.port == share.port
+                && e.share
+                    .addresses
+                    .iter()
+                    .all(|a| share.addresses.contains(a))
+        };
+        if let Some(e) = self.entries.iter_mut().find(|e| same_share(e)) {
+            e.gone = false;
+            if !e.pinned {
+                e.share = share;
+            }
+            return;
+        }
+        if self.entries.len() >= MAX_NEARBY {
+            // Make room by forgetting the oldest entry the user did not choose.
+            match self.entries.iter().position(|e| !e.pinned) {
+                Some(i) => {
+                    self.entries.remove(i);
+                }
+                None => return,
+            }
+        }
+        self.next_id += 1;
+        self.entries.push(NearbyEntry {
+            id: self.next_id,
+            share,
+            pinned: false,
+            gone: false,
+        });
+        self.entries
+            .sort_by(|a, b| a.share.name.cmp(&b.share.name).then(a.id.cmp(&b.id)));
+    }
+}
+
 /// The running announcement; dropping it withdraws the record (goodbye packets).
 pub struct Announcer {
     daemon: ServiceDaemon,
@@ -357,25 +482,19 @@ fn convert(event: ServiceEvent) -> Option<BrowseEvent> {
     }
 }
 
-/// Browses for `timeout` and returns what is there at the end, one entry per name.
+/// Browses for `timeout` and returns what is there at the end, by name: a second record
+/// for a name with another address or fingerprint is listed too (see `NearbyList`).
 pub fn list(timeout: Duration) -> Result<Vec<NearbyShare>, DiscoveryError> {
     let mut browser = Browser::start()?;
     let deadline = Instant::now() + timeout;
-    let mut found: HashMap<String, NearbyShare> = HashMap::new();
+    let mut found = NearbyList::default();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match browser.wait(left) {
-            Some(BrowseEvent::Found(s)) => {
-                found.insert(s.name.clone(), s);
-            }
-            Some(BrowseEvent::Gone(name)) => {
-                found.remove(&name);
-            }
+            Some(event) => found.apply(event),
             None => break,
         }
     }
-    let mut list: Vec<NearbyShare> = found.into_values().collect();
-    list.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(list)
+    Ok(found.entries.into_iter().map(|e| e.share).collect())
 }
 
 #[cfg(test)]
@@ -429,5 +548,108 @@ mod tests {
         );
         assert_eq!(best(&["::1", "fe80::1"]).as_deref(), Some("fe80::1"));
         assert_eq!(best(&[]), None);
+    }
+
+    fn share(name: &str, addrs: &[&str], fp: &str) -> NearbyShare {
+        NearbyShare {
+            name: name.into(),
+            host: format!("{name}.local"),
+            addresses: addrs.iter().map(|s| s.parse().unwrap()).collect(),
+            port: 7380,
+            version: "1".into(),
+            video: true,
+            audio: false,
+            control: false,
+            fingerprint: fp.into(),
+        }
+    }
+
+    #[test]
+    fn a_spoofed_record_never_replaces_the_entry_the_user_chose() {
+        let mut list = NearbyList::default();
+        let real = share("studio", &["10.213.0.1"], "0011223344556677");
+        list.apply(BrowseEvent::Found(real.clone()));
+        let id = list.entries()[0].id;
+        let pinned = list.pin(id).unwrap().clone();
+        assert_eq!(pinned.share, real);
+        // A newer record for the name from another machine: same fingerprint text copied,
+        // another address; then one with another fingerprint at the same address.
+        list.apply(BrowseEvent::Found(share(
+            "studio",
+            &["10.213.0.2"],
+            "0011223344556677",
+        )));
+        list.apply(BrowseEvent::Found(share(
+            "studio",
+            &["10.213.0.1"],
+            "ffffffffffffffff",
+        )));
+        assert_eq!(
+            list.pinned().unwrap().share,
+            real,
+            "the pinned entry is unchanged"
+        );
+        assert_eq!(list.pinned().unwrap().id, id);
+        assert_eq!(
+            list.entries().len(),
+            3,
+            "each different record is its own entry"
+        );
+        assert!(list.is_ambiguous("studio"));
+        // A goodbye for the name does not move the choice to another entry.
+        list.apply(BrowseEvent::Gone("studio".into()));
+        assert_eq!(list.entries().len(), 1);
+        assert!(list.pinned().unwrap().gone);
+        assert_eq!(list.pinned().unwrap().share, real);
+    }
+
+    #[test]
+    fn a_record_that_only_adds_addresses_updates_an_unchosen_entry() {
+        let mut list = NearbyList::default();
+        list.apply(BrowseEvent::Found(share("box", &["fd00:213::1"], "aa")));
+        list.apply(BrowseEvent::Found(share(
+            "box",
+            &["10.213.0.1", "fd00:213::1"],
+            "aa",
+        )));
+        assert_eq!(
+            list.entries().len(),
+            1,
+            "the late A record completes the entry"
+        );
+        assert_eq!(list.entries()[0].share.addresses.len(), 2);
+        assert!(!list.is_ambiguous("box"));
+        // Dropping an address is a change: another entry.
+        list.apply(BrowseEvent::Found(share("box", &["10.213.0.9"], "aa")));
+        assert_eq!(list.entries().len(), 2);
+        // Gone removes every unchosen entry of the name.
+        list.apply(BrowseEvent::Gone("box".into()));
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_records_is_bounded_and_keeps_the_choice() {
+        let mut list = NearbyList::default();
+        list.apply(BrowseEvent::Found(share("mine", &["10.0.0.1"], "01")));
+        let id = list.entries()[0].id;
+        list.pin(id);
+        for i in 0..1000 {
+            list.apply(BrowseEvent::Found(share(
+                &format!("n{i}"),
+                &["10.0.0.2"],
+                "02",
+            )));
+        }
+        assert_eq!(list.entries().len(), MAX_NEARBY);
+        assert_eq!(list.pinned().unwrap().share.name, "mine");
+    }
+
+    #[test]
+    fn fingerprints_read_as_the_host_shows_them() {
+        assert_eq!(
+            fingerprint_for_people("0011223344556677"),
+            "00:11:22:33:44:55:66:77"
+        );
+        assert_eq!(fingerprint_for_people("AB"), "ab");
     }
 }

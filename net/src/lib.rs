@@ -8,6 +8,7 @@ pub mod cc;
 pub mod client;
 pub mod control;
 pub mod discovery;
+pub mod fuzz;
 mod keyframe;
 pub mod peer;
 pub mod protocol;

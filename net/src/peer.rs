@@ -129,6 +129,19 @@ pub fn without_loopback_candidates(sdp: &str) -> String {
     out
 }
 
+/// The checks an offer passes before webrtc-rs negotiates with it: it parses as SDP and
+/// has a video section. (Also the fuzz target `sdp`'s entry.)
+pub fn parse_offer(offer_sdp: String) -> Result<RTCSessionDescription, PeerError> {
+    let offer = RTCSessionDescription::offer(offer_sdp)
+        .map_err(|e| PeerError::BadOffer(format!("not an SDP offer: {e}")))?;
+    if !offer.sdp.contains("m=video") {
+        return Err(PeerError::BadOffer(
+            "the offer has no video section (m=video)".into(),
+        ));
+    }
+    Ok(offer)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IceServer {
     pub url: String,
@@ -309,13 +322,7 @@ impl Viewer {
         video: Arc<VideoFanout>,
         audio: Option<Arc<VideoFanout>>,
     ) -> Result<Self, PeerError> {
-        let offer = RTCSessionDescription::offer(offer_sdp)
-            .map_err(|e| PeerError::BadOffer(format!("not an SDP offer: {e}")))?;
-        if !offer.sdp.contains("m=video") {
-            return Err(PeerError::BadOffer(
-                "the offer has no video section (m=video)".into(),
-            ));
-        }
+        let offer = parse_offer(offer_sdp)?;
 
         let mut media_engine = MediaEngine::default();
         media_engine

@@ -674,12 +674,12 @@ mod tests {
         // The fuzz target's corpus (net/fuzz/corpus/decode) replayed through the same entry
         // point, plus every prefix and single-byte mutation of the shared vectors.
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/decode");
+        // A missing corpus fails the test (it would otherwise pass on the vectors alone).
         let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("the fuzz corpus {dir} is missing: {e}"))
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(inputs.len() >= 10, "the fuzz corpus {dir} is nearly empty");
         let v = vectors();
         for hex in v
             .valid

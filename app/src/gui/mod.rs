@@ -2,9 +2,12 @@
 //! (egui's demo-app style); slow work (starting a share, connecting) runs on the tokio
 //! runtime and reports back through channels, and the UI shows progress meanwhile.
 
+mod consent;
 mod settings;
 mod viewer;
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
 
@@ -60,7 +63,8 @@ pub struct Gui {
     pub form: ShareForm,
     pub connect_address: String,
     pub connect_code: String,
-    pub nearby: Vec<NearbyShare>,
+    /// Shares found on the LAN; the one the user picked is pinned (see `NearbyList`).
+    pub nearby: net::discovery::NearbyList,
     pub share: Option<RunningShare>,
     starting: Option<mpsc::Receiver<anyhow::Result<RunningShare>>>,
     pub error: Option<String>,
@@ -129,7 +133,7 @@ impl Gui {
             form: ShareForm::default(),
             connect_address: String::new(),
             connect_code: String::new(),
-            nearby: Vec::new(),
+            nearby: Default::default(),
             share: None,
             starting: None,
             error: None,
@@ -237,16 +241,17 @@ impl Gui {
         }
     }
 
-    /// Keeps the nearby list current: one entry per name, gone when withdrawn.
+    /// Keeps the nearby list current. A newer record never replaces the entry the user
+    /// picked; a record with another address or fingerprint is shown as its own entry.
     pub fn on_nearby(&mut self, event: net::discovery::BrowseEvent) {
-        match event {
-            net::discovery::BrowseEvent::Found(share) => {
-                self.nearby.retain(|n| n.name != share.name);
-                self.nearby.push(share);
-                self.nearby.sort_by(|a, b| a.name.cmp(&b.name));
-            }
-            net::discovery::BrowseEvent::Gone(name) => self.nearby.retain(|n| n.name != name),
-        }
+        self.nearby.apply(event);
+    }
+
+    /// The nearby entry the user picked, while the address field still holds its link.
+    pub fn picked_share(&self) -> Option<&net::discovery::NearbyEntry> {
+        self.nearby
+            .pinned()
+            .filter(|e| nearby_link(&e.share) == self.connect_address)
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui) {
@@ -315,38 +320,68 @@ impl Gui {
                 ui.add(egui::TextEdit::singleline(&mut self.connect_code).password(true))
                     .labelled_by(label.id);
             });
+            if let Some(e) = self.picked_share() {
+                // The fingerprint the host's screen shows: a person can compare the two.
+                ui.label(format!(
+                    "Picked {} at {}{} — fingerprint {}: check that the host's screen shows the same.",
+                    e.share.name,
+                    nearby_address(&e.share),
+                    if e.gone { " (no longer announced)" } else { "" },
+                    net::discovery::fingerprint_for_people(&e.share.fingerprint)
+                ));
+            }
             if ui.button("Connect").clicked() {
                 self.connect();
             }
         });
         ui.add_space(8.0);
-        ui.group(|ui| {
-            ui.strong("Nearby Portholes");
-            if self.nearby.is_empty() {
-                ui.weak("None found on this network yet.");
-            }
-            let mut picked = None;
-            for n in &self.nearby {
-                let address = match n.best_address() {
-                    Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
-                    Some(a) => a.to_string(),
-                    None => n.host.clone(),
-                };
-                ui.horizontal(|ui| {
-                    ui.label(format!("{}  {}:{}  {}", n.name, address, n.port, n.flags()));
-                    if ui.button(format!("Connect to {}", n.name)).clicked() {
-                        picked = Some(format!("http://{address}:{}/", n.port));
-                    }
-                });
-            }
-            if let Some(address) = picked {
-                // Only the code is left to type.
-                self.connect_address = address;
-                self.connect_code.clear();
-            }
-        });
+        ui.group(|ui| self.nearby_ui(ui));
         if let Some(e) = &self.error {
             ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+    }
+
+    fn nearby_ui(&mut self, ui: &mut egui::Ui) {
+        ui.strong("Nearby Portholes");
+        // A picked entry that was withdrawn stays picked (shown by the code field), not here.
+        let shown: Vec<&net::discovery::NearbyEntry> =
+            self.nearby.entries().iter().filter(|e| !e.gone).collect();
+        if shown.is_empty() {
+            ui.weak("None found on this network yet.");
+        }
+        let mut picked = None;
+        for e in shown {
+            let n = &e.share;
+            let address = nearby_address(n);
+            let ambiguous = self.nearby.is_ambiguous(&n.name);
+            ui.horizontal(|ui| {
+                ui.label(format!("{}  {}:{}  {}", n.name, address, n.port, n.flags()));
+                if ambiguous {
+                    ui.colored_label(
+                        ui.visuals().warn_fg_color,
+                        "another share uses this name: compare the fingerprint",
+                    );
+                }
+                if e.pinned {
+                    ui.weak("picked");
+                }
+                let label = if ambiguous {
+                    format!("Connect to {} at {address}", n.name)
+                } else {
+                    format!("Connect to {}", n.name)
+                };
+                if ui.button(label).clicked() {
+                    picked = Some(e.id);
+                }
+            });
+        }
+        if let Some(id) = picked {
+            if let Some(e) = self.nearby.pin(id) {
+                // Only the code is left to type; the entry stays as picked whatever is
+                // announced later.
+                self.connect_address = nearby_link(&e.share);
+                self.connect_code.clear();
+            }
         }
     }
 
@@ -512,6 +547,20 @@ impl Gui {
             self.screen = Screen::Home;
         }
     }
+}
+
+/// How a nearby share's address is written in a link: `[v6]`, `v4`, else its host name.
+fn nearby_address(n: &NearbyShare) -> String {
+    match n.best_address() {
+        Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
+        Some(a) => a.to_string(),
+        None => n.host.clone(),
+    }
+}
+
+/// The link the app connects to for a nearby share (no code: the user types it).
+fn nearby_link(n: &NearbyShare) -> String {
+    format!("http://{}:{}/", nearby_address(n), n.port)
 }
 
 fn kind_of(user_agent: &str) -> &'static str {

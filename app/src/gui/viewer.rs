@@ -6,9 +6,12 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use eframe::egui;
+use media::clipboard::ClipContent;
 use media::slot::LatestSlot;
 use net::client::{ClientEvent, ShareClient, ShareUrl};
 use net::Message;
+
+use super::consent::{consent_ui, ClipboardConsent};
 
 /// A decoded picture, RGBA.
 struct Picture {
@@ -87,6 +90,11 @@ pub struct ViewerScreen {
     incoming_clipboard: net::protocol::ClipboardAssembler,
     /// This machine's clipboard, synced with the host's while the right allows it.
     local_clipboard: Option<media::clipboard::HostClipboard>,
+    /// The latest local copy, from the clipboard thread (judged by `consent` in `poll`).
+    local_copies: Arc<std::sync::Mutex<Option<Arc<ClipContent>>>>,
+    /// Whether local copies may go to the host (asked; off by default, per session).
+    consent: ClipboardConsent<Arc<ClipContent>>,
+    next_transfer: u32,
     recording: SharedRecording,
     /// A file chosen in the save dialog, arriving from the dialog's task.
     chosen_path: Option<mpsc::Receiver<Option<std::path::PathBuf>>>,
@@ -207,6 +215,9 @@ impl ViewerScreen {
             cursor_texture: None,
             incoming_clipboard: net::protocol::ClipboardAssembler::new(HOST_CLIPBOARD_MAX),
             local_clipboard: None,
+            local_copies: Arc::default(),
+            consent: ClipboardConsent::default(),
+            next_transfer: 1,
             recording,
             chosen_path: None,
             player,
@@ -254,8 +265,22 @@ impl ViewerScreen {
             let (url, code) = self.target.clone();
             let rt = self.rt.clone();
             let old = std::mem::replace(self, Self::connect(&rt, url, code));
+            // The user's answer holds for the session, across a reconnect.
+            self.consent.set_allowed(old.consent.allowed());
             old.close_on(&rt);
             return;
+        }
+        let copied = self
+            .local_copies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(content) = copied {
+            if self.local_clipboard.is_some() {
+                if let Some(content) = self.consent.local_copy(content) {
+                    self.send_clipboard(&content);
+                }
+            }
         }
         let _ = &self.messages_tx;
         let (t, f, b) = self.last_tick;
@@ -319,37 +344,67 @@ impl ViewerScreen {
         }
     }
 
-    /// Watches this machine's clipboard while the clipboard right is held.
+    /// Watches this machine's clipboard while the clipboard right is held. What is copied
+    /// goes to `local_copies`; `poll` sends it only with the user's consent.
     fn sync_clipboard_watch(&mut self) {
         let allowed = self.rights & net::protocol::rights::CLIPBOARD != 0;
         if !allowed {
             self.local_clipboard = None;
+            self.consent.right_lost();
             return;
         }
         if self.local_clipboard.is_some() {
             return;
         }
-        let client = self.client.clone();
-        let rt = self.rt.clone();
-        let next_transfer = Arc::new(AtomicU64::new(1));
+        let copies = self.local_copies.clone();
+        let repaint = self.repaint.clone();
         let result = media::clipboard::HostClipboard::start(None, move |content| {
-            let Some(client) = client.clone() else { return };
-            let (mime, bytes) = match &*content {
-                media::clipboard::ClipContent::Text(t) => (net::Mime::Text, t.as_bytes().to_vec()),
-                media::clipboard::ClipContent::Png(p) => (net::Mime::Png, p.clone()),
-            };
-            let transfer = next_transfer.fetch_add(1, Ordering::Relaxed) as u32;
-            rt.spawn(async move {
-                for chunk in net::protocol::clipboard_chunks(transfer, mime, &bytes) {
-                    if !client.send(&chunk).await {
-                        break;
-                    }
-                }
-            });
+            *copies.lock().unwrap_or_else(|e| e.into_inner()) = Some(content);
+            if let Some(ctx) = repaint.get() {
+                ctx.request_repaint();
+            }
         });
         match result {
             Ok(c) => self.local_clipboard = Some(c),
             Err(e) => tracing::warn!("no clipboard sync: {e}"),
+        }
+    }
+
+    /// Sends one local copy to the host, in chunks, in order.
+    fn send_clipboard(&mut self, content: &ClipContent) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let (mime, bytes) = match content {
+            ClipContent::Text(t) => (net::Mime::Text, t.as_bytes().to_vec()),
+            ClipContent::Png(p) => (net::Mime::Png, p.clone()),
+        };
+        let transfer = self.next_transfer;
+        self.next_transfer = self.next_transfer.wrapping_add(1);
+        tracing::info!(
+            bytes = bytes.len(),
+            "sending this machine's clipboard to the host"
+        );
+        self.rt.spawn(async move {
+            for chunk in net::protocol::clipboard_chunks(transfer, mime, &bytes) {
+                if !client.send(&chunk).await {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// The clipboard toggle and question, while the host offers to take the clipboard.
+    fn clipboard_ui(&mut self, ui: &mut egui::Ui) {
+        if self.local_clipboard.is_none() {
+            return;
+        }
+        let describe = |c: &Arc<ClipContent>| match &**c {
+            ClipContent::Text(t) => format!("{} characters of text", t.chars().count()),
+            ClipContent::Png(p) => format!("an image, {} kB", p.len().div_ceil(1000)),
+        };
+        if let Some(content) = consent_ui(ui, &mut self.consent, describe) {
+            self.send_clipboard(&content);
         }
     }
 
@@ -416,6 +471,7 @@ impl ViewerScreen {
                     .send_viewport_cmd(egui::ViewportCommand::Fullscreen(!fullscreen));
             }
             self.record_ui(ui);
+            self.clipboard_ui(ui);
             if let Some(p) = &self.player {
                 let muted = p.is_muted();
                 if ui.button(if muted { "Unmute" } else { "Mute" }).clicked() {
