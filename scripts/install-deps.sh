@@ -21,6 +21,7 @@ test_pkgs=(
   mesa-vulkan-drivers
   avahi-daemon avahi-utils dbus
   coturn nftables
+  dpkg-dev binutils librsvg2-bin desktop-file-utils appstream man-db debootstrap
   nodejs npm
 )
 

@@ -18,3 +18,7 @@ else
   netns=(unshare -r -n)
 fi
 "${netns[@]}" sh -c 'ip link set lo up && exec node --test --test-concurrency=1 tests/e2e/'
+
+# The Debian package, installed into a clean Debian 12 root (PORTHOLE_PACKAGE_PROFILE=dev
+# by default: the binary built above).
+bash tests/package/package.test.sh

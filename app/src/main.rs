@@ -1,6 +1,8 @@
 //! `porthole`: share a screen over WebRTC. This binary only wires `media` to `net`.
 
 mod bench;
+mod config;
+mod generate;
 mod gui;
 mod host;
 mod record;
@@ -9,7 +11,7 @@ mod share;
 mod test_pattern;
 mod virtual_display;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +78,35 @@ enum Command {
     /// Paint a live test picture on an X display (for tests and demos).
     #[command(hide = true)]
     TestPattern(test_pattern::PatternArgs),
+    /// Write the man pages or the shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
+}
+
+/// `--version`: the crate's, and the commit when the build was given one
+/// (`PORTHOLE_GIT_COMMIT`, which packaging/build-deb.sh sets from the source it builds).
+fn version() -> String {
+    let crate_version = env!("CARGO_PKG_VERSION");
+    match option_env!("PORTHOLE_GIT_COMMIT") {
+        Some(commit) if !commit.is_empty() => format!("{crate_version} ({commit})"),
+        _ => crate_version.to_owned(),
+    }
+}
+
+/// The command line with its built-in defaults (the man pages and completions show these).
+fn cli_command() -> clap::Command {
+    Cli::command()
+        .version(version())
+        .long_about(
+            "Share a screen and its sound over WebRTC, with any modern browser or another \
+             Porthole.\n\n\
+             With no command, porthole opens the desktop app: share this screen, connect to \
+             another Porthole, or pick one from the nearby list. `porthole share` shares from \
+             the command line and prints the link viewers open (`viewer: http://…/#code=…`); \
+             `porthole view LINK` watches a share in a window, `porthole record LINK FILE` \
+             records one, `porthole list` shows the shares on this network.",
+        )
+        .after_long_help(config::help_text())
 }
 
 fn init_logging(verbose: u8) {
@@ -130,7 +161,16 @@ fn screenshot(display: Option<String>, file: &std::path::Path) -> anyhow::Result
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Defaults from the configuration file go in before parsing: command line > environment
+    // > file > built-in.
+    let cmd = match config::command_with_defaults(cli_command()) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("porthole: configuration file {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let result = match cli.command {
         Some(Command::Share(args)) => share::run(*args),
@@ -147,6 +187,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::List { timeout, json }) => list(timeout, json),
         Some(Command::Record(args)) => record::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Generate(args)) => generate::run(args, cli_command()),
         None if cli.share => gui::run(gui::Start::Share, cli.listen),
         None => gui::run(gui::Start::Home, cli.listen),
     };

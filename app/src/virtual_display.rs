@@ -22,7 +22,15 @@ pub struct VirtualDisplay {
 
 impl VirtualDisplay {
     pub fn start(width: u32, height: u32) -> anyhow::Result<Self> {
-        let xvfb = media::xvfb::Xvfb::start(width, height, 50..200)?;
+        let xvfb = match media::xvfb::Xvfb::start(width, height, 50..200) {
+            Err(media::xvfb::XvfbError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!(
+                    "--virtual needs Xvfb, which is not installed: install the xvfb package \
+                     (sudo apt install xvfb)"
+                )
+            }
+            other => other?,
+        };
         let name = xvfb.name.clone();
         tracing::info!(%name, width, height, "started a virtual display");
         Ok(Self { name, _xvfb: xvfb })
