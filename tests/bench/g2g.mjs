@@ -9,6 +9,11 @@
 // Options: --size WxH (1920x1080), --fps N (30), --seconds S (15, measured per sender),
 // --sender porthole|gst|both (both), --bitrate-kbps N (8000), --motion-percent P (30),
 // --warmup S (3, after the first frame, not measured).
+// Impaired links (issue 11; root, in the loopback-only namespace: they shape `lo`, which then
+// carries everything, signalling included): --link RATE (a tc tbf bottleneck, e.g. 3mbit;
+// `lo` is set to MTU 1500 first, or tbf drops everything), --loss N (nftables drops N % of
+// UDP at random), --step (the measured window is cut in thirds: 8mbit, 2mbit, 8mbit; the
+// figures are printed per third as well).
 // Porthole is $PORTHOLE_BIN (default target/debug/porthole); the reference needs
 // `scripts/install-deps.sh bench` (python3-gi and GStreamer from Debian).
 //
@@ -42,11 +47,13 @@ import {
 } from '../e2e/lib.mjs';
 
 const USAGE = 'usage: node tests/bench/g2g.mjs [--size WxH] [--fps N] [--seconds S] ' +
-  '[--sender porthole|gst|both] [--bitrate-kbps N] [--motion-percent P] [--warmup S]\n';
+  '[--sender porthole|gst|both] [--bitrate-kbps N] [--motion-percent P] [--warmup S] ' +
+  '[--link RATE] [--loss N] [--step]\n';
 
 function parseArgs(argv) {
   const opts = {
     size: '1920x1080', fps: 30, seconds: 15, sender: 'both', bitrate: 8000, motion: 30, warmup: 3,
+    link: null, loss: 0, step: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -68,6 +75,9 @@ function parseArgs(argv) {
       case '--bitrate-kbps': opts.bitrate = Math.round(num(100, 100000)); break;
       case '--motion-percent': opts.motion = Math.round(num(0, 100)); break;
       case '--warmup': opts.warmup = num(0, 600); break;
+      case '--link': opts.link = val(); if (!/^\d+(\.\d+)?[km]?bit$/.test(opts.link)) throw new Error('--link wants a tc rate, e.g. 3mbit'); break;
+      case '--loss': opts.loss = Math.round(num(0, 99)); break;
+      case '--step': opts.step = true; break;
       case '-h': case '--help': process.stdout.write(USAGE); process.exit(0); break;
       default: throw new Error(`unknown argument ${a}\n${USAGE}`);
     }
@@ -148,7 +158,7 @@ async function installReader(page, { screen, clock }) {
     const ctx = new OffscreenCanvas(1, 1).getContext('2d', { willReadFrequently: true });
     const st = {
       recording: false, callbacks: 0, decoded: 0, undecodable: 0, implausible: 0, backwards: 0,
-      lastCode: null, first: null, last: null, sizes: {}, shown: [], received: [], captured: [],
+      lastCode: null, first: null, last: null, sizes: {}, shown: [], received: [], captured: [], times: [],
     };
     window.__g2g = st;
 
@@ -231,6 +241,7 @@ async function installReader(page, { screen, clock }) {
       st.decoded++;
       if (st.shown.length >= MAX_SAMPLES) return;
       st.shown.push(shown);
+      st.times.push(shownAt);
       st.received.push(meta.receiveTime !== undefined ? performance.timeOrigin + meta.receiveTime - painted : null);
       st.captured.push(meta.captureTime !== undefined ? performance.timeOrigin + meta.captureTime - painted : null);
     };
@@ -251,8 +262,8 @@ async function stopRecording(page) {
     const skews = [];
     for (let i = 0; i < 20; i++) skews.push(Date.now() - (performance.timeOrigin + performance.now()));
     skews.sort((a, b) => a - b);
-    const { shown, received, captured, ...rest } = st;
-    return { ...rest, shown, received, captured, skewMs: skews[10] + 0.5 };
+    const { shown, received, captured, times, ...rest } = st;
+    return { ...rest, shown, received, captured, times, skewMs: skews[10] + 0.5 };
   });
 }
 
@@ -354,13 +365,55 @@ async function gst(scope, { x, browser, opts }) {
 
 // ---------------------------------------------------------------------------------------
 
+// ---- impaired links -----------------------------------------------------------------
+
+const run = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** A tbf bottleneck of `rate` on lo, or none (`null`). */
+function setLink(rate) {
+  if (rate) {
+    run('ip', ['link', 'set', 'lo', 'mtu', '1500']);
+    run('tc', ['qdisc', 'replace', 'dev', 'lo', 'root', 'tbf', 'rate', rate, 'burst', '16kb', 'latency', '150ms']);
+  } else {
+    try { run('tc', ['qdisc', 'del', 'dev', 'lo', 'root']); } catch { /* none */ }
+  }
+}
+
+/** Random UDP loss of `percent` % with nftables; returns the undo. */
+function setLoss(percent) {
+  const table = `g2g_loss_${process.pid}`;
+  run('nft', ['add', 'table', 'inet', table]);
+  run('nft', ['add', 'chain', 'inet', table, 'in', '{ type filter hook input priority 0 ; }']);
+  run('nft', ['add', 'rule', 'inet', table, 'in', 'meta', 'l4proto', 'udp', 'numgen', 'random', 'mod', '100', '<', String(percent), 'drop']);
+  return () => { try { run('nft', ['delete', 'table', 'inet', table]); } catch { /* gone */ } };
+}
+
+function conditionName(opts) {
+  const parts = [];
+  if (opts.step) parts.push('step 8 -> 2 -> 8 Mbit/s');
+  else if (opts.link) parts.push(`link ${opts.link}`);
+  if (opts.loss) parts.push(`${opts.loss}% UDP loss`);
+  return parts.length ? parts.join(', ') : 'unimpaired loopback';
+}
+
 async function measure(sender, { x, pattern, opts }) {
   await installReader(sender.page, { screen: { width: opts.width, height: opts.height }, clock: pattern.clock });
   await sleep(opts.warmup * 1000);
   const painter0 = await pattern.stats();
   const cpu = cpuWindow({ sender: sender.pid, painter: pattern.pid, xvfb: x.pid });
   await startRecording(sender.page);
-  await sleep(opts.seconds * 1000);
+  if (opts.step) {
+    const third = opts.seconds * 1000 / 3;
+    await sleep(third);
+    setLink('2mbit');
+    sender.stepAt = Date.now();
+    await sleep(third);
+    setLink('8mbit');
+    sender.stepBackAt = Date.now();
+    await sleep(third);
+  } else {
+    await sleep(opts.seconds * 1000);
+  }
   const seen = await stopRecording(sender.page);
   const load = cpu.end();
   const painter1 = await pattern.stats();
@@ -369,6 +422,8 @@ async function measure(sender, { x, pattern, opts }) {
   const span = seen.first && seen.last ? (seen.last.at - seen.first.at) / 1000 : NaN;
   return {
     name: sender.name,
+    stepAt: sender.stepAt,
+    stepBackAt: sender.stepBackAt,
     seen,
     shown: seen.shown,
     received: pairs.map(([, r]) => r),
@@ -394,7 +449,13 @@ function report(r, opts) {
   const out = [`${r.name}:`];
   out.push(`  frames read ${s.callbacks}: decoded ${s.decoded}, undecodable ${s.undecodable}, implausible ${s.implausible}, ` +
     `codes going back ${s.backwards}; frame sizes ${Object.entries(s.sizes).map(([k, v]) => `${k}×${v}`).join(' ') || 'none'}`);
-  out.push(`  presented fps ${fmt(r.fps)}`);
+  out.push(`  presented fps ${fmt(r.fps)}; longest gap between decoded frames ${fmt(longestGap(s.times))} ms`);
+  if (r.stepAt) {
+    const within = (a, b) => s.shown.filter((_, i) => s.times[i] >= a && s.times[i] < b);
+    out.push(line('step: first 3 s at 2 Mbit/s', within(r.stepAt, r.stepAt + 3000)));
+    out.push(line('step: after 3 s at 2 Mbit/s', within(r.stepAt + 3000, r.stepBackAt)));
+    out.push(line('step: back at 8 Mbit/s', within(r.stepBackAt, Infinity)));
+  }
   out.push(line('paint -> shown', r.shown));
   out.push(r.received.length ? line('paint -> received', r.received) : '  paint -> received  n/a (no receiveTime in the frame metadata)');
   if (r.afterReceive.length) out.push(line('received -> shown', r.afterReceive));
@@ -405,6 +466,12 @@ function report(r, opts) {
   out.push(`  painter: ${r.painter.paints} codes painted (${fmt(expected, 0)} due), ${r.painter.skipped} ticks skipped, ` +
     `${r.painter.motion} scroll steps; page clock skew ${fmt(s.skewMs)} ms`);
   return out.join('\n');
+}
+
+function longestGap(times) {
+  let gap = 0;
+  for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
+  return times.length > 1 ? gap : NaN;
 }
 
 function table(results) {
@@ -442,11 +509,15 @@ async function main() {
     const browser = scope.add(await launchBrowser({ viewport: { width: opts.width, height: opts.height } }));
     console.log(`# glass-to-glass: ${opts.width}x${opts.height}, ${opts.fps} fps, ${opts.bitrate} kbit/s, ` +
       `${opts.motion}% of the screen moving, clock painted every 4 ms; ${opts.seconds} s measured per sender ` +
-      `after ${opts.warmup} s of warm-up; ${cpuCount()} cores; Chromium ${browser.version()}`);
+      `after ${opts.warmup} s of warm-up; ${cpuCount()} cores; Chromium ${browser.version()}; ${conditionName(opts)}`);
     const results = [];
     for (const name of opts.senders) {
       const inner = new Scope(name);
+      let undoLoss = null;
       try {
+        if (opts.step) setLink('8mbit');
+        else if (opts.link) setLink(opts.link);
+        if (opts.loss) undoLoss = setLoss(opts.loss);
         const sender = await (name === 'porthole' ? porthole : gst)(inner, { x, browser, opts });
         const r = await measure(sender, { x, pattern, opts });
         results.push(r);
@@ -458,6 +529,8 @@ async function main() {
         console.error(`g2g: ${name}: ${err?.stack || err}`);
       } finally {
         await inner.cleanup();
+        if (opts.step || opts.link) setLink(null);
+        undoLoss?.();
       }
     }
     if (results.length) {
