@@ -466,6 +466,8 @@ mod tests {
             "a second release of Shift is no longer a held key's"
         );
         assert!(g.handle(Channel::Input, &button_msg(0, false), ALL, t0).is_ok());
+        // The flood's own KeyA is held too, and its release passes.
+        assert!(g.handle(Channel::Input, &key_msg("KeyA", false), ALL, t0).is_ok());
         assert!(!g.holds_anything());
         assert!(g
             .handle(Channel::Input, &Message::ReleaseAll.encode(), ALL, t0)
