@@ -121,8 +121,11 @@ pub fn whep_response(data: &[u8]) {
     crate::client::fuzz_whep_response(data);
 }
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the corpus replay.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("decode", decode),
     ("message_kinds", message_kinds),
     ("clipboard", clipboard),
