@@ -449,8 +449,9 @@ mod tests {
         // Shift and the left button are down before the flood.
         assert!(g.handle(Channel::Input, &key_msg("ShiftLeft", true), ALL, t0).is_ok());
         assert!(g.handle(Channel::Input, &button_msg(0, true), ALL, t0).is_ok());
+        let wheel = Message::Wheel { dx: 0, dy: 1 }.encode();
         let accepted = (0..2000)
-            .filter(|_| g.handle(Channel::Input, &key(), ALL, t0).is_ok())
+            .filter(|_| g.handle(Channel::Input, &wheel, ALL, t0).is_ok())
             .count();
         assert_eq!(accepted, INPUT_RATE.1 as usize - 2);
         assert_eq!(
