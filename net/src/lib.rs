@@ -7,7 +7,7 @@ mod assets;
 pub mod client;
 pub mod control;
 pub mod discovery;
-mod keyframe;
+pub mod keyframe;
 pub mod peer;
 pub mod protocol;
 pub mod server;

@@ -22,7 +22,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
-use crate::keyframe::{self, KeyframeRequestForwarder};
+use crate::keyframe::{self, KeyframeGate, KeyframeReason, KeyframeRequestForwarder, ViewerKeyframes};
 use crate::video::{RtpStamper, VideoFanout};
 
 /// The H.264 flavour every browser decodes: constrained baseline, non-interleaved.
@@ -257,13 +257,15 @@ pub struct Viewer {
 
 impl Viewer {
     /// Answers `offer_sdp` and starts sending video from `video` (and audio from `audio`,
-    /// when the share has it and the viewer wants it) once connected.
+    /// when the share has it and the viewer wants it) once connected. Keyframes are asked
+    /// for through `keyframes` (the share's limit).
     pub async fn answer(
         offer_sdp: String,
         ice: &IceConfig,
         identity: Option<&ShareIdentity>,
         video: Arc<VideoFanout>,
         audio: Option<Arc<VideoFanout>>,
+        keyframes: &Arc<KeyframeGate>,
     ) -> Result<Self, PeerError> {
         let offer = RTCSessionDescription::offer(offer_sdp)
             .map_err(|e| PeerError::BadOffer(format!("not an SDP offer: {e}")))?;
@@ -352,7 +354,8 @@ impl Viewer {
             .map_err(|e| PeerError::Internal(format!("cannot create a peer connection: {e}")))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        match Self::negotiate(&pc, offer, video, audio, gathered).await {
+        let keyframes = keyframes.viewer();
+        match Self::negotiate(&pc, offer, video, audio, gathered, keyframes).await {
             Ok((answer, tasks)) => Ok(Self {
                 pc,
                 answer,
@@ -373,6 +376,7 @@ impl Viewer {
         video: Arc<VideoFanout>,
         audio: Option<Arc<VideoFanout>>,
         gathered: Arc<Notify>,
+        keyframes: Arc<ViewerKeyframes>,
     ) -> Result<(String, Vec<tokio::task::JoinHandle<()>>), PeerError> {
         let ssrc = rand::random::<u32>();
         let track = local_track(ssrc, RtpCodecKind::Video, h264_codec());
@@ -420,14 +424,14 @@ impl Viewer {
             })?;
 
         let frames = video.subscribe();
-        video.request_keyframe();
+        keyframes.request(KeyframeReason::Join);
         let send_task = tokio::spawn(send_video(
             track.clone(),
             frames,
             RtpStamper::new(ssrc, payload_type, rand::random()),
-            video.clone(),
+            Some(keyframes.clone()),
         ));
-        let rtcp_task = tokio::spawn(watch_feedback(track, video));
+        let rtcp_task = tokio::spawn(watch_feedback(track, keyframes));
         let mut tasks = vec![send_task, rtcp_task];
         if let (Some((track, sender, assrc)), Some(audio)) = (audio_track, audio) {
             let negotiated = sender
@@ -440,7 +444,7 @@ impl Viewer {
                     track,
                     audio.subscribe(),
                     RtpStamper::new(assrc, pt, rand::random()),
-                    audio,
+                    None,
                 ))),
                 None => tracing::info!("the viewer accepts no Opus; sending video only"),
             }
@@ -463,7 +467,7 @@ async fn send_video(
     track: Arc<TrackLocalStaticRTP>,
     mut frames: broadcast::Receiver<Arc<crate::video::VideoUnit>>,
     mut stamper: RtpStamper,
-    video: Arc<VideoFanout>,
+    keyframes: Option<Arc<ViewerKeyframes>>,
 ) {
     loop {
         let unit = match frames.recv().await {
@@ -471,7 +475,9 @@ async fn send_video(
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::debug!("viewer fell {n} frames behind; resuming at the next keyframe");
                 stamper.lost_units();
-                video.request_keyframe();
+                if let Some(k) = &keyframes {
+                    k.request(KeyframeReason::Loss);
+                }
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -497,7 +503,7 @@ async fn send_video(
     }
 }
 
-async fn watch_feedback(track: Arc<TrackLocalStaticRTP>, video: Arc<VideoFanout>) {
+async fn watch_feedback(track: Arc<TrackLocalStaticRTP>, keyframes: Arc<ViewerKeyframes>) {
     while let Some(event) = track.poll().await {
         #[allow(irrefutable_let_patterns)]
         if let TrackLocalEvent::OnRtcpPacket(packets) = event {
@@ -506,7 +512,7 @@ async fn watch_feedback(track: Arc<TrackLocalStaticRTP>, video: Arc<VideoFanout>
                 .any(|p| keyframe::is_keyframe_request(p.as_ref()))
             {
                 tracing::debug!("viewer asked for a keyframe (PLI/FIR)");
-                video.request_keyframe();
+                keyframes.request(KeyframeReason::Loss);
             }
         }
     }
