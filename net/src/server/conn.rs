@@ -33,7 +33,7 @@ use crate::access::AddrKey;
 /// Time allowed for a request head; also how long a connection may sit idle.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per address (IPv6: per /64).
-pub const MAX_PER_ADDR: usize = 16;
+pub const MAX_PER_ADDR: usize = 32;
 /// Connections in all, at most (fewer when the descriptor limit is low).
 pub const MAX_CONNECTIONS: usize = 256;
 
@@ -364,9 +364,10 @@ mod tests {
     fn ipv6_addresses_share_their_64s_cap() {
         let t0 = Instant::now();
         let mut t = ConnTable::new(100, 2);
+        let t1 = t0 + Duration::from_secs(1);
         accepted(t.admit(ip("2001:db8::1"), 1, t0));
-        accepted(t.admit(ip("2001:db8::2"), 2, t0));
-        let (_, evicted) = accepted(t.admit(ip("2001:db8::3"), 3, t0));
+        accepted(t.admit(ip("2001:db8::2"), 2, t1));
+        let (_, evicted) = accepted(t.admit(ip("2001:db8::3"), 3, t1));
         assert_eq!(evicted, Some(1));
         let (_, evicted) = accepted(t.admit(ip("2001:db8:0:1::1"), 4, t0));
         assert_eq!(evicted, None);
