@@ -3,9 +3,10 @@
 //! A share has one access code: random, 10 characters from a 31-letter alphabet without
 //! look-alikes (0/o, 1/l/i): log2(31^10) ≈ 49.5 bits. It travels in the URL fragment (never
 //! sent to a server by browsers, never in logs) and in `Authorization: Bearer <code>`.
-//! Codes are compared in constant time; repeated failures from one address are throttled.
+//! Codes are compared in constant time; wrong guesses are throttled per address (IPv6: per
+//! /64) and share-wide (see [`GuessThrottle`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -84,52 +85,177 @@ pub fn bearer_token(header: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Limits failed attempts per client address: after `max_failures` within `window`, the
-/// address is refused until the window has passed. Pure: the caller passes the time.
-#[derive(Debug)]
-pub struct FailureThrottle {
-    max_failures: u32,
-    window: Duration,
-    failures: HashMap<IpAddr, (Instant, u32)>,
+/// Who a guess is counted against: an IPv4 address, or an IPv6 /64 (one LAN host can hold
+/// a whole /64, so counting single IPv6 addresses would count nothing). IPv4-mapped IPv6
+/// addresses count as their IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddrKey {
+    V4([u8; 4]),
+    V6Prefix64([u8; 8]),
 }
 
-impl FailureThrottle {
-    pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self {
-            max_failures,
-            window,
-            failures: HashMap::new(),
-        }
-    }
-
-    /// Whether `addr` may try now.
-    pub fn allowed(&self, addr: IpAddr, now: Instant) -> bool {
-        match self.failures.get(&addr) {
-            Some((since, count)) => {
-                now.duration_since(*since) >= self.window || *count < self.max_failures
+impl AddrKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self::V4(v4.octets()),
+            IpAddr::V6(v6) => {
+                let mut prefix = [0u8; 8];
+                prefix.copy_from_slice(&v6.octets()[..8]);
+                Self::V6Prefix64(prefix)
             }
-            None => true,
+        }
+    }
+}
+
+/// Why a guess is refused before its code is even looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This address (IPv6: its /64) made too many wrong guesses lately.
+    Address,
+    /// The whole share has had too many wrong guesses lately (from anywhere).
+    Share,
+}
+
+/// Limits guesses at the access code. A pure state machine: the caller passes the time.
+///
+/// What it counts: only *guesses*, requests that present a code that turns out wrong.
+/// Requests without any code are refused with 401 but never counted, so a web page that
+/// fires code-less cross-site requests at the share cannot lock its owner out.
+///
+/// Order of checks (the caller's): `check` first, *then* the code, and `handle_wrong`/
+/// `handle_right` after. The code is deliberately not checked first: a throttle that let a
+/// right code through while refusing wrong ones would answer 201-or-429, an oracle as
+/// fast as the attacker can send, and would limit nothing. The price is that a refused
+/// address is refused even with the right code — but only for its own wrong guesses (its
+/// /64's), and only for a minute. The share-wide budget (a token bucket), which anyone
+/// could drain, never refuses an address that presented the right code within
+/// `TRUSTED_FOR`: viewers already in keep working (DELETE, stats, a reconnect).
+///
+/// Cost: O(1) per request (amortised): per-address records live in a hash map, expired in
+/// arrival order from a queue, and the map is bounded to `MAX_TRACKED` entries (the oldest
+/// record goes first; the share-wide budget still holds for whoever is forgotten).
+#[derive(Debug)]
+pub struct GuessThrottle {
+    per_addr_max: u32,
+    window: Duration,
+    /// key -> (start of its window, wrong guesses in it)
+    addrs: HashMap<AddrKey, (Instant, u32)>,
+    /// (key, window start) in the order windows started: the expiry queue.
+    order: VecDeque<(AddrKey, Instant)>,
+    /// Share-wide budget: tokens left and when they were last refilled.
+    tokens: f64,
+    capacity: f64,
+    refill_per_sec: f64,
+    refilled: Instant,
+    /// Addresses that presented the right code lately -> when.
+    trusted: HashMap<AddrKey, Instant>,
+    trusted_order: VecDeque<(AddrKey, Instant)>,
+}
+
+/// Most per-address records kept; beyond it the oldest are forgotten.
+pub const MAX_TRACKED: usize = 8192;
+/// Most "presented the right code" records kept.
+pub const MAX_TRUSTED: usize = 1024;
+/// How long the right code exempts an address from the share-wide budget.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(600);
+
+impl GuessThrottle {
+    /// `per_addr_max` wrong guesses per address (IPv6: per /64) within `window`; share-wide
+    /// at most `budget` wrong guesses at once, refilled by `refill_per_sec`.
+    pub fn new(
+        per_addr_max: u32,
+        window: Duration,
+        budget: u32,
+        refill_per_sec: f64,
+        now: Instant,
+    ) -> Self {
+        Self {
+            per_addr_max,
+            window,
+            addrs: HashMap::new(),
+            order: VecDeque::new(),
+            tokens: f64::from(budget),
+            capacity: f64::from(budget),
+            refill_per_sec,
+            refilled: now,
+            trusted: HashMap::new(),
+            trusted_order: VecDeque::new(),
         }
     }
 
-    /// Records a failed attempt by `addr`.
-    pub fn handle_failure(&mut self, addr: IpAddr, now: Instant) {
-        let window = self.window;
-        let entry = self.failures.entry(addr).or_insert((now, 0));
-        if now.duration_since(entry.0) >= window {
-            *entry = (now, 0);
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(key, start)) = self.order.front() {
+            if now.saturating_duration_since(start) < self.window && self.order.len() <= MAX_TRACKED
+            {
+                break;
+            }
+            self.order.pop_front();
+            // The map may hold a newer window for this key; remove only the one queued.
+            if self.addrs.get(&key).is_some_and(|(s, _)| *s == start) {
+                self.addrs.remove(&key);
+            }
         }
-        entry.1 += 1;
-        // Keep the table small under a spray of addresses.
-        if self.failures.len() > 4096 {
-            self.failures
-                .retain(|_, (since, _)| now.duration_since(*since) < window);
+        while let Some(&(key, at)) = self.trusted_order.front() {
+            if now.saturating_duration_since(at) < TRUSTED_FOR
+                && self.trusted_order.len() <= MAX_TRUSTED
+            {
+                break;
+            }
+            self.trusted_order.pop_front();
+            if self.trusted.get(&key) == Some(&at) {
+                self.trusted.remove(&key);
+            }
         }
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.refill_per_sec).min(self.capacity);
+        self.refilled = now;
     }
 
-    /// A success clears the address's record.
-    pub fn handle_success(&mut self, addr: IpAddr) {
-        self.failures.remove(&addr);
+    /// Whether a guess from `ip` may be looked at now. Call before checking the code.
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        self.expire(now);
+        let key = AddrKey::of(ip);
+        if let Some((start, count)) = self.addrs.get(&key) {
+            if now.saturating_duration_since(*start) < self.window && *count >= self.per_addr_max {
+                return Err(Refusal::Address);
+            }
+        }
+        if self.tokens < 1.0 && !self.trusted.contains_key(&key) {
+            return Err(Refusal::Share);
+        }
+        Ok(())
+    }
+
+    /// Records a wrong code presented by `ip`.
+    pub fn handle_wrong(&mut self, ip: IpAddr, now: Instant) {
+        self.expire(now);
+        let key = AddrKey::of(ip);
+        match self.addrs.get_mut(&key) {
+            Some((start, count)) if now.saturating_duration_since(*start) < self.window => {
+                *count += 1;
+            }
+            _ => {
+                self.addrs.insert(key, (now, 1));
+                self.order.push_back((key, now));
+            }
+        }
+        self.tokens = (self.tokens - 1.0).max(0.0);
+        self.expire(now);
+    }
+
+    /// Records the right code presented by `ip`: its wrong guesses are forgotten and the
+    /// share-wide budget no longer applies to it for a while.
+    pub fn handle_right(&mut self, ip: IpAddr, now: Instant) {
+        let key = AddrKey::of(ip);
+        self.addrs.remove(&key);
+        self.trusted.insert(key, now);
+        self.trusted_order.push_back((key, now));
+        self.expire(now);
+    }
+
+    /// Records held (for tests and stats).
+    pub fn tracked(&self) -> usize {
+        self.addrs.len()
     }
 }
 
@@ -184,22 +310,133 @@ mod tests {
         assert_eq!(bearer_token("abc"), None);
     }
 
+    fn throttle(now: Instant) -> GuessThrottle {
+        GuessThrottle::new(3, Duration::from_secs(60), 10, 1.0, now)
+    }
+
     #[test]
-    fn throttle_refuses_after_too_many_failures_then_forgets() {
-        let mut t = FailureThrottle::new(3, Duration::from_secs(60));
+    fn throttle_refuses_an_address_after_too_many_wrong_guesses_then_forgets() {
+        let t0 = Instant::now();
+        let mut t = throttle(t0);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
-        let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(t.allowed(ip, t0));
-            t.handle_failure(ip, t0);
+            assert_eq!(t.check(ip, t0), Ok(()));
+            t.handle_wrong(ip, t0);
         }
-        assert!(!t.allowed(ip, t0 + Duration::from_secs(1)));
-        assert!(t.allowed(other, t0));
-        assert!(t.allowed(ip, t0 + Duration::from_secs(61)));
-        t.handle_failure(ip, t0 + Duration::from_secs(61));
-        assert!(t.allowed(ip, t0 + Duration::from_secs(62)));
-        t.handle_success(ip);
-        assert!(t.allowed(ip, t0 + Duration::from_secs(62)));
+        assert_eq!(
+            t.check(ip, t0 + Duration::from_secs(1)),
+            Err(Refusal::Address)
+        );
+        assert_eq!(t.check(other, t0), Ok(()));
+        assert_eq!(t.check(ip, t0 + Duration::from_secs(61)), Ok(()));
+        t.handle_wrong(ip, t0 + Duration::from_secs(61));
+        assert_eq!(t.check(ip, t0 + Duration::from_secs(62)), Ok(()));
+        t.handle_right(ip, t0 + Duration::from_secs(62));
+        assert_eq!(t.tracked(), 0);
+    }
+
+    #[test]
+    fn ipv6_guesses_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let t0 = Instant::now();
+        let mut t = throttle(t0);
+        for i in 0..3u16 {
+            let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
+            t.handle_wrong(ip, t0);
+        }
+        let same64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(t.check(same64, t0), Err(Refusal::Address));
+        assert_eq!(t.check(other64, t0), Ok(()));
+        for _ in 0..3 {
+            t.handle_wrong("10.0.0.7".parse().unwrap(), t0);
+        }
+        assert_eq!(
+            t.check("::ffff:10.0.0.7".parse().unwrap(), t0),
+            Err(Refusal::Address)
+        );
+    }
+
+    #[test]
+    fn the_share_wide_budget_holds_across_many_addresses_and_refills() {
+        let t0 = Instant::now();
+        let mut t = throttle(t0);
+        let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x7f00_0000 + i));
+        let mut refused = 0;
+        for i in 0..1000 {
+            match t.check(ip(i), t0) {
+                Ok(()) => t.handle_wrong(ip(i), t0),
+                Err(r) => {
+                    assert_eq!(r, Refusal::Share);
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 990, "a budget of 10 guesses");
+        // One token a second comes back.
+        assert_eq!(
+            t.check(ip(5000), t0 + Duration::from_millis(500)),
+            Err(Refusal::Share)
+        );
+        assert_eq!(t.check(ip(5000), t0 + Duration::from_secs(1)), Ok(()));
+        assert_eq!(t.check(ip(5000), t0 + Duration::from_secs(100)), Ok(()));
+    }
+
+    #[test]
+    fn the_right_code_exempts_its_address_from_the_share_budget_only() {
+        let t0 = Instant::now();
+        let mut t = throttle(t0);
+        let owner: IpAddr = "192.168.1.20".parse().unwrap();
+        t.handle_right(owner, t0);
+        for i in 0..10u8 {
+            t.handle_wrong(IpAddr::from([10, 0, 0, i]), t0);
+        }
+        assert_eq!(
+            t.check("10.0.1.1".parse().unwrap(), t0),
+            Err(Refusal::Share)
+        );
+        assert_eq!(t.check(owner, t0), Ok(()), "the owner is not locked out");
+        // ... but its own wrong guesses still count.
+        for _ in 0..3 {
+            t.handle_wrong(owner, t0);
+        }
+        assert_eq!(t.check(owner, t0), Err(Refusal::Address));
+        // The exemption lapses.
+        let later = t0 + TRUSTED_FOR + Duration::from_secs(1);
+        t.tokens = 0.0;
+        t.refilled = later;
+        assert_eq!(t.check(owner, later), Err(Refusal::Share));
+    }
+
+    #[test]
+    fn records_are_bounded_and_expire_in_constant_time_per_request() {
+        let t0 = Instant::now();
+        let mut t = GuessThrottle::new(3, Duration::from_secs(60), u32::MAX, 0.0, t0);
+        for i in 0..(MAX_TRACKED as u32 * 4) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            t.handle_wrong(ip, t0);
+            assert!(t.tracked() <= MAX_TRACKED);
+            assert!(t.order.len() <= MAX_TRACKED + 1);
+        }
+        t.check("10.255.0.1".parse().unwrap(), t0 + Duration::from_secs(61))
+            .unwrap();
+        assert_eq!(t.tracked(), 0, "all windows over");
+        assert!(t.order.is_empty());
+    }
+
+    #[test]
+    fn a_new_window_for_a_key_survives_the_expiry_of_its_old_one() {
+        let t0 = Instant::now();
+        let mut t = throttle(t0);
+        let ip: IpAddr = "10.1.1.1".parse().unwrap();
+        t.handle_wrong(ip, t0);
+        let t1 = t0 + Duration::from_secs(61);
+        for _ in 0..3 {
+            t.handle_wrong(ip, t1);
+        }
+        assert_eq!(
+            t.check(ip, t1 + Duration::from_secs(1)),
+            Err(Refusal::Address)
+        );
     }
 }

@@ -447,8 +447,12 @@ mod tests {
         let mut g = Gate::new(1024);
         let t0 = Instant::now();
         // Shift and the left button are down before the flood.
-        assert!(g.handle(Channel::Input, &key_msg("ShiftLeft", true), ALL, t0).is_ok());
-        assert!(g.handle(Channel::Input, &button_msg(0, true), ALL, t0).is_ok());
+        assert!(g
+            .handle(Channel::Input, &key_msg("ShiftLeft", true), ALL, t0)
+            .is_ok());
+        assert!(g
+            .handle(Channel::Input, &button_msg(0, true), ALL, t0)
+            .is_ok());
         let wheel = Message::Wheel { dx: 0, dy: 1 }.encode();
         let accepted = (0..2000)
             .filter(|_| g.handle(Channel::Input, &wheel, ALL, t0).is_ok())
@@ -466,9 +470,13 @@ mod tests {
             Err(Refusal::RateLimited),
             "a second release of Shift is no longer a held key's"
         );
-        assert!(g.handle(Channel::Input, &button_msg(0, false), ALL, t0).is_ok());
+        assert!(g
+            .handle(Channel::Input, &button_msg(0, false), ALL, t0)
+            .is_ok());
         // The flood's own KeyA is held too, and its release passes.
-        assert!(g.handle(Channel::Input, &key_msg("KeyA", false), ALL, t0).is_ok());
+        assert!(g
+            .handle(Channel::Input, &key_msg("KeyA", false), ALL, t0)
+            .is_ok());
         assert!(!g.holds_anything());
         assert!(g
             .handle(Channel::Input, &Message::ReleaseAll.encode(), ALL, t0)
@@ -497,7 +505,10 @@ mod tests {
         let mut accepted = 0;
         for i in 0..20_000u32 {
             let t = t0 + Duration::from_micros(50 * u64::from(i));
-            accepted += usize::from(g.handle(Channel::Input, &key_msg("KeyQ", false), ALL, t).is_ok());
+            accepted += usize::from(
+                g.handle(Channel::Input, &key_msg("KeyQ", false), ALL, t)
+                    .is_ok(),
+            );
         }
         assert!(accepted <= INPUT_RATE.0 as usize + 1, "{accepted}");
     }
@@ -539,14 +550,18 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..MAX_HELD_KEYS {
             let code = format!("F{i}");
-            assert!(g.handle(Channel::Input, &key_msg(&code, true), ALL, t0).is_ok());
+            assert!(g
+                .handle(Channel::Input, &key_msg(&code, true), ALL, t0)
+                .is_ok());
         }
         assert_eq!(
             g.handle(Channel::Input, &key_msg("KeyZ", true), ALL, t0),
             Err(Refusal::RateLimited)
         );
         // Pressing a held key again (auto-repeat) is fine.
-        assert!(g.handle(Channel::Input, &key_msg("F3", true), ALL, t0).is_ok());
+        assert!(g
+            .handle(Channel::Input, &key_msg("F3", true), ALL, t0)
+            .is_ok());
         // Control revoked: the host released everything, so nothing is "held" any more and
         // a later release costs like any message (and is refused without the right).
         assert_eq!(

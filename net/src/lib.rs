@@ -9,7 +9,7 @@ pub mod client;
 pub mod control;
 pub mod discovery;
 pub mod fuzz;
-mod keyframe;
+pub mod keyframe;
 pub mod peer;
 pub mod protocol;
 pub mod server;

@@ -23,7 +23,9 @@ use webrtc::peer_connection::{
 };
 
 use crate::cc::{PathEstimate, SendBudget, ViewerGcc};
-use crate::keyframe::{self, KeyframeRequestForwarder};
+use crate::keyframe::{
+    self, KeyframeGate, KeyframeReason, KeyframeRequestForwarder, ViewerKeyframes,
+};
 use crate::video::{extension, ExtensionIds, RtpStamper, VideoFanout};
 
 /// The H.264 flavour every browser decodes: constrained baseline, non-interleaved.
@@ -321,6 +323,7 @@ impl Viewer {
         identity: Option<&ShareIdentity>,
         video: Arc<VideoFanout>,
         audio: Option<Arc<VideoFanout>>,
+        keyframes: &Arc<KeyframeGate>,
     ) -> Result<Self, PeerError> {
         let offer = parse_offer(offer_sdp)?;
 
@@ -422,7 +425,19 @@ impl Viewer {
             .map_err(|e| PeerError::Internal(format!("cannot create a peer connection: {e}")))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        match Self::negotiate(&pc, offer, video, audio, gathered, path.clone(), connected).await {
+        let keyframes = keyframes.viewer();
+        match Self::negotiate(
+            &pc,
+            offer,
+            video,
+            audio,
+            gathered,
+            path.clone(),
+            connected,
+            keyframes,
+        )
+        .await
+        {
             Ok((answer, tasks)) => Ok(Self {
                 pc,
                 answer,
@@ -446,6 +461,7 @@ impl Viewer {
         gathered: Arc<Notify>,
         path: Arc<PathEstimate>,
         connected: tokio::sync::watch::Receiver<bool>,
+        keyframes: Arc<ViewerKeyframes>,
     ) -> Result<(String, Vec<tokio::task::JoinHandle<()>>), PeerError> {
         let ssrc = rand::random::<u32>();
         let track = local_track(ssrc, RtpCodecKind::Video, h264_codec());
@@ -490,16 +506,16 @@ impl Viewer {
 
         let frames = video.subscribe();
         video.watch_path(&path);
-        video.request_keyframe();
+        keyframes.request(KeyframeReason::Join);
         let send_task = tokio::spawn(send_video(
             track.clone(),
             frames,
             RtpStamper::new(ssrc, payload_type, rand::random()).with_extensions(extensions),
             video.clone(),
-            Some(path),
+            Some((path, keyframes.clone())),
             connected.clone(),
         ));
-        let rtcp_task = tokio::spawn(watch_feedback(track, video));
+        let rtcp_task = tokio::spawn(watch_feedback(track, keyframes));
         let mut tasks = vec![send_task, rtcp_task];
         if let (Some((track, sender, assrc)), Some(audio)) = (audio_track, audio) {
             match negotiated(&sender).await {
@@ -563,15 +579,25 @@ async fn send_video(
     frames: broadcast::Receiver<Arc<crate::video::VideoUnit>>,
     mut stamper: RtpStamper,
     video: Arc<VideoFanout>,
-    path: Option<Arc<PathEstimate>>,
+    // Video only: the viewer's path and its keyframe requests (the share's limit).
+    video_only: Option<(Arc<PathEstimate>, Arc<ViewerKeyframes>)>,
     mut connected: tokio::sync::watch::Receiver<bool>,
 ) {
+    let (path, keyframes) = match video_only {
+        Some((p, k)) => (Some(p), Some(k)),
+        None => (None, None),
+    };
+    let request_keyframe = |reason| {
+        if let Some(k) = &keyframes {
+            k.request(reason);
+        }
+    };
     // Packets written before DTLS is done are dropped unsent (and a paced keyframe could be
     // cut in two, its tail taken for a whole one): start once connected, at a keyframe.
     if connected.wait_for(|up| *up).await.is_err() {
         return;
     }
-    video.request_keyframe();
+    request_keyframe(KeyframeReason::Join);
     let mut frames = frames.resubscribe();
     let now = Instant::now();
     let mut last_resync: Option<Instant> = Some(now);
@@ -586,7 +612,7 @@ async fn send_video(
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::debug!("viewer fell {n} frames behind; resuming at the next keyframe");
                 stamper.lost_units();
-                video.request_keyframe();
+                request_keyframe(KeyframeReason::Loss);
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -596,7 +622,7 @@ async fn send_video(
             // and then, or a keyframe refused while in debt would leave it waiting forever.
             if last_resync.is_none_or(|t| t.elapsed() >= RESYNC_INTERVAL) {
                 last_resync = Some(Instant::now());
-                video.request_keyframe();
+                request_keyframe(KeyframeReason::Loss);
             }
             continue;
         }
@@ -611,7 +637,7 @@ async fn send_video(
                 stamper.lost_units();
                 if last_resync.is_none_or(|t| t.elapsed() >= RESYNC_INTERVAL) {
                     last_resync = Some(Instant::now());
-                    video.request_keyframe();
+                    request_keyframe(KeyframeReason::Loss);
                 }
                 continue;
             }
@@ -640,7 +666,7 @@ async fn send_video(
     }
 }
 
-async fn watch_feedback(track: Arc<TrackLocalStaticRTP>, video: Arc<VideoFanout>) {
+async fn watch_feedback(track: Arc<TrackLocalStaticRTP>, keyframes: Arc<ViewerKeyframes>) {
     while let Some(event) = track.poll().await {
         #[allow(irrefutable_let_patterns)]
         if let TrackLocalEvent::OnRtcpPacket(packets) = event {
@@ -649,7 +675,7 @@ async fn watch_feedback(track: Arc<TrackLocalStaticRTP>, video: Arc<VideoFanout>
                 .any(|p| keyframe::is_keyframe_request(p.as_ref()))
             {
                 tracing::debug!("viewer asked for a keyframe (PLI/FIR)");
-                video.request_keyframe();
+                keyframes.request(KeyframeReason::Loss);
             }
         }
     }

@@ -7,9 +7,19 @@
 //! | `DELETE /whep/<id>` (bearer) | `200`, the viewer is disconnected |
 //! | `GET /api/stats` (bearer) | counters as JSON |
 //!
-//! Refusals: no or wrong code → 401 (no peer connection is made); too many failures from
-//! one address → 429; not `application/sdp` → 415; an unusable offer → 400 with the reason
-//! in the body; body over 64 KiB → 413. Every refusal is counted and logged without the code.
+//! Refusals: no or wrong code → 401 (no peer connection is made); too many wrong codes from
+//! one address (IPv6: /64) or on the whole share → 429 (see [`GuessThrottle`]); not
+//! `application/sdp` → 415; an unusable offer → 400 with the reason in the body; body over
+//! 64 KiB → 413, or not sent within 10 s → 408; as many viewers as `max_viewers` → 503; a
+//! `Host` that is not the share's → 421, a foreign `Origin` on POST/DELETE/PATCH → 403 (see
+//! [`origin`]). Every refusal is counted and logged without the code.
+//!
+//! Connections are limited and timed out (see [`conn`]); a viewer slot is reserved before
+//! anything is awaited, and a viewer that has not connected within [`CONNECT_TIMEOUT`] of
+//! its answer gives it back.
+
+mod conn;
+pub mod origin;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,25 +27,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::access::{bearer_token, AccessCode, FailureThrottle};
+use crate::access::{bearer_token, AccessCode, GuessThrottle, Refusal};
 use crate::assets;
 use crate::control::Rights;
+use crate::keyframe::{KeyframeGate, KeyframePolicy, KeyframeReason};
 use crate::peer::{IceConfig, PeerError, Viewer, ViewerEvent};
 use crate::session::{HostEvents, HostSide, Session};
 use crate::video::VideoFanout;
 
 /// Largest SDP offer accepted.
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
-/// Failed code attempts per address and minute before it gets 429.
+/// Wrong codes per address (IPv6: per /64) and minute before it gets 429.
 pub const MAX_FAILURES_PER_MINUTE: u32 = 20;
+/// Wrong codes the whole share takes in a burst, from any number of addresses...
+pub const SHARE_GUESS_BUDGET: u32 = 60;
+/// ... and how fast that budget comes back (30 a minute).
+pub const SHARE_GUESSES_PER_SEC: f64 = 0.5;
+/// A viewer not connected this long after its answer gives its slot back.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for an offer's body to arrive.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counters a media source adds to `/api/stats` (e.g. frames encoded).
 pub type MediaStats = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
@@ -107,14 +127,105 @@ struct Counters {
     unauthorized: AtomicU64,
 }
 
+/// The viewers admitted, and the slots reserved for viewers being set up: admission is
+/// decided under one lock, before anything is awaited, so `max_viewers` holds under any
+/// number of concurrent offers.
+#[derive(Default)]
+struct ViewerRegistry {
+    entries: HashMap<String, ViewerEntry>,
+    reserved: usize,
+}
+
+impl ViewerRegistry {
+    /// Takes a slot if fewer than `max` are admitted or reserved.
+    fn try_reserve(&mut self, max: usize) -> bool {
+        if self.entries.len() + self.reserved >= max {
+            return false;
+        }
+        self.reserved += 1;
+        true
+    }
+
+    /// A reserved slot becomes a viewer.
+    fn commit(&mut self, id: String, entry: ViewerEntry) {
+        self.reserved = self.reserved.saturating_sub(1);
+        self.entries.insert(id, entry);
+    }
+
+    fn release(&mut self) {
+        self.reserved = self.reserved.saturating_sub(1);
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn get(&self, id: &str) -> Option<&ViewerEntry> {
+        self.entries.get(id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut ViewerEntry> {
+        self.entries.get_mut(id)
+    }
+
+    fn remove(&mut self, id: &str) -> Option<ViewerEntry> {
+        self.entries.remove(id)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &ViewerEntry> {
+        self.entries.values()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.entries.keys()
+    }
+}
+
+/// A reserved viewer slot; given back when dropped uncommitted (a refusal, a failed
+/// answer, or the client hanging up mid-way).
+struct Reservation {
+    state: Arc<AppState>,
+    held: bool,
+}
+
+impl Reservation {
+    fn take(state: &Arc<AppState>) -> Option<Self> {
+        lock_viewers(state)
+            .try_reserve(state.max_viewers)
+            .then(|| Self {
+                state: state.clone(),
+                held: true,
+            })
+    }
+
+    fn commit(mut self, id: String, entry: ViewerEntry) {
+        self.held = false;
+        lock_viewers(&self.state).commit(id, entry);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.held {
+            lock_viewers(&self.state).release();
+        }
+    }
+}
+
+fn lock_viewers(state: &AppState) -> std::sync::MutexGuard<'_, ViewerRegistry> {
+    state.viewers.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct AppState {
     code: AccessCode,
     ice: IceConfig,
     max_viewers: usize,
     video: Arc<VideoFanout>,
     audio: Option<Arc<VideoFanout>>,
-    viewers: Mutex<HashMap<String, ViewerEntry>>,
-    throttle: Mutex<FailureThrottle>,
+    keyframes: Arc<KeyframeGate>,
+    hosts: origin::HostPolicy,
+    viewers: Mutex<ViewerRegistry>,
+    throttle: Mutex<GuessThrottle>,
     counters: Counters,
     media_stats: MediaStats,
     host: Arc<dyn HostSide>,
@@ -148,13 +259,12 @@ impl ShareServer {
             code: config.code,
             ice: config.ice,
             max_viewers: config.max_viewers,
+            keyframes: KeyframeGate::new(video.clone(), KeyframePolicy::default()),
+            hosts: origin::HostPolicy::for_this_machine(),
             video,
             audio,
-            viewers: Mutex::new(HashMap::new()),
-            throttle: Mutex::new(FailureThrottle::new(
-                MAX_FAILURES_PER_MINUTE,
-                Duration::from_secs(60),
-            )),
+            viewers: Mutex::new(ViewerRegistry::default()),
+            throttle: Mutex::new(new_throttle()),
             counters: Counters::default(),
             media_stats: config.media_stats,
             host: config.host,
@@ -167,19 +277,7 @@ impl ShareServer {
         });
         let app = router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let result = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-            if let Err(e) = result {
-                tracing::error!("HTTP server failed: {e}");
-            }
-        });
+        let task = tokio::spawn(conn::serve(listener, app, stop_rx));
         tracing::info!("serving viewers on http://{addr}/");
         Ok(Self {
             addr,
@@ -255,6 +353,16 @@ impl ShareServer {
     }
 }
 
+fn new_throttle() -> GuessThrottle {
+    GuessThrottle::new(
+        MAX_FAILURES_PER_MINUTE,
+        Duration::from_secs(60),
+        SHARE_GUESS_BUDGET,
+        SHARE_GUESSES_PER_SEC,
+        Instant::now(),
+    )
+}
+
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/whep", post(post_whep).options(options_whep))
@@ -265,7 +373,66 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/api/stats", axum::routing::get(get_stats))
         .fallback(get_asset)
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_host_and_origin,
+        ))
         .with_state(state)
+}
+
+/// Refuses a foreign `Host` (421) and, on POST/DELETE/PATCH, a foreign `Origin` (403).
+async fn check_host_and_origin(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match host_or_origin_refusal(&state, &request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
+}
+
+fn host_or_origin_refusal(state: &AppState, request: &Request) -> Option<Response> {
+    let addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let header_text = |name: header::HeaderName| {
+        request
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+    };
+    let host = header_text(header::HOST).or(request.uri().authority().map(|a| a.as_str()));
+    if let Some(host) = host {
+        if !state.hosts.allows_host(host) {
+            let shown: String = host.chars().take(100).collect();
+            state.counters.whep_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(?addr, host = %shown, "refused a request for a foreign host name (DNS rebinding?)");
+            return Some(text(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "this share does not answer to the host name \"{shown}\": open it by its \
+                     address, localhost or its .local name (a protection against DNS rebinding)"
+                ),
+            ));
+        }
+    }
+    let changes_state = matches!(
+        *request.method(),
+        axum::http::Method::POST | axum::http::Method::DELETE | axum::http::Method::PATCH
+    );
+    let origin = header_text(header::ORIGIN).filter(|_| changes_state)?;
+    if state.hosts.allows_origin(origin, host) {
+        return None;
+    }
+    let shown: String = origin.chars().take(100).collect();
+    state.counters.whep_refused.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(?addr, origin = %shown, "refused a cross-origin request");
+    Some(text(
+        StatusCode::FORBIDDEN,
+        format!("cross-origin request refused: a page from \"{shown}\" may not use this share"),
+    ))
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -291,46 +458,51 @@ fn refuse(state: &AppState, addr: SocketAddr, status: StatusCode, message: &str)
     response
 }
 
-/// Checks the bearer code, with the per-address throttle. `Err` is the refusal to send.
+/// Checks the bearer code. A request without one is refused and not counted: it is no
+/// guess (and a web page can send such requests in the user's name). A request with one is
+/// a guess: the throttle is asked first, then the code is compared in constant time (see
+/// [`GuessThrottle`] for why in this order). `Err` is the refusal to send.
 fn authorize(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let ip: IpAddr = addr.ip();
-    let now = Instant::now();
-    if !state
-        .throttle
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .allowed(ip, now)
-    {
-        return Err(Box::new(refuse(
-            state,
-            addr,
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many wrong codes from this address; wait a minute",
-        )));
-    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
-    let ok = presented.is_some_and(|code| state.code.verify(code));
+    let Some(presented) = presented else {
+        state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return Err(Box::new(refuse(
+            state,
+            addr,
+            StatusCode::UNAUTHORIZED,
+            "an access code is required (Authorization: Bearer <code>)",
+        )));
+    };
+    let now = Instant::now();
     let mut throttle = state.throttle.lock().unwrap_or_else(|e| e.into_inner());
-    if ok {
-        throttle.handle_success(ip);
+    if let Err(why) = throttle.check(ip, now) {
+        drop(throttle);
+        let message = match why {
+            Refusal::Address => "too many wrong codes from this address; wait a minute",
+            Refusal::Share => "too many wrong codes on this share lately; wait a minute",
+        };
+        let mut response = refuse(state, addr, StatusCode::TOO_MANY_REQUESTS, message);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return Err(Box::new(response));
+    }
+    if state.code.verify(presented) {
+        throttle.handle_right(ip, now);
         Ok(())
     } else {
-        throttle.handle_failure(ip, now);
+        throttle.handle_wrong(ip, now);
         drop(throttle);
         state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-        let message = if presented.is_none() {
-            "an access code is required (Authorization: Bearer <code>)"
-        } else {
-            "wrong access code"
-        };
         Err(Box::new(refuse(
             state,
             addr,
             StatusCode::UNAUTHORIZED,
-            message,
+            "wrong access code",
         )))
     }
 }
@@ -353,7 +525,7 @@ async fn post_whep(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(refusal) = authorize(&state, addr, &headers) {
         return *refusal;
@@ -374,6 +546,30 @@ async fn post_whep(
             "the offer must be sent as Content-Type: application/sdp",
         );
     }
+    let body = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_OFFER_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return refuse(
+                &state,
+                addr,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the offer is larger than 64 KiB",
+            )
+        }
+        Err(_) => {
+            return refuse(
+                &state,
+                addr,
+                StatusCode::REQUEST_TIMEOUT,
+                "the offer did not arrive in time",
+            )
+        }
+    };
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
         return refuse(
             &state,
@@ -390,19 +586,15 @@ async fn post_whep(
             "the body is not an SDP offer (it must start with v=0)",
         );
     }
-    let count = state
-        .viewers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .len();
-    if count >= state.max_viewers {
+    // The slot is taken now, before any await, and given back if this viewer fails.
+    let Some(reservation) = Reservation::take(&state) else {
         return refuse(
             &state,
             addr,
             StatusCode::SERVICE_UNAVAILABLE,
             "this share has as many viewers as it allows",
         );
-    }
+    };
 
     let user_agent: String = headers
         .get(header::USER_AGENT)
@@ -454,6 +646,7 @@ async fn post_whep(
         state.identity.as_ref(),
         state.video.clone(),
         state.audio.clone(),
+        &state.keyframes,
     )
     .await
     {
@@ -497,12 +690,9 @@ async fn post_whep(
         rights: rights_tx,
         session,
     };
-    state
-        .viewers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id.clone(), entry);
+    reservation.commit(id.clone(), entry);
     tokio::spawn(watch_viewer(state.clone(), id.clone(), events));
+    tokio::spawn(expect_connection(state.clone(), id.clone()));
     tracing::info!(%addr, viewer = no, session = %id, "viewer admitted");
 
     (
@@ -514,6 +704,19 @@ async fn post_whep(
         answer,
     )
         .into_response()
+}
+
+/// Frees the slot of a viewer that got an answer but has not connected in time.
+async fn expect_connection(state: Arc<AppState>, id: String) {
+    tokio::time::sleep(CONNECT_TIMEOUT).await;
+    let connected = lock_viewers(&state).get(&id).map(|e| e.info.connected);
+    if connected == Some(false) && remove_viewer(&state, &id).await {
+        tracing::info!(
+            session = %id,
+            "viewer did not connect within {} s; its slot is free again",
+            CONNECT_TIMEOUT.as_secs()
+        );
+    }
 }
 
 async fn watch_viewer(
@@ -533,7 +736,7 @@ async fn watch_viewer(
                 {
                     e.info.connected = true;
                 }
-                state.video.request_keyframe();
+                state.keyframes.viewer().request(KeyframeReason::Join);
             }
             ViewerEvent::Interrupted => {
                 tracing::info!(session = %id, "viewer unreachable; releasing its input");
@@ -700,6 +903,7 @@ mod tests {
     const CODE: &str = "right-code-1";
 
     fn state() -> Arc<AppState> {
+        let video = VideoFanout::new(Instant::now(), Arc::new(|| {}));
         Arc::new(AppState {
             code: AccessCode::parse(CODE).unwrap(),
             ice: IceConfig {
@@ -707,13 +911,12 @@ mod tests {
                 udp_addrs: vec!["127.0.0.1:0".into()],
             },
             max_viewers: 2,
-            video: VideoFanout::new(Instant::now(), Arc::new(|| {})),
+            keyframes: KeyframeGate::new(video.clone(), KeyframePolicy::default()),
+            hosts: origin::HostPolicy::new(Some("desk")),
+            video,
             audio: None,
-            viewers: Mutex::new(HashMap::new()),
-            throttle: Mutex::new(FailureThrottle::new(
-                MAX_FAILURES_PER_MINUTE,
-                Duration::from_secs(60),
-            )),
+            viewers: Mutex::new(ViewerRegistry::default()),
+            throttle: Mutex::new(new_throttle()),
             counters: Counters::default(),
             media_stats: Arc::new(|| vec![("frames_encoded", 7)]),
             host: Arc::new(crate::session::ViewOnlyHost),
@@ -885,12 +1088,91 @@ mod tests {
             let (status, _, _) = send(&st, "POST", "/whep", &[SDP, wrong], "v=0").await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
         }
-        let (status, _, _) = send(&st, "POST", "/whep", &[SDP, AUTH], "v=0").await;
+        let (status, headers, _) = send(&st, "POST", "/whep", &[SDP, AUTH], "v=0").await;
         assert_eq!(
             status,
             StatusCode::TOO_MANY_REQUESTS,
-            "even the right code waits"
+            "from the guessing address even the right code waits (no oracle)"
         );
+        assert_eq!(headers[header::RETRY_AFTER], "60");
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_code_are_refused_but_never_counted() {
+        let st = state();
+        for _ in 0..(MAX_FAILURES_PER_MINUTE * 3) {
+            let (status, _, _) = send(&st, "POST", "/whep", &[SDP], "v=0").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            let (status, _, _) = send(
+                &st,
+                "POST",
+                "/whep",
+                &[
+                    ("content-type", "text/plain"),
+                    ("authorization", "Basic eA=="),
+                ],
+                "x",
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, _, _) = send(&st, "GET", "/api/stats", &[AUTH], Body::empty()).await;
+        assert_eq!(status, StatusCode::OK, "the owner is not locked out");
+    }
+
+    #[tokio::test]
+    async fn foreign_hosts_and_origins_are_refused() {
+        let st = state();
+        let (status, _, body) = send(
+            &st,
+            "GET",
+            "/",
+            &[("host", "evil.example:7380")],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+        assert!(body.contains("DNS rebinding"), "{body}");
+        let (status, _, _) = send(
+            &st,
+            "GET",
+            "/",
+            &[("host", "desk.local:7380")],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[
+                SDP,
+                AUTH,
+                ("host", "127.0.0.1:7380"),
+                ("origin", "http://evil.example"),
+            ],
+            "v=0",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.contains("cross-origin"), "{body}");
+        // The share's own page, and tools that send no Origin, get through.
+        for origin in [Some("http://127.0.0.1:7380"), None] {
+            let mut headers = vec![SDP, AUTH, ("host", "127.0.0.1:7380")];
+            headers.extend(origin.map(|o| ("origin", o)));
+            let (status, _, body) = send(&st, "POST", "/whep", &headers, "hello").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{origin:?}: {body}");
+        }
+        let (status, _, _) = send(
+            &st,
+            "DELETE",
+            "/whep/x",
+            &[AUTH, ("host", "127.0.0.1:7380"), ("origin", "null")],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
     }
 
     #[tokio::test]
