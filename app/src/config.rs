@@ -197,7 +197,10 @@ fn values_for(arg: &clap::Arg, value: &toml::Value) -> Result<Vec<String>, Strin
             toml::Value::Integer(i) => Ok(i.to_string()),
             toml::Value::Float(f) => Ok(f.to_string()),
             toml::Value::Boolean(b) => Ok(b.to_string()),
-            other => Err(format!("expected a string or a number, not {}", other.type_str())),
+            other => Err(format!(
+                "expected a string or a number, not {}",
+                other.type_str()
+            )),
         }
     };
     let values = match arg.get_action() {
@@ -224,7 +227,10 @@ fn values_for(arg: &clap::Arg, value: &toml::Value) -> Result<Vec<String>, Strin
     }
     let probe = Command::new("config").no_binary_name(true).arg(probe_arg);
     for v in &values {
-        if let Err(e) = probe.clone().try_get_matches_from([format!("--{long}={v}")]) {
+        if let Err(e) = probe
+            .clone()
+            .try_get_matches_from([format!("--{long}={v}")])
+        {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or_default();
             return Err(first.trim_start_matches("error: ").to_owned());
@@ -297,7 +303,10 @@ mod tests {
     fn the_command_line_beats_the_file_which_beats_the_built_in_default() {
         let cmd = apply(cli(), &table("[share]\nfps = 60\n"), "").unwrap();
         assert_eq!(share(cmd.clone(), &[]).get_one::<u32>("fps"), Some(&60));
-        assert_eq!(share(cmd, &["--fps", "15"]).get_one::<u32>("fps"), Some(&15));
+        assert_eq!(
+            share(cmd, &["--fps", "15"]).get_one::<u32>("fps"),
+            Some(&15)
+        );
         assert_eq!(share(cli(), &[]).get_one::<u32>("fps"), Some(&30));
         // Options the file does not name keep their defaults.
         let cmd = apply(cli(), &table("[share]\nfps = 60\n"), "").unwrap();
@@ -368,7 +377,10 @@ mod tests {
         assert!(e.starts_with(&broken.display().to_string()), "{e}");
         let ok = dir.join("ok.toml");
         std::fs::write(&ok, "[share]\nfps = 10\n").unwrap();
-        assert_eq!(load(&ok).unwrap().unwrap()["share"]["fps"].as_integer(), Some(10));
+        assert_eq!(
+            load(&ok).unwrap().unwrap()["share"]["fps"].as_integer(),
+            Some(10)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -83,7 +83,7 @@ fn man_pages(cmd: Command, dir: &Path, date: &str) -> anyhow::Result<()> {
                 roff.control("fi", None::<&str>);
             } else {
                 roff.control("PP", None::<&str>);
-                roff.text([roman(&p.replace('\n', " "))]);
+                roff.text([roman(p.replace('\n', " "))]);
             }
         }
     }
@@ -93,7 +93,7 @@ fn man_pages(cmd: Command, dir: &Path, date: &str) -> anyhow::Result<()> {
         .filter(|s| !s.is_hide_set())
         .map(|s| format!("porthole-{}(1)", s.get_name()))
         .collect();
-    roff.text([roman(&see_also.join(", "))]);
+    roff.text([roman(see_also.join(", "))]);
     roff.to_writer(&mut page)?;
     man.render_version_section(&mut page)?;
     write(man.get_filename(), page)
@@ -138,7 +138,11 @@ mod tests {
     #[test]
     fn completions_leave_out_hidden_commands() {
         let cmd = Command::new("porthole")
-            .arg(clap::Arg::new("share").long("share").action(clap::ArgAction::SetTrue))
+            .arg(
+                clap::Arg::new("share")
+                    .long("share")
+                    .action(clap::ArgAction::SetTrue),
+            )
             .subcommand(Command::new("share").arg(clap::Arg::new("fps").long("fps")))
             .subcommand(Command::new("generate").hide(true));
         let mut shown = without_hidden_commands(&cmd);

@@ -613,7 +613,12 @@ mod console {
     pub enum Command {
         List,
         Kick(u64),
-        Rights { no: u64, grant: bool, control: bool, clipboard: bool },
+        Rights {
+            no: u64,
+            grant: bool,
+            control: bool,
+            clipboard: bool,
+        },
         Help,
     }
 
@@ -715,8 +720,11 @@ mod console {
         pub fn expire(&mut self) {
             let front_gone = self.waiting.front().is_some_and(|(_, tx)| tx.is_closed());
             if let Some((v, _)) = self.waiting.front().filter(|_| front_gone) {
-                say(&format!("
-Viewer {} stopped waiting.", v.no));
+                say(&format!(
+                    "
+Viewer {} stopped waiting.",
+                    v.no
+                ));
             }
             self.waiting.retain(|(_, tx)| !tx.is_closed());
             if front_gone {
@@ -835,7 +843,9 @@ Viewer {} stopped waiting.", v.no));
                 })
             );
             assert!(parse("kick").unwrap_err().contains("which viewer"));
-            assert!(parse("revoke 2 mouse").unwrap_err().contains("control|clipboard|all"));
+            assert!(parse("revoke 2 mouse")
+                .unwrap_err()
+                .contains("control|clipboard|all"));
             assert!(parse("reboot").unwrap_err().contains("unknown command"));
         }
 

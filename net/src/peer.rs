@@ -453,6 +453,8 @@ impl Viewer {
         }
     }
 
+    // One viewer's whole set-up: what it watches, its path and its keyframe budget.
+    #[allow(clippy::too_many_arguments)]
     async fn negotiate(
         pc: &Arc<dyn PeerConnection>,
         offer: RTCSessionDescription,

@@ -57,7 +57,7 @@ impl HostPolicy {
 
     fn allows_name(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        name.parse::<IpAddr>().is_ok() || self.names.iter().any(|n| *n == name)
+        name.parse::<IpAddr>().is_ok() || self.names.contains(&name)
     }
 
     /// Whether a state-changing request with this `Origin` (and this `Host`) is served.
