@@ -41,7 +41,14 @@ impl ClipContent {
 /// A PNG's width and height, from its header alone (signature, then the IHDR chunk).
 pub fn png_size(png_bytes: &[u8]) -> Result<(u32, u32), String> {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-    let be = |at: usize| u32::from_be_bytes([png_bytes[at], png_bytes[at + 1], png_bytes[at + 2], png_bytes[at + 3]]);
+    let be = |at: usize| {
+        u32::from_be_bytes([
+            png_bytes[at],
+            png_bytes[at + 1],
+            png_bytes[at + 2],
+            png_bytes[at + 3],
+        ])
+    };
     if png_bytes.len() < 24 || &png_bytes[..8] != SIGNATURE || &png_bytes[12..16] != b"IHDR" {
         return Err("not a PNG".into());
     }
@@ -322,7 +329,10 @@ mod tests {
         assert!(png.len() < 400_000, "{} bytes", png.len());
         assert_eq!(png_size(&png), Ok((8000, 8000)));
         let err = check_png(&png).unwrap_err();
-        assert!(err.contains("8000x8000") && err.contains("244 MiB"), "{err}");
+        assert!(
+            err.contains("8000x8000") && err.contains("244 MiB"),
+            "{err}"
+        );
         assert!(png_to_rgba(&png).is_err());
         // A 4K screenshot is fine.
         let (w, h) = (3840, 2160);

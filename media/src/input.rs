@@ -388,10 +388,7 @@ fn run(shared: &Shared, enigo: &mut Enigo, monitor: MonitorRect) {
                 if let Some(next) = queue.pop() {
                     break Some(next);
                 }
-                queue = shared
-                    .wake
-                    .wait(queue)
-                    .unwrap_or_else(|e| e.into_inner());
+                queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
             }
         };
         let Some((source, generation, event)) = next else {
@@ -413,9 +410,9 @@ fn run(shared: &Shared, enigo: &mut Enigo, monitor: MonitorRect) {
         }
         let state = held.entry(source).or_default();
         let result = match event {
-            InputEvent::Text(text) => type_text(enigo, &text, || {
-                shared.is_current(source, generation)
-            }),
+            InputEvent::Text(text) => {
+                type_text(enigo, &text, || shared.is_current(source, generation))
+            }
             event => apply(enigo, monitor, state, event),
         };
         match result {
@@ -581,7 +578,10 @@ mod tests {
         assert!(q.push(1, InputEvent::ReleaseAll));
         assert_eq!(q.len(), 2, "viewer 1: one ReleaseAll; viewer 2: its key");
         // Served in turn.
-        assert_eq!(q.pop().map(|e| (e.0, e.2)), Some((1, InputEvent::ReleaseAll)));
+        assert_eq!(
+            q.pop().map(|e| (e.0, e.2)),
+            Some((1, InputEvent::ReleaseAll))
+        );
         assert_eq!(q.pop().map(|e| (e.0, e.2)), Some((2, key("KeyB", true))));
         assert_eq!(q.pop(), None);
     }
@@ -622,15 +622,15 @@ mod tests {
         assert_eq!(source, 7);
         assert!(q.is_current(7, generation));
         q.end(7);
-        assert!(!q.is_current(7, generation), "taken before the end: not injected");
+        assert!(
+            !q.is_current(7, generation),
+            "taken before the end: not injected"
+        );
         assert_eq!(q.refused(), 99);
         // What is left for 7: only the release; 8 is untouched.
         let rest: Vec<(u64, InputEvent)> =
             std::iter::from_fn(|| q.pop().map(|e| (e.0, e.2))).collect();
-        assert_eq!(
-            rest,
-            [(8, key("KeyZ", true)), (7, InputEvent::ReleaseAll)]
-        );
+        assert_eq!(rest, [(8, key("KeyZ", true)), (7, InputEvent::ReleaseAll)]);
         // An ended viewer is forgotten once released; if it comes back (control granted
         // again) it starts afresh, and the stale generation stays stale.
         assert!(q.is_empty());

@@ -8,9 +8,7 @@ use media::capture::monitor_rect;
 use media::input::{Injector, InputEvent, QUEUE_CHARS};
 use media::xvfb::Xvfb;
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{
-    ConnectionExt, CreateWindowAux, EventMask, InputFocus, WindowClass,
-};
+use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, EventMask, InputFocus, WindowClass};
 use x11rb::protocol::Event;
 use x11rb::wrapper::ConnectionExt as _;
 
@@ -83,7 +81,11 @@ fn ending_a_viewer_drops_its_queued_input_on_a_real_display() {
     for _ in 0..20 {
         accepted += usize::from(inj.send(1, text.clone()));
     }
-    assert_eq!(accepted, QUEUE_CHARS / 1024, "the queue takes {QUEUE_CHARS} characters");
+    assert_eq!(
+        accepted,
+        QUEUE_CHARS / 1024,
+        "the queue takes {QUEUE_CHARS} characters"
+    );
     assert!(inj.refused() >= 20 - accepted as u64);
     let typed = keys.settle(Duration::from_millis(1500));
     assert_eq!(typed, accepted * 1024, "everything accepted is typed");
