@@ -199,11 +199,15 @@ async function soft(t, failures, what, fn) {
   }
 }
 
-/** A saved screenshot for the record: artifacts/screenshots/NAME (and docs/screenshots/NAME). */
+/**
+ * A saved screenshot for the record: artifacts/screenshots/NAME; README shots are copied to
+ * docs/screenshots/NAME only with PORTHOLE_UPDATE_DOCS_SCREENSHOTS=1 (a test run leaves
+ * tracked files alone).
+ */
 function saveShot(name, img, { docs = false } = {}) {
   const file = path.join(ARTIFACTS, name);
   writePngFile(file, img);
-  if (docs) {
+  if (docs && process.env.PORTHOLE_UPDATE_DOCS_SCREENSHOTS === '1') {
     mkdirSync(DOCS_SHOTS, { recursive: true });
     copyFileSync(file, path.join(DOCS_SHOTS, name));
   }
