@@ -136,76 +136,6 @@ fn pick_device(source: &AudioSource) -> Result<cpal::Device, AudioError> {
     }
 }
 
-/// Downmixes or upmixes interleaved `channels`-channel samples to stereo.
-pub fn to_stereo(input: &[f32], channels: usize, out: &mut Vec<f32>) {
-    match channels {
-        0 => {}
-        1 => out.extend(input.iter().flat_map(|&s| [s, s])),
-        2 => out.extend_from_slice(input),
-        n => {
-            // Front left/right; other channels folded in at -3 dB.
-            for frame in input.chunks_exact(n) {
-                let rest: f32 = frame[2..].iter().sum::<f32>() * std::f32::consts::FRAC_1_SQRT_2
-                    / (n - 2) as f32;
-                out.push((frame[0] + rest).clamp(-1.0, 1.0));
-                out.push((frame[1] + rest).clamp(-1.0, 1.0));
-            }
-        }
-    }
-}
-
-/// A streaming linear-interpolation resampler for interleaved stereo.
-pub struct Resampler {
-    from: u32,
-    to: u32,
-    /// Position of the next output sample, in input frames, relative to `prev`.
-    pos: f64,
-    prev: [f32; 2],
-}
-
-impl Resampler {
-    pub fn new(from: u32, to: u32) -> Self {
-        Self {
-            from,
-            to,
-            pos: 0.0,
-            prev: [0.0; 2],
-        }
-    }
-
-    /// Resamples `input` (stereo, interleaved) and appends to `out`.
-    pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) {
-        if self.from == self.to {
-            out.extend_from_slice(input);
-            return;
-        }
-        let step = f64::from(self.from) / f64::from(self.to);
-        let frames = input.len() / 2;
-        // Frame i of the virtual stream [prev, input...] is prev for i=0, input[i-1] after.
-        let at = |i: usize, c: usize| {
-            if i == 0 {
-                self.prev[c]
-            } else {
-                input[(i - 1) * 2 + c]
-            }
-        };
-        while self.pos < frames as f64 {
-            let i = self.pos.floor() as usize;
-            let frac = (self.pos - i as f64) as f32;
-            for c in 0..2 {
-                let a = at(i, c);
-                let b = at(i + 1, c);
-                out.push(a + (b - a) * frac);
-            }
-            self.pos += step;
-        }
-        self.pos -= frames as f64;
-        if frames > 0 {
-            self.prev = [input[(frames - 1) * 2], input[(frames - 1) * 2 + 1]];
-        }
-    }
-}
-
 /// Opus for live sharing: 48 kHz stereo, 10 ms frames, FEC, DTX.
 pub struct OpusEncoder {
     inner: opus::Encoder,
@@ -549,36 +479,6 @@ mod tests {
 
     fn rms(stereo: &[f32]) -> f32 {
         (stereo.iter().map(|s| s * s).sum::<f32>() / stereo.len() as f32).sqrt()
-    }
-
-    #[test]
-    fn mono_and_surround_become_stereo() {
-        let mut out = Vec::new();
-        to_stereo(&[0.1, 0.2], 1, &mut out);
-        assert_eq!(out, vec![0.1, 0.1, 0.2, 0.2]);
-        out.clear();
-        // 5.1: L R C LFE Ls Rs
-        to_stereo(&[0.5, -0.5, 0.0, 0.0, 0.0, 0.0], 6, &mut out);
-        assert_eq!(out, vec![0.5, -0.5]);
-        out.clear();
-        to_stereo(&[0.0, 0.0, 0.4, 0.4], 4, &mut out);
-        assert!((out[0] - 0.4 * std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
-    }
-
-    #[test]
-    fn resampling_keeps_frequency_and_length() {
-        let input = sine(440.0, 44_100, 1.0, 0.5);
-        let mut r = Resampler::new(44_100, RATE);
-        let mut out = Vec::new();
-        // In uneven pieces, as a device delivers them.
-        for chunk in input.chunks(2 * 441 + 2) {
-            r.process(chunk, &mut out);
-        }
-        let frames = out.len() / 2;
-        assert!((frames as i64 - 48_000).abs() <= 2, "{frames} frames");
-        let f = frequency(&out, RATE);
-        assert!((f - 440.0).abs() < 2.0, "{f} Hz");
-        assert!((rms(&out) - 0.5 / 2f32.sqrt()).abs() < 0.01);
     }
 
     #[test]

@@ -27,33 +27,8 @@ pub enum CaptureError {
     },
 }
 
-/// A monitor of the X screen, as RandR reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MonitorInfo {
-    pub index: usize,
-    pub width: usize,
-    pub height: usize,
-}
-
 fn display_name() -> String {
     std::env::var("DISPLAY").unwrap_or_else(|_| "(unset $DISPLAY)".into())
-}
-
-/// Lists the monitors of the X display in `$DISPLAY`.
-pub fn monitors() -> Result<Vec<MonitorInfo>, CaptureError> {
-    let all = scrap::Display::all().map_err(|source| CaptureError::Connect {
-        display: display_name(),
-        source,
-    })?;
-    Ok(all
-        .iter()
-        .enumerate()
-        .map(|(index, d)| MonitorInfo {
-            index,
-            width: d.width(),
-            height: d.height(),
-        })
-        .collect())
 }
 
 /// Captures one monitor of the X display in `$DISPLAY`.

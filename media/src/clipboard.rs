@@ -19,6 +19,38 @@ use x11rb::protocol::xproto::ConnectionExt as _;
 /// 4K screenshot (3840×2160, 31.6 MiB) fits.
 pub const MAX_IMAGE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Why a clipboard picture was refused or could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error("not a PNG")]
+    NotPng,
+    #[error(
+        "image too large: {width}x{height} would take {} MiB decoded (at most {} MiB)",
+        (u64::from(*width) * u64::from(*height) * 4) >> 20,
+        MAX_IMAGE_BYTES >> 20
+    )]
+    TooLarge { width: u32, height: u32 },
+    #[error("broken PNG: {0}")]
+    Broken(String),
+    #[error("cannot encode the picture as PNG: {0}")]
+    Encode(String),
+}
+
+/// Why the host clipboard could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipboardError {
+    #[error("cannot open the clipboard: {0}")]
+    Open(#[from] arboard::Error),
+    #[error("X11 clipboard: {0}")]
+    X11(String),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+fn x11(e: impl std::fmt::Display) -> ClipboardError {
+    ClipboardError::X11(e.to_string())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClipContent {
     Text(String),
@@ -39,7 +71,7 @@ impl ClipContent {
 }
 
 /// A PNG's width and height, from its header alone (signature, then the IHDR chunk).
-pub fn png_size(png_bytes: &[u8]) -> Result<(u32, u32), String> {
+pub fn png_size(png_bytes: &[u8]) -> Result<(u32, u32), ImageError> {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
     let be = |at: usize| {
         u32::from_be_bytes([
@@ -50,28 +82,26 @@ pub fn png_size(png_bytes: &[u8]) -> Result<(u32, u32), String> {
         ])
     };
     if png_bytes.len() < 24 || &png_bytes[..8] != SIGNATURE || &png_bytes[12..16] != b"IHDR" {
-        return Err("not a PNG".into());
+        return Err(ImageError::NotPng);
     }
     Ok((be(16), be(20)))
 }
 
 /// Checks a PNG's decoded size against [`MAX_IMAGE_BYTES`] before anything decodes it.
-pub fn check_png(png_bytes: &[u8]) -> Result<(u32, u32), String> {
+pub fn check_png(png_bytes: &[u8]) -> Result<(u32, u32), ImageError> {
     let (w, h) = png_size(png_bytes)?;
-    let decoded = u64::from(w) * u64::from(h) * 4;
-    if decoded > MAX_IMAGE_BYTES {
-        return Err(format!(
-            "image too large: {w}x{h} would take {} MiB decoded (at most {} MiB)",
-            decoded >> 20,
-            MAX_IMAGE_BYTES >> 20
-        ));
+    if u64::from(w) * u64::from(h) * 4 > MAX_IMAGE_BYTES {
+        return Err(ImageError::TooLarge {
+            width: w,
+            height: h,
+        });
     }
     Ok((w, h))
 }
 
 /// Decodes a PNG into 8-bit RGBA; refuses one larger than [`MAX_IMAGE_BYTES`] decoded
 /// before decoding it.
-pub fn png_to_rgba(png_bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
+pub fn png_to_rgba(png_bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), ImageError> {
     check_png(png_bytes)?;
     // The decoder's own allocation cap as well: 16-bit channels decode to twice the size.
     let limits = png::Limits {
@@ -79,18 +109,24 @@ pub fn png_to_rgba(png_bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
     };
     let mut decoder = png::Decoder::new_with_limits(std::io::Cursor::new(png_bytes), limits);
     decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(|e| format!("not a PNG: {e}"))?;
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| ImageError::Broken(e.to_string()))?;
     let (w, h) = {
         let info = reader.info();
         (info.width, info.height)
     };
+    let too_large = ImageError::TooLarge {
+        width: w,
+        height: h,
+    };
     if u64::from(w) * u64::from(h) * 4 > MAX_IMAGE_BYTES {
-        return Err(format!("image too large: {w}x{h}"));
+        return Err(too_large);
     }
-    let mut buf = vec![0; reader.output_buffer_size().ok_or("image too large")?];
+    let mut buf = vec![0; reader.output_buffer_size().ok_or(too_large)?];
     let frame = reader
         .next_frame(&mut buf)
-        .map_err(|e| format!("broken PNG: {e}"))?;
+        .map_err(|e| ImageError::Broken(e.to_string()))?;
     let data = &buf[..frame.buffer_size()];
     let rgba = match frame.color_type {
         png::ColorType::Rgba => data.to_vec(),
@@ -103,20 +139,23 @@ pub fn png_to_rgba(png_bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
             .chunks_exact(2)
             .flat_map(|p| [p[0], p[0], p[0], p[1]])
             .collect(),
-        png::ColorType::Indexed => return Err("indexed PNG was not expanded".into()),
+        png::ColorType::Indexed => {
+            return Err(ImageError::Broken("indexed PNG was not expanded".into()))
+        }
     };
     Ok((w, h, rgba))
 }
 
 /// Encodes 8-bit RGBA as PNG.
-pub fn rgba_to_png(width: u32, height: u32, rgba: &[u8]) -> Result<Vec<u8>, String> {
+pub fn rgba_to_png(width: u32, height: u32, rgba: &[u8]) -> Result<Vec<u8>, ImageError> {
+    let encode = |e: png::EncodingError| ImageError::Encode(e.to_string());
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(rgba).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
+    let mut writer = encoder.write_header().map_err(encode)?;
+    writer.write_image_data(rgba).map_err(encode)?;
+    writer.finish().map_err(encode)?;
     Ok(out)
 }
 
@@ -137,27 +176,26 @@ impl HostClipboard {
     pub fn start(
         display: Option<String>,
         mut on_change: impl FnMut(Arc<ClipContent>) + Send + 'static,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClipboardError> {
         let (tx, rx) = mpsc::channel::<Command>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ClipboardError>>();
         let current: Arc<Mutex<Option<Arc<ClipContent>>>> = Arc::default();
         let shared = current.clone();
         let thread = std::thread::Builder::new()
             .name("porthole-clipboard".into())
             .spawn(move || {
-                let setup = || -> Result<_, String> {
-                    let clipboard = arboard::Clipboard::new().map_err(|e| e.to_string())?;
-                    let (conn, screen) =
-                        x11rb::connect(display.as_deref()).map_err(|e| e.to_string())?;
+                let setup = || -> Result<_, ClipboardError> {
+                    let clipboard = arboard::Clipboard::new()?;
+                    let (conn, screen) = x11rb::connect(display.as_deref()).map_err(x11)?;
                     conn.xfixes_query_version(5, 0)
-                        .map_err(|e| e.to_string())?
+                        .map_err(x11)?
                         .reply()
-                        .map_err(|e| format!("XFixes is not available: {e}"))?;
+                        .map_err(|e| x11(format!("XFixes is not available: {e}")))?;
                     let atom = conn
                         .intern_atom(false, b"CLIPBOARD")
-                        .map_err(|e| e.to_string())?
+                        .map_err(x11)?
                         .reply()
-                        .map_err(|e| e.to_string())?
+                        .map_err(x11)?
                         .atom;
                     let root = conn.setup().roots[screen].root;
                     conn.xfixes_select_selection_input(
@@ -167,8 +205,8 @@ impl HostClipboard {
                             | SelectionEventMask::SELECTION_WINDOW_DESTROY
                             | SelectionEventMask::SELECTION_CLIENT_CLOSE,
                     )
-                    .map_err(|e| e.to_string())?;
-                    conn.flush().map_err(|e| e.to_string())?;
+                    .map_err(x11)?;
+                    conn.flush().map_err(x11)?;
                     Ok((clipboard, conn))
                 };
                 let (mut clipboard, conn) = match setup() {
@@ -219,7 +257,7 @@ impl HostClipboard {
                     on_change(content);
                 }
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| x11(format!("cannot start the clipboard thread: {e}")))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Self {
                 tx: Some(tx),
@@ -227,7 +265,7 @@ impl HostClipboard {
                 thread: Some(thread),
             }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err("clipboard thread ended".into()),
+            Err(_) => Err(x11("the clipboard thread ended")),
         }
     }
 
@@ -270,9 +308,9 @@ fn read(clipboard: &mut arboard::Clipboard) -> Option<ClipContent> {
     }
 }
 
-fn write(clipboard: &mut arboard::Clipboard, content: &ClipContent) -> Result<(), String> {
+fn write(clipboard: &mut arboard::Clipboard, content: &ClipContent) -> Result<(), ClipboardError> {
     match content {
-        ClipContent::Text(text) => clipboard.set_text(text.clone()).map_err(|e| e.to_string()),
+        ClipContent::Text(text) => Ok(clipboard.set_text(text.clone())?),
         ClipContent::Png(bytes) => {
             let (w, h, rgba) = png_to_rgba(bytes)?;
             clipboard
@@ -281,7 +319,7 @@ fn write(clipboard: &mut arboard::Clipboard, content: &ClipContent) -> Result<()
                     height: h as usize,
                     bytes: rgba.into(),
                 })
-                .map_err(|e| e.to_string())
+                .map_err(ClipboardError::from)
         }
     }
 }
@@ -300,9 +338,14 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_png() {
-        assert!(png_to_rgba(b"hello").is_err());
-        assert!(png_to_rgba(&[]).is_err());
-        assert!(png_size(&[0x89, b'P', b'N', b'G']).is_err());
+        assert_eq!(png_to_rgba(b"hello"), Err(ImageError::NotPng));
+        assert_eq!(png_to_rgba(&[]), Err(ImageError::NotPng));
+        assert_eq!(png_size(&[0x89, b'P', b'N', b'G']), Err(ImageError::NotPng));
+        // A PNG header over a broken body.
+        let mut png = rgba_to_png(4, 4, &[7; 64]).unwrap();
+        let n = png.len();
+        png.truncate(n - 20);
+        assert!(matches!(png_to_rgba(&png), Err(ImageError::Broken(_))));
     }
 
     /// A grey PNG of `w`×`h` zero pixels: tiny compressed, huge decoded.
@@ -329,11 +372,19 @@ mod tests {
         assert!(png.len() < 400_000, "{} bytes", png.len());
         assert_eq!(png_size(&png), Ok((8000, 8000)));
         let err = check_png(&png).unwrap_err();
-        assert!(
-            err.contains("8000x8000") && err.contains("244 MiB"),
-            "{err}"
+        assert_eq!(
+            err,
+            ImageError::TooLarge {
+                width: 8000,
+                height: 8000
+            }
         );
-        assert!(png_to_rgba(&png).is_err());
+        let text = err.to_string();
+        assert!(
+            text.contains("8000x8000") && text.contains("244 MiB"),
+            "{text}"
+        );
+        assert_eq!(png_to_rgba(&png), Err(err));
         // A 4K screenshot is fine.
         let (w, h) = (3840, 2160);
         let ok = bomb(w, h);
@@ -342,6 +393,12 @@ mod tests {
         assert_eq!((dw, dh, rgba.len()), (w, h, (w * h * 4) as usize));
         // One pixel row more than the cap allows is not.
         let over = (MAX_IMAGE_BYTES / 4 / 4096 + 1) as u32;
-        assert!(check_png(&bomb(4096, over)).is_err());
+        assert_eq!(
+            check_png(&bomb(4096, over)),
+            Err(ImageError::TooLarge {
+                width: 4096,
+                height: over
+            })
+        );
     }
 }

@@ -11,6 +11,17 @@ use x11rb::protocol::xfixes::ConnectionExt as _;
 
 use crate::capture::MonitorRect;
 
+/// Why the pointer cannot be watched (the viewers then draw no host cursor).
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    #[error("cannot connect to the X display: {0}")]
+    Connect(#[from] x11rb::errors::ConnectError),
+    #[error("XFixes is not available: {0}")]
+    NoXFixes(String),
+    #[error("cannot start the cursor thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CursorEvent {
     /// Normalised to the monitor (0..=65535); `visible` is false when outside it.
@@ -64,12 +75,13 @@ impl CursorWatcher {
         monitor: MonitorRect,
         hz: u32,
         mut report: impl FnMut(CursorEvent) + Send + 'static,
-    ) -> Result<Self, String> {
-        let (conn, _) = x11rb::connect(display.as_deref()).map_err(|e| e.to_string())?;
+    ) -> Result<Self, CursorError> {
+        let (conn, _) = x11rb::connect(display.as_deref())?;
+        let no_xfixes = |e: &dyn std::fmt::Display| CursorError::NoXFixes(e.to_string());
         conn.xfixes_query_version(5, 0)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| no_xfixes(&e))?
             .reply()
-            .map_err(|e| format!("XFixes is not available: {e}"))?;
+            .map_err(|e| no_xfixes(&e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let period = Duration::from_secs_f64(1.0 / f64::from(hz.max(1)));
@@ -79,11 +91,8 @@ impl CursorWatcher {
                 let mut last_serial = None;
                 let mut last_pos = None;
                 while !stopped.load(Ordering::Relaxed) {
-                    let Ok(reply) = conn
-                        .xfixes_get_cursor_image()
-                        .map_err(|e| e.to_string())
-                        .and_then(|c| c.reply().map_err(|e| e.to_string()))
-                    else {
+                    let reply = conn.xfixes_get_cursor_image().map(|c| c.reply());
+                    let Ok(Ok(reply)) = reply else {
                         tracing::debug!("cursor image unavailable; cursor watch stops");
                         return;
                     };
@@ -115,8 +124,7 @@ impl CursorWatcher {
                     }
                     std::thread::sleep(period);
                 }
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
         Ok(Self {
             stop,
             thread: Some(thread),

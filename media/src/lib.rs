@@ -31,7 +31,4 @@ pub struct EncodedFrame {
     pub capture_time: Instant,
     /// True for an IDR frame (decodable on its own).
     pub keyframe: bool,
-    /// Picture size in pixels.
-    pub width: u32,
-    pub height: u32,
 }

@@ -468,8 +468,6 @@ fn encode_loop(
             data: encoded.data,
             capture_time,
             keyframe: encoded.keyframe,
-            width: picture.width as u32,
-            height: picture.height as u32,
         });
     }
 }

@@ -81,10 +81,12 @@ fn ending_a_viewer_drops_its_queued_input_on_a_real_display() {
     for _ in 0..20 {
         accepted += usize::from(inj.send(1, text.clone()));
     }
-    assert_eq!(
-        accepted,
-        QUEUE_CHARS / 1024,
-        "the queue takes {QUEUE_CHARS} characters"
+    // The injector may already have taken the first text off the queue to type it (it
+    // types for far longer than the 20 sends take), so one more may fit.
+    let queued = QUEUE_CHARS / 1024;
+    assert!(
+        (queued..=queued + 1).contains(&accepted),
+        "the queue takes {QUEUE_CHARS} characters (plus the text being typed): {accepted} of 20 accepted"
     );
     assert!(inj.refused() >= 20 - accepted as u64);
     let typed = keys.settle(Duration::from_millis(1500));

@@ -288,11 +288,6 @@ impl Announcer {
         tracing::info!(name = %a.name, port = a.port, "announced on the LAN (mDNS)");
         Ok(Self { daemon, fullname })
     }
-
-    /// Withdraws the announcement and waits briefly for the goodbye to go out.
-    pub fn stop(self) {
-        // Drop does the work.
-    }
 }
 
 impl Drop for Announcer {

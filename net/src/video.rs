@@ -34,9 +34,6 @@ pub struct VideoSample {
     pub keyframe: bool,
 }
 
-/// Audio and video samples are the same shape.
-pub type MediaSample = VideoSample;
-
 enum Payloading {
     /// RFC 6184: FU-A fragments, STAP-A for parameter sets.
     H264(Mutex<H264Payloader>),
@@ -293,10 +290,6 @@ impl RtpStamper {
     /// Units were lost before reaching this viewer: hold until the next keyframe.
     pub fn lost_units(&mut self) {
         self.waiting_for_keyframe = true;
-    }
-
-    pub fn is_waiting_for_keyframe(&self) -> bool {
-        self.waiting_for_keyframe
     }
 
     /// The RTP packets of `unit` for this viewer.

@@ -96,12 +96,13 @@ test('a click on the video moves the host pointer and clicks there', { timeout: 
       return { pointer: d(c.pointer), input: d(c.input), clipboard: d(c.clipboard) };
     });
     t.diagnostic(`channels: ${JSON.stringify(ch)}`);
-    if (ch.pointer && typeof ch.pointer === 'object' && 'ordered' in ch.pointer) {
-      assert.deepEqual({ ordered: ch.pointer.ordered, maxRetransmits: ch.pointer.maxRetransmits },
-        { ordered: false, maxRetransmits: 0 }, 'the pointer channel is unordered with no retransmits');
-      assert.equal(ch.input.ordered, true, 'the input channel is ordered');
-      assert.equal(ch.input.maxRetransmits, null, 'the input channel is reliable');
-    }
+    // The page exposes its RTCDataChannels: an absent or non-channel value fails here.
+    assert.equal(ch.pointer?.label, 'pointer', 'window.porthole.channels.pointer is the pointer RTCDataChannel');
+    assert.equal(ch.input?.label, 'input', 'window.porthole.channels.input is the input RTCDataChannel');
+    assert.deepEqual({ ordered: ch.pointer.ordered, maxRetransmits: ch.pointer.maxRetransmits },
+      { ordered: false, maxRetransmits: 0 }, 'the pointer channel is unordered with no retransmits');
+    assert.equal(ch.input.ordered, true, 'the input channel is ordered');
+    assert.equal(ch.input.maxRetransmits, null, 'the input channel is reliable');
 
     const before = await share.stats();
     assert.equal(counter(before, 'input_injected'), 0, 'nothing injected before any input');
