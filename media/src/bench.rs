@@ -376,7 +376,7 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "video {}x{}, H.264 {} kbit/s at {} fps (openh264, screen content, no B-frames)",
+            "video {}x{}, H.264 {} kbit/s at {} fps (openh264 real-time, no B-frames)",
             self.width, self.height, self.encoder.bitrate_kbps, self.encoder.fps
         )?;
         writeln!(

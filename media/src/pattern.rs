@@ -368,7 +368,9 @@ impl ClockPainter {
             motion,
             step: 0,
         };
-        painter.draw_busy_picture(busy_h)?;
+        if motion.height > 0 {
+            painter.draw_busy_picture(busy_h)?;
+        }
         painter.fill_rect(
             painter.root,
             0x3c3c3c,
@@ -422,6 +424,9 @@ impl ClockPainter {
         let band_h = (height / bands.len() as u16).max(1);
         for (i, colour) in bands.iter().enumerate() {
             let y = i as u16 * band_h;
+            if y >= height {
+                break; // fewer rows than bands
+            }
             let h = if i + 1 == bands.len() {
                 height - y
             } else {
