@@ -2,7 +2,7 @@
 //! real X display with real content, and printed as figures (never asserted).
 //!
 //! Scenes, each for a fixed time at the share's frame rate:
-//! - `static`: nothing changes; every tick is a grab and a compare with the last frame
+//! - `static`: nothing changes; every tick asks X DAMAGE what changed and gets nothing
 //!   (the cost of an idle share).
 //! - `strip`: the test pattern's moving bar (about 1/8 of the screen changes per frame,
 //!   like typing or a cursor-sized update).
@@ -10,9 +10,10 @@
 //!   rectangles (like scrolling a page of text: the worst case for the encoder).
 //! - `keyframe`: IDRs of the busy picture (what a joining viewer or a PLI costs).
 //!
-//! Per frame: grab (scrap, shared memory), compare with the previous frame, copy out,
-//! BGRX → I420, H.264 encode, and what a native viewer does with it: decode and convert to
-//! RGBA. The scene's CPU time is this process's (user + system, all threads) over the
+//! Per frame, the share's own capture path ([`DamageCapturer`]): the damaged rows from X
+//! DAMAGE, grabbing them (MIT-SHM), BGRX → I420 of those rows, the snapshot handed to the
+//! encoder (copy), H.264 encode, and what a native viewer does with it: decode and convert
+//! to RGBA. The scene's CPU time is this process's (user + system, all threads) over the
 //! scene's wall time; the X server's drawing is not counted. Opus: 10 ms stereo frames of a
 //! tone, encoded back to back.
 
@@ -20,10 +21,10 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::audio::{OpusEncoder, CHANNELS, FRAME_SAMPLES, RATE};
-use crate::capture::{CaptureError, ScreenCapturer};
-use crate::convert::Converter;
+use crate::capture::CaptureError;
 use crate::encoder::{EncodeError, EncoderSettings, H264Encoder};
 use crate::pattern::{Painter, PatternError, PALETTES};
+use crate::x11grab::DamageCapturer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -40,8 +41,8 @@ pub enum BenchError {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
-    /// X display to draw on and capture (e.g. ":99"; `None` = `$DISPLAY`, which scrap
-    /// always reads: set it before calling).
+    /// X display to draw on and capture (e.g. ":99"; `None` = `$DISPLAY`, which the
+    /// capture always reads: set it before calling).
     pub display: Option<String>,
     pub monitor: usize,
     pub encoder: EncoderSettings,
@@ -102,8 +103,9 @@ pub struct SceneReport {
     pub name: &'static str,
     pub ticks: usize,
     pub changed: usize,
+    /// Asking X DAMAGE which rows changed.
+    pub damage: Samples,
     pub grab: Samples,
-    pub compare: Samples,
     pub copy: Samples,
     pub convert: Samples,
     pub encode: Samples,
@@ -131,11 +133,11 @@ impl SceneReport {
         100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
     }
 
-    /// Sender cost of a changed frame: grab + compare + copy + convert + encode (medians).
+    /// Sender cost of a changed frame: damage + grab + convert + copy + encode (medians).
     pub fn sender_p50(&self) -> Duration {
         [
+            &self.damage,
             &self.grab,
-            &self.compare,
             &self.copy,
             &self.convert,
             &self.encode,
@@ -195,11 +197,9 @@ enum Scene {
 struct Bench {
     config: BenchConfig,
     painter: Painter,
-    capturer: ScreenCapturer,
-    converter: Converter,
+    capturer: DamageCapturer,
     encoder: H264Encoder,
     decoder: openh264::decoder::Decoder,
-    previous: Vec<u8>,
     rgba: Vec<u8>,
     step: u32,
 }
@@ -228,7 +228,6 @@ impl Bench {
             ..Default::default()
         };
         let period = Duration::from_secs_f64(1.0 / f64::from(self.config.encoder.fps.max(1)));
-        let (width, height) = (self.capturer.width(), self.capturer.height());
         let cpu0 = process_cpu_time();
         let start = Instant::now();
         let mut next = start;
@@ -250,28 +249,26 @@ impl Bench {
             next = (next + period).max(Instant::now());
             r.ticks += 1;
 
+            // What the share's capture thread does: ask what changed (the painter's requests
+            // were synced, so X has reported it), grab and convert those rows, snapshot.
             let t = Instant::now();
-            let previous = &mut self.previous;
-            let (grabbed, compared, changed) = self.capturer.grab(|bgrx| {
-                let grabbed = t.elapsed();
-                let t = Instant::now();
-                let changed = previous.as_slice() != bgrx;
-                let compared = t.elapsed();
-                (grabbed, compared, changed.then(|| bgrx.to_vec()))
-            })?;
-            r.grab.push(grabbed);
-            r.compare.push(compared);
-            let copied = t.elapsed().saturating_sub(grabbed + compared);
-            let Some(bgrx) = changed else {
-                continue;
+            let bands = if self.capturer.wait(Duration::ZERO)? {
+                self.capturer.take_bands()?
+            } else {
+                Vec::new()
             };
-            r.copy.push(copied);
+            r.damage.push(t.elapsed());
+            if bands.is_empty() {
+                continue;
+            }
+            let cost = self.capturer.grab(&bands)?;
+            r.grab.push(Duration::from_micros(cost.grab_us));
+            r.convert.push(Duration::from_micros(cost.convert_us));
             r.changed += 1;
-
             let t = Instant::now();
-            let picture = self.converter.convert(&bgrx, width, height);
-            r.convert.push(t.elapsed());
-            self.previous = bgrx;
+            let picture = self.capturer.picture();
+            r.copy.push(t.elapsed());
+            let picture = &picture;
 
             let t = Instant::now();
             let encoded = self.encoder.encode(picture, scene == Scene::Keyframe)?;
@@ -305,18 +302,24 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     let mut painter = Painter::connect(config.display.as_deref())?;
     painter.paint()?;
     painter.sync()?;
-    let capturer = ScreenCapturer::open(config.monitor)?;
-    let (width, height) = (capturer.width(), capturer.height());
+    let mut capturer = DamageCapturer::open(config.monitor)?;
+    if !capturer.tracks_damage() {
+        return Err(BenchError::Other(
+            "the X server has no DAMAGE extension: the share would grab every frame whole".into(),
+        ));
+    }
+    let (width, height) = capturer.size();
+    // The first call grabs the whole screen; after it, only what the scenes change.
+    let bands = capturer.take_bands()?;
+    capturer.grab(&bands)?;
     let decoder = openh264::decoder::Decoder::new()
         .map_err(|e| BenchError::Other(format!("cannot start the H.264 decoder: {e}")))?;
     let mut bench = Bench {
-        converter: Converter::new(width, height),
         encoder: H264Encoder::new(config.encoder)?,
         decoder,
         painter,
         capturer,
         config: config.clone(),
-        previous: Vec::new(),
         rgba: Vec::new(),
         step: 0,
     };
@@ -327,7 +330,7 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         ..Default::default()
     };
     // The first frame (an IDR of the initial picture) is part of the first scene that
-    // changes; "static" then measures only grab + compare.
+    // changes; "static" then measures only the damage poll.
     bench.draw(Scene::Strip)?;
     report.scenes.push(bench.scene("strip", Scene::Strip)?);
     report.scenes.push(bench.scene("static", Scene::Static)?);
@@ -386,10 +389,10 @@ impl fmt::Display for BenchReport {
         )?;
         for s in &self.scenes {
             let stages: [(&str, &Samples); 7] = [
+                ("damage", &s.damage),
                 ("grab", &s.grab),
-                ("compare", &s.compare),
-                ("copy", &s.copy),
                 ("convert", &s.convert),
+                ("copy", &s.copy),
                 ("encode", &s.encode),
                 ("decode", &s.decode),
                 ("to RGBA", &s.to_rgba),

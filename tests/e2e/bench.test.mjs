@@ -16,18 +16,19 @@ test('porthole bench measures every stage of every scene', { timeout: 120_000 },
   t.diagnostic(`\n${out}`);
   assert.match(out, /^video 640x480, H\.264 8000 kbit\/s at 30 fps/m);
   const rows = new Map();
-  for (const m of out.matchAll(new RegExp(String.raw`^(\w+)\s+(grab|compare|copy|convert|encode|decode|to RGBA)\s+${num}\s+${num}\s+${num}\s+(\d+)$`, 'gm'))) {
+  for (const m of out.matchAll(new RegExp(String.raw`^(\w+)\s+(damage|grab|convert|copy|encode|decode|to RGBA)\s+${num}\s+${num}\s+${num}\s+(\d+)$`, 'gm'))) {
     rows.set(`${m[1]} ${m[2]}`, { p50: Number(m[3]), p95: Number(m[4]), max: Number(m[5]), n: Number(m[6]) });
   }
   for (const scene of ['strip', 'busy', 'keyframe']) {
-    for (const stage of ['grab', 'compare', 'copy', 'convert', 'encode', 'decode', 'to RGBA']) {
+    for (const stage of ['damage', 'grab', 'convert', 'copy', 'encode', 'decode', 'to RGBA']) {
       const row = rows.get(`${scene} ${stage}`);
       assert.ok(row, `no ${scene} ${stage} line in:\n${out}`);
       assert.ok(row.n > 0 && row.p50 <= row.p95 && row.p95 <= row.max, `${scene} ${stage}: ${JSON.stringify(row)}`);
     }
   }
-  // An unchanged screen is grabbed and compared, never converted or encoded.
-  assert.ok(rows.get('static grab') && rows.get('static compare'), out);
+  // An unchanged screen costs a damage poll a tick: never grabbed, converted or encoded.
+  assert.ok(rows.get('static damage'), out);
+  assert.ok(!rows.has('static grab'), `the static scene grabbed:\n${out}`);
   assert.ok(!rows.has('static encode'), `the static scene encoded frames:\n${out}`);
   const summary = new Map([...out.matchAll(/^(strip|static|busy|keyframe)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$/gm)]
     .map((m) => [m[1], { ticks: Number(m[2]), changed: Number(m[3]), bytesPerFrame: Number(m[6]) }]));
