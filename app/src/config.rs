@@ -90,17 +90,70 @@ pub fn path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "porthole").map(|d| d.config_dir().join("config.toml"))
 }
 
+/// Why the configuration file cannot be used; the text names the file, section and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    Read { path: PathBuf, reason: String },
+    /// The file is not valid TOML.
+    Parse { path: PathBuf, reason: String },
+    /// A table that names no command (`known`: the ones there are).
+    NoSuchCommand { key: String, known: Vec<String> },
+    /// A key that names no option of its command (`at`: "[section] key").
+    NoSuchOption { at: String, known: Vec<String> },
+    /// A value the option's own parser refuses.
+    BadValue {
+        at: String,
+        value: String,
+        reason: String,
+    },
+    /// Any of the above, in the file at `path`.
+    InFile {
+        path: PathBuf,
+        error: Box<ConfigError>,
+    },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read { path, reason } => {
+                write!(f, "{}: cannot read it: {reason}", path.display())
+            }
+            Self::Parse { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Self::NoSuchCommand { key, known } => {
+                write!(f, "[{key}]: no such command (tables: {})", known.join(", "))
+            }
+            Self::NoSuchOption { at, known } => {
+                write!(f, "{at}: no such option (known: {})", known.join(", "))
+            }
+            Self::BadValue { at, value, reason } => write!(f, "{at} = {value}: {reason}"),
+            Self::InFile { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// Reads the file; `None` when there is none. A file that cannot be read or parsed is an
 /// error (a typo must not silently fall back to the defaults).
-pub fn load(path: &Path) -> Result<Option<toml::Table>, String> {
+pub fn load(path: &Path) -> Result<Option<toml::Table>, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: cannot read it: {e}", path.display())),
+        Err(e) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })
+        }
     };
     let table = text
         .parse::<toml::Table>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
     warn_if_secret_is_readable(path, &table);
     Ok(Some(table))
 }
@@ -132,7 +185,7 @@ fn normalize(key: &str) -> String {
 
 /// Makes the values in `table` the default values of `cmd`'s options (and, for tables,
 /// of its subcommands' options). `section` names where `table` is, for messages.
-pub fn apply(mut cmd: Command, table: &toml::Table, section: &str) -> Result<Command, String> {
+pub fn apply(mut cmd: Command, table: &toml::Table, section: &str) -> Result<Command, ConfigError> {
     let at = |key: &str| {
         if section.is_empty() {
             key.to_owned()
@@ -151,10 +204,10 @@ pub fn apply(mut cmd: Command, table: &toml::Table, section: &str) -> Result<Com
                     .filter(|c| !c.is_hide_set())
                     .map(|c| c.get_name().to_owned())
                     .collect();
-                return Err(format!(
-                    "[{key}]: no such command (tables: {})",
-                    known.join(", ")
-                ));
+                return Err(ConfigError::NoSuchCommand {
+                    key: key.clone(),
+                    known,
+                });
             }
             let path = if section.is_empty() {
                 key.clone()
@@ -171,18 +224,19 @@ pub fn apply(mut cmd: Command, table: &toml::Table, section: &str) -> Result<Com
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()) && !a.is_positional())
         else {
-            let known: Vec<_> = cmd
+            let known = cmd
                 .get_arguments()
                 .filter_map(|a| a.get_long())
                 .filter(|l| !matches!(*l, "help" | "version"))
+                .map(str::to_owned)
                 .collect();
-            return Err(format!(
-                "{}: no such option (known: {})",
-                at(key),
-                known.join(", ")
-            ));
+            return Err(ConfigError::NoSuchOption { at: at(key), known });
         };
-        let values = values_for(arg, value).map_err(|e| format!("{} = {value}: {e}", at(key)))?;
+        let values = values_for(arg, value).map_err(|reason| ConfigError::BadValue {
+            at: at(key),
+            value: value.to_string(),
+            reason,
+        })?;
         let id = arg.get_id().clone();
         cmd = cmd.mut_arg(id, |a| a.default_values(values));
     }
@@ -240,13 +294,16 @@ fn values_for(arg: &clap::Arg, value: &toml::Value) -> Result<Vec<String>, Strin
 }
 
 /// `cmd` with the defaults of the configuration file applied, if there is one.
-pub fn command_with_defaults(cmd: Command) -> Result<Command, String> {
+pub fn command_with_defaults(cmd: Command) -> Result<Command, ConfigError> {
     let Some(path) = path() else {
         return Ok(cmd);
     };
     match load(&path)? {
         None => Ok(cmd),
-        Some(table) => apply(cmd, &table, "").map_err(|e| format!("{}: {e}", path.display())),
+        Some(table) => apply(cmd, &table, "").map_err(|error| ConfigError::InFile {
+            path,
+            error: Box::new(error),
+        }),
     }
 }
 
@@ -348,7 +405,7 @@ mod tests {
 
     #[test]
     fn mistakes_are_named_by_section_and_key() {
-        let err = |text: &str| apply(cli(), &table(text), "").unwrap_err();
+        let err = |text: &str| apply(cli(), &table(text), "").unwrap_err().to_string();
         let e = err("[share]\nfps = 500\n");
         assert!(e.starts_with("[share] fps = 500: "), "{e}");
         assert!(e.contains("1..=120"), "{e}");
@@ -374,6 +431,8 @@ mod tests {
         let broken = dir.join("broken.toml");
         std::fs::write(&broken, "[share\nfps = 1\n").unwrap();
         let e = load(&broken).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.starts_with(&broken.display().to_string()), "{e}");
         let ok = dir.join("ok.toml");
         std::fs::write(&ok, "[share]\nfps = 10\n").unwrap();

@@ -622,24 +622,36 @@ mod console {
         Help,
     }
 
+    /// Why a typed command was not understood (the text is shown at the prompt).
+    #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+    pub enum CommandError {
+        #[error("{0:?}: which viewer? (a number from `list`)")]
+        NoViewer(String),
+        #[error("{0} N control|clipboard|all")]
+        NoRight(&'static str),
+        #[error("unknown command {0:?}; {HELP}")]
+        Unknown(String),
+    }
+
     /// Parses a typed command; `Err` says what is wrong.
-    pub fn parse(line: &str) -> Result<Command, String> {
+    pub fn parse(line: &str) -> Result<Command, CommandError> {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let number = |w: Option<&&str>| -> Result<u64, String> {
+        let number = |w: Option<&&str>| -> Result<u64, CommandError> {
             w.and_then(|w| w.parse().ok())
-                .ok_or_else(|| format!("{line:?}: which viewer? (a number from `list`)"))
+                .ok_or_else(|| CommandError::NoViewer(line.to_owned()))
         };
         match words.first().copied() {
             Some("list" | "ls") => Ok(Command::List),
             Some("help" | "?") => Ok(Command::Help),
             Some("kick" | "disconnect") => Ok(Command::Kick(number(words.get(1))?)),
             Some(verb @ ("revoke" | "grant")) => {
+                let verb = if verb == "grant" { "grant" } else { "revoke" };
                 let no = number(words.get(1))?;
                 let (control, clipboard) = match words.get(2).copied() {
                     Some("control") => (true, false),
                     Some("clipboard") => (false, true),
                     Some("all") => (true, true),
-                    _ => return Err(format!("{verb} N control|clipboard|all")),
+                    _ => return Err(CommandError::NoRight(verb)),
                 };
                 Ok(Command::Rights {
                     no,
@@ -648,7 +660,7 @@ mod console {
                     clipboard,
                 })
             }
-            _ => Err(format!("unknown command {line:?}; {HELP}")),
+            _ => Err(CommandError::Unknown(line.to_owned())),
         }
     }
 
@@ -755,7 +767,7 @@ Viewer {} stopped waiting.",
             }
             match parse(line) {
                 Ok(command) => run(command, server).await,
-                Err(e) => say(&e),
+                Err(e) => say(&e.to_string()),
             }
         }
     }
@@ -842,11 +854,20 @@ Viewer {} stopped waiting.",
                     clipboard: true
                 })
             );
-            assert!(parse("kick").unwrap_err().contains("which viewer"));
+            assert_eq!(parse("kick"), Err(CommandError::NoViewer("kick".into())));
+            assert!(parse("kick")
+                .unwrap_err()
+                .to_string()
+                .contains("which viewer"));
+            assert_eq!(
+                parse("revoke 2 mouse"),
+                Err(CommandError::NoRight("revoke"))
+            );
             assert!(parse("revoke 2 mouse")
                 .unwrap_err()
+                .to_string()
                 .contains("control|clipboard|all"));
-            assert!(parse("reboot").unwrap_err().contains("unknown command"));
+            assert_eq!(parse("reboot"), Err(CommandError::Unknown("reboot".into())));
         }
 
         #[test]

@@ -1,15 +1,30 @@
 //! `--virtual WxH`: a private Xvfb display (with a live test picture) for machines
 //! without a screen.
 
+/// Why a `WxH` size was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("expected WIDTHxHEIGHT, e.g. 1920x1080, not {0:?}")]
+    Shape(String),
+    #[error("{0:?} is not a number of pixels")]
+    Number(String),
+    #[error("{0}x{1} is out of range (16x16 to 7680x4320)")]
+    Range(u32, u32),
+}
+
 /// Parses `WxH`, e.g. `1920x1080`.
-pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
+pub fn parse_size(text: &str) -> Result<(u32, u32), SizeError> {
     let (w, h) = text
         .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected WIDTHxHEIGHT, e.g. 1920x1080, not {text:?}"))?;
-    let parse = |s: &str| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}"));
+        .ok_or_else(|| SizeError::Shape(text.to_owned()))?;
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .map_err(|_| SizeError::Number(s.to_owned()))
+    };
     let (w, h) = (parse(w)?, parse(h)?);
     if !(16..=7680).contains(&w) || !(16..=4320).contains(&h) {
-        return Err(format!("{w}x{h} is out of range (16x16 to 7680x4320)"));
+        return Err(SizeError::Range(w, h));
     }
     Ok((w, h))
 }
@@ -39,14 +54,14 @@ impl VirtualDisplay {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_size, SizeError};
 
     #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("1920x1080"), Ok((1920, 1080)));
         assert_eq!(parse_size("640X480"), Ok((640, 480)));
-        assert!(parse_size("1920").is_err());
-        assert!(parse_size("0x0").is_err());
-        assert!(parse_size("axb").is_err());
+        assert_eq!(parse_size("1920"), Err(SizeError::Shape("1920".into())));
+        assert_eq!(parse_size("0x0"), Err(SizeError::Range(0, 0)));
+        assert_eq!(parse_size("axb"), Err(SizeError::Number("a".into())));
     }
 }
