@@ -73,9 +73,16 @@ fn clock_epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// An estimate without feedback for this long no longer steers the encoder (its viewer
-/// keeps its own send budget): a path that has gone quiet says nothing about its capacity.
+/// An estimate without feedback for this long is stale: it decays by [`STALE_DECAY`] for
+/// every further [`STALE_DECAY_EVERY`], down to [`MIN_BPS`] (as libwebrtc's GCC does when
+/// feedback times out). Feedback stops when the path is so congested that the viewer's
+/// reports are lost too; taking the silence for room (ignoring the viewer) sent the encoder
+/// back to full rate into a dead link.
 pub const STALE_AFTER: Duration = Duration::from_secs(2);
+/// See [`STALE_AFTER`].
+pub const STALE_DECAY: f64 = 0.8;
+/// See [`STALE_AFTER`].
+pub const STALE_DECAY_EVERY: Duration = Duration::from_millis(500);
 
 impl PathEstimate {
     pub fn target_bps(&self) -> u64 {
@@ -94,9 +101,26 @@ impl PathEstimate {
 
     /// Whether feedback arrived within [`STALE_AFTER`] of `now`.
     pub fn is_fresh(&self, now: Instant) -> bool {
+        self.has_feedback() && self.silence(now) <= STALE_AFTER
+    }
+
+    fn silence(&self, now: Instant) -> Duration {
         let last = self.last_report_ms.load(Ordering::Relaxed);
         let now_ms = now.saturating_duration_since(clock_epoch()).as_millis() as u64;
-        self.has_feedback() && now_ms.saturating_sub(last) <= STALE_AFTER.as_millis() as u64
+        Duration::from_millis(now_ms.saturating_sub(last))
+    }
+
+    /// What the path is taken to carry at `now`: the estimate, decayed while it is stale
+    /// (see [`STALE_AFTER`]); before any feedback, the starting estimate.
+    pub fn estimate_bps(&self, now: Instant) -> u64 {
+        let target = self.target_bps();
+        if !self.has_feedback() || self.is_fresh(now) {
+            return target;
+        }
+        let over = self.silence(now).saturating_sub(STALE_AFTER);
+        let steps = (over.as_millis() / STALE_DECAY_EVERY.as_millis()) as i32 + 1;
+        let decayed = target as f64 * STALE_DECAY.powi(steps.min(64));
+        (decayed as u64).max(MIN_BPS as u64).min(target)
     }
 }
 
@@ -594,6 +618,14 @@ mod tests {
             !out.is_fresh(last + Duration::from_secs(3)),
             "quiet paths go stale"
         );
+        // A fresh estimate is itself; a stale one decays (0.8 a half second) to the floor.
+        let fresh = out.target_bps();
+        assert_eq!(out.estimate_bps(last + Duration::from_secs(1)), fresh);
+        let at = |ms: u64| out.estimate_bps(last + Duration::from_millis(ms));
+        assert_eq!(at(2_100), (fresh as f64 * 0.8) as u64);
+        assert_eq!(at(2_600), (fresh as f64 * 0.8 * 0.8) as u64);
+        assert!(at(3_000) < at(2_600) && at(2_600) < at(2_100));
+        assert_eq!(at(60_000), MIN_BPS as u64, "down to the floor");
     }
 
     #[test]

@@ -488,6 +488,9 @@ fn annexb_nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
         .filter_map(|w| (w[..3] == [0, 0, 1]).then_some(w[3] & 0x1f))
 }
 
+/// How often one lost packet is asked for again (NACK) before it is given up.
+pub const MAX_NACKS_PER_PACKET: u16 = 3;
+
 /// The video track and its SSRC, once it has arrived (for keyframe requests).
 type VideoTrackSlot = Arc<Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>;
 
@@ -560,8 +563,20 @@ impl ShareClient {
         media_engine.register_default_codecs().map_err(webrtc)?;
         crate::peer::register_extensions(&mut media_engine)
             .map_err(|e| ClientError::WebRtc(e.to_string()))?;
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media_engine).map_err(webrtc)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(webrtc)?
+            // webrtc-rs NACKs a missing packet every 100 ms for as long as it is in the
+            // 512-packet log. Behind a congested link that is a retransmission storm: the
+            // retransmissions are lost too and NACKed again (seen behind a 1.2 Mbit/s tbf:
+            // thousands of packets a second for a 150 kbit/s stream, 97% lost, until the
+            // connection stalled). A few tries, as browsers do; then the lost frame is
+            // given up and a keyframe asked for (`H264Assembler`).
+            .with(
+                rtc::interceptor::Slot::NackGenerator,
+                rtc::interceptor::NackGeneratorBuilder::new()
+                    .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
+                    .build(),
+            );
         let (events_tx, events) = mpsc::channel(256);
         let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel();
         let gathered = Arc::new(tokio::sync::Notify::new());

@@ -629,7 +629,7 @@ async fn send_video(
             continue;
         }
         let bytes: usize = unit.payloads.iter().map(|p| p.len() + 40).sum();
-        let estimate = path.as_ref().map(|p| p.target_bps());
+        let estimate = path.as_ref().map(|p| p.estimate_bps(Instant::now()));
         if let Some(estimate) = estimate {
             // What this viewer's link cannot carry is not sent: it resumes at a keyframe.
             if !budget.admit(Instant::now(), estimate, bytes, unit.keyframe) {

@@ -236,16 +236,16 @@ impl VideoFanout {
         paths.push(Arc::downgrade(path));
     }
 
-    /// The live viewers' path estimates, bits per second: those with recent feedback, or
-    /// still waiting for their first (their starting estimate).
+    /// The live viewers' path estimates, bits per second (a stale one decays: see
+    /// [`crate::cc::STALE_AFTER`]).
     pub fn path_estimates(&self) -> Vec<u64> {
         let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
         paths.retain(|p| p.strong_count() > 0);
+        let now = Instant::now();
         paths
             .iter()
             .filter_map(|p| p.upgrade())
-            .filter(|p| !p.has_feedback() || p.is_fresh(Instant::now()))
-            .map(|p| p.target_bps())
+            .map(|p| p.estimate_bps(now))
             .collect()
     }
 }

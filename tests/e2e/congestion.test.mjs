@@ -84,9 +84,10 @@ const show = (timeline) => timeline.map((s) => `${s.t.toFixed(1)}s:${s.kbps}`).j
 
 test('the encoder target follows a link that steps down and back up', {
   timeout: 90000,
-  // Comes down within seconds; after the bottleneck is removed the estimate stops moving
-  // (no feedback reaches the estimator for seconds) instead of climbing back: issue 11.
-  todo: 'recovery after a step back up is not there yet',
+  // Comes down within seconds and climbs back once the link is freed (last run: down to
+  // 754 kbit/s in 2.6 s, back over 3500 in 10.5 s), but it holds far under the link (240
+  // kbit/s behind 1.2 Mbit/s) and the recovery takes longer than the issue's 3 s: issue 11.
+  todo: 'holding near the link and a recovery within seconds are not there yet',
 }, (t) => withScope(t, async (scope) => {
   const { share, dir } = await sharedSetup(scope);
   const rec = scope.add(startRecord(share.viewerUrl(), path.join(dir, 'a.mp4')));
