@@ -358,7 +358,7 @@ impl H264Assembler {
         if self.broken || data.is_empty() {
             return Assembled::Nothing;
         }
-        let keyframe = annexb_nal_types(&data).any(|t| t == 5);
+        let keyframe = annexb::nal_types(&data).any(|t| t == annexb::IDR);
         if self.waiting_for_keyframe && !keyframe {
             return Assembled::Nothing;
         }
@@ -481,11 +481,6 @@ pub fn fuzz_whep_response(data: &[u8]) {
         }
         Err(_) => {}
     }
-}
-
-fn annexb_nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    data.windows(4)
-        .filter_map(|w| (w[..3] == [0, 0, 1]).then_some(w[3] & 0x1f))
 }
 
 /// The video track and its SSRC, once it has arrived (for keyframe requests).
@@ -1039,7 +1034,7 @@ mod tests {
         }
         assert_eq!(out.len(), 2);
         assert!(out[0].1 && !out[1].1);
-        let types: Vec<u8> = annexb_nal_types(&out[0].0).collect();
+        let types: Vec<u8> = annexb::nal_types(&out[0].0).collect();
         assert_eq!(types, vec![7, 8, 5]);
         assert_eq!(out[0].0.len(), idr.len() - 3 * 4 + 3 * 4, "same bytes back");
         assert_eq!(out[1].0.as_ref(), &[0, 0, 0, 1, 0x41, 9, 9, 9]);
