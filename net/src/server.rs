@@ -359,7 +359,6 @@ fn new_throttle() -> GuessThrottle {
         Duration::from_secs(60),
         SHARE_GUESS_BUDGET,
         SHARE_GUESSES_PER_SEC,
-        Instant::now(),
     )
 }
 
