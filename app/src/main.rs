@@ -130,12 +130,7 @@ fn list(timeout: f64, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     for s in &found {
-        let address = match s.best_address() {
-            Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
-            Some(a) => a.to_string(),
-            None => s.host.clone(),
-        };
-        println!("{}\t{}:{}\t{}", s.name, address, s.port, s.flags());
+        println!("{}\t{}:{}\t{}", s.name, s.host_in_url(), s.port, s.flags());
     }
     if found.is_empty() {
         eprintln!("no Portholes found (listened {timeout} s)");

@@ -81,11 +81,7 @@ impl ShareUrl {
     }
 
     fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        format!("{}:{}", crate::host_in_url(&self.host), self.port)
     }
 }
 

@@ -882,11 +882,7 @@ fn session_id() -> String {
 
 /// The URL a viewer opens: the code rides in the fragment, which browsers never send.
 pub fn viewer_url(host: &str, port: u16, code: &AccessCode) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
+    let host = crate::host_in_url(host);
     format!("http://{host}:{port}/#code={}", code.reveal())
 }
 
