@@ -1,6 +1,7 @@
 //! `porthole`: share a screen over WebRTC. This binary only wires `media` to `net`.
 
 mod bench;
+mod clip;
 mod config;
 mod generate;
 mod gui;
