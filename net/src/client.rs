@@ -20,10 +20,10 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, Registry,
+    RTCPeerConnectionState, RTCSessionDescription, Registry,
 };
 
+use crate::handler::{EventSender, Forwarder};
 use crate::protocol::{Channel, Message};
 
 /// Where to connect: `http://host:port/#code=CODE` as the share prints it.
@@ -482,34 +482,17 @@ pub fn fuzz_whep_response(data: &[u8]) {
 /// The video track and its SSRC, once it has arrived (for keyframe requests).
 type VideoTrackSlot = Arc<Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>;
 
-struct Handler {
-    gathered: Arc<tokio::sync::Notify>,
-    events: mpsc::Sender<ClientEvent>,
-    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.notify_one();
+/// What a connection state means to the viewer (`None`: nothing to report).
+fn client_event(state: RTCPeerConnectionState) -> Option<ClientEvent> {
+    Some(match state {
+        RTCPeerConnectionState::Connected => ClientEvent::Connected,
+        RTCPeerConnectionState::Failed => ClientEvent::Ended("the connection failed".into()),
+        RTCPeerConnectionState::Disconnected => {
+            ClientEvent::Ended("the host stopped sharing or the network dropped".into())
         }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let event = match state {
-            RTCPeerConnectionState::Connected => ClientEvent::Connected,
-            RTCPeerConnectionState::Failed => ClientEvent::Ended("the connection failed".into()),
-            RTCPeerConnectionState::Disconnected => {
-                ClientEvent::Ended("the host stopped sharing or the network dropped".into())
-            }
-            RTCPeerConnectionState::Closed => ClientEvent::Ended("closed".into()),
-            _ => return,
-        };
-        let _ = self.events.send(event).await;
-    }
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.tracks.send(track);
-    }
+        RTCPeerConnectionState::Closed => ClientEvent::Ended("closed".into()),
+        _ => return None,
+    })
 }
 
 /// A connected (or connecting) viewer of a share.
@@ -563,10 +546,12 @@ impl ShareClient {
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .with_setting_engine(crate::peer::ice_settings().build())
-            .with_handler(Arc::new(Handler {
+            .with_handler(Arc::new(Forwarder {
                 gathered: gathered.clone(),
-                events: events_tx.clone(),
-                tracks: tracks_tx,
+                on_state: Box::new(client_event),
+                events: EventSender::Bounded(events_tx.clone()),
+                data_channels: None,
+                tracks: Some(tracks_tx),
             }))
             .with_udp_addrs(bind)
             .build()

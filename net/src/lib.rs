@@ -9,6 +9,7 @@ pub mod client;
 pub mod control;
 pub mod discovery;
 pub mod fuzz;
+mod handler;
 pub mod keyframe;
 pub mod peer;
 pub mod protocol;
