@@ -30,9 +30,10 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  Scope, startXvfb, startPattern, launchBrowser, openViewer, startPulse, playTone,
+  startXvfb, startPattern, launchBrowser, openViewer, startPulse, playTone,
   startShareWithEnv, useTreeAssets, waitForAudioTrack, inboundRtp,
 } from '../e2e/lib.mjs';
+import { runBench } from './lib.mjs';
 
 const NTP_UNIX_OFFSET_MS = 2208988800000; // 1900-01-01 to 1970-01-01
 
@@ -104,9 +105,7 @@ function interval(prev, cur) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const scope = new Scope('av_drift');
-  let failed = false;
-  try {
+  await runBench('av_drift', async (scope) => {
     const pulse = scope.add(await startPulse());
     scope.add(await playTone(pulse, opts.freq, { latencyMs: opts.playerLatencyMs }));
     const x = scope.add(await startXvfb({ width: 1280, height: 720 }));
@@ -228,14 +227,7 @@ async function main() {
       `${f(cum('video', 'framesDropped'), 0)} dropped, ${f(cum('video', 'freezeCount'), 0)} freezes, codec ${last?.video?.codec ?? 'n/a'}`);
     console.log(`  host: ${JSON.stringify(Object.fromEntries(Object.entries(stats)
       .filter(([k]) => /^audio_|^frames_encoded$|^frames_dropped$|^keyframes$/.test(k))))}`);
-  } catch (err) {
-    failed = true;
-    scope.dump();
-    console.error(`av_drift: ${err?.stack || err}`);
-  } finally {
-    await scope.cleanup();
-  }
-  process.exitCode = failed ? 1 : 0;
+  });
 }
 
 await main();
