@@ -33,19 +33,13 @@ import {
   startXvfb, startPattern, launchBrowser, openViewer, startPulse, playTone,
   startShareWithEnv, useTreeAssets, waitForAudioTrack, inboundRtp,
 } from '../e2e/lib.mjs';
-import { runBench } from './lib.mjs';
+import { cliArgs, runBench } from './lib.mjs';
 
 const NTP_UNIX_OFFSET_MS = 2208988800000; // 1900-01-01 to 1970-01-01
 
 function parseArgs(argv) {
   const opts = { seconds: 60, freq: 440, playerLatencyMs: 20, fps: null, warmup: 3 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  for (const [a, val] of cliArgs(argv)) {
     switch (a) {
       case '--seconds': opts.seconds = Number(val()); break;
       case '--freq': opts.freq = Number(val()); break;

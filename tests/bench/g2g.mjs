@@ -45,7 +45,7 @@ import {
   REPO, Scope, startXvfb, startClockPattern, startShare, startProcess, launchBrowser, openPage,
   openViewer, useTreeAssets,
 } from '../e2e/lib.mjs';
-import { runBench, quantile } from './lib.mjs';
+import { cliArgs, runBench, quantile } from './lib.mjs';
 
 const USAGE = 'usage: node tests/bench/g2g.mjs [--size WxH] [--fps N] [--seconds S] ' +
   '[--sender porthole|gst|both] [--bitrate-kbps N] [--motion-percent P] [--warmup S] ' +
@@ -56,13 +56,7 @@ function parseArgs(argv) {
     size: '1920x1080', fps: 30, seconds: 15, sender: 'both', bitrate: 8000, motion: 30, warmup: 3,
     link: null, loss: 0, step: false,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  for (const [a, val] of cliArgs(argv)) {
     const num = (lo, hi) => {
       const v = Number(val());
       if (!(v >= lo && v <= hi)) throw new Error(`${a} wants a number in ${lo}..${hi}`);

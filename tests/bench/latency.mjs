@@ -23,17 +23,11 @@ import {
   startXvfb, startPattern, startShare, launchBrowser, openViewer, useTreeAssets,
   waitForState, quadrantCentres,
 } from '../e2e/lib.mjs';
-import { runBench, quantile } from './lib.mjs';
+import { cliArgs, runBench, quantile } from './lib.mjs';
 
 function parseArgs(argv) {
   const opts = { trials: 30, fps: null, size: '1280x720', bitrate: null };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  for (const [a, val] of cliArgs(argv)) {
     switch (a) {
       case '--trials': opts.trials = Number(val()); break;
       case '--fps': opts.fps = Number(val()); break;

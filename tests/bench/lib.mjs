@@ -29,3 +29,18 @@ export const quantile = (xs, q) => {
   const v = [...xs].sort((a, b) => a - b);
   return v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))];
 };
+
+/**
+ * The command line one argument at a time: yields [arg, val], where val() takes the next
+ * argument as this option's value (an error if there is none).
+ */
+export function* cliArgs(argv) {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    yield [a, () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    }];
+  }
+}
