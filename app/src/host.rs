@@ -36,13 +36,6 @@ fn input_event(msg: Message) -> Option<InputEvent> {
     })
 }
 
-fn to_wire(content: &ClipContent) -> (Mime, Arc<Vec<u8>>) {
-    match content {
-        ClipContent::Text(t) => (Mime::Text, Arc::new(t.as_bytes().to_vec())),
-        ClipContent::Png(p) => (Mime::Png, Arc::new(p.clone())),
-    }
-}
-
 impl HostSide for DesktopHost {
     fn input(&self, viewer: u64, msg: Message) {
         if let (Some(injector), Some(event)) = (&self.injector, input_event(msg)) {
@@ -63,20 +56,16 @@ impl HostSide for DesktopHost {
         let Some(clipboard) = &self.clipboard else {
             return;
         };
-        let content = match mime {
-            Mime::Text => match String::from_utf8(data) {
-                Ok(text) => ClipContent::Text(text),
-                Err(_) => return,
-            },
-            Mime::Png => {
-                // Refused by its decoded size, read from the header, before any decoding.
-                if let Err(e) = media::clipboard::check_png(&data) {
-                    tracing::warn!(viewer, "clipboard image refused: {e}");
-                    return;
-                }
-                ClipContent::Png(data)
-            }
+        let Some(content) = crate::clip::from_wire(mime, data) else {
+            return;
         };
+        if let ClipContent::Png(png) = &content {
+            // Refused by its decoded size, read from the header, before any decoding.
+            if let Err(e) = media::clipboard::check_png(png) {
+                tracing::warn!(viewer, "clipboard image refused: {e}");
+                return;
+            }
+        }
         tracing::debug!(viewer, "setting the host clipboard");
         clipboard.set(content);
     }
@@ -96,8 +85,8 @@ impl DesktopHost {
         let clipboard = {
             let events = events.clone();
             match HostClipboard::start(None, move |content| {
-                let (mime, data) = to_wire(&content);
-                events.clipboard(mime, data);
+                let (mime, data) = crate::clip::to_wire(&content);
+                events.clipboard(mime, Arc::new(data));
             }) {
                 Ok(c) => Some(c),
                 Err(e) => {

@@ -1,6 +1,7 @@
 //! `porthole`: share a screen over WebRTC. This binary only wires `media` to `net`.
 
 mod bench;
+mod clip;
 mod config;
 mod generate;
 mod gui;
@@ -130,12 +131,7 @@ fn list(timeout: f64, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     for s in &found {
-        let address = match s.best_address() {
-            Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
-            Some(a) => a.to_string(),
-            None => s.host.clone(),
-        };
-        println!("{}\t{}:{}\t{}", s.name, address, s.port, s.flags());
+        println!("{}\t{}:{}\t{}", s.name, s.host_in_url(), s.port, s.flags());
     }
     if found.is_empty() {
         eprintln!("no Portholes found (listened {timeout} s)");

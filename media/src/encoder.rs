@@ -181,42 +181,8 @@ impl H264Encoder {
     }
 }
 
-/// Splits an Annex B byte stream into NAL units (without start codes).
-pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = data;
-    std::iter::from_fn(move || {
-        // Skip a start code (00 00 01 or 00 00 00 01).
-        let start = find_start_code(rest)?;
-        rest = &rest[start..];
-        let end = find_start_code_pos(rest).unwrap_or(rest.len());
-        let nal = &rest[..end];
-        rest = &rest[end..];
-        Some(trim_trailing_zeros(nal))
-    })
-}
-
-fn find_start_code_pos(data: &[u8]) -> Option<usize> {
-    data.windows(3).position(|w| w == [0, 0, 1]).map(|p| {
-        if p > 0 && data[p - 1] == 0 {
-            p - 1
-        } else {
-            p
-        }
-    })
-}
-
-fn find_start_code(data: &[u8]) -> Option<usize> {
-    let p = data.windows(3).position(|w| w == [0, 0, 1])?;
-    Some(p + 3)
-}
-
-fn trim_trailing_zeros(nal: &[u8]) -> &[u8] {
-    let mut end = nal.len();
-    while end > 0 && nal[end - 1] == 0 {
-        end -= 1;
-    }
-    &nal[..end]
-}
+/// Splits an Annex B byte stream into NAL units (the one scanner, shared with `net`).
+pub use annexb::nal_units;
 
 #[cfg(test)]
 mod tests {
@@ -241,7 +207,7 @@ mod tests {
     }
 
     fn nal_types(data: &[u8]) -> Vec<u8> {
-        nal_units(data).map(|n| n[0] & 0x1f).collect()
+        annexb::nal_types(data).collect()
     }
 
     #[test]
@@ -347,17 +313,5 @@ mod tests {
                 "frame {i} was delayed"
             );
         }
-    }
-
-    #[test]
-    fn nal_splitting_handles_both_start_code_lengths() {
-        let data = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
-        ];
-        let nals: Vec<&[u8]> = nal_units(&data).collect();
-        assert_eq!(
-            nals,
-            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]
-        );
     }
 }

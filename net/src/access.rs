@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
+use crate::control::TokenBucket;
+
 /// Letters a person can read aloud and type without confusion.
 pub const ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 pub const GENERATED_LEN: usize = 10;
@@ -142,11 +144,8 @@ pub struct GuessThrottle {
     addrs: HashMap<AddrKey, (Instant, u32)>,
     /// (key, window start) in the order windows started: the expiry queue.
     order: VecDeque<(AddrKey, Instant)>,
-    /// Share-wide budget: tokens left and when they were last refilled.
-    tokens: f64,
-    capacity: f64,
-    refill_per_sec: f64,
-    refilled: Instant,
+    /// Share-wide budget: one token a wrong guess.
+    budget: TokenBucket,
     /// Addresses that presented the right code lately -> when.
     trusted: HashMap<AddrKey, Instant>,
     trusted_order: VecDeque<(AddrKey, Instant)>,
@@ -162,22 +161,13 @@ pub const TRUSTED_FOR: Duration = Duration::from_secs(600);
 impl GuessThrottle {
     /// `per_addr_max` wrong guesses per address (IPv6: per /64) within `window`; share-wide
     /// at most `budget` wrong guesses at once, refilled by `refill_per_sec`.
-    pub fn new(
-        per_addr_max: u32,
-        window: Duration,
-        budget: u32,
-        refill_per_sec: f64,
-        now: Instant,
-    ) -> Self {
+    pub fn new(per_addr_max: u32, window: Duration, budget: u32, refill_per_sec: f64) -> Self {
         Self {
             per_addr_max,
             window,
             addrs: HashMap::new(),
             order: VecDeque::new(),
-            tokens: f64::from(budget),
-            capacity: f64::from(budget),
-            refill_per_sec,
-            refilled: now,
+            budget: TokenBucket::new(refill_per_sec, f64::from(budget)),
             trusted: HashMap::new(),
             trusted_order: VecDeque::new(),
         }
@@ -206,9 +196,6 @@ impl GuessThrottle {
                 self.trusted.remove(&key);
             }
         }
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.refill_per_sec).min(self.capacity);
-        self.refilled = now;
     }
 
     /// Whether a guess from `ip` may be looked at now. Call before checking the code.
@@ -220,7 +207,7 @@ impl GuessThrottle {
                 return Err(Refusal::Address);
             }
         }
-        if self.tokens < 1.0 && !self.trusted.contains_key(&key) {
+        if !self.budget.has(now, 1.0) && !self.trusted.contains_key(&key) {
             return Err(Refusal::Share);
         }
         Ok(())
@@ -239,7 +226,7 @@ impl GuessThrottle {
                 self.order.push_back((key, now));
             }
         }
-        self.tokens = (self.tokens - 1.0).max(0.0);
+        self.budget.drain(now, 1.0);
         self.expire(now);
     }
 
@@ -310,14 +297,14 @@ mod tests {
         assert_eq!(bearer_token("abc"), None);
     }
 
-    fn throttle(now: Instant) -> GuessThrottle {
-        GuessThrottle::new(3, Duration::from_secs(60), 10, 1.0, now)
+    fn throttle() -> GuessThrottle {
+        GuessThrottle::new(3, Duration::from_secs(60), 10, 1.0)
     }
 
     #[test]
     fn throttle_refuses_an_address_after_too_many_wrong_guesses_then_forgets() {
         let t0 = Instant::now();
-        let mut t = throttle(t0);
+        let mut t = throttle();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         for _ in 0..3 {
@@ -339,7 +326,7 @@ mod tests {
     #[test]
     fn ipv6_guesses_count_per_64_and_mapped_ipv4_as_ipv4() {
         let t0 = Instant::now();
-        let mut t = throttle(t0);
+        let mut t = throttle();
         for i in 0..3u16 {
             let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
             t.handle_wrong(ip, t0);
@@ -360,7 +347,7 @@ mod tests {
     #[test]
     fn the_share_wide_budget_holds_across_many_addresses_and_refills() {
         let t0 = Instant::now();
-        let mut t = throttle(t0);
+        let mut t = throttle();
         let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x7f00_0000 + i));
         let mut refused = 0;
         for i in 0..1000 {
@@ -385,7 +372,7 @@ mod tests {
     #[test]
     fn the_right_code_exempts_its_address_from_the_share_budget_only() {
         let t0 = Instant::now();
-        let mut t = throttle(t0);
+        let mut t = throttle();
         let owner: IpAddr = "192.168.1.20".parse().unwrap();
         t.handle_right(owner, t0);
         for i in 0..10u8 {
@@ -403,15 +390,14 @@ mod tests {
         assert_eq!(t.check(owner, t0), Err(Refusal::Address));
         // The exemption lapses.
         let later = t0 + TRUSTED_FOR + Duration::from_secs(1);
-        t.tokens = 0.0;
-        t.refilled = later;
+        t.budget.drain(later, 10.0); // the whole budget
         assert_eq!(t.check(owner, later), Err(Refusal::Share));
     }
 
     #[test]
     fn records_are_bounded_and_expire_in_constant_time_per_request() {
         let t0 = Instant::now();
-        let mut t = GuessThrottle::new(3, Duration::from_secs(60), u32::MAX, 0.0, t0);
+        let mut t = GuessThrottle::new(3, Duration::from_secs(60), u32::MAX, 0.0);
         for i in 0..(MAX_TRACKED as u32 * 4) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             t.handle_wrong(ip, t0);
@@ -427,7 +413,7 @@ mod tests {
     #[test]
     fn a_new_window_for_a_key_survives_the_expiry_of_its_old_one() {
         let t0 = Instant::now();
-        let mut t = throttle(t0);
+        let mut t = throttle();
         let ip: IpAddr = "10.1.1.1".parse().unwrap();
         t.handle_wrong(ip, t0);
         let t1 = t0 + Duration::from_secs(61);

@@ -20,10 +20,10 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, Registry,
+    RTCPeerConnectionState, RTCSessionDescription, Registry,
 };
 
+use crate::handler::{EventSender, Forwarder};
 use crate::protocol::{Channel, Message};
 
 /// Where to connect: `http://host:port/#code=CODE` as the share prints it.
@@ -81,11 +81,7 @@ impl ShareUrl {
     }
 
     fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        format!("{}:{}", crate::host_in_url(&self.host), self.port)
     }
 }
 
@@ -358,7 +354,7 @@ impl H264Assembler {
         if self.broken || data.is_empty() {
             return Assembled::Nothing;
         }
-        let keyframe = annexb_nal_types(&data).any(|t| t == 5);
+        let keyframe = annexb::nal_types(&data).any(|t| t == annexb::IDR);
         if self.waiting_for_keyframe && !keyframe {
             return Assembled::Nothing;
         }
@@ -483,45 +479,23 @@ pub fn fuzz_whep_response(data: &[u8]) {
     }
 }
 
-fn annexb_nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    data.windows(4)
-        .filter_map(|w| (w[..3] == [0, 0, 1]).then_some(w[3] & 0x1f))
-}
-
 /// How often one lost packet is asked for again (NACK) before it is given up.
 pub const MAX_NACKS_PER_PACKET: u16 = 3;
 
 /// The video track and its SSRC, once it has arrived (for keyframe requests).
 type VideoTrackSlot = Arc<Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>;
 
-struct Handler {
-    gathered: Arc<tokio::sync::Notify>,
-    events: mpsc::Sender<ClientEvent>,
-    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.notify_one();
+/// What a connection state means to the viewer (`None`: nothing to report).
+fn client_event(state: RTCPeerConnectionState) -> Option<ClientEvent> {
+    Some(match state {
+        RTCPeerConnectionState::Connected => ClientEvent::Connected,
+        RTCPeerConnectionState::Failed => ClientEvent::Ended("the connection failed".into()),
+        RTCPeerConnectionState::Disconnected => {
+            ClientEvent::Ended("the host stopped sharing or the network dropped".into())
         }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let event = match state {
-            RTCPeerConnectionState::Connected => ClientEvent::Connected,
-            RTCPeerConnectionState::Failed => ClientEvent::Ended("the connection failed".into()),
-            RTCPeerConnectionState::Disconnected => {
-                ClientEvent::Ended("the host stopped sharing or the network dropped".into())
-            }
-            RTCPeerConnectionState::Closed => ClientEvent::Ended("closed".into()),
-            _ => return,
-        };
-        let _ = self.events.send(event).await;
-    }
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.tracks.send(track);
-    }
+        RTCPeerConnectionState::Closed => ClientEvent::Ended("closed".into()),
+        _ => return None,
+    })
 }
 
 /// A connected (or connecting) viewer of a share.
@@ -587,10 +561,12 @@ impl ShareClient {
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .with_setting_engine(crate::peer::ice_settings().build())
-            .with_handler(Arc::new(Handler {
+            .with_handler(Arc::new(Forwarder {
                 gathered: gathered.clone(),
-                events: events_tx.clone(),
-                tracks: tracks_tx,
+                on_state: Box::new(client_event),
+                events: EventSender::Bounded(events_tx.clone()),
+                data_channels: None,
+                tracks: Some(tracks_tx),
             }))
             .with_udp_addrs(bind)
             .build()
@@ -1054,7 +1030,7 @@ mod tests {
         }
         assert_eq!(out.len(), 2);
         assert!(out[0].1 && !out[1].1);
-        let types: Vec<u8> = annexb_nal_types(&out[0].0).collect();
+        let types: Vec<u8> = annexb::nal_types(&out[0].0).collect();
         assert_eq!(types, vec![7, 8, 5]);
         assert_eq!(out[0].0.len(), idr.len() - 3 * 4 + 3 * 4, "same bytes back");
         assert_eq!(out[1].0.as_ref(), &[0, 0, 0, 1, 0x41, 9, 9, 9]);

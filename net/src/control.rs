@@ -143,6 +143,12 @@ impl TokenBucket {
         self.tokens >= n
     }
 
+    /// Takes `n` tokens, or all there are if fewer: the bucket never goes below empty.
+    pub fn drain(&mut self, now: Instant, n: f64) {
+        self.refill(now);
+        self.tokens = (self.tokens - n).max(0.0);
+    }
+
     fn refill(&mut self, now: Instant) {
         if let Some(last) = self.last {
             let dt = now.saturating_duration_since(last).as_secs_f64();

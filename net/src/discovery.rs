@@ -98,6 +98,15 @@ impl NearbyShare {
         a.first().copied()
     }
 
+    /// The host part of a link to this share: its best address (IPv6 in brackets), else
+    /// its host name.
+    pub fn host_in_url(&self) -> String {
+        match self.best_address() {
+            Some(ip) => crate::host_in_url(&ip.to_string()).into_owned(),
+            None => self.host.clone(),
+        }
+    }
+
     /// `video,audio,control fp=…` for one-line listings.
     pub fn flags(&self) -> String {
         let mut f: Vec<&str> = Vec::new();

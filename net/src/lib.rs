@@ -9,6 +9,7 @@ pub mod client;
 pub mod control;
 pub mod discovery;
 pub mod fuzz;
+mod handler;
 pub mod keyframe;
 pub mod peer;
 pub mod protocol;
@@ -26,6 +27,16 @@ pub use server::{
 pub use session::{HostEvents, HostSide, ViewOnlyHost};
 pub use video::{VideoFanout, VideoSample};
 
+/// `host` as it stands in a URL or `host:port`: an IPv6 address (anything holding a `:`)
+/// in brackets, unless it has them already; a name or IPv4 address as it is.
+pub fn host_in_url(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
+    }
+}
+
 /// Addresses of this machine's up, non-loopback interfaces (IPv4 first), for the URL shown
 /// to the host when the share listens on every interface.
 pub fn lan_addresses() -> Vec<std::net::IpAddr> {
@@ -41,4 +52,15 @@ pub fn lan_addresses() -> Vec<std::net::IpAddr> {
         .collect();
     addrs.sort_by_key(|ip| ip.is_ipv6());
     addrs
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ipv6_hosts_are_bracketed_once() {
+        assert_eq!(super::host_in_url("::1"), "[::1]");
+        assert_eq!(super::host_in_url("[::1]"), "[::1]");
+        assert_eq!(super::host_in_url("10.0.0.2"), "10.0.0.2");
+        assert_eq!(super::host_in_url("desk.local"), "desk.local");
+    }
 }

@@ -17,12 +17,12 @@ use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
-    register_default_interceptors, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder,
+    RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 use crate::cc::{PathEstimate, SendBudget, ViewerGcc};
+use crate::handler::{EventSender, Forwarder};
 use crate::keyframe::{
     self, KeyframeGate, KeyframeReason, KeyframeRequestForwarder, ViewerKeyframes,
 };
@@ -170,38 +170,14 @@ pub enum ViewerEvent {
     Ended,
 }
 
-struct Handler {
-    gathered: Arc<Notify>,
-    /// Whether the connection is up (DTLS done): media written before is dropped unsent.
-    connected: tokio::sync::watch::Sender<bool>,
-    events: mpsc::UnboundedSender<ViewerEvent>,
-    data_channels: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.notify_one();
-        }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        tracing::debug!("viewer connection state: {state}");
-        self.connected
-            .send_replace(state == RTCPeerConnectionState::Connected);
-        let event = match state {
-            RTCPeerConnectionState::Connected => ViewerEvent::Connected,
-            RTCPeerConnectionState::Disconnected => ViewerEvent::Interrupted,
-            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => ViewerEvent::Ended,
-            _ => return,
-        };
-        let _ = self.events.send(event);
-    }
-
-    async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
-        let _ = self.data_channels.send(data_channel);
-    }
+/// What a connection state means to the share (`None`: nothing to report).
+fn viewer_event(state: RTCPeerConnectionState) -> Option<ViewerEvent> {
+    Some(match state {
+        RTCPeerConnectionState::Connected => ViewerEvent::Connected,
+        RTCPeerConnectionState::Disconnected => ViewerEvent::Interrupted,
+        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => ViewerEvent::Ended,
+        _ => return None,
+    })
 }
 
 fn h264_codec() -> RTCRtpCodec {
@@ -407,11 +383,18 @@ impl Viewer {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (dc_tx, data_channels) = mpsc::unbounded_channel();
         let (connected_tx, connected) = tokio::sync::watch::channel(false);
-        let handler = Arc::new(Handler {
-            connected: connected_tx,
+        let handler = Arc::new(Forwarder {
             gathered: gathered.clone(),
-            events: events_tx,
-            data_channels: dc_tx,
+            on_state: Box::new(move |state| {
+                tracing::debug!("viewer connection state: {state}");
+                // Whether the connection is up (DTLS done): media written before is dropped
+                // unsent. Set here, in the callback, before anything else hears of it.
+                connected_tx.send_replace(state == RTCPeerConnectionState::Connected);
+                viewer_event(state)
+            }),
+            events: EventSender::Unbounded(events_tx),
+            data_channels: Some(dc_tx),
+            tracks: None,
         });
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)

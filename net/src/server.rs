@@ -359,7 +359,6 @@ fn new_throttle() -> GuessThrottle {
         Duration::from_secs(60),
         SHARE_GUESS_BUDGET,
         SHARE_GUESSES_PER_SEC,
-        Instant::now(),
     )
 }
 
@@ -883,13 +882,14 @@ fn session_id() -> String {
 
 /// The URL a viewer opens: the code rides in the fragment, which browsers never send.
 pub fn viewer_url(host: &str, port: u16, code: &AccessCode) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
+    let host = crate::host_in_url(host);
     format!("http://{host}:{port}/#code={}", code.reveal())
 }
+
+// The integration tests' offer helper: one file for them and the unit tests below.
+#[cfg(test)]
+#[path = "../tests/common/offer.rs"]
+mod test_offer;
 
 #[cfg(test)]
 mod tests {
@@ -961,49 +961,7 @@ mod tests {
     const AUTH: (&str, &str) = ("authorization", "Bearer right-code-1");
     const SDP: (&str, &str) = ("content-type", "application/sdp");
 
-    /// A real offer from a webrtc-rs peer that wants to receive video.
-    async fn real_offer() -> (Arc<dyn PeerConnection>, String) {
-        use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-        use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-        use webrtc::peer_connection::{
-            register_default_interceptors, MediaEngine, PeerConnectionBuilder,
-            PeerConnectionEventHandler, Registry, SettingEngineBuilder,
-        };
-        struct Quiet;
-        #[async_trait::async_trait]
-        impl PeerConnectionEventHandler for Quiet {}
-        let mut me = MediaEngine::default();
-        me.register_default_codecs().unwrap();
-        let registry = register_default_interceptors(Registry::new(), &mut me).unwrap();
-        let pc = PeerConnectionBuilder::new()
-            .with_media_engine(me)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-                    .build(),
-            )
-            .with_handler(Arc::new(Quiet))
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-            .build()
-            .await
-            .unwrap();
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        pc.add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        let offer = pc.create_offer(None).await.unwrap();
-        pc.set_local_description(offer.clone()).await.unwrap();
-        (pc, offer.sdp)
-    }
-
-    use webrtc::peer_connection::PeerConnection;
+    use super::test_offer::recvonly_offer;
 
     #[tokio::test]
     async fn serves_the_viewer_page_with_a_strict_policy() {
@@ -1178,7 +1136,7 @@ mod tests {
     #[tokio::test]
     async fn a_real_offer_gets_an_answer_and_a_session_that_delete_ends() {
         let st = state();
-        let (client, offer) = real_offer().await;
+        let (client, offer) = recvonly_offer().await;
         let (status, headers, answer) = send(&st, "POST", "/whep", &[AUTH, SDP], offer).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         assert_eq!(headers[header::CONTENT_TYPE], "application/sdp");
@@ -1223,7 +1181,7 @@ mod tests {
             let _ = tx.send(false);
             rx
         }));
-        let (_client, offer) = real_offer().await;
+        let (_client, offer) = recvonly_offer().await;
         let (status, _, body) = send(&st, "POST", "/whep", &[AUTH, SDP], offer).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body, "the host declined");

@@ -1,15 +1,14 @@
 //! A real share and a real client over loopback: WHEP, ICE, DTLS, SRTP and SCTP, with
 //! H.264 from the real encoder. The host side records what reaches it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::TestEncoder;
 use net::client::{ClientEvent, ShareClient, ShareUrl};
-use net::{
-    AccessCode, HostEvents, HostSide, IceConfig, Message, Mime, Rights, ShareConfig, ShareServer,
-    VideoFanout, VideoSample,
-};
+use net::{HostEvents, HostSide, Message, Mime, Rights, ShareConfig, ShareServer};
+
+mod common;
 
 #[derive(Default)]
 struct RecordingHost {
@@ -24,38 +23,6 @@ impl HostSide for RecordingHost {
     fn set_clipboard(&self, _viewer: u64, mime: Mime, data: Vec<u8>) {
         self.clipboard.lock().unwrap().push((mime, data));
     }
-}
-
-/// Feeds the fan-out with real H.264 from a moving test picture, honouring keyframe requests.
-fn encoder_thread(
-    fanout: Arc<VideoFanout>,
-    keyframe: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut enc = media::encoder::H264Encoder::new(Default::default()).unwrap();
-        let mut conv = media::convert::Converter::new(320, 240);
-        let mut i = 0u32;
-        while !stop.load(Ordering::Relaxed) {
-            let frame: Vec<u8> = (0..320 * 240)
-                .flat_map(|p| {
-                    let x = (p % 320 + i) as u8;
-                    [x, 0x80, 0x20, 0]
-                })
-                .collect();
-            conv.convert(&frame, 320, 240);
-            let out = enc
-                .encode(conv.picture(), keyframe.swap(false, Ordering::Relaxed))
-                .unwrap();
-            fanout.publish(VideoSample {
-                data: out.data,
-                capture_time: Instant::now(),
-                keyframe: out.keyframe,
-            });
-            i += 3;
-            std::thread::sleep(Duration::from_millis(33));
-        }
-    })
 }
 
 /// Events from the client, searchable out of order: what a wait passes over is kept.
@@ -85,28 +52,11 @@ impl Events {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_and_share_exchange_media_input_and_clipboard() {
-    let keyframe = Arc::new(AtomicBool::new(false));
-    let fanout = {
-        let k = keyframe.clone();
-        VideoFanout::new(
-            Instant::now(),
-            Arc::new(move || k.store(true, Ordering::Relaxed)),
-        )
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let encoder = encoder_thread(fanout.clone(), keyframe, stop.clone());
+    let encoder = TestEncoder::start(3);
     let host = Arc::new(RecordingHost::default());
     let events = HostEvents::new();
     let server = ShareServer::start(
         ShareConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            code: AccessCode::parse("loopback-code").unwrap(),
-            ice: IceConfig {
-                servers: vec![],
-                udp_addrs: vec!["127.0.0.1:0".into()],
-            },
-            max_viewers: 4,
-            media_stats: Arc::new(Vec::new),
             host: host.clone(),
             events: events.clone(),
             default_rights: Rights {
@@ -114,10 +64,9 @@ async fn client_and_share_exchange_media_input_and_clipboard() {
                 clipboard: true,
             },
             clipboard_max: 1 << 20,
-            approve: None,
-            identity: Some(net::peer::ShareIdentity::generate().unwrap()),
+            ..common::share_config("loopback-code", 4)
         },
-        fanout,
+        encoder.fanout.clone(),
         None,
     )
     .await
@@ -285,7 +234,6 @@ async fn client_and_share_exchange_media_input_and_clipboard() {
         assert!(Instant::now() < deadline, "the session ended");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    encoder.join().unwrap();
+    encoder.stop();
     server.shutdown().await;
 }

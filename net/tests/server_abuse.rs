@@ -10,111 +10,45 @@
 //!   the share-wide budget.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::offer::recvonly_offer;
+use common::TestEncoder;
 use net::client::{ClientEvent, ShareClient, ShareUrl};
-use net::{AccessCode, HostEvents, IceConfig, Rights, ShareConfig, ShareServer, VideoFanout};
+use net::ShareServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use webrtc::peer_connection::PeerConnection;
+
+mod common;
 
 const CODE: &str = "abuse-test-code";
 
 struct Share {
     server: ShareServer,
-    /// Keyframes the encoder made.
-    keyframes: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    encoder: Option<std::thread::JoinHandle<()>>,
+    encoder: TestEncoder,
 }
 
 impl Share {
     async fn start(max_viewers: usize) -> Self {
-        let request = Arc::new(AtomicBool::new(false));
-        let fanout = {
-            let r = request.clone();
-            VideoFanout::new(
-                Instant::now(),
-                Arc::new(move || r.store(true, Ordering::Relaxed)),
-            )
-        };
-        let keyframes = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let encoder = encoder_thread(fanout.clone(), request, keyframes.clone(), stop.clone());
+        let encoder = TestEncoder::start(0);
         let server = ShareServer::start(
-            ShareConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                code: AccessCode::parse(CODE).unwrap(),
-                ice: IceConfig {
-                    servers: vec![],
-                    udp_addrs: vec!["127.0.0.1:0".into()],
-                },
-                max_viewers,
-                media_stats: Arc::new(Vec::new),
-                host: Arc::new(net::session::ViewOnlyHost),
-                events: HostEvents::new(),
-                default_rights: Rights::default(),
-                clipboard_max: 1024,
-                approve: None,
-                identity: Some(net::peer::ShareIdentity::generate().unwrap()),
-            },
-            fanout,
+            common::share_config(CODE, max_viewers),
+            encoder.fanout.clone(),
             None,
         )
         .await
         .unwrap();
-        Self {
-            server,
-            keyframes,
-            stop,
-            encoder: Some(encoder),
-        }
+        Self { server, encoder }
     }
 
     fn addr(&self) -> SocketAddr {
         self.server.local_addr()
     }
 
-    async fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(e) = self.encoder.take() {
-            e.join().unwrap();
-        }
+    async fn stop(self) {
+        self.encoder.stop();
         self.server.shutdown().await;
     }
-}
-
-/// Real H.264 of a still 320x240 picture at 30 fps, a keyframe only when asked: what a
-/// static screen costs.
-fn encoder_thread(
-    fanout: Arc<VideoFanout>,
-    request: Arc<AtomicBool>,
-    keyframes: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut enc = media::encoder::H264Encoder::new(Default::default()).unwrap();
-        let mut conv = media::convert::Converter::new(320, 240);
-        let frame: Vec<u8> = (0..320 * 240)
-            .flat_map(|p| [(p % 320) as u8, 0x80, 0x20, 0])
-            .collect();
-        while !stop.load(Ordering::Relaxed) {
-            conv.convert(&frame, 320, 240);
-            let out = enc
-                .encode(conv.picture(), request.swap(false, Ordering::Relaxed))
-                .unwrap();
-            if out.keyframe {
-                keyframes.fetch_add(1, Ordering::Relaxed);
-            }
-            fanout.publish(net::VideoSample {
-                data: out.data,
-                capture_time: Instant::now(),
-                keyframe: out.keyframe,
-            });
-            std::thread::sleep(Duration::from_millis(33));
-        }
-    })
 }
 
 /// One HTTP/1.1 request on a fresh connection (from `from`, if given); returns the status
@@ -162,53 +96,10 @@ async fn http(
 const AUTH: (&str, &str) = ("Authorization", "Bearer abuse-test-code");
 const SDP: (&str, &str) = ("Content-Type", "application/sdp");
 
-/// A real offer to receive video, from a webrtc-rs peer that is kept (so its candidates
-/// stay valid) but never told the answer: it never connects.
-async fn offer() -> (Arc<dyn PeerConnection>, String) {
-    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-    use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-    use webrtc::peer_connection::{
-        register_default_interceptors, MediaEngine, PeerConnectionBuilder,
-        PeerConnectionEventHandler, Registry, SettingEngineBuilder,
-    };
-    struct Quiet;
-    #[async_trait::async_trait]
-    impl PeerConnectionEventHandler for Quiet {}
-    let mut me = MediaEngine::default();
-    me.register_default_codecs().unwrap();
-    let registry = register_default_interceptors(Registry::new(), &mut me).unwrap();
-    let pc = PeerConnectionBuilder::new()
-        .with_media_engine(me)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(
-            SettingEngineBuilder::new()
-                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-                .build(),
-        )
-        .with_handler(Arc::new(Quiet))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-        .build()
-        .await
-        .unwrap();
-    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-    pc.add_transceiver_from_kind(
-        RtpCodecKind::Video,
-        Some(RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Recvonly,
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
-    let offer = pc.create_offer(None).await.unwrap();
-    pc.set_local_description(offer.clone()).await.unwrap();
-    (pc, offer.sdp)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_viewers_holds_under_30_concurrent_offers() {
     let share = Share::start(3).await;
-    let (_pc, sdp) = offer().await;
+    let (_pc, sdp) = recvonly_offer().await;
     let addr = share.addr();
     let posts: Vec<_> = (0..30)
         .map(|_| {
@@ -237,7 +128,7 @@ async fn max_viewers_holds_under_30_concurrent_offers() {
 async fn a_viewer_that_never_connects_gives_its_slot_back() {
     let share = Share::start(1).await;
     let addr = share.addr();
-    let (_pc, sdp) = offer().await;
+    let (_pc, sdp) = recvonly_offer().await;
     let (status, body) = http(addr, None, "POST", "/whep", &[AUTH, SDP], &sdp).await;
     assert_eq!(status, 201, "{body}");
     let answered = Instant::now();
@@ -252,7 +143,7 @@ async fn a_viewer_that_never_connects_gives_its_slot_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("slot given back {:?} after the answer", answered.elapsed());
-    let (_pc2, sdp2) = offer().await;
+    let (_pc2, sdp2) = recvonly_offer().await;
     let (status, body) = http(addr, None, "POST", "/whep", &[AUTH, SDP], &sdp2).await;
     assert_eq!(status, 201, "the slot is free again: {body}");
     share.stop().await;
@@ -276,7 +167,7 @@ async fn a_pli_flood_makes_at_most_5_keyframes_in_5_s() {
     }
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = share.keyframes.load(Ordering::Relaxed);
+    let before = share.encoder.keyframes.load(Ordering::Relaxed);
     let start = Instant::now();
     let mut plis = 0;
     while start.elapsed() < Duration::from_secs(5) {
@@ -284,7 +175,7 @@ async fn a_pli_flood_makes_at_most_5_keyframes_in_5_s() {
         plis += 1;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let made = share.keyframes.load(Ordering::Relaxed) - before;
+    let made = share.encoder.keyframes.load(Ordering::Relaxed) - before;
     eprintln!("{plis} PLIs in 5 s made {made} keyframes");
     assert!(plis >= 300, "the flood was a flood: {plis}");
     assert!(made >= 1, "keyframe requests are still honoured");

@@ -30,21 +30,16 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  Scope, startXvfb, startPattern, launchBrowser, openViewer, startPulse, playTone,
+  startXvfb, startPattern, launchBrowser, openViewer, startPulse, playTone,
   startShareWithEnv, useTreeAssets, waitForAudioTrack, inboundRtp,
 } from '../e2e/lib.mjs';
+import { cliArgs, runBench } from './lib.mjs';
 
 const NTP_UNIX_OFFSET_MS = 2208988800000; // 1900-01-01 to 1970-01-01
 
 function parseArgs(argv) {
   const opts = { seconds: 60, freq: 440, playerLatencyMs: 20, fps: null, warmup: 3 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  for (const [a, val] of cliArgs(argv)) {
     switch (a) {
       case '--seconds': opts.seconds = Number(val()); break;
       case '--freq': opts.freq = Number(val()); break;
@@ -104,9 +99,7 @@ function interval(prev, cur) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const scope = new Scope('av_drift');
-  let failed = false;
-  try {
+  await runBench('av_drift', async (scope) => {
     const pulse = scope.add(await startPulse());
     scope.add(await playTone(pulse, opts.freq, { latencyMs: opts.playerLatencyMs }));
     const x = scope.add(await startXvfb({ width: 1280, height: 720 }));
@@ -228,14 +221,7 @@ async function main() {
       `${f(cum('video', 'framesDropped'), 0)} dropped, ${f(cum('video', 'freezeCount'), 0)} freezes, codec ${last?.video?.codec ?? 'n/a'}`);
     console.log(`  host: ${JSON.stringify(Object.fromEntries(Object.entries(stats)
       .filter(([k]) => /^audio_|^frames_encoded$|^frames_dropped$|^keyframes$/.test(k))))}`);
-  } catch (err) {
-    failed = true;
-    scope.dump();
-    console.error(`av_drift: ${err?.stack || err}`);
-  } finally {
-    await scope.cleanup();
-  }
-  process.exitCode = failed ? 1 : 0;
+  });
 }
 
 await main();

@@ -45,6 +45,7 @@ import {
   REPO, Scope, startXvfb, startClockPattern, startShare, startProcess, launchBrowser, openPage,
   openViewer, useTreeAssets,
 } from '../e2e/lib.mjs';
+import { cliArgs, runBench, quantile } from './lib.mjs';
 
 const USAGE = 'usage: node tests/bench/g2g.mjs [--size WxH] [--fps N] [--seconds S] ' +
   '[--sender porthole|gst|both] [--bitrate-kbps N] [--motion-percent P] [--warmup S] ' +
@@ -55,13 +56,7 @@ function parseArgs(argv) {
     size: '1920x1080', fps: 30, seconds: 15, sender: 'both', bitrate: 8000, motion: 30, warmup: 3,
     link: null, loss: 0, step: false,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  for (const [a, val] of cliArgs(argv)) {
     const num = (lo, hi) => {
       const v = Number(val());
       if (!(v >= lo && v <= hi)) throw new Error(`${a} wants a number in ${lo}..${hi}`);
@@ -95,11 +90,6 @@ function parseArgs(argv) {
 // ---------------------------------------------------------------------------------------
 // Figures
 
-const quantile = (xs, q) => {
-  if (!xs.length) return NaN;
-  const v = [...xs].sort((a, b) => a - b);
-  return v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))];
-};
 const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
 const CLK_TCK = (() => {
@@ -501,9 +491,8 @@ async function main() {
     process.exitCode = 2;
     return;
   }
-  const scope = new Scope('g2g');
-  let failed = false;
-  try {
+  await runBench('g2g', async (scope) => {
+    let failed = false;
     const x = scope.add(await startXvfb({ width: opts.width, height: opts.height }));
     const pattern = scope.add(await startClockPattern(x.display, { motionPercent: opts.motion, motionFps: opts.fps }));
     const browser = scope.add(await launchBrowser({ viewport: { width: opts.width, height: opts.height } }));
@@ -537,14 +526,8 @@ async function main() {
       console.log('');
       console.log(table(results));
     }
-  } catch (err) {
-    failed = true;
-    scope.dump();
-    console.error(`g2g: ${err?.stack || err}`);
-  } finally {
-    await scope.cleanup();
-  }
-  process.exitCode = failed ? 1 : 0;
+    return failed;
+  });
 }
 
 function cpuCount() {

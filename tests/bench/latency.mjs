@@ -20,19 +20,14 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  Scope, startXvfb, startPattern, startShare, launchBrowser, openViewer, useTreeAssets,
+  startXvfb, startPattern, startShare, launchBrowser, openViewer, useTreeAssets,
   waitForState, quadrantCentres,
 } from '../e2e/lib.mjs';
+import { cliArgs, runBench, quantile } from './lib.mjs';
 
 function parseArgs(argv) {
   const opts = { trials: 30, fps: null, size: '1280x720', bitrate: null };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  for (const [a, val] of cliArgs(argv)) {
     switch (a) {
       case '--trials': opts.trials = Number(val()); break;
       case '--fps': opts.fps = Number(val()); break;
@@ -52,11 +47,6 @@ function parseArgs(argv) {
   if (!(opts.trials >= 1)) throw new Error('--trials must be at least 1');
   return opts;
 }
-
-const quantile = (xs, q) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))];
-};
 
 /** Starts the in-page watcher: every presented frame's colour at (x, y) goes to a log. */
 async function installWatcher(page, point) {
@@ -91,9 +81,8 @@ async function installWatcher(page, point) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const scope = new Scope('latency');
-  let failed = false;
-  try {
+  await runBench('latency', async (scope) => {
+    let failed = false;
     const screen = { width: opts.width, height: opts.height };
     const x = scope.add(await startXvfb(screen));
     const pattern = scope.add(await startPattern(x.display));
@@ -158,14 +147,8 @@ async function main() {
     const stats = await share.stats();
     console.log(`  host: ${JSON.stringify(Object.fromEntries(Object.entries(stats)
       .filter(([k]) => /^frames_|^keyframes$|^bytes_encoded$/.test(k))))}`);
-  } catch (err) {
-    failed = true;
-    scope.dump();
-    console.error(`latency: ${err?.stack || err}`);
-  } finally {
-    await scope.cleanup();
-  }
-  process.exitCode = failed ? 1 : 0;
+    return failed;
+  });
 }
 
 await main();

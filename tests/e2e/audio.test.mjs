@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   withScope, startXvfb, startPattern, launchBrowser, openViewer, countFrames, pollUntil,
   startPulse, playTone, startShareWithEnv, useTreeAssets, refuseAutoplayWithSound,
-  viewerAudio, waitForAudioTrack, startAudioAnalyser, waitForTone, inboundRtp,
+  viewerAudio, waitForAudioTrack, startAudioAnalyser, waitForTone, inboundRtp, stopCleanly,
 } from './lib.mjs';
 
 const SCREEN = { width: 1280, height: 720 };
@@ -38,15 +38,6 @@ async function setup(s, { pulse = true, env = null, shareArgs = [], refuseAutopl
   if (refuseAutoplay) refuseAutoplayWithSound(browser);
   await useTreeAssets(browser, share);
   return { pa, x, share, browser, startupMs };
-}
-
-/** Closes the browser, stops the share with SIGINT and asserts a clean exit. */
-async function stopCleanly(browser, share) {
-  await browser.stop();
-  const r = await share.stop();
-  assert.equal(r.killed, false, 'share exits within 5 s of SIGINT');
-  assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null },
-    `share exits with code 0 after SIGINT; stderr:\n${share.stderrText()}`);
 }
 
 /** The m-lines of the host's SDP answer: [{kind, port, mid, direction}]. */

@@ -15,7 +15,7 @@ import {
   viewerStatus, countFrames, pollUntil, startXev, typedText, XMASK, typeLikeAUser,
   pointerLocation, movePointer, readClipboard, clipboardTargets, ownClipboard, waitForRights,
   videoPoint, pageClipboard, pageNotices, waitForNotice, sendRaw, dispatchPaste,
-  encodePng, decodePng, makeTestImage, imageDiff,
+  encodePng, decodePng, makeTestImage, imageDiff, stopCleanly,
 } from './lib.mjs';
 
 const SCREEN = { width: 1920, height: 1080 };
@@ -65,15 +65,6 @@ async function assertStillStreaming(page, what) {
 /** The text of an element (or null when missing). */
 async function textOf(page, selector) {
   return page.evaluate((sel) => document.querySelector(sel)?.textContent ?? null, selector);
-}
-
-/** Closes the browser, then stops the share with SIGINT and asserts a clean exit. */
-async function stopCleanly(browser, share) {
-  await browser.stop();
-  const r = await share.stop();
-  assert.equal(r.killed, false, 'share exits within 5 s of SIGINT');
-  assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null },
-    `share exits with code 0 after SIGINT; stderr:\n${share.stderrText()}`);
 }
 
 // ---------------------------------------------------------------------------------------

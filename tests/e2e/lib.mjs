@@ -9,8 +9,12 @@
 // `withScope` prints when a test fails. Live children are also SIGKILLed when this Node
 // process exits, whatever happens.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, unlinkSync, accessSync, constants as fsConstants } from 'node:fs';
+import {
+  existsSync, unlinkSync, accessSync, mkdtempSync, rmSync, constants as fsConstants,
+} from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -266,6 +270,22 @@ export async function withScope(t, body) {
   }
 }
 
+/**
+ * A fresh directory for a test's recordings (named `prefix` + random), removed when the
+ * scope `s` ends unless PORTHOLE_E2E_KEEP is set.
+ */
+export function recordingsDir(s, prefix) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  s.add({
+    label: `recordings in ${dir}`,
+    stop: async () => {
+      if (process.env.PORTHOLE_E2E_KEEP) process.stderr.write(`kept recordings in ${dir}\n`);
+      else rmSync(dir, { recursive: true, force: true });
+    },
+  });
+  return dir;
+}
+
 export class Scope {
   constructor(name) {
     this.name = name;
@@ -369,44 +389,61 @@ export async function startXvfb({ width = 1280, height = 720 } = {}) {
 export const DEFAULT_BLOCKS = Object.freeze(['c82828', '28b43c', '323cc8', 'dcc828']); // TL TR BL BR
 
 /**
- * Starts `porthole test-pattern --display D`. Returns {width, height, blocks, setBlocks,
- * stop, logText}.
+ * Starts `porthole test-pattern ARGS` and waits for each of `lines` ([regex, ms, what]) in
+ * turn (it is killed if one does not come). Returns {proc, matches, command, stop}:
+ * command(line, reply, what) writes a line on its stdin once the previous command has
+ * been answered and resolves to the match of its reply; stop closes stdin, then SIGTERM.
  */
-export async function startPattern(display) {
+async function spawnPattern(label, args, lines) {
   requirePorthole();
-  const proc = spawnLogged('test-pattern', PORTHOLE_BIN, ['test-pattern', '--display', display], {
+  const proc = spawnLogged(label, PORTHOLE_BIN, ['test-pattern', ...args], {
     env: childEnv(), stdin: 'pipe',
   });
-  let m;
+  const matches = [];
   try {
-    m = await proc.waitLine(/^ready (\d+)x(\d+)$/, 15000, '"ready WxH"');
+    for (const [re, ms, what] of lines) matches.push(await proc.waitLine(re, ms, what));
   } catch (err) {
     await proc.stop({ signal: 'SIGKILL' });
     throw err;
   }
-  let blocks = [...DEFAULT_BLOCKS];
   let queue = Promise.resolve();
+  function command(line, reply, what) {
+    const run = async () => {
+      if (proc.exitInfo) throw new Error(`test-pattern has exited (${JSON.stringify(proc.exitInfo)})`);
+      proc.child.stdin.write(`${line}\n`);
+      return proc.waitLine(reply, 5000, what);
+    };
+    const p = queue.then(run);
+    queue = p.catch(() => {});
+    return p;
+  }
+  const stop = async () => {
+    try { proc.child.stdin.end(); } catch { /* closed */ }
+    return proc.stop({ signal: 'SIGTERM', graceMs: 3000 });
+  };
+  return { proc, matches, command, stop };
+}
+
+const READY_LINE = [/^ready (\d+)x(\d+)$/, 15000, '"ready WxH"'];
+
+/**
+ * Starts `porthole test-pattern --display D`. Returns {width, height, blocks, setBlocks,
+ * stop, logText}.
+ */
+export async function startPattern(display) {
+  const { proc, matches: [m], command, stop } = await spawnPattern('test-pattern', ['--display', display], [READY_LINE]);
+  let blocks = [...DEFAULT_BLOCKS];
 
   /** Repaints the four quadrants (TL TR BL BR, 'RRGGBB' each) and waits for 'ok'. */
   function setBlocks(colours) {
     if (!Array.isArray(colours) || colours.length !== 4 || !colours.every((c) => /^[0-9a-fA-F]{6}$/.test(c))) {
       throw new Error(`setBlocks wants 4 RRGGBB strings, got ${JSON.stringify(colours)}`);
     }
-    const run = async () => {
-      if (proc.exitInfo) throw new Error(`test-pattern has exited (${JSON.stringify(proc.exitInfo)})`);
-      proc.child.stdin.write(`blocks ${colours.join(' ')}\n`);
-      await proc.waitLine(/^ok$/, 5000, '"ok" after "blocks"');
+    return command(`blocks ${colours.join(' ')}`, /^ok$/, '"ok" after "blocks"').then(() => {
       blocks = [...colours];
-    };
-    const p = queue.then(run);
-    queue = p.catch(() => {});
-    return p;
+    });
   }
 
-  const stop = async () => {
-    try { proc.child.stdin.end(); } catch { /* closed */ }
-    return proc.stop({ signal: 'SIGTERM', graceMs: 3000 });
-  };
   return {
     width: Number(m[1]), height: Number(m[2]),
     get blocks() { return blocks; },
@@ -422,36 +459,14 @@ export async function startPattern(display) {
  * stats() resolves to {paints, skipped, motion, skipped_motion} (counts since the start).
  */
 export async function startClockPattern(display, { clockMs = 4, motionPercent = 30, motionFps = 30 } = {}) {
-  requirePorthole();
-  const proc = spawnLogged('test-pattern --clock', PORTHOLE_BIN, [
-    'test-pattern', '--display', display, '--clock', '--clock-ms', String(clockMs),
+  const { proc, matches: [ready, clock], command, stop } = await spawnPattern('test-pattern --clock', [
+    '--display', display, '--clock', '--clock-ms', String(clockMs),
     '--motion-percent', String(motionPercent), '--motion-fps', String(motionFps),
-  ], { env: childEnv(), stdin: 'pipe' });
-  let ready;
-  let clock;
-  try {
-    ready = await proc.waitLine(/^ready (\d+)x(\d+)$/, 15000, '"ready WxH"');
-    clock = await proc.waitLine(/^clock (\d+) (\d+) (\d+)$/, 5000, '"clock X Y CELL"');
-  } catch (err) {
-    await proc.stop({ signal: 'SIGKILL' });
-    throw err;
+  ], [READY_LINE, [/^clock (\d+) (\d+) (\d+)$/, 5000, '"clock X Y CELL"']]);
+  async function stats() {
+    const m = await command('stats', /^stats (.*)$/, '"stats ..."');
+    return Object.fromEntries(m[1].split(' ').map((kv) => kv.split('=')).map(([k, v]) => [k, Number(v)]));
   }
-  let queue = Promise.resolve();
-  function stats() {
-    const run = async () => {
-      if (proc.exitInfo) throw new Error(`test-pattern has exited (${JSON.stringify(proc.exitInfo)})`);
-      proc.child.stdin.write('stats\n');
-      const m = await proc.waitLine(/^stats (.*)$/, 5000, '"stats ..."');
-      return Object.fromEntries(m[1].split(' ').map((kv) => kv.split('=')).map(([k, v]) => [k, Number(v)]));
-    };
-    const p = queue.then(run);
-    queue = p.catch(() => {});
-    return p;
-  }
-  const stop = async () => {
-    try { proc.child.stdin.end(); } catch { /* closed */ }
-    return proc.stop({ signal: 'SIGTERM', graceMs: 3000 });
-  };
   return {
     width: Number(ready[1]), height: Number(ready[2]),
     clock: { x: Number(clock[1]), y: Number(clock[2]), cell: Number(clock[3]) },
@@ -578,6 +593,15 @@ export async function pollUntil(fn, pred, { timeoutMs = 5000, intervalMs = 100, 
 
 // ---------------------------------------------------------------------------------------
 // Browser
+
+/** Closes the browser, then stops the share with SIGINT and asserts a clean exit. */
+export async function stopCleanly(browser, share) {
+  await browser.stop();
+  const r = await share.stop();
+  assert.equal(r.killed, false, 'share exits within 5 s of SIGINT');
+  assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null },
+    `share exits with code 0 after SIGINT; stderr:\n${share.stderrText()}`);
+}
 
 export const CHROMIUM_ARGS = Object.freeze([
   '--no-sandbox',
@@ -2205,22 +2229,35 @@ export function parseListLines(text) {
  */
 export async function portholeList(node, { timeout = 3, json = true, env = {}, timeoutMs = null } = {}) {
   requirePorthole();
-  const args = ['list', '--timeout', String(timeout)];
-  if (json) args.push('--json');
   const started = Date.now();
-  const r = await node.run(PORTHOLE_BIN, args, { env: childEnv(env), timeoutMs: timeoutMs ?? timeout * 1000 + 10000 });
+  const r = await node.run(PORTHOLE_BIN, listArgs(timeout, json), {
+    env: childEnv(env), timeoutMs: timeoutMs ?? timeout * 1000 + 10000,
+  });
   const ms = Date.now() - started;
   const stdout = r.stdout.toString();
-  let entries = null;
-  let parseError = null;
-  if (r.code === 0) {
-    try {
-      entries = json ? JSON.parse(stdout) : parseListLines(stdout);
-    } catch (err) {
-      parseError = err.message;
-    }
+  return {
+    code: r.code, signal: r.signal, timedOut: r.timedOut, ms, stdout, stderr: r.stderr,
+    ...listEntries(r.code, stdout, json),
+  };
+}
+
+/** The arguments of `porthole list --timeout S [--json]`. */
+function listArgs(timeout, json) {
+  return ['list', '--timeout', String(timeout), ...(json ? ['--json'] : [])];
+}
+
+/**
+ * What a `porthole list` that exited with `code` printed: {entries, parseError}; entries
+ * is the parsed JSON array (json) or parseListLines() (text), null when it failed or did
+ * not parse (then parseError says why).
+ */
+function listEntries(code, stdout, json) {
+  if (code !== 0) return { entries: null, parseError: null };
+  try {
+    return { entries: json ? JSON.parse(stdout) : parseListLines(stdout), parseError: null };
+  } catch (err) {
+    return { entries: null, parseError: err.message };
   }
-  return { code: r.code, signal: r.signal, timedOut: r.timedOut, ms, stdout, stderr: r.stderr, entries, parseError };
 }
 
 /**
@@ -2452,24 +2489,16 @@ enable-reflector=no
  */
 export function startListIn(node, { timeout = 6, json = true, env = {} } = {}) {
   requirePorthole();
-  const args = ['list', '--timeout', String(timeout)];
-  if (json) args.push('--json');
   const started = Date.now();
-  const proc = node.spawn('porthole list', PORTHOLE_BIN, args, { env: childEnv(env) });
+  const proc = node.spawn('porthole list', PORTHOLE_BIN, listArgs(timeout, json), { env: childEnv(env) });
   const killer = setTimeout(() => { proc.stop({ signal: 'SIGKILL' }); }, timeout * 1000 + 10000);
   const done = proc.exited.then((r) => {
     clearTimeout(killer);
     const stdout = proc.lines.join('\n');
-    let entries = null;
-    let parseError = null;
-    if (r.code === 0) {
-      try {
-        entries = json ? JSON.parse(stdout) : parseListLines(stdout);
-      } catch (err) {
-        parseError = err.message;
-      }
-    }
-    return { code: r.code, signal: r.signal, ms: Date.now() - started, stdout, stderr: proc.stderr.toString(), entries, parseError };
+    return {
+      code: r.code, signal: r.signal, ms: Date.now() - started, stdout, stderr: proc.stderr.toString(),
+      ...listEntries(r.code, stdout, json),
+    };
   });
   return {
     started, done,

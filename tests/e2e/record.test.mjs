@@ -10,11 +10,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import os from 'node:os';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  withScope, startXvfb, startPattern, startPulse, playTone, startShareWithEnv, startRecord,
+  withScope, recordingsDir, startXvfb, startPattern, startPulse, playTone, startShareWithEnv, startRecord,
   runTool, quadrantCentres, compareColours, DEFAULT_BLOCKS, pollUntil, frameAt, sampleFrame,
 } from './lib.mjs';
 
@@ -23,19 +22,6 @@ const TEST_TIMEOUT = 90_000;
 const CHANGED_BLOCKS = Object.freeze(['20c8c8', 'c820b4', 'f0f0f0', '102010']); // TL TR BL BR
 const TONE_HZ = 440;
 
-/** A fresh directory for the recordings, removed at the end unless PORTHOLE_E2E_KEEP is set. */
-function tempDir(s) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'porthole-record-'));
-  s.add({
-    label: `recordings in ${dir}`,
-    stop: async () => {
-      if (process.env.PORTHOLE_E2E_KEEP) process.stderr.write(`kept recordings in ${dir}\n`);
-      else fs.rmSync(dir, { recursive: true, force: true });
-    },
-  });
-  return dir;
-}
-
 /** PulseAudio + tone + Xvfb + pattern + share (capturing the null sink), all in the scope. */
 async function setup(s, { tone = true } = {}) {
   const pa = s.add(await startPulse());
@@ -43,7 +29,7 @@ async function setup(s, { tone = true } = {}) {
   const x = s.add(await startXvfb(SCREEN));
   const pattern = s.add(await startPattern(x.display));
   const share = s.add(await startShareWithEnv(pa.env, { display: x.display, args: ['--no-announce'] }));
-  return { pa, x, pattern, share, dir: tempDir(s) };
+  return { pa, x, pattern, share, dir: recordingsDir(s, 'porthole-record-') };
 }
 
 /** Waits for the recorder to exit (SIGKILLing it after timeoutMs); returns {code, signal, ms}. */
@@ -388,7 +374,7 @@ test('an idle desktop (a still screen, then a burst of change; silence, then sou
     const pa = s.add(await startPulse());
     const x = s.add(await startXvfb(SCREEN));
     const share = s.add(await startShareWithEnv(pa.env, { display: x.display, args: ['--no-announce'] }));
-    const dir = tempDir(s);
+    const dir = recordingsDir(s, 'porthole-record-');
     const file = path.join(dir, 'idle.mp4');
     const rec = s.add(startRecord(share.viewerUrl(), file, ['--duration', '8']));
     await pollUntil(() => fs.existsSync(file) || rec.exitInfo !== null, (v) => v,

@@ -9,7 +9,7 @@ import {
   withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, openPage,
   waitForState, viewerStatus, countFrames, countFramesDetailed, waitForColours,
   quadrantCentres, DEFAULT_BLOCKS, postWhep, pollUntil, makeOffer, randomCode,
-  PORTHOLE_BIN, xEnv,
+  PORTHOLE_BIN, xEnv, stopCleanly,
 } from './lib.mjs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -27,15 +27,6 @@ async function setup(s, { shareArgs = [] } = {}) {
   const share = s.add(await startShare({ display: x.display, args: shareArgs }));
   const browser = s.add(await launchBrowser({ viewport: SCREEN }));
   return { x, pattern, share, browser };
-}
-
-/** Closes the browser, then stops the share with SIGINT and asserts a clean exit. */
-async function stopCleanly(browser, share) {
-  await browser.stop();
-  const r = await share.stop();
-  assert.equal(r.killed, false, 'share exits within 5 s of SIGINT');
-  assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null },
-    `share exits with code 0 after SIGINT; stderr:\n${share.stderrText()}`);
 }
 
 test('browser shows the screen', { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {

@@ -16,10 +16,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import os from 'node:os';
 import fs from 'node:fs';
 import {
-  withScope, startXvfb, startPattern, pollUntil, runTool, randomCode, httpFrom, tcpConnectFrom, startShareIn, startTurnNet, startTurnServer,
+  withScope, recordingsDir, startXvfb, startPattern, pollUntil, runTool, randomCode, httpFrom, tcpConnectFrom, startShareIn, startTurnNet, startTurnServer,
   startTcpProxy, whepAnswerFrom, sdpCandidates, parseTurnLog, startRecordIn, TURN_NET, quadrantCentres,
   compareColours, DEFAULT_BLOCKS, frameAt, sampleFrame,
 } from './lib.mjs';
@@ -29,19 +28,6 @@ const TEST_TIMEOUT = 60_000;
 const TURN_PORT = 3478;
 const RELAY_PORTS = { minPort: 49152, maxPort: 49252 };
 const RECORD_SECONDS = 3;
-
-/** A fresh directory for the recordings, removed at the end unless PORTHOLE_E2E_KEEP is set. */
-function tempDir(s) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'porthole-turn-rec-'));
-  s.add({
-    label: `recordings in ${dir}`,
-    stop: async () => {
-      if (process.env.PORTHOLE_E2E_KEEP) process.stderr.write(`kept recordings in ${dir}\n`);
-      else fs.rmSync(dir, { recursive: true, force: true });
-    },
-  });
-  return dir;
-}
 
 /**
  * The three namespaces, coturn in t, Xvfb + test pattern, the share in a (with `turnArgs`)
@@ -71,7 +57,7 @@ async function setup(t, s, { useTurn }) {
   assert.ok(direct.error, `b cannot reach the share at ${TURN_NET.a}:${share.port} directly: ${JSON.stringify(direct)}`);
   assert.deepEqual(await httpFrom(net.b, `${origin}/`), { status: 200 }, `b gets the page through ${origin}`);
   t.diagnostic(`b -> a directly: ${direct.error}; b -> ${origin} (relayed by t) -> ${TURN_NET.a}:${share.port}: 200`);
-  return { net, turn, user, password, share, origin, dir: tempDir(s) };
+  return { net, turn, user, password, share, origin, dir: recordingsDir(s, 'porthole-turn-rec-') };
 }
 
 /** What the share answers to a hand-made offer from b: {whep, candidates}, with a diagnostic. */

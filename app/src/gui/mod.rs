@@ -325,7 +325,7 @@ impl Gui {
                 ui.label(format!(
                     "Picked {} at {}{} — fingerprint {}: check that the host's screen shows the same.",
                     e.share.name,
-                    nearby_address(&e.share),
+                    e.share.host_in_url(),
                     if e.gone { " (no longer announced)" } else { "" },
                     net::discovery::fingerprint_for_people(&e.share.fingerprint)
                 ));
@@ -352,7 +352,7 @@ impl Gui {
         let mut picked = None;
         for e in shown {
             let n = &e.share;
-            let address = nearby_address(n);
+            let address = n.host_in_url();
             let ambiguous = self.nearby.is_ambiguous(&n.name);
             ui.horizontal(|ui| {
                 ui.label(format!("{}  {}:{}  {}", n.name, address, n.port, n.flags()));
@@ -549,18 +549,9 @@ impl Gui {
     }
 }
 
-/// How a nearby share's address is written in a link: `[v6]`, `v4`, else its host name.
-fn nearby_address(n: &NearbyShare) -> String {
-    match n.best_address() {
-        Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
-        Some(a) => a.to_string(),
-        None => n.host.clone(),
-    }
-}
-
 /// The link the app connects to for a nearby share (no code: the user types it).
 fn nearby_link(n: &NearbyShare) -> String {
-    format!("http://{}:{}/", nearby_address(n), n.port)
+    format!("http://{}:{}/", n.host_in_url(), n.port)
 }
 
 fn kind_of(user_agent: &str) -> &'static str {

@@ -323,12 +323,8 @@ impl ViewerScreen {
                 .push(transfer, mime, total, offset, &data)
             {
                 Ok(Some((mime, data))) => {
-                    let content = match mime {
-                        net::Mime::Text => match String::from_utf8(data) {
-                            Ok(t) => media::clipboard::ClipContent::Text(t),
-                            Err(_) => return,
-                        },
-                        net::Mime::Png => media::clipboard::ClipContent::Png(data),
+                    let Some(content) = crate::clip::from_wire(mime, data) else {
+                        return;
                     };
                     if let Some(local) = &self.local_clipboard {
                         local.set(content);
@@ -375,10 +371,7 @@ impl ViewerScreen {
         let Some(client) = self.client.clone() else {
             return;
         };
-        let (mime, bytes) = match content {
-            ClipContent::Text(t) => (net::Mime::Text, t.as_bytes().to_vec()),
-            ClipContent::Png(p) => (net::Mime::Png, p.clone()),
-        };
+        let (mime, bytes) = crate::clip::to_wire(content);
         let transfer = self.next_transfer;
         self.next_transfer = self.next_transfer.wrapping_add(1);
         tracing::info!(
