@@ -315,10 +315,13 @@ export function encode(msg) {
       w.u16(u16(msg, 'x')); w.u16(u16(msg, 'y')); w.u8(bool(msg, 'visible'));
       break;
     case 'CursorShape': {
-      const width = int(msg, 'width', 1, MAX_CURSOR_SIDE);
-      const height = int(msg, 'height', 1, MAX_CURSOR_SIDE);
-      const hotX = int(msg, 'hot_x', 0, width - 1);
-      const hotY = int(msg, 'hot_y', 0, height - 1);
+      const hotX = u16(msg, 'hot_x');
+      const hotY = u16(msg, 'hot_y');
+      const width = u16(msg, 'width');
+      const height = u16(msg, 'height');
+      // The reason decode gives (a size out of 1-256 or a hotspot outside is BadCursor).
+      if (width < 1 || width > MAX_CURSOR_SIDE || height < 1 || height > MAX_CURSOR_SIDE
+        || hotX >= width || hotY >= height) fail('BadCursor', `${width}x${height} with hotspot ${hotX},${hotY}`);
       const rgba = toBytes(msg.rgba || []);
       if (rgba.length !== width * height * 4) fail('BadCursor', 'rgba is not width*height*4 bytes');
       w.u16(hotX); w.u16(hotY); w.u16(width); w.u16(height); w.bytes(rgba);

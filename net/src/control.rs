@@ -378,6 +378,7 @@ mod tests {
             code: "KeyA".into(),
         }
         .encode()
+        .unwrap()
     }
 
     #[test]
@@ -392,13 +393,18 @@ mod tests {
             g.handle(Channel::Input, &key(), VIEW, now),
             Err(Refusal::NotAllowed { right: "control" })
         );
-        let mv = Message::PointerMove { x: 1, y: 2 }.encode();
+        let mv = Message::PointerMove { x: 1, y: 2 }.encode().unwrap();
         assert_eq!(
             g.handle(Channel::Pointer, &mv, VIEW, now),
             Err(Refusal::NotAllowed { right: "control" })
         );
         assert_eq!(
-            g.handle(Channel::Input, &Message::ReleaseAll.encode(), VIEW, now),
+            g.handle(
+                Channel::Input,
+                &Message::ReleaseAll.encode().unwrap(),
+                VIEW,
+                now
+            ),
             Ok(Some(Action::Inject(Message::ReleaseAll)))
         );
     }
@@ -416,7 +422,8 @@ mod tests {
             rights: 7,
             clipboard_max: 1,
         }
-        .encode();
+        .encode()
+        .unwrap();
         assert_eq!(
             g.handle(Channel::Input, &rights, ALL, now),
             Err(Refusal::WrongChannel(0x12))
@@ -433,6 +440,7 @@ mod tests {
             code: code.into(),
         }
         .encode()
+        .unwrap()
     }
 
     fn button_msg(button: u8, pressed: bool) -> Vec<u8> {
@@ -443,6 +451,7 @@ mod tests {
             y: 100,
         }
         .encode()
+        .unwrap()
     }
 
     #[test]
@@ -456,7 +465,7 @@ mod tests {
         assert!(g
             .handle(Channel::Input, &button_msg(0, true), ALL, t0)
             .is_ok());
-        let wheel = Message::Wheel { dx: 0, dy: 1 }.encode();
+        let wheel = Message::Wheel { dx: 0, dy: 1 }.encode().unwrap();
         let accepted = (0..2000)
             .filter(|_| g.handle(Channel::Input, &wheel, ALL, t0).is_ok())
             .count();
@@ -483,7 +492,12 @@ mod tests {
             Err(Refusal::RateLimited)
         );
         assert!(g
-            .handle(Channel::Input, &Message::ReleaseAll.encode(), ALL, t0)
+            .handle(
+                Channel::Input,
+                &Message::ReleaseAll.encode().unwrap(),
+                ALL,
+                t0
+            )
             .is_ok());
         assert!(g
             .handle(Channel::Input, &key(), ALL, t0 + Duration::from_millis(100))
@@ -526,12 +540,14 @@ mod tests {
                 text: "é".repeat(n / 2),
             }
             .encode()
+            .unwrap()
         };
         // One full-length Text fits the burst, the next waits for the characters.
         let long = Message::Text {
             text: "a".repeat(protocol::MAX_TEXT_LEN),
         }
-        .encode();
+        .encode()
+        .unwrap();
         assert!(g.handle(Channel::Input, &long, ALL, t0).is_ok());
         assert_eq!(
             g.handle(Channel::Input, &text(2), ALL, t0),
@@ -583,7 +599,9 @@ mod tests {
         let chunks = clipboard_chunks(5, Mime::Text, &content);
         let mut result = None;
         for c in &chunks {
-            result = g.handle(Channel::Clipboard, &c.encode(), ALL, now).unwrap();
+            result = g
+                .handle(Channel::Clipboard, &c.encode().unwrap(), ALL, now)
+                .unwrap();
         }
         assert_eq!(
             result,
@@ -595,7 +613,7 @@ mod tests {
 
         let big = vec![b'x'; 50_000];
         let chunks = clipboard_chunks(6, Mime::Text, &big);
-        let first = g.handle(Channel::Clipboard, &chunks[0].encode(), ALL, now);
+        let first = g.handle(Channel::Clipboard, &chunks[0].encode().unwrap(), ALL, now);
         let refusal = first.unwrap_err();
         assert_eq!(
             refusal,
@@ -615,14 +633,14 @@ mod tests {
         ));
         for c in &chunks[1..] {
             assert_eq!(
-                g.handle(Channel::Clipboard, &c.encode(), ALL, now),
+                g.handle(Channel::Clipboard, &c.encode().unwrap(), ALL, now),
                 Ok(None)
             );
         }
         // And the gate still works afterwards.
         let small = clipboard_chunks(7, Mime::Text, b"ok");
         assert_eq!(
-            g.handle(Channel::Clipboard, &small[0].encode(), ALL, now),
+            g.handle(Channel::Clipboard, &small[0].encode().unwrap(), ALL, now),
             Ok(Some(Action::SetClipboard {
                 mime: Mime::Text,
                 data: b"ok".to_vec()
@@ -634,7 +652,7 @@ mod tests {
     fn clipboard_needs_its_right_and_valid_chunks() {
         let mut g = Gate::new(1024);
         let now = Instant::now();
-        let chunk = clipboard_chunks(1, Mime::Text, b"hi")[0].encode();
+        let chunk = clipboard_chunks(1, Mime::Text, b"hi")[0].encode().unwrap();
         assert_eq!(
             g.handle(Channel::Clipboard, &chunk, VIEW, now),
             Err(Refusal::NotAllowed { right: "clipboard" })
@@ -646,12 +664,15 @@ mod tests {
             offset: 5,
             data: b"hello".to_vec(),
         }
-        .encode();
+        .encode()
+        .unwrap();
         assert!(matches!(
             g.handle(Channel::Clipboard, &orphan, ALL, now),
             Err(Refusal::BadClipboard(_))
         ));
-        let bad_utf8 = clipboard_chunks(2, Mime::Text, &[0xff, 0xfe])[0].encode();
+        let bad_utf8 = clipboard_chunks(2, Mime::Text, &[0xff, 0xfe])[0]
+            .encode()
+            .unwrap();
         assert!(matches!(
             g.handle(Channel::Clipboard, &bad_utf8, ALL, now),
             Err(Refusal::BadClipboard(_))
