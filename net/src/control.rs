@@ -63,8 +63,8 @@ pub enum Refusal {
         total: u32,
         max: u32,
     },
-    /// A chunk out of order, or text that is not UTF-8.
-    BadClipboard(&'static str),
+    /// A chunk out of sequence or of the wrong size, or text that is not UTF-8.
+    BadClipboard(AssemblyError),
 }
 
 impl Refusal {
@@ -90,6 +90,8 @@ impl Refusal {
                 0,
                 "Too many messages; some were dropped".to_owned(),
             ),
+            // Transfer 0: these notices are throttled (a confused stream is not told of
+            // each of its chunks).
             Refusal::BadClipboard(why) => {
                 (notice::MALFORMED, 0, format!("Clipboard refused: {why}"))
             }
@@ -336,7 +338,7 @@ impl Gate {
                 total,
                 max,
             }),
-            Err(AssemblyError::Bad(why)) => Err(Refusal::BadClipboard(why)),
+            Err(e) => Err(Refusal::BadClipboard(e)),
         }
     }
 }
@@ -666,16 +668,20 @@ mod tests {
         }
         .encode()
         .unwrap();
-        assert!(matches!(
+        assert_eq!(
             g.handle(Channel::Clipboard, &orphan, ALL, now),
-            Err(Refusal::BadClipboard(_))
-        ));
+            Err(Refusal::BadClipboard(AssemblyError::BadSequence {
+                transfer: 9
+            }))
+        );
         let bad_utf8 = clipboard_chunks(2, Mime::Text, &[0xff, 0xfe])[0]
             .encode()
             .unwrap();
-        assert!(matches!(
+        assert_eq!(
             g.handle(Channel::Clipboard, &bad_utf8, ALL, now),
-            Err(Refusal::BadClipboard(_))
-        ));
+            Err(Refusal::BadClipboard(AssemblyError::BadText {
+                transfer: 2
+            }))
+        );
     }
 }

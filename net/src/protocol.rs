@@ -549,28 +549,67 @@ pub fn clipboard_chunks(transfer: u32, mime: Mime, content: &[u8]) -> Vec<Messag
         .collect()
 }
 
-/// Why a clipboard transfer was not accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why `ClipboardAssembler::push` refused a chunk (and with it its transfer). The names
+/// are those of `assets/protocol.js`'s ClipboardAssembler errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AssemblyError {
+    /// The transfer's `total` is over the receiver's cap (refused at its first chunk).
+    #[error("clipboard transfer {transfer} of {total} bytes is over the cap of {max}")]
     TooLarge { transfer: u32, total: u32, max: u32 },
-    Bad(&'static str),
+    /// A chunk that is neither the next chunk of the open transfer nor the first chunk of
+    /// a new one: a gap, a repeat, an overlap, another transfer's chunk, a changed `mime`
+    /// or `total`, a first chunk repeated.
+    #[error("clipboard chunk of transfer {transfer} does not continue the open transfer")]
+    BadSequence { transfer: u32 },
+    /// A chunk over 16 KiB, past its total, or empty in a transfer that is not.
+    #[error("clipboard chunk of transfer {transfer} is empty, over 16 KiB or past its total")]
+    BadChunk { transfer: u32 },
+    /// A complete `text` transfer that is not UTF-8.
+    #[error("clipboard text of transfer {transfer} is not UTF-8")]
+    BadText { transfer: u32 },
+}
+
+impl AssemblyError {
+    /// The transfer the refused chunk belongs to.
+    pub fn transfer(&self) -> u32 {
+        match *self {
+            AssemblyError::TooLarge { transfer, .. }
+            | AssemblyError::BadSequence { transfer }
+            | AssemblyError::BadChunk { transfer }
+            | AssemblyError::BadText { transfer } => transfer,
+        }
+    }
+}
+
+/// The transfer being received.
+#[derive(Debug)]
+struct Open {
+    transfer: u32,
+    mime: Mime,
+    total: u32,
+    data: Vec<u8>,
 }
 
 /// Reassembles `ClipboardData` chunks into whole transfers, with a size cap. Used by both
-/// ends: the host's gate and the native viewer.
+/// ends: the host's gate and the native viewer. The rules (docs/protocol.md, "Clipboard
+/// reassembly"; the same in `assets/protocol.js`): one transfer at a time, its chunks in
+/// order; a first chunk (`offset` 0) of another transfer abandons the open one; any
+/// other chunk that does not continue the open transfer is refused and abandons it; a
+/// refused transfer's later chunks are dropped quietly.
 #[derive(Debug)]
 pub struct ClipboardAssembler {
     max: u32,
-    current: Option<(u32, Mime, u32, Vec<u8>)>,
-    refused: Option<u32>,
+    open: Option<Open>,
+    /// The last refused or abandoned transfer, whose later chunks are dropped quietly.
+    dropping: Option<u32>,
 }
 
 impl ClipboardAssembler {
     pub fn new(max: u32) -> Self {
         Self {
             max,
-            current: None,
-            refused: None,
+            open: None,
+            dropping: None,
         }
     }
 
@@ -578,8 +617,8 @@ impl ClipboardAssembler {
         self.max
     }
 
-    /// Takes one chunk; `Ok(Some(..))` when a transfer is complete. A refused transfer's
-    /// later chunks are dropped quietly (`Ok(None)`).
+    /// Takes one chunk; `Ok(Some(..))` when its transfer is complete, `Ok(None)` when it is
+    /// not yet, or when the chunk belongs to a refused transfer (dropped quietly).
     pub fn push(
         &mut self,
         transfer: u32,
@@ -588,37 +627,59 @@ impl ClipboardAssembler {
         offset: u32,
         data: &[u8],
     ) -> Result<Option<(Mime, Vec<u8>)>, AssemblyError> {
-        if offset == 0 {
-            self.current = None;
-            self.refused = None;
-            if total > self.max {
-                self.refused = Some(transfer);
-                return Err(AssemblyError::TooLarge {
-                    transfer,
-                    total,
-                    max: self.max,
-                });
+        let mut open = match self.open.take() {
+            Some(open) if offset == 0 && open.transfer == transfer => {
+                return Err(self.refuse(AssemblyError::BadSequence { transfer }));
             }
-            self.current = Some((transfer, mime, total, Vec::with_capacity(total as usize)));
-        } else if self.refused == Some(transfer) {
-            return Ok(None);
-        }
-        let Some((t, m, tot, buf)) = self.current.as_mut() else {
-            return Err(AssemblyError::Bad("a chunk without the transfer's start"));
+            _ if offset == 0 => {
+                self.dropping = None;
+                if total > self.max {
+                    return Err(self.refuse(AssemblyError::TooLarge {
+                        transfer,
+                        total,
+                        max: self.max,
+                    }));
+                }
+                Open {
+                    transfer,
+                    mime,
+                    total,
+                    data: Vec::with_capacity(total as usize),
+                }
+            }
+            None if self.dropping == Some(transfer) => return Ok(None),
+            None => return Err(AssemblyError::BadSequence { transfer }),
+            Some(open) => {
+                if open.transfer != transfer
+                    || open.mime != mime
+                    || open.total != total
+                    || open.data.len() != offset as usize
+                {
+                    self.dropping = Some(open.transfer);
+                    return Err(AssemblyError::BadSequence { transfer });
+                }
+                open
+            }
         };
-        if *t != transfer || *m != mime || *tot != total || buf.len() != offset as usize {
-            self.current = None;
-            return Err(AssemblyError::Bad("chunks out of order"));
+        if !chunk_fits(total, offset, data.len()) || (data.is_empty() && total > 0) {
+            return Err(self.refuse(AssemblyError::BadChunk { transfer }));
         }
-        buf.extend_from_slice(data);
-        if buf.len() < total as usize {
+        open.data.extend_from_slice(data);
+        if open.data.len() < total as usize {
+            self.open = Some(open);
             return Ok(None);
         }
-        let (_, mime, _, data) = self.current.take().expect("current transfer");
-        if mime == Mime::Text && std::str::from_utf8(&data).is_err() {
-            return Err(AssemblyError::Bad("text is not UTF-8"));
+        if open.mime == Mime::Text && std::str::from_utf8(&open.data).is_err() {
+            return Err(self.refuse(AssemblyError::BadText { transfer }));
         }
-        Ok(Some((mime, data)))
+        Ok(Some((open.mime, open.data)))
+    }
+
+    /// Refuses the chunk's transfer: nothing is open, its later chunks are dropped.
+    fn refuse(&mut self, e: AssemblyError) -> AssemblyError {
+        self.open = None;
+        self.dropping = Some(e.transfer());
+        e
     }
 }
 
@@ -638,8 +699,30 @@ mod tests {
     struct Vectors {
         valid: Vec<Valid>,
         invalid: Vec<Invalid>,
+        reassembly: Vec<Reassembly>,
         encode_invalid: Vec<EncodeInvalid>,
         encode_limits: Vec<EncodeLimit>,
+    }
+    #[derive(Deserialize)]
+    struct Reassembly {
+        name: String,
+        max: u32,
+        steps: Vec<Step>,
+    }
+    #[derive(Deserialize)]
+    struct Step {
+        chunk: Message,
+        expect: Option<Expect>,
+    }
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Expect {
+        Done {
+            transfer: u32,
+            mime: Mime,
+            data: Vec<u8>,
+        },
+        Error(String),
     }
     #[derive(Deserialize)]
     struct EncodeInvalid {
@@ -770,6 +853,40 @@ mod tests {
                 "{}",
                 case.name
             );
+        }
+    }
+
+    #[test]
+    fn shared_reassembly_vectors_have_the_stated_outcome() {
+        let v = vectors();
+        assert!(v.reassembly.len() >= 25);
+        for case in &v.reassembly {
+            let mut asm = ClipboardAssembler::new(case.max);
+            for (i, step) in case.steps.iter().enumerate() {
+                let Message::ClipboardData {
+                    transfer,
+                    mime,
+                    total,
+                    offset,
+                    data,
+                } = &step.chunk
+                else {
+                    panic!("{}: chunk {i} is not ClipboardData", case.name);
+                };
+                let got = match asm.push(*transfer, *mime, *total, *offset, data) {
+                    Ok(None) => None,
+                    Ok(Some((mime, data))) => Some(Expect::Done {
+                        transfer: *transfer,
+                        mime,
+                        data,
+                    }),
+                    Err(e) => {
+                        assert_eq!(e.transfer(), *transfer, "{}, chunk {i}", case.name);
+                        Some(Expect::Error(variant(&e)))
+                    }
+                };
+                assert_eq!(got, step.expect, "{}, chunk {i}", case.name);
+            }
         }
     }
 

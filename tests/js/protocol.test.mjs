@@ -55,6 +55,24 @@ test('every encode_limits vector encodes and decodes back to itself', () => {
   }
 });
 
+test('every reassembly vector: each chunk has the stated outcome', () => {
+  assert.ok(vectors.reassembly.length >= 25);
+  for (const v of vectors.reassembly) {
+    const asm = new ClipboardAssembler({ maxBytes: v.max });
+    v.steps.forEach(({ chunk, expect }, i) => {
+      const what = `${v.name}, chunk ${i}`;
+      if (expect && expect.error) {
+        assert.throws(() => asm.push(chunk), (err) => err.reason === expect.error && err.transfer === chunk.transfer,
+          `${what}: want ${expect.error}`);
+        return;
+      }
+      const got = asm.push(chunk);
+      if (expect === null) assert.equal(got, null, what);
+      else assert.deepStrictEqual({ transfer: got.transfer, mime: got.mime, data: Array.from(got.bytes) }, expect.done, what);
+    });
+  }
+});
+
 test('encode refuses what would not decode (values JSON can hold but Rust cannot)', () => {
   const bad = [
     [{ type: 'PointerMove', x: 65536, y: 0 }, 'OutOfRange'],
