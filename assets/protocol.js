@@ -315,10 +315,13 @@ export function encode(msg) {
       w.u16(u16(msg, 'x')); w.u16(u16(msg, 'y')); w.u8(bool(msg, 'visible'));
       break;
     case 'CursorShape': {
-      const width = int(msg, 'width', 1, MAX_CURSOR_SIDE);
-      const height = int(msg, 'height', 1, MAX_CURSOR_SIDE);
-      const hotX = int(msg, 'hot_x', 0, width - 1);
-      const hotY = int(msg, 'hot_y', 0, height - 1);
+      const hotX = u16(msg, 'hot_x');
+      const hotY = u16(msg, 'hot_y');
+      const width = u16(msg, 'width');
+      const height = u16(msg, 'height');
+      // The reason decode gives (a size out of 1-256 or a hotspot outside is BadCursor).
+      if (width < 1 || width > MAX_CURSOR_SIDE || height < 1 || height > MAX_CURSOR_SIDE
+        || hotX >= width || hotY >= height) fail('BadCursor', `${width}x${height} with hotspot ${hotX},${hotY}`);
       const rgba = toBytes(msg.rgba || []);
       if (rgba.length !== width * height * 4) fail('BadCursor', 'rgba is not width*height*4 bytes');
       w.u16(hotX); w.u16(hotY); w.u16(width); w.u16(height); w.bytes(rgba);
@@ -393,64 +396,81 @@ export function clipboardChunks(transfer, mime, bytes) {
 }
 
 /**
- * Reassembles incoming clipboard transfers. `push(msg)` takes a ClipboardData message and
- * returns {transfer, mime, bytes} when that transfer is complete, otherwise null. It
- * throws a ProtocolError when it refuses a transfer: reason 'TooLarge' (its total is over
- * `maxBytes`; later chunks of it are dropped silently) or 'BadSequence' (a chunk that does
- * not continue its transfer: missing start, wrong offset, total or mime). At most
- * `maxPending` incomplete transfers are kept (the oldest is dropped).
+ * Reassembles incoming clipboard transfers, as net/src/protocol.rs's ClipboardAssembler
+ * (the rules are docs/protocol.md's "Clipboard reassembly"): one transfer at a time, its
+ * chunks in order. `push(msg)` takes a ClipboardData message and returns
+ * {transfer, mime, bytes} when that transfer is complete, otherwise null (not complete
+ * yet, or a chunk of a refused transfer, dropped quietly). It throws a ProtocolError with
+ * `.transfer` when it refuses a chunk, and with it its transfer:
+ * - 'TooLarge' (also `.total`, `.max`): the transfer's total is over `maxBytes`;
+ * - 'BadSequence': neither the next chunk of the open transfer nor the first chunk
+ *   (offset 0) of a new one (a gap, a repeat, an overlap, another transfer's chunk, a
+ *   changed mime or total, a first chunk repeated); the open transfer is abandoned;
+ * - 'BadChunk': over CLIPBOARD_CHUNK bytes, past its total, or empty in a non-empty transfer;
+ * - 'BadText': a complete 'text' transfer that is not UTF-8.
+ * A first chunk of another transfer abandons the open one quietly.
  */
 export class ClipboardAssembler {
-  constructor({ maxBytes = 16 * 1024 * 1024, maxPending = 2 } = {}) {
+  constructor({ maxBytes = 16 * 1024 * 1024 } = {}) {
     this.maxBytes = maxBytes;
-    this.maxPending = maxPending;
-    this.pending = new Map();   // transfer -> {mime, total, received, parts}
-    this.refused = new Set();   // transfers refused at their first chunk
+    this.open = null;      // {transfer, mime, total, received, parts}
+    this.dropping = null;  // the last refused or abandoned transfer: its later chunks are dropped
   }
 
   push(msg) {
     if (!msg || msg.type !== 'ClipboardData') throw new TypeError('ClipboardAssembler.push: not a ClipboardData');
     const { transfer, mime, total, offset } = msg;
     const data = toBytes(msg.data || []);
-    let t = this.pending.get(transfer);
-    if (offset === 0) {
-      this.pending.delete(transfer); // a new transfer under the same id replaces the old
-      this.refused.delete(transfer);
+    let open = this.open;
+    this.open = null;
+    if (offset === 0 && open && open.transfer === transfer) {
+      this.refuse('BadSequence', transfer, `clipboard transfer ${transfer} started twice`);
+    } else if (offset === 0) {
+      this.dropping = null;
       if (total > this.maxBytes) {
-        this.refused.add(transfer);
-        if (this.refused.size > 64) this.refused.delete(this.refused.values().next().value);
-        throw Object.assign(new ProtocolError('TooLarge', `clipboard transfer ${transfer} of ${total} bytes is over the cap of ${this.maxBytes}`),
-          { transfer, total, max: this.maxBytes });
+        this.refuse('TooLarge', transfer, `clipboard transfer ${transfer} of ${total} bytes is over the cap of ${this.maxBytes}`,
+          { total, max: this.maxBytes });
       }
-      t = { mime, total, received: 0, parts: [] };
-    } else if (!t) {
-      if (this.refused.has(transfer)) return null;
-      throw Object.assign(new ProtocolError('BadSequence', `clipboard chunk at ${offset} of unknown transfer ${transfer}`), { transfer });
-    } else if (t.mime !== mime || t.total !== total || t.received !== offset) {
-      this.pending.delete(transfer);
-      throw Object.assign(new ProtocolError('BadSequence', `clipboard chunk of transfer ${transfer} out of sequence`), { transfer });
+      open = { transfer, mime, total, received: 0, parts: [] };
+    } else if (!open) {
+      if (this.dropping === transfer) return null;
+      throw Object.assign(new ProtocolError('BadSequence', `clipboard chunk at ${offset} of transfer ${transfer}, which is not open`), { transfer });
+    } else if (open.transfer !== transfer || open.mime !== mime || open.total !== total || open.received !== offset) {
+      this.dropping = open.transfer;
+      throw Object.assign(new ProtocolError('BadSequence', `clipboard chunk at ${offset} of transfer ${transfer} does not continue transfer ${open.transfer}`), { transfer });
     }
-    if (offset + data.length > total) {
-      this.pending.delete(transfer);
-      throw Object.assign(new ProtocolError('BadChunk'), { transfer });
+    if (data.length > CLIPBOARD_CHUNK || offset + data.length > total || (data.length === 0 && total > 0)) {
+      this.refuse('BadChunk', transfer, `clipboard chunk of ${data.length} bytes at ${offset} of ${total}`);
     }
-    t.parts.push(data.slice());
-    t.received += data.length;
-    if (t.received === total) {
-      this.pending.delete(transfer);
-      const bytes = new Uint8Array(total);
-      let at = 0;
-      for (const p of t.parts) { bytes.set(p, at); at += p.length; }
-      return { transfer, mime, bytes };
+    open.parts.push(data.slice());
+    open.received += data.length;
+    if (open.received < total) {
+      this.open = open;
+      return null;
     }
-    this.pending.set(transfer, t);
-    while (this.pending.size > this.maxPending) this.pending.delete(this.pending.keys().next().value);
-    return null;
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    for (const p of open.parts) { bytes.set(p, at); at += p.length; }
+    if (open.mime === 'text') {
+      try {
+        utf8Decoder.decode(bytes);
+      } catch {
+        this.refuse('BadText', transfer, `clipboard text of transfer ${transfer} is not UTF-8`);
+      }
+    }
+    return { transfer, mime: open.mime, bytes };
   }
 
-  /** Forgets every incomplete transfer. */
+  // Refuses the chunk's transfer: nothing is open, its later chunks are dropped quietly.
+  refuse(reason, transfer, detail, extra = {}) {
+    this.open = null;
+    this.dropping = transfer;
+    throw Object.assign(new ProtocolError(reason, detail), { transfer, ...extra });
+  }
+
+  /** Forgets the open transfer. */
   reset() {
-    this.pending.clear();
-    this.refused.clear();
+    this.open = null;
+    this.dropping = null;
   }
 }

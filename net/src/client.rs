@@ -694,13 +694,20 @@ impl ShareClient {
         self.has_audio
     }
 
-    /// Sends a protocol message on its channel. False if that channel is not open.
+    /// Sends a protocol message on its channel. False if that channel is not open or the
+    /// message is not valid (`Message::encode` refuses it).
     pub async fn send(&self, msg: &Message) -> bool {
         let ch = msg.channel();
         let Some((_, dc)) = self.channels.iter().find(|(c, _)| *c == ch) else {
             return false;
         };
-        dc.send(BytesMut::from(&msg.encode()[..])).await.is_ok()
+        match msg.encode() {
+            Ok(bytes) => dc.send(BytesMut::from(&bytes[..])).await.is_ok(),
+            Err(e) => {
+                tracing::warn!("not sending a 0x{:02x} message: {e}", msg.type_byte());
+                false
+            }
+        }
     }
 
     /// Round-trip time and video loss, from the connection's statistics.

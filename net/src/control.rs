@@ -63,8 +63,8 @@ pub enum Refusal {
         total: u32,
         max: u32,
     },
-    /// A chunk out of order, or text that is not UTF-8.
-    BadClipboard(&'static str),
+    /// A chunk out of sequence or of the wrong size, or text that is not UTF-8.
+    BadClipboard(AssemblyError),
 }
 
 impl Refusal {
@@ -90,6 +90,8 @@ impl Refusal {
                 0,
                 "Too many messages; some were dropped".to_owned(),
             ),
+            // Transfer 0: these notices are throttled (a confused stream is not told of
+            // each of its chunks).
             Refusal::BadClipboard(why) => {
                 (notice::MALFORMED, 0, format!("Clipboard refused: {why}"))
             }
@@ -342,7 +344,7 @@ impl Gate {
                 total,
                 max,
             }),
-            Err(AssemblyError::Bad(why)) => Err(Refusal::BadClipboard(why)),
+            Err(e) => Err(Refusal::BadClipboard(e)),
         }
     }
 }
@@ -384,6 +386,7 @@ mod tests {
             code: "KeyA".into(),
         }
         .encode()
+        .unwrap()
     }
 
     #[test]
@@ -398,13 +401,18 @@ mod tests {
             g.handle(Channel::Input, &key(), VIEW, now),
             Err(Refusal::NotAllowed { right: "control" })
         );
-        let mv = Message::PointerMove { x: 1, y: 2 }.encode();
+        let mv = Message::PointerMove { x: 1, y: 2 }.encode().unwrap();
         assert_eq!(
             g.handle(Channel::Pointer, &mv, VIEW, now),
             Err(Refusal::NotAllowed { right: "control" })
         );
         assert_eq!(
-            g.handle(Channel::Input, &Message::ReleaseAll.encode(), VIEW, now),
+            g.handle(
+                Channel::Input,
+                &Message::ReleaseAll.encode().unwrap(),
+                VIEW,
+                now
+            ),
             Ok(Some(Action::Inject(Message::ReleaseAll)))
         );
     }
@@ -422,7 +430,8 @@ mod tests {
             rights: 7,
             clipboard_max: 1,
         }
-        .encode();
+        .encode()
+        .unwrap();
         assert_eq!(
             g.handle(Channel::Input, &rights, ALL, now),
             Err(Refusal::WrongChannel(0x12))
@@ -439,6 +448,7 @@ mod tests {
             code: code.into(),
         }
         .encode()
+        .unwrap()
     }
 
     fn button_msg(button: u8, pressed: bool) -> Vec<u8> {
@@ -449,6 +459,7 @@ mod tests {
             y: 100,
         }
         .encode()
+        .unwrap()
     }
 
     #[test]
@@ -462,7 +473,7 @@ mod tests {
         assert!(g
             .handle(Channel::Input, &button_msg(0, true), ALL, t0)
             .is_ok());
-        let wheel = Message::Wheel { dx: 0, dy: 1 }.encode();
+        let wheel = Message::Wheel { dx: 0, dy: 1 }.encode().unwrap();
         let accepted = (0..2000)
             .filter(|_| g.handle(Channel::Input, &wheel, ALL, t0).is_ok())
             .count();
@@ -489,7 +500,12 @@ mod tests {
             Err(Refusal::RateLimited)
         );
         assert!(g
-            .handle(Channel::Input, &Message::ReleaseAll.encode(), ALL, t0)
+            .handle(
+                Channel::Input,
+                &Message::ReleaseAll.encode().unwrap(),
+                ALL,
+                t0
+            )
             .is_ok());
         assert!(g
             .handle(Channel::Input, &key(), ALL, t0 + Duration::from_millis(100))
@@ -532,12 +548,14 @@ mod tests {
                 text: "é".repeat(n / 2),
             }
             .encode()
+            .unwrap()
         };
         // One full-length Text fits the burst, the next waits for the characters.
         let long = Message::Text {
             text: "a".repeat(protocol::MAX_TEXT_LEN),
         }
-        .encode();
+        .encode()
+        .unwrap();
         assert!(g.handle(Channel::Input, &long, ALL, t0).is_ok());
         assert_eq!(
             g.handle(Channel::Input, &text(2), ALL, t0),
@@ -589,7 +607,9 @@ mod tests {
         let chunks = clipboard_chunks(5, Mime::Text, &content);
         let mut result = None;
         for c in &chunks {
-            result = g.handle(Channel::Clipboard, &c.encode(), ALL, now).unwrap();
+            result = g
+                .handle(Channel::Clipboard, &c.encode().unwrap(), ALL, now)
+                .unwrap();
         }
         assert_eq!(
             result,
@@ -601,7 +621,7 @@ mod tests {
 
         let big = vec![b'x'; 50_000];
         let chunks = clipboard_chunks(6, Mime::Text, &big);
-        let first = g.handle(Channel::Clipboard, &chunks[0].encode(), ALL, now);
+        let first = g.handle(Channel::Clipboard, &chunks[0].encode().unwrap(), ALL, now);
         let refusal = first.unwrap_err();
         assert_eq!(
             refusal,
@@ -621,14 +641,14 @@ mod tests {
         ));
         for c in &chunks[1..] {
             assert_eq!(
-                g.handle(Channel::Clipboard, &c.encode(), ALL, now),
+                g.handle(Channel::Clipboard, &c.encode().unwrap(), ALL, now),
                 Ok(None)
             );
         }
         // And the gate still works afterwards.
         let small = clipboard_chunks(7, Mime::Text, b"ok");
         assert_eq!(
-            g.handle(Channel::Clipboard, &small[0].encode(), ALL, now),
+            g.handle(Channel::Clipboard, &small[0].encode().unwrap(), ALL, now),
             Ok(Some(Action::SetClipboard {
                 mime: Mime::Text,
                 data: b"ok".to_vec()
@@ -640,7 +660,7 @@ mod tests {
     fn clipboard_needs_its_right_and_valid_chunks() {
         let mut g = Gate::new(1024);
         let now = Instant::now();
-        let chunk = clipboard_chunks(1, Mime::Text, b"hi")[0].encode();
+        let chunk = clipboard_chunks(1, Mime::Text, b"hi")[0].encode().unwrap();
         assert_eq!(
             g.handle(Channel::Clipboard, &chunk, VIEW, now),
             Err(Refusal::NotAllowed { right: "clipboard" })
@@ -652,15 +672,22 @@ mod tests {
             offset: 5,
             data: b"hello".to_vec(),
         }
-        .encode();
-        assert!(matches!(
+        .encode()
+        .unwrap();
+        assert_eq!(
             g.handle(Channel::Clipboard, &orphan, ALL, now),
-            Err(Refusal::BadClipboard(_))
-        ));
-        let bad_utf8 = clipboard_chunks(2, Mime::Text, &[0xff, 0xfe])[0].encode();
-        assert!(matches!(
+            Err(Refusal::BadClipboard(AssemblyError::BadSequence {
+                transfer: 9
+            }))
+        );
+        let bad_utf8 = clipboard_chunks(2, Mime::Text, &[0xff, 0xfe])[0]
+            .encode()
+            .unwrap();
+        assert_eq!(
             g.handle(Channel::Clipboard, &bad_utf8, ALL, now),
-            Err(Refusal::BadClipboard(_))
-        ));
+            Err(Refusal::BadClipboard(AssemblyError::BadText {
+                transfer: 2
+            }))
+        );
     }
 }

@@ -134,6 +134,22 @@ pub enum DecodeError {
     BadChunk,
 }
 
+/// Why `encode` refused a message: one that `decode` would refuse for the same reason
+/// (the variants are `DecodeError`'s, by name; `assets/protocol.js` uses the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("field {0} is out of range")]
+    OutOfRange(&'static str),
+    #[error("key code is not 1-32 ASCII letters and digits")]
+    BadKeyCode,
+    #[error("text is not 1-1024 bytes (Notice: 0-1024) without NUL")]
+    BadText,
+    #[error("cursor image size, hotspot or pixels are wrong")]
+    BadCursor,
+    #[error("clipboard chunk is over 16 KiB or goes past the transfer's total")]
+    BadChunk,
+}
+
 /// The type byte of each message.
 impl Message {
     pub fn type_byte(&self) -> u8 {
@@ -189,10 +205,12 @@ impl Message {
         }
     }
 
-    /// Encodes the message. Messages built by `decode` or by this crate always encode;
-    /// out-of-range contents (e.g. a 2000-byte text) are the caller's bug and are clamped
-    /// by the checks in `validate`.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encodes the message, or refuses one that would not decode (a 2000-byte text, a
+    /// key code with a space, a chunk past its total...) with the reason `decode` would
+    /// give, so that whatever encodes is valid on the wire. Messages built by `decode` or
+    /// by `clipboard_chunks` always encode.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        self.check()?;
         let mut b = vec![VERSION, self.type_byte()];
         match self {
             Message::PointerMove { x, y } => {
@@ -216,11 +234,11 @@ impl Message {
             }
             Message::Key { pressed, code } => {
                 b.push(u8::from(*pressed));
-                b.push(code.len() as u8);
+                b.push(narrow(code.len()));
                 b.extend(code.as_bytes());
             }
             Message::Text { text } => {
-                b.extend((text.len() as u16).to_le_bytes());
+                b.extend(narrow::<u16>(text.len()).to_le_bytes());
                 b.extend(text.as_bytes());
             }
             Message::ReleaseAll => {}
@@ -255,7 +273,7 @@ impl Message {
             } => {
                 b.push(*code);
                 b.extend(transfer.to_le_bytes());
-                b.extend((text.len() as u16).to_le_bytes());
+                b.extend(narrow::<u16>(text.len()).to_le_bytes());
                 b.extend(text.as_bytes());
             }
             Message::ClipboardData {
@@ -272,7 +290,52 @@ impl Message {
                 b.extend(data);
             }
         }
-        b
+        Ok(b)
+    }
+
+    /// The checks `decode` makes on the fields, in its order, as `encode` needs them.
+    fn check(&self) -> Result<(), EncodeError> {
+        match self {
+            Message::PointerButton { button, .. } if *button > 4 => {
+                Err(EncodeError::OutOfRange("button"))
+            }
+            Message::Key { code, .. }
+                if !(1..=MAX_KEY_CODE_LEN).contains(&code.len())
+                    || !code.bytes().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                Err(EncodeError::BadKeyCode)
+            }
+            Message::Text { text } if !text_ok(text.as_bytes(), 1) => Err(EncodeError::BadText),
+            Message::CursorShape {
+                hot_x,
+                hot_y,
+                width,
+                height,
+                rgba,
+            } if !(1..=MAX_CURSOR_SIDE).contains(width)
+                || !(1..=MAX_CURSOR_SIDE).contains(height)
+                || hot_x >= width
+                || hot_y >= height
+                || rgba.len() != usize::from(*width) * usize::from(*height) * 4 =>
+            {
+                Err(EncodeError::BadCursor)
+            }
+            Message::Rights { rights, .. }
+                if rights & !(rights::VIEW | rights::CONTROL | rights::CLIPBOARD) != 0 =>
+            {
+                Err(EncodeError::OutOfRange("rights"))
+            }
+            Message::Notice { text, .. } if !text_ok(text.as_bytes(), 0) => {
+                Err(EncodeError::BadText)
+            }
+            Message::ClipboardData {
+                total,
+                offset,
+                data,
+                ..
+            } if !chunk_fits(*total, *offset, data.len()) => Err(EncodeError::BadChunk),
+            _ => Ok(()),
+        }
     }
 
     /// Decodes one data-channel message.
@@ -381,9 +444,7 @@ impl Message {
                 let mime = Mime::from_byte(r.u8()?).ok_or(DecodeError::OutOfRange("mime"))?;
                 let (total, offset) = (r.u32()?, r.u32()?);
                 let data = r.rest();
-                if data.len() > CLIPBOARD_CHUNK
-                    || u64::from(offset) + data.len() as u64 > u64::from(total)
-                {
+                if !chunk_fits(total, offset, data.len()) {
                     return Err(DecodeError::BadChunk);
                 }
                 Message::ClipboardData {
@@ -404,10 +465,28 @@ impl Message {
 }
 
 fn checked_text(bytes: &[u8], min: usize) -> Result<String, DecodeError> {
-    if bytes.len() < min || bytes.len() > MAX_TEXT_LEN || bytes.contains(&0) {
+    if !text_ok(bytes, min) {
         return Err(DecodeError::BadText);
     }
     String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::BadText)
+}
+
+/// `min` to `MAX_TEXT_LEN` bytes without NUL (UTF-8 is checked where bytes become text).
+fn text_ok(bytes: &[u8], min: usize) -> bool {
+    (min..=MAX_TEXT_LEN).contains(&bytes.len()) && !bytes.contains(&0)
+}
+
+/// A chunk of at most `CLIPBOARD_CHUNK` bytes that ends at or before `total`.
+fn chunk_fits(total: u32, offset: u32, len: usize) -> bool {
+    len <= CLIPBOARD_CHUNK && u64::from(offset) + len as u64 <= u64::from(total)
+}
+
+/// A length `check` has bounded, in its field's width.
+fn narrow<T: TryFrom<usize>>(len: usize) -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(len).expect("length checked by Message::check")
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -470,28 +549,67 @@ pub fn clipboard_chunks(transfer: u32, mime: Mime, content: &[u8]) -> Vec<Messag
         .collect()
 }
 
-/// Why a clipboard transfer was not accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why `ClipboardAssembler::push` refused a chunk (and with it its transfer). The names
+/// are those of `assets/protocol.js`'s ClipboardAssembler errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AssemblyError {
+    /// The transfer's `total` is over the receiver's cap (refused at its first chunk).
+    #[error("clipboard transfer {transfer} of {total} bytes is over the cap of {max}")]
     TooLarge { transfer: u32, total: u32, max: u32 },
-    Bad(&'static str),
+    /// A chunk that is neither the next chunk of the open transfer nor the first chunk of
+    /// a new one: a gap, a repeat, an overlap, another transfer's chunk, a changed `mime`
+    /// or `total`, a first chunk repeated.
+    #[error("clipboard chunk of transfer {transfer} does not continue the open transfer")]
+    BadSequence { transfer: u32 },
+    /// A chunk over 16 KiB, past its total, or empty in a transfer that is not.
+    #[error("clipboard chunk of transfer {transfer} is empty, over 16 KiB or past its total")]
+    BadChunk { transfer: u32 },
+    /// A complete `text` transfer that is not UTF-8.
+    #[error("clipboard text of transfer {transfer} is not UTF-8")]
+    BadText { transfer: u32 },
+}
+
+impl AssemblyError {
+    /// The transfer the refused chunk belongs to.
+    pub fn transfer(&self) -> u32 {
+        match *self {
+            AssemblyError::TooLarge { transfer, .. }
+            | AssemblyError::BadSequence { transfer }
+            | AssemblyError::BadChunk { transfer }
+            | AssemblyError::BadText { transfer } => transfer,
+        }
+    }
+}
+
+/// The transfer being received.
+#[derive(Debug)]
+struct Open {
+    transfer: u32,
+    mime: Mime,
+    total: u32,
+    data: Vec<u8>,
 }
 
 /// Reassembles `ClipboardData` chunks into whole transfers, with a size cap. Used by both
-/// ends: the host's gate and the native viewer.
+/// ends: the host's gate and the native viewer. The rules (docs/protocol.md, "Clipboard
+/// reassembly"; the same in `assets/protocol.js`): one transfer at a time, its chunks in
+/// order; a first chunk (`offset` 0) of another transfer abandons the open one; any
+/// other chunk that does not continue the open transfer is refused and abandons it; a
+/// refused transfer's later chunks are dropped quietly.
 #[derive(Debug)]
 pub struct ClipboardAssembler {
     max: u32,
-    current: Option<(u32, Mime, u32, Vec<u8>)>,
-    refused: Option<u32>,
+    open: Option<Open>,
+    /// The last refused or abandoned transfer, whose later chunks are dropped quietly.
+    dropping: Option<u32>,
 }
 
 impl ClipboardAssembler {
     pub fn new(max: u32) -> Self {
         Self {
             max,
-            current: None,
-            refused: None,
+            open: None,
+            dropping: None,
         }
     }
 
@@ -499,8 +617,8 @@ impl ClipboardAssembler {
         self.max
     }
 
-    /// Takes one chunk; `Ok(Some(..))` when a transfer is complete. A refused transfer's
-    /// later chunks are dropped quietly (`Ok(None)`).
+    /// Takes one chunk; `Ok(Some(..))` when its transfer is complete, `Ok(None)` when it is
+    /// not yet, or when the chunk belongs to a refused transfer (dropped quietly).
     pub fn push(
         &mut self,
         transfer: u32,
@@ -509,37 +627,59 @@ impl ClipboardAssembler {
         offset: u32,
         data: &[u8],
     ) -> Result<Option<(Mime, Vec<u8>)>, AssemblyError> {
-        if offset == 0 {
-            self.current = None;
-            self.refused = None;
-            if total > self.max {
-                self.refused = Some(transfer);
-                return Err(AssemblyError::TooLarge {
-                    transfer,
-                    total,
-                    max: self.max,
-                });
+        let mut open = match self.open.take() {
+            Some(open) if offset == 0 && open.transfer == transfer => {
+                return Err(self.refuse(AssemblyError::BadSequence { transfer }));
             }
-            self.current = Some((transfer, mime, total, Vec::with_capacity(total as usize)));
-        } else if self.refused == Some(transfer) {
-            return Ok(None);
-        }
-        let Some((t, m, tot, buf)) = self.current.as_mut() else {
-            return Err(AssemblyError::Bad("a chunk without the transfer's start"));
+            _ if offset == 0 => {
+                self.dropping = None;
+                if total > self.max {
+                    return Err(self.refuse(AssemblyError::TooLarge {
+                        transfer,
+                        total,
+                        max: self.max,
+                    }));
+                }
+                Open {
+                    transfer,
+                    mime,
+                    total,
+                    data: Vec::with_capacity(total as usize),
+                }
+            }
+            None if self.dropping == Some(transfer) => return Ok(None),
+            None => return Err(AssemblyError::BadSequence { transfer }),
+            Some(open) => {
+                if open.transfer != transfer
+                    || open.mime != mime
+                    || open.total != total
+                    || open.data.len() != offset as usize
+                {
+                    self.dropping = Some(open.transfer);
+                    return Err(AssemblyError::BadSequence { transfer });
+                }
+                open
+            }
         };
-        if *t != transfer || *m != mime || *tot != total || buf.len() != offset as usize {
-            self.current = None;
-            return Err(AssemblyError::Bad("chunks out of order"));
+        if !chunk_fits(total, offset, data.len()) || (data.is_empty() && total > 0) {
+            return Err(self.refuse(AssemblyError::BadChunk { transfer }));
         }
-        buf.extend_from_slice(data);
-        if buf.len() < total as usize {
+        open.data.extend_from_slice(data);
+        if open.data.len() < total as usize {
+            self.open = Some(open);
             return Ok(None);
         }
-        let (_, mime, _, data) = self.current.take().expect("current transfer");
-        if mime == Mime::Text && std::str::from_utf8(&data).is_err() {
-            return Err(AssemblyError::Bad("text is not UTF-8"));
+        if open.mime == Mime::Text && std::str::from_utf8(&open.data).is_err() {
+            return Err(self.refuse(AssemblyError::BadText { transfer }));
         }
-        Ok(Some((mime, data)))
+        Ok(Some((open.mime, open.data)))
+    }
+
+    /// Refuses the chunk's transfer: nothing is open, its later chunks are dropped.
+    fn refuse(&mut self, e: AssemblyError) -> AssemblyError {
+        self.open = None;
+        self.dropping = Some(e.transfer());
+        e
     }
 }
 
@@ -547,7 +687,7 @@ impl ClipboardAssembler {
 /// re-encode to the same bytes.
 pub fn fuzz_decode(data: &[u8]) {
     if let Ok(msg) = Message::decode(data) {
-        assert_eq!(msg.encode(), data, "decode/encode round trip");
+        assert_eq!(msg.encode(), Ok(data.to_vec()), "decode/encode round trip");
     }
 }
 
@@ -559,6 +699,70 @@ mod tests {
     struct Vectors {
         valid: Vec<Valid>,
         invalid: Vec<Invalid>,
+        reassembly: Vec<Reassembly>,
+        encode_invalid: Vec<EncodeInvalid>,
+        encode_limits: Vec<EncodeLimit>,
+    }
+    #[derive(Deserialize)]
+    struct Reassembly {
+        name: String,
+        max: u32,
+        steps: Vec<Step>,
+    }
+    #[derive(Deserialize)]
+    struct Step {
+        chunk: Message,
+        expect: Option<Expect>,
+    }
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Expect {
+        Done {
+            transfer: u32,
+            mime: Mime,
+            data: Vec<u8>,
+        },
+        Error(String),
+    }
+    #[derive(Deserialize)]
+    struct EncodeInvalid {
+        name: String,
+        message: Message,
+        error: String,
+    }
+    #[derive(Deserialize)]
+    struct EncodeLimit {
+        name: String,
+        message: Message,
+    }
+
+    /// The variant's name of an error's `Debug` form (`BadSequence { transfer: 1 }`).
+    fn variant(err: &impl std::fmt::Debug) -> String {
+        format!("{err:?}")
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// `{"repeat": string or byte array, "times": n}` in a vector stands for it repeated.
+    fn expand(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) if m.len() == 2 && m.contains_key("repeat") => {
+                let times = m["times"].as_u64().expect("times") as usize;
+                match &m["repeat"] {
+                    Value::String(s) => Value::String(s.repeat(times)),
+                    Value::Array(a) => {
+                        Value::Array(a.iter().cycle().take(a.len() * times).cloned().collect())
+                    }
+                    other => panic!("cannot repeat {other}"),
+                }
+            }
+            Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, expand(v))).collect()),
+            Value::Array(a) => Value::Array(a.into_iter().map(expand).collect()),
+            other => other,
+        }
     }
     #[derive(Deserialize)]
     struct Valid {
@@ -586,7 +790,8 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../tests/protocol-vectors.json"
         );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        let raw = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serde_json::from_value(expand(raw)).unwrap()
     }
 
     #[test]
@@ -601,7 +806,7 @@ mod tests {
                 "{}",
                 case.name
             );
-            assert_eq!(case.message.encode(), bytes, "{}", case.name);
+            assert_eq!(case.message.encode(), Ok(bytes), "{}", case.name);
         }
         let types: std::collections::HashSet<u8> =
             v.valid.iter().map(|c| c.message.type_byte()).collect();
@@ -625,13 +830,74 @@ mod tests {
     }
 
     #[test]
+    fn shared_encode_invalid_vectors_are_refused_for_the_stated_reason() {
+        let v = vectors();
+        assert!(v.encode_invalid.len() >= 20);
+        for case in &v.encode_invalid {
+            let Err(err) = case.message.encode() else {
+                panic!("{}: encoded, want {}", case.name, case.error);
+            };
+            assert_eq!(variant(&err), case.error, "{}: got {err:?}", case.name);
+        }
+    }
+
+    #[test]
+    fn shared_encode_limit_vectors_encode_and_decode_back() {
+        let v = vectors();
+        assert!(v.encode_limits.len() >= 7);
+        for case in &v.encode_limits {
+            let bytes = case.message.encode().expect(&case.name);
+            assert_eq!(
+                Message::decode(&bytes),
+                Ok(case.message.clone()),
+                "{}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn shared_reassembly_vectors_have_the_stated_outcome() {
+        let v = vectors();
+        assert!(v.reassembly.len() >= 25);
+        for case in &v.reassembly {
+            let mut asm = ClipboardAssembler::new(case.max);
+            for (i, step) in case.steps.iter().enumerate() {
+                let Message::ClipboardData {
+                    transfer,
+                    mime,
+                    total,
+                    offset,
+                    data,
+                } = &step.chunk
+                else {
+                    panic!("{}: chunk {i} is not ClipboardData", case.name);
+                };
+                let got = match asm.push(*transfer, *mime, *total, *offset, data) {
+                    Ok(None) => None,
+                    Ok(Some((mime, data))) => Some(Expect::Done {
+                        transfer: *transfer,
+                        mime,
+                        data,
+                    }),
+                    Err(e) => {
+                        assert_eq!(e.transfer(), *transfer, "{}, chunk {i}", case.name);
+                        Some(Expect::Error(variant(&e)))
+                    }
+                };
+                assert_eq!(got, step.expect, "{}, chunk {i}", case.name);
+            }
+        }
+    }
+
+    #[test]
     fn clipboard_chunks_reassemble() {
         let content: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
         let chunks = clipboard_chunks(7, Mime::Png, &content);
         assert_eq!(chunks.len(), 3);
         let mut out = Vec::new();
         for c in &chunks {
-            let bytes = c.encode();
+            let bytes = c.encode().unwrap();
             match Message::decode(&bytes).unwrap() {
                 Message::ClipboardData {
                     offset,

@@ -425,7 +425,8 @@ impl Session {
     }
 }
 
-/// Sends `msg` on its channel. False when that channel is not there or failed.
+/// Sends `msg` on its channel. False when that channel is not there or failed, or `msg` is
+/// not valid (`Message::encode` refuses it).
 async fn send(channels: &HashMap<Channel, Arc<dyn DataChannel>>, msg: &Message) -> bool {
     send_on(channels, msg.channel(), msg).await
 }
@@ -438,7 +439,14 @@ async fn send_on(
     let Some(dc) = channels.get(&ch) else {
         return false;
     };
-    match dc.send(BytesMut::from(&msg.encode()[..])).await {
+    let bytes = match msg.encode() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!("not sending a 0x{:02x} message: {e}", msg.type_byte());
+            return false;
+        }
+    };
+    match dc.send(BytesMut::from(&bytes[..])).await {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!("data channel send failed: {e}");

@@ -8,7 +8,16 @@ import {
   CLIPBOARD_CHUNK, TYPES,
 } from '../../assets/protocol.js';
 
-const vectors = JSON.parse(readFileSync(new URL('../protocol-vectors.json', import.meta.url), 'utf8'));
+// {repeat: string or byte array, times: n} in a vector stands for it repeated n times.
+const expand = (v) => {
+  if (Array.isArray(v)) return v.map(expand);
+  if (!v || typeof v !== 'object') return v;
+  if (Object.keys(v).sort().join() === 'repeat,times') {
+    return typeof v.repeat === 'string' ? v.repeat.repeat(v.times) : Array(v.times).fill(v.repeat).flat();
+  }
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, expand(x)]));
+};
+const vectors = expand(JSON.parse(readFileSync(new URL('../protocol-vectors.json', import.meta.url), 'utf8')));
 const unhex = (hex) => Uint8Array.from(hex.replace(/\s+/g, '').match(/../g) || [], (h) => parseInt(h, 16));
 // Typed arrays become plain arrays (decode returns Uint8Array for data and rgba).
 const plain = (msg) => Object.fromEntries(Object.entries(msg).map(([k, v]) => [k, ArrayBuffer.isView(v) ? Array.from(v) : v]));
@@ -32,16 +41,48 @@ test('every invalid vector is refused for the stated reason', () => {
   }
 });
 
-test('encode refuses what would not decode', () => {
+test('every encode_invalid vector is refused by encode for the stated reason', () => {
+  assert.ok(vectors.encode_invalid.length >= 20);
+  for (const v of vectors.encode_invalid) {
+    assert.throws(() => encode(v.message), (err) => err.reason === v.error, `${v.name}: want ${v.error}`);
+  }
+});
+
+test('every encode_limits vector encodes and decodes back to itself', () => {
+  assert.ok(vectors.encode_limits.length >= 7);
+  for (const v of vectors.encode_limits) {
+    assert.deepStrictEqual(plain(decode(encode(v.message))), v.message, v.name);
+  }
+});
+
+test('every reassembly vector: each chunk has the stated outcome', () => {
+  assert.ok(vectors.reassembly.length >= 25);
+  for (const v of vectors.reassembly) {
+    const asm = new ClipboardAssembler({ maxBytes: v.max });
+    v.steps.forEach(({ chunk, expect }, i) => {
+      const what = `${v.name}, chunk ${i}`;
+      if (expect && expect.error) {
+        assert.throws(() => asm.push(chunk), (err) => err.reason === expect.error && err.transfer === chunk.transfer,
+          `${what}: want ${expect.error}`);
+        return;
+      }
+      const got = asm.push(chunk);
+      if (expect === null) assert.equal(got, null, what);
+      else assert.deepStrictEqual({ transfer: got.transfer, mime: got.mime, data: Array.from(got.bytes) }, expect.done, what);
+    });
+  }
+});
+
+test('encode refuses what would not decode (values JSON can hold but Rust cannot)', () => {
   const bad = [
     [{ type: 'PointerMove', x: 65536, y: 0 }, 'OutOfRange'],
-    [{ type: 'PointerButton', button: 5, pressed: true, x: 0, y: 0 }, 'OutOfRange'],
+    [{ type: 'PointerMove', x: 1.5, y: 0 }, 'OutOfRange'],
     [{ type: 'Wheel', dx: 0, dy: 40000 }, 'OutOfRange'],
-    [{ type: 'Key', pressed: true, code: 'Key A' }, 'BadKeyCode'],
-    [{ type: 'Text', text: '' }, 'BadText'],
-    [{ type: 'Text', text: 'é'.repeat(513) }, 'BadText'],
+    [{ type: 'CursorPosition', x: 0, y: 0, visible: 1 }, 'OutOfRange'],
+    [{ type: 'Text', text: 42 }, 'BadText'],
     [{ type: 'Nope' }, 'UnknownType'],
-    [{ type: 'ClipboardData', transfer: 1, mime: 'text', total: 1, offset: 0, data: [1, 2] }, 'BadChunk'],
+    [{ type: 'ClipboardData', transfer: 1, mime: 'gif', total: 0, offset: 0, data: [] }, 'OutOfRange'],
+    [{ type: 'ClipboardData', transfer: -1, mime: 'text', total: 0, offset: 0, data: [] }, 'OutOfRange'],
   ];
   for (const [msg, reason] of bad) assert.throws(() => encode(msg), (e) => e.reason === reason, JSON.stringify(msg));
 });

@@ -95,6 +95,10 @@ pub struct ViewerScreen {
     /// Whether local copies may go to the host (asked; off by default, per session).
     consent: ClipboardConsent<Arc<ClipContent>>,
     next_transfer: u32,
+    /// The task sending the latest local copy. Each waits for the one before: the host
+    /// takes one transfer at a time, its chunks in order (docs/protocol.md), so two quick
+    /// copies must not interleave (like the browser's clipboard queue).
+    clipboard_sending: Option<tokio::task::JoinHandle<()>>,
     recording: SharedRecording,
     /// A file chosen in the save dialog, arriving from the dialog's task.
     chosen_path: Option<mpsc::Receiver<Option<std::path::PathBuf>>>,
@@ -218,6 +222,7 @@ impl ViewerScreen {
             local_copies: Arc::default(),
             consent: ClipboardConsent::default(),
             next_transfer: 1,
+            clipboard_sending: None,
             recording,
             chosen_path: None,
             player,
@@ -378,13 +383,17 @@ impl ViewerScreen {
             bytes = bytes.len(),
             "sending this machine's clipboard to the host"
         );
-        self.rt.spawn(async move {
+        let previous = self.clipboard_sending.take();
+        self.clipboard_sending = Some(self.rt.spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
             for chunk in net::protocol::clipboard_chunks(transfer, mime, &bytes) {
                 if !client.send(&chunk).await {
                     break;
                 }
             }
-        });
+        }));
     }
 
     /// The clipboard toggle and question, while the host offers to take the clipboard.
