@@ -141,6 +141,14 @@ impl EncoderControl {
     }
 }
 
+/// After the screen stops changing, the last picture is encoded again this many times,
+/// [`REFINE_AFTER`] apart: the encoder spent few bits on it while it changed (the rate
+/// budget), and each re-encode sharpens it (small P-frames). Without it a still picture
+/// reached full quality only through the once-a-second keep-alive, in seconds.
+pub const REFINE_FRAMES: u32 = 3;
+/// See [`REFINE_FRAMES`].
+pub const REFINE_AFTER: Duration = Duration::from_millis(100);
+
 /// Counters of the pipeline, readable from any thread.
 #[derive(Default, Debug)]
 pub struct PipelineStats {
@@ -379,6 +387,8 @@ fn encode_loop(
     let mut last_encode = Instant::now();
     let mut pacer = RatePacer::new(config.encoder.bitrate_kbps, Instant::now());
     let mut holding = false;
+    // Re-encodes of a picture that stopped changing still to come (see REFINE_FRAMES).
+    let mut refines_left = 0u32;
     while !stop.load(Ordering::Acquire) {
         let (kbps, fps, scale_div) = control.get();
         if (kbps, fps) != (encoder.settings().bitrate_kbps, encoder.settings().fps) {
@@ -407,14 +417,19 @@ fn encode_loop(
             Some(frame) => {
                 last = Some(frame.picture);
                 last_capture_time = frame.time;
+                refines_left = REFINE_FRAMES;
                 (frame.time, frame.grab_us, frame.convert_us, frame.rows)
             }
             None => {
-                // Nothing new on screen: answer a keyframe request, or keep the stream alive.
-                let due = last_encode.elapsed() >= config.keepalive;
+                // Nothing new on screen: answer a keyframe request, sharpen a picture that
+                // just stopped changing, or keep the stream alive.
+                let since = last_encode.elapsed();
+                let refine = refines_left > 0 && since >= REFINE_AFTER;
+                let due = refine || since >= config.keepalive;
                 if last.is_none() || !(keyframe.is_pending() || due) {
                     continue;
                 }
+                refines_left = refines_left.saturating_sub(1);
                 (Instant::now(), 0, 0, 0)
             }
         };
