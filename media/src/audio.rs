@@ -1,10 +1,11 @@
-//! Host audio: cpal capture (PulseAudio; by default the monitor of the default output, i.e.
-//! what the host hears) → 48 kHz stereo → Opus (10 ms frames, in-band FEC, DTX).
+//! Host audio: PulseAudio capture (by default the monitor of the default output, i.e. what
+//! the host hears; devices found through cpal) → 48 kHz stereo → Opus (10 ms frames,
+//! in-band FEC, DTX).
 //!
 //! ```text
-//!  cpal callback ──samples──▶ bounded channel (drops when full) ──▶ encode thread
-//!   (device rate/channels)                                          to 48 kHz stereo,
-//!                                                                   10 ms Opus frames ──▶ sink
+//!  record stream ──samples──▶ bounded channel (drops when full) ──▶ encode thread
+//!   (48 kHz stereo f32,                                             10 ms Opus frames ──▶ sink
+//!    10 ms fragments)
 //! ```
 //! Frames carry their capture time on the same monotonic clock as video, so RTP timestamps
 //! of both streams agree and the browser keeps them in sync.
@@ -319,10 +320,9 @@ const STALL: Duration = Duration::from_secs(3);
 const REOPEN_FIRST: Duration = Duration::from_millis(500);
 const REOPEN_MAX: Duration = Duration::from_secs(5);
 
-/// What the capture callbacks report to the thread that owns the stream.
+/// What the capture callbacks report to the thread that owns the stream. (A stream the
+/// server ends, or a connection it drops, just goes quiet: that is how both are noticed.)
 struct StreamHealth {
-    /// Set by cpal's error callback.
-    failed: std::sync::Mutex<Option<String>>,
     /// Milliseconds since `epoch` of the last data callback (or of the last reset).
     last_data_ms: AtomicU64,
     epoch: Instant,
@@ -331,7 +331,6 @@ struct StreamHealth {
 impl StreamHealth {
     fn new() -> Self {
         Self {
-            failed: std::sync::Mutex::new(None),
             last_data_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -342,71 +341,218 @@ impl StreamHealth {
         self.last_data_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn fail(&self, why: String) {
-        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        failed.get_or_insert(why);
-    }
-
     /// Starts watching a new stream.
     fn reset(&self) {
-        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.data();
     }
 
     /// Why the stream should be reopened, if it should.
     fn trouble(&self) -> Option<String> {
-        if let Some(why) = self
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            return Some(why);
-        }
         let last = Duration::from_millis(self.last_data_ms.load(Ordering::Relaxed));
         let quiet = self.epoch.elapsed().saturating_sub(last);
         (quiet >= STALL).then(|| format!("no audio for {:.1} s", quiet.as_secs_f64()))
     }
 }
 
-/// Opens and starts the capture stream for `source`, feeding `tx`.
+/// 10 ms fragments: PulseAudio sends us audio as soon as each 10 ms is there (its default
+/// fragment, ~2 s, delivers audio in bursts and starts that late).
+const FRAGMENT_BYTES: u32 = (FRAME_SAMPLES * CHANNELS * 4) as u32;
+/// What PulseAudio may hold for us (its record queue, `maxlength`) while it cannot hand the
+/// audio over at once: its main loop was late, or we were. PulseAudio silently drops what
+/// does not fit, so this must be far more than one fragment. (cpal sets it to exactly one
+/// fragment, which is why the stream is not opened through cpal: on a busy machine a
+/// fifth of the audio was lost that way.)
+const SERVER_QUEUE_BYTES: u32 = RATE / 2 * (CHANNELS * 4) as u32; // 500 ms
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running PulseAudio record stream on a connection of its own. Dropping it hangs up:
+/// the server ends the stream and the client's reactor thread ends.
+struct Capture {
+    stream: pulseaudio::RecordStream,
+    _client: pulseaudio::Client,
+    socket: std::os::unix::net::UnixStream,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Opens and starts the capture stream for `source`, feeding `tx`. The device is picked
+/// through cpal; the stream itself is opened with the PulseAudio protocol client cpal uses
+/// underneath, for control over the server-side buffer (see `SERVER_QUEUE_BYTES`).
 fn open_capture(
     source: &AudioSource,
     tx: &mpsc::SyncSender<(Instant, Vec<f32>)>,
     stats: &Arc<AudioStats>,
     health: &Arc<StreamHealth>,
-) -> Result<(cpal::Stream, AudioDevice), AudioError> {
-    let device = pick_device(source)?;
-    // Ask PulseAudio for 48 kHz stereo f32; it converts for us. 10 ms fragments: with the
-    // default, PulseAudio picks ~2 s and delivers audio in bursts (and starts that late).
-    let wanted = cpal::StreamConfig {
-        channels: 2,
-        sample_rate: RATE,
-        buffer_size: cpal::BufferSize::Fixed(FRAME_SAMPLES as u32),
+) -> Result<(Capture, AudioDevice), AudioError> {
+    use pulseaudio::protocol;
+
+    let device = describe(&pick_device(source)?);
+    let source_name = device
+        .id
+        .strip_prefix("pulseaudio:")
+        .unwrap_or(&device.id)
+        .to_owned();
+    let source_name =
+        std::ffi::CString::new(source_name).map_err(|_| AudioError::NoDevice(device.id.clone()))?;
+    // 48 kHz stereo f32: PulseAudio converts for us.
+    let params = protocol::RecordStreamParams {
+        sample_spec: protocol::SampleSpec {
+            format: protocol::SampleFormat::Float32Le,
+            channels: CHANNELS as u8,
+            sample_rate: RATE,
+        },
+        channel_map: protocol::ChannelMap::new([
+            protocol::ChannelPosition::FrontLeft,
+            protocol::ChannelPosition::FrontRight,
+        ]),
+        source_name: Some(source_name),
+        buffer_attr: protocol::stream::BufferAttr {
+            max_length: SERVER_QUEUE_BYTES,
+            fragment_size: FRAGMENT_BYTES,
+            ..Default::default()
+        },
+        flags: protocol::stream::StreamFlags {
+            // Have the source itself run at (about) the fragment's latency.
+            adjust_latency: true,
+            ..Default::default()
+        },
+        ..Default::default()
     };
-    let (tx, overruns, on_data, on_error) =
-        (tx.clone(), stats.clone(), health.clone(), health.clone());
+    let (tx, overruns, on_data) = (tx.clone(), stats.clone(), health.clone());
     health.reset();
-    let stream = device
-        .build_input_stream::<f32, _, _>(
-            wanted,
-            move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                on_data.data();
-                if tx.try_send((Instant::now(), data.to_vec())).is_err() {
-                    overruns.overruns.fetch_add(1, Ordering::Relaxed);
-                }
-            },
-            move |e| {
-                tracing::warn!("audio capture: {e}");
-                on_error.fail(e.to_string());
-            },
-            Some(Duration::from_secs(5)),
-        )
+    let mut cadence = Cadence::default();
+    let callback = move |bytes: &[u8]| {
+        let now = Instant::now();
+        on_data.data();
+        let data: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        cadence.observe(now, data.len() / CHANNELS);
+        if tx.try_send((now, data)).is_err() {
+            overruns.overruns.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    // The client's handshake and the stream's creation block with no timeout of their own,
+    // and a hung server would hang them: bound the wait.
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("porthole-audio-open".into())
+        .spawn(move || {
+            let opened = (|| {
+                let (client, socket) = connect()?;
+                let stream =
+                    futures_executor::block_on(client.create_record_stream(params, callback))
+                        .map_err(|e| AudioError::Device(format!("cannot record: {e}")))?;
+                Ok(Capture {
+                    stream,
+                    _client: client,
+                    socket,
+                })
+            })();
+            let _ = done_tx.send(opened);
+        })
         .map_err(|e| AudioError::Device(e.to_string()))?;
-    stream
-        .play()
-        .map_err(|e| AudioError::Device(e.to_string()))?;
-    Ok((stream, describe(&device)))
+    let capture = done_rx
+        .recv_timeout(OPEN_TIMEOUT)
+        .map_err(|_| AudioError::Device("PulseAudio did not open the stream in time".into()))??;
+    let spec = capture.stream.sample_spec();
+    if spec.format != protocol::SampleFormat::Float32Le
+        || usize::from(spec.channels) != CHANNELS
+        || spec.sample_rate != RATE
+    {
+        return Err(AudioError::Device(format!(
+            "PulseAudio records {spec:?}, not 48 kHz stereo f32"
+        )));
+    }
+    tracing::debug!(buffer = ?capture.stream.buffer_attr(), "audio record stream");
+    Ok((capture, device))
+}
+
+/// A PulseAudio protocol connection, and its socket. A busy server now and then drops a
+/// fresh connection mid-handshake: try again.
+fn connect() -> Result<(pulseaudio::Client, std::os::unix::net::UnixStream), AudioError> {
+    let path = pulseaudio::socket_path_from_env()
+        .ok_or_else(|| AudioError::Host("no PulseAudio socket".into()))?;
+    let cookie = pulseaudio::cookie_path_from_env().and_then(|p| std::fs::read(p).ok());
+    let mut last = None;
+    for attempt in 0..3 {
+        let opened = std::os::unix::net::UnixStream::connect(&path)
+            .and_then(|s| Ok((s.try_clone()?, s)))
+            .map_err(pulseaudio::ClientError::from)
+            .and_then(|(mine, theirs)| {
+                pulseaudio::Client::new_unix(c"porthole", theirs, cookie.as_ref())
+                    .map(|c| (c, mine))
+            });
+        match opened {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::debug!(attempt, "PulseAudio connection failed: {e}");
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    Err(AudioError::Host(
+        last.map(|e| e.to_string()).unwrap_or_default(),
+    ))
+}
+
+/// How the capture callbacks arrive: sizes and gaps, logged at debug every few seconds.
+#[derive(Default)]
+struct Cadence {
+    window: Option<Instant>,
+    last: Option<Instant>,
+    calls: u64,
+    frames: u64,
+    min_frames: usize,
+    max_frames: usize,
+    max_gap: Duration,
+    gaps_over_20ms: u64,
+}
+
+impl Cadence {
+    fn observe(&mut self, now: Instant, frames: usize) {
+        let window = *self.window.get_or_insert(now);
+        if let Some(last) = self.last {
+            let gap = now - last;
+            self.max_gap = self.max_gap.max(gap);
+            if gap > Duration::from_millis(20) {
+                self.gaps_over_20ms += 1;
+            }
+        }
+        self.last = Some(now);
+        self.min_frames = if self.calls == 0 {
+            frames
+        } else {
+            self.min_frames.min(frames)
+        };
+        self.max_frames = self.max_frames.max(frames);
+        self.calls += 1;
+        self.frames += frames as u64;
+        let span = now - window;
+        if span >= Duration::from_secs(2) {
+            tracing::debug!(
+                calls = self.calls,
+                ms_of_audio = self.frames * 1000 / u64::from(RATE),
+                over_ms = span.as_millis() as u64,
+                min_frames = self.min_frames,
+                max_frames = self.max_frames,
+                max_gap_ms = self.max_gap.as_secs_f64() * 1000.0,
+                gaps_over_20ms = self.gaps_over_20ms,
+                "audio capture cadence"
+            );
+            *self = Self {
+                window: Some(now),
+                last: Some(now),
+                ..Self::default()
+            };
+        }
+    }
 }
 
 impl Drop for AudioPipeline {
