@@ -279,7 +279,15 @@ impl AudioPipeline {
                         let first = arrival
                             .checked_sub(Duration::from_secs_f64(frames as f64 / f64::from(RATE)))
                             .unwrap_or(arrival);
+                        let reanchors = clock.reanchors;
                         clock.observe(first, pending.len() / CHANNELS);
+                        if clock.reanchors != reanchors {
+                            tracing::debug!(
+                                reanchors = clock.reanchors,
+                                late_buffers = clock.late_buffers,
+                                "audio clock re-anchored to arrival times"
+                            );
+                        }
                         pending.extend_from_slice(&samples);
                         while pending.len() >= FRAME_SAMPLES * CHANNELS {
                             let frame: Vec<f32> =
@@ -564,37 +572,75 @@ impl Drop for AudioPipeline {
     }
 }
 
-/// Capture times of samples: counted from the device's samples (smooth), re-anchored to
-/// arrival times when the two disagree by more than `MAX_SKEW` (device clock drift, gaps).
+/// Capture times of samples: counted from the device's samples (smooth, gapless), and
+/// re-anchored to arrival times only when samples are really missing or the count runs
+/// ahead of them.
+///
+/// Audio that arrives late is not audio that is missing: on a busy machine PulseAudio (or
+/// the thread reading it) is now and then 50-400 ms late, then delivers everything at once.
+/// Re-anchoring on each late buffer turned that jitter into jumps of the RTP timestamps
+/// (forward, then back as the burst drained), which the viewer conceals. So a late buffer
+/// only counts as a gap when every buffer for `LATE_WINDOW` was that late.
 #[derive(Default)]
 pub struct SampleClock {
     /// Capture time of the next sample not yet taken.
     next: Option<Instant>,
+    /// The least lateness (arrival-derived time minus counted time) seen since the window
+    /// began, and when it began.
+    window: Option<(Instant, Duration)>,
+    /// Buffers that arrived more than `MAX_SKEW` late (kept counting through).
+    pub late_buffers: u64,
+    /// Times the count was re-anchored.
+    pub reanchors: u64,
 }
 
 /// How far counted time may stray from arrival time before it is re-anchored.
 pub const MAX_SKEW: Duration = Duration::from_millis(20);
+/// How long audio must be consistently late before it counts as missing.
+pub const LATE_WINDOW: Duration = Duration::from_secs(1);
+
+fn samples_duration(samples: usize) -> Duration {
+    Duration::from_secs_f64(samples as f64 / f64::from(RATE))
+}
 
 impl SampleClock {
-    /// A buffer whose first sample was captured at `first` arrived while `queued` samples
-    /// (per channel) were still waiting to be taken.
+    /// A buffer whose first sample was captured at `first` (at the latest: it arrived, and
+    /// its length before that) arrived while `queued` samples (per channel) were still
+    /// waiting to be taken.
     pub fn observe(&mut self, first: Instant, queued: usize) {
-        let expected = self
-            .next
-            .map(|n| n + Duration::from_secs_f64(queued as f64 / f64::from(RATE)));
-        match expected {
-            Some(e) if e.max(first) - e.min(first) <= MAX_SKEW => {}
-            _ => {
-                let back = Duration::from_secs_f64(queued as f64 / f64::from(RATE));
-                self.next = Some(first.checked_sub(back).unwrap_or(first));
+        let queued = samples_duration(queued);
+        let Some(expected) = self.next.map(|n| n + queued) else {
+            self.next = Some(first.checked_sub(queued).unwrap_or(first));
+            return;
+        };
+        if expected > first + MAX_SKEW {
+            // Counted time says these samples were captured after they arrived: the anchor
+            // came from a late buffer (or the device runs fast). Follow the arrivals.
+            self.next = Some(first.checked_sub(queued).unwrap_or(first));
+            self.window = None;
+            self.reanchors += 1;
+            return;
+        }
+        let late = first.saturating_duration_since(expected);
+        if late > MAX_SKEW {
+            self.late_buffers += 1;
+        }
+        let (began, least) = self.window.get_or_insert((first, late));
+        *least = (*least).min(late);
+        if first.saturating_duration_since(*began) >= LATE_WINDOW {
+            if *least > MAX_SKEW {
+                // Late all along: samples are missing (lost, or the device runs slow).
+                self.next = self.next.map(|n| n + *least);
+                self.reanchors += 1;
             }
+            self.window = None;
         }
     }
 
     /// Takes the capture time of the next `samples` samples.
     pub fn take(&mut self, samples: usize) -> Instant {
         let t = self.next.unwrap_or_else(Instant::now);
-        self.next = Some(t + Duration::from_secs_f64(samples as f64 / f64::from(RATE)));
+        self.next = Some(t + samples_duration(samples));
         t
     }
 }
@@ -661,17 +707,45 @@ mod tests {
 
     #[test]
     fn sample_clock_is_smooth_but_follows_arrivals() {
+        let ms = Duration::from_millis;
         let t0 = Instant::now();
         let mut c = SampleClock::default();
         c.observe(t0, 0);
         assert_eq!(c.take(480), t0);
-        assert_eq!(c.take(480), t0 + Duration::from_millis(10));
+        assert_eq!(c.take(480), t0 + ms(10));
         // An arrival 5 ms late is jitter: keep counting.
-        c.observe(t0 + Duration::from_millis(25), 0);
-        assert_eq!(c.take(480), t0 + Duration::from_millis(20));
-        // A 100 ms gap (device stall): re-anchor.
-        c.observe(t0 + Duration::from_millis(130), 0);
-        assert_eq!(c.take(480), t0 + Duration::from_millis(130));
+        c.observe(t0 + ms(25), 0);
+        assert_eq!(c.take(480), t0 + ms(20));
+        // Then nothing for 300 ms, and those 300 ms all at once (a busy machine): the
+        // buffers were up to 290 ms late, but nothing is missing: keep counting.
+        for i in 0..30 {
+            c.observe(t0 + ms(320), 0);
+            assert_eq!(c.take(480), t0 + ms(30 + 10 * i));
+        }
+        assert_eq!(c.reanchors, 0);
+        assert!(c.late_buffers > 0);
+        // Then on time again, for more than a window: still counting.
+        for i in 0..150 {
+            c.observe(t0 + ms(330 + 10 * i), 0);
+            assert_eq!(c.take(480), t0 + ms(330 + 10 * i));
+        }
+        assert_eq!(c.reanchors, 0);
+        // 100 ms of samples missing for good (a device stall): re-anchored once a window
+        // shows every buffer that late, by that much.
+        let mut t = t0 + ms(1930);
+        let mut last = Instant::now();
+        for _ in 0..150 {
+            c.observe(t, 0);
+            last = c.take(480);
+            t += ms(10);
+        }
+        assert_eq!(c.reanchors, 1);
+        assert_eq!(last, t - ms(10));
+        // A count running ahead of the arrivals (the anchor came from a late buffer):
+        // follow the arrivals at once.
+        c.observe(t - ms(50), 0);
+        assert_eq!(c.take(480), t - ms(50));
+        assert_eq!(c.reanchors, 2);
     }
 }
 
