@@ -267,6 +267,7 @@ impl AudioPipeline {
             std::thread::Builder::new()
                 .name("porthole-audio-enc".into())
                 .spawn(move || {
+                    raise_thread_priority("audio encoder");
                     let mut clock = SampleClock::default();
                     let mut pending: Vec<f32> = Vec::with_capacity(FRAME_SAMPLES * CHANNELS * 4);
                     while !stop.load(Ordering::Relaxed) {
@@ -433,8 +434,14 @@ fn open_capture(
     let (tx, overruns, on_data) = (tx.clone(), stats.clone(), health.clone());
     health.reset();
     let mut cadence = Cadence::default();
+    let mut raised = false;
     let callback = move |bytes: &[u8]| {
         let now = Instant::now();
+        if !raised {
+            // The protocol client's reactor thread, which reads the socket and calls this.
+            raise_thread_priority("audio capture");
+            raised = true;
+        }
         on_data.data();
         let data: Vec<f32> = bytes
             .chunks_exact(4)
@@ -479,6 +486,36 @@ fn open_capture(
     }
     tracing::debug!(buffer = ?capture.stream.buffer_attr(), "audio record stream");
     Ok((capture, device))
+}
+
+/// Gives the calling thread the scheduling audio needs on a busy machine, as far as it is
+/// allowed: real-time round-robin at a low priority (what PulseAudio gives its own IO
+/// threads), or else nice -11 (PulseAudio's main thread). Both need CAP_SYS_NICE or an
+/// RLIMIT_RTPRIO / RLIMIT_NICE that allows them; without, the thread stays as it is.
+///
+/// At nice 0 next to a busy build, the thread reading PulseAudio was now and then
+/// 100-400 ms late, and the viewer got that audio in a burst (and buffered for it).
+fn raise_thread_priority(what: &str) {
+    // pid 0: the calling thread. Not inherited by children.
+    let param = libc::sched_param { sched_priority: 5 };
+    // SAFETY: plain system calls on the calling thread, with a valid sched_param.
+    let rr =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
+    if rr == 0 {
+        tracing::debug!("{what} thread: real-time (SCHED_RR 5)");
+        return;
+    }
+    let rr_error = std::io::Error::last_os_error();
+    // SAFETY: as above; `gettid` cannot fail.
+    let niced = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, -11) };
+    if niced == 0 {
+        tracing::debug!("{what} thread: nice -11 (no real-time: {rr_error})");
+    } else {
+        tracing::debug!(
+            "{what} thread: normal priority (no real-time: {rr_error}; no nice -11: {})",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// A PulseAudio protocol connection, and its socket. A busy server now and then drops a
