@@ -290,6 +290,15 @@ impl AudioPipeline {
                             );
                         }
                         pending.extend_from_slice(&samples);
+                        let stale = clock.stale(first, pending.len() / CHANNELS);
+                        if stale > 0 {
+                            pending.drain(..stale * CHANNELS);
+                            clock.skip(stale);
+                            tracing::debug!(
+                                ms = stale as u64 * 1000 / u64::from(RATE),
+                                "audio arrived too late to be worth sending: dropped"
+                            );
+                        }
                         while pending.len() >= FRAME_SAMPLES * CHANNELS {
                             let frame: Vec<f32> =
                                 pending.drain(..FRAME_SAMPLES * CHANNELS).collect();
@@ -635,6 +644,16 @@ pub struct SampleClock {
 pub const MAX_SKEW: Duration = Duration::from_millis(20);
 /// How long audio must be consistently late before it counts as missing.
 pub const LATE_WINDOW: Duration = Duration::from_secs(1);
+/// Audio that reaches us later than this (PulseAudio held it back: its main loop was
+/// starved) is cut back to `LATE_TARGET` late, the oldest dropped unsent. The viewer has
+/// had nothing to play meanwhile and has concealed the gap already; sent, that audio would
+/// only make the viewer's jitter buffer grow to hold it, and stay grown for many seconds.
+/// Up to this much lateness is ordinary jitter, sent as it is. (PulseAudio works off such a
+/// backlog only a little faster than real time: while what arrives is still this late, it
+/// is dropped as it comes.)
+pub const MAX_LATE: Duration = Duration::from_millis(100);
+/// How late audio is left when it is cut back.
+pub const LATE_TARGET: Duration = MAX_SKEW;
 
 fn samples_duration(samples: usize) -> Duration {
     Duration::from_secs_f64(samples as f64 / f64::from(RATE))
@@ -672,6 +691,26 @@ impl SampleClock {
             }
             self.window = None;
         }
+    }
+
+    /// How many of the `waiting` samples (oldest first, the newest of them starting at
+    /// `first`, as just observed) to drop: none while the oldest is at most `MAX_LATE`
+    /// behind `first`, else those more than `LATE_TARGET` behind it.
+    pub fn stale(&self, first: Instant, waiting: usize) -> usize {
+        let Some(next) = self.next else {
+            return 0;
+        };
+        if first.saturating_duration_since(next) <= MAX_LATE {
+            return 0;
+        }
+        let keep_from = first.checked_sub(LATE_TARGET).unwrap_or(first);
+        let behind = keep_from.saturating_duration_since(next);
+        ((behind.as_secs_f64() * f64::from(RATE)) as usize).min(waiting)
+    }
+
+    /// Skips `samples` samples (dropped unsent).
+    pub fn skip(&mut self, samples: usize) {
+        self.next = self.next.map(|n| n + samples_duration(samples));
     }
 
     /// Takes the capture time of the next `samples` samples.
@@ -783,6 +822,38 @@ mod tests {
         c.observe(t - ms(50), 0);
         assert_eq!(c.take(480), t - ms(50));
         assert_eq!(c.reanchors, 2);
+    }
+
+    #[test]
+    fn audio_held_back_beyond_max_late_is_dropped_and_skipped() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut c = SampleClock::default();
+        c.observe(t0, 0);
+        assert_eq!(c.stale(t0, 480), 0);
+        assert_eq!(c.take(480), t0);
+        // Late by less than MAX_LATE: ordinary jitter, nothing is dropped.
+        c.observe(t0 + ms(10 + 90), 0);
+        assert_eq!(c.stale(t0 + ms(100), 10 * 480), 0);
+        // 300 ms held back, then delivered at once (the newest buffer starting at
+        // t0 + 300 ms): cut back to LATE_TARGET late in one go.
+        let first = t0 + ms(300);
+        c.observe(first, 29 * 480);
+        let stale = c.stale(first, 30 * 480);
+        assert_eq!(stale, 27 * 480);
+        c.skip(stale);
+        assert_eq!(c.take(480), first - LATE_TARGET);
+        // The rest of the burst, and what follows on time, is kept.
+        c.observe(first, 480);
+        assert_eq!(c.stale(first, 2 * 480), 0);
+        assert_eq!(c.take(480), first - ms(10));
+        assert_eq!(c.take(480), first);
+        c.observe(first + ms(10), 0);
+        assert_eq!(c.stale(first + ms(10), 480), 0);
+        // Still more than MAX_LATE late as it arrives (PulseAudio working off a backlog
+        // slowly): dropped as it comes.
+        c.observe(first + ms(130), 0);
+        assert_eq!(c.stale(first + ms(130), 480), 480);
     }
 }
 
