@@ -1,11 +1,10 @@
-//! Host audio: PulseAudio capture (by default the monitor of the default output, i.e. what
-//! the host hears; devices found through cpal) → 48 kHz stereo → Opus (10 ms frames,
-//! in-band FEC, DTX).
+//! Host audio: cpal capture (PulseAudio; by default the monitor of the default output, i.e.
+//! what the host hears) → 48 kHz stereo → Opus (10 ms frames, in-band FEC, DTX).
 //!
 //! ```text
-//!  record stream ──samples──▶ bounded channel (drops when full) ──▶ encode thread
-//!   (48 kHz stereo f32,                                             10 ms Opus frames ──▶ sink
-//!    10 ms fragments)
+//!  cpal callback ──samples──▶ bounded channel (drops when full) ──▶ encode thread
+//!   (device rate/channels)                                          to 48 kHz stereo,
+//!                                                                   10 ms Opus frames ──▶ sink
 //! ```
 //! Frames carry their capture time on the same monotonic clock as video, so RTP timestamps
 //! of both streams agree and the browser keeps them in sync.
@@ -267,7 +266,6 @@ impl AudioPipeline {
             std::thread::Builder::new()
                 .name("porthole-audio-enc".into())
                 .spawn(move || {
-                    raise_thread_priority("audio encoder");
                     let mut clock = SampleClock::default();
                     let mut pending: Vec<f32> = Vec::with_capacity(FRAME_SAMPLES * CHANNELS * 4);
                     while !stop.load(Ordering::Relaxed) {
@@ -280,25 +278,8 @@ impl AudioPipeline {
                         let first = arrival
                             .checked_sub(Duration::from_secs_f64(frames as f64 / f64::from(RATE)))
                             .unwrap_or(arrival);
-                        let reanchors = clock.reanchors;
                         clock.observe(first, pending.len() / CHANNELS);
-                        if clock.reanchors != reanchors {
-                            tracing::debug!(
-                                reanchors = clock.reanchors,
-                                late_buffers = clock.late_buffers,
-                                "audio clock re-anchored to arrival times"
-                            );
-                        }
                         pending.extend_from_slice(&samples);
-                        let stale = clock.stale(first, pending.len() / CHANNELS);
-                        if stale > 0 {
-                            pending.drain(..stale * CHANNELS);
-                            clock.skip(stale);
-                            tracing::debug!(
-                                ms = stale as u64 * 1000 / u64::from(RATE),
-                                "audio arrived too late to be worth sending: dropped"
-                            );
-                        }
                         while pending.len() >= FRAME_SAMPLES * CHANNELS {
                             let frame: Vec<f32> =
                                 pending.drain(..FRAME_SAMPLES * CHANNELS).collect();
@@ -338,9 +319,10 @@ const STALL: Duration = Duration::from_secs(3);
 const REOPEN_FIRST: Duration = Duration::from_millis(500);
 const REOPEN_MAX: Duration = Duration::from_secs(5);
 
-/// What the capture callbacks report to the thread that owns the stream. (A stream the
-/// server ends, or a connection it drops, just goes quiet: that is how both are noticed.)
+/// What the capture callbacks report to the thread that owns the stream.
 struct StreamHealth {
+    /// Set by cpal's error callback.
+    failed: std::sync::Mutex<Option<String>>,
     /// Milliseconds since `epoch` of the last data callback (or of the last reset).
     last_data_ms: AtomicU64,
     epoch: Instant,
@@ -349,6 +331,7 @@ struct StreamHealth {
 impl StreamHealth {
     fn new() -> Self {
         Self {
+            failed: std::sync::Mutex::new(None),
             last_data_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -359,254 +342,71 @@ impl StreamHealth {
         self.last_data_ms.store(ms, Ordering::Relaxed);
     }
 
+    fn fail(&self, why: String) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get_or_insert(why);
+    }
+
     /// Starts watching a new stream.
     fn reset(&self) {
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.data();
     }
 
     /// Why the stream should be reopened, if it should.
     fn trouble(&self) -> Option<String> {
+        if let Some(why) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Some(why);
+        }
         let last = Duration::from_millis(self.last_data_ms.load(Ordering::Relaxed));
         let quiet = self.epoch.elapsed().saturating_sub(last);
         (quiet >= STALL).then(|| format!("no audio for {:.1} s", quiet.as_secs_f64()))
     }
 }
 
-/// 10 ms fragments: PulseAudio sends us audio as soon as each 10 ms is there (its default
-/// fragment, ~2 s, delivers audio in bursts and starts that late).
-const FRAGMENT_BYTES: u32 = (FRAME_SAMPLES * CHANNELS * 4) as u32;
-/// What PulseAudio may hold for us (its record queue, `maxlength`) while it cannot hand the
-/// audio over at once: its main loop was late, or we were. PulseAudio silently drops what
-/// does not fit, so this must be far more than one fragment. (cpal sets it to exactly one
-/// fragment, which is why the stream is not opened through cpal: on a busy machine a
-/// fifth of the audio was lost that way.)
-const SERVER_QUEUE_BYTES: u32 = RATE / 2 * (CHANNELS * 4) as u32; // 500 ms
-const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A running PulseAudio record stream on a connection of its own. Dropping it hangs up:
-/// the server ends the stream and the client's reactor thread ends.
-struct Capture {
-    stream: pulseaudio::RecordStream,
-    _client: pulseaudio::Client,
-    socket: std::os::unix::net::UnixStream,
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.socket.shutdown(std::net::Shutdown::Both);
-    }
-}
-
-/// Opens and starts the capture stream for `source`, feeding `tx`. The device is picked
-/// through cpal; the stream itself is opened with the PulseAudio protocol client cpal uses
-/// underneath, for control over the server-side buffer (see `SERVER_QUEUE_BYTES`).
+/// Opens and starts the capture stream for `source`, feeding `tx`.
 fn open_capture(
     source: &AudioSource,
     tx: &mpsc::SyncSender<(Instant, Vec<f32>)>,
     stats: &Arc<AudioStats>,
     health: &Arc<StreamHealth>,
-) -> Result<(Capture, AudioDevice), AudioError> {
-    use pulseaudio::protocol;
-
-    let device = describe(&pick_device(source)?);
-    let source_name = device
-        .id
-        .strip_prefix("pulseaudio:")
-        .unwrap_or(&device.id)
-        .to_owned();
-    let source_name =
-        std::ffi::CString::new(source_name).map_err(|_| AudioError::NoDevice(device.id.clone()))?;
-    // 48 kHz stereo f32: PulseAudio converts for us.
-    let params = protocol::RecordStreamParams {
-        sample_spec: protocol::SampleSpec {
-            format: protocol::SampleFormat::Float32Le,
-            channels: CHANNELS as u8,
-            sample_rate: RATE,
-        },
-        channel_map: protocol::ChannelMap::new([
-            protocol::ChannelPosition::FrontLeft,
-            protocol::ChannelPosition::FrontRight,
-        ]),
-        source_name: Some(source_name),
-        buffer_attr: protocol::stream::BufferAttr {
-            max_length: SERVER_QUEUE_BYTES,
-            fragment_size: FRAGMENT_BYTES,
-            ..Default::default()
-        },
-        flags: protocol::stream::StreamFlags {
-            // Have the source itself run at (about) the fragment's latency.
-            adjust_latency: true,
-            ..Default::default()
-        },
-        ..Default::default()
+) -> Result<(cpal::Stream, AudioDevice), AudioError> {
+    let device = pick_device(source)?;
+    // Ask PulseAudio for 48 kHz stereo f32; it converts for us. 10 ms fragments: with the
+    // default, PulseAudio picks ~2 s and delivers audio in bursts (and starts that late).
+    let wanted = cpal::StreamConfig {
+        channels: 2,
+        sample_rate: RATE,
+        buffer_size: cpal::BufferSize::Fixed(FRAME_SAMPLES as u32),
     };
-    let (tx, overruns, on_data) = (tx.clone(), stats.clone(), health.clone());
+    let (tx, overruns, on_data, on_error) =
+        (tx.clone(), stats.clone(), health.clone(), health.clone());
     health.reset();
-    let mut cadence = Cadence::default();
-    let mut raised = false;
-    let callback = move |bytes: &[u8]| {
-        let now = Instant::now();
-        if !raised {
-            // The protocol client's reactor thread, which reads the socket and calls this.
-            raise_thread_priority("audio capture");
-            raised = true;
-        }
-        on_data.data();
-        let data: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        cadence.observe(now, data.len() / CHANNELS);
-        if tx.try_send((now, data)).is_err() {
-            overruns.overruns.fetch_add(1, Ordering::Relaxed);
-        }
-    };
-    // The client's handshake and the stream's creation block with no timeout of their own,
-    // and a hung server would hang them: bound the wait.
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("porthole-audio-open".into())
-        .spawn(move || {
-            let opened = (|| {
-                let (client, socket) = connect()?;
-                let stream =
-                    futures_executor::block_on(client.create_record_stream(params, callback))
-                        .map_err(|e| AudioError::Device(format!("cannot record: {e}")))?;
-                Ok(Capture {
-                    stream,
-                    _client: client,
-                    socket,
-                })
-            })();
-            let _ = done_tx.send(opened);
-        })
+    let stream = device
+        .build_input_stream::<f32, _, _>(
+            wanted,
+            move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                on_data.data();
+                if tx.try_send((Instant::now(), data.to_vec())).is_err() {
+                    overruns.overruns.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            move |e| {
+                tracing::warn!("audio capture: {e}");
+                on_error.fail(e.to_string());
+            },
+            Some(Duration::from_secs(5)),
+        )
         .map_err(|e| AudioError::Device(e.to_string()))?;
-    let capture = done_rx
-        .recv_timeout(OPEN_TIMEOUT)
-        .map_err(|_| AudioError::Device("PulseAudio did not open the stream in time".into()))??;
-    let spec = capture.stream.sample_spec();
-    if spec.format != protocol::SampleFormat::Float32Le
-        || usize::from(spec.channels) != CHANNELS
-        || spec.sample_rate != RATE
-    {
-        return Err(AudioError::Device(format!(
-            "PulseAudio records {spec:?}, not 48 kHz stereo f32"
-        )));
-    }
-    tracing::debug!(buffer = ?capture.stream.buffer_attr(), "audio record stream");
-    Ok((capture, device))
-}
-
-/// Gives the calling thread the scheduling audio needs on a busy machine, as far as it is
-/// allowed: real-time round-robin at a low priority (what PulseAudio gives its own IO
-/// threads), or else nice -11 (PulseAudio's main thread). Both need CAP_SYS_NICE or an
-/// RLIMIT_RTPRIO / RLIMIT_NICE that allows them; without, the thread stays as it is.
-///
-/// At nice 0 next to a busy build, the thread reading PulseAudio was now and then
-/// 100-400 ms late, and the viewer got that audio in a burst (and buffered for it).
-fn raise_thread_priority(what: &str) {
-    // pid 0: the calling thread. Not inherited by children.
-    let param = libc::sched_param { sched_priority: 5 };
-    // SAFETY: plain system calls on the calling thread, with a valid sched_param.
-    let rr =
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
-    if rr == 0 {
-        tracing::debug!("{what} thread: real-time (SCHED_RR 5)");
-        return;
-    }
-    let rr_error = std::io::Error::last_os_error();
-    // SAFETY: as above; `gettid` cannot fail.
-    let niced = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, -11) };
-    if niced == 0 {
-        tracing::debug!("{what} thread: nice -11 (no real-time: {rr_error})");
-    } else {
-        tracing::debug!(
-            "{what} thread: normal priority (no real-time: {rr_error}; no nice -11: {})",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-/// A PulseAudio protocol connection, and its socket. A busy server now and then drops a
-/// fresh connection mid-handshake: try again.
-fn connect() -> Result<(pulseaudio::Client, std::os::unix::net::UnixStream), AudioError> {
-    let path = pulseaudio::socket_path_from_env()
-        .ok_or_else(|| AudioError::Host("no PulseAudio socket".into()))?;
-    let cookie = pulseaudio::cookie_path_from_env().and_then(|p| std::fs::read(p).ok());
-    let mut last = None;
-    for attempt in 0..3 {
-        let opened = std::os::unix::net::UnixStream::connect(&path)
-            .and_then(|s| Ok((s.try_clone()?, s)))
-            .map_err(pulseaudio::ClientError::from)
-            .and_then(|(mine, theirs)| {
-                pulseaudio::Client::new_unix(c"porthole", theirs, cookie.as_ref())
-                    .map(|c| (c, mine))
-            });
-        match opened {
-            Ok(c) => return Ok(c),
-            Err(e) => {
-                tracing::debug!(attempt, "PulseAudio connection failed: {e}");
-                last = Some(e);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-    Err(AudioError::Host(
-        last.map(|e| e.to_string()).unwrap_or_default(),
-    ))
-}
-
-/// How the capture callbacks arrive: sizes and gaps, logged at debug every few seconds.
-#[derive(Default)]
-struct Cadence {
-    window: Option<Instant>,
-    last: Option<Instant>,
-    calls: u64,
-    frames: u64,
-    min_frames: usize,
-    max_frames: usize,
-    max_gap: Duration,
-    gaps_over_20ms: u64,
-}
-
-impl Cadence {
-    fn observe(&mut self, now: Instant, frames: usize) {
-        let window = *self.window.get_or_insert(now);
-        if let Some(last) = self.last {
-            let gap = now - last;
-            self.max_gap = self.max_gap.max(gap);
-            if gap > Duration::from_millis(20) {
-                self.gaps_over_20ms += 1;
-            }
-        }
-        self.last = Some(now);
-        self.min_frames = if self.calls == 0 {
-            frames
-        } else {
-            self.min_frames.min(frames)
-        };
-        self.max_frames = self.max_frames.max(frames);
-        self.calls += 1;
-        self.frames += frames as u64;
-        let span = now - window;
-        if span >= Duration::from_secs(2) {
-            tracing::debug!(
-                calls = self.calls,
-                ms_of_audio = self.frames * 1000 / u64::from(RATE),
-                over_ms = span.as_millis() as u64,
-                min_frames = self.min_frames,
-                max_frames = self.max_frames,
-                max_gap_ms = self.max_gap.as_secs_f64() * 1000.0,
-                gaps_over_20ms = self.gaps_over_20ms,
-                "audio capture cadence"
-            );
-            *self = Self {
-                window: Some(now),
-                last: Some(now),
-                ..Self::default()
-            };
-        }
-    }
+    stream
+        .play()
+        .map_err(|e| AudioError::Device(e.to_string()))?;
+    Ok((stream, describe(&device)))
 }
 
 impl Drop for AudioPipeline {
@@ -618,105 +418,37 @@ impl Drop for AudioPipeline {
     }
 }
 
-/// Capture times of samples: counted from the device's samples (smooth, gapless), and
-/// re-anchored to arrival times only when samples are really missing or the count runs
-/// ahead of them.
-///
-/// Audio that arrives late is not audio that is missing: on a busy machine PulseAudio (or
-/// the thread reading it) is now and then 50-400 ms late, then delivers everything at once.
-/// Re-anchoring on each late buffer turned that jitter into jumps of the RTP timestamps
-/// (forward, then back as the burst drained), which the viewer conceals. So a late buffer
-/// only counts as a gap when every buffer for `LATE_WINDOW` was that late.
+/// Capture times of samples: counted from the device's samples (smooth), re-anchored to
+/// arrival times when the two disagree by more than `MAX_SKEW` (device clock drift, gaps).
 #[derive(Default)]
 pub struct SampleClock {
     /// Capture time of the next sample not yet taken.
     next: Option<Instant>,
-    /// The least lateness (arrival-derived time minus counted time) seen since the window
-    /// began, and when it began.
-    window: Option<(Instant, Duration)>,
-    /// Buffers that arrived more than `MAX_SKEW` late (kept counting through).
-    pub late_buffers: u64,
-    /// Times the count was re-anchored.
-    pub reanchors: u64,
 }
 
 /// How far counted time may stray from arrival time before it is re-anchored.
 pub const MAX_SKEW: Duration = Duration::from_millis(20);
-/// How long audio must be consistently late before it counts as missing.
-pub const LATE_WINDOW: Duration = Duration::from_secs(1);
-/// Audio that reaches us later than this (PulseAudio held it back: its main loop was
-/// starved) is cut back to `LATE_TARGET` late, the oldest dropped unsent. The viewer has
-/// had nothing to play meanwhile and has concealed the gap already; sent, that audio would
-/// only make the viewer's jitter buffer grow to hold it, and stay grown for many seconds.
-/// Up to this much lateness is ordinary jitter, sent as it is. (PulseAudio works off such a
-/// backlog only a little faster than real time: while what arrives is still this late, it
-/// is dropped as it comes.)
-pub const MAX_LATE: Duration = Duration::from_millis(100);
-/// How late audio is left when it is cut back.
-pub const LATE_TARGET: Duration = MAX_SKEW;
-
-fn samples_duration(samples: usize) -> Duration {
-    Duration::from_secs_f64(samples as f64 / f64::from(RATE))
-}
 
 impl SampleClock {
-    /// A buffer whose first sample was captured at `first` (at the latest: it arrived, and
-    /// its length before that) arrived while `queued` samples (per channel) were still
-    /// waiting to be taken.
+    /// A buffer whose first sample was captured at `first` arrived while `queued` samples
+    /// (per channel) were still waiting to be taken.
     pub fn observe(&mut self, first: Instant, queued: usize) {
-        let queued = samples_duration(queued);
-        let Some(expected) = self.next.map(|n| n + queued) else {
-            self.next = Some(first.checked_sub(queued).unwrap_or(first));
-            return;
-        };
-        if expected > first + MAX_SKEW {
-            // Counted time says these samples were captured after they arrived: the anchor
-            // came from a late buffer (or the device runs fast). Follow the arrivals.
-            self.next = Some(first.checked_sub(queued).unwrap_or(first));
-            self.window = None;
-            self.reanchors += 1;
-            return;
-        }
-        let late = first.saturating_duration_since(expected);
-        if late > MAX_SKEW {
-            self.late_buffers += 1;
-        }
-        let (began, least) = self.window.get_or_insert((first, late));
-        *least = (*least).min(late);
-        if first.saturating_duration_since(*began) >= LATE_WINDOW {
-            if *least > MAX_SKEW {
-                // Late all along: samples are missing (lost, or the device runs slow).
-                self.next = self.next.map(|n| n + *least);
-                self.reanchors += 1;
+        let expected = self
+            .next
+            .map(|n| n + Duration::from_secs_f64(queued as f64 / f64::from(RATE)));
+        match expected {
+            Some(e) if e.max(first) - e.min(first) <= MAX_SKEW => {}
+            _ => {
+                let back = Duration::from_secs_f64(queued as f64 / f64::from(RATE));
+                self.next = Some(first.checked_sub(back).unwrap_or(first));
             }
-            self.window = None;
         }
-    }
-
-    /// How many of the `waiting` samples (oldest first, the newest of them starting at
-    /// `first`, as just observed) to drop: none while the oldest is at most `MAX_LATE`
-    /// behind `first`, else those more than `LATE_TARGET` behind it.
-    pub fn stale(&self, first: Instant, waiting: usize) -> usize {
-        let Some(next) = self.next else {
-            return 0;
-        };
-        if first.saturating_duration_since(next) <= MAX_LATE {
-            return 0;
-        }
-        let keep_from = first.checked_sub(LATE_TARGET).unwrap_or(first);
-        let behind = keep_from.saturating_duration_since(next);
-        ((behind.as_secs_f64() * f64::from(RATE)) as usize).min(waiting)
-    }
-
-    /// Skips `samples` samples (dropped unsent).
-    pub fn skip(&mut self, samples: usize) {
-        self.next = self.next.map(|n| n + samples_duration(samples));
     }
 
     /// Takes the capture time of the next `samples` samples.
     pub fn take(&mut self, samples: usize) -> Instant {
         let t = self.next.unwrap_or_else(Instant::now);
-        self.next = Some(t + samples_duration(samples));
+        self.next = Some(t + Duration::from_secs_f64(samples as f64 / f64::from(RATE)));
         t
     }
 }
@@ -783,77 +515,17 @@ mod tests {
 
     #[test]
     fn sample_clock_is_smooth_but_follows_arrivals() {
-        let ms = Duration::from_millis;
         let t0 = Instant::now();
         let mut c = SampleClock::default();
         c.observe(t0, 0);
         assert_eq!(c.take(480), t0);
-        assert_eq!(c.take(480), t0 + ms(10));
+        assert_eq!(c.take(480), t0 + Duration::from_millis(10));
         // An arrival 5 ms late is jitter: keep counting.
-        c.observe(t0 + ms(25), 0);
-        assert_eq!(c.take(480), t0 + ms(20));
-        // Then nothing for 300 ms, and those 300 ms all at once (a busy machine): the
-        // buffers were up to 290 ms late, but nothing is missing: keep counting.
-        for i in 0..30 {
-            c.observe(t0 + ms(320), 0);
-            assert_eq!(c.take(480), t0 + ms(30 + 10 * i));
-        }
-        assert_eq!(c.reanchors, 0);
-        assert!(c.late_buffers > 0);
-        // Then on time again, for more than a window: still counting.
-        for i in 0..150 {
-            c.observe(t0 + ms(330 + 10 * i), 0);
-            assert_eq!(c.take(480), t0 + ms(330 + 10 * i));
-        }
-        assert_eq!(c.reanchors, 0);
-        // 100 ms of samples missing for good (a device stall): re-anchored once a window
-        // shows every buffer that late, by that much.
-        let mut t = t0 + ms(1930);
-        let mut last = Instant::now();
-        for _ in 0..150 {
-            c.observe(t, 0);
-            last = c.take(480);
-            t += ms(10);
-        }
-        assert_eq!(c.reanchors, 1);
-        assert_eq!(last, t - ms(10));
-        // A count running ahead of the arrivals (the anchor came from a late buffer):
-        // follow the arrivals at once.
-        c.observe(t - ms(50), 0);
-        assert_eq!(c.take(480), t - ms(50));
-        assert_eq!(c.reanchors, 2);
-    }
-
-    #[test]
-    fn audio_held_back_beyond_max_late_is_dropped_and_skipped() {
-        let ms = Duration::from_millis;
-        let t0 = Instant::now();
-        let mut c = SampleClock::default();
-        c.observe(t0, 0);
-        assert_eq!(c.stale(t0, 480), 0);
-        assert_eq!(c.take(480), t0);
-        // Late by less than MAX_LATE: ordinary jitter, nothing is dropped.
-        c.observe(t0 + ms(10 + 90), 0);
-        assert_eq!(c.stale(t0 + ms(100), 10 * 480), 0);
-        // 300 ms held back, then delivered at once (the newest buffer starting at
-        // t0 + 300 ms): cut back to LATE_TARGET late in one go.
-        let first = t0 + ms(300);
-        c.observe(first, 29 * 480);
-        let stale = c.stale(first, 30 * 480);
-        assert_eq!(stale, 27 * 480);
-        c.skip(stale);
-        assert_eq!(c.take(480), first - LATE_TARGET);
-        // The rest of the burst, and what follows on time, is kept.
-        c.observe(first, 480);
-        assert_eq!(c.stale(first, 2 * 480), 0);
-        assert_eq!(c.take(480), first - ms(10));
-        assert_eq!(c.take(480), first);
-        c.observe(first + ms(10), 0);
-        assert_eq!(c.stale(first + ms(10), 480), 0);
-        // Still more than MAX_LATE late as it arrives (PulseAudio working off a backlog
-        // slowly): dropped as it comes.
-        c.observe(first + ms(130), 0);
-        assert_eq!(c.stale(first + ms(130), 480), 480);
+        c.observe(t0 + Duration::from_millis(25), 0);
+        assert_eq!(c.take(480), t0 + Duration::from_millis(20));
+        // A 100 ms gap (device stall): re-anchor.
+        c.observe(t0 + Duration::from_millis(130), 0);
+        assert_eq!(c.take(480), t0 + Duration::from_millis(130));
     }
 }
 
