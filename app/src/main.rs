@@ -112,7 +112,13 @@ fn cli_command() -> clap::Command {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "info,webrtc=warn,rtc=warn",
+        // The WebRTC stack warns about what it recovers from itself (duplicate or late
+        // packets, a candidate pair not there yet): dozens of lines per viewer that read as
+        // failures. Its errors still show; what matters to a user is logged by Porthole.
+        0 => {
+            "info,webrtc=error,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,\
+              rtc_sctp=error,rtc_interceptor=error,enigo=error"
+        }
         1 => "debug,webrtc=info,rtc=info",
         _ => "trace",
     };

@@ -101,8 +101,24 @@ pub struct Encoded {
 
 impl H264Encoder {
     pub fn new(settings: EncoderSettings) -> Result<Self, EncodeError> {
-        let inner = Encoder::with_api_config(OpenH264API::from_source(), settings.config())
+        let mut inner = Encoder::with_api_config(OpenH264API::from_source(), settings.config())
             .map_err(|e| EncodeError::Init(e.to_string()))?;
+        // openh264 initialises at the first picture and prints its parameter notes
+        // ("will take uiMaxNalsize", "bitrate can't be controlled ... without enabling skip
+        // frame": both what we ask for) as warnings on stderr, which made every share's log
+        // look broken. Errors only; the trace level is the one option it takes before then.
+        let mut level = openh264_sys2::WELS_LOG_ERROR;
+        // SAFETY: the option takes a pointer to an int (as the crate itself passes it); the
+        // encoder exists and is not shared yet.
+        let quiet = unsafe {
+            inner.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_TRACE_LEVEL,
+                (&raw mut level).cast(),
+            )
+        };
+        if quiet != 0 {
+            tracing::debug!("openh264 kept its trace level ({quiet})");
+        }
         Ok(Self {
             inner,
             settings,
