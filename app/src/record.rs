@@ -24,12 +24,22 @@ pub struct RecordArgs {
     /// Stop after this many seconds (default: until Ctrl+C or the share ends).
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Overwrite FILE if it exists (without it, an existing file is refused).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(mut args: RecordArgs) -> anyhow::Result<()> {
     // Before any thread starts (the environment variable is taken out).
     crate::secrets::warn_if_link_has_code(&args.url);
     args.code = crate::secrets::code(args.code.as_deref(), args.code_file.take().as_deref())?;
+    // Refused before connecting: the share never sees a viewer for it.
+    if !args.force && args.file.exists() {
+        anyhow::bail!(
+            "{} already exists; pass --force to overwrite it",
+            args.file.display()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -358,6 +358,16 @@ test('an unwritable path is a clear error and the share is unaffected', { timeou
     assertForward(await timeline(good), 'good.mp4');
     await assertDecodesCleanly(t, good);
     assert.equal(share.exitInfo, null, 'the share is still running');
+
+    // An existing file is not overwritten without --force, and the share never sees it.
+    const size = fs.statSync(good).size;
+    const rec3 = s.add(startRecord(share.url, good, ['--code', share.code, '--duration', '2']));
+    const exit3 = await recorderExit(rec3, 8000);
+    assert.ok(exit3.code !== 0 && exit3.code !== null, `recording over ${good} without --force exits non-zero: ${JSON.stringify(exit3)}`);
+    assert.match(rec3.stderrText(), /already exists; pass --force/, 'the refusal says how to overwrite');
+    assert.equal(fs.statSync(good).size, size, 'the existing recording is untouched');
+    assert.equal((await share.stats()).peer_connections_created, before.peer_connections_created + 2,
+      'the refused recorder never offered to the share');
     const after = await pollUntil(() => share.stats(), (st) => st.viewers === 0,
       { timeoutMs: 5000, intervalMs: 100, what: 'the share to count 0 viewers after the good recording' });
     t.diagnostic(`share stats at the end: viewers=${after.viewers} audio_packets_published=${after.audio_packets_published}`);
