@@ -91,49 +91,34 @@ pub fn path() -> Option<PathBuf> {
 }
 
 /// Why the configuration file cannot be used; the text names the file, section and key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The file exists but cannot be read.
+    #[error("{}: cannot read it: {reason}", path.display())]
     Read { path: PathBuf, reason: String },
     /// The file is not valid TOML.
+    #[error("{}: {reason}", path.display())]
     Parse { path: PathBuf, reason: String },
     /// A table that names no command (`known`: the ones there are).
+    #[error("[{key}]: no such command (tables: {})", known.join(", "))]
     NoSuchCommand { key: String, known: Vec<String> },
     /// A key that names no option of its command (`at`: "[section] key").
+    #[error("{at}: no such option (known: {})", known.join(", "))]
     NoSuchOption { at: String, known: Vec<String> },
     /// A value the option's own parser refuses.
+    #[error("{at} = {value}: {reason}")]
     BadValue {
         at: String,
         value: String,
         reason: String,
     },
     /// Any of the above, in the file at `path`.
+    #[error("{}: {error}", path.display())]
     InFile {
         path: PathBuf,
         error: Box<ConfigError>,
     },
 }
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Read { path, reason } => {
-                write!(f, "{}: cannot read it: {reason}", path.display())
-            }
-            Self::Parse { path, reason } => write!(f, "{}: {reason}", path.display()),
-            Self::NoSuchCommand { key, known } => {
-                write!(f, "[{key}]: no such command (tables: {})", known.join(", "))
-            }
-            Self::NoSuchOption { at, known } => {
-                write!(f, "{at}: no such option (known: {})", known.join(", "))
-            }
-            Self::BadValue { at, value, reason } => write!(f, "{at} = {value}: {reason}"),
-            Self::InFile { path, error } => write!(f, "{}: {error}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Reads the file; `None` when there is none. A file that cannot be read or parsed is an
 /// error (a typo must not silently fall back to the defaults).
