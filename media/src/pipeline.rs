@@ -88,10 +88,20 @@ impl RatePacer {
         }
     }
 
-    /// Changes the rate (the level is kept, the burst follows the new rate).
-    pub fn set_rate(&mut self, bitrate_kbps: u32) {
+    /// Changes the rate at `now`. The burst follows the new rate; on a lower rate a debt
+    /// keeps the wait it stood for (time owed, not bytes), never more than [`PACER_BURST`]:
+    /// bytes owed at 6 Mbit/s, repaid at the 150 kbit/s a congested link left, held the
+    /// encoder for 5 s, and the viewer with it.
+    pub fn set_rate(&mut self, bitrate_kbps: u32, now: Instant) {
+        self.refill(now);
+        let old = self.bytes_per_sec;
         self.bytes_per_sec = f64::from(bitrate_kbps.max(1)) * 1000.0 / 8.0;
         self.burst = self.bytes_per_sec * PACER_BURST.as_secs_f64();
+        if self.level < 0.0 {
+            // Going up, the bytes are repaid sooner; going down, in the same time.
+            let scale = (self.bytes_per_sec / old).min(1.0);
+            self.level = (self.level * scale).max(-self.burst);
+        }
         self.level = self.level.min(self.burst);
     }
 
@@ -394,7 +404,7 @@ fn encode_loop(
         if (kbps, fps) != (encoder.settings().bitrate_kbps, encoder.settings().fps) {
             match encoder.set_rate(kbps, fps) {
                 Ok(()) => {
-                    pacer.set_rate(kbps);
+                    pacer.set_rate(kbps, Instant::now());
                     tracing::debug!(kbps, fps, scale_div, "encoder target");
                 }
                 Err(e) => tracing::warn!("{e}"),
@@ -529,6 +539,28 @@ mod tests {
             assert_eq!(p.wait(now), Duration::ZERO, "tick {tick}");
             p.spend(2_000, now); // 60 fps x 2 kB = 960 kbit/s < 2000
         }
+    }
+
+    #[test]
+    fn a_lower_rate_keeps_the_wait_a_debt_stood_for_not_its_bytes() {
+        let t0 = Instant::now();
+        // 6000 kbit/s = 750 kB/s; 450 kB spent at once: 75 kB (100 ms) in debt.
+        let mut p = RatePacer::new(6000, t0);
+        p.spend(450_000, t0);
+        assert_eq!(p.wait(t0), Duration::from_millis(100));
+        // The link falls to 150 kbit/s (18.75 kB/s): still 100 ms, not 4 s.
+        p.set_rate(150, t0);
+        assert_eq!(p.wait(t0), Duration::from_millis(100));
+        // A debt never stands for more than the burst's time.
+        let mut p = RatePacer::new(6000, t0);
+        p.spend(2_000_000, t0);
+        p.set_rate(150, t0);
+        assert_eq!(p.wait(t0), PACER_BURST);
+        // Going up repays it sooner; credit is capped at the new burst.
+        let mut p = RatePacer::new(1000, t0);
+        p.spend(62_500 + 12_500, t0);
+        p.set_rate(2000, t0);
+        assert_eq!(p.wait(t0), Duration::from_millis(50));
     }
 
     #[test]
