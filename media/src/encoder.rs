@@ -3,7 +3,7 @@
 //! skipping (a skipped frame is an empty packet the decoder chokes on), an infinite GOP,
 //! and IDR frames only when asked for (a viewer joined or lost a picture).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openh264::encoder::{
@@ -91,7 +91,32 @@ pub struct H264Encoder {
     settings: EncoderSettings,
     frames: u64,
     buf: Vec<u8>,
+    /// The lowest bit rate since the current openh264 encoder was made.
+    low_kbps: u32,
+    /// Frames in a row that look starved (see [`STARVED_QP`]).
+    starved_frames: u32,
+    last_reset: Option<Instant>,
+    /// Rate-control resets so far.
+    pub resets: u64,
 }
+
+/// openh264's rate control carries a debt of overshoot forward (`bFixRCOverShoot`, on and
+/// not configurable through the crate) and, when the bit rate goes up, scales the debt up
+/// with it. After a congested spell (keyframes and busy frames far over a 400 kbit/s
+/// target), a link freed to 1.8 Mbit/s got frames of 1.7 kB at the highest QP for 6 s:
+/// the estimate, capped by what arrives, could not grow. (openh264 caps its QP at 42 when
+/// starving a low bit rate.) A frame at this QP or above…
+pub const STARVED_QP: u32 = 40;
+/// …smaller than this share of the target's bytes per frame…
+pub const STARVED_SHARE: f64 = 0.3;
+/// …this many times (less a third of it for each frame that is not), once the target is [`STARVED_RISE`] × its lowest since the
+/// encoder was made, makes a fresh encoder (its first frame an IDR; the debt gone), at most once
+/// every [`RESET_EVERY`].
+pub const STARVED_FRAMES: u32 = 15;
+/// See [`STARVED_FRAMES`].
+pub const STARVED_RISE: f64 = 1.5;
+/// See [`STARVED_FRAMES`].
+pub const RESET_EVERY: Duration = Duration::from_secs(5);
 
 /// The output of one `encode` call.
 pub struct Encoded {
@@ -101,6 +126,20 @@ pub struct Encoded {
 
 impl H264Encoder {
     pub fn new(settings: EncoderSettings) -> Result<Self, EncodeError> {
+        Ok(Self {
+            inner: Self::openh264(settings)?,
+            settings,
+            frames: 0,
+            buf: Vec::new(),
+            low_kbps: settings.bitrate_kbps,
+            starved_frames: 0,
+            last_reset: None,
+            resets: 0,
+        })
+    }
+
+    /// A configured openh264 encoder (it initialises at its first picture).
+    fn openh264(settings: EncoderSettings) -> Result<Encoder, EncodeError> {
         let mut inner = Encoder::with_api_config(OpenH264API::from_source(), settings.config())
             .map_err(|e| EncodeError::Init(e.to_string()))?;
         // openh264 initialises at the first picture and prints its parameter notes
@@ -119,12 +158,7 @@ impl H264Encoder {
         if quiet != 0 {
             tracing::debug!("openh264 kept its trace level ({quiet})");
         }
-        Ok(Self {
-            inner,
-            settings,
-            frames: 0,
-            buf: Vec::new(),
-        })
+        Ok(inner)
     }
 
     pub fn settings(&self) -> EncoderSettings {
@@ -162,6 +196,7 @@ impl H264Encoder {
             )));
         }
         self.settings = EncoderSettings { fps, bitrate_kbps };
+        self.low_kbps = self.low_kbps.min(bitrate_kbps);
         Ok(())
     }
 
@@ -183,6 +218,9 @@ impl H264Encoder {
         self.buf.clear();
         stream.write_vec(&mut self.buf);
         self.frames += 1;
+        if !keyframe {
+            self.watch_rate_control(self.buf.len())?;
+        }
         tracing::trace!(
             frame = self.frames,
             keyframe,
@@ -194,6 +232,55 @@ impl H264Encoder {
             data: Bytes::copy_from_slice(&self.buf),
             keyframe,
         })
+    }
+}
+
+impl H264Encoder {
+    /// The QP of the last frame, from openh264's statistics.
+    fn last_qp(&mut self) -> Option<u32> {
+        let mut stats = openh264_sys2::SEncoderStatistics::default();
+        // SAFETY: the option fills an SEncoderStatistics (codec_app_def.h); the encoder
+        // exists and is ours alone.
+        let r = unsafe {
+            self.inner.raw_api().get_option(
+                openh264_sys2::ENCODER_OPTION_GET_STATISTICS,
+                (&raw mut stats).cast(),
+            )
+        };
+        (r == 0).then_some(stats.uiAverageFrameQP)
+    }
+
+    /// Counts starved frames (see [`STARVED_QP`]) and makes a fresh encoder when due.
+    fn watch_rate_control(&mut self, bytes: usize) -> Result<(), EncodeError> {
+        let EncoderSettings { bitrate_kbps, fps } = self.settings;
+        let risen = f64::from(bitrate_kbps) >= f64::from(self.low_kbps) * STARVED_RISE;
+        let per_frame = f64::from(bitrate_kbps) * 1000.0 / 8.0 / f64::from(fps.max(1));
+        // Mostly starved frames, not all: a busy frame now and then gets its bits.
+        let starved = risen
+            && (bytes as f64) < per_frame * STARVED_SHARE
+            && self.last_qp().is_some_and(|qp| qp >= STARVED_QP);
+        self.starved_frames = if starved {
+            self.starved_frames + 1
+        } else if risen {
+            self.starved_frames.saturating_sub(STARVED_FRAMES / 3)
+        } else {
+            0
+        };
+        let due = self.last_reset.is_none_or(|t| t.elapsed() >= RESET_EVERY);
+        if self.starved_frames >= STARVED_FRAMES && due {
+            tracing::debug!(
+                bitrate_kbps,
+                low_kbps = self.low_kbps,
+                bytes,
+                "rate control starved after a rise: a fresh encoder"
+            );
+            self.inner = Self::openh264(self.settings)?;
+            self.low_kbps = bitrate_kbps;
+            self.starved_frames = 0;
+            self.last_reset = Some(Instant::now());
+            self.resets += 1;
+        }
+        Ok(())
     }
 }
 
