@@ -93,6 +93,12 @@ pub struct H264Encoder {
     buf: Vec<u8>,
     /// The lowest bit rate since the current openh264 encoder was made.
     low_kbps: u32,
+    /// The bit rate the encoder was configured with: the ceiling (openh264 refuses a
+    /// target over the maximum it was started with, which the crate sets to the target).
+    max_kbps: u32,
+    /// Whether the current openh264 encoder has initialised (at its first picture; it
+    /// takes no rate option before).
+    started: bool,
     /// Frames in a row that look starved (see [`STARVED_QP`]).
     starved_frames: u32,
     last_reset: Option<Instant>,
@@ -108,7 +114,7 @@ pub struct H264Encoder {
 /// starving a low bit rate.) A frame at this QP or above…
 pub const STARVED_QP: u32 = 40;
 /// …smaller than this share of the target's bytes per frame…
-pub const STARVED_SHARE: f64 = 0.3;
+pub const STARVED_SHARE: f64 = 0.6;
 /// …this many times (less a third of it for each frame that is not), once the target is [`STARVED_RISE`] × its lowest since the
 /// encoder was made, makes a fresh encoder (its first frame an IDR; the debt gone), at most once
 /// every [`RESET_EVERY`].
@@ -132,6 +138,8 @@ impl H264Encoder {
             frames: 0,
             buf: Vec::new(),
             low_kbps: settings.bitrate_kbps,
+            max_kbps: settings.bitrate_kbps,
+            started: false,
             starved_frames: 0,
             last_reset: None,
             resets: 0,
@@ -170,16 +178,35 @@ impl H264Encoder {
         if (bitrate_kbps, fps) == (self.settings.bitrate_kbps, self.settings.fps) {
             return Ok(());
         }
+        if !self.started {
+            // openh264 initialises at the first picture and takes no option before it: the
+            // encoder not yet started is made again with the new rate.
+            self.settings = EncoderSettings { fps, bitrate_kbps };
+            self.low_kbps = self.low_kbps.min(bitrate_kbps);
+            self.inner = Self::openh264(self.settings)?;
+            return Ok(());
+        }
+        let kbps_to_bps =
+            |kbps: u32| i32::try_from(u64::from(kbps.max(1)) * 1000).unwrap_or(i32::MAX);
+        let mut max = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_0,
+            iBitrate: kbps_to_bps(self.max_kbps.max(bitrate_kbps)),
+        };
         let mut bitrate = openh264_sys2::SBitrateInfo {
             iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
-            iBitrate: i32::try_from(u64::from(bitrate_kbps.max(1)) * 1000).unwrap_or(i32::MAX),
+            iBitrate: kbps_to_bps(bitrate_kbps),
         };
         let mut frame_rate = fps.max(1) as f32;
         // SAFETY: both options take a pointer to the value's type, as libwebrtc's H.264
         // encoder passes them; the encoder is initialised (it exists) and not shared.
-        let (a, b) = unsafe {
+        let (m, a, b) = unsafe {
             let api = self.inner.raw_api();
             (
+                // The ceiling first (an encoder made again after a reset started lower).
+                api.set_option(
+                    openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+                    (&raw mut max).cast(),
+                ),
                 api.set_option(
                     openh264_sys2::ENCODER_OPTION_BITRATE,
                     (&raw mut bitrate).cast(),
@@ -190,9 +217,9 @@ impl H264Encoder {
                 ),
             )
         };
-        if a != 0 || b != 0 {
+        if m != 0 || a != 0 || b != 0 {
             return Err(EncodeError::Encode(format!(
-                "cannot set the rate to {bitrate_kbps} kbit/s at {fps} fps (openh264 {a}/{b})"
+                "cannot set the rate to {bitrate_kbps} kbit/s at {fps} fps (openh264 {m}/{a}/{b})"
             )));
         }
         self.settings = EncoderSettings { fps, bitrate_kbps };
@@ -218,6 +245,7 @@ impl H264Encoder {
         self.buf.clear();
         stream.write_vec(&mut self.buf);
         self.frames += 1;
+        self.started = true;
         if !keyframe {
             self.watch_rate_control(self.buf.len())?;
         }
@@ -275,6 +303,7 @@ impl H264Encoder {
                 "rate control starved after a rise: a fresh encoder"
             );
             self.inner = Self::openh264(self.settings)?;
+            self.started = false;
             self.low_kbps = bitrate_kbps;
             self.starved_frames = 0;
             self.last_reset = Some(Instant::now());
@@ -345,6 +374,66 @@ mod tests {
         let mut conv = Converter::new(width, height);
         conv.convert(&frame, width, height);
         conv
+    }
+
+    /// A still picture with a noisy band of `rows` rows that changes every frame.
+    fn band(width: usize, height: usize, rows: usize, seed: u32) -> Converter {
+        let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+        let mut frame = Vec::with_capacity(width * height * 4);
+        for y in 0..height {
+            for x in 0..width {
+                if y < rows {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    frame.extend_from_slice(&[
+                        state as u8,
+                        (state >> 8) as u8,
+                        (state >> 16) as u8,
+                        0,
+                    ]);
+                } else {
+                    let v = ((x / 16 + y / 16) % 2 * 200) as u8;
+                    frame.extend_from_slice(&[v, v, v, 0]);
+                }
+            }
+        }
+        let mut conv = Converter::new(width, height);
+        conv.convert(&frame, width, height);
+        conv
+    }
+
+    #[test]
+    fn rate_control_starved_by_an_earlier_overshoot_is_started_afresh() {
+        // A fresh encoder at 1 Mbit/s (4.2 kB a frame) gives this picture ~4.1 kB frames
+        // at QP 27.
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        // A congested spell: 100 kbit/s, and noise far over it (a deep debt).
+        enc.set_rate(100, 30).unwrap();
+        for i in 0..30 {
+            enc.encode(noise(640, 360, i).picture(), false).unwrap();
+        }
+        // The link is free again: openh264 alone would keep it at QP 42 and ~0.9 kB a
+        // frame for as long as its debt lasts (seconds; it grows with the rate).
+        enc.set_rate(1000, 30).unwrap();
+        let sizes: Vec<usize> = (0..60u32)
+            .map(|i| {
+                enc.encode(band(640, 360, 8, i).picture(), false)
+                    .unwrap()
+                    .data
+                    .len()
+            })
+            .collect();
+        let mean = |s: &[usize]| s.iter().sum::<usize>() as f64 / s.len() as f64;
+        let (starved, after) = (mean(&sizes[1..STARVED_FRAMES as usize]), mean(&sizes[40..]));
+        assert_eq!(enc.resets, 1, "sizes {sizes:?}");
+        assert!(
+            starved < 1500.0 && after > 2.5 * starved,
+            "starved {starved:.0} B, then {after:.0} B a frame: {sizes:?}"
+        );
+        // Afresh, it still goes up to the configured rate.
+        enc.set_rate(EncoderSettings::default().bitrate_kbps, 30)
+            .unwrap();
     }
 
     #[test]
