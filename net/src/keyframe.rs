@@ -6,7 +6,9 @@
 //! (450 PLIs once made 274 IDRs in 5 s of a still screen). [`KeyframePolicy`] grants
 //! a *loss* request (PLI/FIR, a viewer falling behind) at most once per
 //! [`VIEWER_MIN_INTERVAL`] per viewer and once per [`SHARE_MIN_INTERVAL`] for the whole
-//! share, and a *join* request (a new viewer) at most once per [`JOIN_MIN_INTERVAL`]. A
+//! share (longer when keyframes are big for the slowest path: see
+//! [`KEYFRAME_BUDGET_SHARE`]), and a *join* request (a new viewer) at most once per
+//! [`JOIN_MIN_INTERVAL`]. A
 //! request that comes too soon is never dropped: it is deferred to the first moment
 //! allowed, and any number of deferred requests become one keyframe (one IDR serves
 //! every viewer).
@@ -34,6 +36,15 @@ use crate::video::VideoFanout;
 pub const VIEWER_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Loss requests from all viewers together are granted at most this often.
 pub const SHARE_MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Loss keyframes may take at most this share of the slowest viewer's path: behind a
+/// congested link every frame loses packets and every viewer asks for a keyframe each
+/// second; at 400 kbit/s one 73 kB keyframe a second is more than the whole link, so the
+/// losses (and the requests) never end. Loss keyframes are spaced by their size over this
+/// share of the slowest path estimate…
+pub const KEYFRAME_BUDGET_SHARE: f64 = 0.5;
+/// …but never further apart than this (a viewer that lost a frame sees nothing new until
+/// the next keyframe).
+pub const MAX_LOSS_SPACING: Duration = Duration::from_secs(2);
 /// Join requests (a viewer starting) are granted at most this often: a newcomer should
 /// see a picture at once, and joining needs the code and a whole WebRTC handshake.
 pub const JOIN_MIN_INTERVAL: Duration = Duration::from_millis(200);
@@ -74,6 +85,8 @@ pub struct KeyframePolicy {
     last_granted: Option<Instant>,
     /// A deferred request: when it is due.
     pending: Option<Instant>,
+    /// Loss keyframes are at least this far apart too (see [`KEYFRAME_BUDGET_SHARE`]).
+    loss_spacing: Duration,
 }
 
 impl Default for KeyframePolicy {
@@ -90,7 +103,13 @@ impl KeyframePolicy {
             join_min,
             last_granted: None,
             pending: None,
+            loss_spacing: Duration::ZERO,
         }
+    }
+
+    /// Spaces loss keyframes at least this far apart (on top of the share's minimum).
+    pub fn set_loss_spacing(&mut self, spacing: Duration) {
+        self.loss_spacing = spacing;
     }
 
     /// A request from `viewer` at `now`.
@@ -109,7 +128,7 @@ impl KeyframePolicy {
             (None, KeyframeReason::Join) => after_last(self.join_min),
             (None, KeyframeReason::Loss) => {
                 let own = viewer.last_granted.map_or(now, |t| t + self.viewer_min);
-                after_last(self.share_min).max(own)
+                after_last(self.share_min.max(self.loss_spacing)).max(own)
             }
         };
         if reason == KeyframeReason::Loss {
@@ -174,6 +193,7 @@ impl KeyframeGate {
         let decision = {
             let mut state = viewer.lock().unwrap_or_else(|e| e.into_inner());
             let mut policy = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+            policy.set_loss_spacing(self.video.keyframe_spacing());
             let timer = policy.poll_timeout();
             match policy.handle_request(&mut state, reason, now) {
                 KeyframeDecision::Now => Some(None),
@@ -395,6 +415,29 @@ mod tests {
         // The join at 250 is served at once, and that keyframe serves the loss deferred
         // at 100 too; the second join waits the join interval.
         assert_eq!(asked, vec![0, 250, 450]);
+    }
+
+    #[test]
+    fn big_keyframes_on_a_slow_path_are_spaced_by_their_cost() {
+        // 73 kB keyframes, 350 kbit/s slowest path: 584 kbit / (0.5 x 350 kbit/s) = 3.3 s
+        // (more than MAX_LOSS_SPACING: the policy takes what it is given).
+        let mut p = KeyframePolicy::default();
+        p.set_loss_spacing(Duration::from_secs_f64(73_000.0 * 8.0 / (0.5 * 350_000.0)));
+        let flood: Vec<_> = (0..800)
+            .map(|i| (i * 10, 0, KeyframeReason::Loss))
+            .collect();
+        let asked = simulate(&mut p, &flood, 1, 8000);
+        assert_eq!(asked, vec![0, 3338, 6676]);
+        // A newcomer is not kept waiting by it.
+        let mut p = KeyframePolicy::default();
+        p.set_loss_spacing(Duration::from_secs(3));
+        let asked = simulate(
+            &mut p,
+            &[(0, 0, KeyframeReason::Loss), (500, 1, KeyframeReason::Join)],
+            2,
+            4000,
+        );
+        assert_eq!(asked, vec![0, 500]);
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct VideoFanout {
     pub units_over_budget: AtomicU64,
     /// The path estimates of the viewers watching (congestion control).
     paths: Mutex<Vec<std::sync::Weak<crate::cc::PathEstimate>>>,
+    /// Bytes of the last keyframe published (what the next one will likely cost).
+    pub last_keyframe_bytes: AtomicU64,
 }
 
 /// `epoch` (an instant in the past or now) on the wall clock.
@@ -146,6 +148,7 @@ impl VideoFanout {
             keyframes_requested: AtomicU64::new(0),
             units_over_budget: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
+            last_keyframe_bytes: AtomicU64::new(0),
         })
     }
 
@@ -164,6 +167,7 @@ impl VideoFanout {
             keyframes_requested: AtomicU64::new(0),
             units_over_budget: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
+            last_keyframe_bytes: AtomicU64::new(0),
         })
     }
 
@@ -208,6 +212,10 @@ impl VideoFanout {
             capture_ntp: self.ntp_time(sample.capture_time),
         });
         self.units_published.fetch_add(1, Ordering::Relaxed);
+        if sample.keyframe {
+            self.last_keyframe_bytes
+                .store(sample.data.len() as u64, Ordering::Relaxed);
+        }
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(unit);
     }
@@ -234,6 +242,28 @@ impl VideoFanout {
         let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
         paths.retain(|p| p.strong_count() > 0);
         paths.push(Arc::downgrade(path));
+    }
+
+    /// How far apart loss keyframes must be for the last keyframe's size to take at most
+    /// [`crate::keyframe::KEYFRAME_BUDGET_SHARE`] of the slowest path the encoder serves
+    /// (not a hopeless one: see [`crate::cc::HOPELESS_RATIO`]); zero when nothing is known.
+    pub fn keyframe_spacing(&self) -> Duration {
+        let bits = self.last_keyframe_bytes.load(Ordering::Relaxed) as f64 * 8.0;
+        // The slowest viewer the encoder serves (a hopeless one resyncs on its own budget).
+        let known: Vec<u64> = self
+            .path_estimates()
+            .into_iter()
+            .filter(|&e| e > 0)
+            .collect();
+        let floor = known
+            .iter()
+            .max()
+            .map_or(0.0, |&f| f as f64 * crate::cc::HOPELESS_RATIO);
+        let Some(slowest) = known.into_iter().filter(|&e| e as f64 >= floor).min() else {
+            return Duration::ZERO;
+        };
+        let secs = bits / (slowest as f64 * crate::keyframe::KEYFRAME_BUDGET_SHARE);
+        Duration::from_secs_f64(secs.min(crate::keyframe::MAX_LOSS_SPACING.as_secs_f64()))
     }
 
     /// The live viewers' path estimates, bits per second (a stale one decays: see
