@@ -25,6 +25,7 @@ use webrtc::peer_connection::{
 
 use crate::handler::{EventSender, Forwarder};
 use crate::protocol::{Channel, Message};
+use crate::reorder::Reorder;
 
 /// Where to connect: `http://host:port/#code=CODE` as the share prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -543,11 +544,13 @@ impl ShareClient {
             // 512-packet log. Behind a congested link that is a retransmission storm: the
             // retransmissions are lost too and NACKed again (seen behind a 1.2 Mbit/s tbf:
             // thousands of packets a second for a 150 kbit/s stream, 97% lost, until the
-            // connection stalled). A few tries, as browsers do; then the lost frame is
-            // given up and a keyframe asked for (`H264Assembler`).
+            // connection stalled). A few tries, as browsers do, 20 ms apart (not 100: the
+            // reorder buffer waits 80 ms for them); then the lost frame is given up and a
+            // keyframe asked for (`H264Assembler`).
             .with(
                 rtc::interceptor::Slot::NackGenerator,
                 rtc::interceptor::NackGeneratorBuilder::new()
+                    .with_interval(crate::reorder::NACK_INTERVAL)
                     .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
                     .build(),
             );
@@ -798,25 +801,51 @@ async fn read_track(
     oversized: Arc<AtomicU64>,
 ) {
     let mut assembler = H264Assembler::new();
+    let mut reorder = Reorder::default();
     let mut pli_sent: Option<Instant> = None;
-    while let Some(event) = track.poll().await {
-        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
-            continue;
+    loop {
+        // Video waits a little for the gaps to fill (see `Reorder`); audio goes as it comes.
+        let deadline = reorder.deadline();
+        let event = tokio::select! {
+            event = track.poll() => match event {
+                Some(event) => Some(event),
+                None => return,
+            },
+            () = sleep_until_some(deadline) => None,
         };
-        let received = Instant::now();
-        let h = &packet.header;
-        let (capture_ntp, playout_delay) = packet_extensions(h, extensions);
-        let event = if kind == RtpCodecKind::Audio {
-            ClientEvent::Audio(ReceivedUnit {
-                data: packet.payload.clone(),
-                rtp_time: h.timestamp,
-                keyframe: true,
-                received,
-                capture_ntp,
-                playout_delay,
-            })
-        } else {
-            match assembler.push(h.sequence_number, h.timestamp, h.marker, &packet.payload) {
+        let now = Instant::now();
+        let packets = match event {
+            None => reorder.expire(now),
+            Some(TrackRemoteEvent::OnRtpPacket(packet)) if kind == RtpCodecKind::Audio => {
+                let h = &packet.header;
+                let (capture_ntp, playout_delay) = packet_extensions(h, extensions);
+                let unit = ReceivedUnit {
+                    data: packet.payload.clone(),
+                    rtp_time: h.timestamp,
+                    keyframe: true,
+                    received: now,
+                    capture_ntp,
+                    playout_delay,
+                };
+                if events.send(ClientEvent::Audio(unit)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                reorder.push(packet.header.sequence_number, packet, now)
+            }
+            Some(_) => continue,
+        };
+        for packet in packets {
+            let h = &packet.header;
+            let (capture_ntp, playout_delay) = packet_extensions(h, extensions);
+            let unit = match assembler.push(
+                h.sequence_number,
+                h.timestamp,
+                h.marker,
+                &packet.payload,
+            ) {
                 Assembled::Nothing => continue,
                 Assembled::NeedKeyframe => {
                     let dropped = assembler.oversized_units();
@@ -827,7 +856,7 @@ async fn read_track(
                         );
                     }
                     if pli_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(300)) {
-                        pli_sent = Some(received);
+                        pli_sent = Some(now);
                         let _ = track
                             .write_rtcp(vec![Box::new(PictureLossIndication {
                                 sender_ssrc: 0,
@@ -841,19 +870,27 @@ async fn read_track(
                     data,
                     rtp_time,
                     keyframe,
-                } => ClientEvent::Video(ReceivedUnit {
+                } => ReceivedUnit {
                     data,
                     rtp_time,
                     keyframe,
-                    received,
+                    received: now,
                     capture_ntp,
                     playout_delay,
-                }),
+                },
+            };
+            if events.send(ClientEvent::Video(unit)).await.is_err() {
+                return;
             }
-        };
-        if events.send(event).await.is_err() {
-            return;
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -13,6 +13,7 @@ mod handler;
 pub mod keyframe;
 pub mod peer;
 pub mod protocol;
+pub mod reorder;
 pub mod server;
 pub mod session;
 pub mod video;
