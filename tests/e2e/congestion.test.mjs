@@ -82,12 +82,11 @@ async function sharedSetup(scope) {
 
 const show = (timeline) => timeline.map((s) => `${s.t.toFixed(1)}s:${s.kbps}`).join(' ');
 
+// Six runs on the 2-core dev box: down to 357-1083 kbit/s in 1.1-1.9 s, held at 370-934
+// behind the 1.2 Mbit/s link, back over 3500 in 3.9-7.4 s. (Issue 11 asks for latency back
+// under 150 ms within 3 s of a step; the g2g --step benchmark measures that, not this.)
 test('the encoder target follows a link that steps down and back up', {
   timeout: 90000,
-  // Comes down within seconds and climbs back once the link is freed (last run: down to
-  // 754 kbit/s in 2.6 s, back over 3500 in 10.5 s), but it holds far under the link (240
-  // kbit/s behind 1.2 Mbit/s) and the recovery takes longer than the issue's 3 s: issue 11.
-  todo: 'holding near the link and a recovery within seconds are not there yet',
 }, (t) => withScope(t, async (scope) => {
   const { share, dir } = await sharedSetup(scope);
   const rec = scope.add(startRecord(share.viewerUrl(), path.join(dir, 'a.mp4')));
@@ -107,24 +106,25 @@ test('the encoder target follows a link that steps down and back up', {
   await sleep(3000);
   const held = (await share.stats()).target_kbps;
   assert.ok(held <= 1300, `the target stays under the link: ${held} kbit/s (${show(timeline)})`);
+  // …and does not collapse to the floor (150) once the first overshoot has drained.
+  assert.ok(held >= 200, `the target holds to what the link carries: ${held} kbit/s (${show(timeline)})`);
 
   // The link recovers: the target goes back up, in seconds.
   await link.stop();
   const freed = Date.now();
-  await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_kbps >= 3500, { timeoutMs: 15000, what: `target back >= 3500 kbit/s (${show(timeline)})` });
+  await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_kbps >= 3500, { timeoutMs: 10000, what: `target back >= 3500 kbit/s within 10 s (${show(timeline)})` });
   const upIn = (Date.now() - freed) / 1000;
 
   await rec.stop();
   const summary = rec.summary();
-  assert.ok(summary && summary.videoFrames > 100, `the viewer kept receiving: ${JSON.stringify(summary)}`);
+  // The picture kept moving through it all (a congested second or two at a few fps).
+  assert.ok(summary && summary.videoFrames >= 8 * summary.seconds, `the viewer kept receiving: ${JSON.stringify(summary)}`);
   t.diagnostic(`target before ${timeline[beforeStep - 1]?.kbps} kbit/s; down to ${low.target_kbps} in ${downIn.toFixed(1)} s; held ${held}; back up in ${upIn.toFixed(1)} s`);
   t.diagnostic(`timeline ${show(timeline)}`);
 }));
 
 test('a slow viewer does not drag a fast one down', {
   timeout: 90000,
-  // The fast viewer's own estimate freezes low on this loaded 2-core box: issue 11.
-  todo: 'the fast viewer\'s estimate does not hold up yet',
 }, (t) => withScope(t, async (scope) => {
   const { share, dir } = await sharedSetup(scope);
   const fast = scope.add(startRecord(share.viewerUrl(), path.join(dir, 'fast.mp4')));
