@@ -365,6 +365,8 @@ impl RunningShare {
                         / 1000,
                 ),
                 ("units_over_budget", get(&video_fanout.units_over_budget)),
+                ("packets_resent", get(&video_fanout.resends.resent)),
+                ("resends_refused", get(&video_fanout.resends.refused)),
                 ("encoders_started", get(&stats.encoders_started)),
                 ("frames_captured", get(&stats.frames_captured)),
                 ("frames_unchanged", get(&stats.frames_unchanged)),

@@ -94,6 +94,12 @@ impl PathEstimate {
     pub fn loss_permille(&self) -> u64 {
         self.loss_permille.load(Ordering::Relaxed)
     }
+    /// Sets the estimate as if no feedback had come yet (tests of its readers).
+    #[cfg(test)]
+    pub fn set_for_test(&self, bps: u64) {
+        self.target_bps.store(bps, Ordering::Relaxed);
+    }
+
     /// Whether feedback has arrived (before that, the estimate is only the initial guess).
     pub fn has_feedback(&self) -> bool {
         self.reports.load(Ordering::Relaxed) > 0

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod fuzz;
 mod handler;
 pub mod keyframe;
+pub mod nack;
 pub mod peer;
 pub mod protocol;
 pub mod reorder;

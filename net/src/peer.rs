@@ -334,6 +334,11 @@ impl Viewer {
                 rtc::interceptor::Slot::from(keyframe::SLOT),
                 KeyframeRequestForwarder::default(),
             )
+            // Retransmissions within a budget, in place of webrtc-rs's resend-everything.
+            .with(
+                rtc::interceptor::Slot::NackResponder,
+                crate::nack::BudgetedNackResponder::new(path.clone(), video.resends.clone()),
+            )
             // Send-side congestion control: transport-wide sequence numbers on what we send,
             // the viewer's TWCC feedback into GCC, its estimate published to `path`. (No
             // stock pacer: it would queue audio behind video; `send_video` paces per viewer.)
@@ -613,8 +618,12 @@ async fn send_video(
         }
         let bytes: usize = unit.payloads.iter().map(|p| p.len() + 40).sum();
         let estimate = path.as_ref().map(|p| p.estimate_bps(Instant::now()));
-        if let Some(estimate) = estimate {
-            // What this viewer's link cannot carry is not sent: it resumes at a keyframe.
+        // What a hopeless viewer's link cannot carry is not sent: it resumes at a keyframe.
+        // A viewer the encoder is sized for is not cut: the encoder's own pacer holds the
+        // average to its estimate, and dropping the frames after a keyframe that overdrew
+        // the budget made that keyframe useless (the viewer then waited for the next one:
+        // behind 3 Mbit/s, a slideshow of 1080p keyframes).
+        if let Some(estimate) = estimate.filter(|&e| !video.serves(e)) {
             if !budget.admit(Instant::now(), estimate, bytes, unit.keyframe) {
                 video
                     .units_over_budget

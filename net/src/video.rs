@@ -124,6 +124,8 @@ pub struct VideoFanout {
     paths: Mutex<Vec<std::sync::Weak<crate::cc::PathEstimate>>>,
     /// Bytes of the last keyframe published (what the next one will likely cost).
     pub last_keyframe_bytes: AtomicU64,
+    /// What the viewers' NACKs got (all viewers together).
+    pub resends: Arc<crate::nack::ResendStats>,
 }
 
 /// `epoch` (an instant in the past or now) on the wall clock.
@@ -149,6 +151,7 @@ impl VideoFanout {
             units_over_budget: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
             last_keyframe_bytes: AtomicU64::new(0),
+            resends: Arc::default(),
         })
     }
 
@@ -168,6 +171,7 @@ impl VideoFanout {
             units_over_budget: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
             last_keyframe_bytes: AtomicU64::new(0),
+            resends: Arc::default(),
         })
     }
 
@@ -264,6 +268,13 @@ impl VideoFanout {
         };
         let secs = bits / (slowest as f64 * crate::keyframe::KEYFRAME_BUDGET_SHARE);
         Duration::from_secs_f64(secs.min(crate::keyframe::MAX_LOSS_SPACING.as_secs_f64()))
+    }
+
+    /// Whether a viewer with this path estimate is one the encoder is sized for (not
+    /// hopeless beside the fastest: see [`crate::cc::HOPELESS_RATIO`]).
+    pub fn serves(&self, estimate_bps: u64) -> bool {
+        let fastest = self.path_estimates().into_iter().max().unwrap_or(0);
+        estimate_bps as f64 >= fastest as f64 * crate::cc::HOPELESS_RATIO
     }
 
     /// The live viewers' path estimates, bits per second (a stale one decays: see
