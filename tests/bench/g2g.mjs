@@ -464,6 +464,17 @@ function report(r, opts) {
     out.push(line('step: back at 8 Mbit/s', within(r.stepBackAt, Infinity)));
   }
   out.push(line('paint -> shown', r.shown));
+  if (opts.link || opts.loss || opts.step) {
+    // Where the tail is: the worst paint -> shown in each second of the window.
+    const t0 = s.times[0];
+    const worst = [];
+    s.times.forEach((t, i) => {
+      const k = Math.floor((t - t0) / 1000);
+      worst[k] = Math.max(worst[k] ?? 0, s.shown[i]);
+    });
+    out.push(`  worst each second from ${new Date(t0).toISOString()}: ` +
+      `${Array.from(worst, (w) => (w === undefined ? '-' : Math.round(w))).join(' ')} ms`);
+  }
   out.push(r.received.length ? line('paint -> received', r.received) : '  paint -> received  n/a (no receiveTime in the frame metadata)');
   if (r.afterReceive.length) out.push(line('received -> shown', r.afterReceive));
   if (r.decode.length) out.push(line('  of which decode', r.decode));
