@@ -511,6 +511,7 @@ pub struct ShareClient {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Video units dropped for exceeding `MAX_ACCESS_UNIT_BYTES`.
     oversized: Arc<AtomicU64>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl ShareClient {
@@ -686,6 +687,7 @@ impl ShareClient {
                 video_track,
                 tasks,
                 oversized,
+                closed: Default::default(),
             },
             events,
         ))
@@ -757,7 +759,13 @@ impl ShareClient {
     }
 
     /// Ends the session (WHEP DELETE) and closes the connection.
-    pub async fn close(self) {
+    /// Leaves the share: DELETEs the session (so the host drops it at once), stops the
+    /// tasks and closes the connection. Takes `&self` (the GUI's background tasks hold the
+    /// client too) and is idempotent.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if !self.session.is_empty() {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),

@@ -23,6 +23,8 @@ import {
 
 const HOST = { width: 1280, height: 720 };
 const VIEWER_SCREEN = { width: 1280, height: 800 };
+/** The centre of the viewer toolbar's first button, "Leave" (the window sits at 0,0). */
+const LEAVE_BUTTON = { x: 32, y: 18 };
 const TEST_TIMEOUT = 180_000;
 const COLOUR_TOLERANCE = 40;
 const PX_TOLERANCE = 4; // host pixels; the viewer shows the host at ~0.69 scale
@@ -277,6 +279,18 @@ test('the native viewer shows the host screen', { timeout: TEST_TIMEOUT }, (t) =
   await waitForScreen(b.display, (img) => overlayPixels(img, rect) === 0,
     { timeoutMs: 5000, what: 'the stats overlay gone after F3', procs: [viewer] });
   assert.equal(viewer.exitInfo, null, 'the viewer is still running');
+
+  // Leave (the toolbar's first button): the host drops the viewer at once, because the
+  // viewer says so (DELETE), not after a timeout; it used to stay listed for good.
+  assert.equal((await share.stats()).viewers, 1, 'one viewer before Leave');
+  await xdo(b.display, 'mousemove', '--sync', LEAVE_BUTTON.x, LEAVE_BUTTON.y, 'click', '1');
+  const left = Date.now();
+  const after = await pollUntil(() => share.stats(), (st2) => st2.viewers === 0,
+    { timeoutMs: 5000, intervalMs: 50, what: 'no viewer on the host after Leave' });
+  const goneMs = Date.now() - left;
+  t.diagnostic(`the host dropped the viewer ${goneMs} ms after Leave`);
+  assert.ok(goneMs <= 1000, `the host dropped the viewer within 1 s of Leave (${goneMs} ms)`);
+  assert.equal(after.viewers_connected, 0, `no viewer connected: ${JSON.stringify(after)}`);
 }));
 
 test('clicks and typing from the native viewer reach the host, and a revoke stops them',

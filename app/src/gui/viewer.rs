@@ -752,12 +752,11 @@ impl ViewerScreen {
         {
             let _ = rec.finish();
         }
+        // Closed through the shared handle: background tasks (a keyframe request, the
+        // clipboard) may still hold it, and waiting for them to let go left the session
+        // open on the host (a ghost viewer per Connect -> Leave).
         if let Some(client) = self.client {
-            rt.spawn(async move {
-                if let Ok(client) = Arc::try_unwrap(client) {
-                    client.close().await;
-                }
-            });
+            rt.spawn(async move { client.close().await });
         }
     }
 }
