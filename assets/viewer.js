@@ -1033,6 +1033,20 @@ function setupHostView() {
 // PointerMove goes on the lossy 'pointer' channel; everything else on 'input', in order.
 
 const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
+// What each physical key types on the host's keymap (US): [unshifted, shifted].
+const US_KEYS = (() => {
+  const keys = {
+    Space: [' ', ' '], Minus: ['-', '_'], Equal: ['=', '+'], BracketLeft: ['[', '{'],
+    BracketRight: [']', '}'], Backslash: ['\\', '|'], Semicolon: [';', ':'], Quote: ["'", '"'],
+    Backquote: ['`', '~'], Comma: [',', '<'], Period: ['.', '>'], Slash: ['/', '?'],
+  };
+  for (let c = 65; c <= 90; c++) {
+    const letter = String.fromCharCode(c);
+    keys[`Key${letter}`] = [letter.toLowerCase(), letter];
+  }
+  for (let d = 0; d <= 9; d++) keys[`Digit${d}`] = [String(d), ')!@#$%^&*('[d]];
+  return keys;
+})();
 // DOM MouseEvent.button -> its bit in MouseEvent.buttons.
 const BUTTON_BIT = [1, 4, 2, 8, 16];
 
@@ -1046,6 +1060,7 @@ const input = {
   holding: false,     // input held back while a paste is uploaded first
   held: [],
   holdTimer: 0,
+  textKeys: new Set(), // physical keys whose press was sent as text (their release is not sent)
 };
 
 function resetInput() {
@@ -1055,6 +1070,7 @@ function resetInput() {
   input.wheelY = 0;
   input.holding = false;
   input.held = [];
+  input.textKeys.clear();
   clearTimeout(input.holdTimer);
 }
 
@@ -1191,12 +1207,41 @@ function isPasteShortcut(ev) {
     && !ev.altKey && !ev.repeat;
 }
 
+/**
+ * The character a key press carries that its physical key would not type on the host: from
+ * another keyboard layout, an on-screen keyboard or a key event without a physical Shift
+ * ("H" on KeyH, "!" on Digit1). Null when the key itself types it (then the key is sent, so
+ * it can be held, repeat and combine), and for shortcuts (Ctrl, Alt, Meta: by physical key).
+ */
+function charToType(ev) {
+  const altGraph = !!ev.getModifierState?.('AltGraph');
+  if (!altGraph && (ev.ctrlKey || ev.metaKey || ev.altKey)) return null;
+  const chars = Array.from(typeof ev.key === 'string' ? ev.key : '');
+  if (chars.length !== 1 || chars[0] < ' ' || chars[0] === '\x7f') return null;
+  const us = US_KEYS[ev.code];
+  if (!us) return ev.key;
+  let shifted = ev.shiftKey;
+  if (ev.code.startsWith('Key') && ev.getModifierState?.('CapsLock')) shifted = !shifted;
+  return !altGraph && us[shifted ? 1 : 0] === ev.key ? null : ev.key;
+}
+
 function onKey(ev) {
   if (!canControl() || isFormField(ev.target)) return;
   if (ev.isComposing || ev.keyCode === 229) return; // IME at work: compositionend sends the text
   const pressed = ev.type === 'keydown';
   const code = ev.code || '';
   if (KEY_CODE.test(code) && code !== 'Unidentified') {
+    const text = pressed ? charToType(ev) : null;
+    if (text !== null) {
+      ev.preventDefault();
+      input.textKeys.add(code);
+      sendText(text);
+      return;
+    }
+    if (!pressed && input.textKeys.delete(code)) {
+      ev.preventDefault();
+      return;
+    }
     if (pressed && isPasteShortcut(ev) && link.rights.clipboard) {
       // Let the browser fire 'paste' so the local clipboard reaches the host before the keys.
       holdInput(PASTE_KEY_HOLD_MS);
@@ -1225,6 +1270,7 @@ function onCompositionEnd(ev) {
 function releaseAll() {
   releaseInput();
   input.buttons.clear();
+  input.textKeys.clear();
   if (canControl()) sendInput({ type: 'ReleaseAll' });
 }
 

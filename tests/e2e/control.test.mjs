@@ -12,7 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   REPO, withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, openPage,
-  viewerStatus, countFrames, pollUntil, startXev, typedText, XMASK, typeLikeAUser,
+  viewerStatus, countFrames, pollUntil, startXev, typedText, XMASK, typeLikeAUser, typeWithoutShift,
   pointerLocation, movePointer, readClipboard, clipboardTargets, ownClipboard, waitForRights,
   videoPoint, pageClipboard, pageNotices, waitForNotice, sendRaw, dispatchPaste,
   encodePng, decodePng, makeTestImage, imageDiff, stopCleanly,
@@ -212,6 +212,19 @@ test('typed text arrives exactly, with modifiers', { timeout: TEST_TIMEOUT }, (t
   }
   const stuck = [...balance].filter(([, n]) => n !== 0);
   assert.deepEqual(stuck, [], `keys pressed and released in pairs (keycode, presses - releases): ${JSON.stringify(stuck)}`);
+
+  // The same text from keys that carry the character but no Shift (an on-screen keyboard,
+  // an IME, another layout): "H" on KeyH, "!" on Digit1, "ö" on no key. It arrived as
+  // "hello, wrld1 123" before the page typed such characters as text.
+  mark = xev.mark();
+  await typeWithoutShift(page, text);
+  await page.keyboard.press('Enter');
+  await xev.waitFor((e) => e.type === 'KeyPress' && e.keysymName === 'Return', 10000, 'the KeyPress of Return', mark);
+  await sleep(300);
+  const evs2 = xev.since(mark);
+  assert.equal(typedText(evs2), `${text}\r`, 'the host typed exactly the text sent without Shift:\n' +
+    evs2.filter((e) => e.type === 'KeyPress').map((e) => `  ${e.keysymName} state 0x${e.state.toString(16)} ` +
+      `-> ${JSON.stringify(e.text)}`).join('\n'));
 
   // Control+a: the 'a' press carries the Control mask.
   mark = xev.mark();

@@ -1149,6 +1149,29 @@ export async function typeLikeAUser(page, text, { delayMs = 0 } = {}) {
   if (cdp) await cdp.detach().catch(() => {});
 }
 
+/**
+ * Types `text` the way an on-screen keyboard, an IME or another layout's keyboard does: each
+ * character is a keydown/keyup whose `key` is the character and whose `code` is the US key
+ * at that place (KeyH for "H", Digit1 for "!", none for "ö"), with no Shift pressed.
+ */
+export async function typeWithoutShift(page, text) {
+  const usCode = (ch) => {
+    if (/^[a-z]$/i.test(ch)) return `Key${ch.toUpperCase()}`;
+    if (/^[0-9]$/.test(ch)) return `Digit${ch}`;
+    return US_UNSHIFTED[ch] || US_SHIFTED[ch] || '';
+  };
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    for (const ch of text) {
+      const code = usCode(ch);
+      await cdp.send('Input.dispatchKeyEvent', { type: 'keyDown', key: ch, code, text: ch, unmodifiedText: ch });
+      await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key: ch, code });
+    }
+  } finally {
+    await cdp.detach().catch(() => {});
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Viewer page: rights, pointer geometry, clipboard, notices, raw messages
 
