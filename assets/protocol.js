@@ -29,6 +29,8 @@ export const NOTICE = Object.freeze({
   NOT_ALLOWED: 2,
   RATE_LIMITED: 3,
   MALFORMED: 4,
+  REMOVED: 5,      // the host ended this viewer's session (its last message)
+  HOST_STOPPED: 6, // the host stopped sharing (its last message)
 });
 
 /** Data-channel labels. */

@@ -90,6 +90,8 @@ const NOTICE_TEXT = {
   [protocol.NOTICE.NOT_ALLOWED]: 'The host did not allow that: this viewer lacks the right.',
   [protocol.NOTICE.RATE_LIMITED]: 'The host is dropping input: too much at once.',
   [protocol.NOTICE.MALFORMED]: 'The host refused a malformed message.',
+  [protocol.NOTICE.REMOVED]: 'The host ended your session.',
+  [protocol.NOTICE.HOST_STOPPED]: 'The host stopped sharing.',
 };
 
 // ---- 2. DOM ---------------------------------------------------------------
@@ -531,10 +533,10 @@ function onConnectError(err) {
 }
 
 // The connection was lost (ICE failure, host closed the session, timeout).
-function drop(message) {
-  endSession({ notifyHost: true });
+function drop(message, { notifyHost = true } = {}) {
+  endSession({ notifyHost });
   recordError('dropped', message);
-  setState('dropped');
+  setState('dropped', message);
   showOverlay({ text: message, error: true, reconnect: true });
 }
 
@@ -927,6 +929,11 @@ function renderCursor() {
 function onNotice(msg) {
   const text = msg.text || NOTICE_TEXT[msg.code] || `Notice from the host (code ${msg.code}).`;
   addNotice({ code: msg.code, transfer: msg.transfer, text, local: false });
+  // The host's last word: say why at once, instead of a frozen picture until the
+  // connection times out.
+  if (msg.code === protocol.NOTICE.REMOVED || msg.code === protocol.NOTICE.HOST_STOPPED) {
+    drop(`Disconnected: ${text}`, { notifyHost: false });
+  }
 }
 
 function addNotice(notice) {

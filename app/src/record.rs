@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use media::record::Recorder;
 use net::client::{ClientEvent, ShareClient, ShareUrl};
+use net::protocol::notice;
 use net::Message;
 
 #[derive(clap::Args, Debug)]
@@ -104,6 +105,13 @@ async fn receive(
             ClientEvent::Audio(unit) => recorder.audio(&unit.data, unit.rtp_time)?,
             ClientEvent::Ended(why) => {
                 tracing::warn!("the share ended: {why}");
+                break;
+            }
+            ClientEvent::Message(Message::Notice { code, text, .. })
+                if code == notice::REMOVED || code == notice::HOST_STOPPED =>
+            {
+                // The host's last word: the recording ends here, complete.
+                tracing::warn!("the share ended: {text}");
                 break;
             }
             ClientEvent::Message(Message::Notice { text, .. }) => {

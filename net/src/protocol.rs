@@ -59,6 +59,10 @@ pub mod notice {
     pub const NOT_ALLOWED: u8 = 2;
     pub const RATE_LIMITED: u8 = 3;
     pub const MALFORMED: u8 = 4;
+    /// The host ended this viewer's session (its last message).
+    pub const REMOVED: u8 = 5;
+    /// The host stopped sharing (its last message).
+    pub const HOST_STOPPED: u8 = 6;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

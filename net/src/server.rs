@@ -118,6 +118,19 @@ struct ViewerEntry {
     viewer: Arc<Viewer>,
     rights: tokio::sync::watch::Sender<Rights>,
     session: tokio::task::JoinHandle<()>,
+    /// The session's last word (see `Session::bye`).
+    bye: tokio::sync::mpsc::Sender<crate::session::Bye>,
+}
+
+/// Why a viewer's session ends, as far as the viewer is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// The viewer left or its connection ended: nobody to tell.
+    Quietly,
+    /// The host removed it: `Notice` REMOVED first.
+    Removed,
+    /// The host stops sharing: `Notice` HOST_STOPPED first.
+    HostStopped,
 }
 
 #[derive(Default)]
@@ -320,13 +333,13 @@ impl ShareServer {
     pub fn disconnect_soon(&self, id: &str) {
         let (state, id) = (self.state.clone(), id.to_owned());
         tokio::spawn(async move {
-            remove_viewer(&state, &id).await;
+            remove_viewer(&state, &id, Ending::Removed).await;
         });
     }
 
     /// Disconnects one viewer. Returns false if there was none with that id.
     pub async fn disconnect(&self, id: &str) -> bool {
-        remove_viewer(&self.state, id).await
+        remove_viewer(&self.state, id, Ending::Removed).await
     }
 
     /// Stops serving and closes every viewer connection.
@@ -338,9 +351,13 @@ impl ShareServer {
             let viewers = self.state.viewers.lock().unwrap_or_else(|e| e.into_inner());
             viewers.keys().cloned().collect()
         };
+        // Every viewer told at once (not one after the other: each bye waits to leave).
+        let mut byes = tokio::task::JoinSet::new();
         for id in ids {
-            remove_viewer(&self.state, &id).await;
+            let state = self.state.clone();
+            byes.spawn(async move { remove_viewer(&state, &id, Ending::HostStopped).await });
         }
+        while byes.join_next().await.is_some() {}
         if let Some(task) = self.task.take() {
             // Open keep-alive connections must not hold the shutdown up.
             if tokio::time::timeout(Duration::from_secs(2), task)
@@ -664,6 +681,7 @@ async fn post_whep(
         tokio::sync::mpsc::unbounded_channel().1,
     );
     let (rights_tx, rights_rx) = tokio::sync::watch::channel(state.default_rights);
+    let (bye_tx, bye_rx) = tokio::sync::mpsc::channel(1);
     let session = tokio::spawn(
         Session {
             viewer: no,
@@ -672,6 +690,7 @@ async fn post_whep(
             clipboard_max: state.clipboard_max,
             rights: rights_rx,
             data_channels,
+            bye: bye_rx,
         }
         .run(),
     );
@@ -688,6 +707,7 @@ async fn post_whep(
         viewer: Arc::new(viewer),
         rights: rights_tx,
         session,
+        bye: bye_tx,
     };
     reservation.commit(id.clone(), entry);
     tokio::spawn(watch_viewer(state.clone(), id.clone(), events));
@@ -709,7 +729,7 @@ async fn post_whep(
 async fn expect_connection(state: Arc<AppState>, id: String) {
     tokio::time::sleep(CONNECT_TIMEOUT).await;
     let connected = lock_viewers(&state).get(&id).map(|e| e.info.connected);
-    if connected == Some(false) && remove_viewer(&state, &id).await {
+    if connected == Some(false) && remove_viewer(&state, &id, Ending::Quietly).await {
         tracing::info!(
             session = %id,
             "viewer did not connect within {} s; its slot is free again",
@@ -752,12 +772,12 @@ async fn watch_viewer(
             ViewerEvent::Ended => break,
         }
     }
-    if remove_viewer(&state, &id).await {
+    if remove_viewer(&state, &id, Ending::Quietly).await {
         tracing::info!(session = %id, "viewer left (connection closed or failed)");
     }
 }
 
-async fn remove_viewer(state: &AppState, id: &str) -> bool {
+async fn remove_viewer(state: &AppState, id: &str, ending: Ending) -> bool {
     let entry = state
         .viewers
         .lock()
@@ -765,6 +785,24 @@ async fn remove_viewer(state: &AppState, id: &str) -> bool {
         .remove(id);
     match entry {
         Some(entry) => {
+            let code = match ending {
+                Ending::Quietly => None,
+                Ending::Removed => Some(crate::protocol::notice::REMOVED),
+                Ending::HostStopped => Some(crate::protocol::notice::HOST_STOPPED),
+            };
+            if let Some(code) = code {
+                // Told why at once, instead of seeing a frozen picture until its
+                // connection times out.
+                let (sent, done) = tokio::sync::oneshot::channel();
+                if entry
+                    .bye
+                    .try_send(crate::session::Bye { code, sent })
+                    .is_ok()
+                {
+                    let wait = crate::session::BYE_FLUSH + Duration::from_millis(350);
+                    let _ = tokio::time::timeout(wait, done).await;
+                }
+            }
             entry.session.abort();
             // Nothing it sent is typed from now on; nothing it held down stays down.
             state.host.end_input(entry.info.no);
@@ -784,7 +822,7 @@ async fn delete_whep(
     if let Err(refusal) = authorize(&state, addr, &headers) {
         return *refusal;
     }
-    if remove_viewer(&state, &id).await {
+    if remove_viewer(&state, &id, Ending::Quietly).await {
         tracing::info!(%addr, session = %id, "viewer ended its session");
         StatusCode::OK.into_response()
     } else {

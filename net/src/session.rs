@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -163,7 +163,20 @@ pub(crate) struct Session {
     pub clipboard_max: u32,
     pub rights: watch::Receiver<Rights>,
     pub data_channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+    /// The host's last word: a `Notice` code to send before the session ends, and who to
+    /// tell once it is out.
+    pub bye: mpsc::Receiver<Bye>,
 }
+
+/// Why the host ends a session (see [`Session::bye`]).
+#[derive(Debug)]
+pub(crate) struct Bye {
+    pub code: u8,
+    pub sent: tokio::sync::oneshot::Sender<()>,
+}
+
+/// How long a bye may take to leave before the connection closes under it.
+pub(crate) const BYE_FLUSH: Duration = Duration::from_millis(150);
 
 impl Session {
     pub async fn run(mut self) {
@@ -229,6 +242,20 @@ impl Session {
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     }
+                }
+                bye = self.bye.recv() => {
+                    let Some(bye) = bye else { continue };
+                    let text = match bye.code {
+                        protocol::notice::HOST_STOPPED => "The host stopped sharing.",
+                        _ => "The host ended your session.",
+                    };
+                    let notice = Message::Notice { code: bye.code, transfer: 0, text: text.into() };
+                    if send(&channels, &notice).await {
+                        // Queued is not sent: give it a moment before the connection closes.
+                        tokio::time::sleep(BYE_FLUSH).await;
+                    }
+                    let _ = bye.sent.send(());
+                    break;
                 }
                 changed = self.rights.changed() => {
                     if changed.is_err() { break; }

@@ -9,6 +9,7 @@ use eframe::egui;
 use media::clipboard::ClipContent;
 use media::slot::LatestSlot;
 use net::client::{ClientEvent, ShareClient, ShareUrl};
+use net::protocol::notice;
 use net::Message;
 
 use super::consent::{consent_ui, ClipboardConsent};
@@ -82,6 +83,8 @@ pub struct ViewerScreen {
     /// Where to reconnect to after a drop.
     target: (ShareUrl, Option<String>),
     reconnect_at: Option<Instant>,
+    /// The host ended the session and said why (no reconnecting then).
+    farewell: Option<String>,
     /// The host pointer, normalised, and whether it is on the shared monitor.
     cursor: Option<(u16, u16, bool)>,
     cursor_shape: Option<Message>,
@@ -214,6 +217,7 @@ impl ViewerScreen {
             rt: rt.clone(),
             target: remember,
             reconnect_at: None,
+            farewell: None,
             cursor: None,
             cursor_shape: None,
             cursor_texture: None,
@@ -257,7 +261,11 @@ impl ViewerScreen {
         }
         while let Ok(ev) = self.messages.try_recv() {
             match ev {
-                ClientEvent::Ended(why) if why != "closed" && self.reconnect_at.is_none() => {
+                ClientEvent::Ended(why)
+                    if why != "closed"
+                        && self.reconnect_at.is_none()
+                        && self.farewell.is_none() =>
+                {
                     self.status = Status::Failed(format!("Disconnected: {why}. Reconnecting…"));
                     self.reconnect_at = Some(Instant::now() + RECONNECT_AFTER);
                 }
@@ -338,6 +346,15 @@ impl ViewerScreen {
                 Ok(None) => {}
                 Err(e) => tracing::warn!("host clipboard not taken: {e:?}"),
             },
+            Message::Notice { code, text, .. }
+                if code == notice::REMOVED || code == notice::HOST_STOPPED =>
+            {
+                // The host's last word: say why, and do not reconnect.
+                tracing::info!("the host ended the session: {text}");
+                self.status = Status::Failed(format!("Disconnected: {text}"));
+                self.reconnect_at = None;
+                self.farewell = Some(text);
+            }
             Message::Notice { text, .. } => {
                 tracing::warn!("the host says: {text}");
             }

@@ -1,0 +1,77 @@
+// Session awareness (issue 16): a viewer is told at once why its session ended. The host
+// removes a browser viewer (`kick N` on the share's stdin), then stops sharing (SIGINT)
+// under a second browser viewer and a `porthole record` viewer: each shows the host's
+// reason within 1 s (the share's last data-channel message, `Notice` 5 or 6), instead of a
+// frozen picture labelled "Connected" until its connection times out (~16 s before).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import {
+  withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, viewerStatus,
+  pollUntil, startRecord,
+} from './lib.mjs';
+
+const SCREEN = { width: 1280, height: 720 };
+const TEST_TIMEOUT = 90_000;
+
+/** Polls the page until its status says `what`; returns the ms it took from `since`. */
+async function reasonShown(page, pattern, since, what) {
+  const st = await pollUntil(() => page.evaluate(() => ({
+    state: window.porthole?.state,
+    status: document.getElementById('status')?.textContent ?? '',
+    overlay: document.getElementById('overlay')?.hidden === false
+      ? document.getElementById('message')?.textContent ?? '' : '',
+  })), (v) => pattern.test(v.status) && pattern.test(v.overlay), { timeoutMs: 5000, intervalMs: 20, what });
+  return { ms: Date.now() - since, st };
+}
+
+test('a removed viewer and one whose host stopped are told why within 1 s', { timeout: TEST_TIMEOUT },
+  (t) => withScope(t, async (s) => {
+    const x = s.add(await startXvfb(SCREEN));
+    s.add(await startPattern(x.display));
+    const share = s.add(await startShare({ display: x.display, args: ['--audio', 'none', '--no-announce'], stdin: 'pipe' }));
+    const browser = s.add(await launchBrowser({ viewport: SCREEN }));
+
+    // Viewer 1, removed by the host.
+    const first = s.add(await openViewer(browser, share.viewerUrl()));
+    await pollUntil(() => share.stats(), (st) => st.viewers_connected === 1, { what: 'viewer 1 connected' });
+    const kicked = Date.now();
+    share.stdin.write('kick 1\n');
+    const removed = await reasonShown(first, /ended your session/, kicked, 'the removed viewer told why');
+    t.diagnostic(`removed viewer: "${removed.st.status}" ${removed.ms} ms after \`kick 1\``);
+    assert.ok(removed.ms <= 1000, `the removed viewer said why within 1 s (${removed.ms} ms)`);
+    assert.equal(removed.st.state, 'dropped');
+    assert.equal((await share.stats()).viewers, 0, 'the host has no viewer left');
+    // It stays told: no reconnecting behind the user's back.
+    await new Promise((r) => setTimeout(r, 1500));
+    const later = await viewerStatus(first);
+    assert.equal(later.state, 'dropped', `still ended 1.5 s later: ${JSON.stringify(later)}`);
+    assert.equal((await share.stats()).viewers, 0, 'and it did not come back');
+
+    // Viewer 2 and a recorder, then the host stops sharing.
+    const second = s.add(await openViewer(browser, share.viewerUrl()));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'porthole-bye-'));
+    s.add({ label: 'tmp dir', stop: async () => rmSync(dir, { recursive: true, force: true }) });
+    const rec = s.add(startRecord(share.viewerUrl(), path.join(dir, 'bye.mp4')));
+    await pollUntil(() => share.stats(), (st) => st.viewers_connected === 2, { timeoutMs: 15000, what: 'two viewers connected' });
+    await new Promise((r) => setTimeout(r, 1500)); // the recording has a keyframe
+    const stopped = Date.now();
+    const exit = share.stop();
+    const gone = await reasonShown(second, /stopped sharing/, stopped, 'the viewer told the host stopped');
+    t.diagnostic(`viewer of a stopped share: "${gone.st.status}" ${gone.ms} ms after SIGINT`);
+    assert.ok(gone.ms <= 1000, `the viewer said the host stopped within 1 s (${gone.ms} ms)`);
+    await exit;
+
+    // The recorder ends its file by itself, saying why.
+    const recExit = await pollUntil(async () => rec.child.exitCode, (c) => c !== null,
+      { timeoutMs: 5000, what: 'the recorder exits after the host stopped' });
+    const recMs = Date.now() - stopped;
+    assert.equal(recExit, 0, `the recorder exited cleanly:\n${rec.stderrText().slice(-600)}`);
+    assert.match(rec.stderrText(), /the share ended: The host stopped sharing/);
+    const summary = rec.summary();
+    assert.ok(summary && summary.videoFrames > 0, `the recording was finished: ${JSON.stringify(summary)}`);
+    t.diagnostic(`recorder exited ${recMs} ms after SIGINT: ${JSON.stringify(summary)}`);
+  }));
