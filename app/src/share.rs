@@ -22,8 +22,8 @@ pub struct ShareArgs {
     /// Monitor of that display to share (0 = first; see RandR).
     #[arg(long, default_value_t = 0)]
     pub monitor: usize,
-    /// Address and port to serve viewers on.
-    #[arg(long, default_value = "0.0.0.0:7380")]
+    /// Address and port to serve viewers on (ADDR:PORT; a bare PORT means every interface).
+    #[arg(long, default_value = "0.0.0.0:7380", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Access code viewers must give (default: a fresh random one). Visible to other
     /// local users in the process list: prefer $PORTHOLE_CODE or --code-file.
@@ -196,10 +196,41 @@ fn start_audio(choice: &str, fanout: &Arc<VideoFanout>) -> Option<media::audio::
     }
 }
 
+/// `--listen`: ADDR:PORT, or a bare PORT (every interface, as the default).
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    value.parse().map_err(|_| {
+        format!(
+            "not an address and port: give ADDR:PORT (e.g. 0.0.0.0:7380, 127.0.0.1:7380, \
+             [::]:7380) or a bare port (7380)"
+        )
+    })
+}
+
+/// Fails early, before anything is captured, when the port is taken (the server binds it
+/// again for real later: this only moves the error to the start).
+fn check_port_free(listen: SocketAddr) -> anyhow::Result<()> {
+    if listen.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(listen) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "cannot listen on {listen}: the port is in use (another share?). Choose another \
+             with --listen, e.g. --listen {}",
+            SocketAddr::new(listen.ip(), listen.port().wrapping_add(1).max(1024))
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {listen}")),
+    }
+}
+
 pub fn run(mut args: ShareArgs) -> anyhow::Result<()> {
     if args.list_audio {
         return list_audio();
     }
+    check_port_free(args.listen)?;
     let code = match crate::secrets::code(args.code.as_deref(), args.code_file.as_deref())? {
         Some(text) => AccessCode::parse(&text).context("the access code")?,
         None => AccessCode::generate(),
@@ -886,6 +917,40 @@ Viewer {} stopped waiting.",
 #[cfg(test)]
 mod tests {
     use super::pick_url_host;
+    use super::{check_port_free, parse_listen};
+    use std::net::SocketAddr;
+
+    #[test]
+    fn listen_takes_an_address_and_port_or_a_bare_port_and_says_which_otherwise() {
+        assert_eq!(
+            parse_listen("7390"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 7390)))
+        );
+        assert_eq!(
+            parse_listen("127.0.0.1:7390"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 7390)))
+        );
+        assert_eq!(parse_listen("[::]:7390").map(|a| a.port()), Ok(7390));
+        for bad in ["localhost", "7390x", "1.2.3.4", ":7390", "70000"] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(
+                e.contains("ADDR:PORT") && e.contains("bare port"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_before_anything_starts() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let e = check_port_free(addr).unwrap_err().to_string();
+        assert!(e.contains("in use") && e.contains("--listen"), "{e}");
+        drop(taken);
+        assert!(check_port_free(addr).is_ok());
+        assert!(check_port_free(SocketAddr::from(([127, 0, 0, 1], 0))).is_ok());
+    }
+
     use std::net::IpAddr;
 
     fn ip(s: &str) -> IpAddr {
