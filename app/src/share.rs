@@ -202,10 +202,9 @@ pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
     }
     value.parse().map_err(|_| {
-        format!(
-            "not an address and port: give ADDR:PORT (e.g. 0.0.0.0:7380, 127.0.0.1:7380, \
-             [::]:7380) or a bare port (7380)"
-        )
+        "not an address and port: give ADDR:PORT (e.g. 0.0.0.0:7380, 127.0.0.1:7380, \
+         [::]:7380) or a bare port (7380)"
+            .to_owned()
     })
 }
 
