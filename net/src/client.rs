@@ -52,6 +52,13 @@ impl ShareUrl {
     pub fn parse(text: &str) -> Result<Self, ClientError> {
         let bad = || ClientError::BadUrl(text.to_owned());
         let text = text.trim();
+        if text.is_empty() {
+            return Err(ClientError::BadUrl(
+                "nothing was given: type the link the host shows, \
+                 e.g. http://192.168.1.20:7380/#code=…"
+                    .to_owned(),
+            ));
+        }
         let rest = text.strip_prefix("http://").unwrap_or(text);
         if rest.starts_with("https://") || text.starts_with("https://") {
             return Err(ClientError::BadUrl(format!(
@@ -1037,6 +1044,11 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port, u.code), ("myhost", 7380, None));
         assert!(ShareUrl::parse("https://x/").is_err());
         assert!(ShareUrl::parse("http://:80/").is_err());
+        // Nothing typed: the error says what to type, not "not a Porthole address: ".
+        for empty in ["", "   "] {
+            let e = ShareUrl::parse(empty).unwrap_err().to_string();
+            assert!(e.contains("type the link the host shows"), "{e:?}");
+        }
         assert!(ShareUrl::parse("http://h:notaport/").is_err());
     }
 
