@@ -1068,6 +1068,7 @@ const input = {
   held: [],
   holdTimer: 0,
   textKeys: new Set(), // physical keys whose press was sent as text (their release is not sent)
+  pressedKeys: new Set(), // physical keys pressed on the host by this page
 };
 
 function resetInput() {
@@ -1078,6 +1079,7 @@ function resetInput() {
   input.holding = false;
   input.held = [];
   input.textKeys.clear();
+  input.pressedKeys.clear();
   clearTimeout(input.holdTimer);
 }
 
@@ -1225,6 +1227,8 @@ function charToType(ev) {
   if (!altGraph && (ev.ctrlKey || ev.metaKey || ev.altKey)) return null;
   const chars = Array.from(typeof ev.key === 'string' ? ev.key : '');
   if (chars.length !== 1 || chars[0] < ' ' || chars[0] === '\x7f') return null;
+  // The numeric keypad goes as keys (held, bound by applications), whatever it types.
+  if (ev.code.startsWith('Numpad')) return null;
   const us = US_KEYS[ev.code];
   if (!us) return ev.key;
   let shifted = ev.shiftKey;
@@ -1238,17 +1242,24 @@ function onKey(ev) {
   const pressed = ev.type === 'keydown';
   const code = ev.code || '';
   if (KEY_CODE.test(code) && code !== 'Unidentified') {
-    const text = pressed ? charToType(ev) : null;
-    if (text !== null) {
+    // Text or key is decided once per physical press: its repeats and its release follow
+    // that choice, so a key pressed on the host is always released there.
+    const asText = pressed
+      ? input.textKeys.has(code) || (!input.pressedKeys.has(code) && charToType(ev) !== null)
+      : input.textKeys.has(code);
+    if (asText) {
       ev.preventDefault();
-      input.textKeys.add(code);
-      sendText(text);
+      if (pressed) {
+        input.textKeys.add(code);
+        const text = charToType(ev) ?? ev.key;
+        if (typeof text === 'string' && Array.from(text).length === 1 && text >= ' ') sendText(text);
+      } else {
+        input.textKeys.delete(code);
+      }
       return;
     }
-    if (!pressed && input.textKeys.delete(code)) {
-      ev.preventDefault();
-      return;
-    }
+    if (pressed) input.pressedKeys.add(code);
+    else input.pressedKeys.delete(code);
     if (pressed && isPasteShortcut(ev) && link.rights.clipboard) {
       // Let the browser fire 'paste' so the local clipboard reaches the host before the keys.
       holdInput(PASTE_KEY_HOLD_MS);
@@ -1278,6 +1289,7 @@ function releaseAll() {
   releaseInput();
   input.buttons.clear();
   input.textKeys.clear();
+  input.pressedKeys.clear();
   if (canControl()) sendInput({ type: 'ReleaseAll' });
 }
 

@@ -765,7 +765,6 @@ impl ShareClient {
         }
     }
 
-    /// Ends the session (WHEP DELETE) and closes the connection.
     /// Leaves the share: DELETEs the session (so the host drops it at once), stops the
     /// tasks and closes the connection. Takes `&self` (the GUI's background tasks hold the
     /// client too) and is idempotent.

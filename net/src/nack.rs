@@ -24,8 +24,12 @@ use crate::cc::PathEstimate;
 
 /// Packets kept for resending (a power of two; ~1 s of 1080p video at 8 Mbit/s).
 pub const HISTORY: usize = 1024;
-/// A packet is resent at most this many times.
+/// A packet is resent at most this many times…
 pub const MAX_RESENDS: u8 = 3;
+/// …and not again sooner than this after its last resend: a viewer that asks again before
+/// a resend could have arrived (our native client asks every 20 ms, whatever the round
+/// trip) would otherwise get each lost packet three times at once.
+pub const MIN_RESEND_SPACING: Duration = Duration::from_millis(30);
 /// A packet older than this is not resent. (Long enough for a 1080p keyframe, 200 kB and
 /// more, to be sent and repaired over a 1 Mbit/s link: at 600 ms the first one never
 /// completed there, and the viewer never saw a picture.)
@@ -51,6 +55,7 @@ struct Sent {
     at: Instant,
     packet: rtc::rtp::Packet,
     resends: u8,
+    last_resend: Option<Instant>,
 }
 
 /// The responder (see the module docs).
@@ -116,9 +121,13 @@ impl BudgetedNackResponder {
                         && sent.packet.header.ssrc == nack.media_ssrc
                         && sent.resends < MAX_RESENDS
                         && now.saturating_duration_since(sent.at) <= MAX_AGE
+                        && sent.last_resend.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= MIN_RESEND_SPACING
+                        })
                         && self.level >= 0.0 =>
                 {
                     sent.resends += 1;
+                    sent.last_resend = Some(now);
                     self.level -= (sent.packet.payload.len() + 40) as f64;
                     Some(sent.packet.clone())
                 }
@@ -176,6 +185,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for BudgetedNackResponder {
                     at: msg.now,
                     packet: packet.clone(),
                     resends: 0,
+                    last_resend: None,
                 });
             }
         }
@@ -270,8 +280,14 @@ mod tests {
         }
         let ms = |n| t0 + Duration::from_millis(n);
         assert_eq!(nack(&mut r, &[3, 4], ms(20)), vec![3, 4]);
+        // Asked again too soon after a resend: not yet.
+        assert_eq!(
+            nack(&mut r, &[3], ms(30)),
+            Vec::<u16>::new(),
+            "within the spacing"
+        );
         for k in 1..MAX_RESENDS {
-            assert_eq!(nack(&mut r, &[3], ms(20 + 20 * u64::from(k))), vec![3]);
+            assert_eq!(nack(&mut r, &[3], ms(20 + 40 * u64::from(k))), vec![3]);
         }
         assert_eq!(
             nack(&mut r, &[3], ms(200)),
@@ -286,7 +302,7 @@ mod tests {
         );
         let resent = u64::from(MAX_RESENDS) + 1;
         assert_eq!(r.stats.resent.load(Ordering::Relaxed), resent);
-        assert_eq!(r.stats.refused.load(Ordering::Relaxed), 3);
+        assert_eq!(r.stats.refused.load(Ordering::Relaxed), 4);
     }
 
     #[test]

@@ -785,6 +785,10 @@ async fn remove_viewer(state: &AppState, id: &str, ending: Ending) -> bool {
         .remove(id);
     match entry {
         Some(entry) => {
+            // Nothing it sent is typed from now on (not even while its bye goes out):
+            // its rights go, its queued input is dropped, nothing it held stays down.
+            entry.rights.send_replace(Rights::default());
+            state.host.end_input(entry.info.no);
             let code = match ending {
                 Ending::Quietly => None,
                 Ending::Removed => Some(crate::protocol::notice::REMOVED),
@@ -804,7 +808,6 @@ async fn remove_viewer(state: &AppState, id: &str, ending: Ending) -> bool {
                 }
             }
             entry.session.abort();
-            // Nothing it sent is typed from now on; nothing it held down stays down.
             state.host.end_input(entry.info.no);
             entry.viewer.close().await;
             true
