@@ -35,6 +35,8 @@ import * as protocol from '/protocol.js';
 const WHEP_ENDPOINT = '/whep';
 const ICE_GATHER_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 30000;
+// An answer this slow means the host is being asked whether to let the viewer in.
+const WAITING_FOR_HOST_AFTER_MS = 1000;
 const IDLE_HIDE_MS = 3000;
 const MAX_ERROR_TEXT = 500;
 const TOAST_MS = 6000;
@@ -74,6 +76,7 @@ const STATUS_TEXT = {
 const MSG = {
   enterCode: 'Enter the access code shown by the host.',
   connecting: 'Connecting…',
+  waitingForHost: 'Waiting for the host to let you in…',
   firstFrame: 'Waiting for the first frame…',
   dropped: 'Disconnected: the host stopped sharing or the network dropped',
   timeout: 'Disconnected: the media connection could not be established in time.',
@@ -493,20 +496,36 @@ async function connect(code) {
 async function negotiate(gen, code) {
   setState('connecting');
   showOverlay({ text: MSG.connecting, busy: true });
-  session.connectTimer = setTimeout(() => {
-    if (isCurrent(gen) && session.state === 'connecting') drop(MSG.timeout);
-  }, CONNECT_TIMEOUT_MS);
   try {
     const pc = createPeer(gen);
     session.pc = pc;
     await pc.setLocalDescription(await pc.createOffer());
     await waitForIceGathering(pc, ICE_GATHER_TIMEOUT_MS);
     if (!isCurrent(gen, pc)) return;
-    const answer = await whepOffer(code, pc.localDescription.sdp);
+    // The host may be deciding whether to let this viewer in (it has two minutes): say so,
+    // rather than "Connecting…" all along.
+    const waiting = setTimeout(() => {
+      if (isCurrent(gen, pc) && session.state === 'connecting') {
+        setState('connecting', MSG.waitingForHost);
+        showOverlay({ text: MSG.waitingForHost, busy: true });
+      }
+    }, WAITING_FOR_HOST_AFTER_MS);
+    let answer;
+    try {
+      answer = await whepOffer(code, pc.localDescription.sdp);
+    } finally {
+      clearTimeout(waiting);
+    }
     if (!isCurrent(gen, pc)) {
       whepDelete(answer.resourceUrl, code, false); // abandoned while in flight
       return;
     }
+    setState('connecting');
+    showOverlay({ text: MSG.connecting, busy: true });
+    // From the answer on (not while the host decides): the media connection gets this long.
+    session.connectTimer = setTimeout(() => {
+      if (isCurrent(gen) && session.state === 'connecting') drop(MSG.timeout);
+    }, CONNECT_TIMEOUT_MS);
     session.resourceUrl = answer.resourceUrl;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
   } catch (err) {

@@ -301,16 +301,20 @@ test('on a terminal the share asks for each viewer, lists them and kicks one', {
     const url = (await term.waitFor(/viewer: (http:\/\/\S+)/))[1];
     const browser = s.add(await launchBrowser({ viewport: VIEWPORT }));
 
-    // The first viewer waits for a yes.
+    // The first viewer waits for a yes, and its page says so.
     let from = term.output().length;
-    const opening = openViewer(browser, withCode(url, code), { timeoutMs: 30000 });
+    const page = s.add(await openPage(browser, withCode(url, code)));
     const ask = await term.waitFor(/Viewer (\d+) from 127\.0\.0\.1 \(a browser\) wants to watch, with view and control\. Let in\? \[y\/N\]/, from);
     const first = Number(ask[1]);
     await sleep(1000);
     const waiting = await fetch(new URL('/api/stats', url), { headers: { Authorization: `Bearer ${code}` } }).then((r) => r.json());
     assert.equal(waiting.viewers, 0, 'not admitted before the answer');
+    const told = await pollUntil(() => page.evaluate(() => document.getElementById('status')?.textContent ?? ''),
+      (text) => /Waiting for the host/.test(text), { timeoutMs: 3000, what: 'the page saying it waits for the host' });
+    t.diagnostic(`while the host decides, the page says: ${told}`);
     term.write('y\n');
-    const page = s.add(await opening);
+    await pollUntil(() => viewerStatus(page), (v) => v.state === 'connected' && v.videoWidth > 0,
+      { timeoutMs: 30000, what: 'the first viewer connected with video once let in' });
     await waitForRights(page, { control: true });
 
     // `list` shows it with its rights.
