@@ -423,6 +423,23 @@ pub const MIN_FPS: u32 = 10;
 /// A halved picture returns to full size after its bit rate has sufficed this long.
 pub const UPSCALE_AFTER: Duration = Duration::from_secs(4);
 
+/// Whether a viewer with `estimate_bps` is one the encoder is sized for: not hopeless
+/// beside the fastest of `estimates_bps` (see [`HOPELESS_RATIO`]).
+pub fn is_served(estimate_bps: u64, estimates_bps: &[u64]) -> bool {
+    let fastest = estimates_bps.iter().copied().max().unwrap_or(0);
+    estimate_bps as f64 >= fastest as f64 * HOPELESS_RATIO
+}
+
+/// The slowest of the known (non-zero) estimates the encoder is sized for; `None` before
+/// any estimate.
+pub fn slowest_served(estimates_bps: &[u64]) -> Option<u64> {
+    estimates_bps
+        .iter()
+        .copied()
+        .filter(|&e| e > 0 && is_served(e, estimates_bps))
+        .min()
+}
+
 /// Turns viewers' estimates into one encoder target (see the module docs).
 #[derive(Debug)]
 pub struct EncoderPolicy {
@@ -458,17 +475,9 @@ impl EncoderPolicy {
     /// The bit rate the encoder should aim at for these viewers' estimates (bits per
     /// second; 0 = no estimate yet), ignoring hopeless viewers.
     pub fn target_kbps(&self, estimates_bps: &[u64]) -> u32 {
-        let known: Vec<u64> = estimates_bps.iter().copied().filter(|&e| e > 0).collect();
-        let Some(&fastest) = known.iter().max() else {
+        let Some(slowest) = slowest_served(estimates_bps) else {
             return self.configured_kbps;
         };
-        let floor = fastest as f64 * HOPELESS_RATIO;
-        let slowest = known
-            .iter()
-            .copied()
-            .filter(|&e| e as f64 >= floor)
-            .min()
-            .unwrap_or(fastest);
         let kbps = (slowest as f64 * TARGET_SHARE / 1000.0) as u32;
         kbps.clamp(
             MIN_TARGET_KBPS.min(self.configured_kbps),

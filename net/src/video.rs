@@ -254,16 +254,7 @@ impl VideoFanout {
     pub fn keyframe_spacing(&self) -> Duration {
         let bits = self.last_keyframe_bytes.load(Ordering::Relaxed) as f64 * 8.0;
         // The slowest viewer the encoder serves (a hopeless one resyncs on its own budget).
-        let known: Vec<u64> = self
-            .path_estimates()
-            .into_iter()
-            .filter(|&e| e > 0)
-            .collect();
-        let floor = known
-            .iter()
-            .max()
-            .map_or(0.0, |&f| f as f64 * crate::cc::HOPELESS_RATIO);
-        let Some(slowest) = known.into_iter().filter(|&e| e as f64 >= floor).min() else {
+        let Some(slowest) = crate::cc::slowest_served(&self.path_estimates()) else {
             return Duration::ZERO;
         };
         let secs = bits / (slowest as f64 * crate::keyframe::KEYFRAME_BUDGET_SHARE);
@@ -273,8 +264,7 @@ impl VideoFanout {
     /// Whether a viewer with this path estimate is one the encoder is sized for (not
     /// hopeless beside the fastest: see [`crate::cc::HOPELESS_RATIO`]).
     pub fn serves(&self, estimate_bps: u64) -> bool {
-        let fastest = self.path_estimates().into_iter().max().unwrap_or(0);
-        estimate_bps as f64 >= fastest as f64 * crate::cc::HOPELESS_RATIO
+        crate::cc::is_served(estimate_bps, &self.path_estimates())
     }
 
     /// The live viewers' path estimates, bits per second (a stale one decays: see
