@@ -1235,6 +1235,12 @@ function isPasteShortcut(ev) {
     && !ev.altKey && !ev.repeat;
 }
 
+/** `key` when it is one printable character, else null. */
+function printableChar(key) {
+  const chars = Array.from(typeof key === 'string' ? key : '');
+  return chars.length === 1 && chars[0] >= ' ' && chars[0] !== '\x7f' ? key : null;
+}
+
 /**
  * The character a key press carries that its physical key would not type on the host: from
  * another keyboard layout, an on-screen keyboard or a key event without a physical Shift
@@ -1244,8 +1250,7 @@ function isPasteShortcut(ev) {
 function charToType(ev) {
   const altGraph = !!ev.getModifierState?.('AltGraph');
   if (!altGraph && (ev.ctrlKey || ev.metaKey || ev.altKey)) return null;
-  const chars = Array.from(typeof ev.key === 'string' ? ev.key : '');
-  if (chars.length !== 1 || chars[0] < ' ' || chars[0] === '\x7f') return null;
+  if (printableChar(ev.key) === null) return null;
   // The numeric keypad goes as keys (held, bound by applications), whatever it types.
   if (ev.code.startsWith('Numpad')) return null;
   const us = US_KEYS[ev.code];
@@ -1270,8 +1275,8 @@ function onKey(ev) {
       ev.preventDefault();
       if (pressed) {
         input.textKeys.add(code);
-        const text = charToType(ev) ?? ev.key;
-        if (typeof text === 'string' && Array.from(text).length === 1 && text >= ' ') sendText(text);
+        const text = printableChar(ev.key);
+        if (text !== null) sendText(text);
       } else {
         input.textKeys.delete(code);
       }
@@ -1289,12 +1294,10 @@ function onKey(ev) {
     return;
   }
   // No physical key the host knows: type the character instead.
-  if (pressed && typeof ev.key === 'string') {
-    const chars = Array.from(ev.key);
-    if (chars.length === 1 && chars[0] >= ' ' && chars[0] !== '\x7f') {
-      ev.preventDefault();
-      sendText(ev.key);
-    }
+  const text = pressed ? printableChar(ev.key) : null;
+  if (text !== null) {
+    ev.preventDefault();
+    sendText(text);
   }
 }
 
