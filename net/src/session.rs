@@ -188,6 +188,8 @@ impl Session {
         let mut last_notice: HashMap<u8, Instant> = HashMap::new();
         let mut transfer_id = 0u32;
         let mut readers = Vec::new();
+        // Until the server's side of `bye` is gone (then the branch would fire forever).
+        let mut bye_open = true;
         loop {
             tokio::select! {
                 dc = self.data_channels.recv() => {
@@ -243,8 +245,11 @@ impl Session {
                         Err(broadcast::error::RecvError::Closed) => break,
                     }
                 }
-                bye = self.bye.recv() => {
-                    let Some(bye) = bye else { continue };
+                bye = self.bye.recv(), if bye_open => {
+                    let Some(bye) = bye else {
+                        bye_open = false;
+                        continue;
+                    };
                     let text = match bye.code {
                         protocol::notice::HOST_STOPPED => "The host stopped sharing.",
                         _ => "The host ended your session.",
