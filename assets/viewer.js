@@ -29,6 +29,7 @@
 // The access code is never logged and never put in the query string.
 
 import * as protocol from '/protocol.js';
+import { pair, loadModule, PairingError, NOT_THE_SHARE } from '/pake.js';
 
 // ---- 1. constants ---------------------------------------------------------
 
@@ -124,7 +125,8 @@ const ui = {
 const session = {
   state: 'idle',
   pc: null,
-  code: null,          // access code (secret: never log it)
+  code: null,          // access code (secret: never log it, never sent: see pake.js)
+  paired: null,        // the pairing that admitted this session (signs its DELETE)
   iceServers: [],
   resourceUrl: null,   // WHEP session URL from the Location header
   generation: 0,       // bumped on every teardown; stale async work checks it
@@ -209,17 +211,27 @@ class ConnectError extends Error {
   }
 }
 
-function authHeaders(code, extra = {}) {
+// Round one: pair with the share (the code never leaves this page). Maps a pairing failure
+// to what the page shows.
+async function pairWithShare(code) {
   try {
-    return new Headers({ ...extra, Authorization: `Bearer ${code}` });
-  } catch {
-    // Header values must be ISO-8859-1; such a code cannot be right.
-    throw new ConnectError('unauthorized', MSG.wrongCode, null);
+    return await pair(location.origin, code);
+  } catch (err) {
+    if (!(err instanceof PairingError)) throw err;
+    if (err.kind === 'wrong-code') throw new ConnectError('unauthorized', MSG.wrongCode, null);
+    if (err.kind === 'unreachable') throw new ConnectError('unreachable', MSG.unreachable, null);
+    if (err.kind === 'refused') {
+      throw refusal({ status: err.status, statusText: '' }, err.message);
+    }
+    throw new ConnectError('refused', `Could not pair with the host: ${err.message}`, null);
   }
 }
 
-async function whepOffer(code, sdp) {
-  const headers = authHeaders(code, { 'Content-Type': 'application/sdp' });
+async function whepOffer(paired, sdp) {
+  const headers = new Headers({
+    'Content-Type': 'application/sdp',
+    Authorization: paired.authorization('POST', WHEP_ENDPOINT, sdp),
+  });
   let res;
   try {
     res = await fetch(WHEP_ENDPOINT, { method: 'POST', headers, body: sdp, cache: 'no-store' });
@@ -228,6 +240,11 @@ async function whepOffer(code, sdp) {
   }
   const body = await res.text().catch(() => '');
   if (res.status === 201 || res.status === 200) {
+    // Both DTLS fingerprints are in the offer we signed and this answer: a relay with its
+    // own certificate cannot make this MAC.
+    if (!paired.verifyAnswer(body, res.headers.get('Porthole-Answer-MAC'))) {
+      throw new ConnectError('refused', NOT_THE_SHARE, res.status);
+    }
     return { sdp: body, resourceUrl: resolveLocation(res.headers.get('Location')) };
   }
   throw refusal(res, body);
@@ -236,6 +253,10 @@ async function whepOffer(code, sdp) {
 function refusal(res, body) {
   const { status } = res;
   if (status === 401) return new ConnectError('unauthorized', MSG.wrongCode, status);
+  // The share found our offer changed on its way: somebody is in between.
+  if (status === 403 && body.includes('not the share you were given')) {
+    return new ConnectError('refused', NOT_THE_SHARE, status);
+  }
   let detail = body.trim() || res.statusText || 'no reason given';
   if (detail.length > MAX_ERROR_TEXT) detail = `${detail.slice(0, MAX_ERROR_TEXT)}…`;
   const message = status === 400
@@ -253,10 +274,14 @@ function resolveLocation(value) {
   }
 }
 
-function whepDelete(url, code, keepalive) {
-  if (!url || !code) return;
+function whepDelete(url, paired, keepalive) {
+  if (!url || !paired) return;
   let headers;
-  try { headers = authHeaders(code); } catch { return; }
+  try {
+    headers = new Headers({ Authorization: paired.authorization('DELETE', new URL(url).pathname, '') });
+  } catch {
+    return;
+  }
   fetch(url, { method: 'DELETE', headers, keepalive, cache: 'no-store' }).catch(() => {});
 }
 
@@ -497,10 +522,16 @@ async function negotiate(gen, code) {
   setState('connecting');
   showOverlay({ text: MSG.connecting, busy: true });
   try {
+    // Pairing runs while the offer is made and candidates gathered: at most one round trip
+    // is added before the offer goes out.
+    const pairing = pairWithShare(code);
+    pairing.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
     const pc = createPeer(gen);
     session.pc = pc;
     await pc.setLocalDescription(await pc.createOffer());
     await waitForIceGathering(pc, ICE_GATHER_TIMEOUT_MS);
+    if (!isCurrent(gen, pc)) return;
+    const paired = await pairing;
     if (!isCurrent(gen, pc)) return;
     // The host may be deciding whether to let this viewer in (it has two minutes): say so,
     // rather than "Connecting…" all along.
@@ -512,12 +543,12 @@ async function negotiate(gen, code) {
     }, WAITING_FOR_HOST_AFTER_MS);
     let answer;
     try {
-      answer = await whepOffer(code, pc.localDescription.sdp);
+      answer = await whepOffer(paired, pc.localDescription.sdp);
     } finally {
       clearTimeout(waiting);
     }
     if (!isCurrent(gen, pc)) {
-      whepDelete(answer.resourceUrl, code, false); // abandoned while in flight
+      whepDelete(answer.resourceUrl, paired, false); // abandoned while in flight
       return;
     }
     setState('connecting');
@@ -527,6 +558,7 @@ async function negotiate(gen, code) {
       if (isCurrent(gen) && session.state === 'connecting') drop(MSG.timeout);
     }, CONNECT_TIMEOUT_MS);
     session.resourceUrl = answer.resourceUrl;
+    session.paired = paired;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
   } catch (err) {
     if (isCurrent(gen)) onConnectError(err);
@@ -571,11 +603,12 @@ function disconnect() {
 function endSession({ notifyHost = true, keepalive = false } = {}) {
   session.generation += 1;
   clearTimeout(session.connectTimer);
-  const { pc, resourceUrl, code } = session;
+  const { pc, resourceUrl, paired } = session;
   session.pc = null;
   session.resourceUrl = null;
+  session.paired = null;
   session.firstFrame = false;
-  if (notifyHost && resourceUrl) whepDelete(resourceUrl, code, keepalive);
+  if (notifyHost && resourceUrl) whepDelete(resourceUrl, paired, keepalive);
   if (pc) {
     try { pc.close(); } catch { /* already closed */ }
     emit('peer-closed', pc);
@@ -685,7 +718,7 @@ function setupLifecycle() {
   // Release the host-side session as the page goes away (keepalive fetch).
   const release = () => {
     if (!session.resourceUrl) return;
-    whepDelete(session.resourceUrl, session.code, true);
+    whepDelete(session.resourceUrl, session.paired, true);
     session.resourceUrl = null;
   };
   window.addEventListener('beforeunload', release);
@@ -1527,6 +1560,14 @@ const api = {
   get video() { return ui.video; },
   get lastError() { return session.lastError; },
   get sessionUrl() { return session.resourceUrl; },
+  // Asks the host to end this session (the signed DELETE that Leave sends) without closing
+  // the connection here: what the host does with a session it has ended can be watched.
+  endAtHost() {
+    if (!session.resourceUrl || !session.paired) return Promise.resolve(null);
+    const auth = session.paired.authorization('DELETE', new URL(session.resourceUrl).pathname, '');
+    return fetch(session.resourceUrl, { method: 'DELETE', headers: { Authorization: auth }, cache: 'no-store' })
+      .then((r) => r.status);
+  },
   states: STATES,
   get rights() { return link.rights; },
   get clipboard() { return link.hostClipboard; },
@@ -1558,6 +1599,7 @@ function boot() {
   setupClipboard();
   setupSound();
   setState('idle');
+  loadModule().catch(() => {}); // fetched while the page starts; errors show on connect
   connect();
 }
 

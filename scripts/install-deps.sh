@@ -20,7 +20,7 @@ test_pkgs=(
   ffmpeg iproute2 util-linux
   mesa-vulkan-drivers
   avahi-daemon avahi-utils dbus
-  coturn nftables
+  coturn nftables tcpdump python3-venv
   dpkg-dev binutils librsvg2-bin desktop-file-utils appstream man-db debootstrap
   nodejs npm
 )
@@ -64,5 +64,23 @@ if [ "$what" = test ]; then
   here=$(cd "$(dirname "$0")/.." && pwd)
   if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
     (cd "$here/tests/e2e" && npm install --no-audit --no-fund --silent)
+  fi
+fi
+
+# The viewer page's pairing module is the pake/ crate built for WebAssembly (net/build.rs).
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  echo "install-deps: adding the Rust target wasm32-unknown-unknown" >&2
+  rustup target add wasm32-unknown-unknown
+fi
+
+# aiortc (PyPI), an independent WebRTC stack: the relaying man in the middle of
+# tests/e2e/pairing.test.mjs. A venv in the test cache (a fresh machine rebuilds it).
+if [ "$what" = test ]; then
+  venv=${PORTHOLE_TEST_CACHE:-/var/cache/porthole-test}/aiortc-venv
+  if ! "$venv/bin/python" -c 'import aiortc' 2>/dev/null; then
+    echo "install-deps: installing aiortc into $venv" >&2
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'aiortc==1.16.0'
   fi
 fi

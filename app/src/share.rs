@@ -32,6 +32,17 @@ pub struct ShareArgs {
     /// Read the access code from the first line of this file (`-`: standard input).
     #[arg(long, value_name = "PATH")]
     pub code_file: Option<std::path::PathBuf>,
+    /// When the code stops admitting new viewers: `first-use` (after the first viewer is
+    /// in), or a time after the start such as `10m`, `90s`, `2h`. Viewers already in stay;
+    /// reconnecting needs a new code. Default: while the share runs.
+    #[arg(long, value_name = "first-use|DURATION", value_parser = parse_code_ttl)]
+    pub code_ttl: Option<net::access::CodeExpiry>,
+    /// Also admit WHEP players that show the code as `Authorization: Bearer <code>`
+    /// (OBS, GStreamer, ...): they cannot pair, so nothing ties their connection to the
+    /// code; they watch only and are listed as unauthenticated. The code crosses the
+    /// network in clear for them.
+    #[arg(long)]
+    pub allow_whep_token: bool,
     /// Frames per second to capture at most.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
@@ -103,6 +114,10 @@ impl ShareArgs {
         Wrapper::try_parse_from(std::iter::once("share").chain(flags.iter().copied()))
             .map(|w| w.args)
     }
+}
+
+fn parse_code_ttl(text: &str) -> Result<net::access::CodeExpiry, String> {
+    text.parse()
 }
 
 fn ice_config(args: &ShareArgs) -> IceConfig {
@@ -452,6 +467,8 @@ impl RunningShare {
                 clipboard_max: args.clipboard_max_bytes,
                 approve: approve.clone(),
                 identity: Some(identity.clone()),
+                allow_token: args.allow_whep_token,
+                code_expiry: args.code_ttl,
             },
             fanout,
             audio.as_ref().map(|_| audio_fanout),
@@ -736,10 +753,10 @@ mod console {
 
         fn prompt(&self) {
             if let Some((v, _)) = self.waiting.front() {
-                let kind = if v.user_agent.is_empty() {
-                    "porthole"
-                } else {
-                    "a browser"
+                let kind = match (v.authenticated, v.user_agent.is_empty()) {
+                    (false, _) => "unauthenticated: a WHEP player with the code in clear",
+                    (true, true) => "porthole",
+                    (true, false) => "a browser",
                 };
                 let mut err = std::io::stderr().lock();
                 let _ = write!(
@@ -819,7 +836,7 @@ Viewer {} stopped waiting.",
                         .unwrap_or_default()
                         .as_secs();
                     say(&format!(
-                        "Viewer {}  {}  {}  {}",
+                        "Viewer {}  {}  {}  {}{}",
                         v.no,
                         v.addr,
                         if v.connected {
@@ -827,7 +844,12 @@ Viewer {} stopped waiting.",
                         } else {
                             "connecting".into()
                         },
-                        rights_text(v.rights)
+                        rights_text(v.rights),
+                        if v.authenticated {
+                            ""
+                        } else {
+                            "  unauthenticated (bearer code)"
+                        }
                     ));
                 }
             }

@@ -1,10 +1,14 @@
-//! Access codes and the refusal throttle.
+//! Access codes, their lifetime and the refusal throttle.
 //!
-//! A share has one access code: random, 10 characters from a 31-letter alphabet without
-//! look-alikes (0/o, 1/l/i): log2(31^10) ≈ 49.5 bits. It travels in the URL fragment (never
-//! sent to a server by browsers, never in logs) and in `Authorization: Bearer <code>`.
-//! Codes are compared in constant time; wrong guesses are throttled per address (IPv6: per
-//! /64) and share-wide (see [`GuessThrottle`]).
+//! A share has one access code: by default 8 random digits, short enough to read aloud.
+//! The code is never sent: viewers pair with it (SPAKE2, see the `pake` crate and
+//! [`crate::pairing`]), so the only attack on it is guessing online, one guess per pairing,
+//! and guesses are throttled per address (IPv6: per /64) and share-wide (see
+//! [`GuessThrottle`]): at most 30 a minute on the whole share, so an 8-digit code holds
+//! for years. It travels to viewers in the URL fragment (never sent to a server by
+//! browsers, never in logs). Third-party WHEP players, which cannot pair, may present it as
+//! `Authorization: Bearer <code>` only where the host allows it (`--allow-whep-token`);
+//! such codes are compared in constant time.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -16,9 +20,9 @@ use subtle::ConstantTimeEq;
 
 use crate::control::TokenBucket;
 
-/// Letters a person can read aloud and type without confusion.
-pub const ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
-pub const GENERATED_LEN: usize = 10;
+/// What generated codes are made of: digits, to read aloud or type on any keyboard.
+pub const ALPHABET: &[u8] = b"0123456789";
+pub const GENERATED_LEN: usize = 8;
 /// Codes given with `--code` must be at least this long.
 pub const MIN_LEN: usize = 6;
 pub const MAX_LEN: usize = 128;
@@ -35,7 +39,7 @@ pub enum CodeError {
 }
 
 impl AccessCode {
-    /// A fresh random code.
+    /// A fresh random code: 8 digits (26.6 bits; guessed online only, see the module docs).
     pub fn generate() -> Self {
         let mut rng = rand::rng();
         Self(
@@ -75,6 +79,76 @@ impl AccessCode {
 impl fmt::Debug for AccessCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AccessCode(<hidden>)")
+    }
+}
+
+/// When a share's code stops admitting new viewers (`--code-ttl`). Viewers already in
+/// stay; a viewer that has to pair again (a reconnect) needs a new code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeExpiry {
+    /// This long after the share starts.
+    After(Duration),
+    /// Once one viewer has been admitted with it.
+    FirstUse,
+}
+
+impl std::str::FromStr for CodeExpiry {
+    type Err = String;
+
+    /// `first-use`, or a duration: `90s`, `10m`, `2h`, or a bare number of minutes.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("first-use") {
+            return Ok(Self::FirstUse);
+        }
+        let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+            Some(i) => text.split_at(i),
+            None => (text, "m"),
+        };
+        let seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => 0,
+        };
+        match number.parse::<u64>() {
+            Ok(n) if n > 0 && seconds > 0 => Ok(Self::After(Duration::from_secs(n * seconds))),
+            _ => Err(format!(
+                "\"{text}\" is not a code lifetime: give first-use, or a duration such as \
+                 90s, 10m or 2h"
+            )),
+        }
+    }
+}
+
+/// Whether the code still admits new viewers (a pure state machine: the caller passes the
+/// time).
+#[derive(Clone, Debug)]
+pub struct CodeLife {
+    expires_at: Option<Instant>,
+    first_use: bool,
+    used: bool,
+}
+
+impl CodeLife {
+    pub fn new(expiry: Option<CodeExpiry>, now: Instant) -> Self {
+        Self {
+            expires_at: match expiry {
+                Some(CodeExpiry::After(d)) => Some(now + d),
+                _ => None,
+            },
+            first_use: expiry == Some(CodeExpiry::FirstUse),
+            used: false,
+        }
+    }
+
+    pub fn expired(&self, now: Instant) -> bool {
+        (self.first_use && self.used) || self.expires_at.is_some_and(|t| now >= t)
+    }
+
+    /// A viewer was admitted with the code.
+    pub fn used(&mut self) {
+        self.used = true;
     }
 }
 
@@ -251,17 +325,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_codes_are_long_random_and_readable() {
-        let a = AccessCode::generate();
-        let b = AccessCode::generate();
-        assert_ne!(a, b);
-        assert_eq!(a.reveal().len(), GENERATED_LEN);
-        assert!(a.reveal().bytes().all(|c| ALPHABET.contains(&c)));
-        let bits = (ALPHABET.len() as f64).log2() * GENERATED_LEN as f64;
-        assert!(bits >= 40.0, "{bits} bits");
-        for bad in [b'0', b'1', b'o', b'l', b'i'] {
-            assert!(!ALPHABET.contains(&bad));
+    fn generated_codes_are_random_digits() {
+        let codes: Vec<AccessCode> = (0..4).map(|_| AccessCode::generate()).collect();
+        assert!(codes.windows(2).any(|w| w[0] != w[1]));
+        for code in &codes {
+            assert_eq!(code.reveal().len(), GENERATED_LEN);
+            assert!(code.reveal().bytes().all(|c| c.is_ascii_digit()));
+            assert!(AccessCode::parse(code.reveal()).is_ok());
         }
+    }
+
+    #[test]
+    fn code_lifetimes_parse_and_expire() {
+        let parse = |t: &str| t.parse::<CodeExpiry>();
+        assert_eq!(parse("first-use"), Ok(CodeExpiry::FirstUse));
+        assert_eq!(parse("90s"), Ok(CodeExpiry::After(Duration::from_secs(90))));
+        assert_eq!(parse("10"), Ok(CodeExpiry::After(Duration::from_secs(600))));
+        assert_eq!(
+            parse("2h"),
+            Ok(CodeExpiry::After(Duration::from_secs(7200)))
+        );
+        for bad in ["", "0", "10d", "m", "-5m", "once"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let t0 = Instant::now();
+        let mut timed = CodeLife::new(Some(CodeExpiry::After(Duration::from_secs(60))), t0);
+        timed.used();
+        assert!(!timed.expired(t0 + Duration::from_secs(59)));
+        assert!(timed.expired(t0 + Duration::from_secs(60)));
+        let mut once = CodeLife::new(Some(CodeExpiry::FirstUse), t0);
+        assert!(!once.expired(t0 + Duration::from_secs(3600)));
+        once.used();
+        assert!(once.expired(t0));
+        let mut forever = CodeLife::new(None, t0);
+        forever.used();
+        assert!(!forever.expired(t0 + Duration::from_secs(1 << 30)));
     }
 
     #[test]

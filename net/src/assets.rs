@@ -32,6 +32,17 @@ pub const ASSETS: &[Asset] = &[
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../assets/viewer.css"),
     },
+    Asset {
+        path: "/pake.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/pake.js"),
+    },
+    Asset {
+        // Built from `pake/` by build.rs.
+        path: "/pake.wasm",
+        content_type: "application/wasm",
+        body: include_bytes!(concat!(env!("OUT_DIR"), "/pake.wasm")),
+    },
 ];
 
 pub fn find(path: &str) -> Option<&'static Asset> {

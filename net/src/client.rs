@@ -99,8 +99,12 @@ pub enum ClientError {
     BadUrl(String),
     #[error("no access code: add #code=… to the address or give --code")]
     NoCode,
-    #[error("wrong access code")]
+    #[error("wrong access code (or this is not the share the code belongs to)")]
     WrongCode,
+    /// A pairing MAC did not verify: somebody between us and the share changed the
+    /// signaling (a relaying man in the middle). Nothing was shown or sent.
+    #[error("{}", crate::pairing::NOT_THE_SHARE)]
+    NotTheShare,
     #[error("cannot reach the host at {0}: {1}")]
     Unreachable(String, String),
     #[error("the host refused the connection (HTTP {0}): {1}")]
@@ -423,6 +427,9 @@ pub fn parse_whep_response(
     match status {
         201 => {}
         401 => return Err(ClientError::WrongCode),
+        403 if String::from_utf8_lossy(body).contains("not the share you were given") => {
+            return Err(ClientError::NotTheShare)
+        }
         s => {
             let text: String = String::from_utf8_lossy(body)
                 .trim()
@@ -511,7 +518,8 @@ pub struct ShareClient {
     pc: Arc<dyn PeerConnection>,
     has_audio: bool,
     url: ShareUrl,
-    code: String,
+    /// The pairing that admitted us: signs our `DELETE`.
+    pairing: Paired,
     session: String,
     channels: Vec<(Channel, Arc<dyn DataChannel>)>,
     video_track: VideoTrackSlot,
@@ -541,6 +549,14 @@ impl ShareClient {
             .map(str::to_owned)
             .or_else(|| url.code.clone())
             .ok_or(ClientError::NoCode)?;
+        // Pairing runs while the offer is made and candidates gathered: at most one round
+        // trip is added before the offer goes out. A wrong code is found here.
+        let mut pairing = {
+            let url = url.clone();
+            AbortOnDrop(tokio::spawn(
+                async move { pair(&url, &code, &limits).await },
+            ))
+        };
         let webrtc = |e: webrtc::error::Error| ClientError::WebRtc(e.to_string());
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs().map_err(webrtc)?;
@@ -624,11 +640,35 @@ impl ShareClient {
             .await
             .ok_or_else(|| ClientError::WebRtc("no offer".into()))?;
 
-        let answer = match http(url, "POST", "/whep", &code, Some(offer.sdp), &limits)
-            .await
-            .and_then(|r| {
-                parse_whep_response(&url.authority(), r.status, r.location.as_deref(), &r.body)
-            }) {
+        let paired = match (&mut pairing.0).await {
+            Ok(Ok(paired)) => paired,
+            Ok(Err(e)) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(ClientError::WebRtc(format!("pairing task: {e}")));
+            }
+        };
+        let body = offer.sdp.into_bytes();
+        let request = Request {
+            method: "POST",
+            path: "/whep",
+            authorization: Some(paired.authorization("POST", "/whep", &body)),
+            body: Some(("application/sdp", body)),
+        };
+        let answer = match http(url, request, &limits).await.and_then(|r| {
+            let answer =
+                parse_whep_response(&url.authority(), r.status, r.location.as_deref(), &r.body)?;
+            // Both fingerprints are in the offer we signed and this answer: a relay with
+            // its own certificate cannot make this MAC.
+            let mac = r.answer_mac.as_deref().and_then(crate::pairing::decode);
+            match mac {
+                Some(mac) if paired.keys.verify_answer(answer.sdp.as_bytes(), &mac) => Ok(answer),
+                _ => Err(ClientError::NotTheShare),
+            }
+        }) {
             Ok(a) => a,
             Err(e) => {
                 let _ = pc.close().await;
@@ -688,7 +728,7 @@ impl ShareClient {
                 pc,
                 has_audio,
                 url: url.clone(),
-                code,
+                pairing: paired,
                 session,
                 channels,
                 video_track,
@@ -773,16 +813,15 @@ impl ShareClient {
             return;
         }
         if !self.session.is_empty() {
+            let request = Request {
+                method: "DELETE",
+                path: &self.session,
+                authorization: Some(self.pairing.authorization("DELETE", &self.session, b"")),
+                body: None,
+            };
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
-                http(
-                    &self.url,
-                    "DELETE",
-                    &self.session,
-                    &self.code,
-                    None,
-                    &HttpLimits::default(),
-                ),
+                http(&self.url, request, &HttpLimits::default()),
             )
             .await;
         }
@@ -912,13 +951,81 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 struct HttpResponse {
     status: u16,
     location: Option<Vec<u8>>,
+    /// `Porthole-Answer-MAC`, if any.
+    answer_mac: Option<String>,
     body: Vec<u8>,
 }
 
-/// Aborts the connection's task however the request ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// One request to the share.
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    authorization: Option<String>,
+    /// Content type and bytes.
+    body: Option<(&'static str, Vec<u8>)>,
+}
 
-impl Drop for AbortOnDrop {
+/// A finished pairing with the share (see [`crate::pairing`]).
+struct Paired {
+    id: String,
+    keys: crate::pairing::Keys,
+}
+
+impl Paired {
+    fn authorization(&self, method: &str, path: &str, body: &[u8]) -> String {
+        crate::pairing::authorization(&self.id, &self.keys, method, path, body)
+    }
+}
+
+/// Round one: pairs with the share using `code` (which is never sent). A wrong code, or a
+/// share that does not hold it, is [`ClientError::WrongCode`].
+async fn pair(url: &ShareUrl, code: &str, limits: &HttpLimits) -> Result<Paired, ClientError> {
+    use crate::pairing::{PairReply, PairRequest, PakeError, ViewerPairing};
+    let pairing = ViewerPairing::start(code, rand::random());
+    let body = serde_json::to_vec(&PairRequest {
+        message: crate::pairing::encode(pairing.message()),
+    })
+    .expect("a JSON object of one string");
+    let request = Request {
+        method: "POST",
+        path: "/pake",
+        authorization: None,
+        body: Some(("application/json", body)),
+    };
+    let r = http(url, request, limits).await?;
+    let bad = |why: &str| ClientError::BadAnswer(url.authority(), why.to_owned());
+    if r.status != 200 {
+        // A refusal (throttled, expired code, ...) reads like one of the offer's.
+        return match parse_whep_response(&url.authority(), r.status, None, &r.body) {
+            Err(e) => Err(e),
+            Ok(_) => Err(bad("the pairing was answered with 201")),
+        };
+    }
+    let reply: PairReply =
+        serde_json::from_slice(&r.body).map_err(|_| bad("the pairing reply is not JSON"))?;
+    let (Some(message), Some(confirm)) = (
+        crate::pairing::decode(&reply.message),
+        crate::pairing::decode(&reply.confirm),
+    ) else {
+        return Err(bad("the pairing reply is not base64"));
+    };
+    if reply.id.is_empty()
+        || reply.id.len() > 64
+        || !reply.id.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(bad("the pairing reply has no usable id"));
+    }
+    match pairing.finish(&message, &confirm) {
+        Ok(keys) => Ok(Paired { id: reply.id, keys }),
+        Err(PakeError::NotConfirmed) => Err(ClientError::WrongCode),
+        Err(PakeError::BadMessage) => Err(bad("the pairing message is malformed")),
+    }
+}
+
+/// Aborts the connection's task however the request ends.
+struct AbortOnDrop<T = ()>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -927,10 +1034,7 @@ impl Drop for AbortOnDrop {
 /// One HTTP/1.1 request to the share, bounded in time and size by `limits`.
 async fn http(
     url: &ShareUrl,
-    method: &str,
-    path: &str,
-    code: &str,
-    sdp: Option<String>,
+    request: Request<'_>,
     limits: &HttpLimits,
 ) -> Result<HttpResponse, ClientError> {
     let authority = url.authority();
@@ -948,15 +1052,21 @@ async fn http(
         let _ = conn.await;
     }));
     let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, &authority)
-        .header(header::AUTHORIZATION, format!("Bearer {code}"));
-    if sdp.is_some() {
-        req = req.header(header::CONTENT_TYPE, "application/sdp");
+        .method(request.method)
+        .uri(request.path)
+        .header(header::HOST, &authority);
+    if let Some(auth) = request.authorization {
+        req = req.header(header::AUTHORIZATION, auth);
     }
+    let body = match request.body {
+        Some((content_type, bytes)) => {
+            req = req.header(header::CONTENT_TYPE, content_type);
+            bytes
+        }
+        None => Vec::new(),
+    };
     let req = req
-        .body(Full::new(Bytes::from(sdp.unwrap_or_default())))
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| unreachable(e.to_string()))?;
     let resp = tokio::time::timeout(limits.response, sender.send_request(req))
         .await
@@ -972,6 +1082,11 @@ async fn http(
         .headers()
         .get(header::LOCATION)
         .map(|v| v.as_bytes().to_vec());
+    let answer_mac = resp
+        .headers()
+        .get(crate::pairing::ANSWER_MAC_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let max = limits.max_body;
     let body = tokio::time::timeout(
         limits.body,
@@ -995,6 +1110,7 @@ async fn http(
     Ok(HttpResponse {
         status,
         location,
+        answer_mac,
         body: body.to_vec(),
     })
 }

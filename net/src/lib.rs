@@ -12,6 +12,7 @@ pub mod fuzz;
 mod handler;
 pub mod keyframe;
 pub mod nack;
+pub mod pairing;
 pub mod peer;
 pub mod protocol;
 pub mod reorder;

@@ -3,12 +3,22 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /`, `/viewer.js`, `/viewer.css` | the embedded viewer page |
-//! | `POST /whep` (`application/sdp`, `Authorization: Bearer <code>`) | `201 Created`, `Location: /whep/<id>`, SDP answer |
-//! | `DELETE /whep/<id>` (bearer) | `200`, the viewer is disconnected |
-//! | `GET /api/stats` (bearer) | counters as JSON |
+//! | `GET /pake.js`, `/pake.wasm` | the page's pairing code (see [`crate::pairing`]) |
+//! | `POST /pake` (JSON SPAKE2 message) | `200`, the share's message and key confirmation |
+//! | `POST /whep` (`application/sdp`, `Authorization: Porthole-PAKE …`) | `201 Created`, `Location: /whep/<id>`, SDP answer with `Porthole-Answer-MAC` |
+//! | `DELETE /whep/<id>` (paired) | `200`, the viewer is disconnected |
+//! | `GET /api/stats` (paired) | counters as JSON |
 //!
-//! Refusals: no or wrong code → 401 (no peer connection is made); too many wrong codes from
-//! one address (IPv6: /64) or on the whole share → 429 (see [`GuessThrottle`]); not
+//! Viewers never send the code: they pair with it first and MAC their requests with the
+//! pairing's key (see [`crate::pairing`]). Each pairing counts as one guess at the code.
+//! With `allow_token`, a third-party WHEP player may present the code as
+//! `Authorization: Bearer <code>` instead: it watches only, and the host sees it marked
+//! unauthenticated.
+//!
+//! Refusals: no credentials, an unknown or used pairing, or a wrong code → 401 (no peer
+//! connection is made); a request whose MAC does not verify → 403 (somebody in between
+//! changed it); an expired code → 403; too many guesses from one address (IPv6: /64) or
+//! on the whole share → 429 (see [`GuessThrottle`]); not
 //! `application/sdp` → 415; an unusable offer → 400 with the reason in the body; body over
 //! 64 KiB → 413, or not sent within 10 s → 408; as many viewers as `max_viewers` → 503; a
 //! `Host` that is not the share's → 421, a foreign `Origin` on POST/DELETE/PATCH → 403 (see
@@ -22,7 +32,7 @@ mod conn;
 pub mod origin;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,10 +46,11 @@ use axum::routing::{delete, post};
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::access::{bearer_token, AccessCode, GuessThrottle, Refusal};
+use crate::access::{bearer_token, AccessCode, CodeExpiry, CodeLife, GuessThrottle, Refusal};
 use crate::assets;
 use crate::control::Rights;
 use crate::keyframe::{KeyframeGate, KeyframePolicy, KeyframeReason};
+use crate::pairing::{self, Keys, Pairings};
 use crate::peer::{IceConfig, PeerError, Viewer, ViewerEvent};
 use crate::session::{HostEvents, HostSide, Session};
 use crate::video::VideoFanout;
@@ -69,6 +80,9 @@ pub struct PendingViewer {
     pub user_agent: String,
     /// The rights it would start with.
     pub rights: Rights,
+    /// False for a WHEP player that showed the code as a bearer token (`allow_token`)
+    /// instead of pairing: its connection is not tied to the code.
+    pub authenticated: bool,
 }
 
 /// Asks the host whether a viewer may join; the answer comes on the returned channel
@@ -98,6 +112,11 @@ pub struct ShareConfig {
     pub approve: Option<Approver>,
     /// The share's DTLS certificate (one for all viewers); `None`: one per connection.
     pub identity: Option<crate::peer::ShareIdentity>,
+    /// Also admit WHEP players that present the code as a bearer token (view only,
+    /// marked unauthenticated).
+    pub allow_token: bool,
+    /// When the code stops admitting new viewers (`None`: never).
+    pub code_expiry: Option<CodeExpiry>,
 }
 
 /// A viewer as the host sees it.
@@ -111,6 +130,8 @@ pub struct ViewerInfo {
     pub since: SystemTime,
     pub connected: bool,
     pub user_agent: String,
+    /// See [`PendingViewer::authenticated`].
+    pub authenticated: bool,
 }
 
 struct ViewerEntry {
@@ -120,6 +141,8 @@ struct ViewerEntry {
     session: tokio::task::JoinHandle<()>,
     /// The session's last word (see `Session::bye`).
     bye: tokio::sync::mpsc::Sender<crate::session::Bye>,
+    /// The pairing's keys, which sign the viewer's `DELETE` (`None`: a bearer viewer).
+    keys: Option<Arc<Keys>>,
 }
 
 /// Why a viewer's session ends, as far as the viewer is told.
@@ -138,6 +161,12 @@ struct Counters {
     peer_connections_created: AtomicU64,
     whep_refused: AtomicU64,
     unauthorized: AtomicU64,
+    /// Pairings answered (each one a guess at the code until confirmed).
+    pairings: AtomicU64,
+    /// Requests whose pairing MAC verified.
+    pairings_confirmed: AtomicU64,
+    /// Requests whose pairing MAC did not verify (changed on their way).
+    mac_refused: AtomicU64,
 }
 
 /// The viewers admitted, and the slots reserved for viewers being set up: admission is
@@ -231,6 +260,9 @@ fn lock_viewers(state: &AppState) -> std::sync::MutexGuard<'_, ViewerRegistry> {
 
 struct AppState {
     code: AccessCode,
+    code_life: Mutex<CodeLife>,
+    allow_token: bool,
+    pairings: Mutex<Pairings>,
     ice: IceConfig,
     max_viewers: usize,
     video: Arc<VideoFanout>,
@@ -270,6 +302,9 @@ impl ShareServer {
         let addr = listener.local_addr()?;
         let state = Arc::new(AppState {
             code: config.code,
+            code_life: Mutex::new(CodeLife::new(config.code_expiry, Instant::now())),
+            allow_token: config.allow_token,
+            pairings: Mutex::new(Pairings::default()),
             ice: config.ice,
             max_viewers: config.max_viewers,
             keyframes: KeyframeGate::new(video.clone(), KeyframePolicy::default()),
@@ -381,6 +416,7 @@ fn new_throttle() -> GuessThrottle {
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/pake", post(post_pake))
         .route("/whep", post(post_whep).options(options_whep))
         .route(
             "/whep/{id}",
@@ -474,53 +510,231 @@ fn refuse(state: &AppState, addr: SocketAddr, status: StatusCode, message: &str)
     response
 }
 
-/// Checks the bearer code. A request without one is refused and not counted: it is no
-/// guess (and a web page can send such requests in the user's name). A request with one is
-/// a guess: the throttle is asked first, then the code is compared in constant time (see
-/// [`GuessThrottle`] for why in this order). `Err` is the refusal to send.
-fn authorize(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let ip: IpAddr = addr.ip();
-    let presented = headers
+/// Who a request is from, as far as its credentials tell.
+enum Caller {
+    /// Paired with the code; its keys sign the answer and its session's `DELETE`.
+    Paired(Arc<Keys>),
+    /// Showed the code as a bearer token (only with `allow_token`).
+    Token,
+}
+
+/// A request's credentials, read before its body.
+enum Credentials {
+    Pake(pairing::PakeAuth),
+    Bearer(String),
+}
+
+fn unauthorized(state: &AppState, addr: SocketAddr, message: &str) -> Box<Response> {
+    state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+    Box::new(refuse(state, addr, StatusCode::UNAUTHORIZED, message))
+}
+
+/// Reads the `Authorization` header. A request without usable credentials is refused and
+/// not counted as a guess: it is none (and a web page can send such requests in the user's
+/// name).
+fn credentials(
+    state: &AppState,
+    addr: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Credentials, Box<Response>> {
+    let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    let Some(presented) = presented else {
+        .and_then(|v| v.to_str().ok());
+    if let Some(auth) = value.and_then(pairing::parse_authorization) {
+        return Ok(Credentials::Pake(auth));
+    }
+    match value.and_then(bearer_token) {
+        Some(token) if state.allow_token => Ok(Credentials::Bearer(token.to_owned())),
+        Some(_) => Err(unauthorized(
+            state,
+            addr,
+            "this share takes no access code in a header: viewers pair with it (POST /pake; \
+             Porthole's page and app do). The host may admit WHEP players with \
+             --allow-whep-token",
+        )),
+        None => Err(unauthorized(
+            state,
+            addr,
+            "pair with the access code first (POST /pake), then sign the request \
+             (Authorization: Porthole-PAKE)",
+        )),
+    }
+}
+
+/// Asks the throttle whether `addr` may make a guess now. `Err` is the 429 to send.
+fn may_guess(
+    state: &AppState,
+    addr: SocketAddr,
+    throttle: &mut GuessThrottle,
+    now: Instant,
+) -> Result<(), Box<Response>> {
+    let Err(why) = throttle.check(addr.ip(), now) else {
+        return Ok(());
+    };
+    let message = match why {
+        Refusal::Address => "too many wrong codes from this address; wait a minute",
+        Refusal::Share => "too many wrong codes on this share lately; wait a minute",
+    };
+    let mut response = refuse(state, addr, StatusCode::TOO_MANY_REQUESTS, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    Err(Box::new(response))
+}
+
+/// Checks a bearer code: the throttle is asked first, then the code is compared in constant
+/// time (see [`GuessThrottle`] for why in this order).
+fn check_token(state: &AppState, addr: SocketAddr, token: &str) -> Result<(), Box<Response>> {
+    let now = Instant::now();
+    let mut throttle = state.throttle.lock().unwrap_or_else(|e| e.into_inner());
+    may_guess(state, addr, &mut throttle, now)?;
+    if code_expired(state, now) {
+        return Err(Box::new(expired(state, addr)));
+    }
+    if state.code.verify(token) {
+        throttle.handle_right(addr.ip(), now);
+        Ok(())
+    } else {
+        throttle.handle_wrong(addr.ip(), now);
+        drop(throttle);
+        Err(unauthorized(state, addr, "wrong access code"))
+    }
+}
+
+fn code_expired(state: &AppState, now: Instant) -> bool {
+    state
+        .code_life
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .expired(now)
+}
+
+fn expired(state: &AppState, addr: SocketAddr) -> Response {
+    refuse(
+        state,
+        addr,
+        StatusCode::FORBIDDEN,
+        "this access code has expired: ask the host for a new one",
+    )
+}
+
+/// Checks the credentials of a request that starts something (an offer, a stats query)
+/// against the request itself. A pairing serves one such request; its MAC must cover this
+/// method, path and body, or somebody changed the request on its way (403).
+fn authorize(
+    state: &AppState,
+    addr: SocketAddr,
+    credentials: Credentials,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Caller, Box<Response>> {
+    let auth = match credentials {
+        Credentials::Bearer(token) => {
+            return check_token(state, addr, &token).map(|()| Caller::Token)
+        }
+        Credentials::Pake(auth) => auth,
+    };
+    let now = Instant::now();
+    let keys = state
+        .pairings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(&auth.id, now);
+    let Some(keys) = keys else {
+        return Err(unauthorized(
+            state,
+            addr,
+            "this pairing is unknown, used or expired: pair again",
+        ));
+    };
+    if !keys.verify_request(method, path, body, &auth.mac) {
         state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        state.counters.mac_refused.fetch_add(1, Ordering::Relaxed);
         return Err(Box::new(refuse(
             state,
             addr,
-            StatusCode::UNAUTHORIZED,
-            "an access code is required (Authorization: Bearer <code>)",
+            StatusCode::FORBIDDEN,
+            pairing::NOT_THE_SHARE,
         )));
+    }
+    // The request proves the code: this address's provisional guess is forgiven.
+    state
+        .throttle
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .handle_right(addr.ip(), now);
+    state
+        .counters
+        .pairings_confirmed
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(Caller::Paired(keys))
+}
+
+/// `POST /pake`: the share's half of a pairing. Every pairing counts as a guess at the code
+/// until a request signed with its keys arrives (a viewer with the wrong code finds out from
+/// this reply and sends none).
+async fn post_pake(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return refuse(
+            &state,
+            addr,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a pairing request must be sent as Content-Type: application/json",
+        );
+    }
+    let message = serde_json::from_slice::<pairing::PairRequest>(&body)
+        .ok()
+        .and_then(|r| pairing::decode(&r.message))
+        .filter(|m| m.len() == pairing::MESSAGE_LEN);
+    let Some(message) = message else {
+        return refuse(
+            &state,
+            addr,
+            StatusCode::BAD_REQUEST,
+            "a pairing request is JSON {\"message\": <base64 of the 33-byte SPAKE2 message>}",
+        );
     };
     let now = Instant::now();
-    let mut throttle = state.throttle.lock().unwrap_or_else(|e| e.into_inner());
-    if let Err(why) = throttle.check(ip, now) {
-        drop(throttle);
-        let message = match why {
-            Refusal::Address => "too many wrong codes from this address; wait a minute",
-            Refusal::Share => "too many wrong codes on this share lately; wait a minute",
-        };
-        let mut response = refuse(state, addr, StatusCode::TOO_MANY_REQUESTS, message);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return Err(Box::new(response));
+    {
+        let mut throttle = state.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(refusal) = may_guess(&state, addr, &mut throttle, now) {
+            return *refusal;
+        }
+        if code_expired(&state, now) {
+            return expired(&state, addr);
+        }
+        throttle.handle_wrong(addr.ip(), now);
     }
-    if state.code.verify(presented) {
-        throttle.handle_right(ip, now);
-        Ok(())
-    } else {
-        throttle.handle_wrong(ip, now);
-        drop(throttle);
-        state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-        Err(Box::new(refuse(
-            state,
-            addr,
-            StatusCode::UNAUTHORIZED,
-            "wrong access code",
-        )))
-    }
+    let reply = match pake::share_respond(state.code.reveal(), &message, rand::random()) {
+        Ok(reply) => reply,
+        Err(e) => return refuse(&state, addr, StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    state.counters.pairings.fetch_add(1, Ordering::Relaxed);
+    let id = state
+        .pairings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(reply.keys, now);
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(pairing::PairReply {
+            id,
+            message: pairing::encode(&reply.message),
+            confirm: pairing::encode(&reply.confirm),
+        }),
+    )
+        .into_response()
 }
 
 async fn options_whep() -> Response {
@@ -543,9 +757,10 @@ async fn post_whep(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(refusal) = authorize(&state, addr, &headers) {
-        return *refusal;
-    }
+    let credentials = match credentials(&state, addr, &headers) {
+        Ok(c) => c,
+        Err(refusal) => return *refusal,
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -586,6 +801,10 @@ async fn post_whep(
             )
         }
     };
+    let caller = match authorize(&state, addr, credentials, "POST", "/whep", &body) {
+        Ok(caller) => caller,
+        Err(refusal) => return *refusal,
+    };
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
         return refuse(
             &state,
@@ -620,12 +839,19 @@ async fn post_whep(
         .take(200)
         .collect();
     let no = state.next_viewer.fetch_add(1, Ordering::Relaxed);
+    let (rights, keys) = match caller {
+        Caller::Paired(keys) => (state.default_rights, Some(keys)),
+        // A player that cannot pair watches only.
+        Caller::Token => (Rights::default(), None),
+    };
+    let authenticated = keys.is_some();
     if let Some(approve) = &state.approve {
         let answer = approve(PendingViewer {
             no,
             addr,
             user_agent: user_agent.clone(),
-            rights: state.default_rights,
+            rights,
+            authenticated,
         });
         match tokio::time::timeout(APPROVAL_TIMEOUT, answer).await {
             Ok(Ok(true)) => tracing::info!(%addr, "the host accepted a viewer"),
@@ -680,7 +906,7 @@ async fn post_whep(
         &mut viewer.data_channels,
         tokio::sync::mpsc::unbounded_channel().1,
     );
-    let (rights_tx, rights_rx) = tokio::sync::watch::channel(state.default_rights);
+    let (rights_tx, rights_rx) = tokio::sync::watch::channel(rights);
     let (bye_tx, bye_rx) = tokio::sync::mpsc::channel(1);
     let session = tokio::spawn(
         Session {
@@ -698,31 +924,51 @@ async fn post_whep(
         info: ViewerInfo {
             id: id.clone(),
             no,
-            rights: state.default_rights,
+            rights,
             addr,
             since: SystemTime::now(),
             connected: false,
             user_agent,
+            authenticated,
         },
         viewer: Arc::new(viewer),
         rights: rights_tx,
         session,
         bye: bye_tx,
+        keys: keys.clone(),
     };
     reservation.commit(id.clone(), entry);
     tokio::spawn(watch_viewer(state.clone(), id.clone(), events));
     tokio::spawn(expect_connection(state.clone(), id.clone()));
-    tracing::info!(%addr, viewer = no, session = %id, "viewer admitted");
+    state
+        .code_life
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .used();
+    if authenticated {
+        tracing::info!(%addr, viewer = no, session = %id, "viewer admitted");
+    } else {
+        tracing::info!(%addr, viewer = no, session = %id, "viewer admitted (unauthenticated: bearer code, view only)");
+    }
 
-    (
+    let mut response = (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_owned()),
             (header::LOCATION, format!("/whep/{id}")),
         ],
-        answer,
+        answer.clone(),
     )
-        .into_response()
+        .into_response();
+    if let Some(keys) = keys {
+        let mac = pairing::encode(&keys.answer_mac(answer.as_bytes()));
+        if let Ok(value) = HeaderValue::from_str(&mac) {
+            response
+                .headers_mut()
+                .insert(pairing::ANSWER_MAC_HEADER, value);
+        }
+    }
+    response
 }
 
 /// Frees the slot of a viewer that got an answer but has not connected in time.
@@ -822,8 +1068,31 @@ async fn delete_whep(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = authorize(&state, addr, &headers) {
-        return *refusal;
+    let credentials = match credentials(&state, addr, &headers) {
+        Ok(c) => c,
+        Err(refusal) => return *refusal,
+    };
+    let Some(keys) = lock_viewers(&state).get(&id).map(|e| e.keys.clone()) else {
+        return text(StatusCode::NOT_FOUND, "no such session");
+    };
+    // Only the session's own pairing (or, for a bearer viewer, the code) may end it.
+    match (credentials, keys) {
+        (Credentials::Pake(auth), Some(keys))
+            if keys.verify_request("DELETE", &format!("/whep/{id}"), b"", &auth.mac) => {}
+        (Credentials::Bearer(token), None) => {
+            if let Err(refusal) = check_token(&state, addr, &token) {
+                return *refusal;
+            }
+        }
+        _ => {
+            state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            return refuse(
+                &state,
+                addr,
+                StatusCode::FORBIDDEN,
+                "this request is not signed by the session's own pairing",
+            );
+        }
     }
     if remove_viewer(&state, &id, Ending::Quietly).await {
         tracing::info!(%addr, session = %id, "viewer ended its session");
@@ -838,7 +1107,9 @@ async fn get_stats(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = authorize(&state, addr, &headers) {
+    let authorized = credentials(&state, addr, &headers)
+        .and_then(|c| authorize(&state, addr, c, "GET", "/api/stats", b""));
+    if let Err(refusal) = authorized {
         return *refusal;
     }
     let (viewers, connected) = {
@@ -858,6 +1129,12 @@ async fn get_stats(
     );
     put("whep_refused", c.whep_refused.load(Ordering::Relaxed));
     put("unauthorized", c.unauthorized.load(Ordering::Relaxed));
+    put("pairings", c.pairings.load(Ordering::Relaxed));
+    put(
+        "pairings_confirmed",
+        c.pairings_confirmed.load(Ordering::Relaxed),
+    );
+    put("mac_refused", c.mac_refused.load(Ordering::Relaxed));
     put(
         "video_units_published",
         state.video.units_published.load(Ordering::Relaxed),
@@ -905,8 +1182,8 @@ async fn get_asset(uri: Uri) -> Response {
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
                 (
                     header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
-                     media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'",
+                    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data:; \
+                     style-src 'self' 'unsafe-inline'; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'",
                 ),
             ],
             asset.body,
@@ -947,6 +1224,9 @@ mod tests {
         let video = VideoFanout::new(Instant::now(), Arc::new(|| {}));
         Arc::new(AppState {
             code: AccessCode::parse(CODE).unwrap(),
+            code_life: Mutex::new(CodeLife::new(None, Instant::now())),
+            allow_token: false,
+            pairings: Mutex::new(Pairings::default()),
             ice: IceConfig {
                 servers: vec![],
                 udp_addrs: vec!["127.0.0.1:0".into()],
@@ -999,8 +1279,31 @@ mod tests {
         )
     }
 
-    const AUTH: (&str, &str) = ("authorization", "Bearer right-code-1");
     const SDP: (&str, &str) = ("content-type", "application/sdp");
+    const JSON: (&str, &str) = ("content-type", "application/json");
+
+    /// Round one with `code`, as a viewer: the pairing's id and keys, or the error.
+    async fn pair_with(
+        st: &Arc<AppState>,
+        code: &str,
+    ) -> Result<(String, Keys), pairing::PakeError> {
+        let viewer = pairing::ViewerPairing::start(code, rand::random());
+        let request = serde_json::json!({ "message": pairing::encode(viewer.message()) });
+        let (status, _, body) = send(st, "POST", "/pake", &[JSON], request.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let reply: pairing::PairReply = serde_json::from_str(&body).unwrap();
+        let keys = viewer.finish(
+            &pairing::decode(&reply.message).unwrap(),
+            &pairing::decode(&reply.confirm).unwrap(),
+        )?;
+        Ok((reply.id, keys))
+    }
+
+    /// A fresh pairing's signature over one request.
+    async fn signed(st: &Arc<AppState>, method: &str, path: &str, body: &[u8]) -> String {
+        let (id, keys) = pair_with(st, CODE).await.unwrap();
+        pairing::authorization(&id, &keys, method, path, body)
+    }
 
     use super::test_offer::recvonly_offer;
 
@@ -1010,68 +1313,133 @@ mod tests {
         let (status, headers, body) = send(&st, "GET", "/", &[], Body::empty()).await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("viewer.js"));
-        assert!(headers[header::CONTENT_SECURITY_POLICY]
-            .to_str()
-            .unwrap()
-            .contains("default-src 'self'"));
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'"));
+        assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'"));
+        let (status, headers, body) = send(&st, "GET", "/pake.wasm", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/wasm");
+        assert!(body.as_bytes().starts_with(b"\0asm"));
         let (status, _, _) = send(&st, "GET", "/nope", &[], Body::empty()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
-    async fn missing_or_wrong_code_is_401_and_makes_no_peer_connection() {
+    async fn no_credentials_or_a_bearer_code_is_401_and_makes_no_peer_connection() {
         let st = state();
         let (status, headers, body) = send(&st, "POST", "/whep", &[SDP], "v=0\r\n").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(headers.contains_key(header::WWW_AUTHENTICATE));
-        assert!(body.contains("access code is required"));
+        assert!(body.contains("pair with the access code first"), "{body}");
+        // Even the right code is not taken in a header unless the host allows it.
+        let bearer = format!("Bearer {CODE}");
         let (status, _, body) = send(
             &st,
             "POST",
             "/whep",
-            &[SDP, ("authorization", "Bearer right-code-2")],
+            &[SDP, ("authorization", bearer.as_str())],
             "v=0\r\n",
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(body, "wrong access code");
+        assert!(body.contains("--allow-whep-token"), "{body}");
         assert_eq!(
             st.counters.peer_connections_created.load(Ordering::Relaxed),
             0
         );
         assert_eq!(st.counters.whep_refused.load(Ordering::Relaxed), 2);
+        assert_eq!(st.throttle.lock().unwrap().tracked(), 0, "no guesses");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_code_fails_the_first_round_and_counts_one_guess() {
+        let st = state();
+        assert_eq!(
+            pair_with(&st, "wrong-code-2").await.err(),
+            Some(pairing::PakeError::NotConfirmed)
+        );
+        assert_eq!(st.counters.pairings.load(Ordering::Relaxed), 1);
+        assert_eq!(st.throttle.lock().unwrap().tracked(), 1);
+        // The right code's signed request forgives its address's provisional guess.
+        let auth = signed(&st, "GET", "/api/stats", b"").await;
+        let (status, _, _) = send(
+            &st,
+            "GET",
+            "/api/stats",
+            &[("authorization", auth.as_str())],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(st.throttle.lock().unwrap().tracked(), 0);
+        assert_eq!(st.counters.pairings_confirmed.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn malformed_pairing_requests_are_refused_with_reasons() {
+        let st = state();
+        let (status, _, _) = send(&st, "POST", "/pake", &[SDP], "{}").await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        for body in [
+            "",
+            "{}",
+            "{\"message\": \"AAAA\"}",
+            "{\"message\": 5}",
+            "[]",
+        ] {
+            let (status, _, text) = send(&st, "POST", "/pake", &[JSON], body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(text.contains("33-byte SPAKE2 message"), "{text}");
+        }
+        assert_eq!(st.counters.pairings.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
     async fn bad_content_type_and_garbage_bodies_are_refused_with_reasons() {
         let st = state();
+        let auth = signed(&st, "POST", "/whep", b"v=0").await;
         let (status, _, _) = send(
             &st,
             "POST",
             "/whep",
-            &[AUTH, ("content-type", "text/plain")],
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "text/plain"),
+            ],
             "v=0",
         )
         .await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        let (status, _, body) = send(&st, "POST", "/whep", &[AUTH, SDP], "hello").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body.contains("not an SDP offer"), "{body}");
+        let auth = signed(&st, "POST", "/whep", b"hello").await;
         let (status, _, body) = send(
             &st,
             "POST",
             "/whep",
-            &[AUTH, SDP],
-            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+            &[("authorization", auth.as_str()), SDP],
+            "hello",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("not an SDP offer"), "{body}");
+        let bad =
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
+        let auth = signed(&st, "POST", "/whep", bad.as_bytes()).await;
+        let (status, _, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", auth.as_str()), SDP],
+            bad,
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert!(!body.is_empty());
+        let auth = signed(&st, "POST", "/whep", b"").await;
         let (status, _, _) = send(
             &st,
             "POST",
             "/whep",
-            &[AUTH, SDP],
+            &[("authorization", auth.as_str()), SDP],
             vec![b'x'; MAX_OFFER_BYTES + 1],
         )
         .await;
@@ -1082,12 +1450,12 @@ mod tests {
     #[tokio::test]
     async fn repeated_wrong_codes_are_throttled() {
         let st = state();
-        let wrong = ("authorization", "Bearer wrong-code-0");
         for _ in 0..MAX_FAILURES_PER_MINUTE {
-            let (status, _, _) = send(&st, "POST", "/whep", &[SDP, wrong], "v=0").await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert!(pair_with(&st, "wrong-code-0").await.is_err());
         }
-        let (status, headers, _) = send(&st, "POST", "/whep", &[SDP, AUTH], "v=0").await;
+        let viewer = pairing::ViewerPairing::start(CODE, rand::random());
+        let request = serde_json::json!({ "message": pairing::encode(viewer.message()) });
+        let (status, headers, _) = send(&st, "POST", "/pake", &[JSON], request.to_string()).await;
         assert_eq!(
             status,
             StatusCode::TOO_MANY_REQUESTS,
@@ -1115,7 +1483,15 @@ mod tests {
             .await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
         }
-        let (status, _, _) = send(&st, "GET", "/api/stats", &[AUTH], Body::empty()).await;
+        let auth = signed(&st, "GET", "/api/stats", b"").await;
+        let (status, _, _) = send(
+            &st,
+            "GET",
+            "/api/stats",
+            &[("authorization", auth.as_str())],
+            Body::empty(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "the owner is not locked out");
     }
 
@@ -1141,13 +1517,14 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::OK);
+        let auth = signed(&st, "POST", "/whep", b"v=0").await;
         let (status, _, body) = send(
             &st,
             "POST",
             "/whep",
             &[
                 SDP,
-                AUTH,
+                ("authorization", auth.as_str()),
                 ("host", "127.0.0.1:7380"),
                 ("origin", "http://evil.example"),
             ],
@@ -1158,7 +1535,12 @@ mod tests {
         assert!(body.contains("cross-origin"), "{body}");
         // The share's own page, and tools that send no Origin, get through.
         for origin in [Some("http://127.0.0.1:7380"), None] {
-            let mut headers = vec![SDP, AUTH, ("host", "127.0.0.1:7380")];
+            let auth = signed(&st, "POST", "/whep", b"hello").await;
+            let mut headers = vec![
+                SDP,
+                ("authorization", auth.as_str()),
+                ("host", "127.0.0.1:7380"),
+            ];
             headers.extend(origin.map(|o| ("origin", o)));
             let (status, _, body) = send(&st, "POST", "/whep", &headers, "hello").await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{origin:?}: {body}");
@@ -1167,7 +1549,7 @@ mod tests {
             &st,
             "DELETE",
             "/whep/x",
-            &[AUTH, ("host", "127.0.0.1:7380"), ("origin", "null")],
+            &[("host", "127.0.0.1:7380"), ("origin", "null")],
             Body::empty(),
         )
         .await;
@@ -1175,10 +1557,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_real_offer_gets_an_answer_and_a_session_that_delete_ends() {
+    async fn a_real_offer_gets_a_signed_answer_and_a_session_only_its_pairing_ends() {
         let st = state();
         let (client, offer) = recvonly_offer().await;
-        let (status, headers, answer) = send(&st, "POST", "/whep", &[AUTH, SDP], offer).await;
+        let (id, keys) = pair_with(&st, CODE).await.unwrap();
+        let auth = pairing::authorization(&id, &keys, "POST", "/whep", offer.as_bytes());
+        let (status, headers, answer) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", auth.as_str()), SDP],
+            offer,
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         assert_eq!(headers[header::CONTENT_TYPE], "application/sdp");
         assert!(answer.starts_with("v=0"));
@@ -1189,6 +1580,10 @@ mod tests {
             answer.contains("a=candidate:"),
             "the answer carries candidates"
         );
+        let mac = pairing::decode(headers[pairing::ANSWER_MAC_HEADER].to_str().unwrap()).unwrap();
+        assert!(keys.verify_answer(answer.as_bytes(), &mac));
+        let swapped = answer.replacen("a=fingerprint:sha-256 ", "a=fingerprint:sha-256 0", 1);
+        assert!(!keys.verify_answer(swapped.as_bytes(), &mac));
         let location = headers[header::LOCATION].to_str().unwrap().to_owned();
         assert!(location.starts_with("/whep/"));
         assert_eq!(
@@ -1196,19 +1591,156 @@ mod tests {
             1
         );
         assert_eq!(st.viewers.lock().unwrap().len(), 1);
+        assert!(st
+            .viewers
+            .lock()
+            .unwrap()
+            .values()
+            .all(|e| e.info.authenticated));
 
         let (status, _, _) = send(&st, "DELETE", &location, &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "DELETE needs credentials");
+        let other = signed(&st, "DELETE", &location, b"").await;
+        let (status, _, _) = send(
+            &st,
+            "DELETE",
+            &location,
+            &[("authorization", other.as_str())],
+            Body::empty(),
+        )
+        .await;
         assert_eq!(
             status,
-            StatusCode::UNAUTHORIZED,
-            "DELETE needs the code too"
+            StatusCode::FORBIDDEN,
+            "another viewer's pairing may not"
         );
-        let (status, _, _) = send(&st, "DELETE", &location, &[AUTH], Body::empty()).await;
+        let own = pairing::authorization(&id, &keys, "DELETE", &location, b"");
+        let (status, _, _) = send(
+            &st,
+            "DELETE",
+            &location,
+            &[("authorization", own.as_str())],
+            Body::empty(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(st.viewers.lock().unwrap().len(), 0);
-        let (status, _, _) = send(&st, "DELETE", &location, &[AUTH], Body::empty()).await;
+        let (status, _, _) = send(
+            &st,
+            "DELETE",
+            &location,
+            &[("authorization", own.as_str())],
+            Body::empty(),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         client.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_offer_changed_on_its_way_is_refused_before_any_peer_connection() {
+        let st = state();
+        let (_client, offer) = recvonly_offer().await;
+        let (id, keys) = pair_with(&st, CODE).await.unwrap();
+        let auth = pairing::authorization(&id, &keys, "POST", "/whep", offer.as_bytes());
+        // A relay puts its own certificate in the viewer's offer.
+        let relayed = offer.replacen("a=fingerprint:sha-256 ", "a=fingerprint:sha-256 0", 1);
+        let (status, _, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", auth.as_str()), SDP],
+            relayed,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body, pairing::NOT_THE_SHARE);
+        assert_eq!(st.counters.mac_refused.load(Ordering::Relaxed), 1);
+        // The pairing is spent: the original cannot follow.
+        let (status, _, _) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", auth.as_str()), SDP],
+            offer,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            st.counters.peer_connections_created.load(Ordering::Relaxed),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bearer_player_is_admitted_only_when_allowed_and_watches_unauthenticated() {
+        let mut st = state();
+        {
+            let s = Arc::get_mut(&mut st).unwrap();
+            s.allow_token = true;
+            s.default_rights = Rights {
+                control: true,
+                clipboard: true,
+            };
+        }
+        let (client, offer) = recvonly_offer().await;
+        let bearer = format!("Bearer {CODE}");
+        let (status, headers, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", bearer.as_str()), SDP],
+            offer,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert!(!headers.contains_key(pairing::ANSWER_MAC_HEADER));
+        let info = st
+            .viewers
+            .lock()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .info
+            .clone();
+        assert!(!info.authenticated);
+        assert_eq!(info.rights, Rights::default(), "view only");
+        let (status, _, body) = send(
+            &st,
+            "GET",
+            "/api/stats",
+            &[("authorization", "Bearer wrong-code-9")],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::UNAUTHORIZED, "wrong access code")
+        );
+        client.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_expired_code_pairs_no_more() {
+        let st = state();
+        *st.code_life.lock().unwrap() = CodeLife::new(Some(CodeExpiry::FirstUse), Instant::now());
+        let (_client, offer) = recvonly_offer().await;
+        let auth = signed(&st, "POST", "/whep", offer.as_bytes()).await;
+        let (status, _, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", auth.as_str()), SDP],
+            offer,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let viewer = pairing::ViewerPairing::start(CODE, rand::random());
+        let request = serde_json::json!({ "message": pairing::encode(viewer.message()) });
+        let (status, _, body) = send(&st, "POST", "/pake", &[JSON], request.to_string()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.contains("expired"), "{body}");
     }
 
     #[tokio::test]
@@ -1223,7 +1755,15 @@ mod tests {
             rx
         }));
         let (_client, offer) = recvonly_offer().await;
-        let (status, _, body) = send(&st, "POST", "/whep", &[AUTH, SDP], offer).await;
+        let auth = signed(&st, "POST", "/whep", offer.as_bytes()).await;
+        let (status, _, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", auth.as_str()), SDP],
+            offer,
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body, "the host declined");
         assert_eq!(asked.load(Ordering::Relaxed), 1);
@@ -1231,29 +1771,30 @@ mod tests {
             st.counters.peer_connections_created.load(Ordering::Relaxed),
             0
         );
-        // A wrong code is refused before the host is ever asked.
-        let (status, _, _) = send(
-            &st,
-            "POST",
-            "/whep",
-            &[SDP, ("authorization", "Bearer nope-nope-1")],
-            "v=0",
-        )
-        .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // A wrong code is found in the first round: the host is never asked.
+        assert!(pair_with(&st, "nope-nope-1").await.is_err());
         assert_eq!(asked.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
-    async fn stats_need_the_code_and_include_media_counters() {
+    async fn stats_need_a_signed_request_and_include_media_counters() {
         let st = state();
         let (status, _, _) = send(&st, "GET", "/api/stats", &[], Body::empty()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let (status, _, body) = send(&st, "GET", "/api/stats", &[AUTH], Body::empty()).await;
+        let auth = signed(&st, "GET", "/api/stats", b"").await;
+        let (status, _, body) = send(
+            &st,
+            "GET",
+            "/api/stats",
+            &[("authorization", auth.as_str())],
+            Body::empty(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["frames_encoded"], 7);
         assert_eq!(json["viewers"], 0);
+        assert_eq!(json["pairings_confirmed"], 1);
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! - a viewer that never connects gives its slot back within about 5 s;
 //! - a PLI flood makes at most 5 keyframes in 5 s;
 //! - a foreign `Host` (DNS rebinding) is refused, a foreign `Origin` on POST too;
-//! - code-less requests never lock the right code out; guesses from 1,000 addresses meet
-//!   the share-wide budget.
+//! - code-less requests never lock the right code out; wrong-code pairings from 1,000
+//!   addresses meet the share-wide budget.
+//!
+//! The shares here also admit bearer codes (`allow_token`), the path a third-party WHEP
+//! player takes, so that offers can be made without a pairing each.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -32,7 +35,10 @@ impl Share {
     async fn start(max_viewers: usize) -> Self {
         let encoder = TestEncoder::start(0);
         let server = ShareServer::start(
-            common::share_config(CODE, max_viewers),
+            net::ShareConfig {
+                allow_token: true,
+                ..common::share_config(CODE, max_viewers)
+            },
             encoder.fanout.clone(),
             None,
         )
@@ -243,14 +249,18 @@ async fn guesses_spread_over_1000_addresses_meet_the_share_wide_budget() {
     let mut statuses = std::collections::BTreeMap::new();
     for i in 0..1000u32 {
         let from = IpAddr::V4(Ipv4Addr::from(0x7f01_0000 + i + 1)); // 127.1.x.y
-        let wrong = format!("Bearer wrong-code-{i}");
+        let pairing = net::pairing::ViewerPairing::start(&format!("wrong-code-{i}"), [i as u8; 32]);
+        let request = format!(
+            "{{\"message\": \"{}\"}}",
+            net::pairing::encode(pairing.message())
+        );
         let (status, _) = http(
             addr,
             Some(from),
-            "GET",
-            "/api/stats",
-            &[("Authorization", &wrong)],
-            "",
+            "POST",
+            "/pake",
+            &[("Content-Type", "application/json")],
+            &request,
         )
         .await;
         *statuses.entry(status).or_insert(0) += 1;
@@ -259,7 +269,7 @@ async fn guesses_spread_over_1000_addresses_meet_the_share_wide_budget() {
         }
     }
     eprintln!(
-        "1,000 guesses from 1,000 addresses: {statuses:?}, first 429 at guess {refused_at:?}"
+        "1,000 wrong-code pairings from 1,000 addresses: {statuses:?}, first 429 at guess {refused_at:?}"
     );
     assert!(refused_at.is_some(), "no refusal: {statuses:?}");
     share.stop().await;

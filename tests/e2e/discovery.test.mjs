@@ -123,6 +123,7 @@ test('a share in one namespace is listed from another, matches its WHEP answer, 
     assert.equal(whep.fingerprint.toLowerCase(), share.fingerprint, 'the answer carries the logged certificate');
     assert.equal(whep.fingerprint.replace(/:/g, '').toLowerCase().slice(0, 16), e.fingerprint,
       'the announced fp matches the WHEP answer');
+    assert.equal(whep.answerSigned, true, `the answer carries the share's pairing MAC: ${JSON.stringify(whep)}`);
     assert.equal(whep.deleted, 200, 'the probe session is deleted');
 
     // SIGINT: a browse running across the stop drops it (goodbye), and a new one never sees it.

@@ -9,6 +9,7 @@
 // `withScope` prints when a test fails. Live children are also SIGKILLed when this Node
 // process exits, whatever happens.
 
+import { pair } from '../../assets/pake.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import {
@@ -534,7 +535,7 @@ export async function startShare({ display, code = randomCode(), args = [], appr
   }
 
   async function stats() {
-    const res = await shareFetch('/api/stats', { headers: { Authorization: `Bearer ${code}` } });
+    const res = await signedFetch(new URL('/api/stats', origin), code);
     const text = await res.text();
     if (res.status !== 200) throw new Error(`GET /api/stats -> ${res.status}: ${text}`);
     try {
@@ -557,13 +558,63 @@ export async function startShare({ display, code = randomCode(), args = [], appr
   };
 }
 
+// ---------------------------------------------------------------------------------------
+// Pairing (assets/pake.js, with the share's own /pake.wasm): how tests make requests a
+// viewer would, without ever sending the code.
+
+const pakeModules = new Map();
+
+/** The share's compiled pairing module (fetched from `origin` once). */
+export function pakeModuleOf(origin) {
+  const key = new URL(origin).origin;
+  if (!pakeModules.has(key)) {
+    const p = fetch(new URL('/pake.wasm', key), { signal: AbortSignal.timeout(10000) })
+      .then((r) => {
+        if (!r.ok) throw new Error(`GET /pake.wasm -> ${r.status}`);
+        return r.arrayBuffer();
+      })
+      .then((b) => WebAssembly.compile(b));
+    p.catch(() => pakeModules.delete(key));
+    pakeModules.set(key, p);
+  }
+  return pakeModules.get(key);
+}
+
 /**
- * POSTs an SDP offer to `${origin}/whep`. code: null for no Authorization header.
+ * Pairs with the share at `origin` using `code` (round one). Resolves to a Paired
+ * (`authorization(method, path, body)`, `verifyAnswer(sdp, mac)`); rejects with a
+ * PairingError (kind 'wrong-code', 'refused' with status, ...). `fetchImpl`: another fetch.
+ */
+export async function pairWith(origin, code, { fetchImpl } = {}) {
+  return pair(new URL(origin).origin, code, { module: await pakeModuleOf(origin), fetchImpl });
+}
+
+/** An `Authorization` value for one request (`method path body`) from a fresh pairing. */
+export async function signedAuth(origin, code, method, path, body = '') {
+  return (await pairWith(origin, code)).authorization(method, path, body);
+}
+
+/** fetch(), signed by a fresh pairing with `code`, as the viewers sign their requests. */
+export async function signedFetch(url, code, init = {}) {
+  const u = new URL(url);
+  const method = init.method ?? 'GET';
+  const auth = await signedAuth(u.origin, code, method, u.pathname, init.body ?? '');
+  return fetch(u, {
+    signal: AbortSignal.timeout(10000), ...init, headers: { ...(init.headers ?? {}), Authorization: auth },
+  });
+}
+
+/**
+ * POSTs an SDP offer to `${origin}/whep`, signed by a fresh pairing with `code`; code:
+ * null for no Authorization header, `{bearer: C}` for `Authorization: Bearer C`,
+ * `{authorization: A}` for that header as given.
  * Returns {status, headers, text}.
  */
 export async function postWhep(origin, { code, body, contentType = 'application/sdp' }) {
   const headers = { 'Content-Type': contentType };
-  if (code != null) headers.Authorization = `Bearer ${code}`;
+  if (code?.bearer != null) headers.Authorization = `Bearer ${code.bearer}`;
+  else if (code?.authorization != null) headers.Authorization = code.authorization;
+  else if (code != null) headers.Authorization = await signedAuth(origin, code, 'POST', '/whep', body);
   const res = await fetch(new URL('/whep', origin), {
     method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(10000),
   });
@@ -2290,7 +2341,8 @@ function listEntries(code, stdout, json) {
  */
 const WHEP_PROBE = `
 const { randomBytes } = await import('node:crypto');
-const [origin, code] = process.argv.slice(-2);
+const [origin, code, pakeUrl] = process.argv.slice(-3);
+const { pair } = await import(pakeUrl);
 const hex = (n) => randomBytes(n).toString('hex');
 const fp = [...randomBytes(32)].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
 const sdp = ['v=0', 'o=- ' + Date.now() + ' 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0',
@@ -2300,15 +2352,20 @@ const sdp = ['v=0', 'o=- ' + Date.now() + ' 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
   'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f', ''].join('\\r\\n');
 const out = {};
 try {
-  const auth = { Authorization: 'Bearer ' + code };
+  const wasm = await fetch(new URL('/pake.wasm', origin), { signal: AbortSignal.timeout(8000) })
+    .then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b));
+  const paired = await pair(origin, code, { module: wasm });
+  const auth = { Authorization: paired.authorization('POST', '/whep', sdp) };
   const r = await fetch(new URL('/whep', origin), { method: 'POST', headers: { 'Content-Type': 'application/sdp', ...auth }, body: sdp, signal: AbortSignal.timeout(8000) });
   const text = await r.text();
   out.status = r.status;
   out.location = r.headers.get('location');
   out.fingerprint = (text.match(/^a=fingerprint:sha-256 (\\S+)/m) || [])[1] ?? null;
+  out.answerSigned = paired.verifyAnswer(text, r.headers.get('porthole-answer-mac'));
   if (r.status !== 201) out.body = text.slice(0, 500);
   if (out.location) {
-    out.deleted = (await fetch(new URL(out.location, origin), { method: 'DELETE', headers: auth, signal: AbortSignal.timeout(5000) })).status;
+    const del = { Authorization: paired.authorization('DELETE', out.location, '') };
+    out.deleted = (await fetch(new URL(out.location, origin), { method: 'DELETE', headers: del, signal: AbortSignal.timeout(5000) })).status;
   }
 } catch (e) {
   out.error = String(e.cause?.code || e.cause?.message || e.message);
@@ -2322,7 +2379,8 @@ console.log(JSON.stringify(out));
  * DELETE's status), body (when not 201), error (when the request failed)}.
  */
 export async function whepFrom(node, origin, code) {
-  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', WHEP_PROBE, origin, code], { timeoutMs: 20000 });
+  const pakeUrl = new URL('../../assets/pake.js', import.meta.url).href;
+  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', WHEP_PROBE, origin, code, pakeUrl], { timeoutMs: 20000 });
   return JSON.parse(r.toString().trim().split('\n').pop());
 }
 

@@ -18,7 +18,7 @@ import {
   REPO, withScope, startXvfb, startPattern, startShare, DEFAULT_BLOCKS, quadrantCentres, compareColours,
   rgb, runToolOk, pointerLocation, startXev, typedText, pollUntil,
   APP_WINDOW, APP_SETTINGS, startPortholeApp, findWindow, grabScreen, cropImage, writePngFile,
-  imageAverage, findColourBox, findColourSquares,
+  imageAverage, findColourBox, findColourSquares, signedFetch,
 } from './lib.mjs';
 
 const HOST = { width: 1280, height: 720 };
@@ -165,9 +165,7 @@ function saysSharing(img) {
 
 /** GET /api/stats of a share (any origin) with the code. */
 async function shareStats(origin, code) {
-  const res = await fetch(new URL('/api/stats', origin), {
-    headers: { Authorization: `Bearer ${code}` }, signal: AbortSignal.timeout(10000),
-  });
+  const res = await signedFetch(new URL('/api/stats', origin), code);
   const text = await res.text();
   if (res.status !== 200) throw new Error(`GET ${origin}/api/stats -> ${res.status}: ${text}`);
   return JSON.parse(text);

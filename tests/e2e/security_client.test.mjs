@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   PORTHOLE_BIN, withScope, startXvfb, startShare, randomCode, pollUntil, runToolOk,
   startPortholeApp, grabScreen, findColourSquares, findColourBox, readClipboard, ownClipboard,
-  startLan, startShareIn, startListIn, portholeList,
+  startLan, startShareIn, startListIn, portholeList, signedFetch,
 } from './lib.mjs';
 
 const TEST_TIMEOUT = 120_000;
@@ -70,10 +70,15 @@ async function spawnShare(t, s, { display, args = [], env = {}, stdin = null }) 
   return { url, code, origin: new URL(url).origin, pid: child.pid, stderr: () => stderr };
 }
 
+/** The status of a signed GET /api/stats with `code` (a code that does not pair: 401). */
 async function statsStatus(origin, code) {
-  const r = await fetch(new URL('/api/stats', origin), {
-    headers: { Authorization: `Bearer ${code}` }, signal: AbortSignal.timeout(10000),
-  });
+  let r;
+  try {
+    r = await signedFetch(new URL('/api/stats', origin), code);
+  } catch (err) {
+    if (err.kind === 'wrong-code') return 401;
+    throw err;
+  }
   await r.text();
   return r.status;
 }

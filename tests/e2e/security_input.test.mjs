@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   PORTHOLE_BIN, withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, openPage,
   viewerStatus, pollUntil, waitForRights, movePointer, runToolOk, xEnv, sendRaw, postWhep,
-  makeOffer, startXev, readClipboard, encodePng, makeTestImage, randomCode, withCode,
+  makeOffer, startXev, readClipboard, encodePng, makeTestImage, randomCode, withCode, signedFetch,
 } from './lib.mjs';
 
 const SCREEN = { width: 1280, height: 720 };
@@ -146,8 +146,9 @@ test('queued input is not typed after DELETE /whep/ID', { timeout: TEST_TIMEOUT 
 
   assert.equal(await floodText(page), FLOOD_TEXTS, 'the flood was sent');
   await waitForTyping(log, 'the flood');
-  const res = await fetch(session, { method: 'DELETE', headers: { Authorization: `Bearer ${share.code}` } });
-  assert.equal(res.status, 200, 'DELETE answered 200');
+  // As the page's own DELETE would: signed by the session's pairing.
+  const status = await page.evaluate(() => window.porthole.endAtHost());
+  assert.equal(status, 200, 'DELETE answered 200');
   const mark = await markNow(log, x.display);
   const after = await typedAfter(log, mark);
   const st = await share.stats();
@@ -307,7 +308,7 @@ test('on a terminal the share asks for each viewer, lists them and kicks one', {
     const ask = await term.waitFor(/Viewer (\d+) from 127\.0\.0\.1 \(a browser\) wants to watch, with view and control\. Let in\? \[y\/N\]/, from);
     const first = Number(ask[1]);
     await sleep(1000);
-    const waiting = await fetch(new URL('/api/stats', url), { headers: { Authorization: `Bearer ${code}` } }).then((r) => r.json());
+    const waiting = await signedFetch(new URL('/api/stats', url), code).then((r) => r.json());
     assert.equal(waiting.viewers, 0, 'not admitted before the answer');
     const told = await pollUntil(() => page.evaluate(() => document.getElementById('status')?.textContent ?? ''),
       (text) => /Waiting for the host/.test(text), { timeoutMs: 3000, what: 'the page saying it waits for the host' });
@@ -342,7 +343,7 @@ test('on a terminal the share asks for each viewer, lists them and kicks one', {
     const again = await term.waitFor(/Viewer (\d+) from 127\.0\.0\.1 \(a browser\) wants to watch/, from, 15000)
       .catch(() => null);
     if (again) term.write('n\n');
-    const stats = await fetch(new URL('/api/stats', url), { headers: { Authorization: `Bearer ${code}` } }).then((r) => r.json());
+    const stats = await signedFetch(new URL('/api/stats', url), code).then((r) => r.json());
     assert.equal(stats.viewers, 0, `no viewer left: ${JSON.stringify(stats)}`);
   }));
 

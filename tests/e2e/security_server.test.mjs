@@ -4,8 +4,8 @@
 //   limit) do not keep a real viewer out, and are closed within 30 s;
 // - requests without a code (what a web page can send cross-site) never lock the right
 //   code out;
-// - 1,000 guesses from 1,000 addresses meet the share-wide budget (429), while a viewer
-//   already in keeps working;
+// - 1,000 guesses (wrong-code pairings) from 1,000 addresses meet the share-wide budget
+//   (429), while a viewer already in keeps working;
 // - `--max-viewers` holds under 30 concurrent offers;
 // - `Host: evil.example` (DNS rebinding) is refused, and so is a foreign Origin.
 // The PLI-flood and never-connecting-viewer cases are in net/tests/server_abuse.rs.
@@ -18,7 +18,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
   withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, makeOffer,
-  openPage, postWhep, pollUntil,
+  openPage, postWhep, pollUntil, pairWith, signedAuth,
 } from './lib.mjs';
 
 const run = promisify(execFile);
@@ -59,6 +59,17 @@ function request(origin, { method = 'GET', path = '/', headers = {}, body = '', 
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** Pairs with `share` using `code` from `localAddress` (what a client on another host does). */
+function pairFrom(share, code, localAddress) {
+  const fetchImpl = async (url, init) => {
+    const r = await request(share.origin, {
+      method: init.method, path: new URL(url).pathname, headers: init.headers, body: init.body, localAddress,
+    });
+    return { status: r.status, text: async () => r.text };
+  };
+  return pairWith(share.origin, code, { fetchImpl });
 }
 
 /** 127.a.b.c for the i-th client, away from 127.0.0.1 (the viewer's). */
@@ -138,25 +149,24 @@ test('1,000 guesses from 1,000 addresses meet the share-wide limit; a viewer alr
   { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
     const { share } = await setup(s);
     assert.equal((await share.stats()).viewers, 0, 'the owner has used the right code');
+    const guess = (code, localAddress) => pairFrom(share, code, localAddress)
+      .then(() => ({ outcome: 'paired' }),
+        (e) => ({ outcome: e.kind === 'wrong-code' ? 'wrong' : String(e.status ?? e.kind), text: e.message }));
     const counts = {};
     let firstRefusal = null;
     for (let i = 0; i < 1000; i++) {
-      const r = await request(share.origin, {
-        path: '/api/stats', localAddress: loopbackAddress(3, i),
-        headers: { Authorization: `Bearer wrong-guess-${i}` },
-      });
-      counts[r.status] = (counts[r.status] || 0) + 1;
-      if (r.status === 429 && firstRefusal == null) firstRefusal = { at: i + 1, text: r.text };
+      const r = await guess(`wrong-guess-${i}`, loopbackAddress(3, i));
+      counts[r.outcome] = (counts[r.outcome] || 0) + 1;
+      if (r.outcome === '429' && firstRefusal == null) firstRefusal = { at: i + 1, text: r.text };
     }
-    t.diagnostic(`1,000 guesses from 1,000 addresses: ${JSON.stringify(counts)}; first 429 at guess ` +
-      `${firstRefusal?.at}: ${firstRefusal?.text}`);
-    assert.ok((counts[429] || 0) >= 1, `at least one refusal: ${JSON.stringify(counts)}`);
-    assert.ok(counts[401] <= 100, `at most a burst of wrong codes is even looked at: ${JSON.stringify(counts)}`);
+    t.diagnostic(`1,000 wrong-code pairings from 1,000 addresses: ${JSON.stringify(counts)}; first 429 at ` +
+      `guess ${firstRefusal?.at}: ${firstRefusal?.text}`);
+    assert.ok((counts['429'] || 0) >= 1, `at least one refusal: ${JSON.stringify(counts)}`);
+    assert.ok(counts.wrong <= 100, `at most a burst of wrong codes is even looked at: ${JSON.stringify(counts)}`);
+    assert.equal(counts.paired, undefined, 'no wrong code pairs');
     // A newcomer's right code waits too (no oracle for the guesser) ...
-    const fresh = await request(share.origin, {
-      path: '/api/stats', localAddress: '127.4.0.1', headers: { Authorization: `Bearer ${share.code}` },
-    });
-    assert.equal(fresh.status, 429, fresh.text);
+    const fresh = await guess(share.code, '127.4.0.1');
+    assert.equal(fresh.outcome, '429', fresh.text);
     // ... but the address that has shown the right code is not locked out.
     assert.equal(typeof (await share.stats()).viewers, 'number');
   }));
@@ -166,8 +176,12 @@ test('--max-viewers holds under 30 concurrent offers', { timeout: TEST_TIMEOUT }
   const { share, browser } = await setup(s, { shareArgs: ['--max-viewers', String(MAX)] });
   const page = s.add(await openPage(browser, share.origin + '/'));
   const offer = await makeOffer(page);
-  const results = await Promise.all(Array.from({ length: 30 },
-    () => postWhep(share.origin, { code: share.code, body: offer })));
+  // Thirty viewers on thirty hosts: every pairing counts as a guess until its offer comes, and
+  // one address may have 20 open at once.
+  const auths = await Promise.all(Array.from({ length: 30 }, (_, i) => pairFrom(share, share.code, loopbackAddress(5, i))
+    .then((paired) => paired.authorization('POST', '/whep', offer))));
+  const results = await Promise.all(auths.map((authorization) =>
+    postWhep(share.origin, { code: { authorization }, body: offer })));
   const statuses = results.map((r) => r.status);
   const created = statuses.filter((x) => x === 201).length;
   const full = statuses.filter((x) => x === 503).length;
@@ -195,11 +209,16 @@ test('a foreign Host (DNS rebinding) and a foreign Origin are refused', { timeou
     }
     const crossSite = await request(share.origin, {
       method: 'POST', path: '/whep', body: 'v=0',
-      headers: { Origin: 'http://evil.example', 'Content-Type': 'application/sdp', Authorization: `Bearer ${share.code}` },
+      headers: {
+        Origin: 'http://evil.example', 'Content-Type': 'application/sdp',
+        Authorization: await signedAuth(share.origin, share.code, 'POST', '/whep', 'v=0'),
+      },
     });
     assert.equal(crossSite.status, 403, crossSite.text);
+    assert.match(crossSite.text, /cross-origin/);
     const stats = await request(share.origin, {
-      path: '/api/stats', headers: { Host: 'evil.example', Authorization: `Bearer ${share.code}` },
+      path: '/api/stats',
+      headers: { Host: 'evil.example', Authorization: await signedAuth(share.origin, share.code, 'GET', '/api/stats') },
     });
     assert.equal(stats.status, 421, 'a rebound page cannot read the stats even with the code');
   }));

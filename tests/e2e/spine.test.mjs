@@ -9,7 +9,7 @@ import {
   withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, openPage,
   waitForState, viewerStatus, countFrames, countFramesDetailed, waitForColours,
   quadrantCentres, DEFAULT_BLOCKS, postWhep, pollUntil, makeOffer, randomCode,
-  PORTHOLE_BIN, xEnv, stopCleanly,
+  PORTHOLE_BIN, xEnv, stopCleanly, signedAuth, pairWith,
 } from './lib.mjs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -92,8 +92,12 @@ test('wrong code and garbage SDP are refused, share keeps serving', { timeout: T
 
     const before = await share.stats();
 
-    const r1 = await postWhep(share.origin, { code: wrong, body: offer });
-    assert.equal(r1.status, 401, `wrong code -> 401, got ${r1.status}: ${r1.text}`);
+    // A wrong code fails its pairing (round one); the code shown in clear is not taken.
+    const r1 = await pairWith(share.origin, wrong).then(() => 'paired', (e) => e.kind);
+    assert.equal(r1, 'wrong-code', 'a wrong code does not pair');
+    const r1b = await postWhep(share.origin, { code: { bearer: share.code }, body: offer });
+    assert.equal(r1b.status, 401, `bearer code without --allow-whep-token -> 401, got ${r1b.status}: ${r1b.text}`);
+    assert.match(r1b.text, /--allow-whep-token/);
     const afterWrong = await share.stats();
     assert.equal(afterWrong.peer_connections_created, before.peer_connections_created,
       'a refused offer creates no peer connection');
@@ -140,8 +144,9 @@ test('viewer disconnect frees the session', { timeout: TEST_TIMEOUT }, (t) => wi
   const st = await viewerStatus(page);
   t.diagnostic(`viewer state after disconnect(): ${st.state}`);
 
-  const res = await share.fetch(`/whep/${'0'.repeat(24)}`, {
-    method: 'DELETE', headers: { Authorization: `Bearer ${share.code}` },
+  const unknown = `/whep/${'0'.repeat(24)}`;
+  const res = await share.fetch(unknown, {
+    method: 'DELETE', headers: { Authorization: await signedAuth(share.origin, share.code, 'DELETE', unknown) },
   });
   const text = await res.text();
   assert.equal(res.status, 404, `DELETE of an unknown session -> 404, got ${res.status}: ${text}`);

@@ -423,6 +423,9 @@ impl Gui {
                     kind_of(&viewer.user_agent),
                     viewer.addr.ip()
                 ));
+                if !viewer.authenticated {
+                    ui.label("Unauthenticated: it showed the code in clear instead of pairing.");
+                }
                 ui.horizontal(|ui| {
                     if ui.button("Accept").clicked() {
                         answer = Some(true);
@@ -502,7 +505,12 @@ impl Gui {
                     .as_secs();
                 ui.label(format!("Viewer {}", v.no));
                 ui.label(v.addr.ip().to_string());
-                ui.label(kind_of(&v.user_agent));
+                if v.authenticated {
+                    ui.label(kind_of(&v.user_agent));
+                } else {
+                    ui.label(format!("{} (unauthenticated)", kind_of(&v.user_agent)))
+                        .on_hover_text("It showed the code in clear instead of pairing");
+                }
                 ui.label(if v.connected {
                     format!("{since} s")
                 } else {

@@ -30,6 +30,8 @@ pub fn share_config(code: &str, max_viewers: usize) -> ShareConfig {
         clipboard_max: 1024,
         approve: None,
         identity: Some(net::peer::ShareIdentity::generate().unwrap()),
+        allow_token: false,
+        code_expiry: None,
     }
 }
 

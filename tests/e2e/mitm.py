@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""A relaying man in the middle for a Porthole share, built on aiortc (an independent WebRTC
+stack), for tests/e2e/pairing.test.mjs.
+
+    mitm.py relay --share http://127.0.0.1:PORT [--listen 127.0.0.1:0] [--offer own|viewer]
+        prints `mitm: http://HOST:PORT` once listening, then one JSON line per event.
+    mitm.py play --url http://HOST:PORT/whep --bearer CODE [--seconds 4]
+        a bearer-token WHEP player (what a third-party player does): prints JSON
+        {"status", "frames", "width", "height"}.
+
+What the relay does is what an attacker on the path does with plain HTTP signaling:
+- every GET (the viewer page, its scripts, /pake.wasm) and POST /pake, DELETE and
+  /api/stats go to the share unchanged: the viewer runs the share's real page from here;
+- POST /whep: it makes its *own* offer (its own DTLS certificate) and sends it to the
+  share with the viewer's request headers (Authorization too) copied onto it; it answers
+  the viewer with its own answer and certificate, carrying over the share's response
+  headers (Location, and any Porthole-Answer-MAC), and relays the share's video to it.
+  If the share refuses, it answers the viewer anyway, with a picture of its own.
+  With `--offer viewer` it passes the viewer's own offer on instead (the share answers it),
+  and still answers the viewer itself.
+
+Against a share that takes the code in a header (bearer), this relays the share's video
+to the viewer: the relay works. Against paired viewers, the share refuses the copied
+offer (its MAC covers the viewer's offer) and the viewer refuses the relay's answer.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import aioice.ice
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.contrib.media import MediaRelay
+
+# The tests run in a network namespace with loopback only; aioice leaves 127.0.0.1 out.
+aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
+
+HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
+               "origin", "referer", "accept-encoding"}
+
+
+def event(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+async def gathered(pc):
+    """Waits for ICE gathering (aiortc gathers during setLocalDescription)."""
+    while pc.iceGatheringState != "complete":
+        await asyncio.sleep(0.05)
+
+
+class Relay:
+    def __init__(self, share, loop, offer_mode):
+        self.share = share.rstrip("/")
+        self.offer_mode = offer_mode
+        self.loop = loop
+        self.relay = MediaRelay()
+        self.pcs = []
+
+    def forward(self, method, path, headers, body):
+        """One request to the share, as the viewer made it. Returns (status, headers, body)."""
+        req = urllib.request.Request(self.share + path, data=body if body else None, method=method)
+        for k, v in headers.items():
+            if k.lower() not in HOP_HEADERS:
+                req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=150) as resp:
+                return resp.status, dict(resp.headers.items()), resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers.items()), e.read()
+
+    async def whep(self, headers, offer):
+        """The relay's own offer to the share (viewer's headers copied), its own answer to
+        the viewer. Returns (status, headers, answer)."""
+        up = RTCPeerConnection()
+        self.pcs.append(up)
+        up.addTransceiver("video", direction="recvonly")
+        track = asyncio.get_running_loop().create_future()
+
+        @up.on("track")
+        def on_track(t):
+            if t.kind == "video" and not track.done():
+                track.set_result(t)
+
+        await up.setLocalDescription(await up.createOffer())
+        await gathered(up)
+        mine = up.localDescription.sdp if self.offer_mode == "own" else offer
+        status, share_headers, body = await asyncio.to_thread(
+            self.forward, "POST", "/whep", headers, mine.encode())
+        text = body.decode(errors="replace")
+        event(what="share-answered", status=status, text=text[:300] if status != 201 else "")
+        source = None
+        if status == 201 and self.offer_mode == "own":
+            await up.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+            try:
+                source = self.relay.subscribe(await asyncio.wait_for(track, 10))
+            except asyncio.TimeoutError:
+                event(what="no-track")
+        down = RTCPeerConnection()
+        self.pcs.append(down)
+
+        @down.on("connectionstatechange")
+        async def on_state():
+            event(what="viewer-connection", state=down.connectionState)
+
+        await down.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        # The share's video, or (refused) a picture of the relay's own.
+        picture = source or VideoStreamTrack()
+        for t in down.getTransceivers():
+            if t.kind == "video":
+                t.sender.replaceTrack(picture)
+                t.direction = "sendonly"
+        await down.setLocalDescription(await down.createAnswer())
+        await gathered(down)
+        keep = {k: v for k, v in share_headers.items()
+                if k.lower() in ("location", "porthole-answer-mac")}
+        if "Location" not in keep and "location" not in keep:
+            keep["Location"] = "/whep/relayed"
+        event(what="answered-viewer", relayed=source is not None)
+        return 201, keep, down.localDescription.sdp.encode()
+
+
+def handler_for(relay):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def body(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(n) if n else b""
+
+        def reply(self, status, headers, body):
+            self.send_response(status)
+            for k, v in headers.items():
+                if k.lower() not in HOP_HEADERS:
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def proxy(self):
+            body = self.body()
+            headers = dict(self.headers.items())
+            if self.command == "POST" and self.path == "/whep":
+                event(what="offer", headers={k: v for k, v in headers.items()
+                                             if k.lower() in ("authorization", "content-type")})
+                fut = asyncio.run_coroutine_threadsafe(
+                    relay.whep(headers, body.decode()), relay.loop)
+                try:
+                    status, out_headers, out = fut.result(timeout=60)
+                except Exception as e:  # noqa: BLE001 - reported to the test
+                    event(what="error", error=repr(e))
+                    self.reply(500, {}, repr(e).encode())
+                    return
+                out_headers["Content-Type"] = "application/sdp"
+                self.reply(status, out_headers, out)
+                return
+            if self.path == "/pake":
+                event(what="pairing-relayed")
+            status, out_headers, out = relay.forward(self.command, self.path, headers, body)
+            self.reply(status, out_headers, out)
+
+        do_GET = do_POST = do_DELETE = do_PATCH = do_OPTIONS = proxy
+
+    return Handler
+
+
+def run_relay(args):
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    relay = Relay(args.share, loop, args.offer)
+    host, port = args.listen.rsplit(":", 1)
+    httpd = ThreadingHTTPServer((host, int(port)), handler_for(relay))
+    print(f"mitm: http://{host}:{httpd.server_address[1]}", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+async def play(args):
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    frames = {"n": 0, "width": 0, "height": 0}
+    done = asyncio.Event()
+
+    @pc.on("track")
+    def on_track(track):
+        async def read():
+            while True:
+                try:
+                    frame = await track.recv()
+                except Exception:  # noqa: BLE001 - the track ended
+                    return
+                frames["n"] += 1
+                frames["width"], frames["height"] = frame.width, frame.height
+        asyncio.ensure_future(read())
+
+    await pc.setLocalDescription(await pc.createOffer())
+    await gathered(pc)
+    req = urllib.request.Request(args.url, data=pc.localDescription.sdp.encode(), method="POST")
+    req.add_header("Content-Type", "application/sdp")
+    req.add_header("Authorization", f"Bearer {args.bearer}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, answer = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        print(json.dumps({"status": e.code, "text": e.read().decode()[:300], "frames": 0}))
+        return
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    end = time.monotonic() + args.seconds
+    while time.monotonic() < end and not done.is_set():
+        await asyncio.sleep(0.1)
+    print(json.dumps({"status": status, "frames": frames["n"],
+                      "width": frames["width"], "height": frames["height"]}), flush=True)
+    await pc.close()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("relay")
+    r.add_argument("--share", required=True)
+    r.add_argument("--listen", default="127.0.0.1:0")
+    r.add_argument("--offer", choices=["own", "viewer"], default="own")
+    pl = sub.add_parser("play")
+    pl.add_argument("--url", required=True)
+    pl.add_argument("--bearer", required=True)
+    pl.add_argument("--seconds", type=float, default=4)
+    args = p.parse_args()
+    if args.cmd == "relay":
+        run_relay(args)
+    else:
+        asyncio.run(play(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
