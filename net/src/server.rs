@@ -502,10 +502,17 @@ fn refuse(state: &AppState, addr: SocketAddr, status: StatusCode, message: &str)
     tracing::warn!(%addr, status = status.as_u16(), "refused a viewer: {message}");
     let mut response = text(status, message.to_owned());
     if status == StatusCode::UNAUTHORIZED {
+        // How to get in: pair (POST /pake) and sign; bearer codes only where allowed.
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"porthole\""),
+            HeaderValue::from_static("Porthole-PAKE realm=\"porthole\""),
         );
+        if state.allow_token {
+            response.headers_mut().append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"porthole\""),
+            );
+        }
     }
     response
 }
@@ -1329,7 +1336,10 @@ mod tests {
         let st = state();
         let (status, headers, body) = send(&st, "POST", "/whep", &[SDP], "v=0\r\n").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(
+            headers[header::WWW_AUTHENTICATE],
+            "Porthole-PAKE realm=\"porthole\""
+        );
         assert!(body.contains("pair with the access code first"), "{body}");
         // Even the right code is not taken in a header unless the host allows it.
         let bearer = format!("Bearer {CODE}");
