@@ -685,7 +685,7 @@ async fn post_pake(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -700,6 +700,27 @@ async fn post_pake(
             "a pairing request must be sent as Content-Type: application/json",
         );
     }
+    // A pairing request is ~70 bytes; it gets what an offer gets, no more.
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, 1024)).await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return refuse(
+                &state,
+                addr,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "a pairing request is larger than 1 KiB",
+            )
+        }
+        Err(_) => {
+            return refuse(
+                &state,
+                addr,
+                StatusCode::REQUEST_TIMEOUT,
+                "the pairing request did not arrive in time",
+            )
+        }
+    };
     let message = serde_json::from_slice::<pairing::PairRequest>(&body)
         .ok()
         .and_then(|r| pairing::decode(&r.message))
@@ -1401,6 +1422,8 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             assert!(text.contains("33-byte SPAKE2 message"), "{text}");
         }
+        let (status, _, _) = send(&st, "POST", "/pake", &[JSON], vec![b' '; 2000]).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(st.counters.pairings.load(Ordering::Relaxed), 0);
     }
 
