@@ -12,6 +12,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use tokio::sync::{broadcast, mpsc, Notify};
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -131,8 +132,9 @@ pub fn without_loopback_candidates(sdp: &str) -> String {
     out
 }
 
-/// The checks an offer passes before webrtc-rs negotiates with it: it parses as SDP and
-/// has a video section. (Also the fuzz target `sdp`'s entry.)
+/// The checks an offer passes before webrtc-rs negotiates with it: it parses as SDP, has a
+/// video section, and that section takes what the share sends (see [`video_codec_refusal`]).
+/// (Also the fuzz target `sdp`'s entry.)
 pub fn parse_offer(offer_sdp: String) -> Result<RTCSessionDescription, PeerError> {
     let offer = RTCSessionDescription::offer(offer_sdp)
         .map_err(|e| PeerError::BadOffer(format!("not an SDP offer: {e}")))?;
@@ -141,7 +143,126 @@ pub fn parse_offer(offer_sdp: String) -> Result<RTCSessionDescription, PeerError
             "the offer has no video section (m=video)".into(),
         ));
     }
+    if let Some(why) = video_codec_refusal(&offer.sdp) {
+        return Err(PeerError::BadOffer(why));
+    }
     Ok(offer)
+}
+
+/// The `a=mid` of each audio section of `sdp`.
+fn audio_mids(sdp: &str) -> Vec<String> {
+    let mut mids = Vec::new();
+    let mut in_audio = false;
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            in_audio = line.starts_with("m=audio");
+        } else if let Some(mid) = line.strip_prefix("a=mid:").filter(|_| in_audio) {
+            mids.push(mid.trim().to_owned());
+        }
+    }
+    mids
+}
+
+/// Whether an H.264 format (its `a=fmtp` parameters) can receive what the share sends:
+/// Constrained Baseline in packetization-mode 1 (RFC 6184 §8.2.2: the answer keeps the
+/// offer's profile, so only a profile whose decoders take Constrained Baseline will do —
+/// Baseline, or Main/Extended with the constraint flags that make them Constrained
+/// Baseline-compatible; a missing profile-level-id means Baseline, 420010).
+fn h264_format_fits(fmtp: &str) -> bool {
+    let param = |name: &str| {
+        fmtp.split(';').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    if param("packetization-mode") != Some("1") {
+        return false;
+    }
+    let profile = param("profile-level-id").unwrap_or("420010");
+    let (Some(idc), Some(iop)) = (
+        profile
+            .get(0..2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok()),
+        profile
+            .get(2..4)
+            .and_then(|h| u8::from_str_radix(h, 16).ok()),
+    ) else {
+        return false;
+    };
+    match idc {
+        0x42 => true,
+        0x4d => iop & 0x80 != 0,
+        0x58 => iop & 0xc0 == 0xc0,
+        _ => false,
+    }
+}
+
+/// Why the offer's first video section cannot take the share's H.264, naming what it
+/// offers and what is needed; `None` when a format fits.
+pub fn video_codec_refusal(sdp: &str) -> Option<String> {
+    let section: Vec<&str> = sdp
+        .lines()
+        .map(str::trim_end)
+        .skip_while(|l| !l.starts_with("m=video"))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("m="))
+        .map(|(_, l)| l)
+        .collect();
+    let formats: Vec<&str> = section.first()?.split_whitespace().skip(3).collect();
+    let attr = |prefix: &str, pt: &str| {
+        section.iter().find_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            let (p, value) = rest.split_once(' ')?;
+            (p == pt).then_some(value.trim())
+        })
+    };
+    let mut offered = Vec::new();
+    for pt in &formats {
+        let Some(rtpmap) = attr("a=rtpmap:", pt) else {
+            continue;
+        };
+        let name = rtpmap.split('/').next().unwrap_or(rtpmap);
+        if !name.eq_ignore_ascii_case("H264") {
+            if !["rtx", "red", "ulpfec", "flexfec-03"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+            {
+                offered.push(name.to_owned());
+            }
+            continue;
+        }
+        let fmtp = attr("a=fmtp:", pt).unwrap_or("");
+        if h264_format_fits(fmtp) {
+            return None;
+        }
+        let param = |n: &str| {
+            fmtp.split(';')
+                .find_map(|kv| kv.trim().strip_prefix(n)?.strip_prefix('='))
+                .unwrap_or("none")
+                .to_owned()
+        };
+        offered.push(format!(
+            "H264 (profile-level-id {}, packetization-mode {})",
+            param("profile-level-id"),
+            param("packetization-mode")
+        ));
+    }
+    offered.dedup();
+    let listed = if offered.is_empty() {
+        "no video codec".to_owned()
+    } else {
+        offered.join(", ")
+    };
+    let hint = if offered.iter().any(|o| o.starts_with("H264")) {
+        ""
+    } else {
+        " In Firefox, H.264 comes from the OpenH264 plugin: enable it under about:addons → \
+         Plugins (it downloads once), or use a Chromium-based browser."
+    };
+    Some(format!(
+        "this share sends H.264 Constrained Baseline in packetization-mode 1, and the offer's \
+         video takes no such format (it offers {listed}).{hint}"
+    ))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,9 +434,10 @@ impl Viewer {
                 RtpCodecKind::Video,
             )
             .map_err(|e| PeerError::Internal(format!("codec setup: {e}")))?;
-        // Opus only when there is audio to send: otherwise the offer's audio section is
-        // answered as rejected, not as a send that never comes.
-        if audio.is_some() {
+        // Opus whenever the offer has audio, also when there is none to send: that section is
+        // then answered inactive, with its codec, inside the bundle (strict clients such as
+        // aiortc and werift refuse a rejected `m=audio 0` without codecs or ICE credentials).
+        if offer.sdp.contains("m=audio") {
             media_engine
                 .register_codec(
                     RTCRtpCodecParameters {
@@ -456,6 +578,7 @@ impl Viewer {
         let ssrc = rand::random::<u32>();
         let track = local_track(ssrc, RtpCodecKind::Video, h264_codec());
         let wants_audio = offer.sdp.contains("m=audio");
+        let offer_sdp_mids = offer.sdp.clone();
         pc.set_remote_description(offer)
             .await
             .map_err(|e| PeerError::BadOffer(format!("the offer was refused: {e}")))?;
@@ -474,7 +597,18 @@ impl Viewer {
                     .map_err(|e| PeerError::Internal(format!("cannot add the audio track: {e}")))?;
                 Some((track, sender, assrc))
             }
-            _ => None,
+            _ => {
+                // Nothing to send: the offer's audio sections are answered inactive.
+                let mids = audio_mids(&offer_sdp_mids);
+                for t in pc.get_transceivers().await {
+                    if let Ok(Some(mid)) = t.mid().await {
+                        if mids.contains(&mid) {
+                            let _ = t.set_direction(RTCRtpTransceiverDirection::Inactive).await;
+                        }
+                    }
+                }
+                None
+            }
         };
         let answer = pc
             .create_answer(None)
@@ -723,5 +857,74 @@ mod loopback_tests {
             a=candidate:4 1 udp 1694498815 203.0.113.7 50003 typ srflx raddr 127.0.0.1 rport 1\r\n\
             a=end-of-candidates\r\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+
+    fn offer(video: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+             a=rtpmap:111 opus/48000/2\r\na=fmtp:111 packetization-mode=1\r\n{video}"
+        )
+    }
+
+    #[test]
+    fn an_offer_takes_our_h264_only_in_mode_1_with_a_compatible_profile() {
+        let fits = [
+            "profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1",
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+            "packetization-mode=1",
+            "profile-level-id=4de01f;packetization-mode=1",
+        ];
+        for fmtp in fits {
+            let sdp = offer(&format!(
+                "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 {fmtp}\r\n"
+            ));
+            assert_eq!(video_codec_refusal(&sdp), None, "{fmtp}");
+        }
+        for fmtp in [
+            "profile-level-id=640c1f;packetization-mode=1",
+            "profile-level-id=42e01f;packetization-mode=0",
+            "profile-level-id=42e01f",
+            "profile-level-id=4d001f;packetization-mode=1",
+        ] {
+            let sdp = offer(&format!(
+                "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 {fmtp}\r\n\
+                 a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"
+            ));
+            let why = video_codec_refusal(&sdp).expect(fmtp);
+            assert!(
+                why.contains("Constrained Baseline in packetization-mode 1"),
+                "{why}"
+            );
+            assert!(why.contains("H264 (profile-level-id"), "{why}");
+            assert!(!why.contains("rtx"), "{why}");
+            assert!(!why.contains("OpenH264"), "{why}");
+        }
+        // A format that fits anywhere in the list will do (Chrome offers many).
+        let sdp = offer(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 102\r\na=rtpmap:96 H264/90000\r\n\
+             a=fmtp:96 profile-level-id=640c1f;packetization-mode=1\r\na=rtpmap:102 H264/90000\r\n\
+             a=fmtp:102 profile-level-id=42e01f;packetization-mode=1\r\n",
+        );
+        assert_eq!(video_codec_refusal(&sdp), None);
+    }
+
+    #[test]
+    fn firefox_without_openh264_is_told_what_to_do() {
+        let sdp = offer(
+            "m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 99\r\na=rtpmap:120 VP8/90000\r\n\
+             a=rtpmap:124 rtx/90000\r\na=rtpmap:121 VP9/90000\r\na=rtpmap:99 AV1/90000\r\n",
+        );
+        let why = video_codec_refusal(&sdp).unwrap();
+        assert!(why.contains("it offers VP8, VP9, AV1"), "{why}");
+        assert!(why.contains("OpenH264 plugin"), "{why}");
+        assert!(matches!(
+            parse_offer(sdp),
+            Err(PeerError::BadOffer(m)) if m.contains("OpenH264")
+        ));
     }
 }

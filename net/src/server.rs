@@ -418,10 +418,9 @@ fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/pake", post(post_pake))
         .route("/whep", post(post_whep).options(options_whep))
-        .route(
-            "/whep/{id}",
-            delete(delete_whep).patch(|| async { StatusCode::METHOD_NOT_ALLOWED }),
-        )
+        // No trickle ICE or ICE restart (yet): PATCH gets 405 with `Allow` (RFC 9110), as
+        // any other method does.
+        .route("/whep/{id}", delete(delete_whep).options(options_session))
         .route("/api/stats", axum::routing::get(get_stats))
         .fallback(get_asset)
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
@@ -777,6 +776,10 @@ async fn options_whep() -> Response {
         ],
     )
         .into_response()
+}
+
+async fn options_session() -> Response {
+    (StatusCode::NO_CONTENT, [(header::ALLOW, "OPTIONS, DELETE")]).into_response()
 }
 
 async fn post_whep(
@@ -1807,6 +1810,70 @@ mod tests {
         // A wrong code is found in the first round: the host is never asked.
         assert!(pair_with(&st, "nope-nope-1").await.is_err());
         assert_eq!(asked.load(Ordering::Relaxed), 1);
+    }
+
+    /// The m-section of `kind` in `sdp`, as lines.
+    fn section<'a>(sdp: &'a str, kind: &str) -> Vec<&'a str> {
+        let start = format!("m={kind} ");
+        sdp.lines()
+            .skip_while(|l| !l.starts_with(&start))
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || !l.starts_with("m="))
+            .map(|(_, l)| l)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_share_without_sound_answers_the_audio_section_inactive_not_rejected() {
+        let st = state();
+        let (_client, offer) = super::test_offer::recvonly_offer_of(true).await;
+        let auth = signed(&st, "POST", "/whep", offer.as_bytes()).await;
+        let (status, _, answer) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", auth.as_str()), SDP],
+            offer,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        let audio = section(&answer, "audio");
+        // Strict clients (aiortc, werift) refuse a port-0 section without codecs or ICE
+        // credentials: this one is a bundled, inactive section with its codec.
+        assert!(
+            !audio.is_empty() && !audio[0].starts_with("m=audio 0 "),
+            "{answer}"
+        );
+        for want in ["a=inactive", "a=rtpmap:", "a=ice-ufrag:", "a=mid:"] {
+            assert!(
+                audio.iter().any(|l| l.starts_with(want)),
+                "{want} in {audio:#?}"
+            );
+        }
+        let mid = audio.iter().find_map(|l| l.strip_prefix("a=mid:")).unwrap();
+        let bundle = answer
+            .lines()
+            .find(|l| l.starts_with("a=group:BUNDLE"))
+            .unwrap();
+        assert!(bundle.split_whitespace().any(|m| m == mid), "{bundle}");
+    }
+
+    #[tokio::test]
+    async fn methods_a_resource_lacks_get_405_with_allow() {
+        let st = state();
+        let (status, headers, _) = send(&st, "PATCH", "/whep/abc", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        let allow = headers[header::ALLOW].to_str().unwrap();
+        assert!(
+            allow.contains("DELETE") && allow.contains("OPTIONS"),
+            "{allow}"
+        );
+        let (status, headers, _) = send(&st, "OPTIONS", "/whep/abc", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(headers[header::ALLOW], "OPTIONS, DELETE");
+        let (status, headers, _) = send(&st, "GET", "/whep", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(headers[header::ALLOW].to_str().unwrap().contains("POST"));
     }
 
     #[tokio::test]

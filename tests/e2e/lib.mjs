@@ -2339,6 +2339,9 @@ function listEntries(code, stdout, json) {
  * by hand: no browser needed to read the answer) to `${origin}/whep` with the code, reads
  * the answer's a=fingerprint, and DELETEs the session it made. Prints one JSON line.
  */
+/** The page's pairing module, for the probes below (they import it by URL). */
+const PAKE_URL = new URL('../../assets/pake.js', import.meta.url).href;
+
 const WHEP_PROBE = `
 const { randomBytes } = await import('node:crypto');
 const [origin, code, pakeUrl] = process.argv.slice(-3);
@@ -2379,8 +2382,7 @@ console.log(JSON.stringify(out));
  * DELETE's status), body (when not 201), error (when the request failed)}.
  */
 export async function whepFrom(node, origin, code) {
-  const pakeUrl = new URL('../../assets/pake.js', import.meta.url).href;
-  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', WHEP_PROBE, origin, code, pakeUrl], { timeoutMs: 20000 });
+  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', WHEP_PROBE, origin, code, PAKE_URL], { timeoutMs: 20000 });
   return JSON.parse(r.toString().trim().split('\n').pop());
 }
 
@@ -2872,7 +2874,8 @@ const WHEP_ANSWER_PROBE = WHEP_PROBE.replace("out.location = r.headers.get('loca
 export async function whepAnswerFrom(node, origin, code) {
   if (!WHEP_ANSWER_PROBE.includes('out.answer = text')) throw new Error('whepAnswerFrom: WHEP_PROBE changed shape');
   const started = Date.now();
-  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', WHEP_ANSWER_PROBE, origin, code], { timeoutMs: 20000 });
+  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', WHEP_ANSWER_PROBE, origin, code, PAKE_URL],
+    { timeoutMs: 20000 });
   return { ...JSON.parse(r.toString().trim().split('\n').pop()), ms: Date.now() - started };
 }
 

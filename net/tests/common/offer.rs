@@ -9,6 +9,11 @@ use webrtc::peer_connection::PeerConnection;
 /// A real offer to receive video, from a webrtc-rs peer that is returned (keep it, so its
 /// candidates stay valid); nothing tells it the answer, so it never connects by itself.
 pub async fn recvonly_offer() -> (Arc<dyn PeerConnection>, String) {
+    recvonly_offer_of(false).await
+}
+
+/// [`recvonly_offer`], with an audio section too when `audio`.
+pub async fn recvonly_offer_of(audio: bool) -> (Arc<dyn PeerConnection>, String) {
     use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
     use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
     use webrtc::peer_connection::{
@@ -44,6 +49,17 @@ pub async fn recvonly_offer() -> (Arc<dyn PeerConnection>, String) {
     )
     .await
     .unwrap();
+    if audio {
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Audio,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    }
     let offer = pc.create_offer(None).await.unwrap();
     pc.set_local_description(offer.clone()).await.unwrap();
     (pc, offer.sdp)
