@@ -1,6 +1,6 @@
 // Authenticated pairing (issue 15), with real parts: `porthole share` on Xvfb, headless
 // Chromium running the viewer page, the native client (`porthole record`), tcpdump, and a
-// relaying man in the middle built on aiortc (tests/e2e/mitm.py, an independent stack).
+// relaying man in the middle built on aiortc (tests/e2e/aiortc_peer.py, an independent stack).
 // - A capture of all loopback traffic while a browser viewer and the native client connect
 //   holds the code in no encoding (plain, hex, base64); a control capture of one request
 //   that does send it finds it.
@@ -101,9 +101,9 @@ function leaks(pcap, code) {
   return [...encodingsOf(code)].filter(([, needle]) => pcap.includes(needle)).map(([name]) => name);
 }
 
-/** The relay of tests/e2e/mitm.py in front of `share`: {origin, events()}. */
+/** The relay of tests/e2e/aiortc_peer.py in front of `share`: {origin, events()}. */
 async function startRelay(s, share) {
-  const proc = s.add(startProcess('mitm', AIORTC_PYTHON, [path.join(here, 'mitm.py'), 'relay', '--share', share.origin]));
+  const proc = s.add(startProcess('mitm', AIORTC_PYTHON, [path.join(here, 'aiortc_peer.py'), 'relay', '--share', share.origin]));
   const origin = (await proc.waitLine(/^mitm: (http:\/\/\S+)$/, 20000, 'the relay listening'))[1];
   const events = () => proc.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   return { origin, events, proc };
@@ -186,7 +186,7 @@ test('a relaying man in the middle is refused by the page and the native client;
     assert.equal(stats.input_forwarded, 0, 'nothing was typed');
 
     // Control: a bearer-token player through the same relay gets the share's video.
-    const play = startProcess('mitm-play', AIORTC_PYTHON, [path.join(here, 'mitm.py'), 'play',
+    const play = startProcess('mitm-play', AIORTC_PYTHON, [path.join(here, 'aiortc_peer.py'), 'play',
       '--url', `${relay.origin}/whep`, '--bearer', share.code, '--seconds', '4']);
     s.add(play);
     const out = JSON.parse((await play.waitLine(/^\{.*$/, 40000, 'the player\'s summary'))[0]);
@@ -202,7 +202,7 @@ test('a relay that passes the offer on but answers with its own certificate is r
   { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
     assert.ok(existsSync(AIORTC_PYTHON), `aiortc's Python at ${AIORTC_PYTHON}`);
     const { share, browser } = await setup(s);
-    const proc = s.add(startProcess('mitm', AIORTC_PYTHON, [path.join(here, 'mitm.py'), 'relay',
+    const proc = s.add(startProcess('mitm', AIORTC_PYTHON, [path.join(here, 'aiortc_peer.py'), 'relay',
       '--share', share.origin, '--offer', 'viewer']));
     const origin = (await proc.waitLine(/^mitm: (http:\/\/\S+)$/, 20000, 'the relay listening'))[1];
     const page = s.add(await openPage(browser, withCode(`${origin}/`, share.code)));

@@ -2,9 +2,9 @@
 """A relaying man in the middle for a Porthole share, built on aiortc (an independent WebRTC
 stack), for tests/e2e/pairing.test.mjs.
 
-    mitm.py relay --share http://127.0.0.1:PORT [--listen 127.0.0.1:0] [--offer own|viewer]
+    aiortc_peer.py relay --share http://127.0.0.1:PORT [--listen 127.0.0.1:0] [--offer own|viewer]
         prints `mitm: http://HOST:PORT` once listening, then one JSON line per event.
-    mitm.py play --url http://HOST:PORT/whep --bearer CODE [--seconds 4]
+    aiortc_peer.py play --url http://HOST:PORT/whep --bearer CODE [--seconds 4]
         a bearer-token WHEP player (what a third-party player does): prints JSON
         {"status", "frames", "width", "height"}.
 
