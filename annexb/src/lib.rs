@@ -4,6 +4,10 @@
 
 /// The NAL unit type of an IDR slice: a unit holding one starts a keyframe.
 pub const IDR: u8 = 5;
+/// The NAL unit types of a sequence and a picture parameter set: a decoder needs both
+/// before the first IDR slice.
+pub const SPS: u8 = 7;
+pub const PPS: u8 = 8;
 
 /// Splits an Annex B byte stream into NAL units (without start codes).
 pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {

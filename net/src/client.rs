@@ -247,6 +247,22 @@ pub struct H264Assembler {
     oversized: bool,
     max_unit: usize,
     oversized_units: u64,
+    /// A sequence parameter set and a picture parameter set have been seen (in a keyframe's
+    /// unit or before it): a keyframe without them cannot be decoded.
+    have_sps: bool,
+    have_pps: bool,
+}
+
+/// Whether an RTP payload of H.264 begins a NAL unit (RFC 6184: a single NAL unit, an
+/// aggregation packet, or the first fragment of a fragmented one). A unit whose first
+/// packet does not is the tail of something whose start was missed.
+fn begins_nal(payload: &[u8]) -> bool {
+    match payload.first().map(|b| b & 0x1f) {
+        Some(1..=23) | Some(24..=27) => true,
+        // FU-A/FU-B: the start bit.
+        Some(28 | 29) => payload.get(1).is_some_and(|fu| fu & 0x80 != 0),
+        _ => false,
+    }
 }
 
 /// What one packet produced.
@@ -286,6 +302,8 @@ impl H264Assembler {
             oversized: false,
             max_unit,
             oversized_units: 0,
+            have_sps: false,
+            have_pps: false,
         }
     }
 
@@ -320,6 +338,11 @@ impl H264Assembler {
             self.fed = 0;
             self.depacketizer = H264Packet::default();
             self.current = Some(rtp_time);
+            if !begins_nal(payload) {
+                // Joined mid-unit (the first packets of a stream, or after a loss): this
+                // unit's start is gone, whatever its fragments say it is.
+                self.broken = true;
+            }
         }
         if lost {
             self.broken = true;
@@ -366,9 +389,22 @@ impl H264Assembler {
         if self.broken || data.is_empty() {
             return Assembled::Nothing;
         }
-        let keyframe = annexb::nal_types(&data).any(|t| t == annexb::IDR);
+        let mut keyframe = false;
+        for t in annexb::nal_types(&data) {
+            match t {
+                annexb::IDR => keyframe = true,
+                annexb::SPS => self.have_sps = true,
+                annexb::PPS => self.have_pps = true,
+                _ => {}
+            }
+        }
         if self.waiting_for_keyframe && !keyframe {
             return Assembled::Nothing;
+        }
+        if keyframe && self.waiting_for_keyframe && !(self.have_sps && self.have_pps) {
+            // Nothing can decode it (a sender that sent its parameter sets before we
+            // joined): skip it and ask for one that carries them.
+            return Assembled::NeedKeyframe;
         }
         self.waiting_for_keyframe = false;
         Assembled::Unit {
@@ -1213,6 +1249,72 @@ mod tests {
         assert_eq!(types, vec![7, 8, 5]);
         assert_eq!(out[0].0.len(), idr.len() - 3 * 4 + 3 * 4, "same bytes back");
         assert_eq!(out[1].0.as_ref(), &[0, 0, 0, 1, 0x41, 9, 9, 9]);
+    }
+
+    #[test]
+    fn a_stream_joined_mid_keyframe_waits_for_a_whole_one() {
+        let idr = annexb(&[vec![0x67, 1, 2], vec![0x68, 3], {
+            let mut v = vec![0x65];
+            v.extend(std::iter::repeat_n(7u8, 5000));
+            v
+        }]);
+        let mut a = H264Assembler::new();
+        // The first packets are the tail of a keyframe (FU-A fragments without the start
+        // bit): once taken for a keyframe, and recorded without SPS/PPS.
+        let tail = packets(&idr, 3000, 10);
+        assert!(tail.len() >= 3);
+        for (s, t, m, pl) in &tail[2..] {
+            assert!(!matches!(a.push(*s, *t, *m, pl), Assembled::Unit { .. }));
+        }
+        let seq = tail.last().unwrap().0 + 1;
+        let mut units = Vec::new();
+        for (s, t, m, pl) in packets(&idr, 6000, seq) {
+            if let Assembled::Unit { data, keyframe, .. } = a.push(s, t, m, &pl) {
+                units.push((data, keyframe));
+            }
+        }
+        assert_eq!(units.len(), 1, "the next whole keyframe");
+        assert!(units[0].1);
+        assert_eq!(
+            annexb::nal_types(&units[0].0).collect::<Vec<_>>(),
+            vec![7, 8, 5]
+        );
+    }
+
+    #[test]
+    fn a_keyframe_without_parameter_sets_is_skipped_and_another_asked_for() {
+        // One NAL unit per packet (RFC 6184 single NAL unit packets), as some senders do:
+        // (payloads of one access unit, its RTP time).
+        let mut a = H264Assembler::new();
+        let mut seq = 1u16;
+        let mut unit = |a: &mut H264Assembler, nals: &[&[u8]], ts: u32| {
+            let mut last = Assembled::Nothing;
+            for (i, nal) in nals.iter().enumerate() {
+                last = a.push(seq, ts, i == nals.len() - 1, &Bytes::copy_from_slice(nal));
+                seq += 1;
+            }
+            last
+        };
+        let idr: &[u8] = &[0x65, 1, 2, 3];
+        let p_frame: &[u8] = &[0x41, 9, 9];
+        assert_eq!(unit(&mut a, &[idr], 100), Assembled::NeedKeyframe);
+        assert_eq!(unit(&mut a, &[p_frame], 200), Assembled::Nothing);
+        // Parameter sets on their own (as some senders send them), then a bare keyframe.
+        assert_eq!(
+            unit(&mut a, &[&[0x67, 1, 2], &[0x68, 3, 4]], 300),
+            Assembled::Nothing
+        );
+        assert!(matches!(
+            unit(&mut a, &[idr], 400),
+            Assembled::Unit { keyframe: true, .. }
+        ));
+        assert!(matches!(
+            unit(&mut a, &[p_frame], 500),
+            Assembled::Unit {
+                keyframe: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -852,6 +852,11 @@ async fn post_whep(
             "the body is not an SDP offer (it must start with v=0)",
         );
     }
+    // An offer the share cannot serve (no video, no H.264 it takes) is refused now: no
+    // peer connection, and the host is not asked about it.
+    if let Err(PeerError::BadOffer(m)) = crate::peer::parse_offer(offer.clone()) {
+        return refuse(&state, addr, StatusCode::BAD_REQUEST, &m);
+    }
     // The slot is taken now, before any await, and given back if this viewer fails.
     let Some(reservation) = Reservation::take(&state) else {
         return refuse(

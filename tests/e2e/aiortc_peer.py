@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""A relaying man in the middle for a Porthole share, built on aiortc (an independent WebRTC
-stack), for tests/e2e/pairing.test.mjs.
+"""aiortc (an independent WebRTC stack) against a Porthole share: a relaying man in the
+middle (tests/e2e/pairing.test.mjs) and a WHEP player (tests/e2e/interop.test.mjs).
 
     aiortc_peer.py relay --share http://127.0.0.1:PORT [--listen 127.0.0.1:0] [--offer own|viewer]
         prints `mitm: http://HOST:PORT` once listening, then one JSON line per event.
-    aiortc_peer.py play --url http://HOST:PORT/whep --bearer CODE [--seconds 4]
+    aiortc_peer.py play --url http://HOST:PORT/whep --bearer CODE [--seconds 4] [--audio]
+                        [--channels] [--codecs vp8,...]
         a bearer-token WHEP player (what a third-party player does): prints JSON
-        {"status", "frames", "width", "height"}.
+        {"status", "frames", "audio_frames", "width", "height", "channels_open", ...}.
 
 What the relay does is what an attacker on the path does with plain HTTP signaling:
 - every GET (the viewer page, its scripts, /pake.wasm) and POST /pake, DELETE and
@@ -35,7 +36,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import aioice.ice
-from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription, VideoStreamTrack
 from aiortc.contrib.media import MediaRelay
 
 # The tests run in a network namespace with loopback only; aioice leaves 127.0.0.1 out.
@@ -187,10 +188,24 @@ def run_relay(args):
 
 
 async def play(args):
+    """A WHEP player: offers to receive video (and audio, with --audio; only `--codecs`),
+    with Porthole's three data channels when asked; prints what arrived as one JSON line."""
     pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    frames = {"n": 0, "width": 0, "height": 0}
-    done = asyncio.Event()
+    video = pc.addTransceiver("video", direction="recvonly")
+    if args.codecs:
+        wanted = {c.lower() for c in args.codecs.split(",")}
+        caps = RTCRtpReceiver.getCapabilities("video").codecs
+        video.setCodecPreferences([c for c in caps if c.mimeType.split("/")[1].lower() in wanted])
+    if args.audio:
+        pc.addTransceiver("audio", direction="recvonly")
+    got = {"video": 0, "audio": 0, "width": 0, "height": 0, "open": [], "messages": 0}
+    if args.channels:
+        # Porthole's channels (docs/protocol.md): pointer unordered without retransmits.
+        for label, options in (("pointer", {"ordered": False, "maxRetransmits": 0}),
+                               ("input", {}), ("clipboard", {})):
+            channel = pc.createDataChannel(label, **options)
+            channel.on("open", lambda label=label: got["open"].append(label))
+            channel.on("message", lambda _m: got.__setitem__("messages", got["messages"] + 1))
 
     @pc.on("track")
     def on_track(track):
@@ -200,8 +215,9 @@ async def play(args):
                     frame = await track.recv()
                 except Exception:  # noqa: BLE001 - the track ended
                     return
-                frames["n"] += 1
-                frames["width"], frames["height"] = frame.width, frame.height
+                got[track.kind] += 1
+                if track.kind == "video":
+                    got["width"], got["height"] = frame.width, frame.height
         asyncio.ensure_future(read())
 
     await pc.setLocalDescription(await pc.createOffer())
@@ -213,14 +229,21 @@ async def play(args):
         with urllib.request.urlopen(req, timeout=60) as resp:
             status, answer = resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
-        print(json.dumps({"status": e.code, "text": e.read().decode()[:300], "frames": 0}))
+        print(json.dumps({"status": e.code, "text": e.read().decode()[:500], "frames": 0}), flush=True)
+        await pc.close()
         return
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    out = {"status": status}
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    except Exception as e:  # noqa: BLE001 - reported: a strict client refusing the answer
+        out["refused_answer"] = repr(e)
     end = time.monotonic() + args.seconds
-    while time.monotonic() < end and not done.is_set():
+    while time.monotonic() < end:
         await asyncio.sleep(0.1)
-    print(json.dumps({"status": status, "frames": frames["n"],
-                      "width": frames["width"], "height": frames["height"]}), flush=True)
+    out.update(frames=got["video"], audio_frames=got["audio"], width=got["width"],
+               height=got["height"], channels_open=sorted(got["open"]), messages=got["messages"],
+               state=pc.connectionState)
+    print(json.dumps(out), flush=True)
     await pc.close()
 
 
@@ -235,6 +258,9 @@ def main():
     pl.add_argument("--url", required=True)
     pl.add_argument("--bearer", required=True)
     pl.add_argument("--seconds", type=float, default=4)
+    pl.add_argument("--audio", action="store_true", help="offer to receive audio too")
+    pl.add_argument("--channels", action="store_true", help="open Porthole's data channels")
+    pl.add_argument("--codecs", help="video codecs to offer, e.g. vp8 (default: all)")
     args = p.parse_args()
     if args.cmd == "relay":
         run_relay(args)

@@ -1634,6 +1634,7 @@ const VIEWER_ASSETS = Object.freeze({
   '/viewer.js': 'viewer.js',
   '/viewer.css': 'viewer.css',
   '/protocol.js': 'protocol.js',
+  '/pake.js': 'pake.js',
 });
 
 /**
