@@ -20,7 +20,7 @@ test_pkgs=(
   ffmpeg iproute2 util-linux
   mesa-vulkan-drivers
   avahi-daemon avahi-utils dbus
-  coturn nftables tcpdump python3-venv
+  coturn nftables tcpdump python3-venv libnss3-tools
   dpkg-dev binutils librsvg2-bin desktop-file-utils appstream man-db debootstrap
   nodejs npm
 )

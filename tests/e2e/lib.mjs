@@ -13,7 +13,7 @@ import { pair } from '../../assets/pake.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import {
-  existsSync, unlinkSync, accessSync, mkdtempSync, rmSync, constants as fsConstants,
+  existsSync, unlinkSync, accessSync, mkdtempSync, rmSync, writeFileSync, constants as fsConstants,
 } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -671,15 +671,26 @@ export const CHROMIUM_ARGS = Object.freeze([
 /**
  * Launches headless Chromium. Returns the playwright Browser with extra fields:
  * viewport, stop(), logText(). Pages made with openViewer/openPage use `viewport`.
+ * `node` (startNetnsNode): Chromium runs in that node's network namespace (playwright
+ * still drives it over its pipe). `home`: its HOME (whose .pki/nssdb holds the
+ * certificates it trusts).
  */
-export async function launchBrowser({ viewport = { width: 1280, height: 720 } } = {}) {
+export async function launchBrowser({ viewport = { width: 1280, height: 720 }, node = null, home = null } = {}) {
   requireExecutable(CHROMIUM_BIN, 'install chromium (scripts/install-deps.sh test) or set CHROMIUM_BIN');
   const log = new LogBuffer('chromium');
+  let executablePath = CHROMIUM_BIN;
+  let wrapperDir = null;
+  if (node) {
+    wrapperDir = mkdtempSync(path.join(os.tmpdir(), 'porthole-chromium-'));
+    executablePath = path.join(wrapperDir, 'chromium');
+    writeFileSync(executablePath,
+      `#!/bin/sh\nexec nsenter -t ${node.pid} -n -- ${CHROMIUM_BIN} "$@"\n`, { mode: 0o755 });
+  }
   const browser = await chromium.launch({
-    executablePath: CHROMIUM_BIN,
+    executablePath,
     headless: true,
     args: [...CHROMIUM_ARGS],
-    env: childEnv(),
+    env: childEnv(home ? { HOME: home } : {}),
     timeout: 30000,
   });
   log.add(`launched chromium ${browser.version()}`);
@@ -689,7 +700,10 @@ export async function launchBrowser({ viewport = { width: 1280, height: 720 } } 
   browser.logText = () => log.toString();
   let closing = null;
   browser.stop = () => {
-    if (!closing) closing = browser.close().catch((err) => log.add(`close failed: ${err.message}`));
+    if (!closing) {
+      closing = browser.close().catch((err) => log.add(`close failed: ${err.message}`))
+        .finally(() => { if (wrapperDir) rmSync(wrapperDir, { recursive: true, force: true }); });
+    }
     return closing;
   };
   return browser;
@@ -709,9 +723,12 @@ export async function openPage(browser, url) {
   // as an ICE candidate, and in a loopback-only namespace there is no default route: the
   // page would gather no candidate at all. With the permission (and
   // --allow-loopback-in-peer-connection) it offers 127.0.0.1 host candidates.
-  await context.grantPermissions(['camera', 'microphone'], { origin: new URL(url).origin });
-  const page = await context.newPage();
   const log = browser.pageLog;
+  // Not grantable on a plain-HTTP origin other than localhost (a LAN address): there,
+  // Chromium offers the default route's address.
+  await context.grantPermissions(['camera', 'microphone'], { origin: new URL(url).origin })
+    .catch((err) => log?.add(`page${id}: no camera/microphone permission (${err.message.split('\n')[0]})`));
+  const page = await context.newPage();
   page.on('console', (msg) => log?.add(`page${id} console.${msg.type()}: ${msg.text()}`));
   page.on('pageerror', (err) => log?.add(`page${id} pageerror: ${err.message}`));
   page.on('requestfailed', (req) => log?.add(`page${id} request failed: ${req.method()} ${req.url()} ${req.failure()?.errorText}`));
@@ -2784,15 +2801,16 @@ export async function startTurnNet() {
 
 /**
  * coturn (`turnserver`) inside `node`: no config file, UDP (and TCP) on `port` at each of
- * `listen`, relaying from `relay`, long-term credentials `user`:`password` in `realm`,
- * no TLS/DTLS, no CLI, verbose log to stdout, then `extraArgs`; its pid file and user
+ * `listen`, relaying from `relay`, long-term credentials `user`:`password` in `realm`
+ * (and TLS on `tls.port`, 5349, with `tls.cert` and `tls.key` PEM files, when `tls` is given),
+ * no DTLS, no CLI, verbose log to stdout, then `extraArgs`; its pid file and user
  * database in a fresh /tmp/porthole-turn-* directory (nothing of the host's). coturn's
  * defaults refuse loopback peers (127.x, ::1). Resolves once it listens.
  * Returns {dir, port, lines, logText, stop, label}.
  */
 export async function startTurnServer(node, {
   listen, relay, port = 3478, user = 'u', password = 'p', realm = 'porthole.test',
-  minPort = 49152, maxPort = 49252, extraArgs = [],
+  minPort = 49152, maxPort = 49252, extraArgs = [], tls = null,
 }) {
   requireExecutable('/usr/bin/turnserver', 'install coturn (scripts/install-deps.sh test)');
   const dir = turnFs.mkdtempSync(path.join(turnOs.tmpdir(), 'porthole-turn-'));
@@ -2801,7 +2819,9 @@ export async function startTurnServer(node, {
     ...listen.map((ip) => `--listening-ip=${ip}`), `--relay-ip=${relay}`, `--listening-port=${port}`,
     `--min-port=${minPort}`, `--max-port=${maxPort}`,
     '--lt-cred-mech', `--user=${user}:${password}`, `--realm=${realm}`, '--fingerprint',
-    '--no-tls', '--no-dtls', '--no-cli', '--no-rfc5780', '--no-stun-backward-compatibility',
+    ...(tls ? [`--cert=${tls.cert}`, `--pkey=${tls.key}`, `--tls-listening-port=${tls.port ?? 5349}`, '--no-tlsv1', '--no-tlsv1_1']
+      : ['--no-tls']),
+    '--no-dtls', '--no-cli', '--no-rfc5780', '--no-stun-backward-compatibility',
     `--pidfile=${path.join(dir, 'turnserver.pid')}`, `--db=${path.join(dir, 'turndb')}`, ...extraArgs];
   const proc = node.spawn('turnserver', '/usr/bin/turnserver', args);
   const stop = async () => {

@@ -10,6 +10,9 @@
 // colours) and coturn's own account of it (the allocation, the permission for the viewer,
 // the packets it sent the viewer); the second is the control: the same network without
 // --turn gets no media at all, so the first can only have worked through TURN.
+// The third: every UDP packet between t and b dropped (nftables), a headless Chromium in b
+// plays the share's page through coturn over TCP (`ice=` in the link's fragment), the share
+// having no TURN of its own.
 // Nothing is sent beyond these namespaces. Needs root (or CAP_SYS_ADMIN), iproute2,
 // util-linux (unshare, nsenter), coturn and ffmpeg (ffprobe).
 
@@ -20,12 +23,13 @@ import fs from 'node:fs';
 import {
   withScope, recordingsDir, startXvfb, startPattern, pollUntil, runTool, randomCode, httpFrom, tcpConnectFrom, startShareIn, startTurnNet, startTurnServer,
   startTcpProxy, whepAnswerFrom, sdpCandidates, parseTurnLog, startRecordIn, TURN_NET, quadrantCentres,
-  compareColours, DEFAULT_BLOCKS, frameAt, sampleFrame,
+  compareColours, DEFAULT_BLOCKS, frameAt, sampleFrame, launchBrowser, openViewer, countFrames,
 } from './lib.mjs';
 
 const SCREEN = { width: 640, height: 480 };
 const TEST_TIMEOUT = 60_000;
 const TURN_PORT = 3478;
+const TURN_TLS_PORT = 5349;
 const RELAY_PORTS = { minPort: 49152, maxPort: 49252 };
 const RECORD_SECONDS = 3;
 
@@ -34,13 +38,13 @@ const RECORD_SECONDS = 3;
  * and the signalling relay in t; checks that b reaches the share only through that relay.
  * Returns {net, turn, user, password, share, origin, dir}.
  */
-async function setup(t, s, { useTurn }) {
+async function setup(t, s, { useTurn, tls = null }) {
   const net = s.add(await startTurnNet());
   assert.equal(net.forwarding, '0', 'IP forwarding is off in t');
   const user = `u${randomCode().slice(0, 6)}`;
   const password = randomCode();
   const turn = s.add(await startTurnServer(net.t, {
-    listen: [TURN_NET.tA, TURN_NET.tB], relay: TURN_NET.tA, port: TURN_PORT, user, password, ...RELAY_PORTS,
+    listen: [TURN_NET.tA, TURN_NET.tB], relay: TURN_NET.tA, port: TURN_PORT, user, password, ...RELAY_PORTS, tls,
   }));
   const x = s.add(await startXvfb(SCREEN));
   s.add(await startPattern(x.display));
@@ -204,3 +208,92 @@ test('control: the same network without --turn gets no media (there is no direct
     t.diagnostic(`without --turn: ${candidates.filter((c) => c.component === 1).map((c) => `${c.address}:${c.port} ${c.type}`).join(', ')} ` +
       `offered; no media in ${waitedMs} ms`);
   }));
+
+/** Drops every UDP packet between t and b (nftables in t): b reaches t by TCP only. */
+async function blockUdpToB(net) {
+  const rules = [
+    'add table inet porthole_block',
+    'add chain inet porthole_block in { type filter hook input priority 0 ; }',
+    'add chain inet porthole_block out { type filter hook output priority 0 ; }',
+    'add rule inet porthole_block in iifname "tb" meta l4proto udp counter drop',
+    'add rule inet porthole_block out oifname "tb" meta l4proto udp counter drop',
+  ];
+  for (const r of rules) await net.t.runOk('nft', r.split(' '));
+}
+
+/** The selected pair's local candidate in the page: {candidateType, protocol, relayProtocol}. */
+async function selectedLocalCandidate(page) {
+  return page.evaluate(async () => {
+    const stats = await window.porthole.pc.getStats();
+    let pairId = null;
+    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+    const pair = pairId && stats.get(pairId);
+    const local = pair && stats.get(pair.localCandidateId);
+    return local ? { candidateType: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol ?? null } : null;
+  });
+}
+
+/**
+ * A test CA and a certificate it signs for `ip` (openssl), in `dir`; and a HOME whose NSS
+ * database (certutil) trusts that CA, for Chromium. Returns {cert, key, home}.
+ */
+async function turnCertificate(dir, ip) {
+  const f = (name) => path.join(dir, name);
+  const steps = [
+    ['openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca-key.pem'), '-out', f('ca.pem'),
+      '-days', '1', '-subj', '/CN=porthole test CA', '-addext', 'basicConstraints=critical,CA:TRUE',
+      '-addext', 'keyUsage=critical,keyCertSign']],
+    ['openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('key.pem'), '-out', f('req.pem'),
+      '-subj', '/CN=porthole-turn-test']],
+    ['openssl', ['x509', '-req', '-in', f('req.pem'), '-CA', f('ca.pem'), '-CAkey', f('ca-key.pem'),
+      '-CAcreateserial', '-out', f('cert.pem'), '-days', '1', '-extfile', f('ext.cnf')]],
+  ];
+  fs.writeFileSync(f('ext.cnf'), `subjectAltName=IP:${ip}\nextendedKeyUsage=serverAuth\n`);
+  const home = f('home');
+  const db = path.join(home, '.pki', 'nssdb');
+  fs.mkdirSync(db, { recursive: true });
+  steps.push(['certutil', ['-d', `sql:${db}`, '-N', '--empty-password']]);
+  steps.push(['certutil', ['-d', `sql:${db}`, '-A', '-t', 'C,,', '-n', 'porthole-test-ca', '-i', f('ca.pem')]]);
+  for (const [cmd, args] of steps) {
+    const r = await runTool(cmd, args, { timeoutMs: 20000 });
+    assert.equal(r.code, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
+  }
+  return { cert: f('cert.pem'), key: f('key.pem'), home };
+}
+
+for (const transport of ['tcp', 'tls']) {
+  test(`UDP blocked between the viewer and the network: the browser plays through TURN over ${transport.toUpperCase()}`,
+    { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+      // TLS: a certificate for t's address from a test CA that this Chromium (only) trusts.
+      const tls = transport === 'tls'
+        ? { ...(await turnCertificate(recordingsDir(s, 'porthole-turn-tls-'), TURN_NET.tB)), port: TURN_TLS_PORT }
+        : null;
+      // The share needs no TURN of its own: coturn relays from its side of the block.
+      const env = await setup(t, s, { useTurn: false, tls });
+      const { net, user, password, share, origin } = env;
+      await blockUdpToB(net);
+      // Chromium offers its default route's address (a LAN origin gets no permission that
+      // would list every interface); t forwards nothing, so this adds no path.
+      await net.b.runOk('ip', ['route', 'add', 'default', 'via', TURN_NET.tB]);
+      const udp = await net.b.run(process.execPath, ['-e', `
+        const s = require('node:dgram').createSocket('udp4');
+        s.send('x', ${TURN_PORT}, '${TURN_NET.tB}', () => s.close());`]);
+      const counters = (await net.t.runOk('nft', ['list', 'table', 'inet', 'porthole_block'])).toString();
+      t.diagnostic(`UDP from b dropped in t: ${counters.match(/iifname "tb".*counter packets (\d+)/)?.[1]} packets (probe exit ${udp.code})`);
+      assert.match(counters, /iifname "tb" meta l4proto udp counter packets [1-9]/, 'the block drops UDP from b');
+
+      const browser = s.add(await launchBrowser({ viewport: SCREEN, node: net.b, home: tls?.home }));
+      const urls = transport === 'tls'
+        ? `turns:${TURN_NET.tB}:${TURN_TLS_PORT}?transport=tcp`
+        : `turn:${TURN_NET.tB}:${TURN_PORT}?transport=tcp`;
+      const ice = JSON.stringify({ urls, username: user, credential: password });
+      const url = `${origin}/#code=${share.code}&ice=${encodeURIComponent(ice)}`;
+      const page = s.add(await openViewer(browser, url, { timeoutMs: 30000 }));
+      const frames = await countFrames(page, 1000);
+      const local = await selectedLocalCandidate(page);
+      t.diagnostic(`the page in b (${urls}) shows ${frames} frames a second; its selected local candidate: ${JSON.stringify(local)}`);
+      assert.ok(frames >= 10, `frames through TURN over ${transport}: ${frames}`);
+      assert.deepEqual(local, { candidateType: 'relay', protocol: 'udp', relayProtocol: transport },
+        `the media goes through a relay that the page reaches by ${transport.toUpperCase()}`);
+    }));
+}
