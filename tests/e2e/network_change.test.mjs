@@ -1,0 +1,125 @@
+// Network change (issue 14, "Wi-Fi on fire"): two hosts (network namespaces) joined by two
+// links, like Wi-Fi plus Ethernet — `porthole share --listen 0.0.0.0:0` in "a", headless
+// Chromium in "b". The link that carries the media goes down; the picture must go on over
+// the other. Every presented frame's time is recorded in the page
+// (requestVideoFrameCallback); the figure is the longest gap between two of them.
+// Each test takes about 15 s.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  withScope, startXvfb, startPattern, startShareIn, startNetnsNode, runToolOk, pollUntil,
+  launchBrowser, openViewer,
+} from './lib.mjs';
+
+const SCREEN = { width: 320, height: 240 };
+const TEST_TIMEOUT = 90_000;
+const LINKS = [
+  { a: 'wa1', b: 'wb1', net: '10.216.1' },
+  { a: 'wa2', b: 'wb2', net: '10.216.2' },
+];
+
+/** Namespaces a and b joined by both LINKS (a = .1, b = .2 on each). */
+async function startTwoLinks(s) {
+  const a = s.add(await startNetnsNode({ name: 'a' }));
+  const b = s.add(await startNetnsNode({ name: 'b' }));
+  for (const n of [a, b]) await n.runOk('ip', ['link', 'set', 'lo', 'up']);
+  for (const l of LINKS) {
+    await runToolOk('ip', ['link', 'add', l.a, 'netns', String(a.pid), 'type', 'veth',
+      'peer', 'name', l.b, 'netns', String(b.pid)]);
+    await a.runOk('ip', ['addr', 'add', `${l.net}.1/24`, 'dev', l.a]);
+    await b.runOk('ip', ['addr', 'add', `${l.net}.2/24`, 'dev', l.b]);
+    await a.runOk('ip', ['link', 'set', l.a, 'up']);
+    await b.runOk('ip', ['link', 'set', l.b, 'up']);
+  }
+  // Chromium offers its default route's address: the first link, as on a laptop.
+  await b.runOk('ip', ['route', 'add', 'default', 'via', `${LINKS[0].net}.1`]);
+  await pollUntil(async () => (await Promise.all(LINKS.flatMap((l) => [
+    a.runOk('ip', ['-o', 'link', 'show', l.a]), b.runOk('ip', ['-o', 'link', 'show', l.b]),
+  ]))).map(String), (out) => out.every((x) => /LOWER_UP/.test(x)), { timeoutMs: 5000, what: 'links up' });
+  return { a, b };
+}
+
+/** Starts recording presentation times of frames in the page. */
+async function recordFrames(page) {
+  await page.evaluate(() => {
+    const v = document.getElementById('video');
+    window.__frames = [];
+    const onFrame = (now) => { window.__frames.push(now); v.requestVideoFrameCallback(onFrame); };
+    v.requestVideoFrameCallback(onFrame);
+  });
+}
+
+/** The longest gap (ms) between presented frames from `since` (page time) on, and the count. */
+async function longestGap(page, since) {
+  return page.evaluate((t0) => {
+    const f = window.__frames.filter((t) => t >= t0);
+    let gap = f.length ? f[0] - t0 : Infinity;
+    for (let i = 1; i < f.length; i++) gap = Math.max(gap, f[i] - f[i - 1]);
+    gap = Math.max(gap, performance.now() - (f.at(-1) ?? t0));
+    return { gap: Math.round(gap), frames: f.length };
+  }, since);
+}
+
+/** The selected candidate pair's two addresses, from the page's stats. */
+async function selectedPair(page) {
+  return page.evaluate(async () => {
+    const stats = await window.porthole.pc.getStats();
+    let id = null;
+    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) id = r.selectedCandidatePairId; });
+    const p = id && stats.get(id);
+    if (!p) return null;
+    const l = stats.get(p.localCandidateId);
+    const r = stats.get(p.remoteCandidateId);
+    return `${l.address}:${l.port} -> ${r.address}:${r.port}`;
+  });
+}
+
+/**
+ * Two links, Xvfb + pattern, the share in a, Chromium in b showing it over the first link;
+ * then the link the media goes over is taken down in a and the page watched for 8 s.
+ * Returns {gap, frames, before, after, state, share}.
+ */
+async function cutTheMediaLink(t, s) {
+  const { a, b } = await startTwoLinks(s);
+  const x = s.add(await startXvfb(SCREEN));
+  s.add(await startPattern(x.display));
+  const share = s.add(await startShareIn(a, { display: x.display, args: ['--audio', 'none', '--no-announce'] }));
+  const browser = s.add(await launchBrowser({ viewport: SCREEN, node: b }));
+  const url = `http://${LINKS[0].net}.1:${share.port}/#code=${share.code}`;
+  const page = s.add(await openViewer(browser, url, { timeoutMs: 30000 }));
+  await recordFrames(page);
+  await new Promise((r) => { setTimeout(r, 1500); });
+  const before = await selectedPair(page);
+  const carrying = LINKS.find((l) => before?.includes(`${l.net}.`));
+  assert.ok(carrying, `the media goes over one of the links: ${before}`);
+  const cut = await page.evaluate(() => performance.now());
+  await a.runOk('ip', ['link', 'set', carrying.a, 'down']);
+  await new Promise((r) => { setTimeout(r, 8000); });
+  const { gap, frames } = await longestGap(page, cut);
+  const after = await selectedPair(page).catch((e) => `(${e.message})`);
+  const state = await page.evaluate(() => window.porthole.state);
+  t.diagnostic(`selected pair ${before}; took ${carrying.a} down; in the 8 s after: ${frames} frames, longest gap ` +
+    `${gap} ms; selected pair now ${after}; page state ${state}`);
+  return { gap, frames, before, after, state, share, carrying };
+}
+
+test('two links, the media\'s link goes down: the picture comes back by itself over the other',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const r = await cutTheMediaLink(t, s);
+    assert.equal(r.state, 'connected', 'the page never dropped the session');
+    assert.ok(!r.after?.includes(`${r.carrying.net}.`), `the page moved to the other link: ${r.after}`);
+    // Before the ICE fix (third_party/rtc-ice) no frame came in these 8 s: the share kept
+    // sending into the dead link while Chromium had moved to the other.
+    assert.ok(r.frames >= 15, `frames after the cut: ${r.frames}`);
+    assert.ok(r.gap < 8000, `the picture came back (longest gap ${r.gap} ms)`);
+  }));
+
+// Not met yet: Chromium moves to the other link only once it finds the selected pair dead
+// (~6.5 s here); the share sees its writes fail at once but its ICE agent is not told.
+test('two links, the media\'s link goes down: the longest gap in presented frames is ≤ 1 s',
+  { timeout: TEST_TIMEOUT, todo: 'the share does not move on its own when its writes fail (~6.5 s gap)' },
+  (t) => withScope(t, async (s) => {
+    const r = await cutTheMediaLink(t, s);
+    assert.ok(r.gap <= 1000, `longest gap ${r.gap} ms (want ≤ 1000)`);
+  }));
