@@ -36,6 +36,10 @@ import { pair, loadModule, PairingError, NOT_THE_SHARE } from '/pake.js';
 const WHEP_ENDPOINT = '/whep';
 const ICE_GATHER_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 30000;
+// A lost host is tried again this often, until it answers (bounded: no backoff beyond it).
+const RETRY_MS = 2000;
+// While the connection is quiet, the share is asked this often whether our session lives.
+const PROBE_MS = 1000;
 // An answer this slow means the host is being asked whether to let the viewer in.
 const WAITING_FOR_HOST_AFTER_MS = 1000;
 const IDLE_HIDE_MS = 3000;
@@ -84,6 +88,7 @@ const MSG = {
   closed: 'Disconnected.',
   unreachable: 'Cannot reach the host',
   wrongCode: 'Wrong access code',
+  retrying: 'Trying again every 2 s…',
   clickToPlay: 'Click anywhere to start the video.',
   soundBlocked: 'Sound is muted by the browser — click the speaker to unmute',
   noWebRTC: 'This browser does not support WebRTC, so it cannot show the shared screen.',
@@ -135,6 +140,9 @@ const session = {
   pendingAudio: [],    // audio tracks that arrived before the video track
   connectTimer: 0,
   lastError: null,     // {state, message, status} or null
+  retrying: false,     // the host was lost: trying again every RETRY_MS until it answers
+  retryTimer: 0,
+  probeTimer: 0,       // while 'reconnecting': is our session still on the share?
 };
 
 const listeners = new Map();
@@ -353,16 +361,20 @@ function onPeerState(pcState) {
   switch (pcState) {
     case 'connected':
       clearTimeout(session.connectTimer);
+      stopProbing();
+      session.retrying = false;
       setState('connected');
       if (session.firstFrame && !session.needsGesture) hideOverlay();
       else if (!session.firstFrame) showOverlay({ text: MSG.firstFrame, busy: true });
       break;
     case 'disconnected':
       setState('reconnecting');
+      startProbing();
       break;
     case 'failed':
     case 'closed':
-      drop(MSG.dropped);
+      // A lost path, or a share that gave this session up: try again until it answers.
+      drop(MSG.dropped, { retry: true });
       break;
     default: // 'new', 'connecting', 'checking': nothing to do
       break;
@@ -573,26 +585,78 @@ function onConnectError(err) {
   endSession({ notifyHost: true });
   recordError(e.state, e.message, e.status);
   setState(e.state);
-  if (e.state === 'unauthorized') {
+  if (session.retrying && (e.state === 'unreachable' || e.state === 'dropped')) {
+    scheduleRetry(e.message); // still lost: the next try in RETRY_MS
+  } else if (e.state === 'unauthorized') {
+    stopRetrying();
     const wrong = session.code;
     session.code = null;
     writeFragmentCode(null); // don't retry a wrong code on reload
     showCodeForm(e.message, true, wrong);
   } else {
+    stopRetrying(); // an answer that is no: trying again would get the same
     showOverlay({ text: e.message, error: true, reconnect: true });
   }
 }
 
 // The connection was lost (ICE failure, host closed the session, timeout).
-function drop(message, { notifyHost = true } = {}) {
+function drop(message, { notifyHost = true, retry = false, now = false } = {}) {
   endSession({ notifyHost });
   recordError('dropped', message);
   setState('dropped', message);
-  showOverlay({ text: message, error: true, reconnect: true });
+  if (retry || session.retrying) scheduleRetry(message, { now });
+  else showOverlay({ text: message, error: true, reconnect: true });
+}
+
+// The host was lost (not removed, not stopped: those say so): try again every RETRY_MS
+// until it answers or the user does something else. `now`: at once (the share said the
+// session is gone, so it is reachable).
+function scheduleRetry(message, { now = false } = {}) {
+  session.retrying = true;
+  showOverlay({ text: `${message} ${MSG.retrying}`, error: true, reconnect: true });
+  clearTimeout(session.retryTimer);
+  session.retryTimer = setTimeout(() => {
+    if (session.retrying && !ACTIVE_STATES.has(session.state)) connect();
+  }, now ? 0 : RETRY_MS);
+}
+
+function stopRetrying() {
+  session.retrying = false;
+  clearTimeout(session.retryTimer);
+}
+
+// While the connection is quiet ('reconnecting'), ask the share every PROBE_MS whether this
+// session still exists (OPTIONS on its resource: 404 once the share gave it up). Gone: a new
+// session at once, instead of waiting for ICE to fail; unreachable or still there: wait.
+function startProbing() {
+  stopProbing();
+  const url = session.resourceUrl;
+  const gen = session.generation;
+  if (!url) return;
+  const probe = async () => {
+    let gone = false;
+    try {
+      const res = await fetch(url, { method: 'OPTIONS', cache: 'no-store', signal: AbortSignal.timeout(PROBE_MS) });
+      gone = res.status === 404;
+    } catch { /* unreachable: keep waiting */ }
+    if (!isCurrent(gen) || session.state !== 'reconnecting') return;
+    if (gone) {
+      session.resourceUrl = null; // nothing left to DELETE
+      drop(MSG.dropped, { retry: true, now: true, notifyHost: false });
+    } else {
+      session.probeTimer = setTimeout(probe, PROBE_MS);
+    }
+  };
+  session.probeTimer = setTimeout(probe, PROBE_MS);
+}
+
+function stopProbing() {
+  clearTimeout(session.probeTimer);
 }
 
 // User-initiated disconnect: tell the host, close everything.
 function disconnect() {
+  stopRetrying();
   if (!session.pc && !session.resourceUrl && !ACTIVE_STATES.has(session.state)) return;
   endSession({ notifyHost: true, keepalive: true });
   setState('closed');
@@ -603,6 +667,7 @@ function disconnect() {
 function endSession({ notifyHost = true, keepalive = false } = {}) {
   session.generation += 1;
   clearTimeout(session.connectTimer);
+  stopProbing();
   const { pc, resourceUrl, paired } = session;
   session.pc = null;
   session.resourceUrl = null;

@@ -778,7 +778,13 @@ async fn options_whep() -> Response {
         .into_response()
 }
 
-async fn options_session() -> Response {
+/// `OPTIONS /whep/ID`: what the resource takes — or `404` when there is no such session
+/// any more, which is how a viewer whose connection went quiet finds out that the share
+/// gave it up (and makes a new one at once instead of waiting for its ICE to fail).
+async fn options_session(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    if lock_viewers(&state).get(&id).is_none() {
+        return text(StatusCode::NOT_FOUND, "no such session");
+    }
     (StatusCode::NO_CONTENT, [(header::ALLOW, "OPTIONS, DELETE")]).into_response()
 }
 
@@ -1638,6 +1644,9 @@ mod tests {
             .unwrap()
             .values()
             .all(|e| e.info.authenticated));
+        let (status, headers, _) = send(&st, "OPTIONS", &location, &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "the session exists");
+        assert_eq!(headers[header::ALLOW], "OPTIONS, DELETE");
 
         let (status, _, _) = send(&st, "DELETE", &location, &[], Body::empty()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "DELETE needs credentials");
@@ -1873,9 +1882,8 @@ mod tests {
             allow.contains("DELETE") && allow.contains("OPTIONS"),
             "{allow}"
         );
-        let (status, headers, _) = send(&st, "OPTIONS", "/whep/abc", &[], Body::empty()).await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
-        assert_eq!(headers[header::ALLOW], "OPTIONS, DELETE");
+        let (status, _, _) = send(&st, "OPTIONS", "/whep/abc", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "no such session");
         let (status, headers, _) = send(&st, "GET", "/whep", &[], Body::empty()).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert!(headers[header::ALLOW].to_str().unwrap().contains("POST"));

@@ -123,3 +123,54 @@ test('two links, the media\'s link goes down: the longest gap in presented frame
     const r = await cutTheMediaLink(t, s);
     assert.ok(r.gap <= 1000, `longest gap ${r.gap} ms (want ≤ 1000)`);
   }));
+
+/**
+ * One link between a and b; the page in b shows the share in a; every packet between
+ * them is dropped (nftables in a) for `seconds`, then let through again. Returns how long
+ * after the restore the first frame came, and the page's states on the way.
+ */
+async function blackout(t, s, seconds) {
+  const { a, b } = await startTwoLinks(s);
+  const x = s.add(await startXvfb(SCREEN));
+  s.add(await startPattern(x.display));
+  const share = s.add(await startShareIn(a, { display: x.display, args: ['--audio', 'none', '--no-announce'] }));
+  const browser = s.add(await launchBrowser({ viewport: SCREEN, node: b }));
+  // Only the first link: the second goes down first, so there is no other path.
+  await a.runOk('ip', ['link', 'set', LINKS[1].a, 'down']);
+  const url = `http://${LINKS[0].net}.1:${share.port}/#code=${share.code}`;
+  const page = s.add(await openViewer(browser, url, { timeoutMs: 30000 }));
+  await recordFrames(page);
+  await page.evaluate(() => {
+    window.__states = [];
+    window.porthole.on('state', ({ state }) => window.__states.push([Math.round(performance.now()), state]));
+  });
+  await new Promise((r) => { setTimeout(r, 1000); });
+  for (const rule of [
+    'add table inet porthole_blackout',
+    'add chain inet porthole_blackout in { type filter hook input priority 0 ; }',
+    'add chain inet porthole_blackout out { type filter hook output priority 0 ; }',
+    `add rule inet porthole_blackout in iifname "${LINKS[0].a}" drop`,
+    `add rule inet porthole_blackout out oifname "${LINKS[0].a}" drop`,
+  ]) await a.runOk('nft', rule.split(' '));
+  const cut = await page.evaluate(() => performance.now());
+  await new Promise((r) => { setTimeout(r, seconds * 1000); });
+  await a.runOk('nft', ['delete', 'table', 'inet', 'porthole_blackout']);
+  const restored = await page.evaluate(() => performance.now());
+  const first = await page.waitForFunction((t0) => window.__frames.find((f) => f > t0), restored,
+    { timeout: 15000, polling: 50 }).then((h) => h.jsonValue()).catch(() => null);
+  const states = await page.evaluate((t0) => window.__states.filter(([at]) => at >= t0)
+    .map(([at, st]) => `${Math.round(at - t0)}:${st}`), cut);
+  const resumedMs = first == null ? null : Math.round(first - restored);
+  t.diagnostic(`blackout ${seconds} s: first frame ${resumedMs} ms after the restore; page states (ms from the cut): ` +
+    `${states.join(' ')}`);
+  return { resumedMs, share };
+}
+
+for (const [seconds, within] of [[5, 2000], [20, 3000]]) {
+  test(`all packets dropped for ${seconds} s, then restored: frames resume within ${within / 1000} s, by themselves`,
+    { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+      const r = await blackout(t, s, seconds);
+      assert.ok(r.resumedMs != null, 'frames came back');
+      assert.ok(r.resumedMs <= within, `first frame ${r.resumedMs} ms after the restore (want ≤ ${within})`);
+    }));
+}
