@@ -839,7 +839,9 @@ Viewer {} stopped waiting.",
                         "Viewer {}  {}  {}  {}{}",
                         v.no,
                         v.addr,
-                        if v.connected {
+                        if v.reconnecting {
+                            "reconnecting (input released)".into()
+                        } else if v.connected {
                             format!("connected {secs} s")
                         } else {
                             "connecting".into()

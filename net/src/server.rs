@@ -132,6 +132,9 @@ pub struct ViewerInfo {
     pub user_agent: String,
     /// See [`PendingViewer::authenticated`].
     pub authenticated: bool,
+    /// Connected once, and silent now (its path may come back): its held keys and buttons
+    /// were released.
+    pub reconnecting: bool,
 }
 
 struct ViewerEntry {
@@ -972,6 +975,7 @@ async fn post_whep(
             connected: false,
             user_agent,
             authenticated,
+            reconnecting: false,
         },
         viewer: Arc::new(viewer),
         rights: rights_tx,
@@ -1042,6 +1046,7 @@ async fn watch_viewer(
                     .get_mut(&id)
                 {
                     e.info.connected = true;
+                    e.info.reconnecting = false;
                 }
                 state.keyframes.viewer().request(KeyframeReason::Join);
             }
@@ -1051,8 +1056,11 @@ async fn watch_viewer(
                     .viewers
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .get(&id)
-                    .map(|e| e.info.no);
+                    .get_mut(&id)
+                    .map(|e| {
+                        e.info.reconnecting = true;
+                        e.info.no
+                    });
                 if let Some(no) = no {
                     state.host.end_input(no);
                 }
@@ -1154,9 +1162,13 @@ async fn get_stats(
     if let Err(refusal) = authorized {
         return *refusal;
     }
-    let (viewers, connected) = {
+    let (viewers, connected, reconnecting) = {
         let v = state.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        (v.len(), v.values().filter(|e| e.info.connected).count())
+        (
+            v.len(),
+            v.values().filter(|e| e.info.connected).count(),
+            v.values().filter(|e| e.info.reconnecting).count(),
+        )
     };
     let c = &state.counters;
     let mut map = serde_json::Map::new();
@@ -1165,6 +1177,7 @@ async fn get_stats(
     };
     put("viewers", viewers as u64);
     put("viewers_connected", connected as u64);
+    put("viewers_reconnecting", reconnecting as u64);
     put(
         "peer_connections_created",
         c.peer_connections_created.load(Ordering::Relaxed),

@@ -2404,6 +2404,25 @@ export async function whepFrom(node, origin, code) {
   return JSON.parse(r.toString().trim().split('\n').pop());
 }
 
+/** A Node script run inside a namespace: a signed GET /api/stats; prints its JSON. */
+const STATS_PROBE = `
+const [origin, code, pakeUrl] = process.argv.slice(-3);
+const { pair } = await import(pakeUrl);
+const wasm = await fetch(new URL('/pake.wasm', origin), { signal: AbortSignal.timeout(8000) })
+  .then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b));
+const paired = await pair(origin, code, { module: wasm });
+const r = await fetch(new URL('/api/stats', origin), {
+  headers: { Authorization: paired.authorization('GET', '/api/stats', '') }, signal: AbortSignal.timeout(8000) });
+console.log(JSON.stringify(await r.json()));
+`;
+
+/** From inside `node`: the share's /api/stats at `origin` (signed, as a viewer pairs). */
+export async function statsFrom(node, origin, code) {
+  const r = await node.runOk(process.execPath, ['--input-type=module', '-e', STATS_PROBE, origin, code, PAKE_URL],
+    { timeoutMs: 20000 });
+  return JSON.parse(r.toString().trim().split('\n').pop());
+}
+
 /** From inside `node`: GET url. Returns {status} or {error: 'ECONNREFUSED' | ...}. */
 export async function httpFrom(node, url, { timeoutMs = 5000 } = {}) {
   const script = `const url = process.argv[process.argv.length - 1];

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   withScope, startXvfb, startPattern, startShareIn, startNetnsNode, runToolOk, pollUntil,
-  launchBrowser, openViewer,
+  launchBrowser, openViewer, statsFrom,
 } from './lib.mjs';
 
 const SCREEN = { width: 320, height: 240 };
@@ -153,7 +153,11 @@ async function blackout(t, s, seconds) {
     `add rule inet porthole_blackout out oifname "${LINKS[0].a}" drop`,
   ]) await a.runOk('nft', rule.split(' '));
   const cut = await page.evaluate(() => performance.now());
-  await new Promise((r) => { setTimeout(r, seconds * 1000); });
+  // The host's view a few seconds in (from a itself: its own address is not behind the
+  // block): the viewer is listed as reconnecting, its input released.
+  await new Promise((r) => { setTimeout(r, 4500); });
+  const during = await statsFrom(a, `http://${LINKS[0].net}.1:${share.port}`, share.code);
+  await new Promise((r) => { setTimeout(r, seconds * 1000 - 4500); });
   await a.runOk('nft', ['delete', 'table', 'inet', 'porthole_blackout']);
   const restored = await page.evaluate(() => performance.now());
   const first = await page.waitForFunction((t0) => window.__frames.find((f) => f > t0), restored,
@@ -163,13 +167,17 @@ async function blackout(t, s, seconds) {
   const resumedMs = first == null ? null : Math.round(first - restored);
   t.diagnostic(`blackout ${seconds} s: first frame ${resumedMs} ms after the restore; page states (ms from the cut): ` +
     `${states.join(' ')}`);
-  return { resumedMs, share };
+  t.diagnostic(`the share 4.5 s into the blackout: ${during.viewers} viewer(s), ${during.viewers_reconnecting} reconnecting`);
+  return { resumedMs, share, during };
 }
 
 for (const [seconds, within] of [[5, 2000], [20, 3000]]) {
   test(`all packets dropped for ${seconds} s, then restored: frames resume within ${within / 1000} s, by themselves`,
     { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
       const r = await blackout(t, s, seconds);
+      assert.deepEqual([r.during.viewers, r.during.viewers_reconnecting], [1, 1],
+        'the host lists the silent viewer as reconnecting');
+      assert.match(r.share.stderrText(), /viewer unreachable; releasing its input/);
       assert.ok(r.resumedMs != null, 'frames came back');
       assert.ok(r.resumedMs <= within, `first frame ${r.resumedMs} ms after the restore (want ≤ ${within})`);
     }));

@@ -511,7 +511,9 @@ impl Gui {
                     ui.label(format!("{} (unauthenticated)", kind_of(&v.user_agent)))
                         .on_hover_text("It showed the code in clear instead of pairing");
                 }
-                ui.label(if v.connected {
+                ui.label(if v.reconnecting {
+                    "reconnecting…".into()
+                } else if v.connected {
                     format!("{since} s")
                 } else {
                     "connecting…".into()
