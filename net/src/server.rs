@@ -1360,6 +1360,20 @@ mod tests {
         pairing::authorization(&id, &keys, method, path, body)
     }
 
+    /// `send`, signed by a fresh pairing with the right code (as viewers send).
+    async fn send_signed(
+        st: &Arc<AppState>,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
+        let auth = signed(st, method, uri, body.as_bytes()).await;
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        send(st, method, uri, &all, body.to_owned()).await
+    }
+
     use super::test_offer::recvonly_offer;
 
     #[tokio::test]
@@ -1419,15 +1433,7 @@ mod tests {
         assert_eq!(st.counters.pairings.load(Ordering::Relaxed), 1);
         assert_eq!(st.throttle.lock().unwrap().tracked(), 1);
         // The right code's signed request forgives its address's provisional guess.
-        let auth = signed(&st, "GET", "/api/stats", b"").await;
-        let (status, _, _) = send(
-            &st,
-            "GET",
-            "/api/stats",
-            &[("authorization", auth.as_str())],
-            Body::empty(),
-        )
-        .await;
+        let (status, _, _) = send_signed(&st, "GET", "/api/stats", &[], "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(st.throttle.lock().unwrap().tracked(), 0);
         assert_eq!(st.counters.pairings_confirmed.load(Ordering::Relaxed), 1);
@@ -1457,41 +1463,21 @@ mod tests {
     #[tokio::test]
     async fn bad_content_type_and_garbage_bodies_are_refused_with_reasons() {
         let st = state();
-        let auth = signed(&st, "POST", "/whep", b"v=0").await;
-        let (status, _, _) = send(
+        let (status, _, _) = send_signed(
             &st,
             "POST",
             "/whep",
-            &[
-                ("authorization", auth.as_str()),
-                ("content-type", "text/plain"),
-            ],
+            &[("content-type", "text/plain")],
             "v=0",
         )
         .await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        let auth = signed(&st, "POST", "/whep", b"hello").await;
-        let (status, _, body) = send(
-            &st,
-            "POST",
-            "/whep",
-            &[("authorization", auth.as_str()), SDP],
-            "hello",
-        )
-        .await;
+        let (status, _, body) = send_signed(&st, "POST", "/whep", &[SDP], "hello").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.contains("not an SDP offer"), "{body}");
         let bad =
             "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
-        let auth = signed(&st, "POST", "/whep", bad.as_bytes()).await;
-        let (status, _, body) = send(
-            &st,
-            "POST",
-            "/whep",
-            &[("authorization", auth.as_str()), SDP],
-            bad,
-        )
-        .await;
+        let (status, _, body) = send_signed(&st, "POST", "/whep", &[SDP], bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert!(!body.is_empty());
         let auth = signed(&st, "POST", "/whep", b"").await;
@@ -1543,15 +1529,7 @@ mod tests {
             .await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
         }
-        let auth = signed(&st, "GET", "/api/stats", b"").await;
-        let (status, _, _) = send(
-            &st,
-            "GET",
-            "/api/stats",
-            &[("authorization", auth.as_str())],
-            Body::empty(),
-        )
-        .await;
+        let (status, _, _) = send_signed(&st, "GET", "/api/stats", &[], "").await;
         assert_eq!(status, StatusCode::OK, "the owner is not locked out");
     }
 
@@ -1663,15 +1641,7 @@ mod tests {
 
         let (status, _, _) = send(&st, "DELETE", &location, &[], Body::empty()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "DELETE needs credentials");
-        let other = signed(&st, "DELETE", &location, b"").await;
-        let (status, _, _) = send(
-            &st,
-            "DELETE",
-            &location,
-            &[("authorization", other.as_str())],
-            Body::empty(),
-        )
-        .await;
+        let (status, _, _) = send_signed(&st, "DELETE", &location, &[], "").await;
         assert_eq!(
             status,
             StatusCode::FORBIDDEN,
@@ -1789,15 +1759,7 @@ mod tests {
         let st = state();
         *st.code_life.lock().unwrap() = CodeLife::new(Some(CodeExpiry::FirstUse), Instant::now());
         let (_client, offer) = recvonly_offer().await;
-        let auth = signed(&st, "POST", "/whep", offer.as_bytes()).await;
-        let (status, _, body) = send(
-            &st,
-            "POST",
-            "/whep",
-            &[("authorization", auth.as_str()), SDP],
-            offer,
-        )
-        .await;
+        let (status, _, body) = send_signed(&st, "POST", "/whep", &[SDP], &offer).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let viewer = pairing::ViewerPairing::start(CODE, rand::random());
         let request = serde_json::json!({ "message": pairing::encode(viewer.message()) });
@@ -1818,15 +1780,7 @@ mod tests {
             rx
         }));
         let (_client, offer) = recvonly_offer().await;
-        let auth = signed(&st, "POST", "/whep", offer.as_bytes()).await;
-        let (status, _, body) = send(
-            &st,
-            "POST",
-            "/whep",
-            &[("authorization", auth.as_str()), SDP],
-            offer,
-        )
-        .await;
+        let (status, _, body) = send_signed(&st, "POST", "/whep", &[SDP], &offer).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body, "the host declined");
         assert_eq!(asked.load(Ordering::Relaxed), 1);
@@ -1854,15 +1808,7 @@ mod tests {
     async fn a_share_without_sound_answers_the_audio_section_inactive_not_rejected() {
         let st = state();
         let (_client, offer) = super::test_offer::recvonly_offer_of(true).await;
-        let auth = signed(&st, "POST", "/whep", offer.as_bytes()).await;
-        let (status, _, answer) = send(
-            &st,
-            "POST",
-            "/whep",
-            &[("authorization", auth.as_str()), SDP],
-            offer,
-        )
-        .await;
+        let (status, _, answer) = send_signed(&st, "POST", "/whep", &[SDP], &offer).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         let audio = section(&answer, "audio");
         // Strict clients (aiortc, werift) refuse a port-0 section without codecs or ICE
@@ -1907,15 +1853,7 @@ mod tests {
         let st = state();
         let (status, _, _) = send(&st, "GET", "/api/stats", &[], Body::empty()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let auth = signed(&st, "GET", "/api/stats", b"").await;
-        let (status, _, body) = send(
-            &st,
-            "GET",
-            "/api/stats",
-            &[("authorization", auth.as_str())],
-            Body::empty(),
-        )
-        .await;
+        let (status, _, body) = send_signed(&st, "GET", "/api/stats", &[], "").await;
         assert_eq!(status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["frames_encoded"], 7);

@@ -45,6 +45,27 @@ def log(msg):
     print(f"gst_whep: {msg}", file=sys.stderr, flush=True)
 
 
+def ice_on(wb, host):
+    """Makes webrtcbin `wb` gather on `host` (libnice leaves loopback out of its host
+    candidates; loopback is all there is here), without ICE-TCP. Returns the ICE agent:
+    hold it as long as `wb` lives (PyGObject drops a reference of webrtcbin's own agent when
+    the wrapper goes, and webrtcbin then crashes on its next use of it)."""
+    ice = wb.get_property("ice-agent")
+    ice.set_property("ice-tcp", False)
+    address = Nice.Address.new()
+    if not address.set_from_string(host) or not ice.get_property("agent").add_local_address(address):
+        raise RuntimeError(f"libnice does not take {host} as a local address")
+    return ice
+
+
+def emit_and_wait(wb, signal_name, *args):
+    """Emits a webrtcbin action signal that takes a promise, and waits for its reply."""
+    promise = Gst.Promise.new()
+    wb.emit(signal_name, *args, promise)
+    promise.wait()
+    return promise.get_reply()
+
+
 def pick_h264_payload(offer):
     """The offer's payload type for H.264 packetization-mode=1, constrained baseline
     preferred (what x264 makes with profile=constrained-baseline). None if it has none."""
@@ -88,12 +109,7 @@ class Session:
         self.wb = self.pipeline.get_by_name("wb")
         self.gathered = threading.Event()
         self.wb.connect("notify::ice-gathering-state", self._on_gathering)
-        # libnice leaves loopback out of its host candidates; loopback is all there is here.
-        ice = self.wb.get_property("ice-agent")
-        ice.set_property("ice-tcp", False)
-        address = Nice.Address.new()
-        if not address.set_from_string(opts.host) or not ice.get_property("agent").add_local_address(address):
-            raise RuntimeError(f"libnice does not take {opts.host} as a local address")
+        self.ice = ice_on(self.wb, opts.host)
         # The sink pad's transceiver: send only, the offer's H.264 payload type. Not its
         # profile-level-id: the payloader would hold x264 to that level (3.1 in Chromium's
         # offers, at most 1280x720 at 30 fps) and refuse 1080p; decoders ignore the level.
@@ -123,10 +139,7 @@ class Session:
         log(f"warning from {msg.src.get_name()}: {err.message} ({dbg})")
 
     def _call(self, signal_name, *args):
-        promise = Gst.Promise.new()
-        self.wb.emit(signal_name, *args, promise)
-        promise.wait()
-        return promise.get_reply()
+        return emit_and_wait(self.wb, signal_name, *args)
 
     def _negotiate(self, offer_text):
         res, msg = GstSdp.SDPMessage.new_from_text(offer_text)

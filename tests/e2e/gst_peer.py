@@ -17,6 +17,7 @@ avdec_h264 where gstreamer1.0-libav is installed).
 import argparse
 import json
 import sys
+from pathlib import Path
 import threading
 import time
 import urllib.error
@@ -28,7 +29,11 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstSdp", "1.0")
 gi.require_version("GstWebRTC", "1.0")
 gi.require_version("Nice", "0.1")
-from gi.repository import GLib, Gst, GstSdp, GstWebRTC, Nice  # noqa: E402
+from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
+
+# The benchmark's GStreamer sender has the webrtcbin helpers both use.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from gst_whep import emit_and_wait, ice_on  # noqa: E402
 
 GATHER_TIMEOUT_S = 10
 
@@ -47,14 +52,7 @@ class Player:
         self.gathered = threading.Event()
         self.wb.connect("notify::ice-gathering-state", self._on_gathering)
         self.wb.connect("pad-added", self._on_pad)
-        # libnice leaves loopback out of its host candidates; loopback is all there is here.
-        # Held for the player's life: PyGObject drops a reference of webrtcbin's own agent
-        # when this wrapper goes (then webrtcbin crashes on its next use of it).
-        self.ice = ice = self.wb.get_property("ice-agent")
-        ice.set_property("ice-tcp", False)
-        address = Nice.Address.new()
-        if not address.set_from_string(opts.host) or not ice.get_property("agent").add_local_address(address):
-            raise RuntimeError(f"libnice does not take {opts.host} as a local address")
+        self.ice = ice_on(self.wb, opts.host)
         self.counts = {"frames": 0, "width": 0, "height": 0, "audio_buffers": 0}
         video = Gst.Caps.from_string(
             "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=102,"
@@ -105,10 +103,7 @@ class Player:
         self.counts["audio_buffers"] += 1
 
     def _call(self, signal_name, *args):
-        promise = Gst.Promise.new()
-        self.wb.emit(signal_name, *args, promise)
-        promise.wait()
-        return promise.get_reply()
+        return emit_and_wait(self.wb, signal_name, *args)
 
     def offer(self):
         reply = self._call("create-offer", None)

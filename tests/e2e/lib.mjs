@@ -742,6 +742,25 @@ export async function openPage(browser, url) {
   return page;
 }
 
+/**
+ * The viewer page's selected ICE candidate pair: {local, remote}, each {address, port,
+ * candidateType, protocol, relayProtocol}; null before there is one.
+ */
+export async function selectedCandidatePair(page) {
+  return page.evaluate(async () => {
+    const stats = await window.porthole.pc.getStats();
+    let id = null;
+    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) id = r.selectedCandidatePairId; });
+    const p = id && stats.get(id);
+    if (!p) return null;
+    const pick = (c) => ({
+      address: c.address, port: c.port, candidateType: c.candidateType, protocol: c.protocol,
+      relayProtocol: c.relayProtocol ?? null,
+    });
+    return { local: pick(stats.get(p.localCandidateId)), remote: pick(stats.get(p.remoteCandidateId)) };
+  });
+}
+
 /** Reads {state, lastError, videoWidth, videoHeight} from the viewer page. */
 export async function viewerStatus(page) {
   return page.evaluate(() => {

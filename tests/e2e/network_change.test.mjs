@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   withScope, startXvfb, startPattern, startShareIn, startNetnsNode, runToolOk, pollUntil,
-  launchBrowser, openViewer, statsFrom,
+  launchBrowser, openViewer, statsFrom, selectedCandidatePair,
 } from './lib.mjs';
 
 const SCREEN = { width: 320, height: 240 };
@@ -63,16 +63,8 @@ async function longestGap(page, since) {
 
 /** The selected candidate pair's two addresses, from the page's stats. */
 async function selectedPair(page) {
-  return page.evaluate(async () => {
-    const stats = await window.porthole.pc.getStats();
-    let id = null;
-    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) id = r.selectedCandidatePairId; });
-    const p = id && stats.get(id);
-    if (!p) return null;
-    const l = stats.get(p.localCandidateId);
-    const r = stats.get(p.remoteCandidateId);
-    return `${l.address}:${l.port} -> ${r.address}:${r.port}`;
-  });
+  const p = await selectedCandidatePair(page);
+  return p && `${p.local.address}:${p.local.port} -> ${p.remote.address}:${p.remote.port}`;
 }
 
 /**

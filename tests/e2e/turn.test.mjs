@@ -24,6 +24,7 @@ import {
   withScope, recordingsDir, startXvfb, startPattern, pollUntil, runTool, randomCode, httpFrom, tcpConnectFrom, startShareIn, startTurnNet, startTurnServer,
   startTcpProxy, whepAnswerFrom, sdpCandidates, parseTurnLog, startRecordIn, TURN_NET, quadrantCentres,
   compareColours, DEFAULT_BLOCKS, frameAt, sampleFrame, launchBrowser, openViewer, countFrames,
+  selectedCandidatePair,
 } from './lib.mjs';
 
 const SCREEN = { width: 640, height: 480 };
@@ -223,14 +224,8 @@ async function blockUdpToB(net) {
 
 /** The selected pair's local candidate in the page: {candidateType, protocol, relayProtocol}. */
 async function selectedLocalCandidate(page) {
-  return page.evaluate(async () => {
-    const stats = await window.porthole.pc.getStats();
-    let pairId = null;
-    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
-    const pair = pairId && stats.get(pairId);
-    const local = pair && stats.get(pair.localCandidateId);
-    return local ? { candidateType: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol ?? null } : null;
-  });
+  const local = (await selectedCandidatePair(page))?.local;
+  return local ? { candidateType: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol } : null;
 }
 
 /**
