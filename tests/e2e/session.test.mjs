@@ -3,6 +3,8 @@
 // under a second browser viewer and a `porthole record` viewer: each shows the host's
 // reason within 1 s (the share's last data-channel message, `Notice` 5 or 6), instead of a
 // frozen picture labelled "Connected" until its connection times out (~16 s before).
+// And a share run as a user runs it — sound from PulseAudio, announced on a LAN, one browser
+// viewer — logs no WARN or ERROR line.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +13,7 @@ import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import {
   withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, viewerStatus,
-  pollUntil, startRecord,
+  pollUntil, startRecord, startLan, startPulse, startShareIn, countFrames,
 } from './lib.mjs';
 
 const SCREEN = { width: 1280, height: 720 };
@@ -74,4 +76,27 @@ test('a removed viewer and one whose host stopped are told why within 1 s', { ti
     const summary = rec.summary();
     assert.ok(summary && summary.videoFrames > 0, `the recording was finished: ${JSON.stringify(summary)}`);
     t.diagnostic(`recorder exited ${recMs} ms after SIGINT: ${JSON.stringify(summary)}`);
+  }));
+
+test('a default share with one viewer logs no WARN or ERROR line', { timeout: TEST_TIMEOUT },
+  (t) => withScope(t, async (s) => {
+    // A host with a LAN (so it announces itself, as a desktop does) and PulseAudio; the
+    // share with its defaults (listen on every interface, sound, mDNS, a generated code),
+    // only --no-approval since nobody sits at its terminal here.
+    const lan = s.add(await startLan());
+    const pa = s.add(await startPulse());
+    const x = s.add(await startXvfb({ width: 640, height: 480 }));
+    s.add(await startPattern(x.display));
+    const share = s.add(await startShareIn(lan.a, { display: x.display, env: pa.env }));
+    const browser = s.add(await launchBrowser({ viewport: { width: 640, height: 480 }, node: lan.a }));
+    const page = s.add(await openViewer(browser, `http://${lan.a.ip4}:${share.port}/#code=${share.code}`));
+    const frames = await countFrames(page, 2000);
+    await page.stop();
+    await pollUntil(() => share.stderrText(), (e) => /viewer (left|ended its session)/.test(e), { timeoutMs: 5000, what: 'the viewer gone' });
+    const noisy = share.stderrText().split('\n').filter((l) => /\s(WARN|ERROR)\s/.test(l)
+      // The test's own choice, not the share's: the code is given on the command line.
+      && !/--code puts the access code in the command line/.test(l));
+    t.diagnostic(`${frames} frames in 2 s; ${noisy.length} WARN/ERROR lines`);
+    assert.ok(frames >= 20, `the viewer saw the screen: ${frames} frames`);
+    assert.deepEqual(noisy, [], 'no WARN or ERROR line');
   }));
