@@ -258,7 +258,7 @@ pub struct H264Assembler {
 /// packet does not is the tail of something whose start was missed.
 fn begins_nal(payload: &[u8]) -> bool {
     match payload.first().map(|b| b & 0x1f) {
-        Some(1..=23) | Some(24..=27) => true,
+        Some(1..=27) => true,
         // FU-A/FU-B: the start bit.
         Some(28 | 29) => payload.get(1).is_some_and(|fu| fu & 0x80 != 0),
         _ => false,
@@ -460,21 +460,8 @@ pub fn parse_whep_response(
     body: &[u8],
 ) -> Result<WhepAnswer, ClientError> {
     let bad = |why: &str| ClientError::BadAnswer(authority.to_owned(), why.to_owned());
-    match status {
-        201 => {}
-        401 => return Err(ClientError::WrongCode),
-        403 if String::from_utf8_lossy(body).contains("not the share you were given") => {
-            return Err(ClientError::NotTheShare)
-        }
-        s => {
-            let text: String = String::from_utf8_lossy(body)
-                .trim()
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .take(MAX_REFUSAL_CHARS)
-                .collect();
-            return Err(ClientError::Refused(s, text));
-        }
+    if status != 201 {
+        return Err(refusal(status, body));
     }
     let session = location
         .and_then(|l| std::str::from_utf8(l).ok())
@@ -490,6 +477,24 @@ pub fn parse_whep_response(
         sdp: sdp.to_owned(),
         session,
     })
+}
+
+/// What a refusal from the share (any status but the one expected) means to the user: its
+/// text (the host's) is cut short and stripped of control characters.
+fn refusal(status: u16, body: &[u8]) -> ClientError {
+    let text = String::from_utf8_lossy(body);
+    match status {
+        401 => ClientError::WrongCode,
+        403 if text.contains("not the share you were given") => ClientError::NotTheShare,
+        s => ClientError::Refused(
+            s,
+            text.trim()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_REFUSAL_CHARS)
+                .collect(),
+        ),
+    }
 }
 
 /// `/whep/` and 1-128 characters of `[A-Za-z0-9_-]`: where the DELETE may go.
@@ -1032,10 +1037,7 @@ async fn pair(url: &ShareUrl, code: &str, limits: &HttpLimits) -> Result<Paired,
     let bad = |why: &str| ClientError::BadAnswer(url.authority(), why.to_owned());
     if r.status != 200 {
         // A refusal (throttled, expired code, ...) reads like one of the offer's.
-        return match parse_whep_response(&url.authority(), r.status, None, &r.body) {
-            Err(e) => Err(e),
-            Ok(_) => Err(bad("the pairing was answered with 201")),
-        };
+        return Err(refusal(r.status, &r.body));
     }
     let reply: PairReply =
         serde_json::from_slice(&r.body).map_err(|_| bad("the pairing reply is not JSON"))?;
@@ -1045,10 +1047,7 @@ async fn pair(url: &ShareUrl, code: &str, limits: &HttpLimits) -> Result<Paired,
     ) else {
         return Err(bad("the pairing reply is not base64"));
     };
-    if reply.id.is_empty()
-        || reply.id.len() > 64
-        || !reply.id.bytes().all(|b| b.is_ascii_hexdigit())
-    {
+    if !crate::pairing::is_pairing_id(&reply.id) {
         return Err(bad("the pairing reply has no usable id"));
     }
     match pairing.finish(&message, &confirm) {

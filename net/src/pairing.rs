@@ -83,7 +83,8 @@ pub fn authorization(id: &str, keys: &Keys, method: &str, path: &str, body: &[u8
     )
 }
 
-fn is_pairing_id(id: &str) -> bool {
+/// 1-64 hex digits: what the share makes (and all a header or reply may carry).
+pub fn is_pairing_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

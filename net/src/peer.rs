@@ -169,16 +169,10 @@ fn audio_mids(sdp: &str) -> Vec<String> {
 /// Baseline, or Main/Extended with the constraint flags that make them Constrained
 /// Baseline-compatible; a missing profile-level-id means Baseline, 420010).
 fn h264_format_fits(fmtp: &str) -> bool {
-    let param = |name: &str| {
-        fmtp.split(';').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    };
-    if param("packetization-mode") != Some("1") {
+    if fmtp_param(fmtp, "packetization-mode") != Some("1") {
         return false;
     }
-    let profile = param("profile-level-id").unwrap_or("420010");
+    let profile = fmtp_param(fmtp, "profile-level-id").unwrap_or("420010");
     let (Some(idc), Some(iop)) = (
         profile
             .get(0..2)
@@ -195,6 +189,14 @@ fn h264_format_fits(fmtp: &str) -> bool {
         0x58 => iop & 0xc0 == 0xc0,
         _ => false,
     }
+}
+
+/// One parameter of an `a=fmtp` line's parameter list (`k=v;k=v`), by name.
+fn fmtp_param<'a>(fmtp: &'a str, name: &str) -> Option<&'a str> {
+    fmtp.split(';').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// Why the offer's first video section cannot take the share's H.264, naming what it
@@ -235,12 +237,7 @@ pub fn video_codec_refusal(sdp: &str) -> Option<String> {
         if h264_format_fits(fmtp) {
             return None;
         }
-        let param = |n: &str| {
-            fmtp.split(';')
-                .find_map(|kv| kv.trim().strip_prefix(n)?.strip_prefix('='))
-                .unwrap_or("none")
-                .to_owned()
-        };
+        let param = |n: &str| fmtp_param(fmtp, n).unwrap_or("none");
         offered.push(format!(
             "H264 (profile-level-id {}, packetization-mode {})",
             param("profile-level-id"),
@@ -412,18 +409,17 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// Answers `offer_sdp` and starts sending video from `video` (and audio from `audio`,
-    /// when the share has it and the viewer wants it) once connected.
+    /// Answers `offer` (one that passed [`parse_offer`]) and starts sending video from
+    /// `video` (and audio from `audio`, when the share has it and the viewer wants it) once
+    /// connected.
     pub async fn answer(
-        offer_sdp: String,
+        offer: RTCSessionDescription,
         ice: &IceConfig,
         identity: Option<&ShareIdentity>,
         video: Arc<VideoFanout>,
         audio: Option<Arc<VideoFanout>>,
         keyframes: &Arc<KeyframeGate>,
     ) -> Result<Self, PeerError> {
-        let offer = parse_offer(offer_sdp)?;
-
         let mut media_engine = MediaEngine::default();
         media_engine
             .register_codec(
@@ -578,7 +574,7 @@ impl Viewer {
         let ssrc = rand::random::<u32>();
         let track = local_track(ssrc, RtpCodecKind::Video, h264_codec());
         let wants_audio = offer.sdp.contains("m=audio");
-        let offer_sdp_mids = offer.sdp.clone();
+        let offered_audio = audio_mids(&offer.sdp);
         pc.set_remote_description(offer)
             .await
             .map_err(|e| PeerError::BadOffer(format!("the offer was refused: {e}")))?;
@@ -599,10 +595,9 @@ impl Viewer {
             }
             _ => {
                 // Nothing to send: the offer's audio sections are answered inactive.
-                let mids = audio_mids(&offer_sdp_mids);
                 for t in pc.get_transceivers().await {
                     if let Ok(Some(mid)) = t.mid().await {
-                        if mids.contains(&mid) {
+                        if offered_audio.contains(&mid) {
                             let _ = t.set_direction(RTCRtpTransceiverDirection::Inactive).await;
                         }
                     }

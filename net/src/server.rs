@@ -861,11 +861,21 @@ async fn post_whep(
             "the body is not an SDP offer (it must start with v=0)",
         );
     }
+    // A viewer on another machine: no loopback candidates either way.
+    let (offer, ice) = if addr.ip().to_canonical().is_loopback() {
+        (offer, state.ice.clone())
+    } else {
+        (
+            crate::peer::without_loopback_candidates(&offer),
+            state.ice.for_peer(addr.ip()),
+        )
+    };
     // An offer the share cannot serve (no video, no H.264 it takes) is refused now: no
     // peer connection, and the host is not asked about it.
-    if let Err(PeerError::BadOffer(m)) = crate::peer::parse_offer(offer.clone()) {
-        return refuse(&state, addr, StatusCode::BAD_REQUEST, &m);
-    }
+    let offer = match crate::peer::parse_offer(offer) {
+        Ok(offer) => offer,
+        Err(e) => return refuse(&state, addr, StatusCode::BAD_REQUEST, &e.to_string()),
+    };
     // The slot is taken now, before any await, and given back if this viewer fails.
     let Some(reservation) = Reservation::take(&state) else {
         return refuse(
@@ -918,15 +928,6 @@ async fn post_whep(
         .counters
         .peer_connections_created
         .fetch_add(1, Ordering::Relaxed);
-    // A viewer on another machine: no loopback candidates either way.
-    let (offer, ice) = if addr.ip().to_canonical().is_loopback() {
-        (offer, state.ice.clone())
-    } else {
-        (
-            crate::peer::without_loopback_candidates(&offer),
-            state.ice.for_peer(addr.ip()),
-        )
-    };
     let mut viewer = match Viewer::answer(
         offer,
         &ice,
