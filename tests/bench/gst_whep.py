@@ -58,6 +58,33 @@ def ice_on(wb, host):
     return ice
 
 
+def watch_gathering(wb):
+    """An event set once webrtcbin `wb` has gathered all its ICE candidates."""
+    done = threading.Event()
+
+    def on_state(wb, _pspec):
+        if wb.get_property("ice-gathering-state") == GstWebRTC.WebRTCICEGatheringState.COMPLETE:
+            done.set()
+
+    wb.connect("notify::ice-gathering-state", on_state)
+    return done
+
+
+def log_bus(pipeline, log, warnings=True):
+    """Sends `pipeline`'s errors (and warnings) to `log`."""
+    def report(kind):
+        def on_message(_bus, msg):
+            err, dbg = msg.parse_error() if kind == "error" else msg.parse_warning()
+            log(f"{kind} from {msg.src.get_name()}: {err.message} ({dbg})")
+        return on_message
+
+    bus = pipeline.get_bus()
+    bus.add_signal_watch()
+    bus.connect("message::error", report("error"))
+    if warnings:
+        bus.connect("message::warning", report("warning"))
+
+
 def emit_and_wait(wb, signal_name, *args):
     """Emits a webrtcbin action signal that takes a promise, and waits for its reply."""
     promise = Gst.Promise.new()
@@ -107,8 +134,7 @@ class Session:
         log(f"pipeline: {desc}")
         self.pipeline = Gst.parse_launch(desc)
         self.wb = self.pipeline.get_by_name("wb")
-        self.gathered = threading.Event()
-        self.wb.connect("notify::ice-gathering-state", self._on_gathering)
+        self.gathered = watch_gathering(self.wb)
         self.ice = ice_on(self.wb, opts.host)
         # The sink pad's transceiver: send only, the offer's H.264 payload type. Not its
         # profile-level-id: the payloader would hold x264 to that level (3.1 in Chromium's
@@ -119,24 +145,9 @@ class Session:
             f"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={pt},"
             f"packetization-mode=(string)1,level-asymmetry-allowed=(string)1,"
             f"rtcp-fb-nack-pli=(boolean)true"))
-        bus = self.pipeline.get_bus()
-        bus.add_signal_watch()
-        bus.connect("message::error", self._on_error)
-        bus.connect("message::warning", self._on_warning)
+        log_bus(self.pipeline, log)
         self.pipeline.set_state(Gst.State.PLAYING)
         self.answer = self._negotiate(offer_text)
-
-    def _on_gathering(self, wb, _pspec):
-        if wb.get_property("ice-gathering-state") == GstWebRTC.WebRTCICEGatheringState.COMPLETE:
-            self.gathered.set()
-
-    def _on_error(self, _bus, msg):
-        err, dbg = msg.parse_error()
-        log(f"error from {msg.src.get_name()}: {err.message} ({dbg})")
-
-    def _on_warning(self, _bus, msg):
-        err, dbg = msg.parse_warning()
-        log(f"warning from {msg.src.get_name()}: {err.message} ({dbg})")
 
     def _call(self, signal_name, *args):
         return emit_and_wait(self.wb, signal_name, *args)

@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription, VideoStreamTrack
 from aiortc.contrib.media import MediaRelay
+from whep_post import post_offer
 
 # The tests run in a network namespace with loopback only; aioice leaves 127.0.0.1 out.
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
@@ -222,14 +223,9 @@ async def play(args):
 
     await pc.setLocalDescription(await pc.createOffer())
     await gathered(pc)
-    req = urllib.request.Request(args.url, data=pc.localDescription.sdp.encode(), method="POST")
-    req.add_header("Content-Type", "application/sdp")
-    req.add_header("Authorization", f"Bearer {args.bearer}")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, answer = resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        print(json.dumps({"status": e.code, "text": e.read().decode()[:500], "frames": 0}), flush=True)
+    status, answer = await asyncio.to_thread(post_offer, args.url, pc.localDescription.sdp, args.bearer)
+    if status != 201:
+        print(json.dumps({"status": status, "text": answer[:500], "frames": 0}), flush=True)
         await pc.close()
         return
     out = {"status": status}

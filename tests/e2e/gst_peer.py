@@ -20,8 +20,6 @@ import sys
 from pathlib import Path
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import gi
 
@@ -33,7 +31,8 @@ from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
 
 # The benchmark's GStreamer sender has the webrtcbin helpers both use.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from gst_whep import emit_and_wait, ice_on  # noqa: E402
+from gst_whep import emit_and_wait, ice_on, log_bus, watch_gathering  # noqa: E402
+from whep_post import post_offer  # noqa: E402
 
 GATHER_TIMEOUT_S = 10
 
@@ -49,8 +48,7 @@ class Player:
         self.wb = Gst.ElementFactory.make("webrtcbin", "wb")
         self.wb.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
         self.pipeline.add(self.wb)
-        self.gathered = threading.Event()
-        self.wb.connect("notify::ice-gathering-state", self._on_gathering)
+        self.gathered = watch_gathering(self.wb)
         self.wb.connect("pad-added", self._on_pad)
         self.ice = ice_on(self.wb, opts.host)
         self.counts = {"frames": 0, "width": 0, "height": 0, "audio_buffers": 0}
@@ -63,18 +61,8 @@ class Player:
             audio = Gst.Caps.from_string(
                 "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111")
             self.wb.emit("add-transceiver", GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY, audio)
-        bus = self.pipeline.get_bus()
-        bus.add_signal_watch()
-        bus.connect("message::error", self._on_error)
+        log_bus(self.pipeline, log, warnings=False)
         self.pipeline.set_state(Gst.State.PLAYING)
-
-    def _on_gathering(self, wb, _pspec):
-        if wb.get_property("ice-gathering-state") == GstWebRTC.WebRTCICEGatheringState.COMPLETE:
-            self.gathered.set()
-
-    def _on_error(self, _bus, msg):
-        err, dbg = msg.parse_error()
-        log(f"error from {msg.src.get_name()}: {err.message} ({dbg})")
 
     def _on_pad(self, _wb, pad):
         if pad.get_direction() != Gst.PadDirection.SRC:
@@ -143,14 +131,9 @@ def main():
     threading.Thread(target=loop.run, daemon=True).start()
     player = Player(opts)
     sdp = player.offer()
-    req = urllib.request.Request(opts.url, data=sdp.encode(), method="POST")
-    req.add_header("Content-Type", "application/sdp")
-    req.add_header("Authorization", f"Bearer {opts.bearer}")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, answer = resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        print(json.dumps({"status": e.code, "text": e.read().decode()[:500]}), flush=True)
+    status, answer = post_offer(opts.url, sdp, opts.bearer)
+    if status != 201:
+        print(json.dumps({"status": status, "text": answer[:500]}), flush=True)
         return 0
     out = {"status": status}
     try:

@@ -2379,10 +2379,19 @@ function listEntries(code, stdout, json) {
 /** The page's pairing module, for the probes below (they import it by URL). */
 const PAKE_URL = new URL('../../assets/pake.js', import.meta.url).href;
 
-const WHEP_PROBE = `
-const { randomBytes } = await import('node:crypto');
+/** The start of the probes below: their arguments, and pairing as a viewer does. */
+const PROBE_PAIRING = `
 const [origin, code, pakeUrl] = process.argv.slice(-3);
 const { pair } = await import(pakeUrl);
+async function pairWithShare() {
+  const wasm = await fetch(new URL('/pake.wasm', origin), { signal: AbortSignal.timeout(8000) })
+    .then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b));
+  return pair(origin, code, { module: wasm });
+}
+`;
+
+const WHEP_PROBE = `${PROBE_PAIRING}
+const { randomBytes } = await import('node:crypto');
 const hex = (n) => randomBytes(n).toString('hex');
 const fp = [...randomBytes(32)].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
 const sdp = ['v=0', 'o=- ' + Date.now() + ' 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0',
@@ -2392,9 +2401,7 @@ const sdp = ['v=0', 'o=- ' + Date.now() + ' 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
   'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f', ''].join('\\r\\n');
 const out = {};
 try {
-  const wasm = await fetch(new URL('/pake.wasm', origin), { signal: AbortSignal.timeout(8000) })
-    .then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b));
-  const paired = await pair(origin, code, { module: wasm });
+  const paired = await pairWithShare();
   const auth = { Authorization: paired.authorization('POST', '/whep', sdp) };
   const r = await fetch(new URL('/whep', origin), { method: 'POST', headers: { 'Content-Type': 'application/sdp', ...auth }, body: sdp, signal: AbortSignal.timeout(8000) });
   const text = await r.text();
@@ -2424,12 +2431,8 @@ export async function whepFrom(node, origin, code) {
 }
 
 /** A Node script run inside a namespace: a signed GET /api/stats; prints its JSON. */
-const STATS_PROBE = `
-const [origin, code, pakeUrl] = process.argv.slice(-3);
-const { pair } = await import(pakeUrl);
-const wasm = await fetch(new URL('/pake.wasm', origin), { signal: AbortSignal.timeout(8000) })
-  .then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b));
-const paired = await pair(origin, code, { module: wasm });
+const STATS_PROBE = `${PROBE_PAIRING}
+const paired = await pairWithShare();
 const r = await fetch(new URL('/api/stats', origin), {
   headers: { Authorization: paired.authorization('GET', '/api/stats', '') }, signal: AbortSignal.timeout(8000) });
 console.log(JSON.stringify(await r.json()));
