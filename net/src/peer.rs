@@ -38,6 +38,10 @@ pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 const GCC_MAX_BPS: f64 = 100_000_000.0;
 /// How long to wait for ICE candidates before answering with what there is.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The share's ICE consent checks on a viewer's selected pair (see `Viewer::answer`).
+const ICE_KEEPALIVE: Duration = Duration::from_millis(150);
+/// How often a viewer's selected candidate pair is looked at (see [`watch_path_moves`]).
+const PATH_POLL: Duration = Duration::from_millis(50);
 
 /// The share's DTLS identity: one certificate for every viewer, so its fingerprint can be
 /// announced (mDNS) and checked by viewers against the WHEP answer.
@@ -495,10 +499,13 @@ impl Viewer {
         let settings = ice_settings()
             // A silent viewer counts as disconnected after 3 s (default 5) and failed after
             // 10 s (default 25): a dead peer's session and held keys do not linger.
+            // Consent checks every 150 ms: a selected pair silent for three of them is taken
+            // for dead and the share moves to another pair that answers (the failover in
+            // third_party/rtc-ice), instead of waiting seconds for the viewer to notice.
             .with_ice_timeouts(
                 Some(Duration::from_secs(3)),
                 Some(Duration::from_secs(10)),
-                Some(Duration::from_secs(1)),
+                Some(ICE_KEEPALIVE),
             )
             .build();
 
@@ -634,8 +641,9 @@ impl Viewer {
             Some((path, keyframes.clone())),
             connected.clone(),
         ));
+        let path_task = tokio::spawn(watch_path_moves(sender.clone(), keyframes.clone()));
         let rtcp_task = tokio::spawn(watch_feedback(track, keyframes));
-        let mut tasks = vec![send_task, rtcp_task];
+        let mut tasks = vec![send_task, rtcp_task, path_task];
         if let (Some((track, sender, assrc)), Some(audio)) = (audio_track, audio) {
             match negotiated(&sender).await {
                 Some((pt, extensions)) => tasks.push(tokio::spawn(send_video(
@@ -786,6 +794,35 @@ async fn send_video(
             packets = unit.payloads.len(),
             "video unit sent"
         );
+    }
+}
+
+/// Asks for a keyframe when the viewer's media moves to another candidate pair (the share
+/// failed over, or the viewer nominated another): what went into the dead path is lost,
+/// and so are the keyframe requests the viewer sent into it.
+async fn watch_path_moves(
+    sender: Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+    keyframes: Arc<ViewerKeyframes>,
+) {
+    let Ok(Some(dtls)) = sender.transport().await else {
+        return;
+    };
+    let ice = dtls.ice_transport();
+    let mut tick = tokio::time::interval(PATH_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut current = None;
+    loop {
+        tick.tick().await;
+        let Ok(pair) = ice.get_selected_candidate_pair().await else {
+            return;
+        };
+        let Some(pair) = pair else { continue };
+        if current.as_ref().is_some_and(|c| *c != pair) {
+            tracing::info!("the viewer's media moved to {pair}");
+            // Like a newcomer: nothing it can decode arrives until a keyframe does.
+            keyframes.request(KeyframeReason::Join);
+        }
+        current = Some(pair);
     }
 }
 

@@ -419,6 +419,19 @@ impl ControlledSelector for Agent {
         } else if self.get_selected_pair().is_some() {
             if self.validate_selected_pair(now) {
                 self.check_keepalive(now);
+                // Porthole patch: the checklist goes on after a pair is selected (pairs
+                // formed since, such as an address learned in `handle_inbound`, get their
+                // checks), so that there is a working pair to move to when this one dies.
+                self.ping_all_candidates(now);
+                // Porthole patch: see `probe_for_failover`.
+                for (local_index, remote_index) in self.probe_for_failover(now) {
+                    <Self as ControlledSelector>::ping_candidate(
+                        self,
+                        now,
+                        local_index,
+                        remote_index,
+                    );
+                }
             }
         } else {
             self.ping_all_candidates(now);
@@ -514,6 +527,8 @@ impl ControlledSelector for Agent {
                         self.set_selected_pair(Some(now), Some(pair_index));
                     }
                 }
+                // Porthole patch: an answer to a failover probe (see `probe_for_failover`).
+                self.fail_over_to(now, pending_request.timestamp, pair_index);
             } else {
                 // This shouldn't happen
                 error!("Success response from invalid candidate pair");

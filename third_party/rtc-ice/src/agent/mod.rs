@@ -183,6 +183,9 @@ pub struct Agent {
     // to `Failed` and drop candidates - while a caller still holds indices into the
     // candidate vectors. See issue #88.
     pub(crate) force_candidate_contact: bool,
+    // Porthole patch (controlled side): when the selected pair went silent, the instant we
+    // started probing the other valid pairs for one to move to (see `probe_for_failover`).
+    pub(crate) failover_probe_since: Option<Instant>,
 
     pub(crate) mdns: Option<Mdns>,
     pub(crate) mdns_queries: HashMap<QueryId, Candidate>,
@@ -342,6 +345,7 @@ impl Agent {
                 config.check_interval
             },
             last_consent_sent: now,
+            failover_probe_since: None,
             checking_duration: now,
             last_checking_time: now,
             force_candidate_contact: false,
@@ -985,6 +989,79 @@ impl Agent {
         }
     }
 
+    /// Porthole patch: how long the selected pair may hear nothing before a controlled
+    /// agent looks for another working pair. Three keepalives: one lost response is not it.
+    pub(crate) fn failover_silence(&self) -> Option<Duration> {
+        (self.keepalive_interval != ZERO_DURATION).then(|| self.keepalive_interval * 3)
+    }
+
+    /// Porthole patch: whether the selected pair's remote candidate has sent nothing (STUN,
+    /// media, anything) for longer than [`Self::failover_silence`].
+    pub(crate) fn selected_pair_silent(&self, now: Instant) -> bool {
+        let (Some(silence), Some(pair_index)) = (self.failover_silence(), self.selected_pair)
+        else {
+            return false;
+        };
+        let remote_index = self.candidate_pairs[pair_index].remote_index;
+        let last_received = self.remote_candidates[remote_index]
+            .last_received()
+            .unwrap_or(self.start_time);
+        now.saturating_duration_since(last_received) > silence
+    }
+
+    /// Porthole patch (controlled side). The controlling agent moves to another pair only
+    /// once it declares the selected one dead (libwebrtc: ~6 s after a link went down),
+    /// and until then we would keep sending into the dead path. So while the selected pair
+    /// is silent, check every other pair (one that has not worked yet may work now: the
+    /// other side may not have checked it before settling); the first one to answer becomes
+    /// the selected pair (see `handle_success_response`) and our media goes there. The
+    /// other side accepts media on any pair it has checked (RFC 8445 §11), and when it
+    /// nominates later we follow that nomination.
+    ///
+    /// Returns the pairs to check now, as (local, remote) indices.
+    pub(crate) fn probe_for_failover(&mut self, now: Instant) -> Vec<(usize, usize)> {
+        let Some(selected) = self.selected_pair else {
+            return vec![];
+        };
+        if !self.selected_pair_silent(now) {
+            self.failover_probe_since = None;
+            return vec![];
+        }
+        if self.failover_probe_since.is_none() {
+            debug!(
+                "[{}]: the selected pair went silent; checking the others",
+                self.get_name()
+            );
+            self.failover_probe_since = Some(now);
+        }
+        self.candidate_pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != selected)
+            .map(|(_, p)| (p.local_index, p.remote_index))
+            .collect()
+    }
+
+    /// Porthole patch: a success response to a failover probe (sent at `sent`) on
+    /// `pair_index`, while the selected pair is still silent, makes that pair the selected
+    /// one. Called before the response counts as traffic from its remote candidate.
+    pub(crate) fn fail_over_to(&mut self, now: Instant, sent: Instant, pair_index: usize) {
+        if self.failover_probe_since.is_some_and(|since| sent >= since)
+            && self.selected_pair.is_some_and(|s| s != pair_index)
+            && self.selected_pair_silent(now)
+        {
+            let p = &self.candidate_pairs[pair_index];
+            info!(
+                "[{}]: the selected pair went silent; moving to {} <-> {}",
+                self.get_name(),
+                self.local_candidates[p.local_index].addr(),
+                self.remote_candidates[p.remote_index].addr()
+            );
+            self.failover_probe_since = None;
+            self.set_selected_pair(Some(now), Some(pair_index));
+        }
+    }
+
     fn request_connectivity_check(&mut self) {
         // Defer the connectivity check to `handle_timeout` instead of running it
         // inline. Running `contact()` here is re-entrant: it can advance the state
@@ -1250,6 +1327,46 @@ impl Agent {
         None
     }
 
+    /// Adds a peer-reflexive remote candidate at `remote_addr`, seen from `local_index`
+    /// (RFC 8445 §7.3.1.3), and returns its index.
+    fn add_remote_prflx(&mut self, local_index: usize, remote_addr: SocketAddr) -> Result<usize> {
+        // Use the local candidate's network type for the peer-reflexive candidate
+        let network_type = self.local_candidates[local_index].network_type();
+        let (ip, port) = (remote_addr.ip(), remote_addr.port());
+
+        let prflx_candidate_config = CandidatePeerReflexiveConfig {
+            base_config: CandidateConfig {
+                network: network_type.to_string(),
+                address: ip.to_string(),
+                port,
+                component: self.local_candidates[local_index].component(),
+                ..CandidateConfig::default()
+            },
+            rel_addr: "".to_owned(),
+            rel_port: 0,
+        };
+
+        let prflx_candidate = prflx_candidate_config
+            .new_candidate_peer_reflexive()
+            .inspect_err(|err| {
+                error!(
+                    "[{}]: Failed to create new remote prflx candidate ({})",
+                    self.get_name(),
+                    err
+                );
+            })?;
+        // Look the candidate up by address rather than assuming it is the last element:
+        // `add_remote_candidate` may not have appended it (e.g. a duplicate). See issue #88.
+        let _ = self.add_remote_candidate(prflx_candidate);
+        debug!(
+            "[{}]: adding a new peer-reflexive candidate: {} ",
+            self.get_name(),
+            remote_addr
+        );
+        self.find_remote_candidate(remote_addr)
+            .ok_or(Error::ErrUnhandledStunpacket)
+    }
+
     /// Processes STUN traffic from a remote candidate.
     pub(crate) fn handle_inbound(
         &mut self,
@@ -1383,6 +1500,31 @@ impl Agent {
 
             if let Some(remote_index) = &remote_candidate_index {
                 self.handle_success_response(now, m, local_index, *remote_index, remote_addr);
+            } else if !self.is_controlling
+                && self
+                    .pending_binding_requests
+                    .iter()
+                    .any(|r| r.transaction_id == m.transaction_id)
+            {
+                // Porthole patch (controlled side): an authenticated answer to our check,
+                // from an address the other side never told us. It reached us from there,
+                // so that address is the other side too, reachable from this local candidate
+                // (a host bound to 0.0.0.0 answers from the address of the route back, as
+                // browsers that gather only their default route do). The check itself still
+                // fails (RFC 8445 §7.2.5.2.1); the address becomes a peer-reflexive candidate
+                // and is checked properly. Without it, a path the other side never checked
+                // before it settled stays unknown, and `probe_for_failover` has nothing to
+                // move to when the selected pair dies.
+                let remote_index = self.add_remote_prflx(local_index, remote_addr)?;
+                debug!(
+                    "[{}]: learned {} from an answer to a check; checking it",
+                    self.get_name(),
+                    remote_addr
+                );
+                if self.find_pair(local_index, remote_index).is_none() {
+                    self.add_pair(local_index, remote_index);
+                }
+                self.request_connectivity_check();
             } else {
                 warn!(
                     "[{}]: discard success message from ({}), no such remote",
@@ -1420,49 +1562,7 @@ impl Agent {
             }
 
             if remote_candidate_index.is_none() {
-                // Use the local candidate's network type for the peer-reflexive candidate
-                let network_type = self.local_candidates[local_index].network_type();
-                let (ip, port) = (remote_addr.ip(), remote_addr.port());
-
-                let prflx_candidate_config = CandidatePeerReflexiveConfig {
-                    base_config: CandidateConfig {
-                        network: network_type.to_string(),
-                        address: ip.to_string(),
-                        port,
-                        component: self.local_candidates[local_index].component(),
-                        ..CandidateConfig::default()
-                    },
-                    rel_addr: "".to_owned(),
-                    rel_port: 0,
-                };
-
-                match prflx_candidate_config.new_candidate_peer_reflexive() {
-                    Ok(prflx_candidate) => {
-                        if let Ok(added) = self.add_remote_candidate(prflx_candidate)
-                            && added
-                        {
-                            // Look the candidate up by address rather than assuming it
-                            // is the last element: `add_remote_candidate` may not have
-                            // appended it (e.g. a duplicate), and this stays correct if
-                            // the vector is ever mutated underneath us. See issue #88.
-                            remote_candidate_index = self.find_remote_candidate(remote_addr);
-                        }
-                    }
-                    Err(err) => {
-                        error!(
-                            "[{}]: Failed to create new remote prflx candidate ({})",
-                            self.get_name(),
-                            err
-                        );
-                        return Err(err);
-                    }
-                };
-
-                debug!(
-                    "[{}]: adding a new peer-reflexive candidate: {} ",
-                    self.get_name(),
-                    remote_addr
-                );
+                remote_candidate_index = Some(self.add_remote_prflx(local_index, remote_addr)?);
             }
 
             trace!(
