@@ -36,8 +36,10 @@ import { pair, loadModule, PairingError, NOT_THE_SHARE } from '/pake.js';
 const WHEP_ENDPOINT = '/whep';
 const ICE_GATHER_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 30000;
-// A lost host is tried again this often, until it answers (bounded: no backoff beyond it).
-const RETRY_MS = 2000;
+// A lost host is asked this often whether it answers again (bounded: no backoff beyond
+// it); once it does, a new session at once. Each ask gives up after this long too: a
+// request sent into a dead network waits out TCP's backoff (1 s, 2 s, 4 s…) otherwise.
+const RETRY_MS = 1000;
 // While the connection is quiet, the share is asked this often whether our session lives.
 const PROBE_MS = 1000;
 // An answer this slow means the host is being asked whether to let the viewer in.
@@ -88,7 +90,7 @@ const MSG = {
   closed: 'Disconnected.',
   unreachable: 'Cannot reach the host',
   wrongCode: 'Wrong access code',
-  retrying: 'Trying again every 2 s…',
+  retrying: 'Trying again every second…',
   clickToPlay: 'Click anywhere to start the video.',
   soundBlocked: 'Sound is muted by the browser — click the speaker to unmute',
   noWebRTC: 'This browser does not support WebRTC, so it cannot show the shared screen.',
@@ -140,7 +142,7 @@ const session = {
   pendingAudio: [],    // audio tracks that arrived before the video track
   connectTimer: 0,
   lastError: null,     // {state, message, status} or null
-  retrying: false,     // the host was lost: trying again every RETRY_MS until it answers
+  retrying: false,     // the host was lost: asking every RETRY_MS until it answers
   retryTimer: 0,
   probeTimer: 0,       // while 'reconnecting': is our session still on the share?
 };
@@ -608,16 +610,47 @@ function drop(message, { notifyHost = true, retry = false, now = false } = {}) {
   else showOverlay({ text: message, error: true, reconnect: true });
 }
 
-// The host was lost (not removed, not stopped: those say so): try again every RETRY_MS
-// until it answers or the user does something else. `now`: at once (the share said the
-// session is gone, so it is reachable).
+// The host was lost (not removed, not stopped: those say so): ask it every RETRY_MS
+// whether it answers, and connect as soon as it does, until the user does something else.
+// `now`: connect at once (the share said the session is gone, so it is reachable).
 function scheduleRetry(message, { now = false } = {}) {
   session.retrying = true;
   showOverlay({ text: `${message} ${MSG.retrying}`, error: true, reconnect: true });
   clearTimeout(session.retryTimer);
-  session.retryTimer = setTimeout(() => {
+  const retry = () => {
     if (session.retrying && !ACTIVE_STATES.has(session.state)) connect();
-  }, now ? 0 : RETRY_MS);
+  };
+  if (now) {
+    session.retryTimer = setTimeout(retry, 0);
+    return;
+  }
+  const ask = async () => {
+    const asked = Date.now();
+    const answered = await hostAnswers(RETRY_MS);
+    if (!session.retrying || ACTIVE_STATES.has(session.state)) return;
+    if (answered) retry();
+    else session.retryTimer = setTimeout(ask, Math.max(0, RETRY_MS - (Date.now() - asked)));
+  };
+  session.retryTimer = setTimeout(ask, RETRY_MS);
+}
+
+// Whether the share's host answers within `timeoutMs`, on a connection of its own. Not
+// fetch(): an aborted fetch leaves its TCP connect running in the browser's pool and the
+// next fetch waits on it, through TCP's backoff (1 s, 2 s, 4 s…) — seconds after the
+// network is back. A WebSocket's connect is its own and ends with it. The share does not
+// speak WebSocket: any answer (its refusal) closes the socket at once, which is the "yes".
+function hostAnswers(timeoutMs) {
+  return new Promise((resolve) => {
+    let ws;
+    try {
+      ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${WHEP_ENDPOINT}`);
+    } catch {
+      resolve(false);
+      return;
+    }
+    const timer = setTimeout(() => { ws.close(); resolve(false); }, timeoutMs);
+    ws.onclose = () => { clearTimeout(timer); resolve(true); };
+  });
 }
 
 function stopRetrying() {
@@ -636,7 +669,12 @@ function startProbing() {
   const probe = async () => {
     let gone = false;
     try {
-      const res = await fetch(url, { method: 'OPTIONS', cache: 'no-store', signal: AbortSignal.timeout(PROBE_MS) });
+      // credentials 'omit': the browser's other pool of connections (privacy mode). A probe
+      // sent into a dead network leaves its TCP connect in backoff in that pool, where the
+      // next session's requests, made once the host answers again, would wait on it.
+      const res = await fetch(url, {
+        method: 'OPTIONS', cache: 'no-store', credentials: 'omit', signal: AbortSignal.timeout(PROBE_MS),
+      });
       gone = res.status === 404;
     } catch { /* unreachable: keep waiting */ }
     if (!isCurrent(gen) || session.state !== 'reconnecting') return;
