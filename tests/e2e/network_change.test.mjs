@@ -67,6 +67,18 @@ async function selectedPair(page) {
   return p && `${p.local.address}:${p.local.port} -> ${p.remote.address}:${p.remote.port}`;
 }
 
+/** The remote addresses of the candidate pairs the page has checked successfully. */
+async function succeededRemotes(page) {
+  return page.evaluate(async () => {
+    const stats = await window.porthole.pc.getStats();
+    const out = [];
+    stats.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.state === 'succeeded') out.push(stats.get(r.remoteCandidateId)?.address ?? '');
+    });
+    return out;
+  });
+}
+
 /**
  * Two links, Xvfb + pattern, the share in a, Chromium in b showing it over the first link;
  * then the link the media goes over is taken down in a and the page watched for 8 s.
@@ -85,34 +97,33 @@ async function cutTheMediaLink(t, s) {
   const before = await selectedPair(page);
   const carrying = LINKS.find((l) => before?.includes(`${l.net}.`));
   assert.ok(carrying, `the media goes over one of the links: ${before}`);
+  // Whether Chromium has checked a pair over the other link (it need not have: it checks
+  // the pairs it did not pick one by one and prunes some once it settles).
+  const other = LINKS.find((l) => l !== carrying);
+  const otherChecked = (await succeededRemotes(page)).some((r) => r.startsWith(`${other.net}.`));
   const cut = await page.evaluate(() => performance.now());
   await a.runOk('ip', ['link', 'set', carrying.a, 'down']);
   await new Promise((r) => { setTimeout(r, 8000); });
   const { gap, frames } = await longestGap(page, cut);
   const after = await selectedPair(page).catch((e) => `(${e.message})`);
   const state = await page.evaluate(() => window.porthole.state);
-  t.diagnostic(`selected pair ${before}; took ${carrying.a} down; in the 8 s after: ${frames} frames, longest gap ` +
-    `${gap} ms; selected pair now ${after}; page state ${state}`);
+  const moves = share.stderrText().split('\n').filter((l) => /media moved|went silent/.test(l));
+  t.diagnostic(`selected pair ${before}; Chromium had ${otherChecked ? '' : 'not '}checked a pair over ${other.a}; took ${carrying.a} down; in the 8 s after: ${frames} frames, longest gap ` +
+    `${gap} ms; selected pair now ${after}; page state ${state}; the share: ${moves.join(' | ') || '(no move logged)'}`);
   return { gap, frames, before, after, state, share, carrying };
 }
 
-test('two links, the media\'s link goes down: the picture comes back by itself over the other',
+// Chromium moves to the other link only once it finds the selected pair dead (~6.5 s
+// here). The share does not wait for that: its consent checks go unanswered for 450 ms,
+// it checks its other pairs and sends over the first that answers, with a keyframe
+// (third_party/rtc-ice/PORTHOLE.md). Chromium plays what comes in on any pair it knows.
+// Before the ICE fixes no frame came in these 8 s, then 6.6 s went without one.
+test('two links, the media\'s link goes down: the picture goes on over the other, the longest gap ≤ 1 s',
   { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
     const r = await cutTheMediaLink(t, s);
     assert.equal(r.state, 'connected', 'the page never dropped the session');
     assert.ok(!r.after?.includes(`${r.carrying.net}.`), `the page moved to the other link: ${r.after}`);
-    // Before the ICE fix (third_party/rtc-ice) no frame came in these 8 s: the share kept
-    // sending into the dead link while Chromium had moved to the other.
-    assert.ok(r.frames >= 15, `frames after the cut: ${r.frames}`);
-    assert.ok(r.gap < 8000, `the picture came back (longest gap ${r.gap} ms)`);
-  }));
-
-// Not met yet: Chromium moves to the other link only once it finds the selected pair dead
-// (~6.5 s here); the share sees its writes fail at once but its ICE agent is not told.
-test('two links, the media\'s link goes down: the longest gap in presented frames is ≤ 1 s',
-  { timeout: TEST_TIMEOUT, todo: 'the share does not move on its own when its writes fail (~6.5 s gap)' },
-  (t) => withScope(t, async (s) => {
-    const r = await cutTheMediaLink(t, s);
+    assert.ok(r.frames >= 100, `frames in the 8 s after the cut: ${r.frames}`);
     assert.ok(r.gap <= 1000, `longest gap ${r.gap} ms (want ≤ 1000)`);
   }));
 
@@ -174,3 +185,65 @@ for (const [seconds, within] of [[5, 2000], [20, 3000]]) {
       assert.ok(r.resumedMs <= within, `first frame ${r.resumedMs} ms after the restore (want ≤ ${within})`);
     }));
 }
+
+/**
+ * A LAN (a bridge in its own namespace) with the share's host a on it and the viewer's
+ * host b on it through `b-old` (10.216.3.2). `move()` takes b off the LAN the way a laptop
+ * leaves one network for another: `b-old` is deleted (its address with it) and `b-new` is
+ * plugged in with another address (10.216.3.3) and the default route.
+ */
+async function startLan(s) {
+  const a = s.add(await startNetnsNode({ name: 'a' }));
+  const b = s.add(await startNetnsNode({ name: 'b' }));
+  const lan = s.add(await startNetnsNode({ name: 'lan' }));
+  for (const n of [a, b, lan]) await n.runOk('ip', ['link', 'set', 'lo', 'up']);
+  await lan.runOk('ip', ['link', 'add', 'br0', 'type', 'bridge']);
+  await lan.runOk('ip', ['link', 'set', 'br0', 'up']);
+  const plug = async (host, ifname, port, addr) => {
+    await runToolOk('ip', ['link', 'add', ifname, 'netns', String(host.pid), 'type', 'veth',
+      'peer', 'name', port, 'netns', String(lan.pid)]);
+    await lan.runOk('ip', ['link', 'set', port, 'master', 'br0']);
+    await lan.runOk('ip', ['link', 'set', port, 'up']);
+    await host.runOk('ip', ['addr', 'add', `${addr}/24`, 'dev', ifname]);
+    await host.runOk('ip', ['link', 'set', ifname, 'up']);
+  };
+  await plug(a, 'a-lan', 'pa', '10.216.3.1');
+  await plug(b, 'b-old', 'pb-old', '10.216.3.2');
+  await b.runOk('ip', ['route', 'add', 'default', 'via', '10.216.3.1']);
+  const move = async () => {
+    await b.runOk('ip', ['link', 'del', 'b-old']);
+    await plug(b, 'b-new', 'pb-new', '10.216.3.3');
+    await b.runOk('ip', ['route', 'add', 'default', 'via', '10.216.3.1']);
+  };
+  return { a, b, move };
+}
+
+test('the viewer\'s address changes mid-session: the picture goes on within 3 s',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const { a, b, move } = await startLan(s);
+    const x = s.add(await startXvfb(SCREEN));
+    s.add(await startPattern(x.display));
+    const share = s.add(await startShareIn(a, { display: x.display, args: ['--audio', 'none', '--no-announce'] }));
+    const browser = s.add(await launchBrowser({ viewport: SCREEN, node: b }));
+    const page = s.add(await openViewer(browser, `http://10.216.3.1:${share.port}/#code=${share.code}`, { timeoutMs: 30000 }));
+    await recordFrames(page);
+    await page.evaluate(() => {
+      window.__states = [];
+      window.porthole.on('state', ({ state }) => window.__states.push([Math.round(performance.now()), state]));
+    });
+    await new Promise((r) => { setTimeout(r, 1500); });
+    const before = await selectedPair(page);
+    const moved = await page.evaluate(() => performance.now());
+    await move();
+    await new Promise((r) => { setTimeout(r, 6000); });
+    const { gap, frames } = await longestGap(page, moved);
+    const after = await selectedPair(page).catch((e) => `(${e.message})`);
+    const states = await page.evaluate((t0) => window.__states.filter(([at]) => at >= t0)
+      .map(([at, st]) => `${Math.round(at - t0)}:${st}`), moved);
+    const shareSaw = share.stderrText().split('\n').filter((l) => /media moved|went silent|viewer (admitted|connected)/.test(l));
+    t.diagnostic(`selected pair ${before}; moved b from 10.216.3.2 to 10.216.3.3; in the 6 s after: ${frames} frames, ` +
+      `longest gap ${gap} ms; selected pair now ${after}; page states (ms from the move): ${states.join(' ') || 'none'}; ` +
+      `the share: ${shareSaw.map((l) => l.replace(/^.*?(INFO|WARN)\s+/, '')).join(' | ')}`);
+    assert.ok(frames >= 60, `frames in the 6 s after the move: ${frames}`);
+    assert.ok(gap <= 3000, `longest gap ${gap} ms (want ≤ 3000)`);
+  }));
