@@ -40,6 +40,9 @@ const CONNECT_TIMEOUT_MS = 30000;
 // it); once it does, a new session at once. Each ask gives up after this long too: a
 // request sent into a dead network waits out TCP's backoff (1 s, 2 s, 4 s…) otherwise.
 const RETRY_MS = 1000;
+// A lost session is resumed (same viewer, rights, no new approval, no code) this long after
+// the loss; the share keeps it 60 s.
+const RESUME_MS = 55000;
 // While the connection is quiet, the share is asked this often whether our session lives.
 const PROBE_MS = 1000;
 // An answer this slow means the host is being asked whether to let the viewer in.
@@ -145,6 +148,7 @@ const session = {
   retrying: false,     // the host was lost: asking every RETRY_MS until it answers
   retryTimer: 0,
   probeTimer: 0,       // while 'reconnecting': is our session still on the share?
+  resume: null,        // a lost session {url, paired, until}: the next offer resumes it
 };
 
 const listeners = new Map();
@@ -237,11 +241,13 @@ async function pairWithShare(code) {
   }
 }
 
-async function whepOffer(paired, sdp) {
+// `resumeUrl`: the lost session this offer resumes, signed by its pairing (`paired`).
+async function whepOffer(paired, sdp, resumeUrl = null) {
   const headers = new Headers({
     'Content-Type': 'application/sdp',
     Authorization: paired.authorization('POST', WHEP_ENDPOINT, sdp),
   });
+  if (resumeUrl) headers.set('Porthole-Resume', new URL(resumeUrl).pathname.split('/').pop());
   let res;
   try {
     res = await fetch(WHEP_ENDPOINT, { method: 'POST', headers, body: sdp, cache: 'no-store' });
@@ -536,16 +542,18 @@ async function negotiate(gen, code) {
   setState('connecting');
   showOverlay({ text: MSG.connecting, busy: true });
   try {
-    // Pairing runs while the offer is made and candidates gathered: at most one round trip
-    // is added before the offer goes out.
-    const pairing = pairWithShare(code);
-    pairing.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+    // A lost session is resumed with its own pairing; otherwise pairing runs while the
+    // offer is made and candidates gathered: at most one round trip is added before the
+    // offer goes out.
+    const resume = session.resume && Date.now() < session.resume.until ? session.resume : null;
+    const pairing = resume ? null : pairWithShare(code);
+    pairing?.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
     const pc = createPeer(gen);
     session.pc = pc;
     await pc.setLocalDescription(await pc.createOffer());
     await waitForIceGathering(pc, ICE_GATHER_TIMEOUT_MS);
     if (!isCurrent(gen, pc)) return;
-    const paired = await pairing;
+    let paired = resume ? resume.paired : await pairing;
     if (!isCurrent(gen, pc)) return;
     // The host may be deciding whether to let this viewer in (it has two minutes): say so,
     // rather than "Connecting…" all along.
@@ -557,10 +565,22 @@ async function negotiate(gen, code) {
     }, WAITING_FOR_HOST_AFTER_MS);
     let answer;
     try {
-      answer = await whepOffer(paired, pc.localDescription.sdp);
+      if (resume) {
+        try {
+          answer = await whepOffer(paired, pc.localDescription.sdp, resume.url);
+        } catch (err) {
+          // Gone from the share (too long, or it restarted): pair with the code instead.
+          if (!(err instanceof ConnectError && err.status === 401)) throw err;
+          session.resume = null;
+          paired = await pairWithShare(code);
+          if (!isCurrent(gen, pc)) return;
+        }
+      }
+      answer ??= await whepOffer(paired, pc.localDescription.sdp);
     } finally {
       clearTimeout(waiting);
     }
+    session.resume = null;
     if (!isCurrent(gen, pc)) {
       whepDelete(answer.resourceUrl, paired, false); // abandoned while in flight
       return;
@@ -601,9 +621,17 @@ function onConnectError(err) {
   }
 }
 
-// The connection was lost (ICE failure, host closed the session, timeout).
+// The connection was lost (ICE failure, host closed the session, timeout). One that is
+// tried again resumes this session (see `resume` on the share): the share is not told to
+// end it.
 function drop(message, { notifyHost = true, retry = false, now = false } = {}) {
-  endSession({ notifyHost });
+  const resumable = (retry || session.retrying) && session.resourceUrl && session.paired;
+  if (resumable) {
+    session.resume = { url: session.resourceUrl, paired: session.paired, until: Date.now() + RESUME_MS };
+  } else if (!session.retrying) {
+    session.resume = null;
+  }
+  endSession({ notifyHost: notifyHost && !resumable });
   recordError('dropped', message);
   setState('dropped', message);
   if (retry || session.retrying) scheduleRetry(message, { now });
@@ -679,7 +707,7 @@ function startProbing() {
     } catch { /* unreachable: keep waiting */ }
     if (!isCurrent(gen) || session.state !== 'reconnecting') return;
     if (gone) {
-      session.resourceUrl = null; // nothing left to DELETE
+      // The share gave the session up and keeps it a minute: the next offer resumes it.
       drop(MSG.dropped, { retry: true, now: true, notifyHost: false });
     } else {
       session.probeTimer = setTimeout(probe, PROBE_MS);
@@ -695,6 +723,7 @@ function stopProbing() {
 // User-initiated disconnect: tell the host, close everything.
 function disconnect() {
   stopRetrying();
+  session.resume = null;
   if (!session.pc && !session.resourceUrl && !ACTIVE_STATES.has(session.state)) return;
   endSession({ notifyHost: true, keepalive: true });
   setState('closed');

@@ -20,6 +20,8 @@ pub use pake::{Keys, PakeError, ViewerPairing, MAC_LEN, MESSAGE_LEN};
 pub const SCHEME: &str = "Porthole-PAKE";
 /// The response header with the share's MAC over its SDP answer.
 pub const ANSWER_MAC_HEADER: &str = "porthole-answer-mac";
+/// The request header naming the session a viewer resumes (see `server::resume`).
+pub const RESUME_HEADER: &str = "porthole-resume";
 /// What either side says when a MAC does not verify.
 pub const NOT_THE_SHARE: &str = "this connection is not the share you were given the code for: \
      somebody between the viewer and the host changed it (its pairing MAC does not verify)";

@@ -30,6 +30,7 @@
 
 mod conn;
 pub mod origin;
+pub mod resume;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -266,6 +267,8 @@ struct AppState {
     code_life: Mutex<CodeLife>,
     allow_token: bool,
     pairings: Mutex<Pairings>,
+    /// Paired sessions whose connection was lost, for their viewer's return.
+    lost: Mutex<resume::LostSessions>,
     ice: IceConfig,
     max_viewers: usize,
     video: Arc<VideoFanout>,
@@ -308,6 +311,7 @@ impl ShareServer {
             code_life: Mutex::new(CodeLife::new(config.code_expiry, Instant::now())),
             allow_token: config.allow_token,
             pairings: Mutex::new(Pairings::default()),
+            lost: Mutex::new(resume::LostSessions::default()),
             ice: config.ice,
             max_viewers: config.max_viewers,
             keyframes: KeyframeGate::new(video.clone(), KeyframePolicy::default()),
@@ -525,6 +529,8 @@ enum Caller {
     Paired(Arc<Keys>),
     /// Showed the code as a bearer token (only with `allow_token`).
     Token,
+    /// A paired viewer back after its connection was lost (see [`resume`]).
+    Resumed(resume::Lost),
 }
 
 /// A request's credentials, read before its body.
@@ -841,7 +847,15 @@ async fn post_whep(
             )
         }
     };
-    let caller = match authorize(&state, addr, credentials, "POST", "/whep", &body) {
+    let resuming = headers
+        .get(pairing::RESUME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let caller = match resuming {
+        Some(id) => resume_session(&state, addr, credentials, &id, &body).await,
+        None => authorize(&state, addr, credentials, "POST", "/whep", &body),
+    };
+    let caller = match caller {
         Ok(caller) => caller,
         Err(refusal) => return *refusal,
     };
@@ -893,14 +907,25 @@ async fn post_whep(
         .chars()
         .take(200)
         .collect();
-    let no = state.next_viewer.fetch_add(1, Ordering::Relaxed);
-    let (rights, keys) = match caller {
-        Caller::Paired(keys) => (state.default_rights, Some(keys)),
+    let (no, rights, keys, resumed) = match caller {
+        Caller::Paired(keys) => (
+            state.next_viewer.fetch_add(1, Ordering::Relaxed),
+            state.default_rights,
+            Some(keys),
+            false,
+        ),
         // A player that cannot pair watches only.
-        Caller::Token => (Rights::default(), None),
+        Caller::Token => (
+            state.next_viewer.fetch_add(1, Ordering::Relaxed),
+            Rights::default(),
+            None,
+            false,
+        ),
+        // The same viewer: its number and rights, and the host already let it in.
+        Caller::Resumed(lost) => (lost.no, lost.rights, Some(lost.keys), true),
     };
     let authenticated = keys.is_some();
-    if let Some(approve) = &state.approve {
+    if let Some(approve) = state.approve.as_ref().filter(|_| !resumed) {
         let answer = approve(PendingViewer {
             no,
             addr,
@@ -992,7 +1017,9 @@ async fn post_whep(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .used();
-    if authenticated {
+    if resumed {
+        tracing::info!(%addr, viewer = no, session = %id, "viewer back: its session resumed, with its rights, no new approval");
+    } else if authenticated {
         tracing::info!(%addr, viewer = no, session = %id, "viewer admitted");
     } else {
         tracing::info!(%addr, viewer = no, session = %id, "viewer admitted (unauthenticated: bearer code, view only)");
@@ -1069,9 +1096,74 @@ async fn watch_viewer(
             ViewerEvent::Ended => break,
         }
     }
+    // A paired viewer that was connected may come back as itself (see `resume`).
+    let lost = lock_viewers(&state)
+        .get(&id)
+        .filter(|e| e.info.connected)
+        .and_then(|e| {
+            Some(resume::Lost {
+                keys: e.keys.clone()?,
+                no: e.info.no,
+                rights: *e.rights.borrow(),
+            })
+        });
     if remove_viewer(&state, &id, Ending::Quietly).await {
         tracing::info!(session = %id, "viewer left (connection closed or failed)");
+        if let Some(lost) = lost {
+            state
+                .lost
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keep(id, lost, Instant::now());
+        }
     }
+}
+
+/// A viewer's offer naming its old session (`Porthole-Resume`), signed with that session's
+/// keys. A session still listed (the share has not given up on its connection yet) is
+/// ended and replaced; one lost within [`resume::RESUME_WINDOW`] is taken from the kept ones.
+async fn resume_session(
+    state: &AppState,
+    addr: SocketAddr,
+    credentials: Credentials,
+    id: &str,
+    body: &[u8],
+) -> Result<Caller, Box<Response>> {
+    let Credentials::Pake(auth) = credentials else {
+        return Err(unauthorized(
+            state,
+            addr,
+            "only a paired viewer can resume its session",
+        ));
+    };
+    let proves = |keys: &Keys| keys.verify_request("POST", "/whep", body, &auth.mac);
+    let live = lock_viewers(state).get(id).and_then(|e| {
+        let keys = e.keys.clone()?;
+        proves(&keys).then(|| resume::Lost {
+            keys,
+            no: e.info.no,
+            rights: *e.rights.borrow(),
+        })
+    });
+    let back =
+        match live {
+            Some(lost) => remove_viewer(state, id, Ending::Quietly)
+                .await
+                .then_some(lost),
+            None => state.lost.lock().unwrap_or_else(|e| e.into_inner()).take(
+                id,
+                Instant::now(),
+                proves,
+            ),
+        };
+    back.map(Caller::Resumed).ok_or_else(|| {
+        unauthorized(
+            state,
+            addr,
+            "this session cannot be resumed (unknown, ended, or lost over a minute ago): \
+             pair again",
+        )
+    })
 }
 
 async fn remove_viewer(state: &AppState, id: &str, ending: Ending) -> bool {
@@ -1283,6 +1375,7 @@ mod tests {
             code_life: Mutex::new(CodeLife::new(None, Instant::now())),
             allow_token: false,
             pairings: Mutex::new(Pairings::default()),
+            lost: Mutex::new(resume::LostSessions::default()),
             ice: IceConfig {
                 servers: vec![],
                 udp_addrs: vec!["127.0.0.1:0".into()],
@@ -1593,6 +1686,115 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    /// POSTs `offer` signed by `keys` (pairing `id`), resuming session `resume`.
+    async fn post_resume(
+        st: &Arc<AppState>,
+        id: &str,
+        keys: &Keys,
+        resume: &str,
+        offer: String,
+    ) -> (StatusCode, HeaderMap, String) {
+        let auth = pairing::authorization(id, keys, "POST", "/whep", offer.as_bytes());
+        let headers = [
+            ("authorization", auth.as_str()),
+            SDP,
+            (pairing::RESUME_HEADER, resume),
+        ];
+        send(st, "POST", "/whep", &headers, offer).await
+    }
+
+    #[tokio::test]
+    async fn a_session_is_resumed_by_its_own_pairing_only_once_and_without_a_new_approval() {
+        let mut st = state();
+        let asked = Arc::new(AtomicU64::new(0));
+        let count = asked.clone();
+        Arc::get_mut(&mut st).unwrap().approve = Some(Arc::new(move |_| {
+            count.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(true);
+            rx
+        }));
+        let (client, offer) = recvonly_offer().await;
+        let (id, keys) = pair_with(&st, CODE).await.unwrap();
+        let auth = pairing::authorization(&id, &keys, "POST", "/whep", offer.as_bytes());
+        let (status, headers, body) = send(
+            &st,
+            "POST",
+            "/whep",
+            &[("authorization", auth.as_str()), SDP],
+            offer.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let first = headers[header::LOCATION].to_str().unwrap()["/whep/".len()..].to_owned();
+        assert_eq!(asked.load(Ordering::Relaxed), 1);
+
+        // Another pairing (the right code, but not this session's keys) cannot take it.
+        let (other_id, other_keys) = pair_with(&st, CODE).await.unwrap();
+        let (status, _, body) =
+            post_resume(&st, &other_id, &other_keys, &first, offer.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(body.contains("cannot be resumed"), "{body}");
+        assert!(
+            lock_viewers(&st).get(&first).is_some(),
+            "the session is untouched"
+        );
+
+        // Its own pairing can: the same viewer, a new session, the host not asked again.
+        let (status, headers, answer) = post_resume(&st, &id, &keys, &first, offer.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        let mac = pairing::decode(headers[pairing::ANSWER_MAC_HEADER].to_str().unwrap()).unwrap();
+        assert!(keys.verify_answer(answer.as_bytes(), &mac));
+        let second = headers[header::LOCATION].to_str().unwrap()["/whep/".len()..].to_owned();
+        assert_ne!(second, first);
+        assert_eq!(asked.load(Ordering::Relaxed), 1, "no second approval");
+        let listed: Vec<(String, u64)> = lock_viewers(&st)
+            .values()
+            .map(|e| (e.info.id.clone(), e.info.no))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![(second.clone(), 1)],
+            "one viewer, still number 1"
+        );
+        let (status, _, _) = post_resume(&st, &id, &keys, &first, offer.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "a session is resumed once"
+        );
+
+        // A session lost a while ago comes back with its number and rights.
+        let (lost_id, lost_keys) = pair_with(&st, CODE).await.unwrap();
+        let lost_keys = Arc::new(lost_keys);
+        st.lost.lock().unwrap().keep(
+            "0123456789abcdef01234567".into(),
+            resume::Lost {
+                keys: lost_keys.clone(),
+                no: 7,
+                rights: Rights {
+                    control: true,
+                    clipboard: false,
+                },
+            },
+            Instant::now(),
+        );
+        let (status, headers, body) =
+            post_resume(&st, &lost_id, &lost_keys, "0123456789abcdef01234567", offer).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let third = headers[header::LOCATION].to_str().unwrap()["/whep/".len()..].to_owned();
+        let back = lock_viewers(&st)
+            .get(&third)
+            .map(|e| (e.info.no, e.info.rights.control));
+        assert_eq!(back, Some((7, true)));
+        assert_eq!(
+            asked.load(Ordering::Relaxed),
+            1,
+            "no approval for it either"
+        );
+        client.close().await.unwrap();
     }
 
     #[tokio::test]
