@@ -15,7 +15,7 @@ build_pkgs=(
   xvfb x11-xserver-utils
 )
 test_pkgs=(
-  chromium xdotool xclip x11-utils xterm
+  chromium firefox-esr xdotool xclip x11-utils xterm
   pulseaudio pulseaudio-utils sox
   ffmpeg iproute2 util-linux
   mesa-vulkan-drivers

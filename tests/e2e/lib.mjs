@@ -22,10 +22,12 @@ import { randomBytes } from 'node:crypto';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const PORTHOLE_BIN = process.env.PORTHOLE_BIN || path.join(REPO, 'target', 'debug', 'porthole');
 export const CHROMIUM_BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+export const FIREFOX_BIN = process.env.FIREFOX_BIN || '/usr/bin/firefox-esr';
 const VERBOSE = !!process.env.PORTHOLE_E2E_VERBOSE;
 const LOG_LIMIT = 512 * 1024; // bytes kept per process (the tail)
 
@@ -504,15 +506,18 @@ export function withCode(url, code) {
 /**
  * Starts `porthole share --display D --listen 127.0.0.1:0 --code CODE --no-approval ...args`
  * (`approval: true`: without --no-approval; `stdin: 'pipe'`: commands can be written to
- * `share.stdin`).
+ * `share.stdin`; `listen`: another address of this namespace, port 0).
  * Returns {url, origin, code, pid, viewerUrl(code?), stats(), fetch(path, init), stop(),
  * stderrText(), logText(), exited}.
  * stop() sends SIGINT, SIGKILLs after 5 s, and resolves to {code, signal, killed}.
  */
-export async function startShare({ display, code = randomCode(), args = [], approval = false, stdin = 'ignore' }) {
+export async function startShare({
+  display, code = randomCode(), args = [], approval = false, stdin = 'ignore', listen = '127.0.0.1:0',
+}) {
   requirePorthole();
+  const listenHost = listen.replace(/:\d+$/, '');
   const proc = spawnLogged('share', PORTHOLE_BIN, [
-    'share', '--display', display, '--listen', '127.0.0.1:0', '--code', code,
+    'share', '--display', display, '--listen', listen, '--code', code,
     ...(approval ? [] : ['--no-approval']), ...args,
   ], { env: childEnv(), stdin });
   let m;
@@ -525,9 +530,9 @@ export async function startShare({ display, code = randomCode(), args = [], appr
   const url = m[1];
   const origin = new URL(url).origin;
   const host = new URL(url).hostname;
-  if (host !== '127.0.0.1') {
+  if (host !== listenHost) {
     await proc.stop({ signal: 'SIGKILL' });
-    throw new Error(`share printed a viewer URL not on 127.0.0.1: ${url}`);
+    throw new Error(`share printed a viewer URL not on ${listenHost}: ${url}`);
   }
 
   async function shareFetch(p, init = {}) {
@@ -703,6 +708,69 @@ export async function launchBrowser({ viewport = { width: 1280, height: 720 }, n
     if (!closing) {
       closing = browser.close().catch((err) => log.add(`close failed: ${err.message}`))
         .finally(() => { if (wrapperDir) rmSync(wrapperDir, { recursive: true, force: true }); });
+    }
+    return closing;
+  };
+  return browser;
+}
+
+/**
+ * Firefox's preferences for the tests. H.264: Firefox offers it only when the OpenH264
+ * plugin (downloaded from Cisco at run time, not here) or "hardware" H.264 is there; the
+ * latter decodes through the system libavcodec and is allowed by the last two (its
+ * gfx-blocklist entry forced to "OK": there is no GPU here to rule on). A Firefox user on
+ * a network gets the plugin by itself.
+ */
+export const FIREFOX_PREFS = Object.freeze({
+  'media.peerconnection.ice.loopback': true,
+  'media.peerconnection.ice.obfuscate_host_addresses': false,
+  'media.autoplay.default': 0,
+  'media.gmp-manager.updateEnabled': false,
+  'media.webrtc.hw.h264.enabled': true,
+  'gfx.blacklist.webrtc.hw.acceleration.h264': 1,
+});
+
+/**
+ * Headless Firefox ESR driven over WebDriver BiDi (puppeteer-core), with a fresh profile,
+ * in this network namespace (puppeteer reaches it over a local TCP port). The namespace
+ * needs a default route: without one Firefox takes the network for down and gathers no
+ * ICE candidate at all. Returns the browser, with stop(), pageLog and openPage(url) (a page whose console goes to
+ * the log; page.stop() closes it).
+ */
+export async function launchFirefox() {
+  requireExecutable(FIREFOX_BIN, 'install firefox-esr (scripts/install-deps.sh test) or set FIREFOX_BIN');
+  const log = new LogBuffer('firefox');
+  const profile = mkdtempSync(path.join(os.tmpdir(), 'porthole-firefox-'));
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: FIREFOX_BIN,
+    headless: true,
+    userDataDir: profile,
+    extraPrefsFirefox: { ...FIREFOX_PREFS },
+    env: childEnv({ HOME: profile }),
+    timeout: 60000,
+  });
+  log.add(`launched ${await browser.version()}`);
+  browser.pageLog = log;
+  browser.label = 'firefox';
+  browser.logText = () => log.toString();
+  let pages = 0;
+  browser.openPage = async (url) => {
+    const id = ++pages;
+    const page = await browser.newPage();
+    page.on('console', (msg) => log.add(`page${id} console.${msg.type()}: ${msg.text()}`));
+    page.on('pageerror', (err) => log.add(`page${id} pageerror: ${err.message}`));
+    page.stop = () => page.close().catch(() => {});
+    page.label = `page${id}`;
+    log.add(`page${id} goto ${url}`);
+    await page.goto(url, { waitUntil: 'load', timeout: 15000 });
+    return page;
+  };
+  let closing = null;
+  browser.stop = () => {
+    if (!closing) {
+      closing = browser.close().catch((err) => log.add(`close failed: ${err.message}`))
+        .finally(() => rmSync(profile, { recursive: true, force: true }));
     }
     return closing;
   };
@@ -2245,6 +2313,46 @@ export async function startLan({ ipv4 = true, ipv6 = false, subnet = '10.213.0',
     await stop();
     throw err;
   }
+}
+
+/**
+ * `porthole share` on a pty (util-linux `script`), as a host at a terminal runs it: it asks
+ * before letting a viewer in. `node`: in that network namespace. Returns {write(text),
+ * output(), waitFor(re, from, timeoutMs, what), stop()}.
+ */
+export async function startShareOnTerminal({ display, code, args = [], node = null, listen = '127.0.0.1:0' }) {
+  requirePorthole();
+  const quote = (a) => `'${String(a).replace(/'/g, "'\\''")}'`;
+  const cmd = [...(node ? ['nsenter', ...node.nsenterArgs(PORTHOLE_BIN)] : [PORTHOLE_BIN]),
+    'share', '--display', display, '--listen', listen, '--code', code, '--no-announce', ...args]
+    .map(quote).join(' ');
+  const env = { ...process.env, NO_COLOR: '1', TERM: 'dumb' };
+  delete env.DISPLAY;
+  const child = spawn('script', ['-qfec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  let exited = false;
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (c) => { out += c.replace(/\r/g, ''); });
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (c) => { out += c; });
+  child.on('exit', () => { exited = true; });
+  return {
+    write: (text) => child.stdin.write(text),
+    output: () => out,
+    async waitFor(re, from = 0, timeoutMs = 10000, what = String(re)) {
+      return pollUntil(() => re.exec(out.slice(from)), Boolean, { timeoutMs, what: `${what} on the terminal` })
+        .catch((err) => { throw new Error(`${err.message}\n--- terminal ---\n${out}`); });
+    },
+    async stop() {
+      if (!exited) {
+        try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+        await sleep(500);
+        try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+    },
+    logText: () => out,
+    label: 'porthole share (on a pty)',
+  };
 }
 
 /**

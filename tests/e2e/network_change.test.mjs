@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   withScope, startXvfb, startPattern, startShareIn, startNetnsNode, runToolOk, pollUntil,
-  launchBrowser, openViewer, statsFrom, selectedCandidatePair,
+  launchBrowser, openViewer, openPage, statsFrom, selectedCandidatePair, startShareOnTerminal,
+  randomCode, viewerStatus,
 } from './lib.mjs';
 
 const SCREEN = { width: 320, height: 240 };
@@ -127,6 +128,21 @@ test('two links, the media\'s link goes down: the picture goes on over the other
     assert.ok(r.gap <= 1000, `longest gap ${r.gap} ms (want ≤ 1000)`);
   }));
 
+/** Drops every packet on the first link, in `a` (nftables). */
+async function blockLink(a) {
+  for (const rule of [
+    'add table inet porthole_blackout',
+    'add chain inet porthole_blackout in { type filter hook input priority 0 ; }',
+    'add chain inet porthole_blackout out { type filter hook output priority 0 ; }',
+    `add rule inet porthole_blackout in iifname "${LINKS[0].a}" drop`,
+    `add rule inet porthole_blackout out oifname "${LINKS[0].a}" drop`,
+  ]) await a.runOk('nft', rule.split(' '));
+}
+
+async function unblockLink(a) {
+  await a.runOk('nft', ['delete', 'table', 'inet', 'porthole_blackout']);
+}
+
 /**
  * One link between a and b; the page in b shows the share in a; every packet between
  * them is dropped (nftables in a) for `seconds`, then let through again. Returns how long
@@ -148,20 +164,14 @@ async function blackout(t, s, seconds) {
     window.porthole.on('state', ({ state }) => window.__states.push([Math.round(performance.now()), state]));
   });
   await new Promise((r) => { setTimeout(r, 1000); });
-  for (const rule of [
-    'add table inet porthole_blackout',
-    'add chain inet porthole_blackout in { type filter hook input priority 0 ; }',
-    'add chain inet porthole_blackout out { type filter hook output priority 0 ; }',
-    `add rule inet porthole_blackout in iifname "${LINKS[0].a}" drop`,
-    `add rule inet porthole_blackout out oifname "${LINKS[0].a}" drop`,
-  ]) await a.runOk('nft', rule.split(' '));
+  await blockLink(a);
   const cut = await page.evaluate(() => performance.now());
   // The host's view a few seconds in (from a itself: its own address is not behind the
   // block): the viewer is listed as reconnecting, its input released.
   await new Promise((r) => { setTimeout(r, 4500); });
   const during = await statsFrom(a, `http://${LINKS[0].net}.1:${share.port}`, share.code);
   await new Promise((r) => { setTimeout(r, seconds * 1000 - 4500); });
-  await a.runOk('nft', ['delete', 'table', 'inet', 'porthole_blackout']);
+  await unblockLink(a);
   const restored = await page.evaluate(() => performance.now());
   const first = await page.waitForFunction((t0) => window.__frames.find((f) => f > t0), restored,
     { timeout: 15000, polling: 50 }).then((h) => h.jsonValue()).catch(() => null);
@@ -192,7 +202,7 @@ for (const [seconds, within] of [[5, 2000], [20, 3000]]) {
  * leaves one network for another: `b-old` is deleted (its address with it) and `b-new` is
  * plugged in with another address (10.216.3.3) and the default route.
  */
-async function startLan(s) {
+async function startBridgedLan(s) {
   const a = s.add(await startNetnsNode({ name: 'a' }));
   const b = s.add(await startNetnsNode({ name: 'b' }));
   const lan = s.add(await startNetnsNode({ name: 'lan' }));
@@ -220,7 +230,7 @@ async function startLan(s) {
 
 test('the viewer\'s address changes mid-session: the picture goes on within 3 s',
   { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
-    const { a, b, move } = await startLan(s);
+    const { a, b, move } = await startBridgedLan(s);
     const x = s.add(await startXvfb(SCREEN));
     s.add(await startPattern(x.display));
     const share = s.add(await startShareIn(a, { display: x.display, args: ['--audio', 'none', '--no-announce'] }));
@@ -246,4 +256,46 @@ test('the viewer\'s address changes mid-session: the picture goes on within 3 s'
       `the share: ${shareSaw.map((l) => l.replace(/^.*?(INFO|WARN)\s+/, '')).join(' | ')}`);
     assert.ok(frames >= 60, `frames in the 6 s after the move: ${frames}`);
     assert.ok(gap <= 3000, `longest gap ${gap} ms (want ≤ 3000)`);
+  }));
+
+test('back after a 20 s blackout, a viewer is the same viewer: no second question, its rights, no code',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const { a, b } = await startTwoLinks(s);
+    await a.runOk('ip', ['link', 'set', LINKS[1].a, 'down']);
+    const x = s.add(await startXvfb(SCREEN));
+    s.add(await startPattern(x.display));
+    // A host at its terminal, a code that works once, control given to viewers.
+    const code = randomCode();
+    const term = s.add(await startShareOnTerminal({
+      display: x.display, code, node: a, listen: '0.0.0.0:0',
+      args: ['--audio', 'none', '--code-ttl', 'first-use', '--allow-control'],
+    }));
+    const port = Number((await term.waitFor(/viewer: http:\/\/\S+?:(\d+)\//))[1]);
+    const browser = s.add(await launchBrowser({ viewport: SCREEN, node: b }));
+    const page = s.add(await openPage(browser, `http://${LINKS[0].net}.1:${port}/#code=${code}`));
+    const asked = /Viewer (\d+) from \S+ \(a browser\) wants to watch/;
+    const no = Number((await term.waitFor(asked, 0, 15000))[1]);
+    const afterAsk = term.output().length;
+    term.write('y\n');
+    await pollUntil(() => viewerStatus(page), (v) => v.state === 'connected' && v.videoWidth > 0,
+      { timeoutMs: 20000, what: 'the viewer connected once let in' });
+    await recordFrames(page);
+    await new Promise((r) => { setTimeout(r, 1000); });
+    await blockLink(a);
+    await new Promise((r) => { setTimeout(r, 20000); });
+    await unblockLink(a);
+    const restored = await page.evaluate(() => performance.now());
+    const first = await page.waitForFunction((t0) => window.__frames.find((f) => f > t0), restored,
+      { timeout: 15000, polling: 50 }).then((h) => h.jsonValue()).catch(() => null);
+    const resumedMs = first == null ? null : Math.round(first - restored);
+    const back = await term.waitFor(/viewer back: its session resumed/, afterAsk, 5000).then(() => true, () => false);
+    const from = term.output().length;
+    term.write('list\n');
+    const listed = await term.waitFor(new RegExp(`Viewer ${no}  10\\.216\\.1\\.2:\\d+  connected \\d+ s  view and control`),
+      from, 5000).then((m) => m[0], () => null);
+    t.diagnostic(`first frame ${resumedMs} ms after the restore; resumed: ${back}; list: ${listed}`);
+    assert.ok(resumedMs != null && resumedMs <= 3000, `first frame ${resumedMs} ms after the restore (want ≤ 3000)`);
+    assert.ok(back, 'the share resumed the session');
+    assert.doesNotMatch(term.output().slice(afterAsk), asked, 'the host was not asked again');
+    assert.ok(listed, `the host lists viewer ${no} again, with view and control`);
   }));

@@ -17,6 +17,7 @@ import {
   PORTHOLE_BIN, withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, openPage,
   viewerStatus, pollUntil, waitForRights, movePointer, runToolOk, xEnv, sendRaw, postWhep,
   makeOffer, startXev, readClipboard, encodePng, makeTestImage, randomCode, withCode, signedFetch,
+  startShareOnTerminal,
 } from './lib.mjs';
 
 const SCREEN = { width: 1280, height: 720 };
@@ -259,46 +260,12 @@ test('without a terminal and without --no-approval, viewers are refused with a r
     assert.equal(st.peer_connections_created, 0, 'no peer connection was made');
   }));
 
-/** `porthole share` on a pty (util-linux `script`): {write(text), output(), waitFor(re), stop()}. */
-async function startShareOnTerminal(display, code, args) {
-  const quote = (a) => `'${String(a).replace(/'/g, "'\\''")}'`;
-  const cmd = [PORTHOLE_BIN, 'share', '--display', display, '--listen', '127.0.0.1:0', '--code', code,
-    '--no-announce', ...args].map(quote).join(' ');
-  const env = { ...process.env, NO_COLOR: '1', TERM: 'dumb' };
-  delete env.DISPLAY;
-  const child = spawn('script', ['-qfec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  let exited = false;
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (c) => { out += c.replace(/\r/g, ''); });
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (c) => { out += c; });
-  child.on('exit', () => { exited = true; });
-  return {
-    write: (text) => child.stdin.write(text),
-    output: () => out,
-    async waitFor(re, from = 0, timeoutMs = 10000, what = String(re)) {
-      return pollUntil(() => re.exec(out.slice(from)), Boolean, { timeoutMs, what: `${what} on the terminal` })
-        .catch((err) => { throw new Error(`${err.message}\n--- terminal ---\n${out}`); });
-    },
-    async stop() {
-      if (!exited) {
-        try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
-        await sleep(500);
-        try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-      }
-    },
-    logText: () => out,
-    label: 'porthole share (on a pty)',
-  };
-}
-
 test('on a terminal the share asks for each viewer, lists them and kicks one', { timeout: TEST_TIMEOUT },
   (t) => withScope(t, async (s) => {
     const x = s.add(await startXvfb(SCREEN));
     s.add(await startPattern(x.display));
     const code = randomCode();
-    const term = s.add(await startShareOnTerminal(x.display, code, ['--allow-control']));
+    const term = s.add(await startShareOnTerminal({ display: x.display, code, args: ['--allow-control'] }));
     const url = (await term.waitFor(/viewer: (http:\/\/\S+)/))[1];
     const browser = s.add(await launchBrowser({ viewport: VIEWPORT }));
 
