@@ -54,6 +54,7 @@ export const TYPES = Object.freeze({
   Key: 0x04,
   Text: 0x05,
   ReleaseAll: 0x06,
+  RequestControl: 0x07,
   CursorPosition: 0x10,
   CursorShape: 0x11,
   Rights: 0x12,
@@ -190,6 +191,9 @@ export function decode(input) {
     case 0x06:
       msg = { type: 'ReleaseAll' };
       break;
+    case 0x07:
+      msg = { type: 'RequestControl' };
+      break;
     case 0x10:
       msg = { type: 'CursorPosition', x: r.u16(), y: r.u16(), visible: r.bool('visible') };
       break;
@@ -312,6 +316,7 @@ export function encode(msg) {
       break;
     }
     case 'ReleaseAll':
+    case 'RequestControl':
       break;
     case 'CursorPosition':
       w.u16(u16(msg, 'x')); w.u16(u16(msg, 'y')); w.u8(bool(msg, 'visible'));

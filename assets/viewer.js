@@ -126,6 +126,7 @@ const ui = {
   btnFullscreen: $('btn-fullscreen'),
   btnDisconnect: $('btn-disconnect'),
   rights: $('rights'),
+  btnAskControl: $('btn-ask-control'),
   toast: $('toast'),
   cursor: $('cursor'),
 };
@@ -823,6 +824,7 @@ function setupControls() {
   ui.btnReconnect.addEventListener('click', () => { connect(); });
   ui.btnDisconnect.addEventListener('click', () => disconnect());
   ui.btnFullscreen.addEventListener('click', () => { toggleFullscreen(); });
+  if (ui.btnAskControl) ui.btnAskControl.addEventListener('click', () => { askForControl(); });
   if (ui.btnAudio) ui.btnAudio.addEventListener('click', () => { setMuted(!ui.video.muted); });
   document.addEventListener('fullscreenchange', syncFullscreenButton);
   document.addEventListener('webkitfullscreenchange', syncFullscreenButton);
@@ -995,8 +997,21 @@ function onHostMessage(msg) {
   }
 }
 
+// Asks the host for control (RequestControl); the button rests for as long as the share
+// would refuse another request.
+const ASK_CONTROL_INTERVAL_MS = 5000;
+
+function askForControl() {
+  if (!link.rights || link.rights.control) return;
+  if (!sendOn('input', { type: 'RequestControl' })) return;
+  showToast('Asked the host for control');
+  ui.btnAskControl.disabled = true;
+  setTimeout(() => { ui.btnAskControl.disabled = false; }, ASK_CONTROL_INTERVAL_MS);
+}
+
 function onRights(msg) {
   const bits = msg.rights;
+  const had = link.rights;
   link.rights = Object.freeze({
     view: (bits & protocol.RIGHTS.VIEW) !== 0,
     control: (bits & protocol.RIGHTS.CONTROL) !== 0,
@@ -1004,6 +1019,7 @@ function onRights(msg) {
     clipboardMax: msg.clipboard_max,
   });
   console.info('[porthole] rights:', JSON.stringify(link.rights));
+  if (had && !had.control && link.rights.control) showToast('The host gave you control');
   if (!link.rights.control) resetInput();
   renderRights();
   syncControlUi();
@@ -1017,6 +1033,7 @@ function rightsLabel(r) {
 
 function renderRights() {
   const r = link.rights;
+  if (ui.btnAskControl) ui.btnAskControl.hidden = !r || r.control;
   if (!ui.rights) return;
   ui.rights.hidden = !r;
   if (!r) return;

@@ -569,6 +569,7 @@ async fn wait_for_end(share: &RunningShare, mut console: console::Console) -> an
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     let mut lines = console::stdin_lines();
+    let mut requests = share.server.control_requests();
     let (mut lines_open, mut knocks_open) = (true, true);
     loop {
         tokio::select! {
@@ -588,6 +589,7 @@ async fn wait_for_end(share: &RunningShare, mut console: console::Console) -> an
                 Some(line) => console.line(&line, &share.server).await,
                 None => lines_open = false,
             },
+            Ok(no) = requests.recv() => console.asks_control(no),
         }
     }
 }
@@ -607,7 +609,7 @@ mod console {
     pub const HELP: &str = "commands: list | kick N | revoke N control|clipboard|all | \
                             grant N control|clipboard|all | help";
 
-    pub type Knock = (PendingViewer, oneshot::Sender<bool>);
+    pub type Knock = (PendingViewer, oneshot::Sender<Option<Rights>>);
 
     /// Asks on the terminal: each knock waits in the console's queue.
     pub fn ask_on_terminal(knocks: mpsc::Sender<Knock>) -> Approver {
@@ -634,7 +636,7 @@ mod console {
                 "refused a viewer: nobody can approve it (stdin is not a terminal); \
                  start the share with --no-approval to admit everyone with the code"
             );
-            oneshot::channel::<bool>().1
+            oneshot::channel::<Option<Rights>>().1
         })
     }
 
@@ -793,12 +795,21 @@ Viewer {} stopped waiting.",
             }
         }
 
+        /// Viewer `no` asks for control: the host is told how to give it.
+        pub fn asks_control(&self, no: u64) {
+            say(&format!(
+                "
+Viewer {no} asks for control: `grant {no} control` gives it."
+            ));
+            self.prompt();
+        }
+
         pub async fn line(&mut self, line: &str, server: &ShareServer) {
             if !self.waiting.is_empty() {
                 match answer(line) {
                     Some(yes) => {
                         if let Some((v, tx)) = self.waiting.pop_front() {
-                            let _ = tx.send(yes);
+                            let _ = tx.send(yes.then_some(v.rights));
                             say(&format!(
                                 "Viewer {} {}.",
                                 v.no,
@@ -836,7 +847,7 @@ Viewer {} stopped waiting.",
                         .unwrap_or_default()
                         .as_secs();
                     say(&format!(
-                        "Viewer {}  {}  {}  {}{}",
+                        "Viewer {}  {}  {}  {}{}{}",
                         v.no,
                         v.addr,
                         if v.reconnecting {
@@ -847,6 +858,11 @@ Viewer {} stopped waiting.",
                             "connecting".into()
                         },
                         rights_text(v.rights),
+                        if v.asks_control {
+                            "  asks for control"
+                        } else {
+                            ""
+                        },
                         if v.authenticated {
                             ""
                         } else {

@@ -45,6 +45,8 @@ pub enum Action {
     Inject(Message),
     /// A complete clipboard transfer for the host clipboard.
     SetClipboard { mime: Mime, data: Vec<u8> },
+    /// The viewer asks the host for control (it has none).
+    RequestControl,
 }
 
 /// Why a message was not acted on. Each is counted; `notice` says what to tell the viewer.
@@ -169,6 +171,9 @@ pub const CLIPBOARD_CHUNK_RATE: (f64, f64) = (4000.0, 4000.0);
 pub const TEXT_CHAR_RATE: (f64, f64) = (200.0, protocol::MAX_TEXT_LEN as f64);
 /// Keys one viewer may hold down at once (a press of one more is refused).
 pub const MAX_HELD_KEYS: usize = 32;
+/// Requests for control one viewer may make: one at once, one more every 5 s (the host is
+/// asked each time).
+pub const CONTROL_REQUEST_RATE: (f64, f64) = (0.2, 1.0);
 /// Notices of the same kind are sent at most this often.
 pub const NOTICE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -178,6 +183,7 @@ pub struct Gate {
     input: TokenBucket,
     text_chars: TokenBucket,
     clipboard: TokenBucket,
+    control_requests: TokenBucket,
     assembler: ClipboardAssembler,
     /// Keys (DOM codes) and buttons (bit per index) this viewer pressed and has not
     /// released, as far as this gate let through.
@@ -192,6 +198,7 @@ impl Gate {
             input: TokenBucket::new(INPUT_RATE.0, INPUT_RATE.1),
             text_chars: TokenBucket::new(TEXT_CHAR_RATE.0, TEXT_CHAR_RATE.1),
             clipboard: TokenBucket::new(CLIPBOARD_CHUNK_RATE.0, CLIPBOARD_CHUNK_RATE.1),
+            control_requests: TokenBucket::new(CONTROL_REQUEST_RATE.0, CONTROL_REQUEST_RATE.1),
             assembler: ClipboardAssembler::new(clipboard_max),
             held_keys: HashSet::new(),
             held_buttons: 0,
@@ -275,6 +282,16 @@ impl Gate {
             // Always accepted: it only ever lets go.
             self.forget_held();
             return Ok(Some(Action::Inject(msg)));
+        }
+        if let Message::RequestControl = msg {
+            // Any viewer may ask; one that has control has nothing to ask for.
+            if rights.control {
+                return Ok(None);
+            }
+            if !self.control_requests.take(now) {
+                return Err(Refusal::RateLimited);
+            }
+            return Ok(Some(Action::RequestControl));
         }
         if !rights.control {
             // The host released everything when control went (or never came).
@@ -362,6 +379,7 @@ fn is_from_viewer(msg: &Message) -> bool {
             | Message::Key { .. }
             | Message::Text { .. }
             | Message::ReleaseAll
+            | Message::RequestControl
             | Message::ClipboardData { .. }
     )
 }
@@ -387,6 +405,35 @@ mod tests {
         }
         .encode()
         .unwrap()
+    }
+
+    #[test]
+    fn any_viewer_may_ask_for_control_now_and_then() {
+        let mut g = Gate::new(1024);
+        let now = Instant::now();
+        let ask = Message::RequestControl.encode().unwrap();
+        assert_eq!(
+            g.handle(Channel::Input, &ask, VIEW, now),
+            Ok(Some(Action::RequestControl))
+        );
+        assert_eq!(
+            g.handle(Channel::Input, &ask, VIEW, now + Duration::from_secs(1)),
+            Err(Refusal::RateLimited),
+            "the host is not asked again at once"
+        );
+        assert_eq!(
+            g.handle(Channel::Input, &ask, VIEW, now + Duration::from_secs(6)),
+            Ok(Some(Action::RequestControl))
+        );
+        assert_eq!(
+            g.handle(Channel::Input, &ask, ALL, now + Duration::from_secs(20)),
+            Ok(None),
+            "nothing to ask for with control"
+        );
+        assert_eq!(
+            g.handle(Channel::Pointer, &ask, VIEW, now + Duration::from_secs(30)),
+            Err(Refusal::WrongChannel(0x07))
+        );
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub enum Message {
     Text { text: String },
     /// 0x06, viewer → host: release every held key and button.
     ReleaseAll,
+    /// 0x07, viewer → host, `input` channel: a view-only viewer asks the host for control.
+    RequestControl,
     /// 0x10, host → viewer, `pointer` channel.
     CursorPosition { x: u16, y: u16, visible: bool },
     /// 0x11, host → viewer: cursor image, straight RGBA.
@@ -164,6 +166,7 @@ impl Message {
             Message::Key { .. } => 0x04,
             Message::Text { .. } => 0x05,
             Message::ReleaseAll => 0x06,
+            Message::RequestControl => 0x07,
             Message::CursorPosition { .. } => 0x10,
             Message::CursorShape { .. } => 0x11,
             Message::Rights { .. } => 0x12,
@@ -245,7 +248,7 @@ impl Message {
                 b.extend(narrow::<u16>(text.len()).to_le_bytes());
                 b.extend(text.as_bytes());
             }
-            Message::ReleaseAll => {}
+            Message::ReleaseAll | Message::RequestControl => {}
             Message::CursorPosition { x, y, visible } => {
                 b.extend(x.to_le_bytes());
                 b.extend(y.to_le_bytes());
@@ -395,6 +398,7 @@ impl Message {
                 }
             }
             0x06 => Message::ReleaseAll,
+            0x07 => Message::RequestControl,
             0x10 => Message::CursorPosition {
                 x: r.u16()?,
                 y: r.u16()?,
@@ -801,7 +805,7 @@ mod tests {
     #[test]
     fn shared_vectors_decode_and_encode() {
         let v = vectors();
-        assert!(v.valid.len() >= 11, "every message type has a vector");
+        assert!(v.valid.len() >= 12, "every message type has a vector");
         for case in &v.valid {
             let bytes = unhex(&case.hex);
             assert_eq!(
@@ -814,7 +818,7 @@ mod tests {
         }
         let types: std::collections::HashSet<u8> =
             v.valid.iter().map(|c| c.message.type_byte()).collect();
-        assert_eq!(types.len(), 11, "all 11 message types are covered");
+        assert_eq!(types.len(), 12, "all 12 message types are covered");
     }
 
     #[test]

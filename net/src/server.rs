@@ -86,10 +86,11 @@ pub struct PendingViewer {
     pub authenticated: bool,
 }
 
-/// Asks the host whether a viewer may join; the answer comes on the returned channel
-/// (dropping the sender counts as "no").
+/// Asks the host whether a viewer may join; the answer comes on the returned channel: the
+/// rights the host lets it in with (it may give fewer or more than
+/// [`PendingViewer::rights`]), or `None` (dropping the sender counts as `None`).
 pub type Approver =
-    Arc<dyn Fn(PendingViewer) -> tokio::sync::oneshot::Receiver<bool> + Send + Sync>;
+    Arc<dyn Fn(PendingViewer) -> tokio::sync::oneshot::Receiver<Option<Rights>> + Send + Sync>;
 
 /// How long a viewer waits for the host's answer.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -136,6 +137,8 @@ pub struct ViewerInfo {
     /// Connected once, and silent now (its path may come back): its held keys and buttons
     /// were released.
     pub reconnecting: bool,
+    /// It asked for control (`RequestControl`) and has none yet.
+    pub asks_control: bool,
 }
 
 struct ViewerEntry {
@@ -220,6 +223,10 @@ impl ViewerRegistry {
 
     fn values(&self) -> impl Iterator<Item = &ViewerEntry> {
         self.entries.values()
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut ViewerEntry> {
+        self.entries.values_mut()
     }
 
     fn keys(&self) -> impl Iterator<Item = &String> {
@@ -330,6 +337,10 @@ impl ShareServer {
             approve: config.approve,
             identity: config.identity,
         });
+        tokio::spawn(note_control_requests(
+            state.clone(),
+            state.events.control_requests(),
+        ));
         let app = router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(conn::serve(listener, app, stop_rx));
@@ -355,6 +366,11 @@ impl ShareServer {
     }
 
     /// Changes a viewer's rights; takes effect on its next message. False if no such viewer.
+    /// The viewers (by number) that ask for control from now on.
+    pub fn control_requests(&self) -> tokio::sync::broadcast::Receiver<u64> {
+        self.state.events.control_requests()
+    }
+
     pub fn set_rights(&self, id: &str, rights: Rights) -> bool {
         let mut viewers = self.state.viewers.lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = viewers.get_mut(id) else {
@@ -362,6 +378,7 @@ impl ShareServer {
         };
         let revoked = entry.info.rights.control && !rights.control;
         entry.info.rights = rights;
+        entry.info.asks_control &= !rights.control;
         entry.rights.send_replace(rights);
         if revoked {
             // At once, not when the session task next runs: its queued input goes now.
@@ -907,7 +924,7 @@ async fn post_whep(
         .chars()
         .take(200)
         .collect();
-    let (no, rights, keys, resumed) = match caller {
+    let (no, mut rights, keys, resumed) = match caller {
         Caller::Paired(keys) => (
             state.next_viewer.fetch_add(1, Ordering::Relaxed),
             state.default_rights,
@@ -934,7 +951,15 @@ async fn post_whep(
             authenticated,
         });
         match tokio::time::timeout(APPROVAL_TIMEOUT, answer).await {
-            Ok(Ok(true)) => tracing::info!(%addr, "the host accepted a viewer"),
+            Ok(Ok(Some(granted))) => {
+                // A player that cannot pair watches only, whatever the answer.
+                rights = if authenticated {
+                    granted
+                } else {
+                    Rights::default()
+                };
+                tracing::info!(%addr, ?rights, "the host accepted a viewer");
+            }
             Ok(_) => {
                 return refuse(&state, addr, StatusCode::FORBIDDEN, "the host declined");
             }
@@ -1002,6 +1027,7 @@ async fn post_whep(
             user_agent,
             authenticated,
             reconnecting: false,
+            asks_control: false,
         },
         viewer: Arc::new(viewer),
         rights: rights_tx,
@@ -1043,6 +1069,26 @@ async fn post_whep(
         }
     }
     response
+}
+
+/// Marks the viewers that ask for control (the host's list shows it until it grants it).
+async fn note_control_requests(
+    state: Arc<AppState>,
+    mut requests: tokio::sync::broadcast::Receiver<u64>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match requests.recv().await {
+            Ok(no) => {
+                let mut viewers = lock_viewers(&state);
+                for e in viewers.values_mut().filter(|e| e.info.no == no) {
+                    e.info.asks_control = !e.info.rights.control;
+                }
+            }
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 /// Frees the slot of a viewer that got an answer but has not connected in time.
@@ -1713,7 +1759,7 @@ mod tests {
         Arc::get_mut(&mut st).unwrap().approve = Some(Arc::new(move |_| {
             count.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
-            let _ = tx.send(true);
+            let _ = tx.send(Some(Rights::default()));
             rx
         }));
         let (client, offer) = recvonly_offer().await;
@@ -1979,7 +2025,7 @@ mod tests {
         Arc::get_mut(&mut st).unwrap().approve = Some(Arc::new(move |_viewer| {
             counter.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let _ = tx.send(false);
+            let _ = tx.send(None);
             rx
         }));
         let (_client, offer) = recvonly_offer().await;

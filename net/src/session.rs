@@ -57,6 +57,8 @@ pub struct SessionCounters {
 
 struct Shared {
     outbound: broadcast::Sender<Outbound>,
+    /// Viewers (by number) asking for control.
+    control_requests: broadcast::Sender<u64>,
     cursor_position: Mutex<Option<Message>>,
     cursor_shape: Mutex<Option<Arc<Message>>>,
     counters: SessionCounters,
@@ -76,8 +78,10 @@ impl Default for HostEvents {
 impl HostEvents {
     pub fn new() -> Self {
         let (outbound, _) = broadcast::channel(64);
+        let (control_requests, _) = broadcast::channel(16);
         Self(Arc::new(Shared {
             outbound,
+            control_requests,
             cursor_position: Mutex::new(None),
             cursor_shape: Mutex::new(None),
             counters: SessionCounters::default(),
@@ -118,6 +122,16 @@ impl HostEvents {
 
     pub fn counters(&self) -> &SessionCounters {
         &self.0.counters
+    }
+
+    /// Viewer `viewer` asks the host for control.
+    pub fn request_control(&self, viewer: u64) {
+        let _ = self.0.control_requests.send(viewer);
+    }
+
+    /// The viewers (by number) that ask for control, from now on.
+    pub fn control_requests(&self) -> broadcast::Receiver<u64> {
+        self.0.control_requests.subscribe()
     }
 }
 
@@ -355,6 +369,10 @@ impl Session {
                     "clipboard from a viewer"
                 );
                 self.host.set_clipboard(self.viewer, mime, data);
+            }
+            Action::RequestControl => {
+                tracing::info!(viewer = self.viewer, "viewer asks for control");
+                self.events.request_control(self.viewer);
             }
         }
     }

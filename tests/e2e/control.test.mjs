@@ -26,13 +26,13 @@ const TEST_TIMEOUT = 90_000;
 const PX_TOLERANCE = 2;
 
 /** Xvfb + test pattern + share + browser (+ xev), all registered in the scope for cleanup. */
-async function setup(s, { shareArgs = [], xev = true } = {}) {
+async function setup(s, { shareArgs = [], xev = true, stdin = 'ignore' } = {}) {
   const x = s.add(await startXvfb(SCREEN));
   const pattern = s.add(await startPattern(x.display));
   assert.deepEqual({ width: pattern.width, height: pattern.height }, SCREEN,
     'test-pattern reports the Xvfb screen size');
   const events = xev ? s.add(await startXev(x.display, { geometry: XEV_GEOMETRY })) : null;
-  const share = s.add(await startShare({ display: x.display, args: shareArgs }));
+  const share = s.add(await startShare({ display: x.display, args: shareArgs, stdin }));
   const browser = s.add(await launchBrowser({ viewport: VIEWPORT }));
   return { x, pattern, xev: events, share, browser };
 }
@@ -269,6 +269,48 @@ test('typed text arrives exactly, with modifiers', { timeout: TEST_TIMEOUT }, (t
 
   await stopCleanly(browser, share);
 }));
+
+test('a view-only viewer asks for control; the host sees it, grants it, and the viewer controls',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const { xev, share, browser } = await setup(s, { stdin: 'pipe' });
+    const page = await openFullViewer(s, browser, share);
+    await waitForRights(page, { control: false });
+    const button = '#btn-ask-control';
+    assert.equal(await page.isVisible(button), true, 'a view-only viewer has "Ask for control"');
+
+    await page.click(button);
+    await pollUntil(() => share.stderrText(),
+      (e) => /Viewer 1 asks for control: `grant 1 control` gives it/.test(e),
+      { timeoutMs: 3000, what: 'the request on the host\'s terminal' });
+    await pollUntil(() => textOf(page, '#toast'), (x) => /asked the host for control/i.test(x ?? ''),
+      { timeoutMs: 3000, what: 'the page saying it asked' });
+    const listed = await pollUntil(async () => {
+      const from = share.stderrText().length;
+      share.stdin.write('list\n');
+      await sleep(200);
+      return share.stderrText().slice(from);
+    }, (out) => /Viewer 1 .*view only  asks for control/.test(out), { timeoutMs: 3000, what: '`list` showing the request' });
+    t.diagnostic(`list: ${listed.trim()}`);
+    // Asking again at once is refused by the share (one request per 5 s).
+    const st0 = await share.stats();
+    await page.evaluate(() => window.porthole.sendMessage('input', { type: 'RequestControl' }));
+    await pollUntil(share.stats, (st) => st.rate_limited > st0.rate_limited,
+      { timeoutMs: 3000, what: 'the second request refused as rate-limited' });
+
+    share.stdin.write('grant 1 control\n');
+    await waitForRights(page, { control: true });
+    await pollUntil(() => textOf(page, '#toast'), (x) => /gave you control/i.test(x ?? ''),
+      { timeoutMs: 3000, what: 'the page saying it has control' });
+    assert.equal(await page.isVisible(button), false, 'no "Ask for control" once it has control');
+    const target = { x: 700, y: 400 };
+    const p = await videoPoint(page, target.x, target.y);
+    const mark = xev.mark();
+    await page.mouse.click(p.x, p.y);
+    const press = await xev.waitFor((e) => e.type === 'ButtonPress' && e.button === 1, 5000,
+      'the granted viewer\'s click on the host', mark);
+    assert.ok(near(press.rootX, target.x) && near(press.rootY, target.y),
+      `the click landed at host (${press.rootX}, ${press.rootY}), want (${target.x}, ${target.y})`);
+  }));
 
 test('a view-only viewer injects nothing and its refusals are counted', { timeout: TEST_TIMEOUT },
   (t) => withScope(t, async (s) => {

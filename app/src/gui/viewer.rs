@@ -80,6 +80,8 @@ pub struct ViewerScreen {
     repaint: Arc<std::sync::OnceLock<egui::Context>>,
     /// Messages for the host, sent in order by one task.
     outbox: Option<tokio::sync::mpsc::UnboundedSender<Message>>,
+    /// When this viewer last asked the host for control.
+    asked_control: Option<std::time::Instant>,
     /// Where to reconnect to after a drop.
     target: (ShareUrl, Option<String>),
     reconnect_at: Option<Instant>,
@@ -233,6 +235,7 @@ impl ViewerScreen {
             modifiers: Default::default(),
             repaint,
             outbox: None,
+            asked_control: None,
         }
     }
 
@@ -507,11 +510,25 @@ impl ViewerScreen {
                     ui.label("Waiting for the first frame…");
                 }
                 Status::Showing => {
-                    ui.label(if self.rights & net::protocol::rights::CONTROL != 0 {
-                        "Controlling"
+                    if self.rights & net::protocol::rights::CONTROL != 0 {
+                        ui.label("Controlling");
                     } else {
-                        "View only"
-                    });
+                        ui.label("View only");
+                        // The host is asked at most every 5 s (the share's limit too).
+                        let asked = self
+                            .asked_control
+                            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5));
+                        if asked {
+                            ui.label("Asked the host for control…");
+                        } else if ui
+                            .button("Ask for control")
+                            .on_hover_text("The host sees your request and may give you control")
+                            .clicked()
+                        {
+                            self.send(Message::RequestControl);
+                            self.asked_control = Some(std::time::Instant::now());
+                        }
+                    }
                 }
                 Status::Failed(e) => {
                     ui.colored_label(ui.visuals().error_fg_color, e);
