@@ -3,6 +3,7 @@
 //! runtime and reports back through channels, and the UI shows progress meanwhile.
 
 mod consent;
+mod indicator;
 mod settings;
 mod viewer;
 
@@ -55,7 +56,8 @@ impl Default for ShareForm {
 }
 
 /// Viewers knocking, each with the channel that carries the host's answer.
-type PendingViewers = Arc<Mutex<Vec<(net::PendingViewer, oneshot::Sender<bool>)>>>;
+/// The host's choice of rights is kept in `PendingViewer::rights` until it answers.
+type PendingViewers = Arc<Mutex<Vec<(net::PendingViewer, oneshot::Sender<Option<net::Rights>>)>>>;
 
 pub struct Gui {
     rt: tokio::runtime::Runtime,
@@ -81,6 +83,8 @@ pub struct Gui {
     browser: Option<net::discovery::Browser>,
     /// `porthole view --record FILE`.
     record_on_connect: Option<std::path::PathBuf>,
+    /// The window was asked to close while sharing: "stop sharing?" is showing.
+    asking_to_close: bool,
 }
 
 impl Gui {
@@ -141,6 +145,7 @@ impl Gui {
             pending: Arc::default(),
             persist: false,
             share_on_first_frame: false,
+            asking_to_close: false,
             print_url: false,
             browser: None,
             record_on_connect: None,
@@ -406,38 +411,15 @@ impl Gui {
         self.error = None;
     }
 
-    /// The accept/deny prompt for viewers knocking at the share.
+    /// The prompt for viewers knocking at the share (see [`consent_prompt`]).
     fn approval_ui(&mut self, ui: &mut egui::Ui) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.is_empty() {
+        let Some((viewer, _)) = pending.first_mut() else {
             return;
-        }
-        let mut answer = None;
-        egui::Window::new("A viewer wants to join")
-            .collapsible(false)
-            .resizable(false)
-            .show(ui.ctx(), |ui| {
-                let (viewer, _) = &pending[0];
-                ui.label(format!(
-                    "A {} at {} has the code and wants to watch.",
-                    kind_of(&viewer.user_agent),
-                    viewer.addr.ip()
-                ));
-                if !viewer.authenticated {
-                    ui.label("Unauthenticated: it showed the code in clear instead of pairing.");
-                }
-                ui.horizontal(|ui| {
-                    if ui.button("Accept").clicked() {
-                        answer = Some(true);
-                    }
-                    if ui.button("Deny").clicked() {
-                        answer = Some(false);
-                    }
-                });
-            });
-        if let Some(yes) = answer {
+        };
+        if let Some(answer) = consent_prompt(ui.ctx(), viewer) {
             let (_, tx) = pending.remove(0);
-            let _ = tx.send(yes);
+            let _ = tx.send(answer);
         }
     }
 
@@ -527,6 +509,22 @@ impl Gui {
                 if ui.button(format!("Disconnect {}", v.no)).clicked() {
                     disconnect.push(v.id.clone());
                 }
+                if v.asks_control {
+                    // A view-only viewer asked (its page's or window's "Ask for control").
+                    if ui
+                        .button(format!("Give control to {}", v.no))
+                        .on_hover_text("This viewer asks to control your screen")
+                        .clicked()
+                    {
+                        changes.push((
+                            v.id.clone(),
+                            net::Rights {
+                                control: true,
+                                ..v.rights
+                            },
+                        ));
+                    }
+                }
                 ui.end_row();
             }
         });
@@ -559,6 +557,49 @@ impl Gui {
     }
 }
 
+/// The consent prompt for a viewer that has the code and asks to join: who it is, and what
+/// it may do (view always; control and the clipboard ticked as the share's defaults, the
+/// host's to change now). Returns the answer once given: the rights to let it in with, or
+/// `None` to turn it away. `viewer.rights` holds the choice meanwhile.
+pub fn consent_prompt(
+    ctx: &egui::Context,
+    viewer: &mut net::PendingViewer,
+) -> Option<Option<net::Rights>> {
+    let mut answer = None;
+    egui::Window::new("A viewer wants to join")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+        .show(ctx, |ui| {
+            ui.label(format!(
+                "Viewer {}, a {} at {}, has the code and wants to watch.",
+                viewer.no,
+                kind_of(&viewer.user_agent),
+                viewer.addr.ip()
+            ));
+            if !viewer.authenticated {
+                ui.label("Unauthenticated: it showed the code in clear instead of pairing. It can only watch.");
+            }
+            ui.add_space(4.0);
+            ui.label("Let it:");
+            ui.add_enabled(false, egui::Checkbox::new(&mut true, "See your screen"));
+            ui.add_enabled_ui(viewer.authenticated, |ui| {
+                ui.checkbox(&mut viewer.rights.control, "Control your mouse and keyboard");
+                ui.checkbox(&mut viewer.rights.clipboard, "Share the clipboard");
+            });
+            ui.add_space(4.0);
+            ui.horizontal(|ui| {
+                if ui.button("Let in").clicked() {
+                    answer = Some(Some(viewer.rights));
+                }
+                if ui.button("Turn away").clicked() {
+                    answer = Some(None);
+                }
+            });
+        });
+    answer
+}
+
 /// The link the app connects to for a nearby share (no code: the user types it).
 fn nearby_link(n: &NearbyShare) -> String {
     format!("http://{}:{}/", n.host_in_url(), n.port)
@@ -577,6 +618,44 @@ struct App(Gui);
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         egui::CentralPanel::default().show(ui, |ui| self.0.ui(ui));
+        self.0.outside_ui(ui.ctx());
+    }
+}
+
+impl Gui {
+    /// While sharing: the always-on-top indicator, and a question before the window closes.
+    fn outside_ui(&mut self, ctx: &egui::Context) {
+        let Some(share) = &self.share else {
+            self.asking_to_close = false;
+            return;
+        };
+        let viewers = share.server.viewers();
+        let sharing = indicator::Sharing {
+            viewers: viewers.len(),
+            controlled_by: viewers
+                .iter()
+                .filter(|v| v.rights.control)
+                .map(|v| v.no)
+                .collect(),
+        };
+        if indicator::show(ctx, &sharing) {
+            self.stop_share();
+            return;
+        }
+        if ctx.input(|i| i.viewport().close_requested()) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.asking_to_close = true;
+        }
+        if self.asking_to_close {
+            match indicator::close_question(ctx, sharing.viewers) {
+                Some(indicator::CloseAnswer::Quit) => {
+                    self.stop_share();
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+                Some(indicator::CloseAnswer::KeepSharing) => self.asking_to_close = false,
+                None => {}
+            }
+        }
     }
 }
 

@@ -60,10 +60,10 @@ fn share_then_a_viewer_appears_and_control_is_revoked() {
     });
     // The host is asked first (on by default in the app).
     run_until(&mut harness, "the approval prompt", |h| {
-        h.query_by_label("Accept").is_some()
+        h.query_by_label("Let in").is_some()
     });
     harness.get_by_label_contains("has the code and wants to watch");
-    harness.get_by_label("Accept").click();
+    harness.get_by_label("Let in").click();
     harness.run_steps(2);
     let (client, _events) = rt.block_on(connecting).unwrap().unwrap();
     run_until(&mut harness, "the viewer in the list", |h| {
@@ -205,4 +205,75 @@ fn connecting_to_nothing_says_so_in_words() {
 /// The app's root as the window has it: a central panel around the screens.
 fn panel(ui: &mut egui::Ui, gui: &mut Gui) {
     egui::CentralPanel::default().show(ui, |ui| gui.ui(ui));
+}
+
+/// The consent prompt: who knocks and what it may do, each right the host's to change
+/// before letting it in.
+#[test]
+fn the_consent_prompt_lets_the_host_choose_each_right() {
+    struct State {
+        viewer: net::PendingViewer,
+        answer: Option<Option<net::Rights>>,
+    }
+    let state = State {
+        viewer: net::PendingViewer {
+            no: 3,
+            addr: "192.0.2.10:50000".parse().unwrap(),
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0".into(),
+            rights: net::Rights {
+                control: true,
+                clipboard: false,
+            },
+            authenticated: true,
+        },
+        answer: None,
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(520.0, 260.0))
+        .build_ui_state(
+            |ui, s: &mut State| {
+                if let Some(a) = super::consent_prompt(ui.ctx(), &mut s.viewer) {
+                    s.answer = Some(a);
+                }
+            },
+            state,
+        );
+    harness.run_steps(2);
+    harness.get_by_label_contains("Viewer 3, a browser at 192.0.2.10");
+    // Compared with app/tests/snapshots/consent_prompt.png (UPDATE_SNAPSHOTS=1 rewrites it).
+    harness.snapshot("consent_prompt");
+
+    // The host gives the clipboard and not control, then lets it in.
+    harness
+        .get_by_label("Control your mouse and keyboard")
+        .click();
+    harness.get_by_label("Share the clipboard").click();
+    harness.run_steps(2);
+    harness.get_by_label("Let in").click();
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().answer,
+        Some(Some(net::Rights {
+            control: false,
+            clipboard: true,
+        }))
+    );
+
+    // An unauthenticated player can only watch: its rights cannot be ticked.
+    let state = harness.state_mut();
+    state.answer = None;
+    state.viewer.authenticated = false;
+    state.viewer.rights = net::Rights::default();
+    harness.run_steps(2);
+    harness
+        .get_by_label("Control your mouse and keyboard")
+        .click();
+    harness.run_steps(2);
+    assert!(
+        !harness.state().viewer.rights.control,
+        "disabled for a bearer player"
+    );
+    harness.get_by_label("Turn away").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().answer, Some(None));
 }
