@@ -4,16 +4,17 @@
 // reason within 1 s (the share's last data-channel message, `Notice` 5 or 6), instead of a
 // frozen picture labelled "Connected" until its connection times out (~16 s before).
 // And a share run as a user runs it — sound from PulseAudio, announced on a LAN, one browser
-// viewer — logs no WARN or ERROR line.
+// viewer — logs no WARN or ERROR line. And the page as a desktop and a phone show it, in
+// screenshots written to artifacts/screenshots/ (test output, not tracked).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import {
   withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, viewerStatus,
-  pollUntil, startRecord, startLan, startPulse, startShareIn, countFrames,
+  pollUntil, startRecord, startLan, startPulse, startShareIn, countFrames, REPO,
 } from './lib.mjs';
 
 const SCREEN = { width: 1280, height: 720 };
@@ -99,4 +100,46 @@ test('a default share with one viewer logs no WARN or ERROR line', { timeout: TE
     t.diagnostic(`${frames} frames in 2 s; ${noisy.length} WARN/ERROR lines`);
     assert.ok(frames >= 20, `the viewer saw the screen: ${frames} frames`);
     assert.deepEqual(noisy, [], 'no WARN or ERROR line');
+  }));
+
+test('the page on a 1280x800 screen and a 390x844 phone: everything in view, screenshots saved',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const x = s.add(await startXvfb(SCREEN));
+    s.add(await startPattern(x.display));
+    const share = s.add(await startShare({ display: x.display, args: ['--audio', 'none'] }));
+    const browser = s.add(await launchBrowser({ viewport: { width: 1280, height: 800 } }));
+    const dir = path.join(REPO, 'artifacts', 'screenshots');
+    mkdirSync(dir, { recursive: true });
+    for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+      browser.viewport = viewport;
+      const page = s.add(await openViewer(browser, share.viewerUrl()));
+      await pollUntil(() => viewerStatus(page), (v) => v.state === 'connected' && v.videoWidth > 0,
+        { timeoutMs: 5000, what: 'the picture' });
+      await page.evaluate(() => new Promise((r) => { setTimeout(r, 300); }));
+      const layout = await page.evaluate(() => {
+        const box = (id) => {
+          const r = document.getElementById(id)?.getBoundingClientRect();
+          return r && { left: r.left, top: r.top, right: r.right, bottom: r.bottom, width: r.width, height: r.height };
+        };
+        return {
+          inner: { width: window.innerWidth, height: window.innerHeight },
+          scrollWidth: document.documentElement.scrollWidth,
+          toolbar: box('toolbar'),
+          video: box('video'),
+          buttons: [...document.querySelectorAll('#toolbar button:not([hidden])')].map((b) => ({ id: b.id, ...b.getBoundingClientRect().toJSON() })),
+        };
+      });
+      const name = `page-${viewport.width}x${viewport.height}.png`;
+      await page.screenshot({ path: path.join(dir, name) });
+      t.diagnostic(`${name}: ${JSON.stringify(layout)}`);
+      assert.ok(statSync(path.join(dir, name)).size > 1000, `${name} written`);
+      assert.ok(layout.scrollWidth <= viewport.width, `no sideways scrolling at ${viewport.width} px: ${layout.scrollWidth}`);
+      for (const b of layout.buttons) {
+        assert.ok(b.left >= 0 && b.right <= viewport.width && b.bottom <= viewport.height,
+          `${b.id} in view at ${viewport.width}x${viewport.height}: ${JSON.stringify(b)}`);
+      }
+      assert.ok(layout.video.width > 0.9 * viewport.width || layout.video.height > 0.5 * viewport.height,
+        `the picture uses the screen: ${JSON.stringify(layout.video)}`);
+      await page.stop();
+    }
   }));
