@@ -9,6 +9,7 @@
 // Host screens are 1280x720, viewer screens 1280x800; no window manager, so the windows
 // open at (0,0), 900x640. Each test has its own Xvfbs. Loopback only.
 
+import jsQR from 'jsqr';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync } from 'node:fs';
@@ -466,6 +467,11 @@ test('screenshots of the real app', { timeout: TEST_TIMEOUT }, (t) => withScope(
   const sharingImg = cropImage(await grabScreen(a.display), APP_WINDOW);
   const viewerImg = cropImage(await grabScreen(b.display), APP_WINDOW);
   assert.ok(saysSharing(sharingImg) && viewerCheckboxes(sharingImg), 'sharing.png shows the share and viewer 1');
+  // Its QR code is the viewer link without the code (the code is never on the shared screen).
+  const qr = jsQR(new Uint8ClampedArray(sharingImg.rgba.buffer, sharingImg.rgba.byteOffset, sharingImg.rgba.length),
+    sharingImg.width, sharingImg.height);
+  t.diagnostic(`the sharing screen's QR code reads ${JSON.stringify(qr?.data ?? null)}`);
+  assert.equal(qr?.data, printed.split('#')[0], 'the QR code is the viewer link, without its code');
   assert.ok(findColourBox(viewerImg, STATS_YELLOW, { tolerance: 40 }), 'viewer.png shows the stats overlay');
   t.diagnostic(`sharing.png -> ${saveShot('sharing.png', sharingImg, { docs: true })}`);
   t.diagnostic(`viewer.png -> ${saveShot('viewer.png', viewerImg, { docs: true })}`);

@@ -444,16 +444,22 @@ impl Gui {
             }
         });
         ui.add_space(6.0);
+        // This window is on the screen viewers see: the code is never drawn, only copied.
+        let page = share.url.split('#').next().unwrap_or_default().to_owned();
         ui.horizontal(|ui| {
             ui.label("Viewer link");
-            ui.monospace(&share.url);
-            if ui.button("Copy link").clicked() {
+            ui.monospace(&page);
+            if ui
+                .button("Copy link")
+                .on_hover_text("The link with the code in it, to send to a viewer")
+                .clicked()
+            {
                 ui.ctx().copy_text(share.url.clone());
             }
         });
         ui.horizontal(|ui| {
             ui.label("Code");
-            ui.monospace(share.code.reveal());
+            ui.weak("not shown: viewers see this screen");
             if ui.button("Copy code").clicked() {
                 ui.ctx().copy_text(share.code.reveal().to_owned());
             }
@@ -541,6 +547,9 @@ impl Gui {
         if ui.button("Stop sharing").clicked() {
             self.stop_share();
         }
+        ui.add_space(8.0);
+        ui.weak("On a phone or a tablet: scan the link, then enter the code.");
+        qr_ui(ui, &page);
     }
 
     fn viewing_ui(&mut self, ui: &mut egui::Ui) {
@@ -598,6 +607,34 @@ pub fn consent_prompt(
             });
         });
     answer
+}
+
+/// `text` as a QR code (black on white, a 4-module quiet zone, 3 px a module).
+fn qr_ui(ui: &mut egui::Ui, text: &str) {
+    let Ok(code) = qrcode::QrCode::new(text.as_bytes()) else {
+        return;
+    };
+    const MODULE: f32 = 3.0;
+    const QUIET: usize = 4;
+    let width = code.width();
+    let side = (width + 2 * QUIET) as f32 * MODULE;
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());
+    response.on_hover_text(format!("QR code of {text}"));
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 0.0, egui::Color32::WHITE);
+    for (i, colour) in code.to_colors().iter().enumerate() {
+        if *colour == qrcode::Color::Dark {
+            let (x, y) = ((i % width + QUIET) as f32, (i / width + QUIET) as f32);
+            painter.rect_filled(
+                egui::Rect::from_min_size(
+                    rect.min + egui::vec2(x * MODULE, y * MODULE),
+                    egui::vec2(MODULE, MODULE),
+                ),
+                0.0,
+                egui::Color32::BLACK,
+            );
+        }
+    }
 }
 
 /// The link the app connects to for a nearby share (no code: the user types it).

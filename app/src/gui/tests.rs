@@ -81,8 +81,8 @@ fn share_then_a_viewer_appears_and_control_is_revoked() {
         h.query_by_label("CONTROLLED by 1").is_some()
     });
 
-    // Snapshot of the sharing screen, with what differs from run to run masked: the link,
-    // the code, the fingerprint and the "since" column.
+    // Snapshot of the sharing screen, with what differs from run to run masked: the link
+    // (and its QR code), the fingerprint and the "since" column. The code is not on it.
     harness.run_steps(2);
     let (url, code, fp) = {
         let share = harness.state().share.as_ref().unwrap();
@@ -92,10 +92,20 @@ fn share_then_a_viewer_appears_and_control_is_revoked() {
             share.fingerprint[..23].to_owned(),
         )
     };
-    let mut masks: Vec<egui::Rect> = [url, code, fp]
+    assert!(
+        harness.query_by_label_contains(&code).is_none(),
+        "the code is never drawn (this window is on the shared screen)"
+    );
+    let page = url.split('#').next().unwrap().to_owned();
+    let mut masks: Vec<egui::Rect> = [page, fp]
         .iter()
         .map(|t| harness.get_by_label(t).rect())
         .collect();
+    let scan = harness.get_by_label_contains("scan the link").rect();
+    masks.push(egui::Rect::from_min_max(
+        egui::pos2(scan.left(), scan.bottom()),
+        egui::pos2(scan.left() + 200.0, scan.bottom() + 200.0),
+    ));
     let kind = harness.get_by_label("native").rect();
     let control = harness.get_by_label("Control 1").rect();
     masks.push(egui::Rect::from_min_max(
