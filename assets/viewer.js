@@ -127,6 +127,11 @@ const ui = {
   btnDisconnect: $('btn-disconnect'),
   rights: $('rights'),
   btnAskControl: $('btn-ask-control'),
+  keysMenu: $('keys-menu'),
+  btnStats: $('btn-stats'),
+  stats: $('stats'),
+  btnKeys: $('btn-keys'),
+  keysList: $('keys-list'),
   toast: $('toast'),
   cursor: $('cursor'),
 };
@@ -825,6 +830,19 @@ function setupControls() {
   ui.btnDisconnect.addEventListener('click', () => disconnect());
   ui.btnFullscreen.addEventListener('click', () => { toggleFullscreen(); });
   if (ui.btnAskControl) ui.btnAskControl.addEventListener('click', () => { askForControl(); });
+  if (ui.btnStats) ui.btnStats.addEventListener('click', () => { showStats(ui.stats.hidden); });
+  if (ui.btnKeys) {
+    ui.btnKeys.addEventListener('click', () => { showKeysList(ui.keysList.hidden); });
+    document.addEventListener('click', (ev) => {
+      if (!ui.keysList.hidden && !ui.keysMenu.contains(ev.target)) showKeysList(false);
+    });
+    ui.keysList.addEventListener('click', (ev) => {
+      const item = ev.target.closest('[data-keys]');
+      if (!item) return;
+      sendCombo(item.dataset.keys.split(' '));
+      showKeysList(false);
+    });
+  }
   if (ui.btnAudio) ui.btnAudio.addEventListener('click', () => { setMuted(!ui.video.muted); });
   document.addEventListener('fullscreenchange', syncFullscreenButton);
   document.addEventListener('webkitfullscreenchange', syncFullscreenButton);
@@ -1031,9 +1049,83 @@ function rightsLabel(r) {
   return r.clipboard ? 'View + clipboard' : 'View only';
 }
 
+// ---- the stats panel: what the connection does, once a second ----
+
+const STATS_INTERVAL_MS = 1000;
+const statsPanel = { timer: 0, last: null };
+
+function showStats(on) {
+  ui.stats.hidden = !on;
+  ui.btnStats.setAttribute('aria-pressed', String(on));
+  clearInterval(statsPanel.timer);
+  statsPanel.last = null;
+  if (on) {
+    updateStats();
+    statsPanel.timer = setInterval(updateStats, STATS_INTERVAL_MS);
+  }
+}
+
+async function updateStats() {
+  const pc = session.pc;
+  if (!pc || ui.stats.hidden) return;
+  let report;
+  try {
+    report = await pc.getStats();
+  } catch {
+    return;
+  }
+  let video = null;
+  let pair = null;
+  const codecs = new Map();
+  report.forEach((r) => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video') video = r;
+    if (r.type === 'codec') codecs.set(r.id, r);
+    if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
+  });
+  const lines = [];
+  if (video) {
+    const prev = statsPanel.last;
+    const kbps = prev && video.timestamp > prev.timestamp
+      ? Math.round(((video.bytesReceived - prev.bytesReceived) * 8) / (video.timestamp - prev.timestamp))
+      : null;
+    statsPanel.last = { timestamp: video.timestamp, bytesReceived: video.bytesReceived };
+    const codec = codecs.get(video.codecId)?.mimeType?.replace(/^video\//, '') ?? '?';
+    lines.push(`${video.frameWidth ?? '?'}×${video.frameHeight ?? '?'} ${codec}, ${Math.round(video.framesPerSecond ?? 0)} fps`);
+    lines.push(`${kbps ?? '…'} kbit/s, ${video.packetsLost ?? 0} packets lost`);
+    if (video.jitterBufferEmittedCount) {
+      lines.push(`jitter buffer ${Math.round((1000 * video.jitterBufferDelay) / video.jitterBufferEmittedCount)} ms`);
+    }
+  } else {
+    lines.push('no video yet');
+  }
+  if (pair?.currentRoundTripTime !== undefined) {
+    lines.push(`round trip ${Math.round(pair.currentRoundTripTime * 1000)} ms`);
+  }
+  ui.stats.textContent = lines.join('\n');
+}
+
+// The special-keys menu: combinations the viewer's own system or browser would take
+// (Ctrl+Alt+Del, Alt+Tab, the Windows key...), pressed on the host in order and released in
+// reverse.
+function showKeysList(open) {
+  ui.keysList.hidden = !open;
+  ui.btnKeys.setAttribute('aria-expanded', String(open));
+}
+
+function sendCombo(codes) {
+  if (!canControl()) return;
+  for (const code of codes) sendInput({ type: 'Key', pressed: true, code });
+  for (const code of [...codes].reverse()) sendInput({ type: 'Key', pressed: false, code });
+}
+
 function renderRights() {
   const r = link.rights;
+  if (ui.btnStats) ui.btnStats.disabled = !r;
   if (ui.btnAskControl) ui.btnAskControl.hidden = !r || r.control;
+  if (ui.keysMenu) {
+    ui.keysMenu.hidden = !r || !r.control;
+    if (ui.keysMenu.hidden) showKeysList(false);
+  }
   if (!ui.rights) return;
   ui.rights.hidden = !r;
   if (!r) return;

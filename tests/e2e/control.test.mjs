@@ -312,6 +312,32 @@ test('a view-only viewer asks for control; the host sees it, grants it, and the 
       `the click landed at host (${press.rootX}, ${press.rootY}), want (${target.x}, ${target.y})`);
   }));
 
+test('the special-keys menu presses Ctrl+Alt+Del on the host and lets go in reverse',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const { x, xev, share, browser } = await setup(s, { shareArgs: ['--allow-control'] });
+    const page = await openFullViewer(s, browser, share);
+    await waitForRights(page, { control: true });
+    assert.equal(await page.isVisible('#btn-keys'), true, 'a viewer with control has the Keys menu');
+    // Keyboard focus follows the pointer (no window manager): into xev's window.
+    const inside = await videoPoint(page, 500, 400);
+    let mark = xev.mark();
+    await page.mouse.click(inside.x, inside.y);
+    await xev.waitFor((e) => e.type === 'ButtonRelease', 5000, 'the click into the xev window', mark);
+    assert.ok(near((await pointerLocation(x.display)).x, 500));
+
+    mark = xev.mark();
+    await page.click('#btn-keys');
+    await page.click('#keys-list [data-keys="ControlLeft AltLeft Delete"]');
+    await xev.waitFor((e) => e.type === 'KeyRelease' && /^Control_[LR]$/.test(e.keysymName), 5000,
+      'the release of Control, last', mark);
+    const keys = xev.since(mark).filter((e) => /^Key(Press|Release)$/.test(e.type))
+      .map((e) => `${e.type === 'KeyPress' ? '+' : '-'}${e.keysymName}`);
+    t.diagnostic(`xev: ${keys.join(' ')}`);
+    assert.deepEqual(keys, ['+Control_L', '+Alt_L', '+Delete', '-Delete', '-Alt_L', '-Control_L'],
+      'pressed in order, released in reverse');
+    assert.equal(await page.isVisible('#keys-list'), false, 'the menu closed');
+  }));
+
 test('a view-only viewer injects nothing and its refusals are counted', { timeout: TEST_TIMEOUT },
   (t) => withScope(t, async (s) => {
     const { x, xev, share, browser } = await setup(s);

@@ -115,7 +115,12 @@ test('the page on a 1280x800 screen and a 390x844 phone: everything in view, scr
       const page = s.add(await openViewer(browser, share.viewerUrl()));
       await pollUntil(() => viewerStatus(page), (v) => v.state === 'connected' && v.videoWidth > 0,
         { timeoutMs: 5000, what: 'the picture' });
-      await page.evaluate(() => new Promise((r) => { setTimeout(r, 300); }));
+      // The stats panel: what the connection does, in figures.
+      await page.click('#btn-stats');
+      const stats = await pollUntil(() => page.evaluate(() => document.getElementById('stats')?.textContent ?? ''),
+        (text) => /1280×720 H264, \d+ fps/.test(text) && /\d+ kbit\/s/.test(text) && /round trip \d+ ms/.test(text),
+        { timeoutMs: 5000, what: 'the stats panel with size, codec, fps, bit rate and round trip' });
+      t.diagnostic(`stats panel: ${stats.replace(/\n/g, ' | ')}`);
       const layout = await page.evaluate(() => {
         const box = (id) => {
           const r = document.getElementById(id)?.getBoundingClientRect();
@@ -134,6 +139,8 @@ test('the page on a 1280x800 screen and a 390x844 phone: everything in view, scr
       t.diagnostic(`${name}: ${JSON.stringify(layout)}`);
       assert.ok(statSync(path.join(dir, name)).size > 1000, `${name} written`);
       assert.ok(layout.scrollWidth <= viewport.width, `no sideways scrolling at ${viewport.width} px: ${layout.scrollWidth}`);
+      assert.ok(layout.toolbar.left >= 0 && layout.toolbar.right <= viewport.width,
+        `the toolbar in view at ${viewport.width} px: ${JSON.stringify(layout.toolbar)}`);
       for (const b of layout.buttons) {
         assert.ok(b.left >= 0 && b.right <= viewport.width && b.bottom <= viewport.height,
           `${b.id} in view at ${viewport.width}x${viewport.height}: ${JSON.stringify(b)}`);
