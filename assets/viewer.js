@@ -119,6 +119,7 @@ const ui = {
   message: $('message'),
   codeForm: $('code-form'),
   codeInput: $('code-input'),
+  nameInput: $('name-input'),
   btnReconnect: $('btn-reconnect'),
   toolbar: $('toolbar'),
   status: $('status'),
@@ -254,6 +255,8 @@ async function whepOffer(paired, sdp, resumeUrl = null) {
     Authorization: paired.authorization('POST', WHEP_ENDPOINT, sdp),
   });
   if (resumeUrl) headers.set('Porthole-Resume', new URL(resumeUrl).pathname.split('/').pop());
+  const name = viewerName();
+  if (name) headers.set('Porthole-Viewer-Name', encodeURIComponent(name));
   let res;
   try {
     res = await fetch(WHEP_ENDPOINT, { method: 'POST', headers, body: sdp, cache: 'no-store' });
@@ -775,8 +778,30 @@ function askForCode() {
   showCodeForm(MSG.enterCode, false, '');
 }
 
+// The name this viewer gives itself (shown to the host; a label, not an identity), kept
+// in this browser for the next time.
+const NAME_KEY = 'porthole.viewerName';
+const MAX_NAME_CHARS = 32;
+
+function viewerName() {
+  try {
+    return [...(localStorage.getItem(NAME_KEY) || '').trim()].slice(0, MAX_NAME_CHARS).join('');
+  } catch {
+    return ''; // storage refused (private mode, a sandboxed frame)
+  }
+}
+
+function saveViewerName(name) {
+  try {
+    const n = name.trim();
+    if (n) localStorage.setItem(NAME_KEY, n);
+    else localStorage.removeItem(NAME_KEY);
+  } catch { /* not kept: sent this once anyway */ }
+}
+
 function showCodeForm(text, isError, prefill) {
   showOverlay({ text, error: isError, form: true });
+  if (ui.nameInput && !ui.nameInput.value) ui.nameInput.value = viewerName();
   ui.codeInput.value = prefill || '';
   ui.codeInput.setAttribute('aria-invalid', String(isError));
   ui.codeInput.focus();
@@ -790,6 +815,7 @@ function onCodeSubmit(ev) {
     ui.codeInput.focus();
     return;
   }
+  if (ui.nameInput) saveViewerName(ui.nameInput.value);
   ui.codeInput.value = '';
   connect(code);
 }

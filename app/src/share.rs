@@ -724,6 +724,11 @@ mod console {
         }
     }
 
+    /// ` "NAME"` for a viewer that gave itself a name.
+    fn named(name: Option<&str>) -> String {
+        name.map(|n| format!(" \"{n}\"")).unwrap_or_default()
+    }
+
     fn rights_text(r: Rights) -> String {
         match (r.control, r.clipboard) {
             (false, false) => "view only".into(),
@@ -763,8 +768,9 @@ mod console {
                 let mut err = std::io::stderr().lock();
                 let _ = write!(
                     err,
-                    "Viewer {} from {} ({kind}) wants to watch, with {}. Let in? [y/N] ",
+                    "Viewer {}{} from {} ({kind}) wants to watch, with {}. Let in? [y/N] ",
                     v.no,
+                    named(v.name.as_deref()),
                     v.addr.ip(),
                     rights_text(v.rights)
                 );
@@ -847,8 +853,9 @@ Viewer {no} asks for control: `grant {no} control` gives it."
                         .unwrap_or_default()
                         .as_secs();
                     say(&format!(
-                        "Viewer {}  {}  {}  {}{}{}",
+                        "Viewer {}{}  {}  {}  {}{}{}",
                         v.no,
+                        named(v.name.as_deref()),
                         v.addr,
                         if v.reconnecting {
                             "reconnecting (input released)".into()

@@ -20,6 +20,11 @@ pub use pake::{Keys, PakeError, ViewerPairing, MAC_LEN, MESSAGE_LEN};
 pub const SCHEME: &str = "Porthole-PAKE";
 /// The response header with the share's MAC over its SDP answer.
 pub const ANSWER_MAC_HEADER: &str = "porthole-answer-mac";
+/// The request header with the name a viewer gives itself (percent-encoded UTF-8; shown to
+/// the host, not authenticated: see `server::viewer_name`).
+pub const NAME_HEADER: &str = "porthole-viewer-name";
+/// Longest viewer name kept, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
 /// The request header naming the session a viewer resumes (see `server::resume`).
 pub const RESUME_HEADER: &str = "porthole-resume";
 /// What either side says when a MAC does not verify.

@@ -77,6 +77,8 @@ pub type MediaStats = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
 pub struct PendingViewer {
     /// The number it will have once admitted ([`ViewerInfo::no`]).
     pub no: u64,
+    /// The name it gave itself, if any (see [`viewer_name`]).
+    pub name: Option<String>,
     pub addr: SocketAddr,
     pub user_agent: String,
     /// The rights it would start with.
@@ -127,6 +129,8 @@ pub struct ViewerInfo {
     pub id: String,
     /// A small number naming the viewer in logs and to the host side.
     pub no: u64,
+    /// The name it gave itself, if any.
+    pub name: Option<String>,
     pub rights: Rights,
     pub addr: SocketAddr,
     pub since: SystemTime,
@@ -917,6 +921,7 @@ async fn post_whep(
         );
     };
 
+    let name = viewer_name(&headers);
     let user_agent: String = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -945,6 +950,7 @@ async fn post_whep(
     if let Some(approve) = state.approve.as_ref().filter(|_| !resumed) {
         let answer = approve(PendingViewer {
             no,
+            name: name.clone(),
             addr,
             user_agent: user_agent.clone(),
             rights,
@@ -1020,6 +1026,7 @@ async fn post_whep(
         info: ViewerInfo {
             id: id.clone(),
             no,
+            name,
             rights,
             addr,
             since: SystemTime::now(),
@@ -1069,6 +1076,26 @@ async fn post_whep(
         }
     }
     response
+}
+
+/// The name a viewer gave itself (`Porthole-Viewer-Name`, percent-encoded UTF-8): decoded,
+/// without control characters, trimmed, at most [`pairing::MAX_NAME_CHARS`] characters.
+/// Shown to the host beside what the share knows for sure (number, address, kind); it is
+/// not covered by the pairing's MAC, so it is a label, not an identity.
+pub fn viewer_name(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(pairing::NAME_HEADER)?.as_bytes();
+    let decoded = percent_encoding::percent_decode(raw).decode_utf8_lossy();
+    let name: String = decoded
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(pairing::MAX_NAME_CHARS)
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// Marks the viewers that ask for control (the host's list shows it until it grants it).
@@ -2108,6 +2135,32 @@ mod tests {
         assert_eq!(json["frames_encoded"], 7);
         assert_eq!(json["viewers"], 0);
         assert_eq!(json["pairings_confirmed"], 1);
+    }
+
+    #[test]
+    fn a_viewer_name_is_decoded_cleaned_and_cut() {
+        let name = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(pairing::NAME_HEADER, HeaderValue::from_str(v).unwrap());
+            viewer_name(&h)
+        };
+        assert_eq!(name("Zo%C3%AB's%20phone").as_deref(), Some("Zoë's phone"));
+        assert_eq!(
+            name("%0Aa%09%20b%1B[31m").as_deref(),
+            Some("a b [31m"),
+            "no control characters"
+        );
+        assert_eq!(name("%20%20"), None);
+        assert_eq!(
+            name(&"x".repeat(100)).map(|n| n.chars().count()),
+            Some(pairing::MAX_NAME_CHARS)
+        );
+        assert_eq!(
+            name("%FF%FEok").as_deref(),
+            Some("\u{fffd}\u{fffd}ok"),
+            "bad UTF-8 is replaced"
+        );
+        assert_eq!(viewer_name(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import {
   withScope, startXvfb, startPattern, startShare, launchBrowser, openViewer, viewerStatus,
   pollUntil, startRecord, startLan, startPulse, startShareIn, countFrames, REPO,
+  startShareOnTerminal, randomCode, openPage,
 } from './lib.mjs';
 
 const SCREEN = { width: 1280, height: 720 };
@@ -149,4 +150,28 @@ test('the page on a 1280x800 screen and a 390x844 phone: everything in view, scr
         `the picture uses the screen: ${JSON.stringify(layout.video)}`);
       await page.stop();
     }
+  }));
+
+test('the page asks the viewer for a name, and the host sees it when asked and in its list',
+  { timeout: TEST_TIMEOUT }, (t) => withScope(t, async (s) => {
+    const x = s.add(await startXvfb(SCREEN));
+    s.add(await startPattern(x.display));
+    const code = randomCode();
+    const term = s.add(await startShareOnTerminal({ display: x.display, code, args: ['--audio', 'none'] }));
+    const url = (await term.waitFor(/viewer: (http:\/\/\S+)/))[1];
+    const browser = s.add(await launchBrowser({ viewport: { width: 1280, height: 800 } }));
+    const page = s.add(await openPage(browser, `${new URL(url).origin}/`)); // no code: the form
+    await page.fill('#name-input', "Zoë's phone");
+    await page.fill('#code-input', code);
+    await page.click('#code-submit');
+    const asked = await term.waitFor(/Viewer (\d+) "Zoë's phone" from 127\.0\.0\.1 \(a browser\) wants to watch/, 0, 15000);
+    t.diagnostic(`the host was asked: ${asked[0]}`);
+    term.write('y\n');
+    await pollUntil(() => viewerStatus(page), (v) => v.state === 'connected' && v.videoWidth > 0,
+      { timeoutMs: 20000, what: 'the named viewer connected' });
+    const from = term.output().length;
+    term.write('list\n');
+    await term.waitFor(new RegExp(`Viewer ${asked[1]} "Zoë's phone"  127\\.0\\.0\\.1:\\d+  connected`), from);
+    assert.equal(await page.evaluate(() => localStorage.getItem('porthole.viewerName')), "Zoë's phone",
+      'the name is kept for next time');
   }));

@@ -491,7 +491,7 @@ impl Gui {
                     .duration_since(v.since)
                     .unwrap_or_default()
                     .as_secs();
-                ui.label(format!("Viewer {}", v.no));
+                ui.label(format!("Viewer {}{}", v.no, named(v.name.as_deref())));
                 ui.label(v.addr.ip().to_string());
                 if v.authenticated {
                     ui.label(kind_of(&v.user_agent));
@@ -581,8 +581,9 @@ pub fn consent_prompt(
         .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
         .show(ctx, |ui| {
             ui.label(format!(
-                "Viewer {}, a {} at {}, has the code and wants to watch.",
+                "Viewer {}{}, a {} at {}, has the code and wants to watch.",
                 viewer.no,
+                named(viewer.name.as_deref()),
                 kind_of(&viewer.user_agent),
                 viewer.addr.ip()
             ));
@@ -640,6 +641,11 @@ fn qr_ui(ui: &mut egui::Ui, text: &str) {
 /// The link the app connects to for a nearby share (no code: the user types it).
 fn nearby_link(n: &NearbyShare) -> String {
     format!("http://{}:{}/", n.host_in_url(), n.port)
+}
+
+/// `, “NAME”` for a viewer that gave itself a name (a label: see `net::server::viewer_name`).
+fn named(name: Option<&str>) -> String {
+    name.map(|n| format!(", “{n}”")).unwrap_or_default()
 }
 
 fn kind_of(user_agent: &str) -> &'static str {

@@ -228,6 +228,7 @@ fn the_consent_prompt_lets_the_host_choose_each_right() {
     let state = State {
         viewer: net::PendingViewer {
             no: 3,
+            name: Some("Zoë's phone".into()),
             addr: "192.0.2.10:50000".parse().unwrap(),
             user_agent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0".into(),
             rights: net::Rights {
@@ -249,7 +250,7 @@ fn the_consent_prompt_lets_the_host_choose_each_right() {
             state,
         );
     harness.run_steps(2);
-    harness.get_by_label_contains("Viewer 3, a browser at 192.0.2.10");
+    harness.get_by_label_contains("Viewer 3, “Zoë's phone”, a browser at 192.0.2.10");
     // Compared with app/tests/snapshots/consent_prompt.png (UPDATE_SNAPSHOTS=1 rewrites it).
     harness.snapshot("consent_prompt");
 
