@@ -1761,20 +1761,19 @@ mod tests {
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
 
-    /// POSTs `offer` signed by `keys` (pairing `id`), resuming session `resume`.
-    async fn post_resume(
+    /// POSTs `offer` signed by `keys` (pairing `id`), resuming session `resume` if given.
+    async fn post_offer(
         st: &Arc<AppState>,
         id: &str,
         keys: &Keys,
-        resume: &str,
+        resume: Option<&str>,
         offer: String,
     ) -> (StatusCode, HeaderMap, String) {
         let auth = pairing::authorization(id, keys, "POST", "/whep", offer.as_bytes());
-        let headers = [
-            ("authorization", auth.as_str()),
-            SDP,
-            (pairing::RESUME_HEADER, resume),
-        ];
+        let mut headers = vec![("authorization", auth.as_str()), SDP];
+        if let Some(resume) = resume {
+            headers.push((pairing::RESUME_HEADER, resume));
+        }
         send(st, "POST", "/whep", &headers, offer).await
     }
 
@@ -1791,15 +1790,7 @@ mod tests {
         }));
         let (client, offer) = recvonly_offer().await;
         let (id, keys) = pair_with(&st, CODE).await.unwrap();
-        let auth = pairing::authorization(&id, &keys, "POST", "/whep", offer.as_bytes());
-        let (status, headers, body) = send(
-            &st,
-            "POST",
-            "/whep",
-            &[("authorization", auth.as_str()), SDP],
-            offer.clone(),
-        )
-        .await;
+        let (status, headers, body) = post_offer(&st, &id, &keys, None, offer.clone()).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let first = headers[header::LOCATION].to_str().unwrap()["/whep/".len()..].to_owned();
         assert_eq!(asked.load(Ordering::Relaxed), 1);
@@ -1807,7 +1798,7 @@ mod tests {
         // Another pairing (the right code, but not this session's keys) cannot take it.
         let (other_id, other_keys) = pair_with(&st, CODE).await.unwrap();
         let (status, _, body) =
-            post_resume(&st, &other_id, &other_keys, &first, offer.clone()).await;
+            post_offer(&st, &other_id, &other_keys, Some(&first), offer.clone()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert!(body.contains("cannot be resumed"), "{body}");
         assert!(
@@ -1816,7 +1807,8 @@ mod tests {
         );
 
         // Its own pairing can: the same viewer, a new session, the host not asked again.
-        let (status, headers, answer) = post_resume(&st, &id, &keys, &first, offer.clone()).await;
+        let (status, headers, answer) =
+            post_offer(&st, &id, &keys, Some(&first), offer.clone()).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         let mac = pairing::decode(headers[pairing::ANSWER_MAC_HEADER].to_str().unwrap()).unwrap();
         assert!(keys.verify_answer(answer.as_bytes(), &mac));
@@ -1832,7 +1824,7 @@ mod tests {
             vec![(second.clone(), 1)],
             "one viewer, still number 1"
         );
-        let (status, _, _) = post_resume(&st, &id, &keys, &first, offer.clone()).await;
+        let (status, _, _) = post_offer(&st, &id, &keys, Some(&first), offer.clone()).await;
         assert_eq!(
             status,
             StatusCode::UNAUTHORIZED,
@@ -1854,8 +1846,14 @@ mod tests {
             },
             Instant::now(),
         );
-        let (status, headers, body) =
-            post_resume(&st, &lost_id, &lost_keys, "0123456789abcdef01234567", offer).await;
+        let (status, headers, body) = post_offer(
+            &st,
+            &lost_id,
+            &lost_keys,
+            Some("0123456789abcdef01234567"),
+            offer,
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let third = headers[header::LOCATION].to_str().unwrap()["/whep/".len()..].to_owned();
         let back = lock_viewers(&st)
@@ -1875,15 +1873,7 @@ mod tests {
         let st = state();
         let (client, offer) = recvonly_offer().await;
         let (id, keys) = pair_with(&st, CODE).await.unwrap();
-        let auth = pairing::authorization(&id, &keys, "POST", "/whep", offer.as_bytes());
-        let (status, headers, answer) = send(
-            &st,
-            "POST",
-            "/whep",
-            &[("authorization", auth.as_str()), SDP],
-            offer,
-        )
-        .await;
+        let (status, headers, answer) = post_offer(&st, &id, &keys, None, offer).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         assert_eq!(headers[header::CONTENT_TYPE], "application/sdp");
         assert!(answer.starts_with("v=0"));
