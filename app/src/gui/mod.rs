@@ -30,9 +30,55 @@ pub enum Screen {
     Viewing,
 }
 
+/// Quality presets of the share form: what the picture is for, as `--fps` and
+/// `--bitrate-kbps`. The encoder still adapts to each viewer's link below these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quality {
+    /// Text and still pictures: 30 fps, 8 Mbit/s (the share's defaults).
+    #[default]
+    Balanced,
+    /// Video and games: 60 fps, 12 Mbit/s.
+    SmoothMotion,
+    /// A slow or metered link: 15 fps, 1.5 Mbit/s.
+    LowBandwidth,
+}
+
+impl Quality {
+    pub const ALL: [Quality; 3] = [
+        Quality::Balanced,
+        Quality::SmoothMotion,
+        Quality::LowBandwidth,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Quality::Balanced => "Balanced",
+            Quality::SmoothMotion => "Smooth motion",
+            Quality::LowBandwidth => "Low bandwidth",
+        }
+    }
+
+    /// (frames a second, kbit/s).
+    pub fn limits(self) -> (u32, u32) {
+        match self {
+            Quality::Balanced => (30, 8000),
+            Quality::SmoothMotion => (60, 12_000),
+            Quality::LowBandwidth => (15, 1500),
+        }
+    }
+
+    fn from_name(name: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|q| q.name() == name)
+            .unwrap_or_default()
+    }
+}
+
 /// What the host chooses before sharing.
 #[derive(Clone, Debug)]
 pub struct ShareForm {
+    pub quality: Quality,
     pub monitor: usize,
     pub audio: String,
     pub allow_control: bool,
@@ -45,6 +91,7 @@ pub struct ShareForm {
 impl Default for ShareForm {
     fn default() -> Self {
         Self {
+            quality: Quality::default(),
             monitor: 0,
             audio: "default".into(),
             allow_control: false,
@@ -99,6 +146,7 @@ impl Gui {
         gui.form.allow_control = s.allow_control;
         gui.form.allow_clipboard = s.allow_clipboard;
         gui.form.ask_approval = s.ask_approval.unwrap_or(true);
+        gui.form.quality = Quality::from_name(&s.quality);
         gui.connect_address = s.last_address;
         gui.persist = true;
         gui.browser = match net::discovery::Browser::start() {
@@ -120,6 +168,7 @@ impl Gui {
                 allow_clipboard: self.form.allow_clipboard,
                 ask_approval: Some(self.form.ask_approval),
                 last_address: self.connect_address.clone(),
+                quality: self.form.quality.name().to_owned(),
             });
         }
     }
@@ -152,9 +201,12 @@ impl Gui {
         })
     }
 
-    /// Starts sharing with the form's choices (in the background).
-    pub fn start_share(&mut self, ctx: &egui::Context) {
+    /// The share the form describes.
+    pub fn share_args(&self) -> anyhow::Result<ShareArgs> {
         let mut flags = vec!["--monitor".to_owned(), self.form.monitor.to_string()];
+        let (fps, kbps) = self.form.quality.limits();
+        flags.extend(["--fps".to_owned(), fps.to_string()]);
+        flags.extend(["--bitrate-kbps".to_owned(), kbps.to_string()]);
         flags.extend(["--audio".to_owned(), self.form.audio.clone()]);
         flags.extend(["--listen".to_owned(), self.form.listen.clone()]);
         if self.form.allow_control {
@@ -164,7 +216,12 @@ impl Gui {
             flags.push("--allow-clipboard".into());
         }
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let args = match ShareArgs::from_flags(&flags) {
+        Ok(ShareArgs::from_flags(&flags)?)
+    }
+
+    /// Starts sharing with the form's choices (in the background).
+    pub fn start_share(&mut self, ctx: &egui::Context) {
+        let args = match self.share_args() {
             Ok(a) => a,
             Err(e) => {
                 self.error = Some(e.to_string());
@@ -290,6 +347,21 @@ impl Gui {
                     .show_ui(ui, |ui| {
                         ui.selectable_value(&mut self.form.audio, "default".into(), "default");
                         ui.selectable_value(&mut self.form.audio, "none".into(), "none");
+                    })
+                    .response
+                    .labelled_by(label.id);
+                let label = ui.label("Quality");
+                egui::ComboBox::from_id_salt("quality")
+                    .selected_text(self.form.quality.name())
+                    .show_ui(ui, |ui| {
+                        for q in Quality::ALL {
+                            let (fps, kbps) = q.limits();
+                            ui.selectable_value(&mut self.form.quality, q, q.name())
+                                .on_hover_text(format!(
+                                    "{fps} fps, {} Mbit/s",
+                                    f64::from(kbps) / 1000.0
+                                ));
+                        }
                     })
                     .response
                     .labelled_by(label.id);

@@ -18,6 +18,8 @@ pub struct Settings {
     pub allow_clipboard: bool,
     pub ask_approval: Option<bool>,
     pub last_address: String,
+    /// The quality preset's name (`Quality::name`); empty: the default.
+    pub quality: String,
 }
 
 pub fn path() -> Option<PathBuf> {
@@ -108,6 +110,7 @@ mod tests {
             allow_clipboard: false,
             ask_approval: Some(false),
             last_address: "http://10.0.0.2:7380/".into(),
+            quality: "Smooth motion".into(),
         };
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
@@ -115,6 +118,7 @@ mod tests {
         let old: Settings = serde_json::from_str(r#"{"monitor": 2}"#).unwrap();
         assert_eq!(old.monitor, 2);
         assert_eq!(old.ask_approval, None);
+        assert_eq!(old.quality, "", "no preset: the default");
     }
 
     #[test]

@@ -288,3 +288,28 @@ fn the_consent_prompt_lets_the_host_choose_each_right() {
     harness.run_steps(2);
     assert_eq!(harness.state().answer, Some(None));
 }
+
+/// The share form's quality presets become the share's frame rate and bit rate.
+#[test]
+fn a_quality_preset_sets_the_frame_rate_and_the_bit_rate() {
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(900.0, 640.0))
+        .build_ui_state(|ui, gui: &mut Gui| panel(ui, gui), Gui::new().unwrap());
+    harness.run_steps(2);
+    let args = harness.state().share_args().unwrap();
+    assert_eq!(
+        (args.fps, args.bitrate_kbps),
+        (30, 8000),
+        "Balanced by default"
+    );
+    harness.get_by_label("Quality").click();
+    harness.run_steps(2);
+    harness.get_by_label("Smooth motion").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().form.quality, super::Quality::SmoothMotion);
+    let args = harness.state().share_args().unwrap();
+    assert_eq!((args.fps, args.bitrate_kbps), (60, 12_000));
+    harness.state_mut().form.quality = super::Quality::LowBandwidth;
+    let args = harness.state().share_args().unwrap();
+    assert_eq!((args.fps, args.bitrate_kbps), (15, 1500));
+}
