@@ -156,6 +156,18 @@ struct ViewerEntry {
     keys: Option<Arc<Keys>>,
 }
 
+impl ViewerEntry {
+    /// What its viewer needs to come back as itself (see [`resume`]); `None` for a bearer
+    /// viewer, which has no pairing to prove it with.
+    fn resumable(&self) -> Option<resume::Lost> {
+        Some(resume::Lost {
+            keys: self.keys.clone()?,
+            no: self.info.no,
+            rights: *self.rights.borrow(),
+        })
+    }
+}
+
 /// Why a viewer's session ends, as far as the viewer is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ending {
@@ -1173,13 +1185,7 @@ async fn watch_viewer(
     let lost = lock_viewers(&state)
         .get(&id)
         .filter(|e| e.info.connected)
-        .and_then(|e| {
-            Some(resume::Lost {
-                keys: e.keys.clone()?,
-                no: e.info.no,
-                rights: *e.rights.borrow(),
-            })
-        });
+        .and_then(ViewerEntry::resumable);
     if remove_viewer(&state, &id, Ending::Quietly).await {
         tracing::info!(session = %id, "viewer left (connection closed or failed)");
         if let Some(lost) = lost {
@@ -1210,14 +1216,10 @@ async fn resume_session(
         ));
     };
     let proves = |keys: &Keys| keys.verify_request("POST", "/whep", body, &auth.mac);
-    let live = lock_viewers(state).get(id).and_then(|e| {
-        let keys = e.keys.clone()?;
-        proves(&keys).then(|| resume::Lost {
-            keys,
-            no: e.info.no,
-            rights: *e.rights.borrow(),
-        })
-    });
+    let live = lock_viewers(state)
+        .get(id)
+        .and_then(ViewerEntry::resumable)
+        .filter(|lost| proves(&lost.keys));
     let back =
         match live {
             Some(lost) => remove_viewer(state, id, Ending::Quietly)
