@@ -19,6 +19,13 @@ export const MAX_TEXT_LEN = 1024;
 export const MAX_CURSOR_SIDE = 256;
 /** Clipboard bytes carried by one ClipboardData chunk at most. */
 export const CLIPBOARD_CHUNK = 16 * 1024;
+/** Monitors a Monitors message lists at most (and SelectMonitor indexes below). */
+export const MAX_MONITORS = 16;
+/** Bytes of a monitor's name at most. */
+export const MAX_MONITOR_NAME = 64;
+/** MaxBitrate limits (kbit/s) other than 0 (no limit) lie in this range. */
+export const MAX_BITRATE_MIN = 100;
+export const MAX_BITRATE_MAX = 1_000_000;
 
 /** Bits of the Rights message. */
 export const RIGHTS = Object.freeze({ VIEW: 1, CONTROL: 2, CLIPBOARD: 4 });
@@ -55,10 +62,13 @@ export const TYPES = Object.freeze({
   Text: 0x05,
   ReleaseAll: 0x06,
   RequestControl: 0x07,
+  SelectMonitor: 0x08,
+  MaxBitrate: 0x09,
   CursorPosition: 0x10,
   CursorShape: 0x11,
   Rights: 0x12,
   Notice: 0x13,
+  Monitors: 0x14,
   ClipboardData: 0x20,
 });
 
@@ -132,6 +142,7 @@ class Reader {
   u16() { const b = this.take(2); return b[0] | (b[1] << 8); }
   i16() { const v = this.u16(); return v >= 0x8000 ? v - 0x10000 : v; }
   u32() { const b = this.take(4); return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0; }
+  i32() { return this.u32() | 0; }
 }
 
 function checkedText(bytes, min) {
@@ -140,6 +151,16 @@ function checkedText(bytes, min) {
     return utf8Decoder.decode(bytes);
   } catch {
     return fail('BadText');
+  }
+}
+
+// A monitor name: 0 to 64 bytes of UTF-8 without NUL (null when it is not one).
+function monitorName(bytes) {
+  if (bytes.length > MAX_MONITOR_NAME || bytes.includes(0)) return null;
+  try {
+    return utf8Decoder.decode(bytes);
+  } catch {
+    return null;
   }
 }
 
@@ -194,6 +215,38 @@ export function decode(input) {
     case 0x07:
       msg = { type: 'RequestControl' };
       break;
+    case 0x08: {
+      const index = r.u8();
+      if (index >= MAX_MONITORS) fail('OutOfRange', 'index');
+      msg = { type: 'SelectMonitor', index };
+      break;
+    }
+    case 0x09: {
+      const kbps = r.u32();
+      if (kbps !== 0 && (kbps < MAX_BITRATE_MIN || kbps > MAX_BITRATE_MAX)) fail('OutOfRange', 'kbps');
+      msg = { type: 'MaxBitrate', kbps };
+      break;
+    }
+    case 0x14: {
+      const current = r.u8();
+      const count = r.u8();
+      if (count < 1 || count > MAX_MONITORS) fail('BadMonitors');
+      const monitors = [];
+      for (let i = 0; i < count; i++) {
+        const x = r.i32();
+        const y = r.i32();
+        const width = r.u16();
+        const height = r.u16();
+        const primary = r.bool('primary');
+        const name = monitorName(r.take(r.u8()));
+        if (name === null) fail('BadMonitors');
+        monitors.push({ name, x, y, width, height, primary });
+      }
+      if (current >= count) fail('OutOfRange', 'current');
+      if (monitors.some((m) => m.width === 0 || m.height === 0)) fail('OutOfRange', 'size');
+      msg = { type: 'Monitors', current, monitors };
+      break;
+    }
     case 0x10:
       msg = { type: 'CursorPosition', x: r.u16(), y: r.u16(), visible: r.bool('visible') };
       break;
@@ -318,6 +371,39 @@ export function encode(msg) {
     case 'ReleaseAll':
     case 'RequestControl':
       break;
+    case 'SelectMonitor':
+      w.u8(int(msg, 'index', 0, MAX_MONITORS - 1));
+      break;
+    case 'MaxBitrate': {
+      const kbps = u32(msg, 'kbps');
+      if (kbps !== 0 && (kbps < MAX_BITRATE_MIN || kbps > MAX_BITRATE_MAX)) fail('OutOfRange', `MaxBitrate.kbps = ${kbps}`);
+      w.u32(kbps);
+      break;
+    }
+    case 'Monitors': {
+      // decode's checks, in its order: the list and its names, then current, then sizes.
+      const list = msg.monitors;
+      if (!Array.isArray(list) || list.length < 1 || list.length > MAX_MONITORS) fail('BadMonitors', 'list');
+      const names = list.map((m) => {
+        if (typeof m.name !== 'string') fail('BadMonitors', 'name must be a string');
+        const b = utf8Encoder.encode(m.name);
+        if (b.length > MAX_MONITOR_NAME || b.includes(0)) fail('BadMonitors', `name ${m.name}`);
+        return b;
+      });
+      const current = u8(msg, 'current');
+      if (current >= list.length) fail('OutOfRange', 'current');
+      w.u8(current); w.u8(list.length);
+      list.forEach((m, i) => {
+        const x = int(m, 'x', -0x80000000, 0x7fffffff);
+        const y = int(m, 'y', -0x80000000, 0x7fffffff);
+        const width = u16(m, 'width');
+        const height = u16(m, 'height');
+        if (width === 0 || height === 0) fail('OutOfRange', 'size');
+        w.u32(x >>> 0); w.u32(y >>> 0); w.u16(width); w.u16(height);
+        w.u8(bool(m, 'primary')); w.u8(names[i].length); w.bytes(names[i]);
+      });
+      break;
+    }
     case 'CursorPosition':
       w.u16(u16(msg, 'x')); w.u16(u16(msg, 'y')); w.u8(bool(msg, 'visible'));
       break;

@@ -74,7 +74,7 @@ impl HostSide for DesktopHost {
 impl DesktopHost {
     /// Opens input injection and the clipboard on the display in `$DISPLAY`. Either may be
     /// missing (a warning, not a failure): the share then works without it.
-    pub fn open(monitor: media::capture::MonitorRect, events: &HostEvents) -> Self {
+    pub fn open(monitor: media::capture::SharedMonitor, events: &HostEvents) -> Self {
         let injector = match Injector::start(None, monitor) {
             Ok(i) => Some(i),
             Err(e) => {
@@ -104,7 +104,7 @@ impl DesktopHost {
 
 /// Sends the host pointer's position and image to viewers.
 pub fn watch_cursor(
-    monitor: media::capture::MonitorRect,
+    monitor: media::capture::SharedMonitor,
     events: HostEvents,
 ) -> Option<CursorWatcher> {
     let result = CursorWatcher::start(None, monitor, 60, move |event| match event {

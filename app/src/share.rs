@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use media::encoder::EncoderSettings;
+use media::capture::{Monitor, SharedMonitor};
 use media::pipeline::{EncoderControl, KeyframeRequest, PipelineConfig, VideoPipeline};
 use net::cc::EncoderPolicy;
 use net::{AccessCode, IceConfig, IceServer, ShareConfig, ShareServer, VideoFanout, VideoSample};
@@ -308,14 +309,16 @@ pub struct RunningShare {
     pub server: ShareServer,
     pub url: String,
     pub code: AccessCode,
-    pub size: (u32, u32),
     pub has_audio: bool,
+    /// Which monitor is shared; viewers with control and the app switch it.
+    pub monitors: MonitorSwitch,
     /// The share's DTLS fingerprint (SHA-256).
     pub fingerprint: String,
     announcer: Option<net::discovery::Announcer>,
     audio: Option<media::audio::AudioPipeline>,
     pipeline: VideoPipeline,
     steering: tokio::task::JoinHandle<()>,
+    monitor_requests: tokio::task::JoinHandle<()>,
     _cursor: Option<media::cursor::CursorWatcher>,
 }
 
@@ -324,15 +327,19 @@ const STEER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200
 
 /// Congestion control's last step: every `STEER_INTERVAL`, the viewers' path estimates
 /// become the one encoder's bit rate, frame rate and size (`net::cc::EncoderPolicy`).
+/// The policy follows the picture's size (`size`), which changes with the monitor shared.
 async fn steer_encoder(
     fanout: Arc<VideoFanout>,
     control: Arc<EncoderControl>,
     mut policy: EncoderPolicy,
+    size: impl Fn() -> (u32, u32),
 ) {
     let mut tick = tokio::time::interval(STEER_INTERVAL);
     let mut last = policy.current();
     loop {
         tick.tick().await;
+        let (width, height) = size();
+        policy.set_size(width, height);
         let target = policy.update(Instant::now(), &fanout.path_estimates());
         control.set(target.kbps, target.fps, target.scale_div);
         if target != last {
@@ -361,10 +368,22 @@ impl RunningShare {
             bitrate_kbps: args.bitrate_kbps,
         };
         let control = EncoderControl::new(settings);
+        let monitor_list = media::capture::monitors(None)?;
+        let Some(first) = monitor_list.get(args.monitor) else {
+            anyhow::bail!(
+                "there is no monitor {} (this display has {}: {})",
+                args.monitor,
+                monitor_list.len(),
+                describe_monitors(&monitor_list)
+            );
+        };
+        let monitor = SharedMonitor::new(args.monitor, first.rect);
+        tracing::info!("sharing monitor {}: {}", args.monitor, first.describe());
         let pipeline = {
             let fanout = fanout.clone();
             let config = PipelineConfig {
                 monitor: args.monitor,
+                follow: Some(monitor.clone()),
                 encoder: settings,
                 control: Some(control.clone()),
                 ..Default::default()
@@ -383,12 +402,18 @@ impl RunningShare {
             fanout.clone(),
             control.clone(),
             EncoderPolicy::new(args.bitrate_kbps, args.fps, width, height),
+            pipeline.size_reader(),
         ));
         let video_fanout = fanout.clone();
 
-        let monitor = media::capture::monitor_rect(None, args.monitor)?;
         let events = net::HostEvents::new();
-        let host = Arc::new(DesktopHost::open(monitor, &events));
+        let monitors = MonitorSwitch {
+            shared: monitor.clone(),
+            events: events.clone(),
+        };
+        monitors.announce(&monitor_list, args.monitor);
+        let monitor_requests = tokio::spawn(follow_monitor_requests(monitors.clone()));
+        let host = Arc::new(DesktopHost::open(monitor.clone(), &events));
         let cursor = watch_cursor(monitor, events.clone());
         let injector_host = host.clone();
         let media_stats: net::MediaStats = Arc::new(move || {
@@ -509,13 +534,19 @@ impl RunningShare {
             server,
             url,
             code,
-            size: (width, height),
             has_audio: audio.is_some(),
+            monitors,
             audio,
             pipeline,
             steering,
+            monitor_requests,
             _cursor: cursor,
         })
+    }
+
+    /// The picture's size now (even; it follows the monitor shared).
+    pub fn size(&self) -> (u32, u32) {
+        self.pipeline.size()
     }
 
     /// Whether capture still runs.
@@ -530,8 +561,106 @@ impl RunningShare {
         drop(self.announcer);
         self.server.shutdown().await;
         self.steering.abort();
+        self.monitor_requests.abort();
         drop(self.audio);
         drop(self.pipeline);
+    }
+}
+
+/// "0: HDMI-1 (primary), 1920×1080 at 0,0; 1: …"
+pub fn describe_monitors(list: &[Monitor]) -> String {
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| format!("{i}: {}", m.describe()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Which monitor the share captures. Viewers with control ask for another one
+/// (`SelectMonitor`), the app and the terminal pick one; the capture, input injection and
+/// the cursor follow it, and every viewer is told (`Monitors`). One encoder serves every
+/// viewer, so every viewer sees the monitor picked.
+#[derive(Clone)]
+pub struct MonitorSwitch {
+    shared: SharedMonitor,
+    events: net::HostEvents,
+}
+
+impl MonitorSwitch {
+    /// The index of the monitor shared.
+    pub fn current(&self) -> usize {
+        self.shared.get().0
+    }
+
+    /// Shares monitor `index` of the display's monitors as they are now.
+    pub fn select(&self, index: usize) -> Result<Monitor, String> {
+        let list = media::capture::monitors(None).map_err(|e| e.to_string())?;
+        let Some(m) = list.get(index).cloned() else {
+            return Err(format!(
+                "there is no monitor {index} (this display has {}: {})",
+                list.len(),
+                describe_monitors(&list)
+            ));
+        };
+        self.shared.set(index, m.rect);
+        self.announce(&list, index);
+        Ok(m)
+    }
+
+    /// Tells every viewer the monitors and the one shared (the first 16 of them, names
+    /// cut to 64 bytes: what the protocol carries).
+    fn announce(&self, list: &[Monitor], current: usize) {
+        let Ok(current) = u8::try_from(current) else {
+            return;
+        };
+        if usize::from(current) >= net::protocol::MAX_MONITORS {
+            tracing::info!("monitor {current} is past the 16 viewers can pick from");
+            return;
+        }
+        let entries = list
+            .iter()
+            .take(net::protocol::MAX_MONITORS)
+            .map(|m| net::protocol::MonitorEntry {
+                name: cut_name(&m.name),
+                x: m.rect.x,
+                y: m.rect.y,
+                width: m.rect.width.clamp(1, u32::from(u16::MAX)) as u16,
+                height: m.rect.height.clamp(1, u32::from(u16::MAX)) as u16,
+                primary: m.primary,
+            })
+            .collect();
+        self.events.monitors(current, entries);
+    }
+}
+
+/// `name` cut to at most 64 bytes at a character boundary, without NULs.
+fn cut_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().filter(|&c| c != '\0') {
+        if out.len() + c.len_utf8() > net::protocol::MAX_MONITOR_NAME {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Switches the monitor when a viewer (with control: the gate checked) asks.
+async fn follow_monitor_requests(monitors: MonitorSwitch) {
+    let mut requests = monitors.events.monitor_requests();
+    loop {
+        match requests.recv().await {
+            Ok((viewer, index)) => match monitors.select(usize::from(index)) {
+                Ok(m) => tracing::info!(
+                    viewer,
+                    "viewer {viewer} switched the share to monitor {index}: {}",
+                    m.describe()
+                ),
+                Err(e) => tracing::warn!(viewer, "monitor not switched: {e}"),
+            },
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

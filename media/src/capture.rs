@@ -100,11 +100,37 @@ pub struct MonitorRect {
     pub height: u32,
 }
 
-/// The rectangle of monitor `index` of the X display `display` (`None` = `$DISPLAY`), in the
-/// order scrap lists monitors (RandR monitors; the whole screen when RandR has none).
-pub fn monitor_rect(display: Option<&str>, index: usize) -> Result<MonitorRect, CaptureError> {
+/// One monitor of the X screen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Monitor {
+    /// RandR's name for it (e.g. `HDMI-1`, or a name given with `xrandr --setmonitor`).
+    pub name: String,
+    pub rect: MonitorRect,
+    pub primary: bool,
+}
+
+impl Monitor {
+    /// What a person picking a monitor reads: "HDMI-1 (primary), 1920×1080 at 0,0".
+    pub fn describe(&self) -> String {
+        let r = self.rect;
+        format!(
+            "{}{}, {}×{} at {},{}",
+            if self.name.is_empty() { "unnamed" } else { &self.name },
+            if self.primary { " (primary)" } else { "" },
+            r.width,
+            r.height,
+            r.x,
+            r.y
+        )
+    }
+}
+
+/// The monitors of the X display `display` (`None` = `$DISPLAY`), in RandR's order (the
+/// order `--monitor` numbers them); the whole screen, named `screen`, when RandR lists none.
+pub fn monitors(display: Option<&str>) -> Result<Vec<Monitor>, CaptureError> {
     use x11rb::connection::Connection;
     use x11rb::protocol::randr::ConnectionExt as _;
+    use x11rb::protocol::xproto::ConnectionExt as _;
     let name = || display.map(str::to_owned).unwrap_or_else(display_name);
     let io = |e: String| CaptureError::Connect {
         display: name(),
@@ -112,39 +138,89 @@ pub fn monitor_rect(display: Option<&str>, index: usize) -> Result<MonitorRect, 
     };
     let (conn, screen_num) = x11rb::connect(display).map_err(|e| io(e.to_string()))?;
     let screen = &conn.setup().roots[screen_num];
-    let whole = MonitorRect {
-        x: 0,
-        y: 0,
-        width: u32::from(screen.width_in_pixels),
-        height: u32::from(screen.height_in_pixels),
-    };
-    let monitors = conn
+    let listed = conn
         .randr_get_monitors(screen.root, true)
         .ok()
         .and_then(|c| c.reply().ok())
         .map(|r| r.monitors)
         .unwrap_or_default();
-    if monitors.is_empty() {
-        return if index == 0 {
-            Ok(whole)
-        } else {
-            Err(CaptureError::NoSuchMonitor {
-                display: name(),
-                index,
-                count: 1,
-            })
-        };
+    if listed.is_empty() {
+        return Ok(vec![Monitor {
+            name: "screen".into(),
+            rect: MonitorRect {
+                x: 0,
+                y: 0,
+                width: u32::from(screen.width_in_pixels),
+                height: u32::from(screen.height_in_pixels),
+            },
+            primary: true,
+        }]);
     }
-    let count = monitors.len();
-    let m = monitors.get(index).ok_or(CaptureError::NoSuchMonitor {
-        display: name(),
-        index,
-        count,
-    })?;
-    Ok(MonitorRect {
-        x: i32::from(m.x),
-        y: i32::from(m.y),
-        width: u32::from(m.width),
-        height: u32::from(m.height),
-    })
+    // Every name request first, then the replies: one round trip.
+    let cookies: Vec<_> = listed
+        .iter()
+        .map(|m| conn.get_atom_name(m.name).ok())
+        .collect();
+    Ok(listed
+        .iter()
+        .zip(cookies)
+        .map(|(m, cookie)| Monitor {
+            name: cookie
+                .and_then(|c| c.reply().ok())
+                .map(|r| String::from_utf8_lossy(&r.name).into_owned())
+                .unwrap_or_default(),
+            rect: MonitorRect {
+                x: i32::from(m.x),
+                y: i32::from(m.y),
+                width: u32::from(m.width),
+                height: u32::from(m.height),
+            },
+            primary: m.primary,
+        })
+        .collect())
+}
+
+/// The rectangle of monitor `index` of the X display `display` (`None` = `$DISPLAY`), in
+/// the order [`monitors`] lists them.
+pub fn monitor_rect(display: Option<&str>, index: usize) -> Result<MonitorRect, CaptureError> {
+    let all = monitors(display)?;
+    let count = all.len();
+    all.get(index)
+        .map(|m| m.rect)
+        .ok_or_else(|| CaptureError::NoSuchMonitor {
+            display: display.map(str::to_owned).unwrap_or_else(display_name),
+            index,
+            count,
+        })
+}
+
+/// The monitor being shared, which may change while sharing: capture, input injection and
+/// the cursor watch read it as they go. Cheap to clone (shared).
+#[derive(Clone, Debug)]
+pub struct SharedMonitor(std::sync::Arc<std::sync::Mutex<(usize, MonitorRect)>>);
+
+impl SharedMonitor {
+    pub fn new(index: usize, rect: MonitorRect) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new((index, rect))))
+    }
+
+    /// Its index (as [`monitors`] lists them) and rectangle.
+    pub fn get(&self) -> (usize, MonitorRect) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn rect(&self) -> MonitorRect {
+        self.get().1
+    }
+
+    pub fn set(&self, index: usize, rect: MonitorRect) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (index, rect);
+    }
+}
+
+impl From<MonitorRect> for SharedMonitor {
+    /// A monitor that never changes (index 0).
+    fn from(rect: MonitorRect) -> Self {
+        Self::new(0, rect)
+    }
 }

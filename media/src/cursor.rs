@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use x11rb::protocol::xfixes::ConnectionExt as _;
 
-use crate::capture::MonitorRect;
+use crate::capture::SharedMonitor;
 
 /// Why the pointer cannot be watched (the viewers then draw no host cursor).
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +72,11 @@ pub struct CursorWatcher {
 impl CursorWatcher {
     pub fn start(
         display: Option<String>,
-        monitor: MonitorRect,
+        monitor: impl Into<SharedMonitor>,
         hz: u32,
         mut report: impl FnMut(CursorEvent) + Send + 'static,
     ) -> Result<Self, CursorError> {
+        let monitor = monitor.into();
         let (conn, _) = x11rb::connect(display.as_deref())?;
         let no_xfixes = |e: &dyn std::fmt::Display| CursorError::NoXFixes(e.to_string());
         conn.xfixes_query_version(5, 0)
@@ -111,6 +112,7 @@ impl CursorWatcher {
                             rgba: argb_premultiplied_to_rgba(&reply.cursor_image),
                         });
                     }
+                    let monitor = monitor.rect();
                     let (x, in_x) = normalise(i32::from(reply.x), monitor.x, monitor.width);
                     let (y, in_y) = normalise(i32::from(reply.y), monitor.y, monitor.height);
                     let pos = (x, y, in_x && in_y);

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use enigo::{Axis, Button, Coordinate, Direction, Enigo, Keyboard, Mouse, Settings};
 
-use crate::capture::MonitorRect;
+use crate::capture::{MonitorRect, SharedMonitor};
 use crate::keymap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,7 +296,12 @@ pub struct Injector {
 
 impl Injector {
     /// Opens the X display (`None` = `$DISPLAY`) for injection into `monitor`.
-    pub fn start(display: Option<String>, monitor: MonitorRect) -> Result<Self, InputError> {
+    /// `monitor` may change while it runs (positions map to it as it is then).
+    pub fn start(
+        display: Option<String>,
+        monitor: impl Into<SharedMonitor>,
+    ) -> Result<Self, InputError> {
+        let monitor = monitor.into();
         let (ready_tx, ready_rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             queue: Default::default(),
@@ -323,7 +328,7 @@ impl Injector {
                         return;
                     }
                 };
-                run(&sh, &mut enigo, monitor);
+                run(&sh, &mut enigo, &monitor);
             })
             .map_err(|e| InputError::Open(e.to_string()))?;
         match ready_rx.recv() {
@@ -376,7 +381,7 @@ impl Drop for Injector {
 }
 
 /// The injector thread: takes events in turn until stopped, then releases what is held.
-fn run(shared: &Shared, enigo: &mut Enigo, monitor: MonitorRect) {
+fn run(shared: &Shared, enigo: &mut Enigo, monitor: &SharedMonitor) {
     let mut held: HashMap<u64, Held> = HashMap::new();
     loop {
         let next = {
@@ -400,7 +405,7 @@ fn run(shared: &Shared, enigo: &mut Enigo, monitor: MonitorRect) {
                 continue; // holds nothing: nothing to inject
             };
             // Forgotten: a viewer that left leaves no state behind.
-            let _ = apply(enigo, monitor, &mut state, event);
+            let _ = apply(enigo, monitor.rect(), &mut state, event);
             shared.injected.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -413,7 +418,7 @@ fn run(shared: &Shared, enigo: &mut Enigo, monitor: MonitorRect) {
             InputEvent::Text(text) => {
                 type_text(enigo, &text, || shared.is_current(source, generation))
             }
-            event => apply(enigo, monitor, state, event),
+            event => apply(enigo, monitor.rect(), state, event),
         };
         match result {
             Ok(()) => {
@@ -423,7 +428,7 @@ fn run(shared: &Shared, enigo: &mut Enigo, monitor: MonitorRect) {
         }
     }
     for (_, mut state) in held.drain() {
-        let _ = apply(enigo, monitor, &mut state, InputEvent::ReleaseAll);
+        let _ = apply(enigo, monitor.rect(), &mut state, InputEvent::ReleaseAll);
     }
 }
 

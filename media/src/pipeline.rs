@@ -13,7 +13,7 @@
 //! second so receivers see the stream is alive.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -177,6 +177,9 @@ pub struct PipelineStats {
 pub struct PipelineConfig {
     /// Index of the monitor (RandR) to capture.
     pub monitor: usize,
+    /// When set, the monitor to capture while running: a change of its index switches the
+    /// capture to that monitor (the next frame is a keyframe of the new size).
+    pub follow: Option<crate::capture::SharedMonitor>,
     pub encoder: EncoderSettings,
     /// Re-send the last picture after this long without a change.
     pub keepalive: Duration,
@@ -188,6 +191,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             monitor: 0,
+            follow: None,
             encoder: EncoderSettings::default(),
             keepalive: Duration::from_secs(1),
             control: None,
@@ -209,7 +213,7 @@ pub struct VideoPipeline {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<PipelineStats>,
-    size: (u32, u32),
+    size: Arc<Mutex<(u32, u32)>>,
 }
 
 impl VideoPipeline {
@@ -224,17 +228,19 @@ impl VideoPipeline {
         let stats = Arc::new(PipelineStats::default());
         let slot = Arc::new(LatestSlot::<Captured>::new());
         let (opened_tx, opened_rx) = mpsc::channel();
+        let size = Arc::new(Mutex::new((0, 0)));
 
         let capture = {
             let (stop, stats, slot) = (stop.clone(), stats.clone(), slot.clone());
             let config = config.clone();
+            let size = size.clone();
             std::thread::Builder::new()
                 .name("porthole-capture".into())
-                .spawn(move || capture_loop(config, stop, stats, slot, opened_tx))
+                .spawn(move || capture_loop(config, stop, stats, slot, opened_tx, size))
                 .expect("spawn capture thread")
         };
-        let (width, height) = match opened_rx.recv() {
-            Ok(Ok(size)) => size,
+        match opened_rx.recv() {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 let _ = capture.join();
                 return Err(e);
@@ -257,7 +263,7 @@ impl VideoPipeline {
             stop,
             threads: vec![capture, encode],
             stats,
-            size: (width as u32, height as u32),
+            size,
         })
     }
 
@@ -265,9 +271,16 @@ impl VideoPipeline {
         &self.stats
     }
 
-    /// The encoded picture size.
+    /// The captured picture size (even; it changes when the capture follows another
+    /// monitor).
     pub fn size(&self) -> (u32, u32) {
-        self.size
+        *self.size.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads [`size`](Self::size) from anywhere, for as long as it is kept.
+    pub fn size_reader(&self) -> impl Fn() -> (u32, u32) + Send + Sync + 'static {
+        let size = self.size.clone();
+        move || *size.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether both threads still run (a capture error ends them).
@@ -294,21 +307,28 @@ fn capture_loop(
     stop: Arc<AtomicBool>,
     stats: Arc<PipelineStats>,
     slot: Arc<LatestSlot<Captured>>,
-    opened: mpsc::Sender<Result<(usize, usize), CaptureError>>,
+    opened: mpsc::Sender<Result<(), CaptureError>>,
+    size: Arc<Mutex<(u32, u32)>>,
 ) {
-    let mut capturer = match DamageCapturer::open(config.monitor) {
+    let opened_size = |capturer: &DamageCapturer| {
+        let (width, height) = capturer.size();
+        *size.lock().unwrap_or_else(|e| e.into_inner()) = (width as u32, height as u32);
+        (width, height)
+    };
+    let mut monitor = config.monitor;
+    let mut capturer = match DamageCapturer::open(monitor) {
         Ok(c) => c,
         Err(e) => {
             let _ = opened.send(Err(e));
             return;
         }
     };
-    let (width, height) = capturer.size();
-    let _ = opened.send(Ok((width, height)));
+    let (width, height) = opened_size(&capturer);
+    let _ = opened.send(Ok(()));
     tracing::info!(
         width,
         height,
-        monitor = config.monitor,
+        monitor,
         damage = capturer.tracks_damage(),
         "capturing"
     );
@@ -319,6 +339,25 @@ fn capture_loop(
         .unwrap_or_else(|| EncoderControl::new(config.encoder));
     let mut last_grab: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
+        let wanted = config.follow.as_ref().map_or(monitor, |f| f.get().0);
+        if wanted != monitor {
+            match DamageCapturer::open(wanted) {
+                Ok(c) => {
+                    capturer = c;
+                    monitor = wanted;
+                    let (width, height) = opened_size(&capturer);
+                    tracing::info!(width, height, monitor, "capturing another monitor");
+                }
+                Err(e) => {
+                    tracing::warn!("cannot capture monitor {wanted}: {e}; staying on {monitor}");
+                    if let Some(f) = &config.follow {
+                        if let Ok(rect) = crate::capture::monitor_rect(None, monitor) {
+                            f.set(monitor, rect);
+                        }
+                    }
+                }
+            }
+        }
         // Nothing happens until the screen changes (at most 100 ms, to notice a stop).
         let changed = match capturer.wait(Duration::from_millis(100)) {
             Ok(changed) => changed,

@@ -65,6 +65,8 @@ pub struct PathEstimate {
     pub reports: AtomicU64,
     /// When the last one was, in ms since [`clock_epoch`].
     last_report_ms: AtomicU64,
+    /// The most the viewer asked to be sent (`MaxBitrate`), bits per second (0: no limit).
+    limit_bps: AtomicU64,
 }
 
 /// The origin of the millisecond times kept in atomics here.
@@ -100,6 +102,16 @@ impl PathEstimate {
         self.target_bps.store(bps, Ordering::Relaxed);
     }
 
+    /// The viewer asks to be sent at most `bps` (0: no limit): its estimate is capped
+    /// there, so the encoder policy takes it as a path that slow.
+    pub fn set_limit_bps(&self, bps: u64) {
+        self.limit_bps.store(bps, Ordering::Relaxed);
+    }
+
+    pub fn limit_bps(&self) -> u64 {
+        self.limit_bps.load(Ordering::Relaxed)
+    }
+
     /// Whether feedback has arrived (before that, the estimate is only the initial guess).
     pub fn has_feedback(&self) -> bool {
         self.reports.load(Ordering::Relaxed) > 0
@@ -118,7 +130,17 @@ impl PathEstimate {
 
     /// What the path is taken to carry at `now`: the estimate, decayed while it is stale
     /// (see [`STALE_AFTER`]); before any feedback, the starting estimate.
+    /// Capped at the viewer's limit (see [`set_limit_bps`](Self::set_limit_bps)).
     pub fn estimate_bps(&self, now: Instant) -> u64 {
+        let estimate = self.path_bps(now);
+        match self.limit_bps() {
+            0 => estimate,
+            limit if estimate == 0 => limit,
+            limit => estimate.min(limit),
+        }
+    }
+
+    fn path_bps(&self, now: Instant) -> u64 {
         let target = self.target_bps();
         if !self.has_feedback() || self.is_fresh(now) {
             return target;
@@ -470,6 +492,11 @@ impl EncoderPolicy {
 
     pub fn current(&self) -> EncoderTarget {
         self.current
+    }
+
+    /// The full picture is now `width` × `height` (another monitor is shared).
+    pub fn set_size(&mut self, width: u32, height: u32) {
+        self.pixels = f64::from(width.max(2)) * f64::from(height.max(2));
     }
 
     /// The bit rate the encoder should aim at for these viewers' estimates (bits per

@@ -47,6 +47,11 @@ pub enum Action {
     SetClipboard { mime: Mime, data: Vec<u8> },
     /// The viewer asks the host for control (it has none).
     RequestControl,
+    /// Share another monitor (an index of the host's `Monitors` list; the viewer has
+    /// control).
+    SelectMonitor(u8),
+    /// Take the viewer's path as carrying at most this many kbit/s (0: no limit).
+    MaxBitrate(u32),
 }
 
 /// Why a message was not acted on. Each is counted; `notice` says what to tell the viewer.
@@ -327,7 +332,10 @@ impl Gate {
                 offset,
                 data,
             } => self.clipboard_chunk(transfer, mime, total, offset, data),
+            // About what this viewer receives: view is enough.
+            Message::MaxBitrate { kbps } => Ok(Some(Action::MaxBitrate(kbps))),
             _ if !rights.control => Err(Refusal::NotAllowed { right: "control" }),
+            Message::SelectMonitor { index } => Ok(Some(Action::SelectMonitor(index))),
             Message::Key {
                 pressed: true,
                 ref code,
@@ -380,6 +388,8 @@ fn is_from_viewer(msg: &Message) -> bool {
             | Message::Text { .. }
             | Message::ReleaseAll
             | Message::RequestControl
+            | Message::SelectMonitor { .. }
+            | Message::MaxBitrate { .. }
             | Message::ClipboardData { .. }
     )
 }
@@ -405,6 +415,49 @@ mod tests {
         }
         .encode()
         .unwrap()
+    }
+
+    #[test]
+    fn switching_monitors_needs_control_and_a_rate_limit_needs_only_view() {
+        let mut g = Gate::new(1024);
+        let now = Instant::now();
+        let select = Message::SelectMonitor { index: 1 }.encode().unwrap();
+        let limit = Message::MaxBitrate { kbps: 1000 }.encode().unwrap();
+        assert_eq!(
+            g.handle(Channel::Input, &select, VIEW, now),
+            Err(Refusal::NotAllowed { right: "control" })
+        );
+        assert_eq!(
+            g.handle(Channel::Input, &select, ALL, now),
+            Ok(Some(Action::SelectMonitor(1)))
+        );
+        assert_eq!(
+            g.handle(Channel::Input, &limit, VIEW, now),
+            Ok(Some(Action::MaxBitrate(1000)))
+        );
+        assert_eq!(
+            g.handle(Channel::Pointer, &select, ALL, now),
+            Err(Refusal::WrongChannel(0x08)),
+            "never on the lossy channel"
+        );
+        // Host-to-viewer messages are refused from a viewer.
+        let list = Message::Monitors {
+            current: 0,
+            monitors: vec![crate::protocol::MonitorEntry {
+                name: "A".into(),
+                x: 0,
+                y: 0,
+                width: 640,
+                height: 480,
+                primary: true,
+            }],
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(
+            g.handle(Channel::Input, &list, ALL, now),
+            Err(Refusal::WrongChannel(0x14))
+        );
     }
 
     #[test]

@@ -14,6 +14,25 @@ pub const MAX_TEXT_LEN: usize = 1024;
 pub const MAX_CURSOR_SIDE: u16 = 256;
 /// Clipboard bytes carried by one `ClipboardData` chunk at most.
 pub const CLIPBOARD_CHUNK: usize = 16 * 1024;
+/// Monitors a `Monitors` message lists at most (and `SelectMonitor` indexes below).
+pub const MAX_MONITORS: usize = 16;
+/// Bytes of a monitor's name at most.
+pub const MAX_MONITOR_NAME: usize = 64;
+/// `MaxBitrate` limits (kbit/s) other than 0 (no limit) lie in this range.
+pub const MAX_BITRATE_RANGE: std::ops::RangeInclusive<u32> = 100..=1_000_000;
+
+/// One monitor of the host, as `Monitors` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorEntry {
+    /// The desktop's name for it (RandR's output or monitor name), 0 to 64 bytes.
+    pub name: String,
+    /// Where it sits on the host's desktop, pixels.
+    pub x: i32,
+    pub y: i32,
+    pub width: u16,
+    pub height: u16,
+    pub primary: bool,
+}
 
 pub mod rights {
     pub const VIEW: u8 = 1;
@@ -87,6 +106,12 @@ pub enum Message {
     ReleaseAll,
     /// 0x07, viewer → host, `input` channel: a view-only viewer asks the host for control.
     RequestControl,
+    /// 0x08, viewer → host: share monitor `index` of the host's `Monitors` list (needs
+    /// control: every viewer sees the monitor shared).
+    SelectMonitor { index: u8 },
+    /// 0x09, viewer → host: take this viewer's path as carrying at most `kbps` kbit/s
+    /// (0: no limit); the page's and the native viewer's quality presets.
+    MaxBitrate { kbps: u32 },
     /// 0x10, host → viewer, `pointer` channel.
     CursorPosition { x: u16, y: u16, visible: bool },
     /// 0x11, host → viewer: cursor image, straight RGBA.
@@ -104,6 +129,11 @@ pub enum Message {
         code: u8,
         transfer: u32,
         text: String,
+    },
+    /// 0x14, host → viewer: the host's monitors and which one is shared.
+    Monitors {
+        current: u8,
+        monitors: Vec<MonitorEntry>,
     },
     /// 0x20, both ways, `clipboard` channel: one chunk of a clipboard transfer.
     ClipboardData {
@@ -138,6 +168,8 @@ pub enum DecodeError {
     BadCursor,
     #[error("clipboard chunk goes past the transfer's total")]
     BadChunk,
+    #[error("monitor list is empty, too long, or a name is not 0-64 bytes of UTF-8")]
+    BadMonitors,
 }
 
 /// Why `encode` refused a message: one that `decode` would refuse for the same reason
@@ -154,6 +186,8 @@ pub enum EncodeError {
     BadCursor,
     #[error("clipboard chunk is over 16 KiB or goes past the transfer's total")]
     BadChunk,
+    #[error("monitor list is empty, over 16, or a name is not 0-64 bytes without NUL")]
+    BadMonitors,
 }
 
 /// The type byte of each message.
@@ -167,10 +201,13 @@ impl Message {
             Message::Text { .. } => 0x05,
             Message::ReleaseAll => 0x06,
             Message::RequestControl => 0x07,
+            Message::SelectMonitor { .. } => 0x08,
+            Message::MaxBitrate { .. } => 0x09,
             Message::CursorPosition { .. } => 0x10,
             Message::CursorShape { .. } => 0x11,
             Message::Rights { .. } => 0x12,
             Message::Notice { .. } => 0x13,
+            Message::Monitors { .. } => 0x14,
             Message::ClipboardData { .. } => 0x20,
         }
     }
@@ -249,6 +286,21 @@ impl Message {
                 b.extend(text.as_bytes());
             }
             Message::ReleaseAll | Message::RequestControl => {}
+            Message::SelectMonitor { index } => b.push(*index),
+            Message::MaxBitrate { kbps } => b.extend(kbps.to_le_bytes()),
+            Message::Monitors { current, monitors } => {
+                b.push(*current);
+                b.push(narrow(monitors.len()));
+                for m in monitors {
+                    b.extend(m.x.to_le_bytes());
+                    b.extend(m.y.to_le_bytes());
+                    b.extend(m.width.to_le_bytes());
+                    b.extend(m.height.to_le_bytes());
+                    b.push(u8::from(m.primary));
+                    b.push(narrow(m.name.len()));
+                    b.extend(m.name.as_bytes());
+                }
+            }
             Message::CursorPosition { x, y, visible } => {
                 b.extend(x.to_le_bytes());
                 b.extend(y.to_le_bytes());
@@ -335,6 +387,13 @@ impl Message {
             Message::Notice { text, .. } if !text_ok(text.as_bytes(), 0) => {
                 Err(EncodeError::BadText)
             }
+            Message::SelectMonitor { index } if usize::from(*index) >= MAX_MONITORS => {
+                Err(EncodeError::OutOfRange("index"))
+            }
+            Message::MaxBitrate { kbps } if *kbps != 0 && !MAX_BITRATE_RANGE.contains(kbps) => {
+                Err(EncodeError::OutOfRange("kbps"))
+            }
+            Message::Monitors { current, monitors } => check_monitors(*current, monitors),
             Message::ClipboardData {
                 total,
                 offset,
@@ -399,6 +458,54 @@ impl Message {
             }
             0x06 => Message::ReleaseAll,
             0x07 => Message::RequestControl,
+            0x08 => {
+                let index = r.u8()?;
+                if usize::from(index) >= MAX_MONITORS {
+                    return Err(DecodeError::OutOfRange("index"));
+                }
+                Message::SelectMonitor { index }
+            }
+            0x09 => {
+                let kbps = r.u32()?;
+                if kbps != 0 && !MAX_BITRATE_RANGE.contains(&kbps) {
+                    return Err(DecodeError::OutOfRange("kbps"));
+                }
+                Message::MaxBitrate { kbps }
+            }
+            0x14 => {
+                let current = r.u8()?;
+                let count = usize::from(r.u8()?);
+                if !(1..=MAX_MONITORS).contains(&count) {
+                    return Err(DecodeError::BadMonitors);
+                }
+                let mut monitors = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let (x, y) = (r.i32()?, r.i32()?);
+                    let (width, height) = (r.u16()?, r.u16()?);
+                    let primary = r.bool("primary")?;
+                    let len = usize::from(r.u8()?);
+                    let name = r.take(len)?;
+                    if !name_ok(name) {
+                        return Err(DecodeError::BadMonitors);
+                    }
+                    monitors.push(MonitorEntry {
+                        name: String::from_utf8(name.to_vec())
+                            .map_err(|_| DecodeError::BadMonitors)?,
+                        x,
+                        y,
+                        width,
+                        height,
+                        primary,
+                    });
+                }
+                if usize::from(current) >= count {
+                    return Err(DecodeError::OutOfRange("current"));
+                }
+                if monitors.iter().any(|m| m.width == 0 || m.height == 0) {
+                    return Err(DecodeError::OutOfRange("size"));
+                }
+                Message::Monitors { current, monitors }
+            }
             0x10 => Message::CursorPosition {
                 x: r.u16()?,
                 y: r.u16()?,
@@ -480,6 +587,27 @@ fn checked_text(bytes: &[u8], min: usize) -> Result<String, DecodeError> {
 }
 
 /// `min` to `MAX_TEXT_LEN` bytes without NUL (UTF-8 is checked where bytes become text).
+/// A monitor name: 0 to 64 bytes of UTF-8 without NUL.
+fn name_ok(bytes: &[u8]) -> bool {
+    bytes.len() <= MAX_MONITOR_NAME && !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
+}
+
+/// `decode`'s checks of a `Monitors` message, in its order.
+fn check_monitors(current: u8, monitors: &[MonitorEntry]) -> Result<(), EncodeError> {
+    if !(1..=MAX_MONITORS).contains(&monitors.len())
+        || monitors.iter().any(|m| !name_ok(m.name.as_bytes()))
+    {
+        return Err(EncodeError::BadMonitors);
+    }
+    if usize::from(current) >= monitors.len() {
+        return Err(EncodeError::OutOfRange("current"));
+    }
+    if monitors.iter().any(|m| m.width == 0 || m.height == 0) {
+        return Err(EncodeError::OutOfRange("size"));
+    }
+    Ok(())
+}
+
 fn text_ok(bytes: &[u8], min: usize) -> bool {
     (min..=MAX_TEXT_LEN).contains(&bytes.len()) && !bytes.contains(&0)
 }
@@ -523,6 +651,9 @@ impl<'a> Reader<'a> {
     }
     fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn i32(&mut self) -> Result<i32, DecodeError> {
+        Ok(self.u32()? as i32)
     }
     fn i16(&mut self) -> Result<i16, DecodeError> {
         Ok(i16::from_le_bytes(self.take(2)?.try_into().unwrap()))
@@ -818,7 +949,7 @@ mod tests {
         }
         let types: std::collections::HashSet<u8> =
             v.valid.iter().map(|c| c.message.type_byte()).collect();
-        assert_eq!(types.len(), 12, "all 12 message types are covered");
+        assert_eq!(types.len(), 15, "all 15 message types are covered");
     }
 
     #[test]

@@ -1028,6 +1028,7 @@ async fn post_whep(
             host: state.host.clone(),
             events: state.events.clone(),
             clipboard_max: state.clipboard_max,
+            path: viewer.path.clone(),
             rights: rights_rx,
             data_channels,
             bye: bye_rx,

@@ -40,6 +40,7 @@ impl HostSide for ViewOnlyHost {
 enum Outbound {
     CursorPosition(Message),
     CursorShape(Arc<Message>),
+    Monitors(Arc<Message>),
     Clipboard { mime: Mime, data: Arc<Vec<u8>> },
 }
 
@@ -59,8 +60,11 @@ struct Shared {
     outbound: broadcast::Sender<Outbound>,
     /// Viewers (by number) asking for control.
     control_requests: broadcast::Sender<u64>,
+    /// Viewers (by number) asking for another monitor (by index).
+    monitor_requests: broadcast::Sender<(u64, u8)>,
     cursor_position: Mutex<Option<Message>>,
     cursor_shape: Mutex<Option<Arc<Message>>>,
+    monitors: Mutex<Option<Arc<Message>>>,
     counters: SessionCounters,
 }
 
@@ -79,11 +83,14 @@ impl HostEvents {
     pub fn new() -> Self {
         let (outbound, _) = broadcast::channel(64);
         let (control_requests, _) = broadcast::channel(16);
+        let (monitor_requests, _) = broadcast::channel(16);
         Self(Arc::new(Shared {
             outbound,
             control_requests,
+            monitor_requests,
             cursor_position: Mutex::new(None),
             cursor_shape: Mutex::new(None),
+            monitors: Mutex::new(None),
             counters: SessionCounters::default(),
         }))
     }
@@ -112,6 +119,29 @@ impl HostEvents {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
         let _ = self.0.outbound.send(Outbound::CursorShape(msg));
+    }
+
+    /// The host's monitors and the one shared: sent to every viewer now and to each
+    /// viewer that joins. A list that would not encode (empty, over 16...) is not sent.
+    pub fn monitors(&self, current: u8, monitors: Vec<protocol::MonitorEntry>) {
+        let msg = Message::Monitors { current, monitors };
+        if let Err(e) = msg.encode() {
+            tracing::warn!("not telling viewers the monitors: {e}");
+            return;
+        }
+        let msg = Arc::new(msg);
+        *self.0.monitors.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+        let _ = self.0.outbound.send(Outbound::Monitors(msg));
+    }
+
+    /// Viewer `viewer` asks to share monitor `index` instead.
+    pub fn select_monitor(&self, viewer: u64, index: u8) {
+        let _ = self.0.monitor_requests.send((viewer, index));
+    }
+
+    /// The monitor requests (viewer, index), from now on.
+    pub fn monitor_requests(&self) -> broadcast::Receiver<(u64, u8)> {
+        self.0.monitor_requests.subscribe()
     }
 
     /// The host clipboard changed: send it to every viewer with the clipboard right now.
@@ -175,6 +205,8 @@ pub(crate) struct Session {
     pub host: Arc<dyn HostSide>,
     pub events: HostEvents,
     pub clipboard_max: u32,
+    /// The viewer's path estimate (its `MaxBitrate` limit goes there).
+    pub path: Arc<crate::cc::PathEstimate>,
     pub rights: watch::Receiver<Rights>,
     pub data_channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
     /// The host's last word: a `Notice` code to send before the session ends, and who to
@@ -318,6 +350,16 @@ impl Session {
                 if let Some(shape) = shape {
                     send(channels, &shape).await;
                 }
+                let monitors = self
+                    .events
+                    .0
+                    .monitors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(monitors) = monitors {
+                    send(channels, &monitors).await;
+                }
             }
             Channel::Pointer => {
                 let pos = self
@@ -373,6 +415,14 @@ impl Session {
             Action::RequestControl => {
                 tracing::info!(viewer = self.viewer, "viewer asks for control");
                 self.events.request_control(self.viewer);
+            }
+            Action::SelectMonitor(index) => {
+                tracing::info!(viewer = self.viewer, index, "viewer asks for another monitor");
+                self.events.select_monitor(self.viewer, index);
+            }
+            Action::MaxBitrate(kbps) => {
+                tracing::info!(viewer = self.viewer, kbps, "viewer limits its bit rate");
+                self.path.set_limit_bps(u64::from(kbps) * 1000);
             }
         }
     }
@@ -435,7 +485,7 @@ impl Session {
                     send(channels, &msg).await;
                 }
             }
-            Outbound::CursorShape(msg) => {
+            Outbound::CursorShape(msg) | Outbound::Monitors(msg) => {
                 if open.contains(&Channel::Input) {
                     send(channels, &msg).await;
                 }

@@ -542,8 +542,8 @@ impl Gui {
         });
         ui.label(format!(
             "{}×{}{}",
-            share.size.0,
-            share.size.1,
+            share.size().0,
+            share.size().1,
             if share.has_audio {
                 ", with sound"
             } else {
