@@ -53,6 +53,9 @@ enum Command {
         /// Record what arrives to this file (fragmented MP4) from the first keyframe.
         #[arg(long)]
         record: Option<std::path::PathBuf>,
+        /// The name the host sees for this viewer (default: this computer's name).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Record a share to a file (fragmented MP4, H.264 + Opus, no re-encoding).
     Record(record::RecordArgs),
@@ -182,9 +185,20 @@ fn main() -> std::process::ExitCode {
             code,
             code_file,
             record,
+            name,
         }) => secrets::code(code.as_deref(), code_file.as_deref())
             .inspect(|_| secrets::warn_if_link_has_code(&url))
-            .and_then(|code| gui::run(gui::Start::View { url, code, record }, None)),
+            .and_then(|code| {
+                gui::run(
+                    gui::Start::View {
+                        url,
+                        code,
+                        record,
+                        name,
+                    },
+                    None,
+                )
+            }),
         Some(Command::Screenshot { display, file }) => screenshot(display, &file),
         Some(Command::List { timeout, json }) => list(timeout, json),
         Some(Command::Record(args)) => record::run(args),

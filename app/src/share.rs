@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use media::encoder::EncoderSettings;
 use media::capture::{Monitor, SharedMonitor};
+use media::encoder::EncoderSettings;
 use media::pipeline::{EncoderControl, KeyframeRequest, PipelineConfig, VideoPipeline};
 use net::cc::EncoderPolicy;
 use net::{AccessCode, IceConfig, IceServer, ShareConfig, ShareServer, VideoFanout, VideoSample};
@@ -617,20 +617,24 @@ impl MonitorSwitch {
             tracing::info!("monitor {current} is past the 16 viewers can pick from");
             return;
         }
-        let entries = list
-            .iter()
-            .take(net::protocol::MAX_MONITORS)
-            .map(|m| net::protocol::MonitorEntry {
-                name: cut_name(&m.name),
-                x: m.rect.x,
-                y: m.rect.y,
-                width: m.rect.width.clamp(1, u32::from(u16::MAX)) as u16,
-                height: m.rect.height.clamp(1, u32::from(u16::MAX)) as u16,
-                primary: m.primary,
-            })
-            .collect();
+        let entries = monitor_entries(list);
         self.events.monitors(current, entries);
     }
+}
+
+/// The monitors as the protocol carries them: the first 16, names cut to 64 bytes.
+pub fn monitor_entries(list: &[Monitor]) -> Vec<net::protocol::MonitorEntry> {
+    list.iter()
+        .take(net::protocol::MAX_MONITORS)
+        .map(|m| net::protocol::MonitorEntry {
+            name: cut_name(&m.name),
+            x: m.rect.x,
+            y: m.rect.y,
+            width: m.rect.width.clamp(1, u32::from(u16::MAX)) as u16,
+            height: m.rect.height.clamp(1, u32::from(u16::MAX)) as u16,
+            primary: m.primary,
+        })
+        .collect()
 }
 
 /// `name` cut to at most 64 bytes at a character boundary, without NULs.

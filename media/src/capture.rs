@@ -115,7 +115,11 @@ impl Monitor {
         let r = self.rect;
         format!(
             "{}{}, {}×{} at {},{}",
-            if self.name.is_empty() { "unnamed" } else { &self.name },
+            if self.name.is_empty() {
+                "unnamed"
+            } else {
+                &self.name
+            },
             if self.primary { " (primary)" } else { "" },
             r.width,
             r.height,

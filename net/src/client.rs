@@ -580,11 +580,29 @@ impl ShareClient {
         Self::connect_with_limits(url, code, HttpLimits::default()).await
     }
 
+    /// `connect`, giving the host `name` to show (the share's prompt and viewer list).
+    pub async fn connect_as(
+        url: &ShareUrl,
+        code: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(Self, mpsc::Receiver<ClientEvent>), ClientError> {
+        Self::connect_inner(url, code, HttpLimits::default(), name).await
+    }
+
     /// `connect`, with its own bounds on the share's HTTP answer.
     pub async fn connect_with_limits(
         url: &ShareUrl,
         code: Option<&str>,
         limits: HttpLimits,
+    ) -> Result<(Self, mpsc::Receiver<ClientEvent>), ClientError> {
+        Self::connect_inner(url, code, limits, None).await
+    }
+
+    async fn connect_inner(
+        url: &ShareUrl,
+        code: Option<&str>,
+        limits: HttpLimits,
+        name: Option<&str>,
     ) -> Result<(Self, mpsc::Receiver<ClientEvent>), ClientError> {
         let code = code
             .map(str::to_owned)
@@ -698,6 +716,7 @@ impl ShareClient {
             path: "/whep",
             authorization: Some(paired.authorization("POST", "/whep", &body)),
             body: Some(("application/sdp", body)),
+            name: name.map(str::to_owned),
         };
         let answer = match http(url, request, &limits).await.and_then(|r| {
             let answer =
@@ -859,6 +878,7 @@ impl ShareClient {
                 path: &self.session,
                 authorization: Some(self.pairing.authorization("DELETE", &self.session, b"")),
                 body: None,
+                name: None,
             };
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
@@ -1004,6 +1024,8 @@ struct Request<'a> {
     authorization: Option<String>,
     /// Content type and bytes.
     body: Option<(&'static str, Vec<u8>)>,
+    /// The viewer's name for the host (`Porthole-Viewer-Name`).
+    name: Option<String>,
 }
 
 /// A finished pairing with the share (see [`crate::pairing`]).
@@ -1032,6 +1054,7 @@ async fn pair(url: &ShareUrl, code: &str, limits: &HttpLimits) -> Result<Paired,
         path: "/pake",
         authorization: None,
         body: Some(("application/json", body)),
+        name: None,
     };
     let r = http(url, request, limits).await?;
     let bad = |why: &str| ClientError::BadAnswer(url.authority(), why.to_owned());
@@ -1092,6 +1115,12 @@ async fn http(
         .header(header::HOST, &authority);
     if let Some(auth) = request.authorization {
         req = req.header(header::AUTHORIZATION, auth);
+    }
+    if let Some(name) = &request.name {
+        let encoded =
+            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        req = req.header(crate::pairing::NAME_HEADER, encoded);
     }
     let body = match request.body {
         Some((content_type, bytes)) => {

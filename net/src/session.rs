@@ -417,7 +417,11 @@ impl Session {
                 self.events.request_control(self.viewer);
             }
             Action::SelectMonitor(index) => {
-                tracing::info!(viewer = self.viewer, index, "viewer asks for another monitor");
+                tracing::info!(
+                    viewer = self.viewer,
+                    index,
+                    "viewer asks for another monitor"
+                );
                 self.events.select_monitor(self.viewer, index);
             }
             Action::MaxBitrate(kbps) => {

@@ -13,7 +13,7 @@ mod security_tests;
 mod tests;
 
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
@@ -112,6 +112,8 @@ pub struct Gui {
     pub form: ShareForm,
     pub connect_address: String,
     pub connect_code: String,
+    /// The name the host sees for this viewer.
+    pub viewer_name: String,
     /// Shares found on the LAN; the one the user picked is pinned (see `NearbyList`).
     pub nearby: net::discovery::NearbyList,
     pub share: Option<RunningShare>,
@@ -132,6 +134,8 @@ pub struct Gui {
     record_on_connect: Option<std::path::PathBuf>,
     /// The window was asked to close while sharing: "stop sharing?" is showing.
     asking_to_close: bool,
+    /// This display's monitors, and when they were listed (see `monitor_list`).
+    monitors: (Option<Instant>, Vec<media::capture::Monitor>),
 }
 
 impl Gui {
@@ -148,6 +152,9 @@ impl Gui {
         gui.form.ask_approval = s.ask_approval.unwrap_or(true);
         gui.form.quality = Quality::from_name(&s.quality);
         gui.connect_address = s.last_address;
+        if !s.viewer_name.trim().is_empty() {
+            gui.viewer_name = s.viewer_name;
+        }
         gui.persist = true;
         gui.browser = match net::discovery::Browser::start() {
             Ok(b) => Some(b),
@@ -169,6 +176,7 @@ impl Gui {
                 ask_approval: Some(self.form.ask_approval),
                 last_address: self.connect_address.clone(),
                 quality: self.form.quality.name().to_owned(),
+                viewer_name: self.viewer_name.clone(),
             });
         }
     }
@@ -186,6 +194,7 @@ impl Gui {
             form: ShareForm::default(),
             connect_address: String::new(),
             connect_code: String::new(),
+            viewer_name: net::discovery::default_name(),
             nearby: Default::default(),
             share: None,
             starting: None,
@@ -196,6 +205,7 @@ impl Gui {
             share_on_first_frame: false,
             asking_to_close: false,
             print_url: false,
+            monitors: (None, Vec::new()),
             browser: None,
             record_on_connect: None,
         })
@@ -332,15 +342,51 @@ impl Gui {
         }
     }
 
+    /// Uses `list` as this display's monitors from now on (tests: a fixed list).
+    #[cfg(test)]
+    pub fn pin_monitor_list(&mut self, list: Vec<media::capture::Monitor>) {
+        self.monitors = (Some(Instant::now() + Duration::from_secs(3600)), list);
+    }
+
+    /// This display's monitors, listed again every few seconds (one may be plugged in).
+    pub fn monitor_list(&mut self) -> &[media::capture::Monitor] {
+        let (at, list) = &mut self.monitors;
+        if at.is_none_or(|t| t.elapsed() > Duration::from_secs(3)) {
+            *at = Some(Instant::now());
+            *list = media::capture::monitors(None).unwrap_or_else(|e| {
+                tracing::debug!("no monitor list: {e}");
+                Vec::new()
+            });
+        }
+        &self.monitors.1
+    }
+
     fn home_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Porthole");
         ui.add_space(8.0);
+        let monitors = self.monitor_list().to_vec();
         ui.group(|ui| {
             ui.strong("This computer");
             ui.horizontal(|ui| {
                 let label = ui.label("Monitor");
-                ui.add(egui::DragValue::new(&mut self.form.monitor).range(0..=8))
-                    .labelled_by(label.id);
+                if monitors.is_empty() {
+                    ui.add(egui::DragValue::new(&mut self.form.monitor).range(0..=15))
+                        .labelled_by(label.id);
+                } else {
+                    let shown = monitors.get(self.form.monitor).map_or_else(
+                        || format!("{} (not connected)", self.form.monitor),
+                        |m| m.describe(),
+                    );
+                    egui::ComboBox::from_id_salt("monitor")
+                        .selected_text(shown)
+                        .show_ui(ui, |ui| {
+                            for (i, m) in monitors.iter().enumerate() {
+                                ui.selectable_value(&mut self.form.monitor, i, m.describe());
+                            }
+                        })
+                        .response
+                        .labelled_by(label.id);
+                }
                 let label = ui.label("Sound");
                 egui::ComboBox::from_id_salt("audio")
                     .selected_text(self.form.audio.clone())
@@ -396,6 +442,12 @@ impl Gui {
                 let label = ui.label("Code");
                 ui.add(egui::TextEdit::singleline(&mut self.connect_code).password(true))
                     .labelled_by(label.id);
+            });
+            ui.horizontal(|ui| {
+                let label = ui.label("Your name");
+                ui.text_edit_singleline(&mut self.viewer_name)
+                    .labelled_by(label.id)
+                    .on_hover_text("What the host sees when you ask to watch");
             });
             if let Some(e) = self.picked_share() {
                 // The fingerprint the host's screen shows: a person can compare the two.
@@ -473,10 +525,12 @@ impl Gui {
         let code =
             (!self.connect_code.trim().is_empty()).then(|| self.connect_code.trim().to_owned());
         self.save_settings();
+        let name = self.viewer_name.trim();
         self.viewer = Some(viewer::ViewerScreen::connect_recording(
             self.rt.handle(),
             url,
             code,
+            (!name.is_empty()).then(|| name.to_owned()),
             self.record_on_connect.take(),
         ));
         self.screen = Screen::Viewing;
@@ -540,16 +594,30 @@ impl Gui {
             ui.label("Fingerprint");
             ui.monospace(&share.fingerprint[..share.fingerprint.len().min(23)]);
         });
-        ui.label(format!(
-            "{}×{}{}",
-            share.size().0,
-            share.size().1,
-            if share.has_audio {
-                ", with sound"
-            } else {
-                ", no sound"
+        let switch = share.monitors.clone();
+        let list = self.monitor_list().to_vec();
+        let Some(share) = &self.share else {
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "{}×{}{}",
+                share.size().0,
+                share.size().1,
+                if share.has_audio {
+                    ", with sound"
+                } else {
+                    ", no sound"
+                }
+            ));
+            let entries = crate::share::monitor_entries(&list);
+            let current = u8::try_from(switch.current()).unwrap_or(u8::MAX);
+            if let Some(index) = viewer::monitor_menu(ui, current, &entries, true) {
+                if let Err(e) = switch.select(usize::from(index)) {
+                    tracing::warn!("monitor not switched: {e}");
+                }
             }
-        ));
+        });
         ui.separator();
         ui.strong(format!("Viewers ({})", viewers.len()));
         if viewers.is_empty() {
@@ -786,6 +854,7 @@ pub enum Start {
         url: String,
         code: Option<String>,
         record: Option<std::path::PathBuf>,
+        name: Option<String>,
     },
 }
 
@@ -801,9 +870,17 @@ pub fn run(start: Start, listen: Option<String>) -> anyhow::Result<()> {
             gui.share_on_first_frame = true;
             gui.print_url = true;
         }
-        Start::View { url, code, record } => {
+        Start::View {
+            url,
+            code,
+            record,
+            name,
+        } => {
             gui.connect_address = url;
             gui.connect_code = code.unwrap_or_default();
+            if let Some(name) = name {
+                gui.viewer_name = name;
+            }
             gui.record_on_connect = record;
             gui.connect();
             if let Some(e) = &gui.error {

@@ -20,6 +20,8 @@ pub struct Settings {
     pub last_address: String,
     /// The quality preset's name (`Quality::name`); empty: the default.
     pub quality: String,
+    /// The name the host sees for this viewer; empty: this computer's name.
+    pub viewer_name: String,
 }
 
 pub fn path() -> Option<PathBuf> {
@@ -111,6 +113,7 @@ mod tests {
             ask_approval: Some(false),
             last_address: "http://10.0.0.2:7380/".into(),
             quality: "Smooth motion".into(),
+            viewer_name: "Ana's laptop".into(),
         };
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);

@@ -4,10 +4,18 @@
 use std::time::{Duration, Instant};
 
 use eframe::egui;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT as _, Queryable};
 use egui_kittest::Harness;
 
 use super::{Gui, Screen};
+
+/// Held by the tests that point `$DISPLAY` at their own Xvfb (the share captures the
+/// display `$DISPLAY` names: two such tests at once would watch each other's screens).
+static DISPLAY_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn own_display() -> std::sync::MutexGuard<'static, ()> {
+    DISPLAY_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn xvfb() -> (media::xvfb::Xvfb, String) {
     let x = media::xvfb::Xvfb::start(640, 480, 700..900).expect("Xvfb (scripts/install-deps.sh)");
@@ -27,6 +35,7 @@ fn run_until(harness: &mut Harness<'_, Gui>, what: &str, done: impl Fn(&Harness<
 
 #[test]
 fn share_then_a_viewer_appears_and_control_is_revoked() {
+    let _display = own_display();
     let (_x, display) = xvfb();
     std::env::set_var("DISPLAY", &display);
     let mut gui = Gui::new().unwrap();
@@ -173,9 +182,26 @@ fn nearby_list_follows_discovery_events() {
     harness.get_by_label("None found on this network yet.");
 }
 
+fn two_monitors() -> Vec<media::capture::Monitor> {
+    let at = |x, primary, name: &str| media::capture::Monitor {
+        name: name.into(),
+        rect: media::capture::MonitorRect {
+            x,
+            y: 0,
+            width: 1920,
+            height: 1080,
+        },
+        primary,
+    };
+    vec![at(0, true, "DP-1"), at(1920, false, "HDMI-1")]
+}
+
 #[test]
 fn home_screen_snapshot() {
-    let gui = Gui::new().unwrap();
+    let mut gui = Gui::new().unwrap();
+    // What depends on the machine is fixed: its monitors and its name.
+    gui.pin_monitor_list(two_monitors());
+    gui.viewer_name = "Ana's laptop".into();
     let mut harness = Harness::builder()
         .with_size(egui::vec2(900.0, 640.0))
         .build_ui_state(|ui, gui: &mut Gui| panel(ui, gui), gui);
@@ -207,9 +233,142 @@ fn connecting_to_nothing_says_so_in_words() {
     });
     harness.run_steps(2);
     harness.snapshot("viewer_error");
+    // It can try again: the same error comes back, from a new attempt.
+    harness.get_by_label("Reconnect").click();
+    harness.run_steps(2);
+    run_until(&mut harness, "the error again", |h| {
+        h.query_by_label_contains("cannot reach the host").is_some()
+    });
     harness.get_by_label("Leave").click();
     harness.run_steps(2);
     assert_eq!(harness.state().screen, Screen::Home);
+}
+
+/// The viewer's monitor switcher: names and sizes, the one shared checked; picking another
+/// asks for it; greyed out without control.
+#[test]
+fn the_monitor_switcher_lists_names_and_sizes_and_picks_one() {
+    struct State {
+        current: u8,
+        can_switch: bool,
+        picked: Option<u8>,
+    }
+    let entries = vec![
+        net::protocol::MonitorEntry {
+            name: "LEFT".into(),
+            x: 0,
+            y: 0,
+            width: 1280,
+            height: 720,
+            primary: true,
+        },
+        net::protocol::MonitorEntry {
+            name: "RIGHT".into(),
+            x: 1280,
+            y: 0,
+            width: 1920,
+            height: 1080,
+            primary: false,
+        },
+        net::protocol::MonitorEntry {
+            name: String::new(),
+            x: 0,
+            y: 720,
+            width: 800,
+            height: 600,
+            primary: false,
+        },
+    ];
+    let state = State {
+        current: 0,
+        can_switch: true,
+        picked: None,
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(420.0, 200.0))
+        .build_ui_state(
+            move |ui, s: &mut State| {
+                egui::CentralPanel::default().show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        if let Some(i) =
+                            super::viewer::monitor_menu(ui, s.current, &entries, s.can_switch)
+                        {
+                            s.picked = Some(i);
+                        }
+                    });
+                });
+            },
+            state,
+        );
+    harness.get_by_label("Monitor").click();
+    harness.run();
+    harness.get_by_label("RIGHT — 1920×1080");
+    harness.get_by_label("Unnamed — 800×600");
+    // Compared with app/tests/snapshots/monitor_switcher.png (UPDATE_SNAPSHOTS=1 rewrites it).
+    harness.snapshot("monitor_switcher");
+    harness.get_by_label("RIGHT — 1920×1080").click();
+    harness.run();
+    assert_eq!(harness.state().picked, Some(1));
+    // Without control: shown, greyed out, and nothing can be picked.
+    harness.state_mut().picked = None;
+    harness.state_mut().can_switch = false;
+    harness.run();
+    let menu = harness.get_by_label("Monitor");
+    assert!(menu.accesskit_node().is_disabled());
+}
+
+/// The share form lists the display's RandR monitors by name and size; the share captures
+/// the one picked, and the sharing screen switches it.
+#[test]
+fn the_share_form_lists_this_displays_monitors_and_the_share_switches() {
+    let _display = own_display();
+    let x = media::xvfb::Xvfb::start(1280, 480, 700..900).expect("Xvfb (scripts/install-deps.sh)");
+    for (name, geometry) in [
+        ("LEFT", "640/170x480/130+0+0"),
+        ("RIGHT", "640/170x480/130+640+0"),
+    ] {
+        let ok = std::process::Command::new("xrandr")
+            .args(["-d", &x.name, "--setmonitor", name, geometry, "none"])
+            .status()
+            .expect("xrandr (scripts/install-deps.sh)")
+            .success();
+        assert!(ok, "xrandr --setmonitor {name}");
+    }
+    std::env::set_var("DISPLAY", &x.name);
+    let mut gui = Gui::new().unwrap();
+    gui.form.listen = "127.0.0.1:0".into();
+    gui.form.audio = "none".into();
+    let names: Vec<String> = gui.monitor_list().iter().map(|m| m.name.clone()).collect();
+    assert_eq!(names[..2], ["LEFT", "RIGHT"], "{names:?}");
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(900.0, 640.0))
+        .build_ui_state(|ui, gui: &mut Gui| panel(ui, gui), gui);
+    harness.get_by_label("Monitor").click();
+    harness.run_steps(2);
+    harness.get_by_label("LEFT, 640×480 at 0,0");
+    harness.get_by_label("RIGHT, 640×480 at 640,0").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().form.monitor, 1);
+    harness.get_by_label("Share this screen").click();
+    run_until(&mut harness, "the sharing screen", |h| {
+        h.state().screen == Screen::Sharing
+    });
+    assert_eq!(
+        harness.state().share.as_ref().unwrap().monitors.current(),
+        1
+    );
+    assert_eq!(harness.state().share.as_ref().unwrap().size(), (640, 480));
+    // The sharing screen switches it back.
+    harness.get_by_label("Monitor").click();
+    harness.run_steps(2);
+    harness.get_by_label("LEFT — 640×480").click();
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().share.as_ref().unwrap().monitors.current(),
+        0
+    );
+    let share = harness.state_mut().share.take().unwrap();
+    harness.state().rt.block_on(share.stop());
 }
 
 /// The app's root as the window has it: a central panel around the screens.

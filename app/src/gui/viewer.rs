@@ -82,8 +82,12 @@ pub struct ViewerScreen {
     outbox: Option<tokio::sync::mpsc::UnboundedSender<Message>>,
     /// When this viewer last asked the host for control.
     asked_control: Option<std::time::Instant>,
-    /// Where to reconnect to after a drop.
-    target: (ShareUrl, Option<String>),
+    /// Where to reconnect to after a drop, and the name the host sees.
+    target: (ShareUrl, Option<String>, Option<String>),
+    /// The host's monitors and the one shared (`Monitors`).
+    monitors: Option<(u8, Vec<net::protocol::MonitorEntry>)>,
+    /// The quality preset: the most kbit/s this viewer asks for (0: no limit).
+    max_kbps: u32,
     reconnect_at: Option<Instant>,
     /// The host ended the session and said why (no reconnecting then).
     farewell: Option<String>,
@@ -116,18 +120,16 @@ const HOST_CLIPBOARD_MAX: u32 = 64 * 1024 * 1024;
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
 impl ViewerScreen {
-    pub fn connect(rt: &tokio::runtime::Handle, url: ShareUrl, code: Option<String>) -> Self {
-        Self::connect_recording(rt, url, code, None)
-    }
-
-    /// Connects, and records to `record` from the first keyframe (`porthole view --record`).
+    /// Connects as `name` (what the host sees), and records to `record` from the first
+    /// keyframe (`porthole view --record`).
     pub fn connect_recording(
         rt: &tokio::runtime::Handle,
         url: ShareUrl,
         code: Option<String>,
+        name: Option<String>,
         record: Option<std::path::PathBuf>,
     ) -> Self {
-        let remember = (url.clone(), code.clone());
+        let remember = (url.clone(), code.clone(), name.clone());
         let recording: SharedRecording = Arc::default();
         recording
             .lock()
@@ -161,7 +163,7 @@ impl ViewerScreen {
             let player = player.clone();
             let recording = recording.clone();
             rt.spawn(async move {
-                match ShareClient::connect(&url, code.as_deref()).await {
+                match ShareClient::connect_as(&url, code.as_deref(), name.as_deref()).await {
                     Ok((client, mut events)) => {
                         let client = Arc::new(client);
                         let _ = ctx_tx.send(Ok(client.clone()));
@@ -218,6 +220,8 @@ impl ViewerScreen {
             last_tick: (Instant::now(), 0, 0),
             rt: rt.clone(),
             target: remember,
+            monitors: None,
+            max_kbps: 0,
             reconnect_at: None,
             farewell: None,
             cursor: None,
@@ -278,11 +282,12 @@ impl ViewerScreen {
         }
         if self.reconnect_at.is_some_and(|t| Instant::now() >= t) {
             tracing::info!("reconnecting to the share");
-            let (url, code) = self.target.clone();
+            let (url, code, name) = self.target.clone();
             let rt = self.rt.clone();
-            let old = std::mem::replace(self, Self::connect(&rt, url, code));
-            // The user's answer holds for the session, across a reconnect.
+            let old = std::mem::replace(self, Self::connect_recording(&rt, url, code, name, None));
+            // The user's answers hold for the session, across a reconnect.
             self.consent.set_allowed(old.consent.allowed());
+            self.max_kbps = old.max_kbps;
             old.close_on(&rt);
             return;
         }
@@ -320,8 +325,18 @@ impl ViewerScreen {
     fn on_message(&mut self, msg: Message) {
         match msg {
             Message::Rights { rights, .. } => {
+                if self.rights == 0 && self.max_kbps != 0 {
+                    // The first Rights: the input channel is open; the quality preset
+                    // holds for the connection.
+                    self.send(Message::MaxBitrate {
+                        kbps: self.max_kbps,
+                    });
+                }
                 self.rights = rights;
                 self.sync_clipboard_watch();
+            }
+            Message::Monitors { current, monitors } => {
+                self.monitors = Some((current, monitors));
             }
             Message::CursorPosition { x, y, visible } => self.cursor = Some((x, y, visible)),
             shape @ Message::CursorShape { .. } => {
@@ -494,6 +509,16 @@ impl ViewerScreen {
             }
             self.record_ui(ui);
             self.clipboard_ui(ui);
+            if let Some((current, monitors)) = &self.monitors {
+                let can_switch = self.rights & net::protocol::rights::CONTROL != 0;
+                if let Some(index) = monitor_menu(ui, *current, monitors, can_switch) {
+                    self.send(Message::SelectMonitor { index });
+                }
+            }
+            if let Some(kbps) = quality_menu(ui, self.max_kbps) {
+                self.max_kbps = kbps;
+                self.send(Message::MaxBitrate { kbps });
+            }
             if let Some(p) = &self.player {
                 let muted = p.is_muted();
                 if ui.button(if muted { "Unmute" } else { "Mute" }).clicked() {
@@ -532,6 +557,10 @@ impl ViewerScreen {
                 }
                 Status::Failed(e) => {
                     ui.colored_label(ui.visuals().error_fg_color, e);
+                    if self.reconnect_at.is_none() && ui.button("Reconnect").clicked() {
+                        self.reconnect_at = Some(Instant::now());
+                        self.farewell = None;
+                    }
                 }
             }
         });
@@ -968,4 +997,89 @@ fn decode_loop(
             Err(e) => tracing::debug!("undecodable unit: {e}"),
         }
     }
+}
+
+/// What a person picking a monitor reads: "LEFT (primary) — 1280×720".
+pub fn monitor_label(m: &net::protocol::MonitorEntry) -> String {
+    format!(
+        "{}{} — {}×{}",
+        if m.name.is_empty() {
+            "Unnamed"
+        } else {
+            &m.name
+        },
+        if m.primary { " (primary)" } else { "" },
+        m.width,
+        m.height
+    )
+}
+
+/// The monitor switcher (a viewer's toolbar, the host's sharing screen): the monitors
+/// with names and sizes, the one shared checked. Returns the one picked. Shown only for
+/// two or more; greyed out, saying why, when `can_switch` is false.
+pub fn monitor_menu(
+    ui: &mut egui::Ui,
+    current: u8,
+    monitors: &[net::protocol::MonitorEntry],
+    can_switch: bool,
+) -> Option<u8> {
+    if monitors.len() < 2 {
+        return None;
+    }
+    let mut picked = None;
+    let shown = monitors
+        .get(usize::from(current))
+        .map_or_else(|| "?".to_owned(), monitor_label);
+    ui.add_enabled_ui(can_switch, |ui| {
+        let label = ui.label("Monitor");
+        let response = egui::ComboBox::from_id_salt("monitor")
+            .selected_text(shown)
+            .show_ui(ui, |ui| {
+                for (i, m) in monitors.iter().enumerate() {
+                    let Ok(i) = u8::try_from(i) else { break };
+                    if ui
+                        .selectable_label(i == current, monitor_label(m))
+                        .clicked()
+                        && i != current
+                    {
+                        picked = Some(i);
+                    }
+                }
+            })
+            .response
+            .labelled_by(label.id);
+        response.on_disabled_hover_text("Only a viewer with control can switch monitors");
+    });
+    picked
+}
+
+/// The viewer's quality presets: the most the host is asked to send (kbit/s, 0: no limit).
+pub const QUALITY_PRESETS: [(&str, u32); 3] =
+    [("Auto", 0), ("Balanced", 4000), ("Low bandwidth", 1000)];
+
+/// The quality menu; returns the limit picked.
+fn quality_menu(ui: &mut egui::Ui, max_kbps: u32) -> Option<u32> {
+    let name = QUALITY_PRESETS
+        .iter()
+        .find(|(_, k)| *k == max_kbps)
+        .map_or("Custom", |(n, _)| n);
+    let mut picked = None;
+    let label = ui.label("Quality");
+    egui::ComboBox::from_id_salt("quality")
+        .selected_text(name)
+        .show_ui(ui, |ui| {
+            for (label, kbps) in QUALITY_PRESETS {
+                let text = match kbps {
+                    0 => format!("{label} (as the network allows)"),
+                    k => format!("{label} (at most {:.1} Mbit/s)", f64::from(k) / 1000.0),
+                };
+                if ui.selectable_label(kbps == max_kbps, text).clicked() && kbps != max_kbps {
+                    picked = Some(kbps);
+                }
+            }
+        })
+        .response
+        .labelled_by(label.id)
+        .on_hover_text("How much the host may send you");
+    picked
 }
