@@ -338,6 +338,8 @@ fn the_share_form_lists_this_displays_monitors_and_the_share_switches() {
     let mut gui = Gui::new().unwrap();
     gui.form.listen = "127.0.0.1:0".into();
     gui.form.audio = "none".into();
+    gui.form.allow_control = true;
+    gui.form.ask_approval = false;
     let names: Vec<String> = gui.monitor_list().iter().map(|m| m.name.clone()).collect();
     assert_eq!(names[..2], ["LEFT", "RIGHT"], "{names:?}");
     let mut harness = Harness::builder()
@@ -367,6 +369,48 @@ fn the_share_form_lists_this_displays_monitors_and_the_share_switches() {
         harness.state().share.as_ref().unwrap().monitors.current(),
         0
     );
+
+    // A viewer with control is told the monitors and switches them itself.
+    let url = harness.state().share.as_ref().unwrap().url.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (client, mut events) = rt
+        .block_on(net::client::ShareClient::connect(
+            &net::client::ShareUrl::parse(&url).unwrap(),
+            None,
+        ))
+        .unwrap();
+    let monitors = |events: &mut tokio::sync::mpsc::Receiver<net::client::ClientEvent>| {
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match events.recv().await {
+                        Some(net::client::ClientEvent::Message(net::Message::Monitors {
+                            current,
+                            monitors,
+                        })) => return (current, monitors),
+                        Some(_) => continue,
+                        None => panic!("the connection ended"),
+                    }
+                }
+            })
+            .await
+            .expect("a Monitors message")
+        })
+    };
+    let (current, listed) = monitors(&mut events);
+    assert_eq!(current, 0);
+    assert_eq!(
+        (listed[1].name.as_str(), listed[1].x, listed[1].width),
+        ("RIGHT", 640, 640)
+    );
+    assert!(rt.block_on(client.send(&net::Message::SelectMonitor { index: 1 })));
+    let (current, _) = monitors(&mut events);
+    assert_eq!(current, 1, "every viewer hears of the switch");
+    assert_eq!(
+        harness.state().share.as_ref().unwrap().monitors.current(),
+        1
+    );
+    rt.block_on(client.close());
     let share = harness.state_mut().share.take().unwrap();
     harness.state().rt.block_on(share.stop());
 }
