@@ -700,6 +700,7 @@ export async function launchBrowser({ viewport = { width: 1280, height: 720 }, n
   });
   log.add(`launched chromium ${browser.version()}`);
   browser.viewport = viewport;
+  browser.netnsNode = node;
   browser.pageLog = log;
   browser.label = 'chromium';
   browser.logText = () => log.toString();
@@ -782,11 +783,18 @@ let pageCounter = 0;
 /**
  * Opens url in a new page, in its own browser context (so viewers share nothing).
  * Console messages and page errors go to the browser's log. Returns the page, with
- * page.stop() closing its context.
+ * page.stop() closing its context. `context`: more options of that context (e.g.
+ * `{hasTouch: true, isMobile: true}` for a phone). With PORTHOLE_E2E_TREE_ASSETS=1 the
+ * page gets the working tree's assets/ (see routeTreeAssets), unless the browser runs in
+ * another network namespace.
  */
-export async function openPage(browser, url) {
+export async function openPage(browser, url, { context: contextOptions = {} } = {}) {
   const id = ++pageCounter;
-  const context = await browser.newContext({ viewport: browser.viewport || { width: 1280, height: 720 } });
+  const context = await browser.newContext({
+    viewport: browser.viewport || { width: 1280, height: 720 }, ...contextOptions,
+  });
+  // (Not for a browser in another network namespace: the route fetches from this one.)
+  if (process.env.PORTHOLE_E2E_TREE_ASSETS && !browser.treeAssets && !browser.netnsNode) await routeTreeAssets(context);
   // Without camera/microphone permission Chromium gathers only the default route's address
   // as an ICE candidate, and in a loopback-only namespace there is no default route: the
   // page would gather no candidate at all. With the permission (and
@@ -867,10 +875,10 @@ export async function waitForState(page, states, timeoutMs = 10000) {
 
 /**
  * Opens the viewer at url (include `#code=...`, see share.viewerUrl()) and waits until it is
- * connected and showing video. Returns the page.
+ * connected and showing video. Returns the page. `context`: as for openPage.
  */
-export async function openViewer(browser, url, { timeoutMs = 20000 } = {}) {
-  const page = await openPage(browser, url);
+export async function openViewer(browser, url, { timeoutMs = 20000, context = {} } = {}) {
+  const page = await openPage(browser, url, { context });
   try {
     await page.waitForFunction(() => {
       const v = document.getElementById('video') || window.porthole?.video;
@@ -1092,6 +1100,17 @@ export async function pointerLocation(display) {
   const y = out.match(/^Y=(-?\d+)$/m);
   if (!x || !y) throw new Error(`unexpected xdotool getmouselocation output: ${out}`);
   return { x: Number(x[1]), y: Number(y[1]) };
+}
+
+/**
+ * Defines a RandR monitor NAME on `display` covering {x, y, width, height} of its screen
+ * (`xrandr --setmonitor`, at 96 dpi; the Xvfb must run with -noreset, as startXvfb's do,
+ * or the server forgets it when xrandr disconnects).
+ */
+export async function addMonitor(display, name, { x, y, width, height }) {
+  const mm = (px) => Math.round((px * 25.4) / 96);
+  await runToolOk('xrandr', ['--setmonitor', name, `${width}/${mm(width)}x${height}/${mm(height)}+${x}+${y}`, 'none'],
+    { display });
 }
 
 /** Moves the X pointer on `display` (xdotool mousemove). */
@@ -1760,13 +1779,22 @@ export async function useTreeAssets(browser, share) {
   process.stderr.write(`note: ${PORTHOLE_BIN} serves an older viewer page (${stale.join(' ')} differ ` +
     'from assets/); the browser gets the working tree\'s assets/ instead. Rebuild with `cargo build`.\n');
   browser.treeAssets = true;
-  onNewContext(browser, (context) => context.route((url) => Object.hasOwn(VIEWER_ASSETS, url.pathname),
-    async (route) => {
-      const file = VIEWER_ASSETS[new URL(route.request().url()).pathname];
-      const response = await route.fetch();
-      await route.fulfill({ response, body: audioFs.readFileSync(path.join(REPO, 'assets', file)) });
-    }));
+  onNewContext(browser, routeTreeAssets);
   return { stale };
+}
+
+/**
+ * Makes the pages of browser context `context` get the viewer page from the working
+ * tree's assets/ (with the share's own response headers, CSP included) instead of the copy
+ * embedded in the porthole binary. For every page with PORTHOLE_E2E_TREE_ASSETS=1 (to run
+ * any test against a page edited since the binary was built).
+ */
+export function routeTreeAssets(context) {
+  return context.route((url) => Object.hasOwn(VIEWER_ASSETS, url.pathname), async (route) => {
+    const file = VIEWER_ASSETS[new URL(route.request().url()).pathname];
+    const response = await route.fetch();
+    await route.fulfill({ response, body: audioFs.readFileSync(path.join(REPO, 'assets', file)) });
+  });
 }
 
 /**
