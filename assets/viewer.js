@@ -12,7 +12,8 @@
 //   4. URL fragment     9. controls            14. viewer -> host input
 //   5. WHEP signalling 10. page lifecycle      15. clipboard to host
 //                                              16. sound (mute button, autoplay refusal)
-//                                              17. public API and boot
+//                                              17. monitors and quality
+//                                              18. public API and boot
 //
 // Events emitted on the bus:
 //   'state'        {state, prev}          after every state change
@@ -25,6 +26,7 @@
 //   'rights'       {view, control, clipboard, clipboardMax}   the host sent this viewer's rights
 //   'notice'       {code, transfer, text, local}              a notice (from the host, or local)
 //   'clipboard'    {mime, text?, bytes, size}                 the host's clipboard arrived
+//   'monitors'     {current, monitors: [{name, x, y, width, height, primary}]}   the host's monitors
 //
 // The access code is never logged and never put in the query string.
 
@@ -133,6 +135,12 @@ const ui = {
   stats: $('stats'),
   btnKeys: $('btn-keys'),
   keysList: $('keys-list'),
+  monitorMenu: $('monitor-menu'),
+  btnMonitor: $('btn-monitor'),
+  monitorList: $('monitor-list'),
+  qualityMenu: $('quality-menu'),
+  btnQuality: $('btn-quality'),
+  qualityList: $('quality-list'),
   toast: $('toast'),
   cursor: $('cursor'),
 };
@@ -857,22 +865,69 @@ function setupControls() {
   ui.btnFullscreen.addEventListener('click', () => { toggleFullscreen(); });
   if (ui.btnAskControl) ui.btnAskControl.addEventListener('click', () => { askForControl(); });
   if (ui.btnStats) ui.btnStats.addEventListener('click', () => { showStats(ui.stats.hidden); });
-  if (ui.btnKeys) {
-    ui.btnKeys.addEventListener('click', () => { showKeysList(ui.keysList.hidden); });
-    document.addEventListener('click', (ev) => {
-      if (!ui.keysList.hidden && !ui.keysMenu.contains(ev.target)) showKeysList(false);
-    });
-    ui.keysList.addEventListener('click', (ev) => {
-      const item = ev.target.closest('[data-keys]');
-      if (!item) return;
-      sendCombo(item.dataset.keys.split(' '));
-      showKeysList(false);
-    });
-  }
+  addMenu(ui.keysMenu, ui.btnKeys, ui.keysList, (item) => {
+    if (item.dataset.keys) sendCombo(item.dataset.keys.split(' '));
+  });
+  addMenu(ui.monitorMenu, ui.btnMonitor, ui.monitorList, (item) => {
+    if (item.dataset.index) selectMonitor(Number(item.dataset.index));
+  });
+  addMenu(ui.qualityMenu, ui.btnQuality, ui.qualityList, (item) => {
+    if (item.dataset.quality) setQuality(item.dataset.quality);
+  });
+  document.addEventListener('click', (ev) => {
+    if (!menus.some((m) => m.root.contains(ev.target))) closeMenus();
+  });
+  trackToolbarHeight();
   if (ui.btnAudio) ui.btnAudio.addEventListener('click', () => { setMuted(!ui.video.muted); });
   document.addEventListener('fullscreenchange', syncFullscreenButton);
   document.addEventListener('webkitfullscreenchange', syncFullscreenButton);
   syncFullscreenButton();
+}
+
+// The toolbar's menus (Keys, Monitor, Quality): a button opens its list below it, one list
+// at a time; picking an item or clicking elsewhere closes it.
+const menus = [];
+
+function addMenu(root, button, list, onPick) {
+  if (!root || !button || !list) return;
+  const menu = { root, button, list };
+  menus.push(menu);
+  button.addEventListener('click', () => openMenu(menu, list.hidden));
+  list.addEventListener('click', (ev) => {
+    const item = ev.target.closest('button');
+    if (!item || item.disabled) return;
+    openMenu(menu, false);
+    onPick(item);
+  });
+}
+
+function openMenu(menu, open) {
+  for (const m of menus) {
+    const shown = m === menu && open;
+    m.list.hidden = !shown;
+    m.button.setAttribute('aria-expanded', String(shown));
+  }
+}
+
+function closeMenus() {
+  openMenu(null, false);
+}
+
+// Closes the menu of `root` if it is open (its control went away or was disabled).
+function closeMenuOf(root) {
+  const menu = menus.find((m) => m.root === root);
+  if (menu && !menu.list.hidden) openMenu(menu, false);
+}
+
+// The toolbar's bottom edge as --toolbar-bottom: on a phone the toolbar may take two rows,
+// and the stats panel goes below it.
+function trackToolbarHeight() {
+  const set = () => {
+    document.documentElement.style.setProperty('--toolbar-bottom', `${Math.round(ui.toolbar.getBoundingClientRect().bottom)}px`);
+  };
+  if (typeof ResizeObserver === 'function') new ResizeObserver(set).observe(ui.toolbar);
+  window.addEventListener('resize', set);
+  set();
 }
 
 // Fade the toolbar out while the pointer is idle (CSS does it only when connected).
@@ -937,6 +992,7 @@ const link = {
   pc: null,
   channels: { pointer: null, input: null, clipboard: null },
   rights: null,        // {view, control, clipboard, clipboardMax}, frozen, or null
+  monitors: null,      // the host's latest Monitors: {current, monitors}, or null
   cursor: { x: 0, y: 0, visible: false, shape: null },
   assembler: new protocol.ClipboardAssembler({ maxBytes: VIEWER_CLIPBOARD_MAX }),
   hostClipboard: null, // {mime, text?, bytes, size}
@@ -949,6 +1005,7 @@ function resetLink(pc) {
   link.pc = pc;
   link.channels = { pointer: null, input: null, clipboard: null };
   link.rights = null;
+  link.monitors = null;
   link.cursor = { x: 0, y: 0, visible: false, shape: null };
   link.assembler.reset();
   resetInput();
@@ -1037,6 +1094,7 @@ function onHostMessage(msg) {
     case 'CursorShape': onCursorShape(msg); break;
     case 'Notice': onNotice(msg); break;
     case 'ClipboardData': onClipboardChunk(msg); break;
+    case 'Monitors': onMonitors(msg); break;
     default: console.warn(`[porthole] ignoring ${msg.type}: not a host-to-viewer message`);
   }
 }
@@ -1127,17 +1185,17 @@ async function updateStats() {
   if (pair?.currentRoundTripTime !== undefined) {
     lines.push(`round trip ${Math.round(pair.currentRoundTripTime * 1000)} ms`);
   }
+  lines.push(qualityLine());
+  const shown = link.monitors;
+  if (shown && shown.monitors.length >= 2) {
+    lines.push(`monitor ${monitorLabel(shown.monitors[shown.current], shown.current)}`);
+  }
   ui.stats.textContent = lines.join('\n');
 }
 
 // The special-keys menu: combinations the viewer's own system or browser would take
 // (Ctrl+Alt+Del, Alt+Tab, the Windows key...), pressed on the host in order and released in
 // reverse.
-function showKeysList(open) {
-  ui.keysList.hidden = !open;
-  ui.btnKeys.setAttribute('aria-expanded', String(open));
-}
-
 function sendCombo(codes) {
   if (!canControl()) return;
   for (const code of codes) sendInput({ type: 'Key', pressed: true, code });
@@ -1150,8 +1208,10 @@ function renderRights() {
   if (ui.btnAskControl) ui.btnAskControl.hidden = !r || r.control;
   if (ui.keysMenu) {
     ui.keysMenu.hidden = !r || !r.control;
-    if (ui.keysMenu.hidden) showKeysList(false);
+    if (ui.keysMenu.hidden) closeMenuOf(ui.keysMenu);
   }
+  renderMonitors();
+  renderQuality();
   if (!ui.rights) return;
   ui.rights.hidden = !r;
   if (!r) return;
@@ -1819,7 +1879,127 @@ function setupSound() {
   syncSound();
 }
 
-// ---- 17. public API and boot ----------------------------------------------
+// ---- 17. monitors and quality ---------------------------------------------
+
+// The host's monitors (its Monitors message, when 'input' opens and whenever the monitor
+// shared changes): with two or more, the toolbar's Monitor menu lists them and a viewer
+// with control picks the one shared (SelectMonitor). One picture serves every viewer, so
+// the choice is everybody's.
+function onMonitors(msg) {
+  const had = link.monitors;
+  link.monitors = Object.freeze({
+    current: msg.current,
+    monitors: Object.freeze(msg.monitors.map((m) => Object.freeze({ ...m }))),
+  });
+  const now = link.monitors.monitors[msg.current];
+  console.info(`[porthole] monitors: ${link.monitors.monitors.length}, sharing ${monitorLabel(now, msg.current)}`);
+  if (had && had.current !== msg.current) showToast(`The host now shares ${monitorLabel(now, msg.current)}`);
+  renderMonitors();
+  emit('monitors', link.monitors);
+}
+
+/** "NAME (primary) — W×H" (a monitor without a name is "Monitor N", counted from 1). */
+function monitorLabel(m, index) {
+  return `${m.name || `Monitor ${index + 1}`}${m.primary ? ' (primary)' : ''} — ${m.width}×${m.height}`;
+}
+
+function renderMonitors() {
+  if (!ui.monitorMenu) return;
+  const shown = link.monitors;
+  ui.monitorMenu.hidden = !shown || shown.monitors.length < 2;
+  if (ui.monitorMenu.hidden) {
+    closeMenuOf(ui.monitorMenu);
+    ui.monitorList.replaceChildren();
+    return;
+  }
+  const control = !!link.rights && link.rights.control;
+  const now = `Shared: ${monitorLabel(shown.monitors[shown.current], shown.current)}.`;
+  ui.btnMonitor.disabled = !control;
+  ui.btnMonitor.title = control
+    ? `${now} Share another of the host's monitors (every viewer sees the one shared)`
+    : `${now} Only a viewer with control can switch monitors: ask the host for control`;
+  if (!control) closeMenuOf(ui.monitorMenu);
+  ui.monitorList.replaceChildren(...shown.monitors.map((m, i) => {
+    const item = document.createElement('button');
+    item.type = 'button';
+    item.setAttribute('role', 'menuitemradio');
+    item.setAttribute('aria-checked', String(i === shown.current));
+    item.dataset.index = String(i);
+    item.textContent = monitorLabel(m, i);
+    return item;
+  }));
+}
+
+// Asks the host to share monitor `index` of its list (needs control); the host answers
+// every viewer with a new Monitors message. False when not sent.
+function selectMonitor(index) {
+  const shown = link.monitors;
+  if (!canControl() || !shown || !Number.isInteger(index) || index < 0 || index >= shown.monitors.length) return false;
+  if (index === shown.current) return true;
+  return sendOn('input', { type: 'SelectMonitor', index });
+}
+
+// Quality presets: the most this viewer asks to be sent (MaxBitrate; 0 is no limit). Kept
+// in this browser, sent when changed and whenever 'input' opens (a new or resumed
+// connection starts without a limit).
+const QUALITY_KEY = 'porthole.quality';
+const QUALITY = Object.freeze({
+  auto: Object.freeze({ label: 'Auto', kbps: 0 }),
+  balanced: Object.freeze({ label: 'Balanced', kbps: 4000 }),
+  low: Object.freeze({ label: 'Low bandwidth', kbps: 1000 }),
+});
+
+const quality = { preset: 'auto' };
+
+function loadQuality() {
+  try {
+    const kept = localStorage.getItem(QUALITY_KEY);
+    if (kept && Object.hasOwn(QUALITY, kept)) quality.preset = kept;
+  } catch { /* storage refused: Auto */ }
+}
+
+function setQuality(preset) {
+  if (!Object.hasOwn(QUALITY, preset)) throw new RangeError(`unknown quality preset: ${preset}`);
+  quality.preset = preset;
+  try {
+    if (preset === 'auto') localStorage.removeItem(QUALITY_KEY);
+    else localStorage.setItem(QUALITY_KEY, preset);
+  } catch { /* not kept: this page uses it anyway */ }
+  renderQuality();
+  sendQuality();
+  if (statsPanel.timer) updateStats();
+}
+
+function sendQuality() {
+  return sendOn('input', { type: 'MaxBitrate', kbps: QUALITY[quality.preset].kbps });
+}
+
+function qualityLine() {
+  const q = QUALITY[quality.preset];
+  return q.kbps ? `quality ${q.label}: at most ${q.kbps} kbit/s` : `quality ${q.label}: no limit`;
+}
+
+function renderQuality() {
+  if (!ui.qualityMenu) return;
+  ui.qualityMenu.hidden = !link.rights;
+  if (ui.qualityMenu.hidden) closeMenuOf(ui.qualityMenu);
+  const q = QUALITY[quality.preset];
+  ui.btnQuality.title = `Picture quality: ${q.label}${q.kbps ? ` (at most ${q.kbps / 1000} Mbit/s)` : ' (as the network allows)'}`;
+  for (const item of ui.qualityList.querySelectorAll('[data-quality]')) {
+    item.setAttribute('aria-checked', String(item.dataset.quality === quality.preset));
+  }
+}
+
+function setupMonitorsAndQuality() {
+  loadQuality();
+  renderQuality();
+  // A connection starts without a limit: only a limit needs saying.
+  on('channel-open', (label) => {
+    if (label === protocol.CHANNELS.INPUT && QUALITY[quality.preset].kbps) sendQuality();
+  });
+}
+
+// ---- 18. public API and boot ----------------------------------------------
 
 const api = {
   get state() { return session.state; },
@@ -1844,6 +2024,10 @@ const api = {
     return { x: c.x, y: c.y, visible: c.visible, shape: c.shape ? { ...c.shape } : null };
   },
   get channels() { return { ...link.channels }; },
+  get monitors() { return link.monitors; },
+  get quality() { return { preset: quality.preset, ...QUALITY[quality.preset] }; },
+  setQuality,
+  selectMonitor,
   get audio() { return soundState(); },
   setMuted,
   connect,
@@ -1865,6 +2049,7 @@ function boot() {
   setupInput();
   setupClipboard();
   setupSound();
+  setupMonitorsAndQuality();
   setState('idle');
   loadModule().catch(() => {}); // fetched while the page starts; errors show on connect
   connect();
