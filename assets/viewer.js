@@ -9,7 +9,7 @@
 //   1. constants        6. peer connection     11. toast
 //   2. DOM              7. media               12. data channels
 //   3. state & events   8. session lifecycle   13. host -> viewer (rights, cursor, notices, clipboard)
-//   4. URL fragment     9. controls            14. viewer -> host input
+//   4. URL fragment     9. controls            14. viewer -> host input (mouse, touch, keys)
 //   5. WHEP signalling 10. page lifecycle      15. clipboard to host
 //                                              16. sound (mute button, autoplay refusal)
 //                                              17. monitors and quality
@@ -1451,6 +1451,7 @@ const input = {
 };
 
 function resetInput() {
+  resetTouch();
   input.pendingMove = null;
   input.buttons.clear();
   input.wheelX = 0;
@@ -1528,18 +1529,30 @@ function releaseButton(button, pos) {
   sendInput({ type: 'PointerButton', button, pressed: false, x: pos.x, y: pos.y });
 }
 
+function blurFocused() {
+  const focused = document.activeElement;
+  if (focused && focused !== document.body && typeof focused.blur === 'function') focused.blur();
+}
+
 function onPointerDown(ev) {
+  if (ev.pointerType === 'touch') {
+    onTouchDown(ev);
+    return;
+  }
   if (!canControl() || !(ev.button >= 0 && ev.button <= 4)) return;
   const pos = framePosition(ev.clientX, ev.clientY, false);
   if (!pos) return; // in the black bars
   ev.preventDefault();
-  const focused = document.activeElement;
-  if (focused && focused !== document.body && typeof focused.blur === 'function') focused.blur();
+  blurFocused();
   try { ui.video.setPointerCapture(ev.pointerId); } catch { /* not supported */ }
   pressButton(ev.button, pos);
 }
 
 function onPointerMove(ev) {
+  if (ev.pointerType === 'touch') {
+    onTouchMove(ev);
+    return;
+  }
   if (!canControl()) return;
   const dragging = input.buttons.size > 0;
   const pos = framePosition(ev.clientX, ev.clientY, dragging);
@@ -1554,13 +1567,145 @@ function onPointerMove(ev) {
 }
 
 function onPointerUp(ev) {
+  if (ev.pointerType === 'touch') {
+    onTouchUp(ev);
+    return;
+  }
   if (!input.buttons.has(ev.button)) return;
   if (canControl()) ev.preventDefault();
   releaseButton(ev.button, framePosition(ev.clientX, ev.clientY, true) || input.lastPos);
 }
 
 function onPointerCancel() {
+  resetTouch();
   for (const button of [...input.buttons]) releaseButton(button, input.lastPos);
+}
+
+// Touch (phones, tablets): the finger is the host's pointer. A tap is a left click where
+// it lands, a finger that moves before TOUCH_HOLD_MS drags with the left button held, one
+// held still that long is a right click, and two fingers moving together scroll (Wheel,
+// the picture following the fingers). What a touch is becomes known only as it goes:
+// nothing is pressed until then.
+const TOUCH_HOLD_MS = 500;
+const TOUCH_SLOP_PX = 10;            // a finger that moves less is still
+const TOUCH_WHEEL_PER_PX = 120 / 50; // 1/120-notch units per CSS pixel: a notch every 50 px
+
+const touch = {
+  points: new Map(), // pointerId -> {x, y}: the fingers down on the video (client px)
+  mode: null,        // null | 'pending' (tap, drag or hold?) | 'drag' | 'held' | 'scroll'
+  start: null,       // the first finger's {x, y, pos} when it landed
+  timer: 0,          // the long press
+  last: null,        // 'scroll': the fingers' previous centre
+  wheelX: 0,         // 'scroll': sub-unit remainders
+  wheelY: 0,
+};
+
+function resetTouch() {
+  clearTimeout(touch.timer);
+  touch.points.clear();
+  touch.mode = null;
+  touch.start = null;
+  touch.last = null;
+  touch.wheelX = 0;
+  touch.wheelY = 0;
+}
+
+function touchCentre() {
+  let x = 0;
+  let y = 0;
+  for (const p of touch.points.values()) {
+    x += p.x;
+    y += p.y;
+  }
+  return { x: x / touch.points.size, y: y / touch.points.size };
+}
+
+function onTouchDown(ev) {
+  if (!canControl()) return;
+  if (touch.points.size === 0) {
+    const pos = framePosition(ev.clientX, ev.clientY, false);
+    if (!pos) return; // in the black bars
+    ev.preventDefault();
+    blurFocused();
+    resetTouch();
+    touch.points.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
+    touch.mode = 'pending';
+    touch.start = { x: ev.clientX, y: ev.clientY, pos };
+    // The host pointer goes there at once: what is under it shows its hover state.
+    queueMove(pos);
+    flushMove();
+    touch.timer = setTimeout(onTouchHold, TOUCH_HOLD_MS);
+    return;
+  }
+  // A second finger while the first has done nothing yet: the two scroll.
+  if (touch.mode !== 'pending' && touch.mode !== 'scroll') return; // dragging or held: ignored
+  ev.preventDefault();
+  clearTimeout(touch.timer);
+  touch.points.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
+  touch.mode = 'scroll';
+  touch.last = touchCentre();
+}
+
+function onTouchHold() {
+  if (touch.mode !== 'pending' || !canControl()) return;
+  touch.mode = 'held';
+  const { pos } = touch.start;
+  pressButton(2, pos);
+  releaseButton(2, pos);
+}
+
+function onTouchMove(ev) {
+  const p = touch.points.get(ev.pointerId);
+  if (!p || !canControl()) return;
+  ev.preventDefault();
+  p.x = ev.clientX;
+  p.y = ev.clientY;
+  if (touch.mode === 'pending') {
+    if (Math.hypot(p.x - touch.start.x, p.y - touch.start.y) <= TOUCH_SLOP_PX) return;
+    clearTimeout(touch.timer);
+    touch.mode = 'drag';
+    pressButton(0, touch.start.pos);
+  }
+  if (touch.mode === 'drag') {
+    const pos = framePosition(p.x, p.y, true);
+    if (pos) queueMove(pos);
+  } else if (touch.mode === 'scroll') {
+    touchScroll();
+  }
+}
+
+// Fingers moving up scroll down (the picture follows them), as on a phone's own pages.
+function touchScroll() {
+  const c = touchCentre();
+  touch.wheelX -= (c.x - touch.last.x) * TOUCH_WHEEL_PER_PX;
+  touch.wheelY -= (c.y - touch.last.y) * TOUCH_WHEEL_PER_PX;
+  touch.last = c;
+  const dx = clampI16(Math.trunc(touch.wheelX));
+  const dy = clampI16(Math.trunc(touch.wheelY));
+  if (!dx && !dy) return;
+  touch.wheelX -= dx;
+  touch.wheelY -= dy;
+  sendInput({ type: 'Wheel', dx, dy });
+}
+
+function onTouchUp(ev) {
+  if (!touch.points.has(ev.pointerId)) return;
+  touch.points.delete(ev.pointerId);
+  if (touch.mode === 'scroll') {
+    if (touch.points.size) touch.last = touchCentre(); // the fingers left go on scrolling
+    else resetTouch();
+    return;
+  }
+  const { mode, start } = touch;
+  resetTouch();
+  if (!canControl()) return;
+  if (mode === 'pending') {
+    // A tap: a click where the finger landed (a little wobble is not a drag).
+    pressButton(0, start.pos);
+    releaseButton(0, start.pos);
+  } else if (mode === 'drag') {
+    releaseButton(0, framePosition(ev.clientX, ev.clientY, true) || input.lastPos);
+  }
 }
 
 function clampI16(v) {
@@ -1668,6 +1813,7 @@ function onCompositionEnd(ev) {
 
 // Focus left the page: release everything this viewer holds on the host.
 function releaseAll() {
+  resetTouch();
   releaseInput();
   input.buttons.clear();
   input.textKeys.clear();
