@@ -370,12 +370,12 @@ impl RunningShare {
         let control = EncoderControl::new(settings);
         let monitor_list = media::capture::monitors(None)?;
         let Some(first) = monitor_list.get(args.monitor) else {
-            anyhow::bail!(
-                "there is no monitor {} (this display has {}: {})",
-                args.monitor,
-                monitor_list.len(),
-                describe_monitors(&monitor_list)
-            );
+            return Err(SwitchError::NoSuchMonitor {
+                index: args.monitor,
+                count: monitor_list.len(),
+                listed: describe_monitors(&monitor_list),
+            }
+            .into());
         };
         let monitor = SharedMonitor::new(args.monitor, first.rect);
         tracing::info!("sharing monitor {}: {}", args.monitor, first.describe());
@@ -576,6 +576,19 @@ pub fn describe_monitors(list: &[Monitor]) -> String {
         .join("; ")
 }
 
+/// Why the monitor shared was not switched.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error(transparent)]
+    List(#[from] media::capture::CaptureError),
+    #[error("there is no monitor {index} (this display has {count}: {listed})")]
+    NoSuchMonitor {
+        index: usize,
+        count: usize,
+        listed: String,
+    },
+}
+
 /// Which monitor the share captures. Viewers with control ask for another one
 /// (`SelectMonitor`), the app and the terminal pick one; the capture, input injection and
 /// the cursor follow it, and every viewer is told (`Monitors`). One encoder serves every
@@ -593,14 +606,14 @@ impl MonitorSwitch {
     }
 
     /// Shares monitor `index` of the display's monitors as they are now.
-    pub fn select(&self, index: usize) -> Result<Monitor, String> {
-        let list = media::capture::monitors(None).map_err(|e| e.to_string())?;
+    pub fn select(&self, index: usize) -> Result<Monitor, SwitchError> {
+        let list = media::capture::monitors(None)?;
         let Some(m) = list.get(index).cloned() else {
-            return Err(format!(
-                "there is no monitor {index} (this display has {}: {})",
-                list.len(),
-                describe_monitors(&list)
-            ));
+            return Err(SwitchError::NoSuchMonitor {
+                index,
+                count: list.len(),
+                listed: describe_monitors(&list),
+            });
         };
         self.shared.set(index, m.rect);
         self.announce(&list, index);
