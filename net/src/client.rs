@@ -897,6 +897,11 @@ async fn read_channel(ch: Channel, dc: Arc<dyn DataChannel>, events: mpsc::Sende
     while let Some(event) = dc.poll().await {
         if let DataChannelEvent::OnMessage(m) = event {
             match Message::decode(&m.data) {
+                Ok(msg) if !msg.allowed_on(ch) => tracing::warn!(
+                    "refused a 0x{:02x} message from the host on {}: not its channel",
+                    msg.type_byte(),
+                    ch.label()
+                ),
                 Ok(msg) => {
                     let _ = events.send(ClientEvent::Message(msg)).await;
                 }

@@ -280,7 +280,7 @@ impl Gate {
         now: Instant,
     ) -> Result<Option<Action>, Refusal> {
         let msg = Message::decode(bytes).map_err(Refusal::Malformed)?;
-        if msg.channel() != channel || !is_from_viewer(&msg) {
+        if !msg.allowed_on(channel) || !is_from_viewer(&msg) {
             return Err(Refusal::WrongChannel(msg.type_byte()));
         }
         if let Message::ReleaseAll = msg {

@@ -249,6 +249,13 @@ impl Message {
         }
     }
 
+    /// Whether the message may arrive on `ch`: its own channel, and also `clipboard` for a
+    /// `Notice` (the host reports clipboard refusals there). Anything else is refused, so
+    /// that, say, a key can never travel on the lossy channel.
+    pub fn allowed_on(&self, ch: Channel) -> bool {
+        self.channel() == ch || (matches!(self, Message::Notice { .. }) && ch == Channel::Clipboard)
+    }
+
     /// Encodes the message, or refuses one that would not decode (a 2000-byte text, a
     /// key code with a space, a chunk past its total...) with the reason `decode` would
     /// give, so that whatever encodes is valid on the wire. Messages built by `decode` or
@@ -841,6 +848,14 @@ mod tests {
         reassembly: Vec<Reassembly>,
         encode_invalid: Vec<EncodeInvalid>,
         encode_limits: Vec<EncodeLimit>,
+        channels: Vec<ChannelCase>,
+    }
+    #[derive(Deserialize)]
+    struct ChannelCase {
+        #[serde(rename = "type")]
+        kind: String,
+        hex: String,
+        on: Vec<String>,
     }
     #[derive(Deserialize)]
     struct Reassembly {
@@ -1053,6 +1068,27 @@ mod tests {
         }
         assert_eq!(out, content);
         assert_eq!(clipboard_chunks(1, Mime::Text, b"").len(), 1);
+    }
+
+    #[test]
+    fn shared_channel_vectors_say_where_each_message_may_arrive() {
+        let v = vectors();
+        let mut kinds = std::collections::HashSet::new();
+        for case in &v.channels {
+            let msg = Message::decode(&unhex(&case.hex)).expect(&case.kind);
+            kinds.insert(msg.type_byte());
+            for ch in [Channel::Pointer, Channel::Input, Channel::Clipboard] {
+                let expected = case.on.iter().any(|l| l == ch.label());
+                assert_eq!(
+                    msg.allowed_on(ch),
+                    expected,
+                    "{} on {}",
+                    case.kind,
+                    ch.label()
+                );
+            }
+        }
+        assert_eq!(kinds.len(), 15, "every message type has a channel case");
     }
 
     #[test]

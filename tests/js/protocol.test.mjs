@@ -127,3 +127,18 @@ test('channels, text splitting', () => {
   assert.equal(pieces.join(''), 'a€'.repeat(600));
   assert.deepStrictEqual(splitText('\0'), []);
 });
+
+test('every message type may arrive only on the channels the vectors name', () => {
+  const labels = ['pointer', 'input', 'clipboard'];
+  const kinds = new Set();
+  for (const c of vectors.channels) {
+    const msg = decode(unhex(c.hex));
+    assert.equal(msg.type, c.type);
+    kinds.add(msg.type);
+    for (const label of labels) {
+      assert.equal(allowedOn(msg, label), c.on.includes(label), `${c.type} on ${label}`);
+    }
+  }
+  assert.deepStrictEqual([...kinds].sort(), Object.keys(TYPES).sort());
+});
+
