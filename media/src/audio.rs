@@ -266,6 +266,7 @@ impl AudioPipeline {
             std::thread::Builder::new()
                 .name("porthole-audio-enc".into())
                 .spawn(move || {
+                    realtime_priority("audio encoding");
                     let mut clock = SampleClock::default();
                     let mut pending: Vec<f32> = Vec::with_capacity(FRAME_SAMPLES * CHANNELS * 4);
                     while !stop.load(Ordering::Relaxed) {
@@ -387,10 +388,15 @@ fn open_capture(
     let (tx, overruns, on_data, on_error) =
         (tx.clone(), stats.clone(), health.clone(), health.clone());
     health.reset();
+    let mut prioritised = false;
     let stream = device
         .build_input_stream::<f32, _, _>(
             wanted,
             move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                if !std::mem::replace(&mut prioritised, true) {
+                    // The audio system's client thread, which calls this.
+                    realtime_priority("audio capture");
+                }
                 on_data.data();
                 if tx.try_send((Instant::now(), data.to_vec())).is_err() {
                     overruns.overruns.fetch_add(1, Ordering::Relaxed);
@@ -418,31 +424,85 @@ impl Drop for AudioPipeline {
     }
 }
 
+/// Asks for real-time scheduling (round-robin, low priority 10) for the calling thread, so
+/// that a busy machine does not hold audio back: 10 ms of audio must move every 10 ms.
+/// Needs the right (root, `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` from the session, as
+/// PulseAudio gets through rtkit); without it the thread keeps its normal priority.
+fn realtime_priority(what: &str) {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: pthread_self() is the calling thread; `param` lives across the call.
+    let err = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_RR, &param) };
+    if err == 0 {
+        tracing::debug!("{what}: real-time priority");
+    } else {
+        tracing::debug!(
+            "{what}: no real-time priority ({}); normal priority",
+            std::io::Error::from_raw_os_error(err)
+        );
+    }
+}
+
 /// Capture times of samples: counted from the device's samples (smooth), re-anchored to
-/// arrival times when the two disagree by more than `MAX_SKEW` (device clock drift, gaps).
+/// arrival times when samples were lost or the count ran ahead.
+///
+/// PulseAudio's record queue holds ~250 ms (`third_party/cpal/PORTHOLE.md`): a capture
+/// callback that runs late (a busy machine) gets the fragments it missed in a burst, all
+/// arriving "now". Their count says when they were captured; their arrival does not. So a
+/// late arrival alone changes nothing; samples count as lost (and the clock jumps ahead)
+/// only when every arrival for [`LATE_FOR`] was late — by the least of those latenesses —
+/// or when one is later than the queue could have held ([`MAX_QUEUED`]).
 #[derive(Default)]
 pub struct SampleClock {
     /// Capture time of the next sample not yet taken.
     next: Option<Instant>,
+    /// Since when every arrival has been late by more than [`MAX_SKEW`], and the least
+    /// lateness since then.
+    late: Option<(Instant, Duration)>,
 }
 
-/// How far counted time may stray from arrival time before it is re-anchored.
+/// Counted and arrival time may disagree by this much (scheduling jitter).
 pub const MAX_SKEW: Duration = Duration::from_millis(20);
+/// An arrival later than this behind the count cannot be a queued burst: samples were lost.
+pub const MAX_QUEUED: Duration = Duration::from_millis(300);
+/// Lateness that lasts this long is taken as lost samples.
+pub const LATE_FOR: Duration = Duration::from_secs(1);
 
 impl SampleClock {
-    /// A buffer whose first sample was captured at `first` arrived while `queued` samples
-    /// (per channel) were still waiting to be taken.
+    /// A buffer whose first sample was captured at `first` (by its arrival) arrived while
+    /// `queued` samples (per channel) were still waiting to be taken.
     pub fn observe(&mut self, first: Instant, queued: usize) {
-        let expected = self
-            .next
-            .map(|n| n + Duration::from_secs_f64(queued as f64 / f64::from(RATE)));
-        match expected {
-            Some(e) if e.max(first) - e.min(first) <= MAX_SKEW => {}
-            _ => {
-                let back = Duration::from_secs_f64(queued as f64 / f64::from(RATE));
-                self.next = Some(first.checked_sub(back).unwrap_or(first));
-            }
+        let queued = Duration::from_secs_f64(queued as f64 / f64::from(RATE));
+        let Some(next) = self.next else {
+            self.anchor(first, queued);
+            return;
+        };
+        let expected = next + queued;
+        if first + MAX_SKEW < expected {
+            // The count ran ahead of the device (its clock is slower than ours).
+            self.anchor(first, queued);
+            return;
         }
+        let late = first.saturating_duration_since(expected);
+        if late <= MAX_SKEW {
+            self.late = None;
+            return;
+        }
+        if late > MAX_QUEUED {
+            self.anchor(first, queued);
+            return;
+        }
+        let (since, least) = self.late.get_or_insert((first, late));
+        *least = (*least).min(late);
+        if first.saturating_duration_since(*since) >= LATE_FOR {
+            // Late all along: that much audio never came.
+            self.next = Some(next + *least);
+            self.late = None;
+        }
+    }
+
+    fn anchor(&mut self, first: Instant, queued: Duration) {
+        self.next = Some(first.checked_sub(queued).unwrap_or(first));
+        self.late = None;
     }
 
     /// Takes the capture time of the next `samples` samples.
@@ -516,16 +576,70 @@ mod tests {
     #[test]
     fn sample_clock_is_smooth_but_follows_arrivals() {
         let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut c = SampleClock::default();
         c.observe(t0, 0);
         assert_eq!(c.take(480), t0);
-        assert_eq!(c.take(480), t0 + Duration::from_millis(10));
+        assert_eq!(c.take(480), ms(10));
         // An arrival 5 ms late is jitter: keep counting.
-        c.observe(t0 + Duration::from_millis(25), 0);
-        assert_eq!(c.take(480), t0 + Duration::from_millis(20));
-        // A 100 ms gap (device stall): re-anchor.
-        c.observe(t0 + Duration::from_millis(130), 0);
-        assert_eq!(c.take(480), t0 + Duration::from_millis(130));
+        c.observe(ms(25), 0);
+        assert_eq!(c.take(480), ms(20));
+        // Far later than the record queue holds (the stream stalled, was reopened):
+        // re-anchor at once.
+        c.observe(ms(430), 0);
+        assert_eq!(c.take(480), ms(430));
+        // Arrivals ahead of the count (a slow device clock): re-anchor at once.
+        c.observe(ms(400), 0);
+        assert_eq!(c.take(480), ms(400));
+    }
+
+    #[test]
+    fn a_burst_after_a_stall_keeps_its_count() {
+        // A fragment every 10 ms, then the reader stalls 150 ms and gets the 15 fragments
+        // it missed at once (PulseAudio queued them): their times go on 10 ms apart.
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut c = SampleClock::default();
+        let mut times = Vec::new();
+        for i in 0..10u64 {
+            c.observe(ms(i * 10), 0);
+            times.push(c.take(480));
+        }
+        for _ in 0..15 {
+            // Each arrives at 250 ms, so "captured" at 240 ms by its arrival.
+            c.observe(ms(240), 0);
+            times.push(c.take(480));
+        }
+        for i in 25..40u64 {
+            c.observe(ms(i * 10), 0);
+            times.push(c.take(480));
+        }
+        for (i, t) in times.iter().enumerate() {
+            assert_eq!(*t, ms(i as u64 * 10), "fragment {i}");
+        }
+    }
+
+    #[test]
+    fn samples_lost_for_good_move_the_clock_once_the_lateness_lasts() {
+        // 50 ms of audio never arrives: every later arrival is 50 ms behind the count.
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut c = SampleClock::default();
+        c.observe(t0, 0);
+        c.take(480);
+        let mut last = t0;
+        for i in 1..=150u64 {
+            c.observe(ms(50 + i * 10), 0);
+            last = c.take(480);
+            if i < 100 {
+                assert_eq!(
+                    last,
+                    ms(i * 10),
+                    "counted until the lateness has lasted 1 s"
+                );
+            }
+        }
+        assert_eq!(last, ms(50 + 150 * 10), "then the lost 50 ms are skipped");
     }
 }
 
