@@ -1,5 +1,5 @@
 //! The native viewer: the same WHEP endpoint and data channels a browser uses; H.264
-//! decoded by openh264 on its own thread into a newest-frame slot shown as a texture.
+//! decoded (`media::decoder`) on its own thread into a newest-frame slot shown as a texture.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -969,22 +969,21 @@ fn decode_loop(
     out: &LatestSlot<Picture>,
     repaint: &std::sync::OnceLock<egui::Context>,
 ) {
-    let Ok(mut decoder) = openh264::decoder::Decoder::new() else {
-        tracing::error!("cannot start the H.264 decoder");
-        return;
+    let mut decoder = match media::decoder::H264Decoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
     };
     for unit in rx {
         let started = Instant::now();
-        match decoder.decode(&unit.data) {
-            Ok(Some(yuv)) => {
-                use openh264::formats::YUVSource;
-                let (w, h) = yuv.dimensions();
-                let mut rgba = vec![0u8; w * h * 4];
-                yuv.write_rgba8(&mut rgba);
+        match decoder.decode_rgba(&unit.data) {
+            Ok(Some(picture)) => {
                 out.put(Picture {
-                    width: w,
-                    height: h,
-                    rgba,
+                    width: picture.width,
+                    height: picture.height,
+                    rgba: picture.rgba,
                     decode_us: started.elapsed().as_micros() as u64,
                     received: unit.received,
                 });
