@@ -10,119 +10,21 @@ use media::capture::{Monitor, SharedMonitor};
 use media::encoder::EncoderSettings;
 use media::pipeline::{EncoderControl, KeyframeRequest, PipelineConfig, VideoPipeline};
 use net::cc::EncoderPolicy;
-use net::{AccessCode, IceConfig, IceServer, ShareConfig, ShareServer, VideoFanout, VideoSample};
+use net::{AccessCode, IceConfig, ShareConfig, ShareServer, VideoFanout, VideoSample};
 
 use crate::host::{watch_cursor, DesktopHost};
-use crate::virtual_display::{parse_size, VirtualDisplay};
+use crate::virtual_display::VirtualDisplay;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct ShareArgs {
-    /// X display to share, e.g. :0 (default: $DISPLAY).
-    #[arg(long)]
-    pub display: Option<String>,
-    /// Monitor of that display to share (0 = first; see RandR).
-    #[arg(long, default_value_t = 0)]
-    pub monitor: usize,
-    /// Address and port to serve viewers on (ADDR:PORT; a bare PORT means every interface).
-    #[arg(long, default_value = "0.0.0.0:7380", value_parser = parse_listen)]
-    pub listen: SocketAddr,
-    /// Access code viewers must give (default: a fresh random one). Visible to other
-    /// local users in the process list: prefer $PORTHOLE_CODE or --code-file.
-    #[arg(long)]
-    pub code: Option<String>,
-    /// Read the access code from the first line of this file (`-`: standard input).
-    #[arg(long, value_name = "PATH")]
-    pub code_file: Option<std::path::PathBuf>,
-    /// When the code stops admitting new viewers: `first-use` (after the first viewer is
-    /// in), or a time after the start such as `10m`, `90s`, `2h`. Viewers already in stay;
-    /// reconnecting needs a new code. Default: while the share runs.
-    #[arg(long, value_name = "first-use|DURATION", value_parser = parse_code_ttl)]
-    pub code_ttl: Option<net::access::CodeExpiry>,
-    /// Also admit WHEP players that show the code as `Authorization: Bearer <code>`
-    /// (OBS, GStreamer, ...): they cannot pair, so nothing ties their connection to the
-    /// code; they watch only and are listed as unauthenticated. The code crosses the
-    /// network in clear for them.
-    #[arg(long)]
-    pub allow_whep_token: bool,
-    /// Frames per second to capture at most.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
-    pub fps: u32,
-    /// Video bit rate, kbit/s. Held: when busy content (scrolling, video) would need more,
-    /// the frame rate drops instead.
-    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(100..=100_000))]
-    pub bitrate_kbps: u32,
-    /// Start a private virtual display of this size (e.g. 1920x1080) with a live test
-    /// picture, and share it: for machines without a screen.
-    #[arg(long, value_name = "WxH", value_parser = parse_size)]
-    pub r#virtual: Option<(u32, u32)>,
-    /// STUN server for viewers behind NAT, e.g. stun:stun.example.org:3478 (repeatable).
-    #[arg(long)]
-    pub stun: Vec<String>,
-    /// TURN server, e.g. turn:turn.example.org:3478?transport=udp (repeatable).
-    #[arg(long)]
-    pub turn: Vec<String>,
-    /// TURN user name.
-    #[arg(long, default_value = "")]
-    pub turn_user: String,
-    /// TURN password (visible in the process list: prefer $PORTHOLE_TURN_PASSWORD or
-    /// --turn-password-file).
-    #[arg(long, default_value = "")]
-    pub turn_password: String,
-    /// Read the TURN password from the first line of this file (`-`: standard input).
-    #[arg(long, value_name = "PATH")]
-    pub turn_password_file: Option<std::path::PathBuf>,
-    /// Most viewers at once.
-    #[arg(long, default_value_t = 16)]
-    pub max_viewers: usize,
-    /// Let viewers control this screen (mouse, wheel, keyboard).
-    #[arg(long)]
-    pub allow_control: bool,
-    /// Share the clipboard with viewers, both ways.
-    #[arg(long)]
-    pub allow_clipboard: bool,
-    /// Sound to share: `default` (what this machine plays: the monitor of the default
-    /// output), `none`, or a device by name (see --list-audio).
-    #[arg(long, default_value = "default")]
-    pub audio: String,
-    /// List the audio devices that can be shared, and exit.
-    #[arg(long)]
-    pub list_audio: bool,
-    /// Do not announce this share on the LAN (mDNS).
-    #[arg(long)]
-    pub no_announce: bool,
-    /// Name to announce on the LAN (default: this machine's name).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Largest clipboard content accepted from a viewer, in bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    pub clipboard_max_bytes: u32,
-    /// Admit every viewer with the code without asking. By default each viewer waits for a
-    /// yes on this terminal; with no terminal (stdin not a TTY) viewers are refused unless
-    /// this is given.
-    #[arg(long = "no-approval", visible_alias = "yes")]
-    pub no_approval: bool,
-}
+mod options;
 
-impl ShareArgs {
-    /// Share options from command-line flags (e.g. `["--allow-control"]`), defaults for the rest.
-    pub fn from_flags(flags: &[&str]) -> Result<Self, clap::Error> {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: ShareArgs,
-        }
-        use clap::Parser;
-        Wrapper::try_parse_from(std::iter::once("share").chain(flags.iter().copied()))
-            .map(|w| w.args)
-    }
-}
+pub use options::{
+    audio_choice, parse_listen, BadListen, ShareArgs, ShareOptions, DEFAULT_BITRATE_KBPS,
+    DEFAULT_FPS, DEFAULT_LISTEN,
+};
 
-fn parse_code_ttl(text: &str) -> Result<net::access::CodeExpiry, String> {
-    text.parse()
-}
-
-fn ice_config(args: &ShareArgs) -> IceConfig {
-    let ip = args.listen.ip();
+/// The ICE agent's addresses for `listen` (the servers are the options').
+fn ice_config(options: &ShareOptions) -> IceConfig {
+    let ip = options.listen.ip();
     let udp_addrs = if ip.is_loopback() {
         vec![format!("{ip}:0")]
     } else if ip.is_unspecified() {
@@ -138,21 +40,10 @@ fn ice_config(args: &ShareArgs) -> IceConfig {
     } else {
         vec![SocketAddr::new(ip, 0).to_string()]
     };
-    let mut servers: Vec<IceServer> = args
-        .stun
-        .iter()
-        .map(|url| IceServer {
-            url: url.clone(),
-            username: String::new(),
-            credential: String::new(),
-        })
-        .collect();
-    servers.extend(args.turn.iter().map(|url| IceServer {
-        url: url.clone(),
-        username: args.turn_user.clone(),
-        credential: args.turn_password.clone(),
-    }));
-    IceConfig { servers, udp_addrs }
+    IceConfig {
+        servers: options.ice_servers.clone(),
+        udp_addrs,
+    }
 }
 
 /// The host part of the URL to show: the listen address, or a LAN address for a wildcard.
@@ -190,12 +81,11 @@ fn list_audio() -> anyhow::Result<()> {
 }
 
 /// Starts audio capture, or says why there is none (never fatal).
-fn start_audio(choice: &str, fanout: &Arc<VideoFanout>) -> Option<media::audio::AudioPipeline> {
-    let source = match choice {
-        "none" => return None,
-        "default" => media::audio::AudioSource::Default,
-        name => media::audio::AudioSource::Named(name.to_owned()),
-    };
+fn start_audio(
+    source: Option<&media::audio::AudioSource>,
+    fanout: &Arc<VideoFanout>,
+) -> Option<media::audio::AudioPipeline> {
+    let source = source?.clone();
     let fanout = fanout.clone();
     match media::audio::AudioPipeline::start(source, move |packet| {
         fanout.publish(VideoSample {
@@ -210,18 +100,6 @@ fn start_audio(choice: &str, fanout: &Arc<VideoFanout>) -> Option<media::audio::
             None
         }
     }
-}
-
-/// `--listen`: ADDR:PORT, or a bare PORT (every interface, as the default).
-pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
-    if let Ok(port) = value.parse::<u16>() {
-        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
-    }
-    value.parse().map_err(|_| {
-        "not an address and port: give ADDR:PORT (e.g. 0.0.0.0:7380, 127.0.0.1:7380, \
-         [::]:7380) or a bare port (7380)"
-            .to_owned()
-    })
 }
 
 /// Fails early, before anything is captured, when the port is taken (the server binds it
@@ -260,7 +138,8 @@ pub fn run(mut args: ShareArgs) -> anyhow::Result<()> {
         file: ("--turn-password-file", args.turn_password_file.as_deref()),
         env: crate::secrets::TURN_PASSWORD_ENV,
     })?;
-    args.turn_password = turn_password.unwrap_or_default();
+    let options = args.options(turn_password.as_deref().unwrap_or_default());
+    args.turn_password.clear();
 
     // The display must be chosen before any thread starts: scrap reads $DISPLAY.
     let mut virtual_display = None;
@@ -294,7 +173,7 @@ pub fn run(mut args: ShareArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("porthole-net")
         .build()?;
-    let result = runtime.block_on(serve(args, code));
+    let result = runtime.block_on(serve(options, args.no_approval, code));
     pattern_stop.store(true, Ordering::Relaxed);
     if let Some(t) = pattern_thread {
         let _ = t.join();
@@ -352,7 +231,7 @@ async fn steer_encoder(
 impl RunningShare {
     /// Starts sharing the display in `$DISPLAY` (call inside a tokio runtime).
     pub async fn start(
-        args: &ShareArgs,
+        options: &ShareOptions,
         code: AccessCode,
         approve: Option<net::Approver>,
     ) -> anyhow::Result<Self> {
@@ -364,25 +243,25 @@ impl RunningShare {
             VideoFanout::new(epoch, Arc::new(move || keyframe.request()))
         };
         let settings = EncoderSettings {
-            fps: args.fps,
-            bitrate_kbps: args.bitrate_kbps,
+            fps: options.fps,
+            bitrate_kbps: options.bitrate_kbps,
         };
         let control = EncoderControl::new(settings);
         let monitor_list = media::capture::monitors(None)?;
-        let Some(first) = monitor_list.get(args.monitor) else {
+        let Some(first) = monitor_list.get(options.monitor) else {
             return Err(SwitchError::NoSuchMonitor {
-                index: args.monitor,
+                index: options.monitor,
                 count: monitor_list.len(),
                 listed: describe_monitors(&monitor_list),
             }
             .into());
         };
-        let monitor = SharedMonitor::new(args.monitor, first.rect);
-        tracing::info!("sharing monitor {}: {}", args.monitor, first.describe());
+        let monitor = SharedMonitor::new(options.monitor, first.rect);
+        tracing::info!("sharing monitor {}: {}", options.monitor, first.describe());
         let pipeline = {
             let fanout = fanout.clone();
             let config = PipelineConfig {
-                monitor: args.monitor,
+                monitor: options.monitor,
                 follow: Some(monitor.clone()),
                 encoder: settings,
                 control: Some(control.clone()),
@@ -401,7 +280,7 @@ impl RunningShare {
         let steering = tokio::spawn(steer_encoder(
             fanout.clone(),
             control.clone(),
-            EncoderPolicy::new(args.bitrate_kbps, args.fps, width, height),
+            EncoderPolicy::new(options.bitrate_kbps, options.fps, width, height),
             pipeline.size_reader(),
         ));
         let video_fanout = fanout.clone();
@@ -411,7 +290,7 @@ impl RunningShare {
             shared: monitor.clone(),
             events: events.clone(),
         };
-        monitors.announce(&monitor_list, args.monitor);
+        monitors.announce(&monitor_list, options.monitor);
         let monitor_requests = tokio::spawn(follow_monitor_requests(monitors.clone()));
         let host = Arc::new(DesktopHost::open(monitor.clone(), &events));
         let cursor = watch_cursor(monitor, events.clone());
@@ -457,7 +336,7 @@ impl RunningShare {
         });
 
         let audio_fanout = VideoFanout::audio(epoch);
-        let audio = start_audio(&args.audio, &audio_fanout);
+        let audio = start_audio(options.audio.as_ref(), &audio_fanout);
         let audio_stats = audio.as_ref().map(|a| a.stats().clone());
         let media_stats: net::MediaStats = {
             let video_stats = media_stats;
@@ -478,46 +357,46 @@ impl RunningShare {
         };
         let server = ShareServer::start(
             ShareConfig {
-                listen: args.listen,
+                listen: options.listen,
                 code: code.clone(),
-                ice: ice_config(args),
-                max_viewers: args.max_viewers,
+                ice: ice_config(options),
+                max_viewers: options.max_viewers,
                 media_stats,
                 host,
                 events,
                 default_rights: net::Rights {
-                    control: args.allow_control,
-                    clipboard: args.allow_clipboard,
+                    control: options.rights.control,
+                    clipboard: options.rights.clipboard,
                 },
-                clipboard_max: args.clipboard_max_bytes,
+                clipboard_max: options.clipboard_max_bytes,
                 approve: approve.clone(),
                 identity: Some(identity.clone()),
-                allow_token: args.allow_whep_token,
-                code_expiry: args.code_ttl,
+                allow_token: options.allow_whep_token,
+                code_expiry: options.code_expiry,
             },
             fanout,
             audio.as_ref().map(|_| audio_fanout),
         )
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
         let addr = server.local_addr();
         tracing::info!(width, height, "sharing the screen");
         let url = net::viewer_url(&url_host(addr), addr.port(), &code);
-        let announcer = if args.no_announce {
+        let announcer = if !options.announce {
             None
-        } else if args.listen.ip().is_loopback() {
+        } else if options.listen.ip().is_loopback() {
             // Nobody on the LAN could connect: announcing would only mislead.
             tracing::warn!("listening on loopback only (no network): not announced on the LAN");
             None
         } else {
             let announcement = net::discovery::ShareAnnouncement {
-                name: args
+                name: options
                     .name
                     .clone()
                     .unwrap_or_else(net::discovery::default_name),
                 port: addr.port(),
                 audio: audio.is_some(),
-                control: args.allow_control,
+                control: options.rights.control,
                 fingerprint: identity.short_fingerprint(),
             };
             match net::discovery::Announcer::start(&announcement) {
@@ -681,11 +560,11 @@ async fn follow_monitor_requests(monitors: MonitorSwitch) {
     }
 }
 
-async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
+async fn serve(options: ShareOptions, no_approval: bool, code: AccessCode) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let terminal = std::io::stdin().is_terminal();
     let (knocks_tx, knocks) = tokio::sync::mpsc::channel(console::MAX_WAITING);
-    let approve = match (args.no_approval, terminal) {
+    let approve = match (no_approval, terminal) {
         (true, _) => None,
         (false, true) => Some(console::ask_on_terminal(knocks_tx)),
         (false, false) => {
@@ -696,7 +575,7 @@ async fn serve(args: ShareArgs, code: AccessCode) -> anyhow::Result<()> {
             Some(console::refuse_all())
         }
     };
-    let share = RunningShare::start(&args, code, approve).await?;
+    let share = RunningShare::start(&options, code, approve).await?;
     tracing::info!(fingerprint = %share.fingerprint, "DTLS certificate");
     println!("viewer: {}", share.url);
     use std::io::Write;
@@ -1108,29 +987,9 @@ Viewer {no} asks for control: `grant {no} control` gives it."
 
 #[cfg(test)]
 mod tests {
+    use super::check_port_free;
     use super::pick_url_host;
-    use super::{check_port_free, parse_listen};
     use std::net::SocketAddr;
-
-    #[test]
-    fn listen_takes_an_address_and_port_or_a_bare_port_and_says_which_otherwise() {
-        assert_eq!(
-            parse_listen("7390"),
-            Ok(SocketAddr::from(([0, 0, 0, 0], 7390)))
-        );
-        assert_eq!(
-            parse_listen("127.0.0.1:7390"),
-            Ok(SocketAddr::from(([127, 0, 0, 1], 7390)))
-        );
-        assert_eq!(parse_listen("[::]:7390").map(|a| a.port()), Ok(7390));
-        for bad in ["localhost", "7390x", "1.2.3.4", ":7390", "70000"] {
-            let e = parse_listen(bad).unwrap_err();
-            assert!(
-                e.contains("ADDR:PORT") && e.contains("bare port"),
-                "{bad}: {e}"
-            );
-        }
-    }
 
     #[test]
     fn a_port_in_use_is_refused_before_anything_starts() {

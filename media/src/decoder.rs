@@ -127,6 +127,9 @@ mod tests {
         let garbage = [0, 0, 0, 1, 0x65, 0xff, 0x00, 0x12, 0x34];
         let e = dec.decode_rgba(&garbage).unwrap_err();
         assert!(matches!(e, DecodeError::Refused(_)), "{e:?}");
-        assert!(e.to_string().starts_with("the decoder refused a frame"), "{e}");
+        assert!(
+            e.to_string().starts_with("the decoder refused a frame"),
+            "{e}"
+        );
     }
 }

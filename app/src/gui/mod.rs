@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use eframe::egui;
 
-use crate::share::{RunningShare, ShareArgs};
+use crate::share::{RunningShare, ShareOptions};
 
 pub use net::discovery::NearbyShare;
 
@@ -30,8 +30,8 @@ pub enum Screen {
     Viewing,
 }
 
-/// Quality presets of the share form: what the picture is for, as `--fps` and
-/// `--bitrate-kbps`. The encoder still adapts to each viewer's link below these.
+/// Quality presets of the share form: what the picture is for, as the share's frame rate
+/// and bit rate. The encoder still adapts to each viewer's link below these.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Quality {
     /// Text and still pictures: 30 fps, 8 Mbit/s (the share's defaults).
@@ -61,7 +61,10 @@ impl Quality {
     /// (frames a second, kbit/s).
     pub fn limits(self) -> (u32, u32) {
         match self {
-            Quality::Balanced => (30, 8000),
+            Quality::Balanced => (
+                crate::share::DEFAULT_FPS,
+                crate::share::DEFAULT_BITRATE_KBPS,
+            ),
             Quality::SmoothMotion => (60, 12_000),
             Quality::LowBandwidth => (15, 1500),
         }
@@ -97,7 +100,7 @@ impl Default for ShareForm {
             allow_control: false,
             allow_clipboard: false,
             ask_approval: true,
-            listen: "0.0.0.0:7380".into(),
+            listen: crate::share::DEFAULT_LISTEN.to_string(),
         }
     }
 }
@@ -211,30 +214,30 @@ impl Gui {
         })
     }
 
-    /// The share the form describes.
-    pub fn share_args(&self) -> anyhow::Result<ShareArgs> {
-        let mut flags = vec!["--monitor".to_owned(), self.form.monitor.to_string()];
-        let (fps, kbps) = self.form.quality.limits();
-        flags.extend(["--fps".to_owned(), fps.to_string()]);
-        flags.extend(["--bitrate-kbps".to_owned(), kbps.to_string()]);
-        flags.extend(["--audio".to_owned(), self.form.audio.clone()]);
-        flags.extend(["--listen".to_owned(), self.form.listen.clone()]);
-        if self.form.allow_control {
-            flags.push("--allow-control".into());
-        }
-        if self.form.allow_clipboard {
-            flags.push("--allow-clipboard".into());
-        }
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        Ok(ShareArgs::from_flags(&flags)?)
+    /// The share the form describes (what the form does not choose: `porthole share`'s
+    /// defaults).
+    pub fn share_options(&self) -> Result<ShareOptions, crate::share::BadListen> {
+        let (fps, bitrate_kbps) = self.form.quality.limits();
+        Ok(ShareOptions {
+            monitor: self.form.monitor,
+            listen: crate::share::parse_listen(&self.form.listen)?,
+            fps,
+            bitrate_kbps,
+            rights: net::Rights {
+                control: self.form.allow_control,
+                clipboard: self.form.allow_clipboard,
+            },
+            audio: crate::share::audio_choice(&self.form.audio),
+            ..ShareOptions::default()
+        })
     }
 
     /// Starts sharing with the form's choices (in the background).
     pub fn start_share(&mut self, ctx: &egui::Context) {
-        let args = match self.share_args() {
-            Ok(a) => a,
+        let options = match self.share_options() {
+            Ok(o) => o,
             Err(e) => {
-                self.error = Some(e.to_string());
+                self.error = Some(format!("Cannot share: --listen {}: {e}", self.form.listen));
                 return;
             }
         };
@@ -255,7 +258,7 @@ impl Gui {
         let (tx, rx) = mpsc::channel();
         let ctx = ctx.clone();
         self.rt.spawn(async move {
-            let result = RunningShare::start(&args, net::AccessCode::generate(), approve).await;
+            let result = RunningShare::start(&options, net::AccessCode::generate(), approve).await;
             let _ = tx.send(result);
             ctx.request_repaint();
         });
