@@ -3,6 +3,7 @@
 mod bench;
 mod clip;
 mod config;
+mod console;
 mod generate;
 mod gui;
 mod host;
