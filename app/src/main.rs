@@ -8,6 +8,7 @@ mod generate;
 mod gui;
 mod host;
 mod record;
+mod recording;
 mod secrets;
 mod share;
 mod test_pattern;

@@ -40,16 +40,11 @@ struct Stats {
 /// The recording in progress, shared with the network task that feeds it.
 #[derive(Default)]
 struct RecordingSlot {
-    recorder: Option<media::record::Recorder>,
+    recording: Option<crate::recording::Recording>,
     /// Set when writing failed: shown to the user; recording stopped, viewing goes on.
     error: Option<String>,
-    /// Audio has been seen on this connection (the file then gets an Opus track).
-    audio_seen: bool,
-    /// `--record FILE`: start as soon as a keyframe arrives.
+    /// `--record FILE`: start as soon as connected.
     start_path: Option<std::path::PathBuf>,
-    started_at: Option<Instant>,
-    /// When video first arrived (audio gets a moment to show up before the file starts).
-    first_video_at: Option<Instant>,
 }
 
 type SharedRecording = Arc<std::sync::Mutex<RecordingSlot>>;
@@ -166,6 +161,7 @@ impl ViewerScreen {
                 match ShareClient::connect_as(&url, code.as_deref(), name.as_deref()).await {
                     Ok((client, mut events)) => {
                         let client = Arc::new(client);
+                        start_pending_recording(&recording, client.has_audio());
                         let _ = ctx_tx.send(Ok(client.clone()));
                         while let Some(ev) = events.recv().await {
                             match ev {
@@ -247,11 +243,6 @@ impl ViewerScreen {
         if let Ok(result) = self.connected.try_recv() {
             match result {
                 Ok(client) => {
-                    // The answer tells whether sound comes: recordings lay out tracks by it.
-                    self.recording
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .audio_seen |= client.has_audio();
                     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
                     let sender = client.clone();
                     self.rt.spawn(async move {
@@ -711,22 +702,21 @@ impl ViewerScreen {
             }
         }
         let mut slot = self.recording.lock().unwrap_or_else(|e| e.into_inner());
-        match &slot.recorder {
+        match &slot.recording {
             Some(rec) => {
-                let secs = rec.duration().as_secs();
-                let bytes = rec.bytes_written() as f64;
+                let secs = rec.recorder().duration().as_secs();
+                let bytes = rec.recorder().bytes_written() as f64;
                 let size = if bytes < 1_000_000.0 {
                     format!("{:.0} kB", bytes / 1000.0)
                 } else {
                     format!("{:.1} MB", bytes / 1_000_000.0)
                 };
                 if ui.button("Stop recording").clicked() {
-                    if let Some(rec) = slot.recorder.take() {
+                    if let Some(rec) = slot.recording.take() {
                         if let Err(e) = rec.finish() {
                             slot.error = Some(e.to_string());
                         }
                     }
-                    slot.started_at = None;
                 } else {
                     ui.colored_label(
                         egui::Color32::from_rgb(220, 40, 40),
@@ -765,18 +755,21 @@ impl ViewerScreen {
     }
 
     fn start_recording(&mut self, path: std::path::PathBuf) {
+        // The share's answer says whether sound comes (before connecting: no sound track).
+        let with_audio = self.client.as_ref().is_some_and(|c| c.has_audio());
         let mut slot = self.recording.lock().unwrap_or_else(|e| e.into_inner());
         slot.error = None;
-        match media::record::Recorder::create(&path, slot.audio_seen) {
-            Ok(rec) => {
-                slot.recorder = Some(rec);
-                slot.started_at = Some(Instant::now());
+        let mut ask = false;
+        match crate::recording::Recording::create(&path, with_audio) {
+            Ok(mut rec) => {
+                // The file must start at a keyframe: ask for one now.
+                ask = rec.keyframe_due(Instant::now());
+                slot.recording = Some(rec);
             }
             Err(e) => slot.error = Some(e.to_string()),
         }
         drop(slot);
-        // The file must start at a keyframe: ask for one now.
-        if let Some(client) = self.client.clone() {
+        if let Some(client) = self.client.clone().filter(|_| ask) {
             self.rt
                 .spawn(async move { client.request_keyframe().await });
         }
@@ -810,7 +803,7 @@ impl ViewerScreen {
             .recording
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .recorder
+            .recording
             .take()
         {
             let _ = rec.finish();
@@ -840,47 +833,46 @@ fn default_recording_path() -> std::path::PathBuf {
     dir.join(format!("porthole-{stamp}.mp4"))
 }
 
-/// Feeds a video unit to the recording, if any. Returns true when a keyframe is needed.
-fn record_video(recording: &SharedRecording, unit: &net::client::ReceivedUnit) -> bool {
+/// `porthole view --record FILE`: starts the recording once connected (`with_audio`: the
+/// share's answer says sound comes).
+fn start_pending_recording(recording: &SharedRecording, with_audio: bool) {
     let mut slot = recording.lock().unwrap_or_else(|e| e.into_inner());
-    let first = *slot.first_video_at.get_or_insert_with(Instant::now);
-    let audio_decided = slot.audio_seen || first.elapsed() > Duration::from_millis(500);
-    if slot.recorder.is_none() && audio_decided {
-        if let Some(path) = slot.start_path.take() {
-            match media::record::Recorder::create(&path, slot.audio_seen) {
-                Ok(rec) => {
-                    slot.recorder = Some(rec);
-                    slot.started_at = Some(Instant::now());
-                }
-                Err(e) => slot.error = Some(e.to_string()),
-            }
+    if let Some(path) = slot.start_path.take() {
+        match crate::recording::Recording::create(&path, with_audio) {
+            Ok(rec) => slot.recording = Some(rec),
+            Err(e) => slot.error = Some(e.to_string()),
         }
     }
-    let Some(rec) = slot.recorder.as_mut() else {
-        return false;
-    };
-    if let Err(e) = rec.video(&unit.data, unit.rtp_time, unit.keyframe) {
-        tracing::error!("recording stopped: {e}");
-        slot.error = Some(format!("Recording stopped: {e}"));
-        slot.recorder = None;
-        return false;
-    }
-    rec_wants_keyframe(&slot)
 }
 
-fn rec_wants_keyframe(slot: &RecordingSlot) -> bool {
-    slot.recorder.as_ref().is_some_and(|r| r.wants_keyframe())
+/// Feeds a video unit to the recording, if any. Returns true when the sender should be
+/// asked for a keyframe now.
+fn record_video(recording: &SharedRecording, unit: &net::client::ReceivedUnit) -> bool {
+    let mut slot = recording.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(rec) = slot.recording.as_mut() else {
+        return false;
+    };
+    match rec.video(unit, Instant::now()) {
+        Ok(ask) => ask,
+        Err(e) => {
+            stopped(&mut slot, &e);
+            false
+        }
+    }
 }
 
 fn record_audio(recording: &SharedRecording, unit: &net::client::ReceivedUnit) {
     let mut slot = recording.lock().unwrap_or_else(|e| e.into_inner());
-    slot.audio_seen = true;
-    if let Some(rec) = slot.recorder.as_mut() {
-        if let Err(e) = rec.audio(&unit.data, unit.rtp_time) {
-            slot.error = Some(format!("Recording stopped: {e}"));
-            slot.recorder = None;
-        }
+    if let Some(Err(e)) = slot.recording.as_mut().map(|rec| rec.audio(unit)) {
+        stopped(&mut slot, &e);
     }
+}
+
+/// Writing failed: the recording stops (saying why), viewing goes on.
+fn stopped(slot: &mut RecordingSlot, e: &media::record::RecordError) {
+    tracing::error!("recording stopped: {e}");
+    slot.error = Some(format!("Recording stopped: {e}"));
+    slot.recording = None;
 }
 
 /// egui's logical key → DOM `KeyboardEvent.code` (the physical key on a US layout).
