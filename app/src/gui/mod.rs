@@ -702,7 +702,7 @@ impl Gui {
         };
         if viewer.ui(ui) {
             if let Some(v) = self.viewer.take() {
-                v.close(&self.rt);
+                v.close();
             }
             self.screen = Screen::Home;
         }
