@@ -446,7 +446,7 @@ fn the_consent_prompt_lets_the_host_choose_each_right() {
         .with_size(egui::vec2(520.0, 260.0))
         .build_ui_state(
             |ui, s: &mut State| {
-                if let Some(a) = super::consent_prompt(ui.ctx(), &mut s.viewer) {
+                if let Some(a) = super::sharing::consent_prompt(ui.ctx(), &mut s.viewer) {
                     s.answer = Some(a);
                 }
             },
