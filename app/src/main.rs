@@ -3,10 +3,12 @@
 mod bench;
 mod clip;
 mod config;
+mod console;
 mod generate;
 mod gui;
 mod host;
 mod record;
+mod recording;
 mod secrets;
 mod share;
 mod test_pattern;

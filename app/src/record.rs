@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use media::record::Recorder;
 use net::client::{ClientEvent, ShareClient, ShareUrl};
 use net::protocol::notice;
 use net::Message;
+
+use crate::recording::Recording;
 
 #[derive(clap::Args, Debug)]
 pub struct RecordArgs {
@@ -54,10 +55,10 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
     let outcome = receive(&args, &client, &mut events).await;
     // Whatever happened, leave the share properly (it frees our session at once).
     client.close().await;
-    let recorder = outcome?;
-    let (v, a) = recorder.counts();
-    let secs = recorder.media_duration().as_secs_f64();
-    let bytes = recorder.finish().context("finishing the recording")?;
+    let recording = outcome?;
+    let (v, a) = recording.recorder().counts();
+    let secs = recording.recorder().media_duration().as_secs_f64();
+    let bytes = recording.finish().context("finishing the recording")?;
     eprintln!(
         "recorded {secs:.1} s: {v} video frames, {a} audio packets, {bytes} bytes to {}",
         args.file.display()
@@ -65,16 +66,15 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Receives into a recorder until the duration is up, a signal, or the share ends.
+/// Receives into a recording until the duration is up, a signal, or the share ends.
 async fn receive(
     args: &RecordArgs,
     client: &ShareClient,
     events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
-) -> anyhow::Result<Recorder> {
+) -> anyhow::Result<Recording> {
     // The share's answer says whether audio comes, so the file's tracks are known now.
-    let mut recorder = Recorder::create(&args.file, client.has_audio())?;
+    let mut recording = Recording::create(&args.file, client.has_audio())?;
     let mut deadline: Option<Instant> = None;
-    let mut last_pli = Instant::now() - Duration::from_secs(1);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         // --duration counts from the first recorded frame, not from connecting.
@@ -90,19 +90,16 @@ async fn receive(
         let Some(event) = event else { break };
         match event {
             ClientEvent::Video(unit) => {
-                recorder.video(&unit.data, unit.rtp_time, unit.keyframe)?;
-                if recorder.wants_keyframe() {
-                    if last_pli.elapsed() > Duration::from_millis(500) {
-                        last_pli = Instant::now();
-                        client.request_keyframe().await;
-                    }
-                } else if deadline.is_none() {
+                if recording.video(&unit, Instant::now())? {
+                    client.request_keyframe().await;
+                }
+                if recording.started() && deadline.is_none() {
                     deadline = args
                         .duration
                         .map(|s| Instant::now() + Duration::from_secs_f64(s));
                 }
             }
-            ClientEvent::Audio(unit) => recorder.audio(&unit.data, unit.rtp_time)?,
+            ClientEvent::Audio(unit) => recording.audio(&unit)?,
             ClientEvent::Ended(why) => {
                 tracing::warn!("the share ended: {why}");
                 break;
@@ -120,8 +117,8 @@ async fn receive(
             _ => {}
         }
     }
-    if recorder.wants_keyframe() {
+    if !recording.started() {
         anyhow::bail!("nothing recorded: no keyframe arrived");
     }
-    Ok(recorder)
+    Ok(recording)
 }

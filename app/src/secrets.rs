@@ -125,7 +125,11 @@ mod tests {
             resolve(&sources(Some("x"), None)).unwrap().as_deref(),
             Some("x")
         );
-        assert!(resolve(&sources(Some("x"), Some(&file))).is_err());
+        let both = resolve(&sources(Some("x"), Some(&file))).unwrap_err();
+        assert_eq!(
+            both.to_string(),
+            "give the access code with --code or --code-file, not both"
+        );
         assert_eq!(resolve(&sources(None, None)).unwrap(), None);
         std::fs::write(&file, "\n").unwrap();
         let err = resolve(&sources(None, Some(&file))).unwrap_err();

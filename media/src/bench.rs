@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::audio::{OpusEncoder, CHANNELS, FRAME_SAMPLES, RATE};
 use crate::capture::CaptureError;
+use crate::decoder::{DecodeError, H264Decoder};
 use crate::encoder::{EncodeError, EncoderSettings, H264Encoder};
 use crate::pattern::{Painter, PatternError, PALETTES};
 use crate::x11grab::DamageCapturer;
@@ -34,6 +35,8 @@ pub enum BenchError {
     Pattern(#[from] PatternError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("{0}")]
     Other(String),
 }
@@ -199,7 +202,7 @@ struct Bench {
     painter: Painter,
     capturer: DamageCapturer,
     encoder: H264Encoder,
-    decoder: openh264::decoder::Decoder,
+    decoder: H264Decoder,
     rgba: Vec<u8>,
     step: u32,
 }
@@ -277,17 +280,11 @@ impl Bench {
             r.keyframes += usize::from(encoded.keyframe);
 
             let t = Instant::now();
-            let decoded = self
-                .decoder
-                .decode(&encoded.data)
-                .map_err(|e| BenchError::Other(format!("the decoder refused a frame: {e}")))?;
+            let decoded = self.decoder.decode(&encoded.data)?;
             r.decode.push(t.elapsed());
-            if let Some(yuv) = decoded {
-                use openh264::formats::YUVSource;
-                let (w, h) = yuv.dimensions();
-                self.rgba.resize(w * h * 4, 0);
+            if let Some(picture) = decoded {
                 let t = Instant::now();
-                yuv.write_rgba8(&mut self.rgba);
+                picture.write_rgba(&mut self.rgba);
                 r.to_rgba.push(t.elapsed());
             }
         }
@@ -312,8 +309,7 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     // The first call grabs the whole screen; after it, only what the scenes change.
     let bands = capturer.take_bands()?;
     capturer.grab(&bands)?;
-    let decoder = openh264::decoder::Decoder::new()
-        .map_err(|e| BenchError::Other(format!("cannot start the H.264 decoder: {e}")))?;
+    let decoder = H264Decoder::new()?;
     let mut bench = Bench {
         encoder: H264Encoder::new(config.encoder)?,
         decoder,

@@ -320,7 +320,7 @@ pub use annexb::nal_units;
 mod tests {
     use super::*;
     use crate::convert::Converter;
-    use openh264::decoder::Decoder;
+    use crate::decoder::H264Decoder;
 
     fn picture(width: usize, height: usize, seed: u8) -> Converter {
         let mut frame = Vec::with_capacity(width * height * 4);
@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn slices_fit_one_rtp_payload_and_decode_to_the_whole_picture() {
         let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
-        let mut dec = Decoder::new().unwrap();
+        let mut dec = H264Decoder::new().unwrap();
         for (i, force_idr) in [(0, false), (1, false), (2, true)] {
             let out = enc.encode(noise(640, 360, i).picture(), force_idr).unwrap();
             let slices: Vec<&[u8]> = nal_units(&out.data)
@@ -459,7 +459,7 @@ mod tests {
                 );
             }
             let picture = dec.decode(&out.data).unwrap().expect("a picture");
-            assert_eq!(picture.dimensions(), (640, 360));
+            assert_eq!(picture.size(), (640, 360));
         }
     }
 
@@ -494,9 +494,9 @@ mod tests {
         let first = enc.encode(picture(320, 240, 0).picture(), false).unwrap();
         let sps = nal_units(&first.data).find(|n| n[0] & 0x1f == 7).unwrap();
         assert_eq!(sps[1], 66, "profile_idc must be Baseline");
-        let mut dec = Decoder::new().unwrap();
+        let mut dec = H264Decoder::new().unwrap();
         let decoded = dec.decode(&first.data).unwrap().expect("a picture");
-        assert_eq!(decoded.dimensions(), (320, 240));
+        assert_eq!(decoded.size(), (320, 240));
         for i in 1..5 {
             let out = enc.encode(picture(320, 240, i).picture(), false).unwrap();
             // No B-frames, no lookahead: every frame decodes as soon as it arrives.

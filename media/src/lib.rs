@@ -1,4 +1,5 @@
-//! Porthole media: screen capture, colour conversion, H.264 encoding and the
+//! Porthole media: screen capture, colour conversion, H.264 encoding (and decoding, for
+//! viewers) and the
 //! capture → encode pipeline. This crate knows nothing about networks: it hands
 //! [`EncodedFrame`]s to whoever wires it up.
 
@@ -8,6 +9,7 @@ pub mod capture;
 pub mod clipboard;
 pub mod convert;
 pub mod cursor;
+pub mod decoder;
 pub mod encoder;
 pub mod input;
 pub mod keymap;

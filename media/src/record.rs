@@ -343,13 +343,13 @@ pub fn set_tfdt(segment: &mut [u8], track_id: u32, time: u64) -> bool {
 
 /// The picture size of a keyframe, by decoding it (the SPS would say the same).
 fn picture_size(keyframe: &[u8]) -> Result<(u32, u32), RecordError> {
-    use openh264::formats::YUVSource;
-    let mut dec = openh264::decoder::Decoder::new().map_err(|e| RecordError::Mux(e.to_string()))?;
+    let mut dec =
+        crate::decoder::H264Decoder::new().map_err(|e| RecordError::Mux(e.to_string()))?;
     let pic = dec
         .decode(keyframe)
         .map_err(|e| RecordError::Mux(format!("undecodable keyframe: {e}")))?
         .ok_or_else(|| RecordError::Mux("the keyframe gave no picture".into()))?;
-    let (w, h) = pic.dimensions();
+    let (w, h) = pic.size();
     Ok((w as u32, h as u32))
 }
 

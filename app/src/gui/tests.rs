@@ -446,7 +446,7 @@ fn the_consent_prompt_lets_the_host_choose_each_right() {
         .with_size(egui::vec2(520.0, 260.0))
         .build_ui_state(
             |ui, s: &mut State| {
-                if let Some(a) = super::consent_prompt(ui.ctx(), &mut s.viewer) {
+                if let Some(a) = super::sharing::consent_prompt(ui.ctx(), &mut s.viewer) {
                     s.answer = Some(a);
                 }
             },
@@ -499,9 +499,9 @@ fn a_quality_preset_sets_the_frame_rate_and_the_bit_rate() {
         .with_size(egui::vec2(900.0, 640.0))
         .build_ui_state(|ui, gui: &mut Gui| panel(ui, gui), Gui::new().unwrap());
     harness.run_steps(2);
-    let args = harness.state().share_args().unwrap();
+    let options = harness.state().share_options().unwrap();
     assert_eq!(
-        (args.fps, args.bitrate_kbps),
+        (options.fps, options.bitrate_kbps),
         (30, 8000),
         "Balanced by default"
     );
@@ -510,9 +510,53 @@ fn a_quality_preset_sets_the_frame_rate_and_the_bit_rate() {
     harness.get_by_label("Smooth motion").click();
     harness.run_steps(2);
     assert_eq!(harness.state().form.quality, super::Quality::SmoothMotion);
-    let args = harness.state().share_args().unwrap();
-    assert_eq!((args.fps, args.bitrate_kbps), (60, 12_000));
+    let options = harness.state().share_options().unwrap();
+    assert_eq!((options.fps, options.bitrate_kbps), (60, 12_000));
     harness.state_mut().form.quality = super::Quality::LowBandwidth;
-    let args = harness.state().share_args().unwrap();
-    assert_eq!((args.fps, args.bitrate_kbps), (15, 1500));
+    let options = harness.state().share_options().unwrap();
+    assert_eq!((options.fps, options.bitrate_kbps), (15, 1500));
+}
+
+/// The form's choices become the share's options; what it does not choose is
+/// `porthole share`'s default.
+#[test]
+fn the_share_form_builds_the_share_options() {
+    let mut gui = Gui::new().unwrap();
+    assert_eq!(
+        gui.share_options().unwrap(),
+        crate::share::ShareOptions::default(),
+        "the form's defaults are the command line's"
+    );
+    gui.form.monitor = 1;
+    gui.form.listen = "127.0.0.1:7390".into();
+    gui.form.audio = "none".into();
+    gui.form.allow_control = true;
+    gui.form.allow_clipboard = true;
+    gui.form.quality = super::Quality::LowBandwidth;
+    assert_eq!(
+        gui.share_options().unwrap(),
+        crate::share::ShareOptions {
+            monitor: 1,
+            listen: "127.0.0.1:7390".parse().unwrap(),
+            fps: 15,
+            bitrate_kbps: 1500,
+            rights: net::Rights {
+                control: true,
+                clipboard: true,
+            },
+            audio: None,
+            ..Default::default()
+        }
+    );
+    // A bad `porthole --listen` is said when sharing starts.
+    gui.form.listen = "bogus".into();
+    assert_eq!(gui.share_options().unwrap_err(), crate::share::BadListen);
+    let ctx = egui::Context::default();
+    gui.start_share(&ctx);
+    let error = gui.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("Cannot share: --listen bogus: not an address and port"),
+        "{error}"
+    );
+    assert!(!gui.is_starting());
 }
