@@ -236,27 +236,43 @@ test('a player with PulseAudio\'s default buffering is heard without gaps', { ti
   }));
 
 /**
- * Puts process `pid` (all its threads) and a busy loop in a CPU cgroup (v1) that may run
- * `quotaMs` of every `periodMs`: the loop spends the quota at once, so the process stalls
- * for the rest of each period, as on a busy machine (no signal, nothing else changes).
- * Returns {throttled(), stop()}.
+ * A CPU cgroup (v1) that lets what runs in it have `quotaMs` of every `periodMs` once
+ * throttle() is called (a busy loop joins it and spends the quota at once, so the rest
+ * stall for the remainder of each period, as on a busy machine: no signal, nothing else
+ * changes). It allows no real-time scheduling, so a process started in it (see spawnIn)
+ * runs at normal priority. Returns {spawnIn(start), throttle(), throttled(), stop()}.
  */
-async function throttleCpu(pid, { periodMs = 200, quotaMs = 50 } = {}) {
+async function cpuCgroup({ periodMs = 200, quotaMs = 30 } = {}) {
   const root = '/sys/fs/cgroup/cpu';
-  const dir = `${root}/porthole-e2e-${process.pid}-${pid}`;
+  const dir = `${root}/porthole-e2e-${process.pid}-${Date.now()}`;
   fs.mkdirSync(dir);
-  fs.writeFileSync(`${dir}/cpu.cfs_period_us`, String(periodMs * 1000));
-  fs.writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quotaMs * 1000));
-  fs.writeFileSync(`${dir}/cgroup.procs`, String(pid));
-  const busy = spawn('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec sh -c 'while :; do :; done'`],
-    { stdio: 'ignore' });
-  const throttled = () => Number(/nr_throttled (\d+)/.exec(fs.readFileSync(`${dir}/cpu.stat`, 'utf8'))[1]);
+  fs.writeFileSync(`${dir}/cpu.rt_runtime_us`, '0');
+  const pids = [];
+  let busy = null;
   return {
-    throttled,
     label: `cgroup ${dir}`,
+    /** Runs `await start()` with this process in the cgroup, so what it spawns starts there. */
+    async spawnIn(start) {
+      fs.writeFileSync(`${dir}/cgroup.procs`, String(process.pid));
+      try {
+        return await start();
+      } finally {
+        fs.writeFileSync(`${root}/cgroup.procs`, String(process.pid));
+      }
+    },
+    throttle() {
+      fs.writeFileSync(`${dir}/cpu.cfs_period_us`, String(periodMs * 1000));
+      fs.writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quotaMs * 1000));
+      busy = spawn('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec sh -c 'while :; do :; done'`],
+        { stdio: 'ignore' });
+      pids.push(busy.pid);
+    },
+    throttled: () => Number(/nr_throttled (\d+)/.exec(fs.readFileSync(`${dir}/cpu.stat`, 'utf8'))[1]),
     async stop() {
-      busy.kill('SIGKILL');
-      try { fs.writeFileSync(`${root}/cgroup.procs`, String(pid)); } catch { /* gone */ }
+      busy?.kill('SIGKILL');
+      for (const pid of fs.readFileSync(`${dir}/cgroup.procs`, 'utf8').split('\n').filter(Boolean)) {
+        try { fs.writeFileSync(`${root}/cgroup.procs`, pid); } catch { /* gone */ }
+      }
       for (let i = 0; i < 50; i++) {
         try { fs.rmdirSync(dir); return; } catch { await sleep(20); }
       }
@@ -272,31 +288,34 @@ test('a share that gets the CPU only 30 ms in 200 ms loses no audio', { timeout:
     // cgroup with a busy loop eating the quota), so it stalls up to 170 ms again and again;
     // every 10 ms of audio must still be captured (audio_frames_captured), give or take
     // one stall at either end of the window.
+    // The share starts in the cgroup, where it cannot have real-time priority: what is
+    // tested is the queue, not the priority that would keep the share from stalling.
     const pa = s.add(await startPulse());
     const x = s.add(await startXvfb(SCREEN));
-    const share = s.add(await startShareWithEnv(pa.env, { display: x.display }));
+    const cgroup = s.add(await cpuCgroup({ periodMs: 200, quotaMs: 30 }));
+    const share = s.add(await cgroup.spawnIn(() => startShareWithEnv(pa.env, { display: x.display })));
     s.add(await playTone(pa, 440));
     await pollUntil(() => share.stats(), (st) => st.audio_frames_captured > 100,
       { timeoutMs: 10000, what: 'audio to flow' });
     const frames = async () => (await share.stats()).audio_frames_captured;
-    const throttle = s.add(await throttleCpu(share.pid, { periodMs: 200, quotaMs: 30 }));
+    cgroup.throttle();
     await sleep(1000); // into the rhythm of stalls
     const a = await frames();
     const t0 = performance.now();
     await sleep(6000);
     const b = await frames();
     const elapsedMs = performance.now() - t0;
-    const throttled = throttle.throttled();
-    await throttle.stop();
+    const throttled = cgroup.throttled();
+    await cgroup.stop();
     const expected = elapsedMs / 10;
     const got = b - a;
     const st = await share.stats();
     t.diagnostic(`${got} frames of 10 ms captured in ${elapsedMs.toFixed(0)} ms (${expected.toFixed(0)} expected); ` +
       `throttled ${throttled} times; audio_reopens ${st.audio_reopens}, audio_overruns ${st.audio_overruns}`);
     assert.ok(throttled >= 25, `the share was held back again and again (nr_throttled ${throttled})`);
-    assert.ok(got >= expected - 20, `audio captured through the stalls: ${got} of ${expected.toFixed(0)} ` +
+    assert.ok(got >= expected - 25, `audio captured through the stalls: ${got} of ${expected.toFixed(0)} ` +
       `10 ms frames (${(100 * got / expected).toFixed(1)}%); lost audio means PulseAudio's record queue overflowed`);
-    assert.ok(got <= expected + 20, `no more audio than time passed: ${got} of ${expected.toFixed(0)}`);
+    assert.ok(got <= expected + 25, `no more audio than time passed: ${got} of ${expected.toFixed(0)}`);
     assert.equal(st.audio_reopens, 0, 'the capture stream was never reopened');
     await stopCleanly({ stop: async () => {} }, share);
   }));
