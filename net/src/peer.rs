@@ -761,7 +761,7 @@ async fn send_video(
         // the budget made that keyframe useless (the viewer then waited for the next one:
         // behind 3 Mbit/s, a slideshow of 1080p keyframes).
         if let Some(estimate) = estimate.filter(|&e| !video.serves(e)) {
-            if !budget.admit(Instant::now(), estimate, bytes, unit.keyframe) {
+            if !budget.admit(Instant::now(), estimate, bytes) {
                 video
                     .units_over_budget
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
