@@ -1667,7 +1667,10 @@ mod tests {
     async fn repeated_wrong_codes_are_throttled() {
         let st = state();
         for _ in 0..MAX_FAILURES_PER_MINUTE {
-            assert!(pair_with(&st, "wrong-code-0").await.is_err());
+            assert_eq!(
+                pair_with(&st, "wrong-code-0").await.err(),
+                Some(pairing::PakeError::NotConfirmed)
+            );
         }
         let viewer = pairing::ViewerPairing::start(CODE, rand::random());
         let request = serde_json::json!({ "message": pairing::encode(viewer.message()) });
@@ -2058,7 +2061,10 @@ mod tests {
             0
         );
         // A wrong code is found in the first round: the host is never asked.
-        assert!(pair_with(&st, "nope-nope-1").await.is_err());
+        assert_eq!(
+            pair_with(&st, "nope-nope-1").await.err(),
+            Some(pairing::PakeError::NotConfirmed)
+        );
         assert_eq!(asked.load(Ordering::Relaxed), 1);
     }
 
