@@ -54,6 +54,7 @@ use crate::keyframe::{KeyframeGate, KeyframePolicy, KeyframeReason};
 use crate::pairing::{self, Keys, Pairings};
 use crate::peer::{IceConfig, PeerError, Viewer, ViewerEvent};
 use crate::session::{HostEvents, HostSide, Session};
+use crate::stats::{Counter, Counters, Stat};
 use crate::video::VideoFanout;
 
 /// Largest SDP offer accepted.
@@ -179,19 +180,6 @@ enum Ending {
     HostStopped,
 }
 
-#[derive(Default)]
-struct Counters {
-    peer_connections_created: AtomicU64,
-    whep_refused: AtomicU64,
-    unauthorized: AtomicU64,
-    /// Pairings answered (each one a guess at the code until confirmed).
-    pairings: AtomicU64,
-    /// Requests whose pairing MAC verified.
-    pairings_confirmed: AtomicU64,
-    /// Requests whose pairing MAC did not verify (changed on their way).
-    mac_refused: AtomicU64,
-}
-
 /// The viewers admitted, and the slots reserved for viewers being set up: admission is
 /// decided under one lock, before anything is awaited, so `max_viewers` holds under any
 /// number of concurrent offers.
@@ -300,7 +288,7 @@ struct AppState {
     hosts: origin::HostPolicy,
     viewers: Mutex<ViewerRegistry>,
     throttle: Mutex<GuessThrottle>,
-    counters: Counters,
+    counters: Arc<Counters>,
     media_stats: MediaStats,
     host: Arc<dyn HostSide>,
     events: HostEvents,
@@ -343,7 +331,7 @@ impl ShareServer {
             audio,
             viewers: Mutex::new(ViewerRegistry::default()),
             throttle: Mutex::new(new_throttle()),
-            counters: Counters::default(),
+            counters: Arc::default(),
             media_stats: config.media_stats,
             host: config.host,
             events: config.events,
@@ -498,7 +486,7 @@ fn host_or_origin_refusal(state: &AppState, request: &Request) -> Option<Respons
     if let Some(host) = host {
         if !state.hosts.allows_host(host) {
             let shown: String = host.chars().take(100).collect();
-            state.counters.whep_refused.fetch_add(1, Ordering::Relaxed);
+            state.counters.add(Counter::WhepRefused);
             tracing::warn!(?addr, host = %shown, "refused a request for a foreign host name (DNS rebinding?)");
             return Some(text(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -518,7 +506,7 @@ fn host_or_origin_refusal(state: &AppState, request: &Request) -> Option<Respons
         return None;
     }
     let shown: String = origin.chars().take(100).collect();
-    state.counters.whep_refused.fetch_add(1, Ordering::Relaxed);
+    state.counters.add(Counter::WhepRefused);
     tracing::warn!(?addr, origin = %shown, "refused a cross-origin request");
     Some(text(
         StatusCode::FORBIDDEN,
@@ -537,7 +525,7 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// Refuses with a count and a log line (never the code).
 fn refuse(state: &AppState, addr: SocketAddr, status: StatusCode, message: &str) -> Response {
-    state.counters.whep_refused.fetch_add(1, Ordering::Relaxed);
+    state.counters.add(Counter::WhepRefused);
     tracing::warn!(%addr, status = status.as_u16(), "refused a viewer: {message}");
     let mut response = text(status, message.to_owned());
     if status == StatusCode::UNAUTHORIZED {
@@ -573,7 +561,7 @@ enum Credentials {
 }
 
 fn unauthorized(state: &AppState, addr: SocketAddr, message: &str) -> Box<Response> {
-    state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+    state.counters.add(Counter::Unauthorized);
     Box::new(refuse(state, addr, StatusCode::UNAUTHORIZED, message))
 }
 
@@ -697,8 +685,8 @@ fn authorize(
         ));
     };
     if !keys.verify_request(method, path, body, &auth.mac) {
-        state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-        state.counters.mac_refused.fetch_add(1, Ordering::Relaxed);
+        state.counters.add(Counter::Unauthorized);
+        state.counters.add(Counter::MacRefused);
         return Err(Box::new(refuse(
             state,
             addr,
@@ -712,10 +700,7 @@ fn authorize(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .handle_right(addr.ip(), now);
-    state
-        .counters
-        .pairings_confirmed
-        .fetch_add(1, Ordering::Relaxed);
+    state.counters.add(Counter::PairingsConfirmed);
     Ok(Caller::Paired(keys))
 }
 
@@ -789,7 +774,7 @@ async fn post_pake(
         Ok(reply) => reply,
         Err(e) => return refuse(&state, addr, StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    state.counters.pairings.fetch_add(1, Ordering::Relaxed);
+    state.counters.add(Counter::Pairings);
     let id = state
         .pairings
         .lock()
@@ -992,10 +977,7 @@ async fn post_whep(
         }
     }
 
-    state
-        .counters
-        .peer_connections_created
-        .fetch_add(1, Ordering::Relaxed);
+    state.counters.add(Counter::PeerConnectionsCreated);
     let mut viewer = match Viewer::answer(
         offer,
         &ice,
@@ -1027,6 +1009,7 @@ async fn post_whep(
             viewer: no,
             host: state.host.clone(),
             events: state.events.clone(),
+            counters: state.counters.clone(),
             clipboard_max: state.clipboard_max,
             path: viewer.path.clone(),
             rights: rights_rx,
@@ -1304,7 +1287,7 @@ async fn delete_whep(
             }
         }
         _ => {
-            state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            state.counters.add(Counter::Unauthorized);
             return refuse(
                 &state,
                 addr,
@@ -1339,52 +1322,22 @@ async fn get_stats(
             v.values().filter(|e| e.info.reconnecting).count(),
         )
     };
-    let c = &state.counters;
+    let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let value = |stat: Stat| match stat {
+        Stat::Viewers => viewers as u64,
+        Stat::ViewersConnected => connected as u64,
+        Stat::ViewersReconnecting => reconnecting as u64,
+        Stat::VideoUnitsPublished => get(&state.video.units_published),
+        Stat::AudioPacketsPublished => state.audio.as_ref().map_or(0, |a| get(&a.units_published)),
+        Stat::KeyframesRequested => get(&state.video.keyframes_requested),
+        Stat::Counted(counter) => state.counters.get(counter),
+    };
     let mut map = serde_json::Map::new();
     let mut put = |k: &str, v: u64| {
         map.insert(k.to_owned(), v.into());
     };
-    put("viewers", viewers as u64);
-    put("viewers_connected", connected as u64);
-    put("viewers_reconnecting", reconnecting as u64);
-    put(
-        "peer_connections_created",
-        c.peer_connections_created.load(Ordering::Relaxed),
-    );
-    put("whep_refused", c.whep_refused.load(Ordering::Relaxed));
-    put("unauthorized", c.unauthorized.load(Ordering::Relaxed));
-    put("pairings", c.pairings.load(Ordering::Relaxed));
-    put(
-        "pairings_confirmed",
-        c.pairings_confirmed.load(Ordering::Relaxed),
-    );
-    put("mac_refused", c.mac_refused.load(Ordering::Relaxed));
-    put(
-        "video_units_published",
-        state.video.units_published.load(Ordering::Relaxed),
-    );
-    put(
-        "audio_packets_published",
-        state
-            .audio
-            .as_ref()
-            .map_or(0, |a| a.units_published.load(Ordering::Relaxed)),
-    );
-    put(
-        "keyframes_requested",
-        state.video.keyframes_requested.load(Ordering::Relaxed),
-    );
-    let sc = state.events.counters();
-    for (k, counter) in [
-        ("input_forwarded", &sc.input_forwarded),
-        ("input_refused", &sc.input_refused),
-        ("clipboard_received", &sc.clipboard_received),
-        ("clipboard_sent", &sc.clipboard_sent),
-        ("clipboard_refused", &sc.clipboard_refused),
-        ("malformed_messages", &sc.malformed_messages),
-        ("rate_limited", &sc.rate_limited),
-    ] {
-        put(k, counter.load(Ordering::Relaxed));
+    for stat in Stat::ALL {
+        put(stat.name(), value(stat));
     }
     for (k, v) in (state.media_stats)() {
         put(k, v);
@@ -1463,7 +1416,7 @@ mod tests {
             audio: None,
             viewers: Mutex::new(ViewerRegistry::default()),
             throttle: Mutex::new(new_throttle()),
-            counters: Counters::default(),
+            counters: Arc::default(),
             media_stats: Arc::new(|| vec![("frames_encoded", 7)]),
             host: Arc::new(crate::session::ViewOnlyHost),
             events: HostEvents::new(),
@@ -1585,11 +1538,8 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body.contains("--allow-whep-token"), "{body}");
-        assert_eq!(
-            st.counters.peer_connections_created.load(Ordering::Relaxed),
-            0
-        );
-        assert_eq!(st.counters.whep_refused.load(Ordering::Relaxed), 2);
+        assert_eq!(st.counters.get(Counter::PeerConnectionsCreated), 0);
+        assert_eq!(st.counters.get(Counter::WhepRefused), 2);
         assert_eq!(st.throttle.lock().unwrap().tracked(), 0, "no guesses");
     }
 
@@ -1600,13 +1550,13 @@ mod tests {
             pair_with(&st, "wrong-code-2").await.err(),
             Some(pairing::PakeError::NotConfirmed)
         );
-        assert_eq!(st.counters.pairings.load(Ordering::Relaxed), 1);
+        assert_eq!(st.counters.get(Counter::Pairings), 1);
         assert_eq!(st.throttle.lock().unwrap().tracked(), 1);
         // The right code's signed request forgives its address's provisional guess.
         let (status, _, _) = send_signed(&st, "GET", "/api/stats", &[], "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(st.throttle.lock().unwrap().tracked(), 0);
-        assert_eq!(st.counters.pairings_confirmed.load(Ordering::Relaxed), 1);
+        assert_eq!(st.counters.get(Counter::PairingsConfirmed), 1);
     }
 
     #[tokio::test]
@@ -1627,7 +1577,7 @@ mod tests {
         }
         let (status, _, _) = send(&st, "POST", "/pake", &[JSON], vec![b' '; 2000]).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(st.counters.pairings.load(Ordering::Relaxed), 0);
+        assert_eq!(st.counters.get(Counter::Pairings), 0);
     }
 
     #[tokio::test]
@@ -1896,10 +1846,7 @@ mod tests {
         assert!(!keys.verify_answer(swapped.as_bytes(), &mac));
         let location = headers[header::LOCATION].to_str().unwrap().to_owned();
         assert!(location.starts_with("/whep/"));
-        assert_eq!(
-            st.counters.peer_connections_created.load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(st.counters.get(Counter::PeerConnectionsCreated), 1);
         assert_eq!(st.viewers.lock().unwrap().len(), 1);
         assert!(st
             .viewers
@@ -1960,7 +1907,7 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body, pairing::NOT_THE_SHARE);
-        assert_eq!(st.counters.mac_refused.load(Ordering::Relaxed), 1);
+        assert_eq!(st.counters.get(Counter::MacRefused), 1);
         // The pairing is spent: the original cannot follow.
         let (status, _, _) = send(
             &st,
@@ -1971,10 +1918,7 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            st.counters.peer_connections_created.load(Ordering::Relaxed),
-            0
-        );
+        assert_eq!(st.counters.get(Counter::PeerConnectionsCreated), 0);
     }
 
     #[tokio::test]
@@ -2056,10 +2000,7 @@ mod tests {
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body, "the host declined");
         assert_eq!(asked.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            st.counters.peer_connections_created.load(Ordering::Relaxed),
-            0
-        );
+        assert_eq!(st.counters.get(Counter::PeerConnectionsCreated), 0);
         // A wrong code is found in the first round: the host is never asked.
         assert_eq!(
             pair_with(&st, "nope-nope-1").await.err(),
