@@ -92,8 +92,13 @@ pub enum CodeExpiry {
     FirstUse,
 }
 
+/// A code lifetime that is neither `first-use` nor a duration (the text given, trimmed).
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("\"{0}\" is not a code lifetime: give first-use, or a duration such as 90s, 10m or 2h")]
+pub struct BadCodeExpiry(pub String);
+
 impl std::str::FromStr for CodeExpiry {
-    type Err = String;
+    type Err = BadCodeExpiry;
 
     /// `first-use`, or a duration: `90s`, `10m`, `2h`, or a bare number of minutes.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -113,10 +118,7 @@ impl std::str::FromStr for CodeExpiry {
         };
         match number.parse::<u64>() {
             Ok(n) if n > 0 && seconds > 0 => Ok(Self::After(Duration::from_secs(n * seconds))),
-            _ => Err(format!(
-                "\"{text}\" is not a code lifetime: give first-use, or a duration such as \
-                 90s, 10m or 2h"
-            )),
+            _ => Err(BadCodeExpiry(text.to_owned())),
         }
     }
 }
@@ -345,9 +347,17 @@ mod tests {
             parse("2h"),
             Ok(CodeExpiry::After(Duration::from_secs(7200)))
         );
-        for bad in ["", "0", "10d", "m", "-5m", "once"] {
-            assert!(parse(bad).is_err(), "{bad}");
+        for bad in ["", "0", "10d", "m", "-5m", "once", " 0s "] {
+            assert_eq!(
+                parse(bad),
+                Err(BadCodeExpiry(bad.trim().to_owned())),
+                "{bad}"
+            );
         }
+        assert_eq!(
+            BadCodeExpiry("10d".into()).to_string(),
+            "\"10d\" is not a code lifetime: give first-use, or a duration such as 90s, 10m or 2h"
+        );
         let t0 = Instant::now();
         let mut timed = CodeLife::new(Some(CodeExpiry::After(Duration::from_secs(60))), t0);
         timed.used();

@@ -410,10 +410,8 @@ impl SendBudget {
 
     /// Whether a unit of `bytes` may go now at `rate_bps`; if so, it is counted. Any unit
     /// may overdraw the budget (a unit larger than the burst must still go some time), and
-    /// the debt is paid back before the next one goes. (`keyframe` is for the caller's
-    /// bookkeeping: keyframes obey the same rule.)
-    pub fn admit(&mut self, now: Instant, rate_bps: u64, bytes: usize, keyframe: bool) -> bool {
-        let _ = keyframe;
+    /// the debt is paid back before the next one goes. Keyframes obey the same rule.
+    pub fn admit(&mut self, now: Instant, rate_bps: u64, bytes: usize) -> bool {
         self.refill(now, rate_bps);
         if self.level < 0.0 {
             return false;
@@ -610,7 +608,7 @@ mod tests {
         // 1 Mbit/s * 1.1 = 137.5 kB/s; frames of 20 kB at 30 fps = 600 kB/s.
         let mut sent = 0;
         for i in 0..300u64 {
-            if b.admit(at(i * 1000 / 30), MBIT, 20_000, false) {
+            if b.admit(at(i * 1000 / 30), MBIT, 20_000) {
                 sent += 20_000;
             }
         }
@@ -619,7 +617,7 @@ mod tests {
         // Units larger than the whole burst still go, as often as the rate allows.
         let mut b = SendBudget::new(t0);
         let sent = (0..300u64)
-            .filter(|&i| b.admit(at(i * 1000 / 30), MBIT / 4, 60_000, false))
+            .filter(|&i| b.admit(at(i * 1000 / 30), MBIT / 4, 60_000))
             .count();
         assert!(
             (3..=6).contains(&sent),
@@ -627,9 +625,9 @@ mod tests {
         );
         // A big keyframe goes even over budget, then the debt is paid before more goes.
         let mut b = SendBudget::new(t0);
-        assert!(b.admit(at(0), MBIT, 200_000, true));
-        assert!(!b.admit(at(100), MBIT, 1_000, false));
-        assert!(b.admit(at(1_600), MBIT, 1_000, false));
+        assert!(b.admit(at(0), MBIT, 200_000));
+        assert!(!b.admit(at(100), MBIT, 1_000));
+        assert!(b.admit(at(1_600), MBIT, 1_000));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod reorder;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod video;
 
 pub use access::AccessCode;

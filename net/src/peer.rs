@@ -403,13 +403,20 @@ pub(crate) fn ice_settings() -> SettingEngineBuilder {
 /// A viewer's live connection. Dropping it does not close it: call [`Viewer::close`].
 pub struct Viewer {
     pub pc: Arc<dyn PeerConnection>,
+    /// What the viewer's path can carry (congestion control).
+    pub path: Arc<PathEstimate>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A viewer just answered: its connection, and what its owner hands on (each part to the
+/// one task that reads it).
+pub struct Answered {
+    pub viewer: Viewer,
+    /// The SDP answer for the viewer.
     pub answer: String,
     pub events: mpsc::UnboundedReceiver<ViewerEvent>,
     /// Data channels the viewer opened (see `docs/protocol.md`).
     pub data_channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
-    /// What the viewer's path can carry (congestion control).
-    pub path: Arc<PathEstimate>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Viewer {
@@ -423,7 +430,7 @@ impl Viewer {
         video: Arc<VideoFanout>,
         audio: Option<Arc<VideoFanout>>,
         keyframes: &Arc<KeyframeGate>,
-    ) -> Result<Self, PeerError> {
+    ) -> Result<Answered, PeerError> {
         let mut media_engine = MediaEngine::default();
         media_engine
             .register_codec(
@@ -551,13 +558,11 @@ impl Viewer {
         )
         .await
         {
-            Ok((answer, tasks)) => Ok(Self {
-                pc,
+            Ok((answer, tasks)) => Ok(Answered {
+                viewer: Self { pc, path, tasks },
                 answer,
                 events,
                 data_channels,
-                path,
-                tasks,
             }),
             Err(e) => {
                 let _ = pc.close().await;
@@ -761,7 +766,7 @@ async fn send_video(
         // the budget made that keyframe useless (the viewer then waited for the next one:
         // behind 3 Mbit/s, a slideshow of 1080p keyframes).
         if let Some(estimate) = estimate.filter(|&e| !video.serves(e)) {
-            if !budget.admit(Instant::now(), estimate, bytes, unit.keyframe) {
+            if !budget.admit(Instant::now(), estimate, bytes) {
                 video
                     .units_over_budget
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

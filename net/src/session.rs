@@ -1,8 +1,11 @@
-//! A viewer's data-channel session: reads its channels through the [`Gate`], hands what
-//! passes to the host, and sends it the host's cursor, clipboard and its rights.
+//! A viewer's data-channel session: what the host side gives viewers ([`HostEvents`]) and
+//! takes from them ([`HostSide`]), and the async driver of one viewer's session. What the
+//! session decides (the gate, notices, replay on open, rights, the bye) is the pure
+//! [`ViewerSession`]; the driver reads the data channels, feeds it, and does what it says.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod machine;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,8 +13,11 @@ use bytes::BytesMut;
 use tokio::sync::{broadcast, mpsc, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
-use crate::control::{Action, Gate, Refusal, Rights, NOTICE_INTERVAL};
+use crate::control::{Action, Rights};
 use crate::protocol::{self, Channel, Message, Mime};
+use crate::stats::Counters;
+
+pub use machine::{HostEvent, Output, Replay, ViewerSession};
 
 /// What the sharing side does with what viewers send. Called on network tasks: hand the
 /// work on (e.g. into a bounded queue), never block.
@@ -36,28 +42,8 @@ impl HostSide for ViewOnlyHost {
     fn set_clipboard(&self, _viewer: u64, _mime: Mime, _data: Vec<u8>) {}
 }
 
-#[derive(Clone, Debug)]
-enum Outbound {
-    CursorPosition(Message),
-    CursorShape(Arc<Message>),
-    Monitors(Arc<Message>),
-    Clipboard { mime: Mime, data: Arc<Vec<u8>> },
-}
-
-/// Counters over all viewers, shown in `/api/stats`.
-#[derive(Default, Debug)]
-pub struct SessionCounters {
-    pub input_forwarded: AtomicU64,
-    pub input_refused: AtomicU64,
-    pub clipboard_received: AtomicU64,
-    pub clipboard_sent: AtomicU64,
-    pub clipboard_refused: AtomicU64,
-    pub malformed_messages: AtomicU64,
-    pub rate_limited: AtomicU64,
-}
-
 struct Shared {
-    outbound: broadcast::Sender<Outbound>,
+    outbound: broadcast::Sender<HostEvent>,
     /// Viewers (by number) asking for control.
     control_requests: broadcast::Sender<u64>,
     /// Viewers (by number) asking for another monitor (by index).
@@ -65,7 +51,6 @@ struct Shared {
     cursor_position: Mutex<Option<Message>>,
     cursor_shape: Mutex<Option<Arc<Message>>>,
     monitors: Mutex<Option<Arc<Message>>>,
-    counters: SessionCounters,
 }
 
 /// The host's events for viewers: cursor and clipboard. Cheap to clone; usable from any
@@ -91,7 +76,6 @@ impl HostEvents {
             cursor_position: Mutex::new(None),
             cursor_shape: Mutex::new(None),
             monitors: Mutex::new(None),
-            counters: SessionCounters::default(),
         }))
     }
 
@@ -102,7 +86,7 @@ impl HostEvents {
             .cursor_position
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
-        let _ = self.0.outbound.send(Outbound::CursorPosition(msg));
+        let _ = self.0.outbound.send(HostEvent::CursorPosition(msg));
     }
 
     pub fn cursor_shape(&self, hot_x: u16, hot_y: u16, width: u16, height: u16, rgba: Vec<u8>) {
@@ -118,7 +102,7 @@ impl HostEvents {
             .cursor_shape
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
-        let _ = self.0.outbound.send(Outbound::CursorShape(msg));
+        let _ = self.0.outbound.send(HostEvent::CursorShape(msg));
     }
 
     /// The host's monitors and the one shared: sent to every viewer now and to each
@@ -131,7 +115,7 @@ impl HostEvents {
         }
         let msg = Arc::new(msg);
         *self.0.monitors.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
-        let _ = self.0.outbound.send(Outbound::Monitors(msg));
+        let _ = self.0.outbound.send(HostEvent::Monitors(msg));
     }
 
     /// Viewer `viewer` asks to share monitor `index` instead.
@@ -147,11 +131,7 @@ impl HostEvents {
     /// The host clipboard changed: send it to every viewer with the clipboard right now.
     /// (A viewer is never sent what was copied before; see docs/protocol.md.)
     pub fn clipboard(&self, mime: Mime, data: Arc<Vec<u8>>) {
-        let _ = self.0.outbound.send(Outbound::Clipboard { mime, data });
-    }
-
-    pub fn counters(&self) -> &SessionCounters {
-        &self.0.counters
+        let _ = self.0.outbound.send(HostEvent::Clipboard { mime, data });
     }
 
     /// Viewer `viewer` asks the host for control.
@@ -162,6 +142,18 @@ impl HostEvents {
     /// The viewers (by number) that ask for control, from now on.
     pub fn control_requests(&self) -> broadcast::Receiver<u64> {
         self.0.control_requests.subscribe()
+    }
+
+    /// The latest cursor and monitors, for a viewer's channel that opens now.
+    fn replay(&self) -> Replay {
+        fn latest<T: Clone>(m: &Mutex<Option<T>>) -> Option<T> {
+            m.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+        Replay {
+            cursor_position: latest(&self.0.cursor_position),
+            cursor_shape: latest(&self.0.cursor_shape),
+            monitors: latest(&self.0.monitors),
+        }
     }
 }
 
@@ -204,6 +196,8 @@ pub(crate) struct Session {
     pub viewer: u64,
     pub host: Arc<dyn HostSide>,
     pub events: HostEvents,
+    /// The share's counters (the session counts what its viewer's messages come to).
+    pub counters: Arc<Counters>,
     pub clipboard_max: u32,
     /// The viewer's path estimate (its `MaxBitrate` limit goes there).
     pub path: Arc<crate::cc::PathEstimate>,
@@ -224,22 +218,66 @@ pub(crate) struct Bye {
 /// How long a bye may take to leave before the connection closes under it.
 pub(crate) const BYE_FLUSH: Duration = Duration::from_millis(150);
 
+/// What woke the driver.
+enum Event {
+    DataChannel(Arc<dyn DataChannel>),
+    Incoming(Channel, Incoming),
+    Host(HostEvent),
+    Bye(Bye),
+    RightsChanged,
+}
+
 impl Session {
     pub async fn run(mut self) {
         let (in_tx, mut in_rx) = mpsc::channel::<(Channel, Incoming)>(256);
         let mut channels: HashMap<Channel, Arc<dyn DataChannel>> = HashMap::new();
-        let mut open: HashSet<Channel> = HashSet::new();
         let mut outbound = self.events.0.outbound.subscribe();
-        let mut gate = Gate::new(self.clipboard_max);
-        let mut last_notice: HashMap<u8, Instant> = HashMap::new();
-        let mut transfer_id = 0u32;
+        let mut session = ViewerSession::new(
+            self.viewer,
+            self.clipboard_max,
+            *self.rights.borrow_and_update(),
+        );
         let mut readers = Vec::new();
         // Until the server's side of `bye` is gone (then the branch would fire forever).
         let mut bye_open = true;
         loop {
-            tokio::select! {
-                dc = self.data_channels.recv() => {
-                    let Some(dc) = dc else { break };
+            let event = tokio::select! {
+                dc = self.data_channels.recv() => match dc {
+                    Some(dc) => Event::DataChannel(dc),
+                    None => break,
+                },
+                incoming = in_rx.recv() => match incoming {
+                    Some((ch, incoming)) => Event::Incoming(ch, incoming),
+                    None => break,
+                },
+                out = outbound.recv() => match out {
+                    Ok(event) => Event::Host(event),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(viewer = self.viewer, "skipped {n} host events");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                bye = self.bye.recv(), if bye_open => match bye {
+                    Some(bye) => Event::Bye(bye),
+                    None => {
+                        bye_open = false;
+                        continue;
+                    }
+                },
+                changed = self.rights.changed() => match changed {
+                    Ok(()) => Event::RightsChanged,
+                    Err(_) => break,
+                },
+            };
+            // The viewer's rights before anything else: nothing is judged, and no
+            // clipboard sent, on rights it no longer has.
+            if matches!(event, Event::RightsChanged) || self.rights.has_changed().unwrap_or(false) {
+                session.rights_changed(*self.rights.borrow_and_update());
+                self.execute(&mut session, &channels).await;
+            }
+            match event {
+                Event::DataChannel(dc) => {
                     let label = dc.label().await.unwrap_or_default();
                     match Channel::from_label(&label) {
                         Some(ch) if !channels.contains_key(&ch) => {
@@ -247,163 +285,77 @@ impl Session {
                             readers.push(tokio::spawn(read_channel(dc, ch, in_tx.clone())));
                         }
                         _ => {
-                            tracing::warn!(viewer = self.viewer, "closing unexpected data channel {label:?}");
+                            tracing::warn!(
+                                viewer = self.viewer,
+                                "closing unexpected data channel {label:?}"
+                            );
                             let _ = dc.close().await;
                         }
                     }
                 }
-                incoming = in_rx.recv() => {
-                    let Some((ch, incoming)) = incoming else { break };
-                    match incoming {
-                        Incoming::Open => {
-                            if open.insert(ch) {
-                                self.on_open(ch, &channels).await;
-                            }
-                        }
-                        Incoming::Closed => {
-                            open.remove(&ch);
-                            channels.remove(&ch);
-                            if ch == Channel::Input {
-                                // The viewer is gone or going: nothing it sent is typed
-                                // later, nothing it held stays down.
-                                self.host.end_input(self.viewer);
-                                gate.forget_held();
-                            }
-                        }
-                        Incoming::Message(bytes) => {
-                            let rights = *self.rights.borrow();
-                            match gate.handle(ch, &bytes, rights, Instant::now()) {
-                                Ok(Some(action)) => self.act(action),
-                                Ok(None) => {}
-                                Err(refusal) => {
-                                    self.refused(&refusal, &channels, &mut last_notice).await;
-                                }
-                            }
-                        }
-                    }
+                Event::Incoming(ch, Incoming::Open) => {
+                    session.channel_opened(ch, &self.events.replay());
                 }
-                out = outbound.recv() => {
-                    match out {
-                        Ok(out) => self.send_outbound(out, &channels, &open, &mut transfer_id).await,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::debug!(viewer = self.viewer, "skipped {n} host events");
-                        }
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    }
+                Event::Incoming(ch, Incoming::Closed) => {
+                    channels.remove(&ch);
+                    session.channel_closed(ch);
                 }
-                bye = self.bye.recv(), if bye_open => {
-                    let Some(bye) = bye else {
-                        bye_open = false;
-                        continue;
-                    };
-                    let text = match bye.code {
-                        protocol::notice::HOST_STOPPED => "The host stopped sharing.",
-                        _ => "The host ended your session.",
-                    };
-                    let notice = Message::Notice { code: bye.code, transfer: 0, text: text.into() };
-                    if send(&channels, &notice).await {
+                Event::Incoming(ch, Incoming::Message(bytes)) => {
+                    session.message(ch, &bytes, Instant::now());
+                }
+                Event::Host(event) => session.host_event(&event),
+                Event::Bye(bye) => {
+                    session.bye(bye.code);
+                    if self.execute(&mut session, &channels).await > 0 {
                         // Queued is not sent: give it a moment before the connection closes.
                         tokio::time::sleep(BYE_FLUSH).await;
                     }
                     let _ = bye.sent.send(());
                     break;
                 }
-                changed = self.rights.changed() => {
-                    if changed.is_err() { break; }
-                    let rights = *self.rights.borrow_and_update();
-                    if !rights.control {
-                        // The server ended its input already when it revoked (at once);
-                        // this covers any other way rights may change.
-                        self.host.end_input(self.viewer);
-                        gate.forget_held();
-                    }
-                    self.send_rights(rights, &gate, &channels).await;
-                }
+                Event::RightsChanged => {}
             }
+            self.execute(&mut session, &channels).await;
         }
         for r in readers {
             r.abort();
         }
     }
 
-    async fn on_open(&self, ch: Channel, channels: &HashMap<Channel, Arc<dyn DataChannel>>) {
-        tracing::debug!(viewer = self.viewer, "data channel {} open", ch.label());
-        match ch {
-            Channel::Input => {
-                let rights = *self.rights.borrow();
-                let gate_max = self.clipboard_max;
-                send(
-                    channels,
-                    &Message::Rights {
-                        rights: rights.bits(),
-                        clipboard_max: gate_max,
-                    },
-                )
-                .await;
-                let shape = self
-                    .events
-                    .0
-                    .cursor_shape
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                if let Some(shape) = shape {
-                    send(channels, &shape).await;
-                }
-                let monitors = self
-                    .events
-                    .0
-                    .monitors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                if let Some(monitors) = monitors {
-                    send(channels, &monitors).await;
-                }
-            }
-            Channel::Pointer => {
-                let pos = self
-                    .events
-                    .0
-                    .cursor_position
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                if let Some(pos) = pos {
-                    send(channels, &pos).await;
-                }
-            }
-            // The host clipboard is not replayed on join (nor when the right is granted):
-            // a viewer gets what the host copies while it holds the right, nothing older.
-            Channel::Clipboard => {}
-        }
-    }
-
-    async fn send_rights(
+    /// Does what `session` asks, in order. Returns how many messages went.
+    async fn execute(
         &self,
-        rights: Rights,
-        gate: &Gate,
+        session: &mut ViewerSession,
         channels: &HashMap<Channel, Arc<dyn DataChannel>>,
-    ) {
-        send(
-            channels,
-            &Message::Rights {
-                rights: rights.bits(),
-                clipboard_max: gate.clipboard_max(),
-            },
-        )
-        .await;
+    ) -> usize {
+        let mut sent = 0;
+        while let Some(output) = session.poll_output() {
+            match output {
+                Output::Send(ch, bytes) => {
+                    let Some(dc) = channels.get(&ch) else {
+                        session.send_failed(ch);
+                        continue;
+                    };
+                    match dc.send(BytesMut::from(&bytes[..])).await {
+                        Ok(()) => sent += 1,
+                        Err(e) => {
+                            tracing::debug!(viewer = self.viewer, "data channel send failed: {e}");
+                            session.send_failed(ch);
+                        }
+                    }
+                }
+                Output::Act(action) => self.act(action),
+                Output::EndInput => self.host.end_input(self.viewer),
+                Output::Count(counter) => self.counters.add(counter),
+            }
+        }
+        sent
     }
 
     fn act(&self, action: Action) {
-        let c = &self.events.0.counters;
         match action {
-            Action::Inject(msg) => {
-                c.input_forwarded.fetch_add(1, Ordering::Relaxed);
-                self.host.input(self.viewer, msg);
-            }
+            Action::Inject(msg) => self.host.input(self.viewer, msg),
             Action::SetClipboard { mime, data } => {
-                c.clipboard_received.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     viewer = self.viewer,
                     bytes = data.len(),
@@ -428,133 +380,6 @@ impl Session {
                 tracing::info!(viewer = self.viewer, kbps, "viewer limits its bit rate");
                 self.path.set_limit_bps(u64::from(kbps) * 1000);
             }
-        }
-    }
-
-    async fn refused(
-        &self,
-        refusal: &Refusal,
-        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
-        last_notice: &mut HashMap<u8, Instant>,
-    ) {
-        let c = &self.events.0.counters;
-        let counter = match refusal {
-            Refusal::NotAllowed { .. } => &c.input_refused,
-            Refusal::RateLimited => &c.rate_limited,
-            Refusal::ClipboardTooLarge { .. } => &c.clipboard_refused,
-            Refusal::Malformed(_) | Refusal::WrongChannel(_) | Refusal::BadClipboard(_) => {
-                &c.malformed_messages
-            }
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let Some(notice) = refusal.notice() else {
-            tracing::warn!(viewer = self.viewer, "refused a message: {refusal:?}");
-            return;
-        };
-        let Message::Notice { code, transfer, .. } = &notice else {
-            return;
-        };
-        // One notice per kind every few seconds, except those naming a transfer.
-        let now = Instant::now();
-        if *transfer == 0 {
-            if last_notice
-                .get(code)
-                .is_some_and(|t| now.duration_since(*t) < NOTICE_INTERVAL)
-            {
-                tracing::debug!(viewer = self.viewer, "refused a message: {refusal:?}");
-                return;
-            }
-            last_notice.insert(*code, now);
-        }
-        tracing::warn!(viewer = self.viewer, "refused a message: {refusal:?}");
-        // Clipboard refusals travel with the clipboard (docs/protocol.md); others on input.
-        let ch = if matches!(refusal, Refusal::ClipboardTooLarge { .. }) {
-            Channel::Clipboard
-        } else {
-            Channel::Input
-        };
-        send_on(channels, ch, &notice).await;
-    }
-
-    async fn send_outbound(
-        &self,
-        out: Outbound,
-        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
-        open: &HashSet<Channel>,
-        transfer_id: &mut u32,
-    ) {
-        match out {
-            Outbound::CursorPosition(msg) => {
-                if open.contains(&Channel::Pointer) {
-                    send(channels, &msg).await;
-                }
-            }
-            Outbound::CursorShape(msg) | Outbound::Monitors(msg) => {
-                if open.contains(&Channel::Input) {
-                    send(channels, &msg).await;
-                }
-            }
-            Outbound::Clipboard { mime, data } => {
-                if open.contains(&Channel::Clipboard) && self.rights.borrow().clipboard {
-                    self.send_clipboard(mime, &data, channels, transfer_id)
-                        .await;
-                }
-            }
-        }
-    }
-
-    async fn send_clipboard(
-        &self,
-        mime: Mime,
-        data: &[u8],
-        channels: &HashMap<Channel, Arc<dyn DataChannel>>,
-        transfer_id: &mut u32,
-    ) {
-        *transfer_id = transfer_id.wrapping_add(1);
-        for chunk in protocol::clipboard_chunks(*transfer_id, mime, data) {
-            if !send(channels, &chunk).await {
-                return;
-            }
-        }
-        self.events
-            .0
-            .counters
-            .clipboard_sent
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
-            viewer = self.viewer,
-            bytes = data.len(),
-            "clipboard sent to a viewer"
-        );
-    }
-}
-
-/// Sends `msg` on its channel. False when that channel is not there or failed, or `msg` is
-/// not valid (`Message::encode` refuses it).
-async fn send(channels: &HashMap<Channel, Arc<dyn DataChannel>>, msg: &Message) -> bool {
-    send_on(channels, msg.channel(), msg).await
-}
-
-async fn send_on(
-    channels: &HashMap<Channel, Arc<dyn DataChannel>>,
-    ch: Channel,
-    msg: &Message,
-) -> bool {
-    let Some(dc) = channels.get(&ch) else {
-        return false;
-    };
-    let bytes = match msg.encode() {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            tracing::warn!("not sending a 0x{:02x} message: {e}", msg.type_byte());
-            return false;
-        }
-    };
-    match dc.send(BytesMut::from(&bytes[..])).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!("data channel send failed: {e}");
-            false
         }
     }
 }

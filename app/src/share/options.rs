@@ -213,7 +213,7 @@ impl ShareArgs {
     }
 }
 
-fn parse_code_ttl(text: &str) -> Result<CodeExpiry, String> {
+fn parse_code_ttl(text: &str) -> Result<CodeExpiry, net::access::BadCodeExpiry> {
     text.parse()
 }
 

@@ -57,6 +57,12 @@ impl LostSessions {
         self.map.insert(id, (lost, now + RESUME_WINDOW));
     }
 
+    /// Session `id`, if it is kept (it stays kept).
+    pub fn peek(&mut self, id: &str, now: Instant) -> Option<Lost> {
+        self.expire(now);
+        self.map.get(id).map(|(lost, _)| lost.clone())
+    }
+
     /// Session `id`, if it is kept and `proves` holds for its keys (the request's MAC
     /// verifies). Taken: a session is resumed once. A failed proof leaves it kept.
     pub fn take(
@@ -119,7 +125,13 @@ mod tests {
         kept.keep("s1".into(), lost(3), t0);
         assert!(kept.take("s1", t0, |_| false).is_none());
         assert!(kept.take("nope", t0, |_| true).is_none());
+        assert_eq!(
+            kept.peek("s1", t0).map(|l| l.no),
+            Some(3),
+            "peeked, still kept"
+        );
         assert_eq!(kept.take("s1", t0, |_| true).map(|l| l.no), Some(3));
+        assert!(kept.peek("s1", t0).is_none());
     }
 
     #[test]
@@ -127,6 +139,7 @@ mod tests {
         let t0 = Instant::now();
         let mut kept = LostSessions::default();
         kept.keep("s1".into(), lost(1), t0);
+        assert!(kept.peek("s1", t0 + RESUME_WINDOW).is_none());
         assert!(kept.take("s1", t0 + RESUME_WINDOW, |_| true).is_none());
         assert_eq!(kept.len(), 0);
     }
