@@ -3,6 +3,9 @@
 // data channels (protocol: docs/protocol.md, implemented in protocol.js).
 //
 // Loaded as an ES module from index.html. No dependencies, no build step.
+// One file of ~2,200 lines on purpose: the page has no build step and loads no framework,
+// so its parts are numbered sections of one module sharing one state object and event bus
+// (below), rather than modules that would need a bundler or a dozen requests to load.
 //
 // Layout of this file (add new features as their own section and hook into
 // the small event bus with `on(...)` rather than editing the core flow):

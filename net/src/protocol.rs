@@ -2,6 +2,11 @@
 //! The specification with byte layouts is `docs/protocol.md`; test vectors shared with the
 //! browser are in `tests/protocol-vectors.json`.
 //!
+//! Longer than our usual ~600 lines on purpose: every message's layout, encode, decode and
+//! checks are kept side by side with the clipboard reassembly they feed, as in the spec, so
+//! that a change to one is seen next to the others (a third of the file is the tests that
+//! replay the shared vectors).
+//!
 //! ```text
 //! byte 0: version (1)   byte 1: type   bytes 2..: payload (little-endian, no padding)
 //! ```
