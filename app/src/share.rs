@@ -11,7 +11,7 @@ use media::capture::SharedMonitor;
 use media::encoder::EncoderSettings;
 use media::pipeline::{EncoderControl, KeyframeRequest, PipelineConfig, VideoPipeline};
 use net::cc::EncoderPolicy;
-use net::{AccessCode, IceConfig, ShareConfig, ShareServer, VideoFanout, VideoSample};
+use net::{AccessCode, IceConfig, MediaFanout, MediaUnit, ShareConfig, ShareServer};
 
 use crate::host::{watch_cursor, DesktopHost};
 
@@ -77,12 +77,12 @@ fn pick_url_host(listen: IpAddr, lan: &[IpAddr]) -> IpAddr {
 /// Starts audio capture, or says why there is none (never fatal).
 fn start_audio(
     source: Option<&media::audio::AudioSource>,
-    fanout: &Arc<VideoFanout>,
+    fanout: &Arc<MediaFanout>,
 ) -> Option<media::audio::AudioPipeline> {
     let source = source?.clone();
     let fanout = fanout.clone();
     match media::audio::AudioPipeline::start(source, move |packet| {
-        fanout.publish(VideoSample {
+        fanout.publish(MediaUnit {
             data: packet.data,
             capture_time: packet.capture_time,
             keyframe: true,
@@ -122,7 +122,7 @@ const STEER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200
 /// become the one encoder's bit rate, frame rate and size (`net::cc::EncoderPolicy`).
 /// The policy follows the picture's size (`size`), which changes with the monitor shared.
 async fn steer_encoder(
-    fanout: Arc<VideoFanout>,
+    fanout: Arc<MediaFanout>,
     control: Arc<EncoderControl>,
     mut policy: EncoderPolicy,
     size: impl Fn() -> (u32, u32),
@@ -154,7 +154,7 @@ impl RunningShare {
         let keyframe = KeyframeRequest::default();
         let fanout = {
             let keyframe = keyframe.clone();
-            VideoFanout::new(epoch, Arc::new(move || keyframe.request()))
+            MediaFanout::video(epoch, Arc::new(move || keyframe.request()))
         };
         let settings = EncoderSettings {
             fps: options.fps,
@@ -182,7 +182,7 @@ impl RunningShare {
                 ..Default::default()
             };
             VideoPipeline::start(config, keyframe, move |frame| {
-                fanout.publish(VideoSample {
+                fanout.publish(MediaUnit {
                     data: frame.data,
                     capture_time: frame.capture_time,
                     keyframe: frame.keyframe,
@@ -249,7 +249,7 @@ impl RunningShare {
             ]
         });
 
-        let audio_fanout = VideoFanout::audio(epoch);
+        let audio_fanout = MediaFanout::audio(epoch);
         let audio = start_audio(options.audio.as_ref(), &audio_fanout);
         let audio_stats = audio.as_ref().map(|a| a.stats().clone());
         let media_stats: net::MediaStats = {

@@ -68,9 +68,9 @@ impl EncoderSettings {
     }
 }
 
-/// Largest slice NAL unit the encoder makes: fits one RTP payload (1148 bytes after RTP
-/// and SRTP/UDP/IP overheads) with room to spare.
-pub const MAX_SLICE_BYTES: u32 = 1100;
+/// Largest slice NAL unit the encoder makes: fits one RTP payload
+/// ([`types::RTP_PAYLOAD_MTU`]) with room to spare, checked where both are defined.
+pub use types::MAX_SLICE_BYTES;
 
 /// Encoder threads: one per core, at most 4.
 fn encoder_threads() -> u16 {

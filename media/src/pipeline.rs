@@ -17,6 +17,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use types::ByteBudget;
+
 use crate::capture::CaptureError;
 use crate::encoder::{EncoderSettings, H264Encoder};
 use crate::slot::LatestSlot;
@@ -50,42 +52,31 @@ impl KeyframeRequest {
 #[derive(Debug)]
 pub struct RatePacer {
     bytes_per_sec: f64,
-    burst: f64,
-    /// Bytes that may go out now (negative: in debt).
-    level: f64,
-    last: Instant,
+    /// Starts full: the first frames go at once.
+    budget: ByteBudget,
 }
 
 /// Bytes the pacer lets through at once: half a second of budget (a keyframe, a sudden
 /// change of the whole screen).
 pub const PACER_BURST: Duration = Duration::from_millis(500);
 
+fn bytes_per_sec(bitrate_kbps: u32) -> f64 {
+    f64::from(bitrate_kbps.max(1)) * 1000.0 / 8.0
+}
+
 impl RatePacer {
     pub fn new(bitrate_kbps: u32, now: Instant) -> Self {
-        let bytes_per_sec = f64::from(bitrate_kbps.max(1)) * 1000.0 / 8.0;
-        let burst = bytes_per_sec * PACER_BURST.as_secs_f64();
+        let bytes_per_sec = bytes_per_sec(bitrate_kbps);
         Self {
             bytes_per_sec,
-            burst,
-            level: burst,
-            last: now,
+            budget: ByteBudget::full(now, PACER_BURST, bytes_per_sec),
         }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.level = (self.level + dt * self.bytes_per_sec).min(self.burst);
     }
 
     /// How long the next frame must wait (zero: it may go now).
     pub fn wait(&mut self, now: Instant) -> Duration {
-        self.refill(now);
-        if self.level >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.level / self.bytes_per_sec)
-        }
+        self.budget.fill(now, self.bytes_per_sec);
+        self.budget.wait(self.bytes_per_sec)
     }
 
     /// Changes the rate at `now`. The burst follows the new rate; on a lower rate a debt
@@ -93,22 +84,16 @@ impl RatePacer {
     /// bytes owed at 6 Mbit/s, repaid at the 150 kbit/s a congested link left, held the
     /// encoder for 5 s, and the viewer with it.
     pub fn set_rate(&mut self, bitrate_kbps: u32, now: Instant) {
-        self.refill(now);
+        self.budget.fill(now, self.bytes_per_sec);
         let old = self.bytes_per_sec;
-        self.bytes_per_sec = f64::from(bitrate_kbps.max(1)) * 1000.0 / 8.0;
-        self.burst = self.bytes_per_sec * PACER_BURST.as_secs_f64();
-        if self.level < 0.0 {
-            // Going up, the bytes are repaid sooner; going down, in the same time.
-            let scale = (self.bytes_per_sec / old).min(1.0);
-            self.level = (self.level * scale).max(-self.burst);
-        }
-        self.level = self.level.min(self.burst);
+        self.bytes_per_sec = bytes_per_sec(bitrate_kbps);
+        self.budget.change_rate(old, self.bytes_per_sec);
     }
 
     /// Counts an encoded frame of `bytes`.
     pub fn spend(&mut self, bytes: usize, now: Instant) {
-        self.refill(now);
-        self.level -= bytes as f64;
+        self.budget.fill(now, self.bytes_per_sec);
+        self.budget.spend(bytes);
     }
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use muxide::api::AudioCodec;
 use muxide::codec::h264::{annexb_to_avcc, extract_avc_config};
 use muxide::fragmented::{FragmentAudioConfig, FragmentConfig, FragmentedMuxer};
+use types::{AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ};
 
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -64,7 +65,7 @@ pub struct Recorder {
     muxer: Option<FragmentedMuxer>,
     video_clock: RtpClock,
     audio_clock: RtpClock,
-    /// Extended RTP time of the first video frame (90 kHz).
+    /// Extended RTP time of the first video frame (on the video clock).
     video_start: Option<i64>,
     last_video_dts: Option<u64>,
     last_audio_pts: Option<u64>,
@@ -122,8 +123,12 @@ impl Recorder {
     /// Media time recorded so far: the time of the latest sample written (what a player
     /// will show as the length, give or take the last frame).
     pub fn media_duration(&self) -> Duration {
-        let video = self.last_video_dts.map_or(0.0, |d| d as f64 / 90_000.0);
-        let audio = self.last_audio_pts.map_or(0.0, |p| p as f64 / 48_000.0);
+        let video = self
+            .last_video_dts
+            .map_or(0.0, |d| d as f64 / f64::from(VIDEO_CLOCK_HZ));
+        let audio = self
+            .last_audio_pts
+            .map_or(0.0, |p| p as f64 / f64::from(AUDIO_CLOCK_HZ));
         Duration::from_secs_f64(video.max(audio))
     }
 
@@ -174,14 +179,14 @@ impl Recorder {
         self.maybe_flush()
     }
 
-    /// Adds one Opus packet received with RTP time `rtp_time` (48 kHz).
+    /// Adds one Opus packet received with RTP time `rtp_time` (on the audio clock).
     pub fn audio(&mut self, opus: &[u8], rtp_time: u32) -> Result<(), RecordError> {
         let ext = self.audio_clock.extend(rtp_time);
         let (Some(video_start), true) = (self.video_start, self.with_audio) else {
             return Ok(()); // nothing before the first keyframe
         };
         // Place it on the video's time line: same epoch, different clock rates.
-        let rel = ext - video_start * 48_000 / 90_000;
+        let rel = ext - video_start * i64::from(AUDIO_CLOCK_HZ) / i64::from(VIDEO_CLOCK_HZ);
         let Ok(mut pts) = u64::try_from(rel) else {
             return Ok(()); // captured before the first picture
         };
@@ -204,7 +209,7 @@ impl Recorder {
         let avc = extract_avc_config(keyframe)
             .ok_or_else(|| RecordError::Mux("the keyframe has no SPS/PPS".into()))?;
         let (width, height) = picture_size(keyframe)?;
-        let mut config = FragmentConfig::new(width, height, 90_000)
+        let mut config = FragmentConfig::new(width, height, VIDEO_CLOCK_HZ)
             .with_fragment_duration_ms(FLUSH_EVERY.as_millis() as u32);
         config.sps = avc.sps.clone();
         config.pps = avc.pps.clone();
@@ -213,7 +218,7 @@ impl Recorder {
                 config,
                 FragmentAudioConfig {
                     codec: AudioCodec::Opus,
-                    sample_rate: 48_000,
+                    sample_rate: AUDIO_CLOCK_HZ,
                     channels: 2,
                 },
             )

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use rtc::interceptor::{
     BandwidthEstimator, OveruseDetector, RateCalculator, SlopeEstimator, Usage,
 };
+use types::ByteBudget;
 
 /// The estimate may not run further ahead of what arrived than this factor…
 pub const ACKED_HEADROOM: f64 = 1.5;
@@ -379,11 +380,7 @@ impl BandwidthEstimator for ViewerGcc {
 /// that does not fit is not sent (the viewer then waits for a keyframe), so a slow viewer
 /// never builds a queue of old video, and the encoder does not have to wait for it.
 #[derive(Debug)]
-pub struct SendBudget {
-    /// Bytes that may go now (negative: in debt).
-    level: f64,
-    last: Instant,
-}
+pub struct SendBudget(ByteBudget);
 
 /// How much a viewer may send at once: this long at its estimate (a keyframe, a sudden
 /// change of the whole screen)…
@@ -393,30 +390,20 @@ pub const BUDGET_BURST: Duration = Duration::from_millis(400);
 pub const BUDGET_RATE_SHARE: f64 = 1.1;
 
 impl SendBudget {
+    /// Starts empty.
     pub fn new(now: Instant) -> Self {
-        Self {
-            level: 0.0,
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant, rate_bps: u64) {
-        let rate = rate_bps as f64 / 8.0 * BUDGET_RATE_SHARE;
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        let burst = rate * BUDGET_BURST.as_secs_f64();
-        self.level = (self.level + dt * rate).min(burst);
+        Self(ByteBudget::empty(now, BUDGET_BURST))
     }
 
     /// Whether a unit of `bytes` may go now at `rate_bps`; if so, it is counted. Any unit
     /// may overdraw the budget (a unit larger than the burst must still go some time), and
     /// the debt is paid back before the next one goes. Keyframes obey the same rule.
     pub fn admit(&mut self, now: Instant, rate_bps: u64, bytes: usize) -> bool {
-        self.refill(now, rate_bps);
-        if self.level < 0.0 {
+        self.0.fill(now, rate_bps as f64 / 8.0 * BUDGET_RATE_SHARE);
+        if self.0.in_debt() {
             return false;
         }
-        self.level -= bytes as f64;
+        self.0.spend(bytes);
         true
     }
 }

@@ -16,6 +16,7 @@ use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
+use types::Ssrc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -539,7 +540,7 @@ pub fn fuzz_whep_response(data: &[u8]) {
 pub const MAX_NACKS_PER_PACKET: u16 = 3;
 
 /// The video track and its SSRC, once it has arrived (for keyframe requests).
-type VideoTrackSlot = Arc<Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>;
+type VideoTrackSlot = Arc<Mutex<Option<(Arc<dyn TrackRemote>, Ssrc)>>>;
 
 /// What a connection state means to the viewer (`None`: nothing to report).
 fn client_event(state: RTCPeerConnectionState) -> Option<ClientEvent> {
@@ -767,7 +768,7 @@ impl ShareClient {
             tasks.push(tokio::spawn(async move {
                 while let Some(track) = tracks_rx.recv().await {
                     let kind = track.kind().await;
-                    let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+                    let ssrc = Ssrc(track.ssrcs().await.first().copied().unwrap_or(0));
                     if kind == RtpCodecKind::Video {
                         *video_track.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some((track.clone(), ssrc));
@@ -859,7 +860,7 @@ impl ShareClient {
             let _ = track
                 .write_rtcp(vec![Box::new(PictureLossIndication {
                     sender_ssrc: 0,
-                    media_ssrc: ssrc,
+                    media_ssrc: ssrc.0,
                 })])
                 .await;
         }
@@ -914,7 +915,7 @@ async fn read_channel(ch: Channel, dc: Arc<dyn DataChannel>, events: mpsc::Sende
 async fn read_track(
     track: Arc<dyn TrackRemote>,
     kind: RtpCodecKind,
-    ssrc: u32,
+    ssrc: Ssrc,
     extensions: crate::video::ExtensionIds,
     events: mpsc::Sender<ClientEvent>,
     oversized: Arc<AtomicU64>,
@@ -979,7 +980,7 @@ async fn read_track(
                         let _ = track
                             .write_rtcp(vec![Box::new(PictureLossIndication {
                                 sender_ssrc: 0,
-                                media_ssrc: ssrc,
+                                media_ssrc: ssrc.0,
                             })])
                             .await;
                     }
@@ -1254,7 +1255,7 @@ mod tests {
     /// Packetizes like the share does; returns (seq, ts, marker, payload).
     fn packets(au: &Bytes, ts: u32, seq0: u16) -> Vec<(u16, u32, bool, Bytes)> {
         let mut p = H264Payloader::default();
-        let payloads = p.payload(1148, au).unwrap();
+        let payloads = p.payload(types::RTP_PAYLOAD_MTU, au).unwrap();
         let n = payloads.len();
         payloads
             .into_iter()

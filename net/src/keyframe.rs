@@ -30,7 +30,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
-use crate::video::VideoFanout;
+use crate::video::MediaFanout;
 
 /// A viewer's loss requests are granted at most this often.
 pub const VIEWER_MIN_INTERVAL: Duration = Duration::from_millis(500);
@@ -165,14 +165,14 @@ impl KeyframePolicy {
 /// The policy's thin async driver for one share: asks `video` for keyframes as the policy
 /// allows, with one timer task for a deferred request.
 pub struct KeyframeGate {
-    video: Arc<VideoFanout>,
+    video: Arc<MediaFanout>,
     policy: Mutex<KeyframePolicy>,
     /// Requests that reached the encoder (the rest were merged into them).
     pub granted: std::sync::atomic::AtomicU64,
 }
 
 impl KeyframeGate {
-    pub fn new(video: Arc<VideoFanout>, policy: KeyframePolicy) -> Arc<Self> {
+    pub fn new(video: Arc<MediaFanout>, policy: KeyframePolicy) -> Arc<Self> {
         Arc::new(Self {
             video,
             policy: Mutex::new(policy),

@@ -29,7 +29,7 @@ pub use server::{
     viewer_url, Approver, MediaStats, PendingViewer, ShareConfig, ShareServer, ViewerInfo,
 };
 pub use session::{HostEvents, HostSide, ViewOnlyHost};
-pub use video::{VideoFanout, VideoSample};
+pub use video::{MediaFanout, MediaUnit};
 
 /// `host` as it stands in a URL or `host:port`: an IPv6 address (anything holding a `:`)
 /// in brackets, unless it has them already; a name or IPv4 address as it is.

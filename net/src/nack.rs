@@ -20,6 +20,8 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
+use types::ByteBudget;
+
 use crate::cc::PathEstimate;
 
 /// Packets kept for resending (a power of two; ~1 s of 1080p video at 8 Mbit/s).
@@ -65,8 +67,8 @@ pub struct BudgetedNackResponder {
     /// Media SSRCs that negotiated NACK.
     streams: Vec<u32>,
     history: Vec<Option<Sent>>,
-    level: f64,
-    last_refill: Option<Instant>,
+    /// Full at the first NACK.
+    budget: ByteBudget,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
@@ -78,27 +80,19 @@ impl BudgetedNackResponder {
             stats,
             streams: Vec::new(),
             history: (0..HISTORY).map(|_| None).collect(),
-            level: 0.0,
-            last_refill: None,
+            budget: ByteBudget::full_at_first_fill(RESEND_BURST),
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
         }
     }
 
     /// Adds what the budget earned since the last call.
-    fn refill(&mut self, now: Instant) -> f64 {
+    fn refill(&mut self, now: Instant) {
         let estimate = match self.path.estimate_bps(now) {
             0 => START_BPS,
             e => e,
         };
-        let rate = estimate as f64 / 8.0 * RESEND_SHARE;
-        let burst = rate * RESEND_BURST.as_secs_f64();
-        let dt = self.last_refill.map_or(RESEND_BURST.as_secs_f64(), |t| {
-            now.saturating_duration_since(t).as_secs_f64()
-        });
-        self.last_refill = Some(now);
-        self.level = (self.level + dt * rate).min(burst);
-        self.level
+        self.budget.fill(now, estimate as f64 / 8.0 * RESEND_SHARE);
     }
 
     fn handle_nack(&mut self, now: Instant, nack: &TransportLayerNack) {
@@ -124,11 +118,11 @@ impl BudgetedNackResponder {
                         && sent.last_resend.is_none_or(|t| {
                             now.saturating_duration_since(t) >= MIN_RESEND_SPACING
                         })
-                        && self.level >= 0.0 =>
+                        && !self.budget.in_debt() =>
                 {
                     sent.resends += 1;
                     sent.last_resend = Some(now);
-                    self.level -= (sent.packet.payload.len() + 40) as f64;
+                    self.budget.spend(sent.packet.payload.len() + 40);
                     Some(sent.packet.clone())
                 }
                 _ => None,

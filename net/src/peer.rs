@@ -1,5 +1,5 @@
-//! One viewer's peer connection: built from its WHEP offer, fed from the shared video
-//! fan-out, watched for keyframe requests and for its end.
+//! One viewer's peer connection: built from its WHEP offer, fed from the shared video (and
+//! audio) fan-outs, watched for keyframe requests and for its end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,13 +27,14 @@ use crate::handler::{EventSender, Forwarder};
 use crate::keyframe::{
     self, KeyframeGate, KeyframeReason, KeyframeRequestForwarder, ViewerKeyframes,
 };
-use crate::video::{extension, ExtensionIds, RtpStamper, VideoFanout};
+use crate::video::{extension, ExtensionIds, MediaFanout, RtpStamper};
+use types::{ByteBudget, PayloadType, Ssrc, AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ};
 
 /// The H.264 flavour every browser decodes: constrained baseline, non-interleaved.
 pub const H264_FMTP: &str =
     "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
-pub const H264_PAYLOAD_TYPE: u8 = 102;
-pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+pub const H264_PAYLOAD_TYPE: PayloadType = PayloadType(102);
+pub const OPUS_PAYLOAD_TYPE: PayloadType = PayloadType(111);
 /// The most a viewer's path estimate may say (the encoder's own limit is set apart).
 const GCC_MAX_BPS: f64 = 100_000_000.0;
 /// How long to wait for ICE candidates before answering with what there is.
@@ -309,7 +310,7 @@ fn h264_codec() -> RTCRtpCodec {
     };
     RTCRtpCodec {
         mime_type: MIME_TYPE_H264.to_owned(),
-        clock_rate: 90_000,
+        clock_rate: VIDEO_CLOCK_HZ,
         channels: 0,
         sdp_fmtp_line: H264_FMTP.to_owned(),
         rtcp_feedback: vec![
@@ -324,7 +325,7 @@ fn h264_codec() -> RTCRtpCodec {
 fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
+        clock_rate: AUDIO_CLOCK_HZ,
         channels: 2,
         sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![RTCPFeedback {
@@ -356,9 +357,9 @@ pub(crate) fn register_extensions(media_engine: &mut MediaEngine) -> Result<(), 
 /// The codec payload type and our header extensions' ids, as negotiated for `sender`.
 async fn negotiated(
     sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>,
-) -> Option<(u8, ExtensionIds)> {
+) -> Option<(PayloadType, ExtensionIds)> {
     let params = sender.get_parameters().await.ok()?;
-    let payload_type = params.rtp_parameters.codecs.first()?.payload_type;
+    let payload_type = PayloadType(params.rtp_parameters.codecs.first()?.payload_type);
     let ids = ExtensionIds::from_negotiated(
         params
             .rtp_parameters
@@ -369,7 +370,7 @@ async fn negotiated(
     Some((payload_type, ids))
 }
 
-fn local_track(ssrc: u32, kind: RtpCodecKind, codec: RTCRtpCodec) -> Arc<TrackLocalStaticRTP> {
+fn local_track(ssrc: Ssrc, kind: RtpCodecKind, codec: RTCRtpCodec) -> Arc<TrackLocalStaticRTP> {
     let id = if kind == RtpCodecKind::Audio {
         "sound"
     } else {
@@ -382,7 +383,7 @@ fn local_track(ssrc: u32, kind: RtpCodecKind, codec: RTCRtpCodec) -> Arc<TrackLo
         kind,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
+                ssrc: Some(ssrc.0),
                 ..Default::default()
             },
             codec,
@@ -427,8 +428,8 @@ impl Viewer {
         offer: RTCSessionDescription,
         ice: &IceConfig,
         identity: Option<&ShareIdentity>,
-        video: Arc<VideoFanout>,
-        audio: Option<Arc<VideoFanout>>,
+        video: Arc<MediaFanout>,
+        audio: Option<Arc<MediaFanout>>,
         keyframes: &Arc<KeyframeGate>,
     ) -> Result<Answered, PeerError> {
         let mut media_engine = MediaEngine::default();
@@ -436,7 +437,7 @@ impl Viewer {
             .register_codec(
                 RTCRtpCodecParameters {
                     rtp_codec: h264_codec(),
-                    payload_type: H264_PAYLOAD_TYPE,
+                    payload_type: H264_PAYLOAD_TYPE.0,
                 },
                 RtpCodecKind::Video,
             )
@@ -449,7 +450,7 @@ impl Viewer {
                 .register_codec(
                     RTCRtpCodecParameters {
                         rtp_codec: opus_codec(),
-                        payload_type: OPUS_PAYLOAD_TYPE,
+                        payload_type: OPUS_PAYLOAD_TYPE.0,
                     },
                     RtpCodecKind::Audio,
                 )
@@ -470,7 +471,7 @@ impl Viewer {
             )
             // Send-side congestion control: transport-wide sequence numbers on what we send,
             // the viewer's TWCC feedback into GCC, its estimate published to `path`. (No
-            // stock pacer: it would queue audio behind video; `send_video` paces per viewer.)
+            // stock pacer: it would queue audio behind video; `send_media` paces per viewer.)
             .with(
                 rtc::interceptor::Slot::CongestionControl,
                 rtc::interceptor::CongestionControlBuilder::new(ViewerGcc::new(
@@ -576,14 +577,14 @@ impl Viewer {
     async fn negotiate(
         pc: &Arc<dyn PeerConnection>,
         offer: RTCSessionDescription,
-        video: Arc<VideoFanout>,
-        audio: Option<Arc<VideoFanout>>,
+        video: Arc<MediaFanout>,
+        audio: Option<Arc<MediaFanout>>,
         gathered: Arc<Notify>,
         path: Arc<PathEstimate>,
         connected: tokio::sync::watch::Receiver<bool>,
         keyframes: Arc<ViewerKeyframes>,
     ) -> Result<(String, Vec<tokio::task::JoinHandle<()>>), PeerError> {
-        let ssrc = rand::random::<u32>();
+        let ssrc = Ssrc(rand::random());
         let track = local_track(ssrc, RtpCodecKind::Video, h264_codec());
         let wants_audio = offer.sdp.contains("m=audio");
         let offered_audio = audio_mids(&offer.sdp);
@@ -597,7 +598,7 @@ impl Viewer {
             .map_err(|e| PeerError::Internal(format!("cannot add the video track: {e}")))?;
         let audio_track = match &audio {
             Some(_) if wants_audio => {
-                let assrc = rand::random::<u32>();
+                let assrc = Ssrc(rand::random());
                 let track = local_track(assrc, RtpCodecKind::Audio, opus_codec());
                 let sender = pc
                     .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
@@ -638,7 +639,7 @@ impl Viewer {
         let frames = video.subscribe();
         video.watch_path(&path);
         keyframes.request(KeyframeReason::Join);
-        let send_task = tokio::spawn(send_video(
+        let send_task = tokio::spawn(send_media(
             track.clone(),
             frames,
             RtpStamper::new(ssrc, payload_type, rand::random()).with_extensions(extensions),
@@ -651,7 +652,7 @@ impl Viewer {
         let mut tasks = vec![send_task, rtcp_task, path_task];
         if let (Some((track, sender, assrc)), Some(audio)) = (audio_track, audio) {
             match negotiated(&sender).await {
-                Some((pt, extensions)) => tasks.push(tokio::spawn(send_video(
+                Some((pt, extensions)) => tasks.push(tokio::spawn(send_media(
                     track,
                     audio.subscribe(),
                     RtpStamper::new(assrc, pt, rand::random()).with_extensions(extensions),
@@ -684,33 +685,29 @@ const PACING_BURST: Duration = Duration::from_millis(40);
 /// A viewer dropped for its budget asks for a keyframe at most this often.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Spreads one viewer's packets at `PACING_FACTOR` times its estimate (a token bucket of
-/// `PACING_BURST`): returns how long to wait before the next `bytes` may go.
-struct Pacer {
-    level: f64,
-    last: Instant,
-}
+/// Spreads one viewer's packets at `PACING_FACTOR` times its estimate (a byte budget of
+/// `PACING_BURST`, starting empty): returns how long to wait before the next `bytes` may go.
+struct Pacer(ByteBudget);
 
 impl Pacer {
+    fn new(now: Instant) -> Self {
+        Self(ByteBudget::empty(now, PACING_BURST))
+    }
+
     fn delay(&mut self, now: Instant, estimate_bps: u64, bytes: usize) -> Duration {
         let rate = estimate_bps as f64 / 8.0 * PACING_FACTOR;
-        let burst = rate * PACING_BURST.as_secs_f64();
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.level = (self.level + dt * rate).min(burst) - bytes as f64;
-        if self.level >= 0.0 || rate <= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.level / rate)
-        }
+        self.0.fill(now, rate);
+        self.0.spend(bytes);
+        self.0.wait(rate)
     }
 }
 
-async fn send_video(
+/// Sends one stream (video or audio) from `fanout` to one viewer.
+async fn send_media(
     track: Arc<TrackLocalStaticRTP>,
-    frames: broadcast::Receiver<Arc<crate::video::VideoUnit>>,
+    frames: broadcast::Receiver<Arc<crate::video::PayloadedUnit>>,
     mut stamper: RtpStamper,
-    video: Arc<VideoFanout>,
+    fanout: Arc<MediaFanout>,
     // Video only: the viewer's path and its keyframe requests (the share's limit).
     video_only: Option<(Arc<PathEstimate>, Arc<ViewerKeyframes>)>,
     mut connected: tokio::sync::watch::Receiver<bool>,
@@ -734,10 +731,7 @@ async fn send_video(
     let now = Instant::now();
     let mut last_resync: Option<Instant> = Some(now);
     let mut budget = SendBudget::new(now);
-    let mut pacer = Pacer {
-        level: 0.0,
-        last: now,
-    };
+    let mut pacer = Pacer::new(now);
     loop {
         let unit = match frames.recv().await {
             Ok(unit) => unit,
@@ -765,9 +759,9 @@ async fn send_video(
         // average to its estimate, and dropping the frames after a keyframe that overdrew
         // the budget made that keyframe useless (the viewer then waited for the next one:
         // behind 3 Mbit/s, a slideshow of 1080p keyframes).
-        if let Some(estimate) = estimate.filter(|&e| !video.serves(e)) {
+        if let Some(estimate) = estimate.filter(|&e| !fanout.serves(e)) {
             if !budget.admit(Instant::now(), estimate, bytes) {
-                video
+                fanout
                     .units_over_budget
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 stamper.lost_units();
@@ -788,7 +782,7 @@ async fn send_video(
             }
             if let Err(e) = track.write_rtp(packet).await {
                 // Not bound yet (still connecting) or gone: the next keyframe restarts it.
-                tracing::trace!("video packet not sent: {e}");
+                tracing::trace!("media packet not sent: {e}");
                 stamper.lost_units();
                 break;
             }
@@ -797,7 +791,7 @@ async fn send_video(
             send_us = started.elapsed().as_micros() as u64,
             since_capture_us = unit.capture_time.elapsed().as_micros() as u64,
             packets = unit.payloads.len(),
-            "video unit sent"
+            "media unit sent"
         );
     }
 }

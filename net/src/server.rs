@@ -60,7 +60,7 @@ use crate::pairing::Pairings;
 use crate::peer::IceConfig;
 use crate::session::{HostEvents, HostSide};
 use crate::stats::Counters;
-use crate::video::VideoFanout;
+use crate::video::MediaFanout;
 use admit::{lock_viewers, ViewerRegistry};
 use lifecycle::{remove_viewer, Ending};
 
@@ -163,8 +163,8 @@ struct AppState {
     pairings: Mutex<Pairings>,
     /// Paired sessions whose connection was lost, for their viewer's return.
     lost: Mutex<resume::LostSessions>,
-    video: Arc<VideoFanout>,
-    audio: Option<Arc<VideoFanout>>,
+    video: Arc<MediaFanout>,
+    audio: Option<Arc<MediaFanout>>,
     keyframes: Arc<KeyframeGate>,
     hosts: origin::HostPolicy,
     viewers: Mutex<ViewerRegistry>,
@@ -176,8 +176,8 @@ struct AppState {
 impl AppState {
     fn new(
         config: ShareConfig,
-        video: Arc<VideoFanout>,
-        audio: Option<Arc<VideoFanout>>,
+        video: Arc<MediaFanout>,
+        audio: Option<Arc<MediaFanout>>,
         hosts: origin::HostPolicy,
     ) -> Self {
         Self {
@@ -210,8 +210,8 @@ impl ShareServer {
     /// Binds `config.listen` and serves until [`ShareServer::shutdown`].
     pub async fn start(
         config: ShareConfig,
-        video: Arc<VideoFanout>,
-        audio: Option<Arc<VideoFanout>>,
+        video: Arc<MediaFanout>,
+        audio: Option<Arc<MediaFanout>>,
     ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;

@@ -1,7 +1,7 @@
 //! Fan-out of one encoded stream (video or audio) to every viewer.
 //!
 //! The encoder produces each access unit once; it is cut into RTP payloads once
-//! (H.264 FU-A/STAP-A, RFC 6184) and shared as `Arc<VideoUnit>` through a bounded
+//! (H.264 FU-A/STAP-A, RFC 6184) and shared as `Arc<PayloadedUnit>` through a bounded
 //! broadcast channel. Each viewer's task only stamps its own SSRC, sequence numbers and
 //! payload type. A viewer that falls behind loses the oldest units (never blocks the
 //! encoder), then waits for the next keyframe and asks for one.
@@ -14,20 +14,17 @@ use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
 use rtc::rtp::packetizer::Payloader;
 use tokio::sync::broadcast;
+use types::{PayloadType, Ssrc, AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ};
 
-/// RTP payload size budget: 1200-byte packets stay under any sane path MTU with SRTP,
-/// header extensions and TURN overhead.
-pub const RTP_PAYLOAD_MTU: usize = 1200 - 12 - 40;
+pub use types::RTP_PAYLOAD_MTU;
 /// Units kept for slow viewers before they start losing the oldest (~0.25 s at 30 fps).
 pub const FANOUT_DEPTH: usize = 8;
-/// The H.264 RTP clock.
-pub const VIDEO_CLOCK_HZ: u64 = 90_000;
-/// The Opus RTP clock.
-pub const AUDIO_CLOCK_HZ: u64 = 48_000;
+/// Opus packets kept for slow viewers: 200 ms of 10 ms frames.
+pub const AUDIO_FANOUT_DEPTH: usize = 20;
 
-/// One encoded access unit (or Opus packet) as the encoder hands it over.
+/// One encoded H.264 access unit or Opus packet, as the encoder hands it over.
 #[derive(Clone, Debug)]
-pub struct VideoSample {
+pub struct MediaUnit {
     pub data: Bytes,
     pub capture_time: Instant,
     /// Decodable on its own (always true for audio).
@@ -41,9 +38,9 @@ enum Payloading {
     Opus,
 }
 
-/// One access unit, payloaded for RTP, shared by all viewers.
+/// One access unit or Opus packet, payloaded for RTP, shared by all viewers.
 #[derive(Debug)]
-pub struct VideoUnit {
+pub struct PayloadedUnit {
     pub payloads: Vec<Bytes>,
     /// Capture time on the stream's RTP clock, from the fan-out's epoch.
     pub rtp_time: u32,
@@ -107,9 +104,9 @@ const PLAYOUT_DELAY_ZERO: [u8; 3] = [0, 0, 0];
 /// Who to tell when a keyframe is needed (the encoder's request flag).
 pub type KeyframeRequester = Arc<dyn Fn() + Send + Sync>;
 
-/// One stream's fan-out. (Named for video, its first use; `Fanout::audio` makes the Opus one.)
-pub struct VideoFanout {
-    tx: broadcast::Sender<Arc<VideoUnit>>,
+/// One stream's fan-out: [`MediaFanout::video`] (H.264) or [`MediaFanout::audio`] (Opus).
+pub struct MediaFanout {
+    tx: broadcast::Sender<Arc<PayloadedUnit>>,
     payloading: Payloading,
     clock_hz: u64,
     epoch: Instant,
@@ -136,36 +133,46 @@ fn wall_time_of(epoch: Instant) -> Duration {
         .saturating_sub(epoch.elapsed())
 }
 
-impl VideoFanout {
-    pub fn new(epoch: Instant, request_keyframe: KeyframeRequester) -> Arc<Self> {
-        let (tx, _) = broadcast::channel(FANOUT_DEPTH);
-        Arc::new(Self {
-            tx,
-            payloading: Payloading::H264(Mutex::new(H264Payloader::default())),
-            clock_hz: VIDEO_CLOCK_HZ,
+impl MediaFanout {
+    /// An H.264 fan-out; `request_keyframe` asks the encoder for a keyframe.
+    pub fn video(epoch: Instant, request_keyframe: KeyframeRequester) -> Arc<Self> {
+        let payloading = Payloading::H264(Mutex::new(H264Payloader::default()));
+        Self::new(
             epoch,
-            epoch_wall: wall_time_of(epoch),
+            payloading,
+            VIDEO_CLOCK_HZ,
+            FANOUT_DEPTH,
             request_keyframe,
-            units_published: AtomicU64::new(0),
-            keyframes_requested: AtomicU64::new(0),
-            units_over_budget: AtomicU64::new(0),
-            paths: Mutex::new(Vec::new()),
-            last_keyframe_bytes: AtomicU64::new(0),
-            resends: Arc::default(),
-        })
+        )
     }
 
     /// An Opus fan-out. `epoch` must be the video's, so both RTP clocks share an origin.
     pub fn audio(epoch: Instant) -> Arc<Self> {
-        // 20 packets: 200 ms of 10 ms frames.
-        let (tx, _) = broadcast::channel(20);
+        let no_keyframes = Arc::new(|| {});
+        Self::new(
+            epoch,
+            Payloading::Opus,
+            AUDIO_CLOCK_HZ,
+            AUDIO_FANOUT_DEPTH,
+            no_keyframes,
+        )
+    }
+
+    fn new(
+        epoch: Instant,
+        payloading: Payloading,
+        clock_hz: u32,
+        depth: usize,
+        request_keyframe: KeyframeRequester,
+    ) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(depth);
         Arc::new(Self {
             tx,
-            payloading: Payloading::Opus,
-            clock_hz: AUDIO_CLOCK_HZ,
+            payloading,
+            clock_hz: u64::from(clock_hz),
             epoch,
             epoch_wall: wall_time_of(epoch),
-            request_keyframe: Arc::new(|| {}),
+            request_keyframe,
             units_published: AtomicU64::new(0),
             keyframes_requested: AtomicU64::new(0),
             units_over_budget: AtomicU64::new(0),
@@ -191,7 +198,7 @@ impl VideoFanout {
     }
 
     /// Publishes one access unit to every viewer. Never blocks; callable from any thread.
-    pub fn publish(&self, sample: VideoSample) {
+    pub fn publish(&self, sample: MediaUnit) {
         let payloads = match &self.payloading {
             Payloading::H264(payloader) => {
                 let mut payloader = payloader.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,7 +215,7 @@ impl VideoFanout {
         if payloads.is_empty() {
             return;
         }
-        let unit = Arc::new(VideoUnit {
+        let unit = Arc::new(PayloadedUnit {
             payloads,
             rtp_time: self.rtp_time(sample.capture_time),
             keyframe: sample.keyframe,
@@ -224,7 +231,7 @@ impl VideoFanout {
         let _ = self.tx.send(unit);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<VideoUnit>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<PayloadedUnit>> {
         self.tx.subscribe()
     }
 
@@ -284,15 +291,15 @@ impl VideoFanout {
 /// Per-viewer RTP state: what a viewer's task needs to turn shared units into packets.
 #[derive(Debug)]
 pub struct RtpStamper {
-    pub ssrc: u32,
-    pub payload_type: u8,
+    pub ssrc: Ssrc,
+    pub payload_type: PayloadType,
     sequence: u16,
     waiting_for_keyframe: bool,
     extensions: ExtensionIds,
 }
 
 impl RtpStamper {
-    pub fn new(ssrc: u32, payload_type: u8, first_sequence: u16) -> Self {
+    pub fn new(ssrc: Ssrc, payload_type: PayloadType, first_sequence: u16) -> Self {
         Self {
             ssrc,
             payload_type,
@@ -310,7 +317,7 @@ impl RtpStamper {
 
     /// Whether this unit may be sent: a viewer starts (and restarts after a loss) at a
     /// keyframe, since P-frames before it cannot be decoded.
-    pub fn admit(&mut self, unit: &VideoUnit) -> bool {
+    pub fn admit(&mut self, unit: &PayloadedUnit) -> bool {
         if self.waiting_for_keyframe && !unit.keyframe {
             return false;
         }
@@ -324,7 +331,7 @@ impl RtpStamper {
     }
 
     /// The RTP packets of `unit` for this viewer.
-    pub fn packets(&mut self, unit: &VideoUnit) -> Vec<rtc::rtp::Packet> {
+    pub fn packets(&mut self, unit: &PayloadedUnit) -> Vec<rtc::rtp::Packet> {
         let last = unit.payloads.len().saturating_sub(1);
         unit.payloads
             .iter()
@@ -335,10 +342,10 @@ impl RtpStamper {
                 let mut header = rtc::rtp::Header {
                     version: 2,
                     marker: i == last,
-                    payload_type: self.payload_type,
+                    payload_type: self.payload_type.0,
                     sequence_number,
                     timestamp: unit.rtp_time,
-                    ssrc: self.ssrc,
+                    ssrc: self.ssrc.0,
                     ..Default::default()
                 };
                 // Every packet carries them: a receiver may lose any one packet of a frame.
@@ -378,7 +385,7 @@ mod tests {
         let requested = Arc::new(AtomicU64::new(0));
         let r = requested.clone();
         let epoch = Instant::now();
-        let fanout = VideoFanout::new(
+        let fanout = MediaFanout::video(
             epoch,
             Arc::new(move || {
                 r.fetch_add(1, Ordering::Relaxed);
@@ -387,7 +394,7 @@ mod tests {
         let mut a = fanout.subscribe();
         let mut b = fanout.subscribe();
         let big = vec![0x41u8; 5000];
-        fanout.publish(VideoSample {
+        fanout.publish(MediaUnit {
             data: annexb(&[&[0x67, 1, 2, 3], &[0x68, 4], &[0x65, 9, 9], &big]),
             capture_time: epoch + Duration::from_millis(100),
             keyframe: true,
@@ -406,9 +413,9 @@ mod tests {
     #[test]
     fn audio_packets_pass_whole_on_the_48_khz_clock() {
         let epoch = Instant::now();
-        let fanout = VideoFanout::audio(epoch);
+        let fanout = MediaFanout::audio(epoch);
         let mut rx = fanout.subscribe();
-        fanout.publish(VideoSample {
+        fanout.publish(MediaUnit {
             data: Bytes::from_static(&[0xfc, 1, 2, 3]),
             capture_time: epoch + Duration::from_millis(20),
             keyframe: true,
@@ -422,14 +429,14 @@ mod tests {
 
     #[test]
     fn stamper_starts_at_a_keyframe_and_numbers_packets() {
-        let unit = |keyframe, n| VideoUnit {
+        let unit = |keyframe, n| PayloadedUnit {
             payloads: vec![Bytes::from_static(b"x"); n],
             rtp_time: 1234,
             keyframe,
             capture_time: Instant::now(),
             capture_ntp: 0,
         };
-        let mut s = RtpStamper::new(42, 102, u16::MAX);
+        let mut s = RtpStamper::new(Ssrc(42), PayloadType(102), u16::MAX);
         assert!(!s.admit(&unit(false, 1)));
         assert!(s.admit(&unit(true, 3)));
         let pkts = s.packets(&unit(true, 3));
@@ -455,7 +462,7 @@ mod tests {
         assert_eq!(t >> 32, NTP_UNIX_OFFSET_SECS + 1);
         assert_eq!(t & 0xffff_ffff, 1 << 31, "half a second");
         let epoch = Instant::now();
-        let fanout = VideoFanout::audio(epoch);
+        let fanout = MediaFanout::audio(epoch);
         let a = fanout.ntp_time(epoch);
         let b = fanout.ntp_time(epoch + Duration::from_millis(250));
         assert_eq!(b - a, 1 << 30, "250 ms apart on the NTP clock");
@@ -481,14 +488,14 @@ mod tests {
             None,
             "two-byte ids are not used"
         );
-        let unit = VideoUnit {
+        let unit = PayloadedUnit {
             payloads: vec![Bytes::from_static(b"abc"); 3],
             rtp_time: 77,
             keyframe: true,
             capture_time: Instant::now(),
             capture_ntp: 0x0102_0304_0506_0708,
         };
-        let mut s = RtpStamper::new(1, 102, 0).with_extensions(ids);
+        let mut s = RtpStamper::new(Ssrc(1), PayloadType(102), 0).with_extensions(ids);
         for p in s.packets(&unit) {
             let wire = p.marshal().unwrap();
             let back = rtc::rtp::Packet::unmarshal(&mut wire.clone()).unwrap();
@@ -503,7 +510,9 @@ mod tests {
             );
         }
         // Not negotiated: plain packets.
-        let p = RtpStamper::new(1, 102, 0).packets(&unit).remove(0);
+        let p = RtpStamper::new(Ssrc(1), PayloadType(102), 0)
+            .packets(&unit)
+            .remove(0);
         assert!(!p.header.extension);
     }
 }

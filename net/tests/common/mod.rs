@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use net::{AccessCode, HostEvents, IceConfig, Rights, ShareConfig, VideoFanout, VideoSample};
+use net::{AccessCode, HostEvents, IceConfig, MediaFanout, MediaUnit, Rights, ShareConfig};
 
 /// A share on a free loopback port with access code `code`: view-only, ICE on loopback
 /// only, its own DTLS identity. Tests change what they need with `..share_config(…)`.
@@ -38,7 +38,7 @@ pub fn share_config(code: &str, max_viewers: usize) -> ShareConfig {
 /// A fan-out fed with real H.264 of a 320x240 test picture at 30 fps, from a thread; a
 /// keyframe only when the fan-out asks for one.
 pub struct TestEncoder {
-    pub fanout: Arc<VideoFanout>,
+    pub fanout: Arc<MediaFanout>,
     /// Keyframes made so far.
     pub keyframes: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -52,7 +52,7 @@ impl TestEncoder {
         let request = Arc::new(AtomicBool::new(false));
         let fanout = {
             let r = request.clone();
-            VideoFanout::new(
+            MediaFanout::video(
                 Instant::now(),
                 Arc::new(move || r.store(true, Ordering::Relaxed)),
             )
@@ -76,7 +76,7 @@ impl TestEncoder {
                     if out.keyframe {
                         keyframes.fetch_add(1, Ordering::Relaxed);
                     }
-                    fanout.publish(VideoSample {
+                    fanout.publish(MediaUnit {
                         data: out.data,
                         capture_time: Instant::now(),
                         keyframe: out.keyframe,

@@ -25,7 +25,7 @@ const SDP: (&str, &str) = ("content-type", "application/sdp");
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 pub(super) fn state() -> Arc<AppState> {
-    let video = VideoFanout::new(Instant::now(), Arc::new(|| {}));
+    let video = MediaFanout::video(Instant::now(), Arc::new(|| {}));
     let config = ShareConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         code: AccessCode::parse(CODE).unwrap(),
