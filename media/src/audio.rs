@@ -449,7 +449,8 @@ fn realtime_priority(what: &str) {
 /// callback that runs late (a busy machine) gets the fragments it missed in a burst, all
 /// arriving "now". Their count says when they were captured; their arrival does not. So a
 /// late arrival alone changes nothing; samples count as lost (and the clock jumps ahead)
-/// only when every arrival for [`LATE_FOR`] was late — by the least of those latenesses —
+/// only when every arrival for [`LATE_FOR`] was late by over [`MAX_LATE_SKEW`] — by the
+/// least of those latenesses —
 /// or when one is later than the queue could have held ([`MAX_QUEUED`]).
 #[derive(Default)]
 pub struct SampleClock {
@@ -462,6 +463,10 @@ pub struct SampleClock {
 
 /// Counted and arrival time may disagree by this much (scheduling jitter).
 pub const MAX_SKEW: Duration = Duration::from_millis(20);
+/// Arrivals may come this much later than counted and still be on time: PulseAudio's
+/// delivery latency varies by a few fragments, and moving the clock for that would put a
+/// gap into the stream (heard, and seen in recordings) where no audio was lost.
+pub const MAX_LATE_SKEW: Duration = Duration::from_millis(60);
 /// An arrival later than this behind the count cannot be a queued burst: samples were lost.
 pub const MAX_QUEUED: Duration = Duration::from_millis(300);
 /// Lateness that lasts this long is taken as lost samples.
@@ -483,7 +488,7 @@ impl SampleClock {
             return;
         }
         let late = first.saturating_duration_since(expected);
-        if late <= MAX_SKEW {
+        if late <= MAX_LATE_SKEW {
             self.late = None;
             return;
         }
@@ -495,6 +500,10 @@ impl SampleClock {
         *least = (*least).min(late);
         if first.saturating_duration_since(*since) >= LATE_FOR {
             // Late all along: that much audio never came.
+            tracing::debug!(
+                "audio clock moves {} ms ahead (audio lost)",
+                least.as_millis()
+            );
             self.next = Some(next + *least);
             self.late = None;
         }
@@ -621,7 +630,7 @@ mod tests {
 
     #[test]
     fn samples_lost_for_good_move_the_clock_once_the_lateness_lasts() {
-        // 50 ms of audio never arrives: every later arrival is 50 ms behind the count.
+        // 100 ms of audio never arrives: every later arrival is 100 ms behind the count.
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut c = SampleClock::default();
@@ -629,7 +638,7 @@ mod tests {
         c.take(480);
         let mut last = t0;
         for i in 1..=150u64 {
-            c.observe(ms(50 + i * 10), 0);
+            c.observe(ms(100 + i * 10), 0);
             last = c.take(480);
             if i < 100 {
                 assert_eq!(
@@ -639,7 +648,22 @@ mod tests {
                 );
             }
         }
-        assert_eq!(last, ms(50 + 150 * 10), "then the lost 50 ms are skipped");
+        assert_eq!(last, ms(100 + 150 * 10), "then the lost 100 ms are skipped");
+    }
+
+    #[test]
+    fn a_steady_delivery_delay_moves_nothing() {
+        // PulseAudio delivers every fragment 40 ms later than the first one came: that is
+        // latency, not loss, and the count goes on without a gap.
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut c = SampleClock::default();
+        c.observe(t0, 0);
+        assert_eq!(c.take(480), t0);
+        for i in 1..=300u64 {
+            c.observe(ms(40 + i * 10), 0);
+            assert_eq!(c.take(480), ms(i * 10), "fragment {i}");
+        }
     }
 }
 
