@@ -13,7 +13,7 @@ import { pair } from '../../assets/pake.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import {
-  existsSync, unlinkSync, accessSync, mkdtempSync, rmSync, writeFileSync, constants as fsConstants,
+  existsSync, unlinkSync, readFileSync, accessSync, mkdtempSync, rmSync, writeFileSync, constants as fsConstants,
 } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -333,8 +333,22 @@ export class Scope {
 // ---------------------------------------------------------------------------------------
 // Xvfb
 
+/**
+ * Whether display n is taken. A killed X server leaves its lock and socket behind; a lock
+ * whose process is gone is stale (the X server itself thinks so), and both are removed so
+ * leftovers of crashed runs do not use up the numbers (media/src/xvfb.rs does the same).
+ */
 function displayInUse(n) {
-  return existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`);
+  const socket = `/tmp/.X11-unix/X${n}`;
+  const lock = `/tmp/.X${n}-lock`;
+  if (!existsSync(lock)) return existsSync(socket);
+  let pid = NaN;
+  try { pid = Number.parseInt(readFileSync(lock, 'utf8').trim(), 10); } catch { return true; }
+  if (pid > 0 && existsSync(`/proc/${pid}`)) return true;
+  try {
+    for (const f of [lock, socket]) if (existsSync(f)) unlinkSync(f);
+  } catch { return true; }
+  return false;
 }
 
 async function waitFor(cond, timeoutMs, intervalMs = 50) {
