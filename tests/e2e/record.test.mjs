@@ -21,11 +21,15 @@ const SCREEN = { width: 1280, height: 720 };
 const TEST_TIMEOUT = 90_000;
 const CHANGED_BLOCKS = Object.freeze(['20c8c8', 'c820b4', 'f0f0f0', '102010']); // TL TR BL BR
 const TONE_HZ = 440;
+// The tone's own player buffers 250 ms: at pacat's 20 ms it underran under a full suite's
+// load ("Stream underrun." in `pacat -v`, a gap in the sink itself), and the recording
+// faithfully held that gap, failing the zero-crossing check at one second in ~5 runs.
+const TONE = { latencyMs: 250 };
 
 /** PulseAudio + tone + Xvfb + pattern + share (capturing the null sink), all in the scope. */
 async function setup(s, { tone = true } = {}) {
   const pa = s.add(await startPulse());
-  if (tone) s.add(await playTone(pa, TONE_HZ));
+  if (tone) s.add(await playTone(pa, TONE_HZ, TONE));
   const x = s.add(await startXvfb(SCREEN));
   const pattern = s.add(await startPattern(x.display));
   const share = s.add(await startShareWithEnv(pa.env, { display: x.display, args: ['--no-announce'] }));
