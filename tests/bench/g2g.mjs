@@ -14,6 +14,7 @@
 // `lo` is set to MTU 1500 first, or tbf drops everything), --loss N (nftables drops N % of
 // UDP at random), --step (the measured window is cut in thirds: 8mbit, 2mbit, 8mbit; the
 // figures are printed per third as well).
+// BENCH_LOGS=1 prints the senders' logs at the end (with RUST_LOG=debug: per-frame figures).
 // Porthole is $PORTHOLE_BIN (default target/debug/porthole); the reference needs
 // `scripts/install-deps.sh bench` (python3-gi and GStreamer from Debian).
 //
@@ -549,6 +550,7 @@ async function main() {
         inner.dump();
         console.error(`g2g: ${name}: ${err?.stack || err}`);
       } finally {
+        if (process.env.BENCH_LOGS) inner.dump(); // the senders' logs (e.g. RUST_LOG=debug)
         await inner.cleanup();
         if (opts.step || opts.link) setLink(null);
         undoLoss?.();
