@@ -11,6 +11,7 @@ mod record;
 mod recording;
 mod secrets;
 mod share;
+mod stop_signal;
 mod test_pattern;
 mod virtual_display;
 

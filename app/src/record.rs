@@ -75,13 +75,7 @@ async fn receive(
     // The share's answer says whether audio comes, so the file's tracks are known now.
     let mut recording = Recording::create(&args.file, client.has_audio())?;
     let mut deadline: Option<Instant> = None;
-    // Made once, before the loop: a `ctrl_c()` future made per turn would miss a SIGINT
-    // that comes while the loop body runs (a new listener counts past signals as seen).
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut int, mut term) = (
-        signal(SignalKind::interrupt())?,
-        signal(SignalKind::terminate())?,
-    );
+    let mut stop = crate::stop_signal::StopSignal::new()?;
     loop {
         // --duration counts from the first recorded frame, not from connecting.
         let wait = deadline
@@ -90,8 +84,7 @@ async fn receive(
         let event = tokio::select! {
             e = events.recv() => e,
             _ = tokio::time::sleep(wait) => break,
-            _ = int.recv() => break,
-            _ = term.recv() => break,
+            _ = stop.recv() => break,
         };
         let Some(event) = event else { break };
         match event {

@@ -135,21 +135,14 @@ async fn serve(options: ShareOptions, no_approval: bool, code: AccessCode) -> an
 /// Waits for Ctrl+C / SIGTERM, or for the pipeline to die; meanwhile asks the host about
 /// viewers and runs its commands (typed on stdin).
 async fn wait_for_end(share: &RunningShare, mut console: console::Console) -> anyhow::Result<()> {
-    // Made once, before the loop: a `ctrl_c()` future made per turn would miss a SIGINT
-    // that comes while the loop body runs (a new listener counts past signals as seen).
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut int, mut term) = (
-        signal(SignalKind::interrupt())?,
-        signal(SignalKind::terminate())?,
-    );
+    let mut stop = crate::stop_signal::StopSignal::new()?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     let mut lines = console::stdin_lines();
     let mut requests = share.server.control_requests();
     let (mut lines_open, mut knocks_open) = (true, true);
     loop {
         tokio::select! {
-            _ = int.recv() => return Ok(()),
-            _ = term.recv() => return Ok(()),
+            _ = stop.recv() => return Ok(()),
             _ = check.tick() => {
                 if !share.is_running() {
                     bail!("screen capture stopped (see the error above)");
