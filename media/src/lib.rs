@@ -15,6 +15,7 @@ pub mod input;
 pub mod keymap;
 pub mod pattern;
 pub mod pipeline;
+pub mod portal;
 pub mod record;
 pub mod slot;
 pub mod x11grab;

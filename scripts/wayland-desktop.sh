@@ -1,0 +1,80 @@
+#!/bin/bash
+# A headless Wayland desktop for tests: sway (pixman, HEADLESS-1), PipeWire + WirePlumber,
+# the patched xdg-desktop-portal-wlr (third_party/, built once into target/xdpw) and
+# xdg-desktop-portal, in a private D-Bus session of an unprivileged user (sway refuses
+# root). Runs COMMAND... inside that session, as that user, with WAYLAND_DISPLAY,
+# XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS set; everything stops with it.
+#   scripts/wayland-desktop.sh [--size WxH] [--user NAME] -- COMMAND...
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+size=640x480
+user=porthole-wl
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) size=$2; shift 2 ;;
+    --user) user=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "usage: $0 [--size WxH] [--user NAME] -- COMMAND..." >&2; exit 2 ;;
+  esac
+done
+[ $# -gt 0 ] || { echo "$0: no command" >&2; exit 2; }
+
+xdpw=$repo/target/xdpw/xdg-desktop-portal-wlr
+if [ ! -x "$xdpw" ]; then
+  src=$repo/third_party/xdg-desktop-portal-wlr
+  build=$repo/target/xdpw/build
+  meson setup "$build" "$src" -Dsystemd=disabled -Dman-pages=disabled >/dev/null
+  ninja -C "$build" >/dev/null
+  cp "$build/xdg-desktop-portal-wlr" "$xdpw"
+fi
+
+id "$user" >/dev/null 2>&1 || useradd --create-home --shell /usr/sbin/nologin "$user"
+run=$(mktemp -d /tmp/porthole-wl-XXXXXX)
+chmod 755 "$run"
+install -m 755 "$xdpw" "$run/xdg-desktop-portal-wlr"
+cat > "$run/session.sh" <<'INNER'
+#!/bin/bash
+set -euo pipefail
+run=$1 size=$2; shift 2
+export XDG_RUNTIME_DIR=$run/xdg
+mkdir -p "$XDG_RUNTIME_DIR" "$run/config/sway" "$run/config/xdg-desktop-portal-wlr"
+chmod 700 "$XDG_RUNTIME_DIR"
+export XDG_CONFIG_HOME=$run/config XDG_CURRENT_DESKTOP=sway XDG_SESSION_TYPE=wayland
+export WLR_BACKENDS=headless WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1
+echo "output HEADLESS-1 resolution $size" > "$run/config/sway/config"
+printf '[screencast]\nchooser_type=none\noutput_name=HEADLESS-1\n' \
+  > "$run/config/xdg-desktop-portal-wlr/config"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+sway > "$run/sway.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do
+  s=$(ls "$XDG_RUNTIME_DIR"/wayland-? 2>/dev/null | head -1 || true)
+  [ -n "$s" ] && break
+  sleep 0.05
+done
+[ -n "$s" ] || { echo "sway did not start:" >&2; cat "$run/sway.log" >&2; exit 1; }
+export WAYLAND_DISPLAY=$(basename "$s")
+dbus-update-activation-environment WAYLAND_DISPLAY XDG_CURRENT_DESKTOP XDG_RUNTIME_DIR \
+  XDG_CONFIG_HOME 2>/dev/null
+pipewire > "$run/pipewire.log" 2>&1 & pids+=($!)
+sleep 0.3
+wireplumber > "$run/wireplumber.log" 2>&1 & pids+=($!)
+"$run/xdg-desktop-portal-wlr" -r > "$run/xdpw.log" 2>&1 & pids+=($!)
+/usr/libexec/xdg-desktop-portal -r > "$run/xdp.log" 2>&1 & pids+=($!)
+# The portal answers once both are on the bus.
+for _ in $(seq 100); do
+  busctl --user status org.freedesktop.portal.Desktop >/dev/null 2>&1 &&
+    busctl --user status org.freedesktop.impl.portal.desktop.wlr >/dev/null 2>&1 && break
+  sleep 0.05
+done
+"$@"
+INNER
+chmod 755 "$run/session.sh"
+chown -R "$user" "$run"
+status=0
+runuser -u "$user" -- dbus-run-session -- "$run/session.sh" "$run" "$size" "$@" || status=$?
+if [ $status -ne 0 ]; then
+  for f in "$run"/*.log; do echo "----- $f" >&2; tail -20 "$f" >&2; done
+fi
+rm -rf "$run"
+exit $status
