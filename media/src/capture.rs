@@ -18,6 +18,8 @@ pub enum CaptureError {
     },
     #[error("screen capture failed: {0}")]
     Grab(io::Error),
+    #[error(transparent)]
+    Portal(#[from] crate::portal::PortalError),
     #[error("captured frame has {got} bytes, expected {expected} for {width}x{height}")]
     BadFrame {
         got: usize,

@@ -158,8 +158,20 @@ pub struct PipelineStats {
     pub frames_paced: AtomicU64,
 }
 
+/// Where the pictures come from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum CaptureSource {
+    /// The X server in `$DISPLAY` (MIT-SHM grabs of what X DAMAGE reports).
+    #[default]
+    X11,
+    /// A Wayland desktop's ScreenCast portal and PipeWire (see [`crate::portal`]); the
+    /// token, when the portal gave one before, skips its dialog.
+    Portal { restore_token: Option<String> },
+}
+
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
+    pub source: CaptureSource,
     /// Index of the monitor (RandR) to capture.
     pub monitor: usize,
     /// When set, the monitor to capture while running: a change of its index switches the
@@ -175,6 +187,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
+            source: CaptureSource::X11,
             monitor: 0,
             follow: None,
             encoder: EncoderSettings::default(),
@@ -221,7 +234,18 @@ impl VideoPipeline {
             let size = size.clone();
             std::thread::Builder::new()
                 .name("porthole-capture".into())
-                .spawn(move || capture_loop(config, stop, stats, slot, opened_tx, size))
+                .spawn(move || match config.source.clone() {
+                    CaptureSource::X11 => capture_loop(config, stop, stats, slot, opened_tx, size),
+                    CaptureSource::Portal { restore_token } => portal_capture_loop(
+                        restore_token.as_deref(),
+                        config,
+                        stop,
+                        stats,
+                        slot,
+                        opened_tx,
+                        size,
+                    ),
+                })
                 .expect("spawn capture thread")
         };
         match opened_rx.recv() {
@@ -391,6 +415,117 @@ fn capture_loop(
                 tracing::error!("{e}; stopping capture");
                 stop.store(true, Ordering::Release);
             }
+        }
+    }
+}
+
+/// The capture thread on Wayland: frames come from PipeWire when the screen changes; each
+/// is converted whole (PipeWire's damage regions are not read yet), at most `fps` a second.
+fn portal_capture_loop(
+    restore_token: Option<&str>,
+    config: PipelineConfig,
+    stop: Arc<AtomicBool>,
+    stats: Arc<PipelineStats>,
+    slot: Arc<LatestSlot<Captured>>,
+    opened: mpsc::Sender<Result<(), CaptureError>>,
+    size: Arc<Mutex<(u32, u32)>>,
+) {
+    let capture = match crate::portal::PortalCapture::open(restore_token) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = opened.send(Err(CaptureError::Portal(e)));
+            return;
+        }
+    };
+    // The size is known from the first frame; the pipeline starts once it is.
+    let first = loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(f) = capture.next(Duration::from_secs(5)) {
+            break f;
+        }
+        let _ = opened.send(Err(CaptureError::Grab(std::io::Error::other(
+            "the screen cast sent no picture within 5 s",
+        ))));
+        return;
+    };
+    let set_size = |w: u32, h: u32| {
+        let (w, h) = crate::convert::even_size(w as usize, h as usize);
+        *size.lock().unwrap_or_else(|e| e.into_inner()) = (w as u32, h as u32);
+    };
+    set_size(first.width, first.height);
+    let _ = opened.send(Ok(()));
+    tracing::info!(
+        width = first.width,
+        height = first.height,
+        "capturing the screen cast"
+    );
+    let control = config
+        .control
+        .clone()
+        .unwrap_or_else(|| EncoderControl::new(config.encoder));
+    let mut converter = crate::convert::Converter::new(first.width as usize, first.height as usize);
+    let mut packed = Vec::new();
+    let mut pending = Some(first);
+    let mut last_grab: Option<Instant> = None;
+    while !stop.load(Ordering::Acquire) {
+        let frame = match pending.take() {
+            Some(f) => f,
+            None => match capture.next(Duration::from_millis(100)) {
+                Some(f) => f,
+                None => continue,
+            },
+        };
+        if let Some(last) = last_grab {
+            let due = last + control.period();
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+                // What came meanwhile is newer.
+                if let Some(newer) = capture.next(Duration::ZERO) {
+                    pending = Some(newer);
+                    continue;
+                }
+            }
+        }
+        let started = Instant::now();
+        let (w, h) = (frame.width as usize, frame.height as usize);
+        let rows: &[u8] = if frame.stride == w * 4 {
+            &frame.bgrx
+        } else {
+            packed.clear();
+            for row in frame.bgrx.chunks(frame.stride).take(h) {
+                packed.extend_from_slice(&row[..w * 4]);
+            }
+            &packed
+        };
+        if converter.picture_size() != crate::convert::even_size(w, h) {
+            set_size(frame.width, frame.height);
+            tracing::info!(width = w, height = h, "the screen cast changed size");
+        }
+        converter.convert(rows, w, h);
+        let (pw, ph) = converter.picture_size();
+        let yuv = converter.picture();
+        use openh264::formats::YUVSource;
+        let picture = I420Picture {
+            y: yuv.y().to_vec(),
+            u: yuv.u().to_vec(),
+            v: yuv.v().to_vec(),
+            width: pw,
+            height: ph,
+        };
+        last_grab = Some(frame.time);
+        stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+        let captured = Captured {
+            picture: Arc::new(picture),
+            time: frame.time,
+            grab_us: 0,
+            convert_us: started.elapsed().as_micros() as u64,
+            rows: h,
+        };
+        if slot.put(captured) {
+            stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

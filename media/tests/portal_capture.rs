@@ -57,3 +57,49 @@ fn the_portal_delivers_the_screen_and_its_changes() {
     wait_for(&capture, (0x28, 0xb4, 0x3c));
     eprintln!("a change reached the capture in {:?}", changed.elapsed());
 }
+
+/// The whole video path on Wayland: portal → I420 → H.264, decoded back to the colours.
+#[test]
+#[ignore = "needs a Wayland desktop: scripts/wayland-desktop.sh (see the file's docs)"]
+fn the_pipeline_encodes_the_portals_pictures() {
+    use media::pipeline::{CaptureSource, KeyframeRequest, PipelineConfig, VideoPipeline};
+    paint("#323cc8");
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let config = PipelineConfig {
+        source: CaptureSource::Portal {
+            restore_token: None,
+        },
+        ..Default::default()
+    };
+    let pipeline = VideoPipeline::start(config, KeyframeRequest::default(), move |f| {
+        let _ = tx.try_send(f);
+    })
+    .expect("the pipeline on the portal");
+    assert_eq!(pipeline.size(), (640, 480));
+    let mut decoder = media::decoder::H264Decoder::new().unwrap();
+    let centre = |decoder: &mut media::decoder::H264Decoder, data: &[u8]| {
+        let p = decoder.decode_rgba(data).unwrap()?;
+        let at = (p.height / 2 * p.width + p.width / 2) * 4;
+        Some((p.rgba[at], p.rgba[at + 1], p.rgba[at + 2]))
+    };
+    let near = |a: (u8, u8, u8), b: (u8, u8, u8)| {
+        a.0.abs_diff(b.0) < 12 && a.1.abs_diff(b.1) < 12 && a.2.abs_diff(b.2) < 12
+    };
+    let first = rx.recv_timeout(Duration::from_secs(5)).expect("a frame");
+    assert!(first.keyframe, "the stream starts with a keyframe");
+    let px = centre(&mut decoder, &first.data).expect("a picture");
+    assert!(near(px, (0x32, 0x3c, 0xc8)), "{px:?}");
+    let changed = Instant::now();
+    paint("#dcc828");
+    loop {
+        let f = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a frame after the change");
+        if let Some(px) = centre(&mut decoder, &f.data) {
+            if near(px, (0xdc, 0xc8, 0x28)) {
+                break;
+            }
+        }
+    }
+    eprintln!("a change was encoded {:?} after swaymsg", changed.elapsed());
+}
