@@ -438,13 +438,7 @@ fn portal_capture_loop(
         }
     };
     // The size is known from the first frame; the pipeline starts once it is.
-    let first = loop {
-        if stop.load(Ordering::Acquire) {
-            return;
-        }
-        if let Some(f) = capture.next(Duration::from_secs(5)) {
-            break f;
-        }
+    let Some(first) = capture.next(Duration::from_secs(5)) else {
         let _ = opened.send(Err(CaptureError::Grab(std::io::Error::other(
             "the screen cast sent no picture within 5 s",
         ))));
