@@ -9,7 +9,9 @@ use std::time::Instant;
 use anyhow::Context;
 use media::capture::SharedMonitor;
 use media::encoder::EncoderSettings;
-use media::pipeline::{EncoderControl, KeyframeRequest, PipelineConfig, VideoPipeline};
+use media::pipeline::{
+    CaptureSource, EncoderControl, KeyframeRequest, PipelineConfig, VideoPipeline,
+};
 use net::cc::EncoderPolicy;
 use net::{AccessCode, IceConfig, MediaFanout, MediaUnit, ShareConfig, ShareServer};
 
@@ -23,7 +25,7 @@ pub use cli::run;
 use monitors::{describe_monitors, follow_monitor_requests};
 pub use monitors::{monitor_entries, MonitorSwitch, SwitchError};
 pub use options::{
-    audio_choice, parse_listen, BadListen, ShareArgs, ShareOptions, DEFAULT_BITRATE_KBPS,
+    audio_choice, parse_listen, Backend, BadListen, ShareArgs, ShareOptions, DEFAULT_BITRATE_KBPS,
     DEFAULT_FPS, DEFAULT_LISTEN,
 };
 
@@ -161,33 +163,61 @@ impl RunningShare {
             bitrate_kbps: options.bitrate_kbps,
         };
         let control = EncoderControl::new(settings);
-        let monitor_list = media::capture::monitors(None)?;
-        let Some(first) = monitor_list.get(options.monitor) else {
-            return Err(SwitchError::NoSuchMonitor {
-                index: options.monitor,
-                count: monitor_list.len(),
-                listed: describe_monitors(&monitor_list),
-            }
-            .into());
-        };
-        let monitor = SharedMonitor::new(options.monitor, first.rect);
-        tracing::info!("sharing monitor {}: {}", options.monitor, first.describe());
-        let pipeline = {
+        let start_pipeline = |source, monitor: usize, follow: Option<SharedMonitor>| {
             let fanout = fanout.clone();
             let config = PipelineConfig {
-                monitor: options.monitor,
-                follow: Some(monitor.clone()),
+                source,
+                monitor,
+                follow,
                 encoder: settings,
                 control: Some(control.clone()),
                 ..Default::default()
             };
-            VideoPipeline::start(config, keyframe, move |frame| {
+            VideoPipeline::start(config, keyframe.clone(), move |frame| {
                 fanout.publish(MediaUnit {
                     data: frame.data,
                     capture_time: frame.capture_time,
                     keyframe: frame.keyframe,
                 })
-            })?
+            })
+        };
+        let (monitor_list, monitor, pipeline) = match options.backend {
+            Backend::X11 => {
+                let monitor_list = media::capture::monitors(None)?;
+                let Some(first) = monitor_list.get(options.monitor) else {
+                    return Err(SwitchError::NoSuchMonitor {
+                        index: options.monitor,
+                        count: monitor_list.len(),
+                        listed: describe_monitors(&monitor_list),
+                    }
+                    .into());
+                };
+                let monitor = SharedMonitor::new(options.monitor, first.rect);
+                tracing::info!("sharing monitor {}: {}", options.monitor, first.describe());
+                let pipeline =
+                    start_pipeline(CaptureSource::X11, options.monitor, Some(monitor.clone()))?;
+                (monitor_list, monitor, pipeline)
+            }
+            Backend::Wayland => {
+                // The portal's dialog picks the monitor; it is the only one viewers see.
+                let source = CaptureSource::Portal {
+                    restore_token: None,
+                };
+                let pipeline = start_pipeline(source, 0, None)?;
+                let (width, height) = pipeline.size();
+                let only = media::capture::Monitor {
+                    name: "screen cast".into(),
+                    rect: media::capture::MonitorRect {
+                        x: 0,
+                        y: 0,
+                        width,
+                        height,
+                    },
+                    primary: true,
+                };
+                let monitor = SharedMonitor::new(0, only.rect);
+                (vec![only], monitor, pipeline)
+            }
         };
         let (width, height) = pipeline.size();
         let stats = pipeline.stats().clone();

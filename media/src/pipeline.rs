@@ -438,30 +438,37 @@ fn portal_capture_loop(
         }
     };
     // The size is known from the first frame; the pipeline starts once it is.
-    let Some(first) = capture.next(Duration::from_secs(5)) else {
-        let _ = opened.send(Err(CaptureError::Grab(std::io::Error::other(
-            "the screen cast sent no picture within 5 s",
-        ))));
-        return;
+    // The size the portal announced; without one, the first frame's (a still screen sends
+    // one frame when the stream starts, and then only on a change: that frame may come
+    // before the stream is ready and be lost, so the announced size is preferred).
+    let (mut pending, (width, height)) = match capture.size {
+        Some((w, h)) if w > 0 && h > 0 => (None, (w as u32, h as u32)),
+        _ => match capture.next(Duration::from_secs(5)) {
+            Some(f) => {
+                let size = (f.width, f.height);
+                (Some(f), size)
+            }
+            None => {
+                let _ = opened.send(Err(CaptureError::Grab(std::io::Error::other(
+                    "the screen cast announced no size and sent no picture within 5 s",
+                ))));
+                return;
+            }
+        },
     };
     let set_size = |w: u32, h: u32| {
         let (w, h) = crate::convert::even_size(w as usize, h as usize);
         *size.lock().unwrap_or_else(|e| e.into_inner()) = (w as u32, h as u32);
     };
-    set_size(first.width, first.height);
+    set_size(width, height);
     let _ = opened.send(Ok(()));
-    tracing::info!(
-        width = first.width,
-        height = first.height,
-        "capturing the screen cast"
-    );
+    tracing::info!(width, height, "capturing the screen cast");
     let control = config
         .control
         .clone()
         .unwrap_or_else(|| EncoderControl::new(config.encoder));
-    let mut converter = crate::convert::Converter::new(first.width as usize, first.height as usize);
+    let mut converter = crate::convert::Converter::new(width as usize, height as usize);
     let mut packed = Vec::new();
-    let mut pending = Some(first);
     let mut last_grab: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
         let frame = match pending.take() {

@@ -194,6 +194,7 @@ fn stream_loop(
     .map_err(pw_err)?;
     let _listener = stream
         .add_local_listener_with_user_data(Negotiated::default())
+        .state_changed(|_, _, old, new| tracing::debug!(?old, ?new, "PipeWire stream"))
         .param_changed(|_, format, id, param| {
             let Some(param) = param else { return };
             if id != spa::param::ParamType::Format.as_raw() {

@@ -54,6 +54,8 @@ pub fn run(mut args: ShareArgs) -> anyhow::Result<()> {
         virtual_display = Some(vd);
     } else if let Some(display) = &args.display {
         std::env::set_var("DISPLAY", display);
+    } else if options.backend == super::options::Backend::Wayland {
+        tracing::info!("sharing a Wayland desktop through its ScreenCast portal");
     } else if std::env::var_os("DISPLAY").is_none() {
         bail!(
             "no X display to share: $DISPLAY is not set.\n  \

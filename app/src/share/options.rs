@@ -27,6 +27,8 @@ pub const DEFAULT_CLIPBOARD_MAX_BYTES: u32 = 16 * 1024 * 1024;
 /// [`RunningShare::start`](super::RunningShare::start) beside these.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShareOptions {
+    /// Where the screen comes from.
+    pub backend: Backend,
     /// Monitor of the display to share (0 = first, as RandR lists them).
     pub monitor: usize,
     /// Where viewers connect.
@@ -61,6 +63,7 @@ impl Default for ShareOptions {
     /// 8 Mbit/s, the default output's sound, view only, announced.
     fn default() -> Self {
         Self {
+            backend: Backend::X11,
             monitor: 0,
             listen: DEFAULT_LISTEN,
             fps: DEFAULT_FPS,
@@ -90,6 +93,10 @@ pub fn audio_choice(name: &str) -> Option<AudioSource> {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ShareArgs {
+    /// Where the screen comes from: an X server, or a Wayland desktop's ScreenCast portal
+    /// (auto: Wayland when the session is one, unless --display or --virtual is given).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
     /// X display to share, e.g. :0 (default: $DISPLAY).
     #[arg(long)]
     pub display: Option<String>,
@@ -181,6 +188,22 @@ impl ShareArgs {
     /// was given (`--turn-password`, its file or the environment: see `secrets`).
     /// What only the command line does (the display, the code, approval on the terminal,
     /// `--list-audio`) is not part of it.
+    /// The backend `--backend` names, `auto` resolved from the session.
+    pub fn backend(&self) -> Backend {
+        match self.backend {
+            BackendChoice::X11 => Backend::X11,
+            BackendChoice::Wayland => Backend::Wayland,
+            BackendChoice::Auto if self.display.is_some() || self.r#virtual.is_some() => {
+                Backend::X11
+            }
+            BackendChoice::Auto => Backend::of_session(
+                std::env::var("XDG_SESSION_TYPE").ok().as_deref(),
+                std::env::var_os("WAYLAND_DISPLAY").is_some(),
+                std::env::var_os("DISPLAY").is_some(),
+            ),
+        }
+    }
+
     pub fn options(&self, turn_password: &str) -> ShareOptions {
         let stun = self.stun.iter().map(|url| IceServer {
             url: url.clone(),
@@ -193,6 +216,7 @@ impl ShareArgs {
             credential: turn_password.to_owned(),
         });
         ShareOptions {
+            backend: self.backend(),
             monitor: self.monitor,
             listen: self.listen,
             fps: self.fps,
@@ -278,6 +302,7 @@ mod tests {
         assert_eq!(
             o,
             ShareOptions {
+                backend: Backend::X11,
                 monitor: 2,
                 listen: SocketAddr::from(([0, 0, 0, 0], 7390)),
                 fps: 60,
@@ -332,4 +357,59 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_backend_follows_the_session_unless_told() {
+        use Backend::*;
+        assert_eq!(Backend::of_session(Some("wayland"), true, true), Wayland);
+        assert_eq!(Backend::of_session(Some("x11"), true, true), X11);
+        assert_eq!(
+            Backend::of_session(None, true, false),
+            Wayland,
+            "only Wayland"
+        );
+        assert_eq!(
+            Backend::of_session(None, true, true),
+            X11,
+            "XWayland too: X11"
+        );
+        assert_eq!(Backend::of_session(Some("tty"), false, false), X11);
+        assert_eq!(options(&["--backend", "wayland"]).backend, Wayland);
+        assert_eq!(options(&["--backend", "x11"]).backend, X11);
+        assert_eq!(
+            options(&["--display", ":5"]).backend,
+            X11,
+            "--display means X"
+        );
+    }
+}
+
+/// Where the screen comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An X server (`$DISPLAY`): MIT-SHM grabs, XTEST input, the X clipboard.
+    X11,
+    /// A Wayland desktop: the ScreenCast portal and PipeWire (input and clipboard: not yet).
+    Wayland,
+}
+
+impl Backend {
+    /// The backend for a session: Wayland when it says it is one
+    /// (`XDG_SESSION_TYPE=wayland`), or when only a Wayland display is there.
+    pub fn of_session(session_type: Option<&str>, wayland: bool, x11: bool) -> Self {
+        match session_type {
+            Some("wayland") => Self::Wayland,
+            Some("x11") => Self::X11,
+            _ if wayland && !x11 => Self::Wayland,
+            _ => Self::X11,
+        }
+    }
+}
+
+/// `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Auto,
+    X11,
+    Wayland,
 }
