@@ -72,10 +72,20 @@ impl HostSide for DesktopHost {
 }
 
 impl DesktopHost {
-    /// Opens input injection and the clipboard on the display in `$DISPLAY`. Either may be
-    /// missing (a warning, not a failure): the share then works without it.
-    pub fn open(monitor: media::capture::SharedMonitor, events: &HostEvents) -> Self {
-        let injector = match Injector::start(None, monitor) {
+    /// Opens input injection and the clipboard on the display in `$DISPLAY` (on Wayland:
+    /// input into `$WAYLAND_DISPLAY`; the clipboard is still X11's). Either may be missing
+    /// (a warning, not a failure): the share then works without it.
+    pub fn open(
+        monitor: media::capture::SharedMonitor,
+        events: &HostEvents,
+        wayland: bool,
+    ) -> Self {
+        let injector = if wayland {
+            Injector::start_wayland(monitor)
+        } else {
+            Injector::start(None, monitor)
+        };
+        let injector = match injector {
             Ok(i) => Some(i),
             Err(e) => {
                 tracing::warn!("{e}; viewers cannot control this screen");

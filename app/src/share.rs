@@ -236,7 +236,11 @@ impl RunningShare {
         };
         monitors.announce(&monitor_list, options.monitor);
         let monitor_requests = tokio::spawn(follow_monitor_requests(monitors.clone()));
-        let host = Arc::new(DesktopHost::open(monitor.clone(), &events));
+        let host = Arc::new(DesktopHost::open(
+            monitor.clone(),
+            &events,
+            options.backend == Backend::Wayland,
+        ));
         let cursor = watch_cursor(monitor, events.clone());
         let injector_host = host.clone();
         let media_stats: net::MediaStats = Arc::new(move || {

@@ -48,6 +48,17 @@ pub enum InputError {
     Open(String),
 }
 
+/// Which display the injector opens.
+enum Target {
+    /// `None`: `$DISPLAY`.
+    X11(Option<String>),
+    /// `$WAYLAND_DISPLAY`.
+    Wayland,
+}
+
+/// A display name nothing answers to (see [`Injector::start_wayland`]).
+const NO_SUCH_DISPLAY: &str = "porthole-none";
+
 /// Maps a normalised coordinate onto `len` pixels starting at `origin`.
 pub fn to_pixel(v: u16, origin: i32, len: u32) -> i32 {
     let span = f64::from(len.saturating_sub(1));
@@ -301,7 +312,16 @@ impl Injector {
         display: Option<String>,
         monitor: impl Into<SharedMonitor>,
     ) -> Result<Self, InputError> {
-        let monitor = monitor.into();
+        Self::start_on(Target::X11(display), monitor.into())
+    }
+
+    /// Injects into the Wayland compositor in `$WAYLAND_DISPLAY` (wlroots' virtual-pointer
+    /// and virtual-keyboard protocols, through enigo), for a share of `monitor`.
+    pub fn start_wayland(monitor: impl Into<SharedMonitor>) -> Result<Self, InputError> {
+        Self::start_on(Target::Wayland, monitor.into())
+    }
+
+    fn start_on(target: Target, monitor: SharedMonitor) -> Result<Self, InputError> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             queue: Default::default(),
@@ -313,8 +333,18 @@ impl Injector {
         let thread = std::thread::Builder::new()
             .name("porthole-input".into())
             .spawn(move || {
+                // enigo sends every event through each connection it opens: name the
+                // other kind of display as one that does not exist, so only one opens.
+                // enigo's Wayland text goes through an input method, which a client only
+                // hears while it has text input enabled: there, type key by key.
+                let text_as_keys = matches!(target, Target::Wayland);
+                let (x11_display, wayland_display) = match target {
+                    Target::X11(display) => (display, Some(NO_SUCH_DISPLAY.to_owned())),
+                    Target::Wayland => (Some(NO_SUCH_DISPLAY.to_owned()), None),
+                };
                 let settings = Settings {
-                    x11_display: display,
+                    x11_display,
+                    wayland_display,
                     release_keys_when_dropped: true,
                     ..Default::default()
                 };
@@ -328,7 +358,7 @@ impl Injector {
                         return;
                     }
                 };
-                run(&sh, &mut enigo, &monitor);
+                run(&sh, &mut enigo, &monitor, text_as_keys);
             })
             .map_err(|e| InputError::Open(e.to_string()))?;
         match ready_rx.recv() {
@@ -381,7 +411,7 @@ impl Drop for Injector {
 }
 
 /// The injector thread: takes events in turn until stopped, then releases what is held.
-fn run(shared: &Shared, enigo: &mut Enigo, monitor: &SharedMonitor) {
+fn run(shared: &Shared, enigo: &mut Enigo, monitor: &SharedMonitor, text_as_keys: bool) {
     let mut held: HashMap<u64, Held> = HashMap::new();
     loop {
         let next = {
@@ -415,9 +445,9 @@ fn run(shared: &Shared, enigo: &mut Enigo, monitor: &SharedMonitor) {
         }
         let state = held.entry(source).or_default();
         let result = match event {
-            InputEvent::Text(text) => {
-                type_text(enigo, &text, || shared.is_current(source, generation))
-            }
+            InputEvent::Text(text) => type_text(enigo, &text, text_as_keys, || {
+                shared.is_current(source, generation)
+            }),
             event => apply(enigo, monitor.rect(), state, event),
         };
         match result {
@@ -433,14 +463,27 @@ fn run(shared: &Shared, enigo: &mut Enigo, monitor: &SharedMonitor) {
 }
 
 /// Types `text` in short pieces while `go_on()` holds.
-fn type_text(enigo: &mut Enigo, text: &str, go_on: impl Fn() -> bool) -> Result<(), String> {
+fn type_text(
+    enigo: &mut Enigo,
+    text: &str,
+    as_keys: bool,
+    go_on: impl Fn() -> bool,
+) -> Result<(), String> {
     let chars: Vec<char> = text.chars().collect();
     for (i, piece) in chars.chunks(TEXT_PIECE_CHARS).enumerate() {
         if i > 0 && !go_on() {
             return Ok(());
         }
-        let piece: String = piece.iter().collect();
-        enigo.text(&piece).map_err(|e| e.to_string())?;
+        if as_keys {
+            for &c in piece {
+                enigo
+                    .key(enigo::Key::Unicode(c), Direction::Click)
+                    .map_err(|e| e.to_string())?;
+            }
+        } else {
+            let piece: String = piece.iter().collect();
+            enigo.text(&piece).map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }

@@ -103,3 +103,47 @@ fn the_pipeline_encodes_the_portals_pictures() {
     }
     eprintln!("a change was encoded {:?} after swaymsg", changed.elapsed());
 }
+
+/// Input on Wayland: text typed through the injector reaches a Wayland client (foot
+/// running `cat`), and a click lands where it is sent.
+#[test]
+#[ignore = "needs a Wayland desktop: scripts/wayland-desktop.sh (see the file's docs)"]
+fn typing_reaches_a_wayland_client() {
+    use media::capture::MonitorRect;
+    use media::input::{Injector, InputEvent};
+    let dir = std::env::var("XDG_RUNTIME_DIR").unwrap();
+    let file = std::path::Path::new(&dir).join("typed.txt");
+    let _ = std::fs::remove_file(&file);
+    let mut foot = Command::new("foot")
+        .args(["sh", "-c", &format!("cat > {}", file.display())])
+        .spawn()
+        .expect("foot (apt install foot)");
+    std::thread::sleep(Duration::from_millis(1500)); // mapped and focused
+    let rect = MonitorRect {
+        x: 0,
+        y: 0,
+        width: 640,
+        height: 480,
+    };
+    let injector = Injector::start_wayland(rect).expect("the Wayland injector");
+    let press = |code: &str, pressed: bool| InputEvent::Key {
+        code: code.into(),
+        pressed,
+    };
+    assert!(injector.send(1, InputEvent::Text("hello wayland".into())));
+    assert!(injector.send(1, press("Enter", true)));
+    assert!(injector.send(1, press("Enter", false)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = String::new();
+    while Instant::now() < deadline {
+        got = std::fs::read_to_string(&file).unwrap_or_default();
+        if got.contains('\n') {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = foot.kill();
+    let _ = foot.wait();
+    assert_eq!(got, "hello wayland\n");
+    assert!(injector.injected() >= 3, "{}", injector.injected());
+}
