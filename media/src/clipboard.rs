@@ -1,9 +1,12 @@
-//! The host clipboard (X11 CLIPBOARD selection) through arboard.
+//! The host clipboard (the X11 CLIPBOARD selection, or the Wayland clipboard through the
+//! wlr data-control protocol) through arboard.
 //!
-//! One thread owns the `arboard::Clipboard` for the life of the share: on X11 the owner of
-//! a selection must stay alive to serve it, so a viewer's paste stays readable by host
-//! programs. Changes by host programs are noticed through XFixes selection events (no
-//! polling of the content) and reported once each; what we set ourselves is not echoed.
+//! One thread owns the `arboard::Clipboard` for the life of the share: the owner of a
+//! selection must stay alive to serve it, so a viewer's paste stays readable by host
+//! programs. Changes by host programs are noticed through events, never by polling the
+//! content: XFixes selection events on X11, data-control `selection` events on Wayland.
+//! Each is reported once; what we set ourselves is not echoed. Which one is used follows
+//! arboard: Wayland when `$WAYLAND_DISPLAY` is set (a share of an X display clears it).
 //! Images travel as PNG: arboard hands over RGBA, which is encoded here.
 
 use std::sync::{mpsc, Arc, Mutex};
@@ -43,6 +46,8 @@ pub enum ClipboardError {
     Open(#[from] arboard::Error),
     #[error("X11 clipboard: {0}")]
     X11(String),
+    #[error("Wayland clipboard: {0}")]
+    Wayland(String),
     #[error(transparent)]
     Image(#[from] ImageError),
 }
@@ -186,30 +191,21 @@ impl HostClipboard {
             .spawn(move || {
                 let setup = || -> Result<_, ClipboardError> {
                     let clipboard = arboard::Clipboard::new()?;
-                    let (conn, screen) = x11rb::connect(display.as_deref()).map_err(x11)?;
-                    conn.xfixes_query_version(5, 0)
-                        .map_err(x11)?
-                        .reply()
-                        .map_err(|e| x11(format!("XFixes is not available: {e}")))?;
-                    let atom = conn
-                        .intern_atom(false, b"CLIPBOARD")
-                        .map_err(x11)?
-                        .reply()
-                        .map_err(x11)?
-                        .atom;
-                    let root = conn.setup().roots[screen].root;
-                    conn.xfixes_select_selection_input(
-                        root,
-                        atom,
-                        SelectionEventMask::SET_SELECTION_OWNER
-                            | SelectionEventMask::SELECTION_WINDOW_DESTROY
-                            | SelectionEventMask::SELECTION_CLIENT_CLOSE,
-                    )
-                    .map_err(x11)?;
-                    conn.flush().map_err(x11)?;
-                    Ok((clipboard, conn))
+                    // Like arboard: Wayland first when there is one, else (or when the
+                    // compositor has no data-control, like GNOME) X11 or XWayland.
+                    let wayland = std::env::var_os("WAYLAND_DISPLAY")
+                        .map(|_| wayland::Watch::open())
+                        .and_then(|w| {
+                            w.map_err(|e| tracing::info!("{e}; watching the X11 clipboard"))
+                                .ok()
+                        });
+                    let watch = match wayland {
+                        Some(w) => Watch::Wayland(w),
+                        None => Watch::X11(Box::new(X11Watch::open(display.as_deref())?)),
+                    };
+                    Ok((clipboard, watch))
                 };
-                let (mut clipboard, conn) = match setup() {
+                let (mut clipboard, mut watch) = match setup() {
                     Ok(v) => {
                         let _ = ready_tx.send(Ok(()));
                         v
@@ -238,12 +234,14 @@ impl HostClipboard {
                         Err(mpsc::RecvTimeoutError::Timeout) => {}
                         Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     }
-                    let mut owner_changed = false;
-                    while let Ok(Some(_event)) = conn.poll_for_event() {
-                        owner_changed = true;
-                    }
-                    if !owner_changed {
-                        continue;
+                    match watch.changed() {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::warn!("stopped watching the host clipboard: {e}");
+                            watch = Watch::Closed;
+                            continue;
+                        }
                     }
                     let Some(content) = read(&mut clipboard) else {
                         continue;
@@ -291,6 +289,212 @@ impl Drop for HostClipboard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// What tells the clipboard thread that a host program copied something.
+enum Watch {
+    X11(Box<X11Watch>),
+    Wayland(wayland::Watch),
+    /// The connection broke: changes are no longer noticed (setting still works).
+    Closed,
+}
+
+impl Watch {
+    /// Whether the clipboard's owner changed since the last call (never blocks).
+    fn changed(&mut self) -> Result<bool, ClipboardError> {
+        match self {
+            Watch::X11(w) => w.changed(),
+            Watch::Wayland(w) => w.changed(),
+            Watch::Closed => Ok(false),
+        }
+    }
+}
+
+/// XFixes selection-owner events on the root window of `display`.
+struct X11Watch {
+    conn: x11rb::rust_connection::RustConnection,
+}
+
+impl X11Watch {
+    fn open(display: Option<&str>) -> Result<Self, ClipboardError> {
+        let (conn, screen) = x11rb::connect(display).map_err(x11)?;
+        conn.xfixes_query_version(5, 0)
+            .map_err(x11)?
+            .reply()
+            .map_err(|e| x11(format!("XFixes is not available: {e}")))?;
+        let atom = conn
+            .intern_atom(false, b"CLIPBOARD")
+            .map_err(x11)?
+            .reply()
+            .map_err(x11)?
+            .atom;
+        let root = conn.setup().roots[screen].root;
+        conn.xfixes_select_selection_input(
+            root,
+            atom,
+            SelectionEventMask::SET_SELECTION_OWNER
+                | SelectionEventMask::SELECTION_WINDOW_DESTROY
+                | SelectionEventMask::SELECTION_CLIENT_CLOSE,
+        )
+        .map_err(x11)?;
+        conn.flush().map_err(x11)?;
+        Ok(Self { conn })
+    }
+
+    fn changed(&mut self) -> Result<bool, ClipboardError> {
+        let mut changed = false;
+        while let Some(_event) = self.conn.poll_for_event().map_err(x11)? {
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+/// The Wayland clipboard's `selection` events, through the wlr data-control protocol (sway
+/// and other wlroots compositors, KDE; GNOME has none, and there arboard falls back to
+/// XWayland's X11 clipboard, so this is not reached).
+mod wayland {
+    use super::ClipboardError;
+    use wayland_client::globals::{registry_queue_init, GlobalListContents};
+    use wayland_client::protocol::{wl_registry::WlRegistry, wl_seat::WlSeat};
+    use wayland_client::{
+        backend::WaylandError, event_created_child, Connection, Dispatch, EventQueue, QueueHandle,
+    };
+    use wayland_protocols_wlr::data_control::v1::client::{
+        zwlr_data_control_device_v1::{self, ZwlrDataControlDeviceV1},
+        zwlr_data_control_manager_v1::ZwlrDataControlManagerV1,
+        zwlr_data_control_offer_v1::ZwlrDataControlOfferV1,
+    };
+
+    fn err(e: impl std::fmt::Display) -> ClipboardError {
+        ClipboardError::Wayland(e.to_string())
+    }
+
+    #[derive(Default)]
+    struct State {
+        changed: bool,
+        /// The offer of the current selection (destroyed when the next one comes).
+        offer: Option<ZwlrDataControlOfferV1>,
+    }
+
+    pub(super) struct Watch {
+        queue: EventQueue<State>,
+        state: State,
+        _device: ZwlrDataControlDeviceV1,
+    }
+
+    impl Watch {
+        pub(super) fn open() -> Result<Self, ClipboardError> {
+            let conn = Connection::connect_to_env().map_err(err)?;
+            let (globals, mut queue) = registry_queue_init::<State>(&conn).map_err(err)?;
+            let qh = queue.handle();
+            let seat: WlSeat = globals.bind(&qh, 1..=1, ()).map_err(err)?;
+            let manager: ZwlrDataControlManagerV1 =
+                globals.bind(&qh, 1..=2, ()).map_err(|e| {
+                    err(format!(
+                        "the compositor has no data-control protocol                          (zwlr_data_control_manager_v1): {e}"
+                    ))
+                })?;
+            let device = manager.get_data_device(&seat, &qh, ());
+            let mut state = State::default();
+            // The first `selection` event is what is on the clipboard now: not a change.
+            queue.roundtrip(&mut state).map_err(err)?;
+            state.changed = false;
+            Ok(Self {
+                queue,
+                state,
+                _device: device,
+            })
+        }
+
+        pub(super) fn changed(&mut self) -> Result<bool, ClipboardError> {
+            self.queue.flush().map_err(err)?;
+            if let Some(guard) = self.queue.prepare_read() {
+                match guard.read() {
+                    Ok(_) => {}
+                    Err(WaylandError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            self.queue.dispatch_pending(&mut self.state).map_err(err)?;
+            Ok(std::mem::take(&mut self.state.changed))
+        }
+    }
+
+    impl Dispatch<WlRegistry, GlobalListContents> for State {
+        fn event(
+            _: &mut Self,
+            _: &WlRegistry,
+            _: <WlRegistry as wayland_client::Proxy>::Event,
+            _: &GlobalListContents,
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+        }
+    }
+
+    impl Dispatch<WlSeat, ()> for State {
+        fn event(
+            _: &mut Self,
+            _: &WlSeat,
+            _: <WlSeat as wayland_client::Proxy>::Event,
+            _: &(),
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+        }
+    }
+
+    impl Dispatch<ZwlrDataControlManagerV1, ()> for State {
+        fn event(
+            _: &mut Self,
+            _: &ZwlrDataControlManagerV1,
+            _: <ZwlrDataControlManagerV1 as wayland_client::Proxy>::Event,
+            _: &(),
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+        }
+    }
+
+    impl Dispatch<ZwlrDataControlOfferV1, ()> for State {
+        fn event(
+            _: &mut Self,
+            _: &ZwlrDataControlOfferV1,
+            _: <ZwlrDataControlOfferV1 as wayland_client::Proxy>::Event,
+            _: &(),
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+        }
+    }
+
+    impl Dispatch<ZwlrDataControlDeviceV1, ()> for State {
+        fn event(
+            state: &mut Self,
+            _: &ZwlrDataControlDeviceV1,
+            event: zwlr_data_control_device_v1::Event,
+            _: &(),
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+            use zwlr_data_control_device_v1::Event;
+            match event {
+                Event::Selection { id } => {
+                    if let Some(old) = std::mem::replace(&mut state.offer, id) {
+                        old.destroy();
+                    }
+                    state.changed = true;
+                }
+                Event::PrimarySelection { id: Some(offer) } => offer.destroy(),
+                _ => {}
+            }
+        }
+
+        event_created_child!(State, ZwlrDataControlDeviceV1, [
+            zwlr_data_control_device_v1::EVT_DATA_OFFER_OPCODE => (ZwlrDataControlOfferV1, ()),
+        ]);
     }
 }
 

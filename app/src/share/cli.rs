@@ -63,6 +63,11 @@ pub fn run(mut args: ShareArgs) -> anyhow::Result<()> {
              --virtual 1920x1080 (needs Xvfb)."
         );
     }
+    if options.backend == super::options::Backend::X11 {
+        // An X display is shared: its clipboard is X11's (arboard would take a Wayland
+        // session's first; on a Wayland desktop XWayland bridges the two).
+        std::env::remove_var("WAYLAND_DISPLAY");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
