@@ -20,6 +20,7 @@ use crate::host::{watch_cursor, DesktopHost};
 mod cli;
 mod monitors;
 mod options;
+mod portal_token;
 
 pub use cli::run;
 use monitors::{describe_monitors, follow_monitor_requests};
@@ -199,11 +200,28 @@ impl RunningShare {
                 (monitor_list, monitor, pipeline)
             }
             Backend::Wayland => {
-                // The portal's dialog picks the monitor; it is the only one viewers see.
+                // The portal's dialog picks the monitor; it is the only one viewers see. The
+                // token of the last share skips the dialog when the portal still honours it.
+                let token_file = portal_token::path();
+                let restore_token = token_file.as_deref().and_then(portal_token::load);
                 let source = CaptureSource::Portal {
-                    restore_token: None,
+                    restore_token: restore_token.clone(),
                 };
                 let pipeline = start_pipeline(source, 0, None)?;
+                let new_token = pipeline.restore_token();
+                tracing::info!(
+                    restored = restore_token.is_some(),
+                    kept = new_token.is_some(),
+                    "screen cast started (a token kept: the next share asks no question)"
+                );
+                if let Some(file) = &token_file {
+                    if let Err(e) = portal_token::save(file, new_token.as_deref()) {
+                        tracing::warn!(
+                            "cannot keep the screen cast's token in {}: {e}",
+                            file.display()
+                        );
+                    }
+                }
                 let (width, height) = pipeline.size();
                 let only = media::capture::Monitor {
                     name: "screen cast".into(),

@@ -44,7 +44,7 @@ pub enum InputEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot inject input into the X display: {0}")]
+    #[error("cannot inject input into the desktop: {0}")]
     Open(String),
 }
 
@@ -58,6 +58,23 @@ enum Target {
 
 /// A display name nothing answers to (see [`Injector::start_wayland`]).
 const NO_SUCH_DISPLAY: &str = "porthole-none";
+
+/// Moves the Wayland pointer one pixel right and back (wlroots' virtual pointer), through
+/// a connection of its own that closes at once: the compositor repaints the cursor.
+pub fn nudge_wayland_pointer() -> Result<(), InputError> {
+    let mut enigo = Enigo::new(&Settings {
+        x11_display: Some(NO_SUCH_DISPLAY.to_owned()),
+        wayland_display: None,
+        ..Default::default()
+    })
+    .map_err(|e| InputError::Open(e.to_string()))?;
+    for dx in [1, -1] {
+        enigo
+            .move_mouse(dx, 0, Coordinate::Rel)
+            .map_err(|e| InputError::Open(e.to_string()))?;
+    }
+    Ok(())
+}
 
 /// Maps a normalised coordinate onto `len` pixels starting at `origin`.
 pub fn to_pixel(v: u16, origin: i32, len: u32) -> i32 {

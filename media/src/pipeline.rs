@@ -212,6 +212,7 @@ pub struct VideoPipeline {
     threads: Vec<JoinHandle<()>>,
     stats: Arc<PipelineStats>,
     size: Arc<Mutex<(u32, u32)>>,
+    restore_token: Arc<Mutex<Option<String>>>,
 }
 
 impl VideoPipeline {
@@ -227,17 +228,19 @@ impl VideoPipeline {
         let slot = Arc::new(LatestSlot::<Captured>::new());
         let (opened_tx, opened_rx) = mpsc::channel();
         let size = Arc::new(Mutex::new((0, 0)));
+        let restore_token = Arc::new(Mutex::new(None));
 
         let capture = {
             let (stop, stats, slot) = (stop.clone(), stats.clone(), slot.clone());
             let config = config.clone();
             let size = size.clone();
+            let token_out = restore_token.clone();
             std::thread::Builder::new()
                 .name("porthole-capture".into())
                 .spawn(move || match config.source.clone() {
                     CaptureSource::X11 => capture_loop(config, stop, stats, slot, opened_tx, size),
                     CaptureSource::Portal { restore_token } => portal_capture_loop(
-                        restore_token.as_deref(),
+                        (restore_token.as_deref(), token_out),
                         config,
                         stop,
                         stats,
@@ -273,7 +276,17 @@ impl VideoPipeline {
             threads: vec![capture, encode],
             stats,
             size,
+            restore_token,
         })
+    }
+
+    /// The token the ScreenCast portal gave for the next share to skip its dialog (each
+    /// token is good once; `None` for X11, or when the portal keeps none).
+    pub fn restore_token(&self) -> Option<String> {
+        self.restore_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn stats(&self) -> &Arc<PipelineStats> {
@@ -422,7 +435,7 @@ fn capture_loop(
 /// The capture thread on Wayland: frames come from PipeWire when the screen changes; each
 /// is converted whole (PipeWire's damage regions are not read yet), at most `fps` a second.
 fn portal_capture_loop(
-    restore_token: Option<&str>,
+    (restore_token, token_out): (Option<&str>, Arc<Mutex<Option<String>>>),
     config: PipelineConfig,
     stop: Arc<AtomicBool>,
     stats: Arc<PipelineStats>,
@@ -437,10 +450,8 @@ fn portal_capture_loop(
             return;
         }
     };
-    // The size is known from the first frame; the pipeline starts once it is.
-    // The size the portal announced; without one, the first frame's (a still screen sends
-    // one frame when the stream starts, and then only on a change: that frame may come
-    // before the stream is ready and be lost, so the announced size is preferred).
+    *token_out.lock().unwrap_or_else(|e| e.into_inner()) = capture.restore_token.clone();
+    // The size the portal announced; without one, the first frame's.
     let (mut pending, (width, height)) = match capture.size {
         Some((w, h)) if w > 0 && h > 0 => (None, (w as u32, h as u32)),
         _ => match capture.next(Duration::from_secs(5)) {

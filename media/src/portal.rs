@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ashpd::desktop::screencast::{CursorMode, Screencast, SelectSourcesOptions, SourceType};
-use ashpd::desktop::PersistMode;
+use ashpd::desktop::{PersistMode, Session};
 use pipewire as pw;
 use pw::spa;
 
@@ -26,6 +26,9 @@ pub enum PortalError {
     #[error("PipeWire: {0}")]
     PipeWire(String),
 }
+
+/// How long a new cast may take to send its first frame before the pointer is nudged.
+const FIRST_FRAME_WAIT: Duration = Duration::from_millis(300);
 
 /// One captured frame: BGRx rows of `stride` bytes.
 pub struct PortalFrame {
@@ -46,9 +49,14 @@ pub struct PortalCapture {
     /// Where the shared monitor sits on the desktop and its size (logical pixels).
     pub position: Option<(i32, i32)>,
     pub size: Option<(i32, i32)>,
+    /// Closed when the capture stops: a portal session left open keeps the compositor's
+    /// side of the cast alive (xdg-desktop-portal-wlr then also takes the damage the next
+    /// cast waits for, and a still screen never sends that one its first frame).
+    session: Option<Session<Screencast>>,
 }
 
 struct Opened {
+    session: Session<Screencast>,
     node: u32,
     fd: OwnedFd,
     restore_token: Option<String>,
@@ -102,6 +110,7 @@ async fn open_portal(restore_token: Option<&str>) -> Result<Opened, PortalError>
         .await
         .map_err(|e| PortalError::PipeWire(e.to_string()))?;
     Ok(Opened {
+        session,
         node: stream.pipe_wire_node_id(),
         fd,
         restore_token: response.restore_token().map(str::to_owned),
@@ -114,7 +123,14 @@ impl PortalCapture {
     /// Asks the portal for a monitor (its dialog, unless `restore_token` still holds) and
     /// starts receiving its frames.
     pub fn open(restore_token: Option<&str>) -> Result<Self, PortalError> {
-        let opened = futures_lite::future::block_on(open_portal(restore_token))?;
+        let Opened {
+            session,
+            node,
+            fd,
+            restore_token,
+            position,
+            size,
+        } = futures_lite::future::block_on(open_portal(restore_token))?;
         let frames = Arc::new(LatestSlot::new());
         let (stop, stop_rx) = pw::channel::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -123,25 +139,41 @@ impl PortalCapture {
             std::thread::Builder::new()
                 .name("porthole-pipewire".into())
                 .spawn(move || {
-                    if let Err(e) = stream_loop(opened.node, opened.fd, frames, stop_rx, &ready_tx)
-                    {
+                    if let Err(e) = stream_loop(node, fd, frames, stop_rx, &ready_tx) {
                         let _ = ready_tx.send(Err(e));
                     }
                 })
                 .expect("spawn the PipeWire thread")
         };
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(PortalError::PipeWire("the stream thread ended".into())),
+        let failed = match ready_rx.recv() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(PortalError::PipeWire("the stream thread ended".into())),
+        };
+        if let Some(e) = failed {
+            close(session);
+            return Err(e);
+        }
+        // wlroots' portal sends a frame only after damage, and a cast that is not the
+        // first of its xdg-desktop-portal-wlr finds the damage taken by the one before: a
+        // still screen would show nothing until it changes. Moving the pointer one pixel
+        // and back repaints the cursor (drawn into the picture), which sends the frame.
+        if !frames.wait_filled(FIRST_FRAME_WAIT) {
+            match crate::input::nudge_wayland_pointer() {
+                Ok(()) => tracing::debug!(
+                    "no first frame from the portal in {FIRST_FRAME_WAIT:?}: nudged the pointer"
+                ),
+                Err(e) => tracing::debug!("no first frame yet, and the pointer: {e}"),
+            }
         }
         Ok(Self {
             frames,
             stop,
             thread: Some(thread),
-            restore_token: opened.restore_token,
-            position: opened.position,
-            size: opened.size,
+            restore_token,
+            position,
+            size,
+            session: Some(session),
         })
     }
 
@@ -157,6 +189,16 @@ impl Drop for PortalCapture {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        if let Some(session) = self.session.take() {
+            close(session);
+        }
+    }
+}
+
+/// Ends a portal session (the portal stops the compositor's side of the cast).
+fn close(session: Session<Screencast>) {
+    if let Err(e) = futures_lite::future::block_on(session.close()) {
+        tracing::debug!("closing the ScreenCast session: {e}");
     }
 }
 

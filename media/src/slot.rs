@@ -46,6 +46,16 @@ impl<T> LatestSlot<T> {
         guard.take()
     }
 
+    /// Waits at most `timeout` for an item to be there, without taking it; whether one is.
+    pub fn wait_filled(&self, timeout: Duration) -> bool {
+        let guard = self.item.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = self
+            .ready
+            .wait_timeout_while(guard, timeout, |item| item.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        guard.is_some()
+    }
+
     /// How many items were replaced before anyone took them.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

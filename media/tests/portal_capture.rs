@@ -147,3 +147,47 @@ fn typing_reaches_a_wayland_client() {
     assert_eq!(got, "hello wayland\n");
     assert!(injector.injected() >= 3, "{}", injector.injected());
 }
+
+/// A cast that is not the first of the portal's, of a screen that does not change, still
+/// gets its first frame (the portal sends frames on damage only: see `FIRST_FRAME_WAIT`).
+#[test]
+#[ignore = "needs a Wayland desktop: scripts/wayland-desktop.sh (see the file's docs)"]
+fn a_second_cast_of_a_still_screen_gets_its_first_frame() {
+    paint("#3c50c8");
+    {
+        let first = PortalCapture::open(None).expect("the ScreenCast portal");
+        wait_for(&first, (0x3c, 0x50, 0xc8));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let second = PortalCapture::open(None).expect("the ScreenCast portal");
+    let started = Instant::now();
+    wait_for(&second, (0x3c, 0x50, 0xc8));
+    eprintln!(
+        "the second cast's first frame came {:?} after open",
+        started.elapsed()
+    );
+}
+
+/// The portal's restore token: the first cast gets one, the next cast given it starts
+/// from it (xdg-desktop-portal-wlr logs "restoring session from data"; where the portal
+/// has a dialog, it is skipped) and gets a token again (the spec says a token is good once:
+/// Porthole always keeps the newest).
+#[test]
+#[ignore = "needs a Wayland desktop: scripts/wayland-desktop.sh (see the file's docs)"]
+fn a_restore_token_opens_the_next_cast() {
+    paint("#c8c828");
+    let token = {
+        let first = PortalCapture::open(None).expect("the ScreenCast portal");
+        wait_for(&first, (0xc8, 0xc8, 0x28));
+        first
+            .restore_token
+            .clone()
+            .expect("the portal gives a restore token")
+    };
+    let second = PortalCapture::open(Some(&token)).expect("a cast from the restore token");
+    wait_for(&second, (0xc8, 0xc8, 0x28));
+    assert!(
+        second.restore_token.is_some(),
+        "a token for the next cast again"
+    );
+}

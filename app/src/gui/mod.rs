@@ -157,6 +157,7 @@ impl Gui {
                 clipboard: self.form.allow_clipboard,
             },
             audio: crate::share::audio_choice(&self.form.audio),
+            backend: crate::share::Backend::of_this_session(),
             ..ShareOptions::default()
         })
     }

@@ -196,11 +196,7 @@ impl ShareArgs {
             BackendChoice::Auto if self.display.is_some() || self.r#virtual.is_some() => {
                 Backend::X11
             }
-            BackendChoice::Auto => Backend::of_session(
-                std::env::var("XDG_SESSION_TYPE").ok().as_deref(),
-                std::env::var_os("WAYLAND_DISPLAY").is_some(),
-                std::env::var_os("DISPLAY").is_some(),
-            ),
+            BackendChoice::Auto => Backend::of_this_session(),
         }
     }
 
@@ -394,6 +390,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend for the session this process runs in (its environment).
+    pub fn of_this_session() -> Self {
+        Self::of_session(
+            std::env::var("XDG_SESSION_TYPE").ok().as_deref(),
+            std::env::var_os("WAYLAND_DISPLAY").is_some(),
+            std::env::var_os("DISPLAY").is_some(),
+        )
+    }
+
     /// The backend for a session: Wayland when it says it is one
     /// (`XDG_SESSION_TYPE=wayland`), or when only a Wayland display is there.
     pub fn of_session(session_type: Option<&str>, wayland: bool, x11: bool) -> Self {
