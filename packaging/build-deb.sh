@@ -140,19 +140,21 @@ Architecture: $arch
 Maintainer: The Porthole developers <dev@porthole.invalid>
 Installed-Size: $installed_size
 Depends: $depends
-Recommends: xvfb, pulseaudio | pipewire-pulse, libgl1-mesa-dri | mesa-vulkan-drivers
+Recommends: xvfb, pulseaudio | pipewire-pulse, libgl1-mesa-dri | mesa-vulkan-drivers,
+ xdg-desktop-portal, pipewire
 Suggests: chromium | firefox-esr
 Section: net
 Priority: optional
 Homepage: $homepage
 Description: share a screen and its sound over WebRTC
- Porthole shares an X11 screen and what it plays with any modern browser (nothing
- to install) or with another Porthole, from one small native program: low latency,
- remote mouse and keyboard control and clipboard sync granted per viewer, LAN
- discovery over mDNS, and recording to MP4.
+ Porthole shares an X11 or Wayland screen and what it plays with any modern
+ browser (nothing to install) or with another Porthole, from one small native
+ program: low latency, remote mouse and keyboard control and clipboard sync
+ granted per viewer, LAN discovery over mDNS, and recording to MP4.
  .
  Xvfb is needed for headless shares of a private display (porthole share
- --virtual), PulseAudio for sharing sound.
+ --virtual), PulseAudio for sharing sound, and on Wayland desktops the
+ ScreenCast portal (xdg-desktop-portal with the desktop's backend) and PipeWire.
 CONTROL
 (cd "$root" && find usr -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
 

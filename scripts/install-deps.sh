@@ -13,6 +13,7 @@ build_pkgs=(
   libxkbcommon-dev libxkbcommon-x11-0 libgl1-mesa-dri libegl1 libwayland-dev
   libxcursor1 libxrandr2 libxi6
   xvfb x11-xserver-utils
+  libpipewire-0.3-dev libspa-0.2-dev
 )
 test_pkgs=(
   chromium firefox-esr xdotool xclip x11-utils xterm
@@ -23,6 +24,11 @@ test_pkgs=(
   coturn nftables tcpdump python3-venv libnss3-tools
   dpkg-dev binutils librsvg2-bin desktop-file-utils appstream man-db debootstrap
   nodejs npm
+  # A headless Wayland desktop (scripts/wayland-desktop.sh) and what its tests drive; the
+  # build deps of third_party/xdg-desktop-portal-wlr, built once into target/xdpw.
+  sway pipewire pipewire-bin wireplumber xdg-desktop-portal dbus-user-session
+  foot wev wl-clipboard grim
+  meson ninja-build libinih-dev libgbm-dev libdrm-dev libsystemd-dev wayland-protocols
 )
 
 # tests/bench/gst_whep.py: GStreamer's webrtcbin + x264enc from Python (Debian's python3).

@@ -19,6 +19,19 @@ else
 fi
 "${netns[@]}" sh -c 'ip link set lo up && exec node --test --test-concurrency=1 tests/e2e/'
 
+# The Wayland capture and input of media/, inside a headless sway + PipeWire + portal
+# session of an unprivileged user (scripts/wayland-desktop.sh; needs root to make that
+# user). Their test binary is copied where that user can run it.
+if [ "$(id -u)" = 0 ]; then
+  bin=$(cargo test --locked -p media --test portal_capture --no-run 2>&1 |
+    sed -n 's/.*Executable .*(\(.*\)).*/\1/p')
+  tmp=$(mktemp -d /tmp/porthole-portal-test-XXXXXX) && chmod 755 "$tmp"
+  install -m 755 "$bin" "$tmp/portal_capture"
+  scripts/wayland-desktop.sh -- "$tmp/portal_capture" --ignored --test-threads=1
+  rm -rf "$tmp"
+  "${netns[@]}" sh -c 'ip link set lo up && exec tests/wayland/share_record.sh'
+fi
+
 # The Debian package, installed into a clean Debian 12 root (PORTHOLE_PACKAGE_PROFILE=dev
 # by default: the binary built above).
 bash tests/package/package.test.sh

@@ -39,9 +39,9 @@ run=$1 size=$2; shift 2
 export XDG_RUNTIME_DIR=$run/xdg
 mkdir -p "$XDG_RUNTIME_DIR" "$run/config/sway" "$run/config/xdg-desktop-portal-wlr"
 chmod 700 "$XDG_RUNTIME_DIR"
-export XDG_CONFIG_HOME=$run/config XDG_CURRENT_DESKTOP=sway XDG_SESSION_TYPE=wayland
+export XDG_CONFIG_HOME=$run/config XDG_STATE_HOME=$run/state XDG_CURRENT_DESKTOP=sway XDG_SESSION_TYPE=wayland
 export WLR_BACKENDS=headless WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1
-echo "output HEADLESS-1 resolution $size" > "$run/config/sway/config"
+printf "output HEADLESS-1 resolution %s\nxwayland disable\n" "$size" > "$run/config/sway/config"
 printf '[screencast]\nchooser_type=none\noutput_name=HEADLESS-1\n' \
   > "$run/config/xdg-desktop-portal-wlr/config"
 pids=()
@@ -59,7 +59,7 @@ dbus-update-activation-environment WAYLAND_DISPLAY XDG_CURRENT_DESKTOP XDG_RUNTI
 pipewire > "$run/pipewire.log" 2>&1 & pids+=($!)
 sleep 0.3
 wireplumber > "$run/wireplumber.log" 2>&1 & pids+=($!)
-"$run/xdg-desktop-portal-wlr" -r > "$run/xdpw.log" 2>&1 & pids+=($!)
+XDPW_PERSIST_MODE=permanent "$run/xdg-desktop-portal-wlr" -r > "$run/xdpw.log" 2>&1 & pids+=($!)
 /usr/libexec/xdg-desktop-portal -r > "$run/xdp.log" 2>&1 & pids+=($!)
 # The portal answers once both are on the bus.
 for _ in $(seq 100); do

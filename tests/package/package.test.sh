@@ -122,9 +122,10 @@ owned_by_root() { ! dpkg-deb -c "$deb_a" | awk '$2 != "root/root"' | grep .; }
 check "every file owned by root:root" owned_by_root
 depends=$(dpkg-deb -f "$deb_a" Depends)
 recommends=$(dpkg-deb -f "$deb_a" Recommends)
-[[ $depends == *"libc6 (>= "* && $depends == *libxcb* && $depends != *xvfb* ]] &&
-  [[ $recommends == *xvfb* && $recommends == *pulseaudio* ]] &&
-  ok "Depends from the linked libraries, Xvfb and PulseAudio recommended" ||
+[[ $depends == *"libc6 (>= "* && $depends == *libxcb* && $depends == *libpipewire-0.3-0* &&
+  $depends != *xvfb* ]] &&
+  [[ $recommends == *xvfb* && $recommends == *pulseaudio* && $recommends == *xdg-desktop-portal* ]] &&
+  ok "Depends from the linked libraries (X11 and PipeWire), Xvfb, PulseAudio and the portal recommended" ||
   not_ok "Depends/Recommends" "Depends: $depends" "Recommends: $recommends"
 
 check "desktop-file-validate" desktop-file-validate "$pkg/usr/share/applications/$app_id.desktop"
