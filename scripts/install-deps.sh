@@ -27,7 +27,7 @@ test_pkgs=(
   # A headless Wayland desktop (scripts/wayland-desktop.sh) and what its tests drive; the
   # build deps of third_party/xdg-desktop-portal-wlr, built once into target/xdpw.
   sway pipewire pipewire-bin wireplumber xdg-desktop-portal dbus-user-session
-  foot wev wl-clipboard grim
+  foot wev wl-clipboard grim xwayland
   meson ninja-build libinih-dev libgbm-dev libdrm-dev libsystemd-dev wayland-protocols
 )
 

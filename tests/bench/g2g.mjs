@@ -52,12 +52,12 @@ import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   REPO, Scope, startXvfb, startClockPattern, startShare, startProcess, launchBrowser, openPage,
-  openViewer, useTreeAssets,
+  openViewer, useTreeAssets, startWaylandShare,
 } from '../e2e/lib.mjs';
 import { cliArgs, runBench, quantile } from './lib.mjs';
 
 const USAGE = 'usage: node tests/bench/g2g.mjs [--size WxH] [--fps N] [--seconds S] ' +
-  '[--sender porthole|gst|both] [--bitrate-kbps N] [--motion-percent P] [--warmup S] ' +
+  '[--sender porthole|gst|wayland|both|all] [--bitrate-kbps N] [--motion-percent P] [--warmup S] ' +
   '[--link RATE] [--loss N] [--step]\n';
 
 function parseArgs(argv) {
@@ -90,8 +90,11 @@ function parseArgs(argv) {
   if (!m || Number(m[1]) < 320 || Number(m[2]) < 240) throw new Error('--size wants WxH of at least 320x240, e.g. 1920x1080');
   opts.width = Number(m[1]);
   opts.height = Number(m[2]);
-  const senders = { porthole: ['porthole'], gst: ['gst'], both: ['porthole', 'gst'] }[opts.sender];
-  if (!senders) throw new Error('--sender wants porthole, gst or both');
+  const senders = {
+    porthole: ['porthole'], gst: ['gst'], wayland: ['porthole', 'porthole-wayland'], both: ['porthole', 'gst'],
+    all: ['porthole', 'gst', 'porthole-wayland'],
+  }[opts.sender];
+  if (!senders) throw new Error('--sender wants porthole, gst, wayland, both or all');
   opts.senders = senders;
   return opts;
 }
@@ -282,6 +285,36 @@ async function porthole(scope, { x, browser, opts }) {
   return { name: 'porthole', pid: share.pid, page, alive: () => !share.exitInfo };
 }
 
+/**
+ * Porthole on a Wayland desktop: sway (headless, pixman) with a rootful Xwayland filling
+ * its output, the same clock painter drawing on that Xwayland, `porthole share --backend
+ * wayland` capturing through the ScreenCast portal and PipeWire. The clock's path is longer
+ * than on Xvfb by what any Wayland desktop adds: Xwayland commits the painted picture to
+ * sway, sway composites it, xdg-desktop-portal-wlr copies it (screencopy) into PipeWire.
+ * Their CPU is printed apart from the sender's.
+ */
+async function portholeWayland(scope, { browser, opts }) {
+  const desk = await startWaylandShare(scope, {
+    width: opts.width, height: opts.height, xwayland: true,
+    shareArgs: ['--fps', String(opts.fps), '--bitrate-kbps', String(opts.bitrate)],
+  });
+  const pattern = scope.add(await startClockPattern(desk.display, { motionPercent: opts.motion, motionFps: opts.fps }));
+  await useTreeAssets(browser, desk);
+  const page = scope.add(await openViewer(browser, desk.url, { timeoutMs: 30000 }));
+  const pgrep = (name) => {
+    try {
+      return Number(execFileSync('pgrep', ['-n', '-u', 'porthole-wl', '-f', name]).toString().trim()) || null;
+    } catch { return null; }
+  };
+  return {
+    name: 'porthole (Wayland)', pid: desk.pids.share, page, alive: () => !desk.exitInfo, pattern,
+    display: { pid: desk.pids.xwayland, name: 'Xwayland' },
+    extraCpu: {
+      sway: desk.pids.sway, 'xdg-desktop-portal-wlr': pgrep('/xdg-desktop-portal-wlr'), pipewire: pgrep('^pipewire$'),
+    },
+  };
+}
+
 /** The page the reference sender is watched through: a bare WHEP player. */
 const REFERENCE_PAGE = `<!doctype html>
 <meta charset="utf-8"><title>reference sender</title>
@@ -397,11 +430,13 @@ function conditionName(opts) {
   return parts.length ? parts.join(', ') : 'unimpaired loopback';
 }
 
-async function measure(sender, { x, pattern, opts }) {
+async function measure(sender, { x, pattern: xPattern, opts }) {
+  const pattern = sender.pattern ?? xPattern;
   await installReader(sender.page, { screen: { width: opts.width, height: opts.height }, clock: pattern.clock });
   await sleep(opts.warmup * 1000);
   const painter0 = await pattern.stats();
-  const cpu = cpuWindow({ sender: sender.pid, painter: pattern.pid, xvfb: x.pid });
+  const extra = Object.fromEntries(Object.entries(sender.extraCpu ?? {}).filter(([, pid]) => pid));
+  const cpu = cpuWindow({ sender: sender.pid, painter: pattern.pid, xvfb: sender.display?.pid ?? x.pid, ...extra });
   await startRecording(sender.page);
   if (opts.step) {
     const third = opts.seconds * 1000 / 3;
@@ -439,6 +474,8 @@ async function measure(sender, { x, pattern, opts }) {
       .filter(([, r, d]) => r !== null && d !== null).map(([s, r, d]) => s - r - d),
     fps: span > 0 ? (seen.last.presented - seen.first.presented) / span : NaN,
     load,
+    displayName: sender.display?.name ?? 'Xvfb',
+    extraCpu: Object.keys(extra),
     painter: {
       paints: painter1.paints - painter0.paints,
       skipped: painter1.skipped - painter0.skipped,
@@ -482,8 +519,9 @@ function report(r, opts) {
   if (r.decoded.length) out.push(line('paint -> decoded', r.decoded));
   if (r.afterDecode.length) out.push(line('  decoded -> shown', r.afterDecode));
   if (r.captured.length) out.push(line('paint -> captureTime', r.captured));
-  out.push(`  CPU, % of one core: sender ${fmt(r.load.sender)}, painter ${fmt(r.load.painter)}, Xvfb ${fmt(r.load.xvfb)}; ` +
-    `machine ${fmt(r.load.machine)} of ${fmt(r.load.cores * 100, 0)} (all processes)`);
+  const extra = r.extraCpu.map((k) => `, ${k} ${fmt(r.load[k])}`).join('');
+  out.push(`  CPU, % of one core: sender ${fmt(r.load.sender)}, painter ${fmt(r.load.painter)}, ` +
+    `${r.displayName} ${fmt(r.load.xvfb)}${extra}; machine ${fmt(r.load.machine)} of ${fmt(r.load.cores * 100, 0)} (all processes)`);
   const expected = opts.seconds * 1000 / 4;
   out.push(`  painter: ${r.painter.paints} codes painted (${fmt(expected, 0)} due), ${r.painter.skipped} ticks skipped, ` +
     `${r.painter.motion} scroll steps; page clock skew ${fmt(s.skewMs)} ms`);
@@ -540,7 +578,8 @@ async function main() {
         if (opts.step) setLink('8mbit');
         else if (opts.link) setLink(opts.link);
         if (opts.loss) undoLoss = setLoss(opts.loss);
-        const sender = await (name === 'porthole' ? porthole : gst)(inner, { x, browser, opts });
+        const start = { porthole, gst, 'porthole-wayland': portholeWayland }[name];
+        const sender = await start(inner, { x, browser, opts });
         const r = await measure(sender, { x, pattern, opts });
         results.push(r);
         console.log(report(r, opts));

@@ -3202,3 +3202,103 @@ setTimeout(() => done({ error: 'ETIMEDOUT' }), Number(ms));`;
   const r = await node.runOk(process.execPath, ['-e', script, host, String(port), String(timeoutMs)], { timeoutMs: timeoutMs + 5000 });
   return JSON.parse(r.toString().trim().split('\n').pop());
 }
+
+// ---------------------------------------------------------------------------------------
+// A Wayland desktop (issue 18): scripts/wayland-desktop.sh runs sway (headless, pixman),
+// PipeWire, WirePlumber and the ScreenCast portal as an unprivileged user in its own D-Bus
+// session, and `porthole share --backend wayland` inside it. Needs root.
+
+import * as wlFs from 'node:fs';
+
+export const WAYLAND_USER = 'porthole-wl';
+
+/** Runs cmd to its exit; resolves to {code, stdout, stderr}. `detached`: its output is not
+ * waited for (wl-copy forks a child that keeps serving the clipboard). */
+export function runToExit(cmd, args, { timeoutMs = 10000, detached = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: detached ? 'ignore' : ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d) => { stdout += d; });
+    child.stderr?.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${cmd} ${args.join(' ')}: timed out`)); }, timeoutMs);
+    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    child.on(detached ? 'exit' : 'close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
+async function runToExitOk(cmd, args, opts) {
+  const r = await runToExit(cmd, args, opts);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r;
+}
+
+/**
+ * A Wayland desktop of `width`x`height` running `porthole share --backend wayland
+ * --listen 127.0.0.1:0 --no-approval --audio none --no-announce ...shareArgs`, registered
+ * in scope `s`. `xwayland`: also a rootful Xwayland filling the output (an X display the
+ * X11 painters can draw on, shown like any Wayland window). Returns {url (with the code),
+ * work, stateDir, sway(...args), inSession(cmd, args, opts), pids: {share, sway, xwayland},
+ * display (Xwayland's, or null), proc}.
+ */
+export async function startWaylandShare(s, { width = 640, height = 480, shareArgs = [], xwayland = false } = {}) {
+  requirePorthole();
+  const work = wlFs.mkdtempSync('/tmp/porthole-wl-e2e-');
+  wlFs.chmodSync(work, 0o777);
+  s.add({ label: `work dir ${work}`, stop: async () => wlFs.rmSync(work, { recursive: true, force: true }) });
+  // The desktop's user cannot read root's build tree.
+  wlFs.copyFileSync(PORTHOLE_BIN, path.join(work, 'porthole'));
+  wlFs.chmodSync(path.join(work, 'porthole'), 0o755);
+  let display = null;
+  if (xwayland) {
+    for (let n = 200; n < 300 && display === null; n++) if (!displayInUse(n)) display = `:${n}`;
+    if (!display) throw new Error('no free X display number for Xwayland in :200..:299');
+  }
+  const inside = path.join(work, 'inside.sh');
+  wlFs.writeFileSync(inside, `#!/bin/bash
+set -euo pipefail
+work=$1 xdisplay=$2; shift 2
+sock=$(ls "$XDG_RUNTIME_DIR"/sway-ipc.*.sock | head -1)
+xpid=
+if [ -n "$xdisplay" ]; then
+  Xwayland "$xdisplay" -noreset > "$work/xwayland.log" 2>&1 &
+  xpid=$!
+  for _ in $(seq 100); do
+    swaymsg -s "$sock" -t get_tree | grep -q '"shell": "xdg_shell"' && break
+    sleep 0.05
+  done
+  swaymsg -s "$sock" fullscreen enable > /dev/null
+  # The painters run as root, outside the session.
+  DISPLAY=$xdisplay xhost +si:localuser:root > /dev/null
+fi
+printf '%s\\n' "$XDG_RUNTIME_DIR" "$WAYLAND_DISPLAY" "$sock" "$$" "$xpid" > "$work/session.tmp"
+mv "$work/session.tmp" "$work/session"
+exec "$work/porthole" share "$@"
+`);
+  wlFs.chmodSync(inside, 0o755);
+  const code = randomCode();
+  const proc = s.add(startProcess('wayland desktop + porthole share', path.join(REPO, 'scripts', 'wayland-desktop.sh'), [
+    '--size', `${width}x${height}`, '--user', WAYLAND_USER, '--', inside, work, display ?? '',
+    '--backend', 'wayland', '--listen', '127.0.0.1:0', '--code', code, '--no-approval',
+    '--audio', 'none', '--no-announce', ...shareArgs,
+  ], { env: { PORTHOLE_LOG: process.env.PORTHOLE_LOG || 'info' } }));
+  // The first run builds the patched portal backend (third_party/, into target/xdpw).
+  const m = await proc.waitLine(/^viewer: (http:\/\/\S+)$/, 120000, '"viewer: http://..."');
+  const [runtimeDir, waylandDisplay, swaySock, sharePid, xPid] =
+    wlFs.readFileSync(path.join(work, 'session'), 'utf8').split('\n');
+  const sway = (...args) => runToExitOk('swaymsg', ['-s', swaySock, ...args]);
+  const inSession = (cmd, args, opts) => runToExit('runuser', ['-u', WAYLAND_USER, '--', 'env',
+    `XDG_RUNTIME_DIR=${runtimeDir}`, `WAYLAND_DISPLAY=${waylandDisplay}`, cmd, ...args], opts);
+  const url = m[1];
+  return {
+    url: withCode(url, code), origin: new URL(url).origin, code, work, proc, sway, inSession, display,
+    stateDir: path.join(runtimeDir, '..', 'state'),
+    pids: {
+      share: Number(sharePid), xwayland: Number(xPid) || null,
+      sway: Number(/sway-ipc\.\d+\.(\d+)\.sock$/.exec(swaySock)?.[1]) || null,
+    },
+    fetch: (p, init = {}) => fetch(new URL(p, url), { redirect: 'manual', signal: AbortSignal.timeout(10000), ...init }),
+    exited: proc.exited,
+    get exitInfo() { return proc.exitInfo; },
+  };
+}

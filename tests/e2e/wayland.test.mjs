@@ -9,78 +9,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import {
-  chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync,
-} from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
-  REPO, PORTHOLE_BIN, withScope, startProcess, randomCode, withCode, launchBrowser, openViewer,
-  viewerStatus, waitForColours, pollUntil, videoPoint, typeLikeAUser, waitForRights, pageClipboard,
-  dispatchPaste,
+  withScope, startWaylandShare, launchBrowser, openViewer, viewerStatus, waitForColours, pollUntil,
+  videoPoint, typeLikeAUser, waitForRights, pageClipboard, dispatchPaste,
 } from './lib.mjs';
 
 const SIZE = { width: 640, height: 480 };
-const USER = 'porthole-wl';
 const TEST_TIMEOUT = 150_000;
 const notRoot = process.getuid?.() !== 0 ? 'needs root: the desktop runs as a user the script creates' : false;
-
-/** Runs cmd to its exit; resolves to {code, stdout, stderr}. `detached`: its output is not
- * waited for (wl-copy forks a child that keeps serving the clipboard). */
-function run(cmd, args, { timeoutMs = 10000, detached = false } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: detached ? 'ignore' : ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (d) => { stdout += d; });
-    child.stderr?.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${cmd} ${args.join(' ')}: timed out`)); }, timeoutMs);
-    child.on('error', (err) => { clearTimeout(timer); reject(err); });
-    child.on(detached ? 'exit' : 'close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-  });
-}
-
-async function runOk(cmd, args, opts) {
-  const r = await run(cmd, args, opts);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return r;
-}
-
-/**
- * sway + PipeWire + portal session running `porthole share --backend wayland ...shareArgs`.
- * Returns {url, code, work, sway(args), inSession(cmd, args, opts), stop()}.
- */
-async function startWaylandShare(s, shareArgs = []) {
-  const work = mkdtempSync('/tmp/porthole-wl-e2e-');
-  chmodSync(work, 0o777);
-  s.add({ label: `work dir ${work}`, stop: async () => rmSync(work, { recursive: true, force: true }) });
-  // The desktop's user cannot read root's build tree.
-  copyFileSync(PORTHOLE_BIN, path.join(work, 'porthole'));
-  chmodSync(path.join(work, 'porthole'), 0o755);
-  const inside = path.join(work, 'inside.sh');
-  writeFileSync(inside, `#!/bin/bash
-set -euo pipefail
-work=$1; shift
-sock=$(ls "$XDG_RUNTIME_DIR"/sway-ipc.*.sock | head -1)
-printf '%s\\n' "$XDG_RUNTIME_DIR" "$WAYLAND_DISPLAY" "$sock" > "$work/session.tmp"
-mv "$work/session.tmp" "$work/session"
-exec "$work/porthole" share "$@"
-`);
-  chmodSync(inside, 0o755);
-  const code = randomCode();
-  const proc = s.add(startProcess('wayland desktop + porthole share', path.join(REPO, 'scripts', 'wayland-desktop.sh'), [
-    '--size', `${SIZE.width}x${SIZE.height}`, '--user', USER, '--', inside, work,
-    '--backend', 'wayland', '--listen', '127.0.0.1:0', '--code', code, '--no-approval',
-    '--audio', 'none', '--no-announce', ...shareArgs,
-  ], { env: { PORTHOLE_LOG: process.env.PORTHOLE_LOG || 'info' } }));
-  // The first run builds the patched portal backend (third_party/, into target/xdpw).
-  const m = await proc.waitLine(/^viewer: (http:\/\/\S+)$/, 120000, '"viewer: http://..."');
-  const [runtimeDir, waylandDisplay, swaySock] = readFileSync(path.join(work, 'session'), 'utf8').trim().split('\n');
-  const sway = (...args) => runOk('swaymsg', ['-s', swaySock, ...args]);
-  const inSession = (cmd, args, opts) => run('runuser', ['-u', USER, '--', 'env',
-    `XDG_RUNTIME_DIR=${runtimeDir}`, `WAYLAND_DISPLAY=${waylandDisplay}`, cmd, ...args], opts);
-  return { url: withCode(m[1], code), work, sway, inSession, proc, stateDir: path.join(runtimeDir, '..', 'state') };
-}
 
 const paint = (desk, colour) => desk.sway('output', 'HEADLESS-1', 'bg', `#${colour}`, 'solid_color');
 
@@ -111,7 +49,7 @@ const CORNERS = [
 
 test('a Wayland desktop: its colours and their change, a click and typed text', { timeout: TEST_TIMEOUT, skip: notRoot },
   (t) => withScope(t, async (s) => {
-    const desk = await startWaylandShare(s, ['--allow-control']);
+    const desk = await startWaylandShare(s, { ...SIZE, shareArgs: ['--allow-control'] });
     await paint(desk, 'c82828');
     const page = await openViewerOf(s, desk);
     await waitForColours(page, CORNERS, CORNERS.map(() => 'c82828'), 30, 5000);
@@ -167,7 +105,7 @@ test('a Wayland desktop: its colours and their change, a click and typed text', 
 
 test('a Wayland desktop: the clipboard crosses both ways', { timeout: TEST_TIMEOUT, skip: notRoot },
   (t) => withScope(t, async (s) => {
-    const desk = await startWaylandShare(s, ['--allow-clipboard']);
+    const desk = await startWaylandShare(s, { ...SIZE, shareArgs: ['--allow-clipboard'] });
     const page = await openViewerOf(s, desk);
     await waitForRights(page, { clipboard: true });
 
