@@ -14,6 +14,7 @@ pub mod encoder;
 pub mod input;
 pub mod keymap;
 pub mod pattern;
+pub mod picture;
 pub mod pipeline;
 pub mod portal;
 pub mod record;

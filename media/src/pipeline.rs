@@ -432,8 +432,9 @@ fn capture_loop(
     }
 }
 
-/// The capture thread on Wayland: frames come from PipeWire when the screen changes; each
-/// is converted whole (PipeWire's damage regions are not read yet), at most `fps` a second.
+/// The capture thread on Wayland: frames come from PipeWire when the screen changes, at
+/// most `fps` a second; only the rows their damage regions name are converted (the whole
+/// frame when the portal tells none).
 fn portal_capture_loop(
     (restore_token, token_out): (Option<&str>, Arc<Mutex<Option<String>>>),
     config: PipelineConfig,
@@ -452,13 +453,11 @@ fn portal_capture_loop(
     };
     *token_out.lock().unwrap_or_else(|e| e.into_inner()) = capture.restore_token.clone();
     // The size the portal announced; without one, the first frame's.
-    let (mut pending, (width, height)) = match capture.size {
-        Some((w, h)) if w > 0 && h > 0 => (None, (w as u32, h as u32)),
-        _ => match capture.next(Duration::from_secs(5)) {
-            Some(f) => {
-                let size = (f.width, f.height);
-                (Some(f), size)
-            }
+    let announced = capture.size.filter(|&(w, h)| w > 0 && h > 0);
+    let (width, height) = match announced {
+        Some((w, h)) => (w as u32, h as u32),
+        None => match capture.read(Duration::from_secs(5), |m| (m.width, m.height)) {
+            Some(size) => size,
             None => {
                 let _ = opened.send(Err(CaptureError::Grab(std::io::Error::other(
                     "the screen cast announced no size and sent no picture within 5 s",
@@ -467,74 +466,79 @@ fn portal_capture_loop(
             }
         },
     };
-    let set_size = |w: u32, h: u32| {
-        let (w, h) = crate::convert::even_size(w as usize, h as usize);
+    let set_size = |w: usize, h: usize| {
         *size.lock().unwrap_or_else(|e| e.into_inner()) = (w as u32, h as u32);
     };
-    set_size(width, height);
+    let (w, h) = crate::convert::even_size(width as usize, height as usize);
+    set_size(w, h);
     let _ = opened.send(Ok(()));
     tracing::info!(width, height, "capturing the screen cast");
     let control = config
         .control
         .clone()
         .unwrap_or_else(|| EncoderControl::new(config.encoder));
-    let mut converter = crate::convert::Converter::new(width as usize, height as usize);
-    let mut packed = Vec::new();
+    let mut picture = crate::picture::BandPicture::new(w, h);
+    // Until the first frame paints it all, the picture is black.
+    let mut whole = true;
     let mut last_grab: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
-        let frame = match pending.take() {
-            Some(f) => f,
-            None => match capture.next(Duration::from_millis(100)) {
-                Some(f) => f,
-                None => continue,
-            },
-        };
+        if !capture.wait(Duration::from_millis(100)) {
+            continue;
+        }
+        // Frames are at least one period apart (the frame-rate cap): damage that comes
+        // within a period of the last grab adds up until the period ends.
         if let Some(last) = last_grab {
             let due = last + control.period();
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
-                // What came meanwhile is newer.
-                if let Some(newer) = capture.next(Duration::ZERO) {
-                    pending = Some(newer);
-                    continue;
-                }
             }
         }
         let started = Instant::now();
-        let (w, h) = (frame.width as usize, frame.height as usize);
-        let rows: &[u8] = if frame.stride == w * 4 {
-            &frame.bgrx
-        } else {
-            packed.clear();
-            for row in frame.bgrx.chunks(frame.stride).take(h) {
-                packed.extend_from_slice(&row[..w * 4]);
+        let converted = capture.read(Duration::ZERO, |m| {
+            let size = crate::convert::even_size(m.width as usize, m.height as usize);
+            if size != picture.size() {
+                tracing::info!(
+                    width = m.width,
+                    height = m.height,
+                    "the screen cast changed size"
+                );
+                picture = crate::picture::BandPicture::new(size.0, size.1);
+                set_size(size.0, size.1);
+                whole = true;
             }
-            &packed
+            let (pw, ph) = picture.size();
+            let bands = if std::mem::take(&mut whole) || m.full {
+                vec![crate::picture::Band { y0: 0, y1: ph }]
+            } else {
+                crate::picture::merge_bands(m.damage.clone(), ph, 16)
+            };
+            let mut rows = 0;
+            if pw > 0 && ph > 0 {
+                for b in &bands {
+                    picture.convert(&m.bgrx, m.stride / 4, *b);
+                    rows += b.rows();
+                }
+            }
+            (rows, m.time.unwrap_or(started))
+        });
+        let Some((rows, time)) = converted else {
+            continue;
         };
-        if converter.picture_size() != crate::convert::even_size(w, h) {
-            set_size(frame.width, frame.height);
-            tracing::info!(width = w, height = h, "the screen cast changed size");
+        if rows == 0 {
+            stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
-        converter.convert(rows, w, h);
-        let (pw, ph) = converter.picture_size();
-        let yuv = converter.picture();
-        use openh264::formats::YUVSource;
-        let picture = I420Picture {
-            y: yuv.y().to_vec(),
-            u: yuv.u().to_vec(),
-            v: yuv.v().to_vec(),
-            width: pw,
-            height: ph,
-        };
-        last_grab = Some(frame.time);
+        // The cap counts from this read (a frame that waited in the mirror is not older
+        // for it: counting from its arrival would let reads come closer than a period).
+        last_grab = Some(started);
         stats.frames_captured.fetch_add(1, Ordering::Relaxed);
         let captured = Captured {
-            picture: Arc::new(picture),
-            time: frame.time,
+            picture: Arc::new(picture.picture()),
+            time,
             grab_us: 0,
             convert_us: started.elapsed().as_micros() as u64,
-            rows: h,
+            rows,
         };
         if slot.put(captured) {
             stats.frames_dropped.fetch_add(1, Ordering::Relaxed);

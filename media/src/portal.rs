@@ -1,10 +1,12 @@
 //! Screen capture on Wayland: the desktop's ScreenCast portal (its own dialog picks the
 //! monitor; a restore token skips the dialog next time) and PipeWire, which delivers the
-//! frames. Frames come when the screen changes (PipeWire's own damage-driven pacing); the
-//! newest waits in a [`LatestSlot`], older ones are dropped.
+//! frames. Frames come when the screen changes (PipeWire's own damage-driven pacing). Each
+//! is copied into a mirror of the screen, only where its damage regions (PipeWire's
+//! `VideoDamage` metadata) say it changed; the damage adds up until the capture takes it,
+//! so a reader that falls behind skips frames but never changes.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -12,8 +14,6 @@ use ashpd::desktop::screencast::{CursorMode, Screencast, SelectSourcesOptions, S
 use ashpd::desktop::{PersistMode, Session};
 use pipewire as pw;
 use pw::spa;
-
-use crate::slot::LatestSlot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PortalError {
@@ -39,9 +39,29 @@ pub struct PortalFrame {
     pub time: Instant,
 }
 
+/// The screen as the portal last showed it, and what changed since it was last read.
+#[derive(Default)]
+pub struct Mirror {
+    pub width: u32,
+    pub height: u32,
+    /// Bytes from one row to the next.
+    pub stride: usize,
+    pub bgrx: Vec<u8>,
+    /// Everything changed (the first frame, a new size, or damage not told).
+    pub full: bool,
+    /// Changed rows `(y, height)` (clipped to the picture), when not `full`.
+    pub damage: Vec<(usize, usize)>,
+    /// When the newest frame came.
+    pub time: Option<Instant>,
+    /// A frame came since the last read.
+    fresh: bool,
+}
+
+type Shared = Arc<(Mutex<Mirror>, Condvar)>;
+
 /// A running portal screen cast; stops when dropped.
 pub struct PortalCapture {
-    frames: Arc<LatestSlot<PortalFrame>>,
+    mirror: Shared,
     stop: pw::channel::Sender<()>,
     thread: Option<JoinHandle<()>>,
     /// The token that lets the next share skip the dialog (when the portal keeps one).
@@ -131,15 +151,15 @@ impl PortalCapture {
             position,
             size,
         } = futures_lite::future::block_on(open_portal(restore_token))?;
-        let frames = Arc::new(LatestSlot::new());
+        let mirror: Shared = Arc::default();
         let (stop, stop_rx) = pw::channel::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = {
-            let frames = frames.clone();
+            let mirror = mirror.clone();
             std::thread::Builder::new()
                 .name("porthole-pipewire".into())
                 .spawn(move || {
-                    if let Err(e) = stream_loop(node, fd, frames, stop_rx, &ready_tx) {
+                    if let Err(e) = stream_loop(node, fd, mirror, stop_rx, &ready_tx) {
                         let _ = ready_tx.send(Err(e));
                     }
                 })
@@ -158,7 +178,15 @@ impl PortalCapture {
         // first of its xdg-desktop-portal-wlr finds the damage taken by the one before: a
         // still screen would show nothing until it changes. Moving the pointer one pixel
         // and back repaints the cursor (drawn into the picture), which sends the frame.
-        if !frames.wait_filled(FIRST_FRAME_WAIT) {
+        let first = {
+            let (lock, cond) = &*mirror;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (guard, _) = cond
+                .wait_timeout_while(guard, FIRST_FRAME_WAIT, |m| !m.fresh)
+                .unwrap_or_else(|e| e.into_inner());
+            guard.fresh
+        };
+        if !first {
             match crate::input::nudge_wayland_pointer() {
                 Ok(()) => tracing::debug!(
                     "no first frame from the portal in {FIRST_FRAME_WAIT:?}: nudged the pointer"
@@ -167,7 +195,7 @@ impl PortalCapture {
             }
         }
         Ok(Self {
-            frames,
+            mirror,
             stop,
             thread: Some(thread),
             restore_token,
@@ -177,9 +205,44 @@ impl PortalCapture {
         })
     }
 
-    /// The newest frame since the last call, waiting up to `timeout` for one.
+    /// Waits up to `timeout` for a frame newer than the last read; whether one came.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let (lock, cond) = &*self.mirror;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = cond
+            .wait_timeout_while(guard, timeout, |m| !m.fresh)
+            .unwrap_or_else(|e| e.into_inner());
+        guard.fresh
+    }
+
+    /// Reads the screen and what changed since the last read (waiting up to `timeout`
+    /// for a change), then forgets that damage. `read` runs with the mirror locked (the
+    /// PipeWire thread waits meanwhile): convert what changed, not more.
+    pub fn read<R>(&self, timeout: Duration, read: impl FnOnce(&Mirror) -> R) -> Option<R> {
+        let (lock, cond) = &*self.mirror;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = cond
+            .wait_timeout_while(guard, timeout, |m| !m.fresh)
+            .unwrap_or_else(|e| e.into_inner());
+        if !guard.fresh {
+            return None;
+        }
+        let out = read(&guard);
+        guard.fresh = false;
+        guard.full = false;
+        guard.damage.clear();
+        Some(out)
+    }
+
+    /// The newest frame since the last read, whole, waiting up to `timeout` for one.
     pub fn next(&self, timeout: Duration) -> Option<PortalFrame> {
-        self.frames.take_timeout(timeout)
+        self.read(timeout, |m| PortalFrame {
+            width: m.width,
+            height: m.height,
+            stride: m.stride,
+            bgrx: m.bgrx.clone(),
+            time: m.time.unwrap_or_else(Instant::now),
+        })
     }
 }
 
@@ -206,17 +269,77 @@ fn pw_err(e: impl std::fmt::Display) -> PortalError {
     PortalError::PipeWire(e.to_string())
 }
 
+/// The rows `(y, height)` a frame's `VideoDamage` regions cover, clipped to the picture;
+/// `None` when the frame has no such metadata, or when its regions fill the metadata (the
+/// producer then merged the rest into the last one, which xdg-desktop-portal-wlr 0.7 gets
+/// wrong: the whole frame is safer).
+fn damage_rows(
+    buffer: &pw::buffer::Buffer<'_>,
+    width: usize,
+    height: usize,
+) -> Option<Vec<(usize, usize)>> {
+    use spa::buffer::meta::MetaVideoDamage;
+    let meta = buffer.find_meta::<MetaVideoDamage>()?;
+    let capacity = meta.as_raw().size as usize / std::mem::size_of::<spa::sys::spa_meta_region>();
+    let mut rows = Vec::new();
+    for (n, region) in meta.iter().enumerate() {
+        if n + 1 >= capacity {
+            return None;
+        }
+        let (p, size) = (region.position(), region.size());
+        let (x0, y0) = (p.x.max(0) as usize, p.y.max(0) as usize);
+        let x1 = (x0 + size.width as usize).min(width);
+        let y1 = (y0 + size.height as usize).min(height);
+        if x1 > x0 && y1 > y0 {
+            rows.push((y0, y1 - y0));
+        }
+    }
+    Some(rows)
+}
+
+/// The `Meta` param asking for `VideoDamage` regions (room for 4, what
+/// xdg-desktop-portal-wlr offers at most).
+fn damage_meta_param() -> Result<Vec<u8>, PortalError> {
+    use spa::pod::{Object, Property, PropertyFlags, Value};
+    let region = std::mem::size_of::<spa::sys::spa_meta_region>() as i32;
+    let object = Object {
+        type_: spa::utils::SpaTypes::ObjectParamMeta.as_raw(),
+        id: spa::param::ParamType::Meta.as_raw(),
+        properties: vec![
+            Property {
+                key: spa::sys::SPA_PARAM_META_type,
+                flags: PropertyFlags::empty(),
+                value: Value::Id(spa::utils::Id(spa::sys::SPA_META_VideoDamage)),
+            },
+            Property {
+                key: spa::sys::SPA_PARAM_META_size,
+                flags: PropertyFlags::empty(),
+                value: Value::Int(region * 4),
+            },
+        ],
+    };
+    Ok(spa::pod::serialize::PodSerializer::serialize(
+        std::io::Cursor::new(Vec::new()),
+        &Value::Object(object),
+    )
+    .map_err(pw_err)?
+    .0
+    .into_inner())
+}
+
 /// The frames' format, as negotiated.
 #[derive(Default)]
 struct Negotiated {
     info: spa::param::video::VideoInfoRaw,
     ok: bool,
+    /// Whether the first frame's damage metadata was logged.
+    told_damage: bool,
 }
 
 fn stream_loop(
     node: u32,
     fd: OwnedFd,
-    frames: Arc<LatestSlot<PortalFrame>>,
+    mirror: Shared,
     stop: pw::channel::Receiver<()>,
     ready: &std::sync::mpsc::Sender<Result<(), PortalError>>,
 ) -> Result<(), PortalError> {
@@ -237,7 +360,7 @@ fn stream_loop(
     let _listener = stream
         .add_local_listener_with_user_data(Negotiated::default())
         .state_changed(|_, _, old, new| tracing::debug!(?old, ?new, "PipeWire stream"))
-        .param_changed(|_, format, id, param| {
+        .param_changed(|stream, format, id, param| {
             let Some(param) = param else { return };
             if id != spa::param::ParamType::Format.as_raw() {
                 return;
@@ -246,6 +369,18 @@ fn stream_loop(
                 && format.info.format() == spa::param::video::VideoFormat::BGRx;
             if !format.ok {
                 tracing::warn!(format = ?format.info.format(), "PipeWire offered a format Porthole cannot read");
+                return;
+            }
+            // Ask for the damage regions with each buffer (only the changed rows are read).
+            match damage_meta_param() {
+                Ok(bytes) => {
+                    if let Some(pod) = spa::pod::Pod::from_bytes(&bytes) {
+                        if let Err(e) = stream.update_params(&mut [pod]) {
+                            tracing::debug!("PipeWire refused the damage metadata: {e}");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("{e}"),
             }
         })
         .process(move |stream, format| {
@@ -255,26 +390,57 @@ fn stream_loop(
             if !format.ok {
                 return;
             }
+            let (width, height) = (format.info.size().width, format.info.size().height);
+            let damage = damage_rows(&buffer, width as usize, height as usize);
+            if !format.told_damage {
+                format.told_damage = true;
+                tracing::debug!(damage = damage.is_some(), "the screen cast's first frame");
+            }
             let datas = buffer.datas_mut();
             let Some(data) = datas.first_mut() else { return };
             let (offset, size, stride) = {
                 let chunk = data.chunk();
                 (chunk.offset() as usize, chunk.size() as usize, chunk.stride())
             };
-            let (width, height) = (format.info.size().width, format.info.size().height);
             let Some(bytes) = data.data() else { return };
             let stride = if stride > 0 { stride as usize } else { width as usize * 4 };
             let need = stride * height as usize;
             if size < need || bytes.len() < offset + need {
                 return; // an empty or corrupt buffer (e.g. the cursor alone moved)
             }
-            frames.put(PortalFrame {
-                width,
-                height,
-                stride,
-                bgrx: bytes[offset..offset + need].to_vec(),
-                time: Instant::now(),
-            });
+            let src = &bytes[offset..offset + need];
+            let (lock, cond) = &*mirror;
+            let mut m = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let resized = (m.width, m.height, m.stride) != (width, height, stride);
+            if !resized && damage.as_ref().is_some_and(|rows| rows.is_empty()) {
+                return; // nothing changed (PipeWire said so)
+            }
+            if resized {
+                m.width = width;
+                m.height = height;
+                m.stride = stride;
+                m.bgrx = vec![0; need];
+            }
+            match damage {
+                Some(rows) if !resized => {
+                    for &(y, h) in &rows {
+                        let span = y * stride..(y + h) * stride;
+                        m.bgrx[span.clone()].copy_from_slice(&src[span]);
+                    }
+                    if !m.full {
+                        m.damage.extend(rows);
+                    }
+                }
+                _ => {
+                    m.bgrx.copy_from_slice(src);
+                    m.full = true;
+                    m.damage.clear();
+                }
+            }
+            m.time = Some(Instant::now());
+            m.fresh = true;
+            drop(m);
+            cond.notify_all();
         })
         .register()
         .map_err(pw_err)?;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use media::portal::PortalCapture;
 
-/// Paints the whole output with `hex` (sway's IPC; the socket is in XDG_RUNTIME_DIR).
-fn paint(hex: &str) {
+/// Runs a sway command (its IPC socket is in XDG_RUNTIME_DIR).
+fn sway(command: &[&str]) {
     let dir = std::env::var("XDG_RUNTIME_DIR").expect("XDG_RUNTIME_DIR");
     let socket = std::fs::read_dir(&dir)
         .expect("runtime dir")
@@ -20,10 +20,15 @@ fn paint(hex: &str) {
     let out = Command::new("swaymsg")
         .arg("-s")
         .arg(&socket)
-        .args(["output", "HEADLESS-1", "bg", hex, "solid_color"])
+        .args(command)
         .output()
         .expect("swaymsg");
-    assert!(out.status.success(), "swaymsg: {out:?}");
+    assert!(out.status.success(), "swaymsg {command:?}: {out:?}");
+}
+
+/// Paints the whole output with `hex`.
+fn paint(hex: &str) {
+    sway(&["output", "HEADLESS-1", "bg", hex, "solid_color"]);
 }
 
 /// The centre pixel of the newest frame that shows `rgb`, waiting up to 5 s.
@@ -190,4 +195,64 @@ fn a_restore_token_opens_the_next_cast() {
         second.restore_token.is_some(),
         "a token for the next cast again"
     );
+}
+
+/// Damage: a small window opening over a still screen is a change of its rows only (the
+/// portal's damage regions); the picture shows the window where it opened and keeps the
+/// rest as it was.
+#[test]
+#[ignore = "needs a Wayland desktop: scripts/wayland-desktop.sh (see the file's docs)"]
+fn a_small_change_updates_its_rows_and_keeps_the_rest() {
+    use media::pipeline::{CaptureSource, KeyframeRequest, PipelineConfig, VideoPipeline};
+    paint("#323cc8");
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let config = PipelineConfig {
+        source: CaptureSource::Portal {
+            restore_token: None,
+        },
+        ..Default::default()
+    };
+    let _pipeline = VideoPipeline::start(config, KeyframeRequest::default(), move |f| {
+        let _ = tx.try_send(f);
+    })
+    .expect("the pipeline on the portal");
+    let mut decoder = media::decoder::H264Decoder::new().unwrap();
+    let at = |p: &media::decoder::Picture, x: usize, y: usize| {
+        let i = (y * p.width + x) * 4;
+        (p.rgba[i], p.rgba[i + 1], p.rgba[i + 2])
+    };
+    let near = |a: (u8, u8, u8), b: (u8, u8, u8)| {
+        a.0.abs_diff(b.0) < 16 && a.1.abs_diff(b.1) < 16 && a.2.abs_diff(b.2) < 16
+    };
+    let blue = (0x32, 0x3c, 0xc8);
+    let window = (0xdc, 0x28, 0xc8);
+    let first = rx.recv_timeout(Duration::from_secs(5)).expect("a frame");
+    let p = decoder
+        .decode_rgba(&first.data)
+        .unwrap()
+        .expect("a picture");
+    assert!(near(at(&p, 320, 240), blue));
+    sway(&[
+        "for_window [app_id=porthole-patch] \"floating enable, resize set 160 120, move position 40 60\"",
+    ]);
+    sway(&["exec foot --app-id=porthole-patch -o colors.background=dc28c8 sleep 30"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let f = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a frame showing the window");
+        let Some(p) = decoder.decode_rgba(&f.data).unwrap() else {
+            continue;
+        };
+        if near(at(&p, 120, 140), window) {
+            for (x, y) in [(320, 240), (600, 440), (20, 20), (400, 100)] {
+                let px = at(&p, x, y);
+                assert!(
+                    near(px, blue),
+                    "({x}, {y}) outside the window is {px:?}, not blue"
+                );
+            }
+            break;
+        }
+    }
 }
