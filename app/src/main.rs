@@ -121,9 +121,12 @@ fn init_logging(verbose: u8) {
         // The WebRTC stack warns about what it recovers from itself (duplicate or late
         // packets, a candidate pair not there yet): dozens of lines per viewer that read as
         // failures. Its errors still show; what matters to a user is logged by Porthole.
+        // enigo's X11 side logs an error when it is kept from connecting on purpose (a
+        // Wayland share injects through Wayland only); a real failure to inject is
+        // Porthole's own error.
         0 => {
             "info,webrtc=error,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,\
-              rtc_sctp=error,rtc_interceptor=error,enigo=error"
+              rtc_sctp=error,rtc_interceptor=error,enigo=error,enigo::platform::x11=off"
         }
         1 => "debug,webrtc=info,rtc=info",
         _ => "trace",

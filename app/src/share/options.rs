@@ -273,7 +273,13 @@ mod tests {
 
     #[test]
     fn the_flags_defaults_are_the_options_defaults() {
-        assert_eq!(options(&[]), ShareOptions::default());
+        // `--backend auto` follows the session this test runs in.
+        let want = ShareOptions {
+            backend: Backend::of_this_session(),
+            ..ShareOptions::default()
+        };
+        assert_eq!(options(&[]), want);
+        assert_eq!(options(&["--backend=x11"]), ShareOptions::default());
     }
 
     #[test]
