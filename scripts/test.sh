@@ -14,6 +14,8 @@ node --test tests/js/
 
 if [ "$(id -u)" = 0 ]; then
   netns=(unshare -n)
+  # The Wayland tests' portal backend (third_party/), built once into target/xdpw.
+  scripts/wayland-desktop.sh --prepare
 else
   netns=(unshare -r -n)
 fi

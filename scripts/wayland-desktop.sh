@@ -1,32 +1,38 @@
 #!/bin/bash
-# A headless Wayland desktop for tests: sway (pixman, HEADLESS-1), PipeWire + WirePlumber,
-# the patched xdg-desktop-portal-wlr (third_party/, built once into target/xdpw) and
-# xdg-desktop-portal, in a private D-Bus session of an unprivileged user (sway refuses
-# root). Runs COMMAND... inside that session, as that user, with WAYLAND_DISPLAY,
-# XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS set; everything stops with it.
+# A headless Wayland desktop for tests: sway (pixman, HEADLESS-1), PipeWire + WirePlumber +
+# pipewire-pulse, the patched xdg-desktop-portal-wlr (third_party/, built once into
+# target/xdpw) and xdg-desktop-portal, in a private D-Bus session of an unprivileged user
+# (sway refuses root). Runs COMMAND... inside that session, as that user, with
+# WAYLAND_DISPLAY, XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS set; everything stops with
+# it.
 #   scripts/wayland-desktop.sh [--size WxH] [--user NAME] -- COMMAND...
+#   scripts/wayland-desktop.sh --prepare    (only builds the portal backend, once)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 size=640x480
 user=porthole-wl
+prepare=
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size=$2; shift 2 ;;
     --user) user=$2; shift 2 ;;
+    --prepare) prepare=1; shift ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--size WxH] [--user NAME] -- COMMAND..." >&2; exit 2 ;;
+    *) echo "usage: $0 [--size WxH] [--user NAME] -- COMMAND... | --prepare" >&2; exit 2 ;;
   esac
 done
-[ $# -gt 0 ] || { echo "$0: no command" >&2; exit 2; }
+[ $# -gt 0 ] || [ -n "$prepare" ] || { echo "$0: no command" >&2; exit 2; }
 
 xdpw=$repo/target/xdpw/xdg-desktop-portal-wlr
 if [ ! -x "$xdpw" ]; then
   src=$repo/third_party/xdg-desktop-portal-wlr
   build=$repo/target/xdpw/build
+  rm -rf "$build"
   meson setup "$build" "$src" -Dsystemd=disabled -Dman-pages=disabled >/dev/null
   ninja -C "$build" >/dev/null
   cp "$build/xdg-desktop-portal-wlr" "$xdpw"
 fi
+[ -z "$prepare" ] || exit 0
 
 id "$user" >/dev/null 2>&1 || useradd --create-home --shell /usr/sbin/nologin "$user"
 run=$(mktemp -d /tmp/porthole-wl-XXXXXX)
@@ -58,6 +64,8 @@ dbus-update-activation-environment WAYLAND_DISPLAY XDG_CURRENT_DESKTOP XDG_RUNTI
   XDG_CONFIG_HOME 2>/dev/null
 pipewire > "$run/pipewire.log" 2>&1 & pids+=($!)
 sleep 0.3
+# PipeWire's PulseAudio server, as desktops run it (sound for `--audio default`).
+pipewire-pulse > "$run/pipewire-pulse.log" 2>&1 & pids+=($!)
 wireplumber > "$run/wireplumber.log" 2>&1 & pids+=($!)
 XDPW_PERSIST_MODE=permanent "$run/xdg-desktop-portal-wlr" -r > "$run/xdpw.log" 2>&1 & pids+=($!)
 /usr/libexec/xdg-desktop-portal -r > "$run/xdp.log" 2>&1 & pids+=($!)

@@ -136,7 +136,7 @@ impl Host {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let name = CString::new(format!("cpal-pulseaudio-{}", std::process::id())).unwrap();
-            let _ = tx.send(pulseaudio::Client::from_env(&name));
+            let _ = tx.send(connect(&name));
         });
         let client = rx
             .recv_timeout(INIT_TIMEOUT)
@@ -154,6 +154,41 @@ impl Host {
 
         Ok(Self { client })
     }
+}
+
+// Porthole patch: `Client::from_env` looks for the cookie in $PULSE_COOKIE,
+// ~/.config/pulse/cookie and ~/.pulse-cookie only (libpulse also reads
+// $XDG_CONFIG_HOME/pulse/cookie), and without one it authenticates with an empty cookie,
+// which PipeWire's Pulse server refuses ("Invalid": it wants the 256 bytes, whatever they
+// hold; PulseAudio authenticates a local client by its credentials). So: libpulse's search
+// order, and 256 zero bytes when there is no cookie.
+const COOKIE_LENGTH: usize = 256;
+
+fn cookie() -> Vec<u8> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    let paths = std::env::var_os("PULSE_COOKIE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(config.map(|c| c.join("pulse/cookie")))
+        .chain(home.map(|h| h.join(".pulse-cookie")));
+    for path in paths {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.len() == COOKIE_LENGTH {
+                return bytes;
+            }
+        }
+    }
+    vec![0; COOKIE_LENGTH]
+}
+
+fn connect(name: &CString) -> Result<pulseaudio::Client, pulseaudio::ClientError> {
+    let socket_path =
+        pulseaudio::socket_path_from_env().ok_or(pulseaudio::ClientError::ServerUnavailable)?;
+    let socket = std::os::unix::net::UnixStream::connect(socket_path)?;
+    pulseaudio::Client::new_unix(name, socket, Some(cookie()))
 }
 
 impl HostTrait for Host {
