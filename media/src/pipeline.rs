@@ -392,15 +392,7 @@ fn capture_loop(
         if !changed {
             continue;
         }
-        // Frames are at least one period apart (the frame-rate cap): a change within a
-        // period of the last grab waits for the period to end, collecting more damage.
-        if let Some(last) = last_grab {
-            let due = last + control.period();
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
+        wait_for_period(last_grab, control.period());
         let time = Instant::now();
         let result = capturer
             .take_bands()
@@ -428,6 +420,17 @@ fn capture_loop(
                 tracing::error!("{e}; stopping capture");
                 stop.store(true, Ordering::Release);
             }
+        }
+    }
+}
+
+/// The frame-rate cap: frames are at least one `period` apart, so a change within a period
+/// of the last grab waits for the period to end (collecting more damage meanwhile).
+fn wait_for_period(last_grab: Option<Instant>, period: Duration) {
+    if let Some(due) = last_grab.map(|last| last + period) {
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
         }
     }
 }
@@ -485,15 +488,7 @@ fn portal_capture_loop(
         if !capture.wait(Duration::from_millis(100)) {
             continue;
         }
-        // Frames are at least one period apart (the frame-rate cap): damage that comes
-        // within a period of the last grab adds up until the period ends.
-        if let Some(last) = last_grab {
-            let due = last + control.period();
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
+        wait_for_period(last_grab, control.period());
         let started = Instant::now();
         let converted = capture.read(Duration::ZERO, |m| {
             let size = crate::convert::even_size(m.width as usize, m.height as usize);

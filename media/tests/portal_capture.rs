@@ -26,6 +26,26 @@ fn sway(command: &[&str]) {
     assert!(out.status.success(), "swaymsg {command:?}: {out:?}");
 }
 
+/// The video pipeline on the portal, and its encoded frames.
+fn portal_pipeline() -> (
+    media::pipeline::VideoPipeline,
+    std::sync::mpsc::Receiver<media::EncodedFrame>,
+) {
+    use media::pipeline::{CaptureSource, KeyframeRequest, PipelineConfig, VideoPipeline};
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let config = PipelineConfig {
+        source: CaptureSource::Portal {
+            restore_token: None,
+        },
+        ..Default::default()
+    };
+    let pipeline = VideoPipeline::start(config, KeyframeRequest::default(), move |f| {
+        let _ = tx.try_send(f);
+    })
+    .expect("the pipeline on the portal");
+    (pipeline, rx)
+}
+
 /// Paints the whole output with `hex`.
 fn paint(hex: &str) {
     sway(&["output", "HEADLESS-1", "bg", hex, "solid_color"]);
@@ -67,19 +87,8 @@ fn the_portal_delivers_the_screen_and_its_changes() {
 #[test]
 #[ignore = "needs a Wayland desktop: scripts/wayland-desktop.sh (see the file's docs)"]
 fn the_pipeline_encodes_the_portals_pictures() {
-    use media::pipeline::{CaptureSource, KeyframeRequest, PipelineConfig, VideoPipeline};
     paint("#323cc8");
-    let (tx, rx) = std::sync::mpsc::sync_channel(64);
-    let config = PipelineConfig {
-        source: CaptureSource::Portal {
-            restore_token: None,
-        },
-        ..Default::default()
-    };
-    let pipeline = VideoPipeline::start(config, KeyframeRequest::default(), move |f| {
-        let _ = tx.try_send(f);
-    })
-    .expect("the pipeline on the portal");
+    let (pipeline, rx) = portal_pipeline();
     assert_eq!(pipeline.size(), (640, 480));
     let mut decoder = media::decoder::H264Decoder::new().unwrap();
     let centre = |decoder: &mut media::decoder::H264Decoder, data: &[u8]| {
@@ -203,19 +212,8 @@ fn a_restore_token_opens_the_next_cast() {
 #[test]
 #[ignore = "needs a Wayland desktop: scripts/wayland-desktop.sh (see the file's docs)"]
 fn a_small_change_updates_its_rows_and_keeps_the_rest() {
-    use media::pipeline::{CaptureSource, KeyframeRequest, PipelineConfig, VideoPipeline};
     paint("#323cc8");
-    let (tx, rx) = std::sync::mpsc::sync_channel(64);
-    let config = PipelineConfig {
-        source: CaptureSource::Portal {
-            restore_token: None,
-        },
-        ..Default::default()
-    };
-    let _pipeline = VideoPipeline::start(config, KeyframeRequest::default(), move |f| {
-        let _ = tx.try_send(f);
-    })
-    .expect("the pipeline on the portal");
+    let (_pipeline, rx) = portal_pipeline();
     let mut decoder = media::decoder::H264Decoder::new().unwrap();
     let at = |p: &media::decoder::Picture, x: usize, y: usize| {
         let i = (y * p.width + x) * 4;

@@ -198,8 +198,10 @@ test('busy content: the share holds its bit rate by lowering the frame rate, and
     t.diagnostic(`over ${secs.toFixed(1)} s at --bitrate-kbps ${KBPS}: ${kbps.toFixed(0)} kbit/s encoded, ` +
       `${fps.toFixed(1)} fps (${(perFrame / 1000).toFixed(0)} kB a frame), viewer rendered ${frames} frames; ` +
       `frames_paced ${a.frames_paced} -> ${b.frames_paced}, frames_captured ${b.frames_captured - a.frames_captured}`);
-    // A 1280x720 frame of this content is tens of kB, so 30 fps would be ~10x the budget.
-    assert.ok(perFrame * 8 * 30 / 1000 > 3 * KBPS, `the content is busy enough to need pacing: ${perFrame} B a frame`);
+    // A 1280x720 frame of this content is tens of kB: at 30 fps it would take well over the
+    // budget (the encoder's rate control makes frames smaller as it paces, 21-30 kB here,
+    // so twice the budget is the bar, not more).
+    assert.ok(perFrame * 8 * 30 / 1000 > 2 * KBPS, `the content is busy enough to need pacing: ${perFrame} B a frame`);
     assert.ok(kbps <= KBPS * 1.25, `encoded ${kbps.toFixed(0)} kbit/s with --bitrate-kbps ${KBPS}`);
     assert.ok(b.frames_paced > a.frames_paced, `the encoder waited for budget: ${JSON.stringify(b)}`);
     assert.ok(frames >= 5, `the viewer still gets frames: ${frames} in 5 s`);
