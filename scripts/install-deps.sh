@@ -26,7 +26,7 @@ test_pkgs=(
   nodejs npm
   # A headless Wayland desktop (scripts/wayland-desktop.sh) and what its tests drive; the
   # build deps of third_party/xdg-desktop-portal-wlr, built once into target/xdpw.
-  sway pipewire pipewire-bin pipewire-pulse wireplumber xdg-desktop-portal dbus-user-session
+  sway pipewire pipewire-bin pipewire-pulse wireplumber xdg-desktop-portal dbus-user-session systemd
   foot wev wl-clipboard grim xwayland
   meson ninja-build libinih-dev libgbm-dev libdrm-dev libsystemd-dev wayland-protocols
 )
