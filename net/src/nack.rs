@@ -108,6 +108,7 @@ impl BudgetedNackResponder {
             )
         });
         for seq in seqs {
+            let in_debt = self.budget.in_debt();
             let slot = &mut self.history[usize::from(seq) % HISTORY];
             let resend = match slot {
                 Some(sent)
@@ -118,7 +119,7 @@ impl BudgetedNackResponder {
                         && sent.last_resend.is_none_or(|t| {
                             now.saturating_duration_since(t) >= MIN_RESEND_SPACING
                         })
-                        && !self.budget.in_debt() =>
+                        && !in_debt =>
                 {
                     sent.resends += 1;
                     sent.last_resend = Some(now);
@@ -141,6 +142,23 @@ impl BudgetedNackResponder {
                 }
                 None => {
                     self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    // Why, at debug level: behind a congested link these say whether the
+                    // viewer's losses were beyond repair or only beyond the budget.
+                    let why = match slot {
+                        Some(sent) if sent.seq == seq => {
+                            if sent.resends >= MAX_RESENDS {
+                                "resent too often"
+                            } else if now.saturating_duration_since(sent.at) > MAX_AGE {
+                                "too old"
+                            } else if in_debt {
+                                "over the resend budget"
+                            } else {
+                                "asked again too soon"
+                            }
+                        }
+                        _ => "no longer kept",
+                    };
+                    tracing::debug!(seq, why, "resend refused");
                 }
             }
         }

@@ -47,7 +47,7 @@
 
 import http from 'node:http';
 import path from 'node:path';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -120,6 +120,22 @@ function processCpuSeconds(pid) {
   }
 }
 
+/** utime+stime of each of a process's threads, summed by thread name: {name: seconds}. */
+function threadCpuSeconds(pid) {
+  const out = {};
+  let tids = [];
+  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[name] = (out[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
 /** {busy, total} seconds of every CPU from /proc/stat. */
 function machineCpuSeconds() {
   const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -133,11 +149,17 @@ function cpuWindow(pids) {
   const t0 = process.hrtime.bigint();
   const start = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, processCpuSeconds(pid)]));
   const m0 = machineCpuSeconds();
+  const threads0 = threadCpuSeconds(pids.sender);
   return {
     end() {
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       const out = {};
       for (const [k, pid] of Object.entries(pids)) out[k] = ((processCpuSeconds(pid) - start[k]) / wall) * 100;
+      // The sender's threads by name (a thread that ended in the window is not counted).
+      out.senderThreads = Object.entries(threadCpuSeconds(pids.sender))
+        .map(([name, secs]) => [name, ((secs - (threads0[name] ?? 0)) / wall) * 100])
+        .filter(([, pct]) => pct >= 0.5)
+        .sort((a, b) => b[1] - a[1]);
       const m1 = machineCpuSeconds();
       out.machine = ((m1.busy - m0.busy) / wall) * 100;
       out.cores = (m1.total - m0.total) / wall;
@@ -522,6 +544,9 @@ function report(r, opts) {
   const extra = r.extraCpu.map((k) => `, ${k} ${fmt(r.load[k])}`).join('');
   out.push(`  CPU, % of one core: sender ${fmt(r.load.sender)}, painter ${fmt(r.load.painter)}, ` +
     `${r.displayName} ${fmt(r.load.xvfb)}${extra}; machine ${fmt(r.load.machine)} of ${fmt(r.load.cores * 100, 0)} (all processes)`);
+  if (r.load.senderThreads?.length) {
+    out.push(`  sender's threads, % of one core: ${r.load.senderThreads.map(([n, p]) => `${n} ${fmt(p)}`).join(', ')}`);
+  }
   const expected = opts.seconds * 1000 / 4;
   out.push(`  painter: ${r.painter.paints} codes painted (${fmt(expected, 0)} due), ${r.painter.skipped} ticks skipped, ` +
     `${r.painter.motion} scroll steps; page clock skew ${fmt(s.skewMs)} ms`);
