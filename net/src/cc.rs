@@ -155,7 +155,8 @@ impl PathEstimate {
 
 /// One viewer's path estimate: Google Congestion Control's delay and loss signals (rtc's
 /// trend filter, overuse detector and loss controller) driving our own rate rule:
-/// - overuse (queues growing): back off to [`DECREASE_FACTOR`] × what arrived;
+/// - overuse (queues growing, or the path delivering under [`OVERUSE_SHARE`] of what was
+///   sent): back off to [`DECREASE_FACTOR`] × what arrived;
 /// - normal, within [`GENTLE_AFTER_DECREASE`] of a backoff: grow [`GENTLE_GROWTH`] a second
 ///   (the ceiling is near);
 /// - normal otherwise: grow [`FAST_GROWTH`] a second (rtc's GCC would grow one MTU per
@@ -199,6 +200,11 @@ const DECREASE_INTERVAL: Duration = Duration::from_millis(300);
 /// [`SPAN_WINDOW`] (a real bottleneck spaces arrivals out; a busy CPU or a jittery radio
 /// only shakes them, and GCC's trend alone would back off from those too).
 pub const DELIVERED_SHARE: f64 = 0.9;
+/// A path that delivers less than this share of what was sent is overused whatever the
+/// delay trend says. (Behind a 3 Mbit/s token bucket, rtc's trend detector said "normal"
+/// while the rate grew to 5 Mbit/s and the share fell to 0.76; it saw the queue only when
+/// the loss did, at 15-60 %.)
+pub const OVERUSE_SHARE: f64 = 0.85;
 /// Loss above this (smoothed, and in the latest feedback) backs off like overuse; below it,
 /// loss is left to retransmission and keyframes (a few per cent is normal on Wi-Fi).
 pub const HEAVY_LOSS: f64 = 0.1;
@@ -258,6 +264,11 @@ impl ViewerGcc {
             now.saturating_duration_since(t).as_secs_f64().min(1.0)
         });
         self.last_update = Some(now);
+        let usage = if self.delivered_share() < OVERUSE_SHARE {
+            Usage::Over
+        } else {
+            usage
+        };
         match usage {
             Usage::Over => {
                 let due = self
@@ -706,6 +717,8 @@ mod tests {
         // A second overuse within DECREASE_INTERVAL is the same event.
         g.update_rate(at(1_100), Usage::Over, Some(1_000_000.0), 1_000_000.0);
         assert_eq!(g.rate, 2_000_000.0 * DECREASE_FACTOR);
+        // Arrivals as far apart as departures again.
+        spaced(&mut g, 10);
         // Gentle near the backoff…
         g.update_rate(at(2_000), Usage::Normal, Some(1_700_000.0), 1_700_000.0);
         assert!(g.rate < 1_900_000.0, "{}", g.rate);
@@ -718,5 +731,15 @@ mod tests {
             g.update_rate(at(ms), Usage::Normal, Some(arriving), arriving);
             assert!(ms < 8_000, "still {} after {} ms", g.rate, ms - 1_000);
         }
+        // A path that delivers far less than is sent is overused, whatever the trend says.
+        let before = g.rate;
+        spaced(&mut g, 20);
+        g.update_rate(
+            at(ms + 1_000),
+            Usage::Normal,
+            Some(3_000_000.0),
+            3_000_000.0,
+        );
+        assert_eq!(g.rate, 3_000_000.0 * DECREASE_FACTOR, "from {before}");
     }
 }
