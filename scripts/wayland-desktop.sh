@@ -38,6 +38,9 @@ id "$user" >/dev/null 2>&1 || useradd --create-home --shell /usr/sbin/nologin "$
 run=$(mktemp -d /tmp/porthole-wl-XXXXXX)
 chmod 755 "$run"
 install -m 755 "$xdpw" "$run/xdg-desktop-portal-wlr"
+# xdg-desktop-portal finds its backends by their .portal files; Debian installs wlr.portal
+# only with its own xdg-desktop-portal-wlr package, which we do not use: give it ours.
+install -D -m 644 "$repo/third_party/xdg-desktop-portal-wlr/wlr.portal" "$run/portals/wlr.portal"
 cat > "$run/session.sh" <<'INNER'
 #!/bin/bash
 set -euo pipefail
@@ -68,7 +71,8 @@ sleep 0.3
 pipewire-pulse > "$run/pipewire-pulse.log" 2>&1 & pids+=($!)
 wireplumber > "$run/wireplumber.log" 2>&1 & pids+=($!)
 XDPW_PERSIST_MODE=permanent "$run/xdg-desktop-portal-wlr" -r > "$run/xdpw.log" 2>&1 & pids+=($!)
-/usr/libexec/xdg-desktop-portal -r > "$run/xdp.log" 2>&1 & pids+=($!)
+XDG_DESKTOP_PORTAL_DIR=$run/portals /usr/libexec/xdg-desktop-portal -r > "$run/xdp.log" 2>&1 &
+pids+=($!)
 # The portal answers once both are on the bus.
 for _ in $(seq 100); do
   busctl --user status org.freedesktop.portal.Desktop >/dev/null 2>&1 &&
