@@ -110,58 +110,51 @@ impl BudgetedNackResponder {
         for seq in seqs {
             let in_debt = self.budget.in_debt();
             let slot = &mut self.history[usize::from(seq) % HISTORY];
-            let resend = match slot {
-                Some(sent)
-                    if sent.seq == seq
-                        && sent.packet.header.ssrc == nack.media_ssrc
-                        && sent.resends < MAX_RESENDS
-                        && now.saturating_duration_since(sent.at) <= MAX_AGE
-                        && sent.last_resend.is_none_or(|t| {
-                            now.saturating_duration_since(t) >= MIN_RESEND_SPACING
-                        })
-                        && !in_debt =>
-                {
-                    sent.resends += 1;
-                    sent.last_resend = Some(now);
-                    self.budget.spend(sent.packet.payload.len() + 40);
-                    Some(sent.packet.clone())
+            let sent = match slot {
+                Some(sent) if sent.seq == seq && sent.packet.header.ssrc == nack.media_ssrc => sent,
+                _ => {
+                    self.refuse(seq, "no longer kept");
+                    continue;
                 }
-                _ => None,
             };
-            match resend {
-                Some(packet) => {
-                    self.stats.resent.fetch_add(1, Ordering::Relaxed);
-                    // Tagged so the congestion controller's send history counts it as bytes
-                    // on the wire, as webrtc-rs's own responder does.
-                    self.write_queue.push_back(TaggedPacket {
-                        now,
-                        transport: Default::default(),
-                        message: AttributedPacket::new(Packet::Rtp(packet))
-                            .with(Attribute::Retransmission),
-                    });
-                }
-                None => {
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    // Why, at debug level: behind a congested link these say whether the
-                    // viewer's losses were beyond repair or only beyond the budget.
-                    let why = match slot {
-                        Some(sent) if sent.seq == seq => {
-                            if sent.resends >= MAX_RESENDS {
-                                "resent too often"
-                            } else if now.saturating_duration_since(sent.at) > MAX_AGE {
-                                "too old"
-                            } else if in_debt {
-                                "over the resend budget"
-                            } else {
-                                "asked again too soon"
-                            }
-                        }
-                        _ => "no longer kept",
-                    };
-                    tracing::debug!(seq, why, "resend refused");
-                }
+            // Why not, if not (logged at debug level: behind a congested link these say
+            // whether the viewer's losses were beyond repair or only beyond the budget).
+            let refusal = if sent.resends >= MAX_RESENDS {
+                Some("resent too often")
+            } else if now.saturating_duration_since(sent.at) > MAX_AGE {
+                Some("too old")
+            } else if sent
+                .last_resend
+                .is_some_and(|t| now.saturating_duration_since(t) < MIN_RESEND_SPACING)
+            {
+                Some("asked again too soon")
+            } else if in_debt {
+                Some("over the resend budget")
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                self.refuse(seq, why);
+                continue;
             }
+            sent.resends += 1;
+            sent.last_resend = Some(now);
+            let packet = sent.packet.clone();
+            self.budget.spend(packet.payload.len() + 40);
+            self.stats.resent.fetch_add(1, Ordering::Relaxed);
+            // Tagged so the congestion controller's send history counts it as bytes on the
+            // wire, as webrtc-rs's own responder does.
+            self.write_queue.push_back(TaggedPacket {
+                now,
+                transport: Default::default(),
+                message: AttributedPacket::new(Packet::Rtp(packet)).with(Attribute::Retransmission),
+            });
         }
+    }
+
+    fn refuse(&self, seq: u16, why: &'static str) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(seq, why, "resend refused");
     }
 }
 
