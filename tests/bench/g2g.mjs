@@ -108,30 +108,29 @@ const CLK_TCK = (() => {
   try { return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100; } catch { return 100; }
 })();
 
-/** utime+stime of a process (all its threads) in seconds; NaN if it is gone. */
-function processCpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // After "pid (comm) ": state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return NaN;
-  }
+/** {name, seconds} from a /proc stat file (utime+stime); throws if it is gone. */
+function readStat(file) {
+  const stat = readFileSync(file, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After "pid (comm) ": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+  return {
+    name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+    seconds: (Number(fields[11]) + Number(fields[12])) / CLK_TCK,
+  };
 }
 
-/** utime+stime of each of a process's threads, summed by thread name: {name: seconds}. */
+/** utime+stime of a process (all its threads) in seconds; NaN if it is gone. */
+function processCpuSeconds(pid) {
+  try { return readStat(`/proc/${pid}/stat`).seconds; } catch { return NaN; }
+}
+
+/** utime+stime of each of a process's threads: {tid: {name, seconds}}. */
 function threadCpuSeconds(pid) {
   const out = {};
   let tids = [];
   try { tids = readdirSync(`/proc/${pid}/task`); } catch { return out; }
   for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[name] = (out[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-    } catch { /* the thread ended */ }
+    try { out[tid] = readStat(`/proc/${pid}/task/${tid}/stat`); } catch { /* the thread ended */ }
   }
   return out;
 }
@@ -155,9 +154,14 @@ function cpuWindow(pids) {
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       const out = {};
       for (const [k, pid] of Object.entries(pids)) out[k] = ((processCpuSeconds(pid) - start[k]) / wall) * 100;
-      // The sender's threads by name (a thread that ended in the window is not counted).
-      out.senderThreads = Object.entries(threadCpuSeconds(pids.sender))
-        .map(([name, secs]) => [name, ((secs - (threads0[name] ?? 0)) / wall) * 100])
+      // The sender's threads, summed by name (each from its own start: openh264's workers
+      // are replaced when the encoder is; a thread that ended in the window is not counted).
+      const byName = {};
+      for (const [tid, { name, seconds }] of Object.entries(threadCpuSeconds(pids.sender))) {
+        byName[name] = (byName[name] ?? 0) + seconds - (threads0[tid]?.seconds ?? 0);
+      }
+      out.senderThreads = Object.entries(byName)
+        .map(([name, secs]) => [name, (secs / wall) * 100])
         .filter(([, pct]) => pct >= 0.5)
         .sort((a, b) => b[1] - a[1]);
       const m1 = machineCpuSeconds();
