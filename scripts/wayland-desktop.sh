@@ -83,10 +83,23 @@ done
 INNER
 chmod 755 "$run/session.sh"
 chown -R "$user" "$run"
+# What the session started through sway (`swaymsg exec`: foot, wev…) is not a child of
+# session.sh and outlives it: a wev whose compositor was gone spun at a full core. At exit,
+# end every process of the session, known by its XDG_RUNTIME_DIR.
+end_session() {
+  local env pid
+  for env in /proc/[0-9]*/environ; do
+    pid=${env#/proc/}; pid=${pid%/environ}
+    tr '\0' '\n' < "$env" 2>/dev/null | grep -qxF "XDG_RUNTIME_DIR=$run/xdg" &&
+      kill "$pid" 2>/dev/null || true
+  done
+}
+trap end_session EXIT
 status=0
 runuser -u "$user" -- dbus-run-session -- "$run/session.sh" "$run" "$size" "$@" || status=$?
 if [ $status -ne 0 ]; then
   for f in "$run"/*.log; do echo "----- $f" >&2; tail -20 "$f" >&2; done
 fi
+end_session
 rm -rf "$run"
 exit $status
