@@ -7,6 +7,9 @@
 //! packet at most [`MAX_RESENDS`] times, only while it is younger than [`MAX_AGE`] (an older
 //! one belongs to a frame the viewer has given up), and only within a token bucket of
 //! [`RESEND_SHARE`] of the viewer's path estimate: what does not fit is left to a keyframe.
+//! Nothing sent before the latest H.264 keyframe is resent: the viewer decodes from it,
+//! and after a link stepped down, resends of the frames lost before it took the budget the
+//! keyframe's own repairs needed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,9 +39,14 @@ pub const MIN_RESEND_SPACING: Duration = Duration::from_millis(30);
 /// more, to be sent and repaired over a 1 Mbit/s link: at 600 ms the first one never
 /// completed there, and the viewer never saw a picture.)
 pub const MAX_AGE: Duration = Duration::from_millis(1500);
-/// Resends may use this share of the path estimate (at half, a 1080p keyframe lost in a
-/// 1 Mbit/s link's queue was never repaired in time: no picture)…
-pub const RESEND_SHARE: f64 = 1.0;
+/// Resends may use this share of the path estimate, beside the media's own
+/// [`crate::cc::TARGET_SHARE`]. (At 1.0, behind a link stepped down from 8 to 2 Mbit/s, the
+/// resends of what the full queue had lost, lost in turn and asked for again, kept 40-60 %
+/// loss going for 3.5 s after the encoder was down to 1.2 Mbit/s: no picture. At 0.5, a
+/// 1080p keyframe of 200 kB lost in a 1 Mbit/s link's queue was never repaired in time;
+/// keyframes now fit a second of the link, or the picture is halved: see
+/// [`crate::cc::KEYFRAME_MAX`].)
+pub const RESEND_SHARE: f64 = 0.5;
 /// …with this much at once.
 pub const RESEND_BURST: Duration = Duration::from_millis(250);
 /// Before any estimate, the budget assumes this path.
@@ -54,6 +62,8 @@ pub struct ResendStats {
 
 struct Sent {
     seq: u16,
+    /// Its place among the packets written (see [`BudgetedNackResponder::written`]).
+    order: u64,
     at: Instant,
     packet: rtc::rtp::Packet,
     resends: u8,
@@ -66,6 +76,11 @@ pub struct BudgetedNackResponder {
     stats: Arc<ResendStats>,
     /// Media SSRCs that negotiated NACK.
     streams: Vec<u32>,
+    /// Of those, the H.264 ones: (SSRC, where its latest keyframe starts, whether the last
+    /// packet written was part of a keyframe).
+    h264: Vec<(u32, Option<u64>, bool)>,
+    /// Packets written so far.
+    written: u64,
     history: Vec<Option<Sent>>,
     /// Full at the first NACK.
     budget: ByteBudget,
@@ -79,6 +94,8 @@ impl BudgetedNackResponder {
             path,
             stats,
             streams: Vec::new(),
+            h264: Vec::new(),
+            written: 0,
             history: (0..HISTORY).map(|_| None).collect(),
             budget: ByteBudget::full_at_first_fill(RESEND_BURST),
             read_queue: VecDeque::new(),
@@ -119,7 +136,15 @@ impl BudgetedNackResponder {
             };
             // Why not, if not (logged at debug level: behind a congested link these say
             // whether the viewer's losses were beyond repair or only beyond the budget).
-            let refusal = if sent.resends >= MAX_RESENDS {
+            let superseded = self
+                .h264
+                .iter()
+                .find(|(ssrc, _, _)| *ssrc == nack.media_ssrc)
+                .and_then(|&(_, start, _)| start)
+                .is_some_and(|start| sent.order < start);
+            let refusal = if superseded {
+                Some("before the latest keyframe")
+            } else if sent.resends >= MAX_RESENDS {
                 Some("resent too often")
             } else if now.saturating_duration_since(sent.at) > MAX_AGE {
                 Some("too old")
@@ -185,8 +210,22 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for BudgetedNackResponder {
         if let Packet::Rtp(packet) = &msg.message.packet {
             if self.streams.contains(&packet.header.ssrc) {
                 let seq = packet.header.sequence_number;
+                let order = self.written;
+                self.written += 1;
+                if let Some((_, start, in_keyframe)) = self
+                    .h264
+                    .iter_mut()
+                    .find(|(ssrc, _, _)| *ssrc == packet.header.ssrc)
+                {
+                    let keyframe = is_h264_keyframe_packet(&packet.payload);
+                    if keyframe && !*in_keyframe {
+                        *start = Some(order);
+                    }
+                    *in_keyframe = keyframe;
+                }
                 self.history[usize::from(seq) % HISTORY] = Some(Sent {
                     seq,
+                    order,
                     at: msg.now,
                     packet: packet.clone(),
                     resends: 0,
@@ -211,13 +250,28 @@ impl Interceptor for BudgetedNackResponder {
             .any(|fb| fb.typ == "nack" && fb.parameter.is_empty());
         if nack && !self.streams.contains(&info.ssrc) {
             self.streams.push(info.ssrc);
+            if info.mime_type.eq_ignore_ascii_case("video/H264") {
+                self.h264.push((info.ssrc, None, false));
+            }
         }
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.streams.retain(|&s| s != info.ssrc);
+        self.h264.retain(|&(s, _, _)| s != info.ssrc);
     }
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Whether an H.264 RTP payload (RFC 6184) carries a keyframe's NAL unit: an IDR slice or
+/// a parameter set, alone, first in a STAP-A, or fragmented in FU-A.
+fn is_h264_keyframe_packet(payload: &[u8]) -> bool {
+    let nal_type = match payload.first().map(|b| b & 0x1f) {
+        Some(24) => payload.get(3).map(|b| b & 0x1f),
+        Some(28) => payload.get(1).map(|b| b & 0x1f),
+        other => other,
+    };
+    matches!(nal_type, Some(5 | 7 | 8))
 }
 
 #[cfg(test)]
@@ -236,6 +290,10 @@ mod tests {
     }
 
     fn send(r: &mut BudgetedNackResponder, seq: u16, at: Instant) {
+        send_payload(r, seq, at, vec![0u8; 1160]);
+    }
+
+    fn send_payload(r: &mut BudgetedNackResponder, seq: u16, at: Instant, payload: Vec<u8>) {
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::Header {
                 version: 2,
@@ -243,7 +301,7 @@ mod tests {
                 sequence_number: seq,
                 ..Default::default()
             },
-            payload: vec![0u8; 1160].into(),
+            payload: payload.into(),
         };
         r.handle_write(TaggedPacket {
             now: at,
@@ -312,7 +370,7 @@ mod tests {
 
     #[test]
     fn resends_stay_within_a_share_of_the_path() {
-        // 1 Mbit/s path: 125 kB/s, with 31 kB of burst (packets of 1.2 kB).
+        // 1 Mbit/s path: resends at 31 kB/s, with 8 kB of burst (packets of 1.2 kB).
         let t0 = Instant::now();
         let mut r = responder(1_000_000);
         for s in 0..1000 {
@@ -325,7 +383,39 @@ mod tests {
             let seqs: Vec<u16> = (first..first + 50).collect();
             resent += nack(&mut r, &seqs, t0 + Duration::from_millis(round * 50)).len();
         }
-        // 0.45 s x 125 kB/s + the burst = ~88 kB = ~73 packets, not 500.
-        assert!((60..=85).contains(&resent), "{resent} resent");
+        // 0.45 s x 31 kB/s + the burst = ~22 kB = ~18 packets, not 500.
+        assert!((14..=22).contains(&resent), "{resent} resent");
+    }
+
+    #[test]
+    fn nothing_before_the_latest_keyframe_is_resent() {
+        let t0 = Instant::now();
+        let mut r = responder(8_000_000);
+        r.h264.push((SSRC, None, false));
+        let slice = |nal_header: u8| {
+            let mut p = vec![nal_header];
+            p.resize(1000, 0);
+            p
+        };
+        // P slices 0..5, then a keyframe: a STAP-A of SPS and PPS, IDR slices, an IDR
+        // fragment (FU-A); then P slices again.
+        for seq in 0..5 {
+            send_payload(&mut r, seq, t0, slice(0x41));
+        }
+        send_payload(&mut r, 5, t0, vec![24, 0, 10, 0x67, 1, 2, 3]);
+        send_payload(&mut r, 6, t0, slice(0x65));
+        send_payload(&mut r, 7, t0, vec![0x7c, 0x85, 1, 2]);
+        for seq in 8..10 {
+            send_payload(&mut r, seq, t0, slice(0x41));
+        }
+        let at = t0 + Duration::from_millis(20);
+        assert_eq!(nack(&mut r, &[2, 3, 6, 7, 9], at), vec![6, 7, 9]);
+        assert_eq!(r.stats.refused.load(Ordering::Relaxed), 2);
+        // The next keyframe supersedes everything before it, that one included.
+        send_payload(&mut r, 10, t0, slice(0x65));
+        let at = t0 + Duration::from_millis(100);
+        assert_eq!(nack(&mut r, &[6, 9, 10], at), vec![10]);
+        assert!(is_h264_keyframe_packet(&[0x65]) && !is_h264_keyframe_packet(&[0x41]));
+        assert!(!is_h264_keyframe_packet(&[28, 0x81]) && !is_h264_keyframe_packet(&[]));
     }
 }
