@@ -136,6 +136,9 @@ async fn steer_encoder(
         tick.tick().await;
         let (width, height) = size();
         policy.set_size(width, height);
+        if let Some((bytes, scale_div)) = control.last_keyframe() {
+            policy.note_keyframe(bytes, scale_div);
+        }
         let target = policy.update(Instant::now(), &fanout.path_estimates());
         control.set(target.kbps, target.fps, target.scale_div);
         if target != last {

@@ -104,6 +104,9 @@ pub struct EncoderControl {
     kbps: AtomicU32,
     fps: AtomicU32,
     scale_div: AtomicU32,
+    /// The last keyframe: its bytes, shifted left 8, or'ed with the `scale_div` it was made
+    /// at (0: none yet).
+    last_keyframe: AtomicU64,
 }
 
 impl EncoderControl {
@@ -112,7 +115,21 @@ impl EncoderControl {
             kbps: AtomicU32::new(settings.bitrate_kbps),
             fps: AtomicU32::new(settings.fps.max(1)),
             scale_div: AtomicU32::new(1),
+            last_keyframe: AtomicU64::new(0),
         })
+    }
+
+    /// The last keyframe made: `(bytes, scale_div)`.
+    pub fn last_keyframe(&self) -> Option<(usize, u32)> {
+        match self.last_keyframe.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(((v >> 8) as usize, (v & 0xff) as u32)),
+        }
+    }
+
+    fn note_keyframe(&self, bytes: usize, scale_div: u32) {
+        let v = ((bytes as u64) << 8) | u64::from(scale_div.min(0xff));
+        self.last_keyframe.store(v, Ordering::Relaxed);
     }
 
     pub fn set(&self, kbps: u32, fps: u32, scale_div: u32) {
@@ -645,6 +662,7 @@ fn encode_loop(
             .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
         if encoded.keyframe {
             stats.keyframes.fetch_add(1, Ordering::Relaxed);
+            control.note_keyframe(encoded.data.len(), scale_div.clamp(1, 2));
         }
         tracing::debug!(
             grab_us,

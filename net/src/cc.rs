@@ -16,7 +16,8 @@
 //! The policy, in one place:
 //! - Each viewer's path estimate comes from Google Congestion Control's delay and loss
 //!   signals over transport-wide feedback, with our own rate rule (see [`ViewerGcc`]). It is
-//!   capped at [`ACKED_HEADROOM`] × what the viewer actually received plus [`PROBE_BPS`], so a
+//!   capped at [`ACKED_HEADROOM`] × what the viewer actually received plus [`PROBE_BPS`]
+//!   ([`PROBE_MEASURED_BPS`] once a backoff has measured the path), so a
 //!   still screen cannot talk it up to a rate the path never carried. Heavy loss (over
 //!   [`HEAVY_LOSS`]) backs off as queueing does.
 //! - The encoder aims at the slowest viewer that is not hopeless, with [`TARGET_SHARE`] of
@@ -28,6 +29,9 @@
 //!   ([`MIN_BITS_PER_PIXEL`] per pixel per frame), the frame rate drops (not under
 //!   [`MIN_FPS`]); when even that is not enough, the picture is halved in each dimension, and
 //!   restored once the bit rate has been enough for the full size for [`UPSCALE_AFTER`].
+//! - Keyframes must fit the link: the picture is also halved when a full-size keyframe (as
+//!   last measured) would take over [`KEYFRAME_MAX`] at the target rate, and restored only
+//!   once one would fit [`KEYFRAME_UPSCALE_SHARE`] of that.
 //!
 //! Everything here is pure and takes time as input, except the atomics that publish the
 //! estimate across threads.
@@ -48,6 +52,17 @@ pub const ACKED_HEADROOM: f64 = 1.5;
 /// estimate starts (nothing has arrived yet); it then grows by half of what arrives every
 /// [`ACKED_WINDOW`] until GCC sees queuing or loss, so a link with room is found in seconds.
 pub const PROBE_BPS: f64 = 1_500_000.0;
+/// Once the path has been measured (a backoff), the estimate runs at most this much ahead
+/// of [`ACKED_HEADROOM`] × what arrived (libwebrtc's AIMD allows 10 kbit/s). With
+/// [`PROBE_BPS`] there, a screen that produced 600 kbit/s behind a 1 Mbit/s link let the
+/// estimate grow to 2 Mbit/s unseen (nothing sent tested it), and the next keyframe, paced
+/// for 2 Mbit/s, went into the bottleneck's queue at 5 Mbit/s and was lost.
+pub const PROBE_MEASURED_BPS: f64 = 100_000.0;
+/// Nor does the estimate fall under this share of the most that arrived since the last
+/// backoff (a screen that stops moving sends little, and an estimate that followed it down
+/// would halve the picture for its keyframes: see `EncoderPolicy`). Not all of it: a floor
+/// at what a 3 Mbit/s link had carried kept its queue full (p95 200 ms, against 60-150).
+pub const DEMONSTRATED_SHARE: f64 = 0.6;
 /// The lowest estimate (and encoder target).
 pub const MIN_BPS: f64 = 150_000.0;
 /// Over how long the received rate is measured.
@@ -162,8 +177,8 @@ impl PathEstimate {
 /// - normal otherwise: grow [`FAST_GROWTH`] a second (rtc's GCC would grow one MTU per
 ///   round trip near the last backoff forever: after a step back up, 2 → 8 Mbit/s took
 ///   minutes);
-/// - never more than [`ACKED_HEADROOM`] × what arrived plus [`PROBE_BPS`]: growth needs
-///   evidence, so a still screen cannot talk it up;
+/// - never more than [`ACKED_HEADROOM`] × what arrived plus [`PROBE_BPS`] (after a backoff,
+///   [`PROBE_MEASURED_BPS`]): growth needs evidence, so a still screen cannot talk it up;
 /// - the loss controller (backs off above 10 % loss) caps it too.
 pub struct ViewerGcc {
     slope: SlopeEstimator,
@@ -181,6 +196,9 @@ pub struct ViewerGcc {
     max: f64,
     last_update: Option<Instant>,
     last_decrease: Option<Instant>,
+    /// The most that arrived (over [`ACKED_WINDOW`]) since the last backoff: a rate the path
+    /// has shown it carries.
+    demonstrated: f64,
     target: f64,
 }
 
@@ -229,6 +247,7 @@ impl ViewerGcc {
             max,
             last_update: None,
             last_decrease: None,
+            demonstrated: 0.0,
             target: initial,
         }
     }
@@ -264,6 +283,7 @@ impl ViewerGcc {
             now.saturating_duration_since(t).as_secs_f64().min(1.0)
         });
         self.last_update = Some(now);
+        self.demonstrated = self.demonstrated.max(acked);
         let usage = if self.delivered_share() < OVERUSE_SHARE {
             Usage::Over
         } else {
@@ -290,6 +310,8 @@ impl ViewerGcc {
                     if floor < self.rate {
                         self.rate = floor.max(MIN_BPS);
                         self.last_decrease = Some(now);
+                        // What got through while the path was full: its capacity.
+                        self.demonstrated = acked;
                     }
                 }
             }
@@ -304,14 +326,26 @@ impl ViewerGcc {
             }
         }
         // Growth needs evidence: never far beyond what arrived.
-        self.rate = self.rate.min(acked * ACKED_HEADROOM + PROBE_BPS);
+        self.rate = self.rate.min(self.evidence_cap(acked));
+    }
+
+    /// The most the estimate may be when `acked` bits per second arrived: a little over what
+    /// arrives, or over a share of what the path has shown it carries since the last backoff
+    /// ([`DEMONSTRATED_SHARE`]).
+    fn evidence_cap(&self, acked: f64) -> f64 {
+        let probe = if self.last_decrease.is_some() {
+            PROBE_MEASURED_BPS
+        } else {
+            PROBE_BPS
+        };
+        (acked * ACKED_HEADROOM).max(self.demonstrated * DEMONSTRATED_SHARE) + probe
     }
 
     fn publish(&mut self, now: Instant) {
         let acked = self.acked_bps(now);
         self.target = self
             .rate
-            .min(acked * ACKED_HEADROOM + PROBE_BPS)
+            .min(self.evidence_cap(acked))
             .clamp(MIN_BPS, self.max);
         self.out
             .target_bps
@@ -440,6 +474,23 @@ pub const MIN_BITS_PER_PIXEL: f64 = 0.02;
 pub const MIN_FPS: u32 = 10;
 /// A halved picture returns to full size after its bit rate has sufficed this long.
 pub const UPSCALE_AFTER: Duration = Duration::from_secs(4);
+/// The longest a full-size keyframe may take at the target rate before the picture is
+/// halved. (Behind 1 Mbit/s, 1080p keyframes of 130-220 kB took 1.5-3.5 s of the link: their
+/// tails were lost in the bottleneck's queue, the viewer asked for another, and no picture
+/// came for 30 s.)
+pub const KEYFRAME_MAX: Duration = Duration::from_secs(1);
+/// A picture halved for its keyframes returns to full size only when one would take at most
+/// this share of [`KEYFRAME_MAX`] (so it does not flip back and forth). Not much less: a
+/// halved picture makes at most ~1.6 Mbit/s (1080p source, 30 % moving), which is all the
+/// estimate can grow on, so at 0.6 the full size never came back after a 1 Mbit/s link
+/// was freed.
+pub const KEYFRAME_UPSCALE_SHARE: f64 = 0.85;
+/// A half-size keyframe's bytes, as a share of a full-size one's, to guess one size's from
+/// the other's (measured on the g2g rig: ~0.3).
+pub const HALF_KEYFRAME_SHARE: f64 = 0.3;
+/// The keyframe rule waits this long after the first estimate: a new viewer's estimate
+/// starts at [`PROBE_BPS`] and takes about this long to find a fast link.
+pub const KEYFRAME_GRACE: Duration = Duration::from_secs(1);
 
 /// Whether a viewer with `estimate_bps` is one the encoder is sized for: not hopeless
 /// beside the fastest of `estimates_bps` (see [`HOPELESS_RATIO`]).
@@ -468,6 +519,10 @@ pub struct EncoderPolicy {
     current: EncoderTarget,
     /// Since when the full size would have been affordable while halved.
     upscale_ok_since: Option<Instant>,
+    /// The last keyframe's bytes at full size, and at half size.
+    keyframe_bytes: [Option<usize>; 2],
+    /// When a viewer's estimate was first known (reset when there is none).
+    estimated_since: Option<Instant>,
 }
 
 impl EncoderPolicy {
@@ -483,6 +538,23 @@ impl EncoderPolicy {
                 scale_div: 1,
             },
             upscale_ok_since: None,
+            keyframe_bytes: [None; 2],
+            estimated_since: None,
+        }
+    }
+
+    /// The encoder made a keyframe of `bytes` at `scale_div` (1: full size, 2: half).
+    pub fn note_keyframe(&mut self, bytes: usize, scale_div: u32) {
+        self.keyframe_bytes[usize::from(scale_div >= 2)] = Some(bytes);
+    }
+
+    /// What a full-size keyframe costs, bytes: as last measured, or guessed from a half-size
+    /// one ([`HALF_KEYFRAME_SHARE`]).
+    fn full_keyframe_bytes(&self) -> Option<f64> {
+        match self.keyframe_bytes {
+            [Some(full), _] => Some(full as f64),
+            [None, Some(half)] => Some(half as f64 / HALF_KEYFRAME_SHARE),
+            [None, None] => None,
         }
     }
 
@@ -492,7 +564,12 @@ impl EncoderPolicy {
 
     /// The full picture is now `width` × `height` (another monitor is shared).
     pub fn set_size(&mut self, width: u32, height: u32) {
-        self.pixels = f64::from(width.max(2)) * f64::from(height.max(2));
+        let pixels = f64::from(width.max(2)) * f64::from(height.max(2));
+        if pixels != self.pixels {
+            // Another picture: its keyframes are yet to be seen.
+            self.keyframe_bytes = [None; 2];
+        }
+        self.pixels = pixels;
     }
 
     /// The bit rate the encoder should aim at for these viewers' estimates (bits per
@@ -520,9 +597,25 @@ impl EncoderPolicy {
         let full = self.affordable_fps(kbps, self.pixels);
         let half = self.affordable_fps(kbps, self.pixels / 4.0);
         let min_fps = f64::from(MIN_FPS.min(self.configured_fps));
+        // How long the viewers' estimates have been known (zero: none yet).
+        let estimated_for = if slowest_served(estimates_bps).is_some() {
+            now.saturating_duration_since(*self.estimated_since.get_or_insert(now))
+        } else {
+            self.estimated_since = None;
+            Duration::ZERO
+        };
+        // How long a full-size keyframe takes at the target rate.
+        let keyframe_secs = self
+            .full_keyframe_bytes()
+            .map_or(0.0, |bytes| bytes * 8.0 / (f64::from(kbps.max(1)) * 1000.0));
+        let keyframe_too_big =
+            estimated_for >= KEYFRAME_GRACE && keyframe_secs > KEYFRAME_MAX.as_secs_f64();
+        let keyframe_fits = keyframe_secs <= KEYFRAME_MAX.as_secs_f64() * KEYFRAME_UPSCALE_SHARE;
         let mut scale_div = self.current.scale_div;
-        if full < min_fps {
+        if full < min_fps || keyframe_too_big {
             scale_div = 2;
+            self.upscale_ok_since = None;
+        } else if scale_div == 2 && !keyframe_fits {
             self.upscale_ok_since = None;
         } else if scale_div == 2 {
             // Back to full size only once the full size has been affordable for a while.
@@ -596,6 +689,54 @@ mod tests {
         assert_eq!(p.update(at(2_000), &[8 * MBIT]).scale_div, 2);
         let t = p.update(at(4_500), &[8 * MBIT]);
         assert_eq!((t.kbps, t.fps, t.scale_div), (6800, 30, 1));
+    }
+
+    #[test]
+    fn a_keyframe_the_link_cannot_carry_in_a_second_halves_the_picture() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // 1080p keyframes of 200 kB: 1 Mbit/s (target 850 kbit/s) needs 1.9 s for one; the
+        // bits-per-pixel rule alone would keep the full size at 20 fps.
+        let mut p = EncoderPolicy::new(8000, 30, 1920, 1080);
+        p.note_keyframe(200_000, 1);
+        let t = p.update(at(0), &[MBIT]);
+        assert_eq!(
+            (t.kbps, t.fps, t.scale_div),
+            (850, 20, 1),
+            "within the grace"
+        );
+        let t = p.update(at(500), &[MBIT]);
+        assert_eq!(t.scale_div, 1, "a new viewer's estimate is still growing");
+        let t = p.update(at(1_000), &[MBIT]);
+        assert_eq!((t.kbps, t.fps, t.scale_div), (850, 30, 2), "halved");
+        // Half-size keyframes come; the full size is not back while one would not fit:
+        // behind 2 Mbit/s (target 1.7) it would take 0.94 s, over 0.85 of a second.
+        p.note_keyframe(60_000, 2);
+        for ms in (1_200..10_000).step_by(200) {
+            assert_eq!(p.update(at(ms), &[2 * MBIT]).scale_div, 2, "at {ms} ms");
+        }
+        // 3 Mbit/s: 0.63 s: back after UPSCALE_AFTER.
+        assert_eq!(p.update(at(10_000), &[3 * MBIT]).scale_div, 2);
+        assert_eq!(p.update(at(13_800), &[3 * MBIT]).scale_div, 2);
+        assert_eq!(p.update(at(14_000), &[3 * MBIT]).scale_div, 1);
+
+        // Behind 3 Mbit/s the same keyframes take 0.63 s: the full size stays.
+        let mut p = EncoderPolicy::new(8000, 30, 1920, 1080);
+        p.note_keyframe(200_000, 1);
+        for ms in (0..5_000).step_by(200) {
+            assert_eq!(p.update(at(ms), &[3 * MBIT]).scale_div, 1, "at {ms} ms");
+        }
+        // Another monitor: its keyframes are not known yet.
+        let mut p = EncoderPolicy::new(8000, 30, 1920, 1080);
+        p.note_keyframe(200_000, 1);
+        p.set_size(1280, 720);
+        p.update(at(0), &[MBIT]);
+        assert_eq!(p.update(at(2_000), &[MBIT]).scale_div, 1);
+        // Only a half-size keyframe known: a full one is guessed from it.
+        let mut p = EncoderPolicy::new(8000, 30, 1920, 1080);
+        p.note_keyframe(60_000, 2);
+        p.update(at(0), &[MBIT]);
+        assert_eq!(p.update(at(2_000), &[MBIT]).scale_div, 2);
     }
 
     #[test]
@@ -714,8 +855,9 @@ mod tests {
         spaced(&mut g, 40);
         g.update_rate(at(1_000), Usage::Over, Some(2_000_000.0), 2_000_000.0);
         assert_eq!(g.rate, 2_000_000.0 * DECREASE_FACTOR);
-        // A second overuse within DECREASE_INTERVAL is the same event.
-        g.update_rate(at(1_100), Usage::Over, Some(1_000_000.0), 1_000_000.0);
+        // A second overuse within DECREASE_INTERVAL is the same event (the half second of
+        // what arrived still holds the 2 Mbit/s).
+        g.update_rate(at(1_100), Usage::Over, Some(1_000_000.0), 2_000_000.0);
         assert_eq!(g.rate, 2_000_000.0 * DECREASE_FACTOR);
         // Arrivals as far apart as departures again.
         spaced(&mut g, 10);
@@ -741,5 +883,26 @@ mod tests {
             3_000_000.0,
         );
         assert_eq!(g.rate, 3_000_000.0 * DECREASE_FACTOR, "from {before}");
+        // The path now carries 1 Mbit/s: a backoff measures it…
+        spaced(&mut g, 40);
+        let ms = ms + 2_000;
+        g.update_rate(at(ms), Usage::Over, Some(1_000_000.0), 1_000_000.0);
+        assert_eq!(g.rate, 1_000_000.0 * DECREASE_FACTOR);
+        // …and a screen that then sends 600 kbit/s does not talk the estimate up to rates
+        // nothing tested (PROBE_BPS over 1.5 x 600 kbit/s would be 2.4 Mbit/s)…
+        spaced(&mut g, 10);
+        for i in 1..=50 {
+            g.update_rate(at(ms + i * 100), Usage::Normal, Some(600_000.0), 600_000.0);
+        }
+        assert_eq!(g.rate, 600_000.0 * ACKED_HEADROOM + PROBE_MEASURED_BPS);
+        // …nor, when it stops moving, down to nothing.
+        for i in 51..=100 {
+            g.update_rate(at(ms + i * 100), Usage::Normal, Some(50_000.0), 50_000.0);
+        }
+        assert_eq!(
+            g.rate,
+            1_000_000.0 * DEMONSTRATED_SHARE + PROBE_MEASURED_BPS,
+            "a still screen"
+        );
     }
 }
