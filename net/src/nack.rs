@@ -370,7 +370,8 @@ mod tests {
 
     #[test]
     fn resends_stay_within_a_share_of_the_path() {
-        // 1 Mbit/s path: resends at 31 kB/s, with 8 kB of burst (packets of 1.2 kB).
+        // 1 Mbit/s path: resends at RESEND_SHARE of 125 kB/s, with RESEND_BURST of that at once
+        // (packets of 1.2 kB).
         let t0 = Instant::now();
         let mut r = responder(1_000_000);
         for s in 0..1000 {
@@ -383,8 +384,11 @@ mod tests {
             let seqs: Vec<u16> = (first..first + 50).collect();
             resent += nack(&mut r, &seqs, t0 + Duration::from_millis(round * 50)).len();
         }
-        // 0.45 s x 31 kB/s + the burst = ~22 kB = ~18 packets, not 500.
-        assert!((14..=22).contains(&resent), "{resent} resent");
+        // (0.45 s + the burst) of the budget's rate, not 500 (at 0.5: ~44 kB, ~36 packets).
+        let rate = 125_000.0 * RESEND_SHARE;
+        let expected = (0.45 + RESEND_BURST.as_secs_f64()) * rate / 1200.0;
+        let range = (expected * 0.85) as usize..=(expected * 1.15).ceil() as usize;
+        assert!(range.contains(&resent), "{resent} resent, not in {range:?}");
     }
 
     #[test]

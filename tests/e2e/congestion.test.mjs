@@ -68,12 +68,12 @@ function sampler(share, timeline) {
   return { label: 'stats sampler', stop: async () => { running = false; await done; } };
 }
 
-async function sharedSetup(scope) {
-  const x = scope.add(await startXvfb({ width: 1280, height: 720 }));
+async function sharedSetup(scope, { width = 1280, height = 720, motionPercent = 40, kbps = 6000 } = {}) {
+  const x = scope.add(await startXvfb({ width, height }));
   // The clock pattern's busy region scrolls every frame: plenty of bits to fill a link.
-  scope.add(await startClockPattern(x.display, { motionPercent: 40 }));
+  scope.add(await startClockPattern(x.display, { motionPercent }));
   const share = scope.add(await startShare({
-    display: x.display, args: ['--audio', 'none', '--no-announce', '--bitrate-kbps', '6000'],
+    display: x.display, args: ['--audio', 'none', '--no-announce', '--bitrate-kbps', String(kbps)],
   }));
   const dir = mkdtempSync(path.join(os.tmpdir(), 'porthole-cc-'));
   scope.add({ label: 'tmp dir', stop: async () => rmSync(dir, { recursive: true, force: true }) });
@@ -167,13 +167,7 @@ test('a slow viewer does not drag a fast one down', {
 test('behind a 1 Mbit/s link a 1080p picture is halved, keeps moving, and comes back', {
   timeout: 90000,
 }, (t) => withScope(t, async (scope) => {
-  const x = scope.add(await startXvfb({ width: 1920, height: 1080 }));
-  scope.add(await startClockPattern(x.display, { motionPercent: 30 }));
-  const share = scope.add(await startShare({
-    display: x.display, args: ['--audio', 'none', '--no-announce', '--bitrate-kbps', '8000'],
-  }));
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'porthole-cc-'));
-  scope.add({ label: 'tmp dir', stop: async () => rmSync(dir, { recursive: true, force: true }) });
+  const { share, dir } = await sharedSetup(scope, { width: 1920, height: 1080, motionPercent: 30, kbps: 8000 });
   const link = scope.add(bottleneck('1mbit'));
   const timeline = [];
   scope.add(sampler(share, timeline));
