@@ -76,9 +76,8 @@ pub struct BudgetedNackResponder {
     stats: Arc<ResendStats>,
     /// Media SSRCs that negotiated NACK.
     streams: Vec<u32>,
-    /// Of those, the H.264 ones: (SSRC, where its latest keyframe starts, whether the last
-    /// packet written was part of a keyframe).
-    h264: Vec<(u32, Option<u64>, bool)>,
+    /// Of those, the H.264 ones.
+    h264: Vec<H264Stream>,
     /// Packets written so far.
     written: u64,
     history: Vec<Option<Sent>>,
@@ -124,6 +123,11 @@ impl BudgetedNackResponder {
                     .map(move |i| pair.packet_id.wrapping_add(i + 1)),
             )
         });
+        let keyframe_start = self
+            .h264
+            .iter()
+            .find(|s| s.ssrc == nack.media_ssrc)
+            .and_then(|s| s.keyframe_start);
         for seq in seqs {
             let in_debt = self.budget.in_debt();
             let slot = &mut self.history[usize::from(seq) % HISTORY];
@@ -136,13 +140,7 @@ impl BudgetedNackResponder {
             };
             // Why not, if not (logged at debug level: behind a congested link these say
             // whether the viewer's losses were beyond repair or only beyond the budget).
-            let superseded = self
-                .h264
-                .iter()
-                .find(|(ssrc, _, _)| *ssrc == nack.media_ssrc)
-                .and_then(|&(_, start, _)| start)
-                .is_some_and(|start| sent.order < start);
-            let refusal = if superseded {
+            let refusal = if keyframe_start.is_some_and(|start| sent.order < start) {
                 Some("before the latest keyframe")
             } else if sent.resends >= MAX_RESENDS {
                 Some("resent too often")
@@ -212,16 +210,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for BudgetedNackResponder {
                 let seq = packet.header.sequence_number;
                 let order = self.written;
                 self.written += 1;
-                if let Some((_, start, in_keyframe)) = self
-                    .h264
-                    .iter_mut()
-                    .find(|(ssrc, _, _)| *ssrc == packet.header.ssrc)
-                {
+                if let Some(stream) = self.h264.iter_mut().find(|s| s.ssrc == packet.header.ssrc) {
                     let keyframe = is_h264_keyframe_packet(&packet.payload);
-                    if keyframe && !*in_keyframe {
-                        *start = Some(order);
+                    if keyframe && !stream.in_keyframe {
+                        stream.keyframe_start = Some(order);
                     }
-                    *in_keyframe = keyframe;
+                    stream.in_keyframe = keyframe;
                 }
                 self.history[usize::from(seq) % HISTORY] = Some(Sent {
                     seq,
@@ -251,16 +245,35 @@ impl Interceptor for BudgetedNackResponder {
         if nack && !self.streams.contains(&info.ssrc) {
             self.streams.push(info.ssrc);
             if info.mime_type.eq_ignore_ascii_case("video/H264") {
-                self.h264.push((info.ssrc, None, false));
+                self.h264.push(H264Stream::new(info.ssrc));
             }
         }
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.streams.retain(|&s| s != info.ssrc);
-        self.h264.retain(|&(s, _, _)| s != info.ssrc);
+        self.h264.retain(|s| s.ssrc != info.ssrc);
     }
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// An H.264 stream's keyframes, as its packets are written.
+struct H264Stream {
+    ssrc: u32,
+    /// Where (in [`BudgetedNackResponder::written`] order) its latest keyframe starts.
+    keyframe_start: Option<u64>,
+    /// Whether its last packet written was part of a keyframe.
+    in_keyframe: bool,
+}
+
+impl H264Stream {
+    fn new(ssrc: u32) -> Self {
+        Self {
+            ssrc,
+            keyframe_start: None,
+            in_keyframe: false,
+        }
+    }
 }
 
 /// Whether an H.264 RTP payload (RFC 6184) carries a keyframe's NAL unit: an IDR slice or
@@ -395,7 +408,7 @@ mod tests {
     fn nothing_before_the_latest_keyframe_is_resent() {
         let t0 = Instant::now();
         let mut r = responder(8_000_000);
-        r.h264.push((SSRC, None, false));
+        r.h264.push(H264Stream::new(SSRC));
         let slice = |nal_header: u8| {
             let mut p = vec![nal_header];
             p.resize(1000, 0);
