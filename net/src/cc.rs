@@ -16,8 +16,7 @@
 //! The policy, in one place:
 //! - Each viewer's path estimate comes from Google Congestion Control's delay and loss
 //!   signals over transport-wide feedback, with our own rate rule (see [`ViewerGcc`]). It is
-//!   capped at [`ACKED_HEADROOM`] × what the viewer actually received plus [`PROBE_BPS`]
-//!   ([`PROBE_MEASURED_BPS`] once a backoff has measured the path), so a
+//!   capped at [`ACKED_HEADROOM`] × what the viewer actually received plus [`PROBE_BPS`], so a
 //!   still screen cannot talk it up to a rate the path never carried. Heavy loss (over
 //!   [`HEAVY_LOSS`]) backs off as queueing does.
 //! - The encoder aims at the slowest viewer that is not hopeless, with [`TARGET_SHARE`] of
@@ -52,12 +51,6 @@ pub const ACKED_HEADROOM: f64 = 1.5;
 /// estimate starts (nothing has arrived yet); it then grows by half of what arrives every
 /// [`ACKED_WINDOW`] until GCC sees queuing or loss, so a link with room is found in seconds.
 pub const PROBE_BPS: f64 = 1_500_000.0;
-/// Once the path has been measured (a backoff), the estimate runs at most this much ahead
-/// of [`ACKED_HEADROOM`] × what arrived (libwebrtc's AIMD allows 10 kbit/s). With
-/// [`PROBE_BPS`] there, a screen that produced 600 kbit/s behind a 1 Mbit/s link let the
-/// estimate grow to 2 Mbit/s unseen (nothing sent tested it), and the next keyframe, paced
-/// for 2 Mbit/s, went into the bottleneck's queue at 5 Mbit/s and was lost.
-pub const PROBE_MEASURED_BPS: f64 = 100_000.0;
 /// Nor does the estimate fall under this share of the most that arrived since the last
 /// backoff (a screen that stops moving sends little, and an estimate that followed it down
 /// would halve the picture for its keyframes: see `EncoderPolicy`). Not all of it: a floor
@@ -177,8 +170,9 @@ impl PathEstimate {
 /// - normal otherwise: grow [`FAST_GROWTH`] a second (rtc's GCC would grow one MTU per
 ///   round trip near the last backoff forever: after a step back up, 2 → 8 Mbit/s took
 ///   minutes);
-/// - never more than [`ACKED_HEADROOM`] × what arrived plus [`PROBE_BPS`] (after a backoff,
-///   [`PROBE_MEASURED_BPS`]): growth needs evidence, so a still screen cannot talk it up;
+/// - never more than [`ACKED_HEADROOM`] × what arrived plus [`PROBE_BPS`]: growth needs
+///   evidence, so a still screen cannot talk it up (nor under [`DEMONSTRATED_SHARE`] of the
+///   most that arrived since the last backoff, so one that stops moving cannot talk it down);
 /// - the loss controller (backs off above 10 % loss) caps it too.
 pub struct ViewerGcc {
     slope: SlopeEstimator,
@@ -333,12 +327,7 @@ impl ViewerGcc {
     /// arrives, or over a share of what the path has shown it carries since the last backoff
     /// ([`DEMONSTRATED_SHARE`]).
     fn evidence_cap(&self, acked: f64) -> f64 {
-        let probe = if self.last_decrease.is_some() {
-            PROBE_MEASURED_BPS
-        } else {
-            PROBE_BPS
-        };
-        (acked * ACKED_HEADROOM).max(self.demonstrated * DEMONSTRATED_SHARE) + probe
+        (acked * ACKED_HEADROOM).max(self.demonstrated * DEMONSTRATED_SHARE) + PROBE_BPS
     }
 
     fn publish(&mut self, now: Instant) {
@@ -888,20 +877,23 @@ mod tests {
         let ms = ms + 2_000;
         g.update_rate(at(ms), Usage::Over, Some(1_000_000.0), 1_000_000.0);
         assert_eq!(g.rate, 1_000_000.0 * DECREASE_FACTOR);
-        // …and a screen that then sends 600 kbit/s does not talk the estimate up to rates
-        // nothing tested (PROBE_BPS over 1.5 x 600 kbit/s would be 2.4 Mbit/s)…
+        // …a screen that then sends 600 kbit/s grows it only as far as the evidence…
         spaced(&mut g, 10);
         for i in 1..=50 {
             g.update_rate(at(ms + i * 100), Usage::Normal, Some(600_000.0), 600_000.0);
         }
-        assert_eq!(g.rate, 600_000.0 * ACKED_HEADROOM + PROBE_MEASURED_BPS);
-        // …nor, when it stops moving, down to nothing.
-        for i in 51..=100 {
+        assert_eq!(g.rate, 600_000.0 * ACKED_HEADROOM + PROBE_BPS);
+        // …and one that stops moving does not talk it down under what the path carried.
+        let high = 2_000_000.0;
+        for i in 51..=55 {
+            g.update_rate(at(ms + i * 100), Usage::Normal, Some(high), high);
+        }
+        for i in 56..=100 {
             g.update_rate(at(ms + i * 100), Usage::Normal, Some(50_000.0), 50_000.0);
         }
         assert_eq!(
             g.rate,
-            1_000_000.0 * DEMONSTRATED_SHARE + PROBE_MEASURED_BPS,
+            high * DEMONSTRATED_SHARE + PROBE_BPS,
             "a still screen"
         );
     }
