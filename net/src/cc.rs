@@ -20,7 +20,8 @@
 //!   still screen cannot talk it up to a rate the path never carried. Heavy loss (over
 //!   [`HEAVY_LOSS`]) backs off as queueing does.
 //! - The encoder aims at the slowest viewer that is not hopeless, with [`TARGET_SHARE`] of
-//!   its estimate (room for RTP/SRTP overhead, audio and retransmissions), within
+//!   its estimate less what retransmissions to it take lately
+//!   ([`PathEstimate::media_bps`]; room for RTP/SRTP overhead and audio), within
 //!   `[MIN_TARGET_KBPS, configured]`. A viewer whose estimate is under [`HOPELESS_RATIO`] of
 //!   the fastest one's does not pull the encoder down: it gets what its own [`SendBudget`]
 //!   lets through (whole units, resuming at keyframes).
@@ -76,12 +77,27 @@ pub struct PathEstimate {
     last_report_ms: AtomicU64,
     /// The most the viewer asked to be sent (`MaxBitrate`), bits per second (0: no limit).
     limit_bps: AtomicU64,
+    /// Retransmissions to this viewer: bytes, decaying with [`RESEND_RATE_WINDOW`] (an
+    /// `f64`'s bits; one writer, the NACK responder)…
+    resent_bytes: AtomicU64,
+    /// …as of this time, in ms since [`clock_epoch`].
+    resent_at_ms: AtomicU64,
 }
+
+/// Retransmissions are measured over about this long (an exponential decay).
+pub const RESEND_RATE_WINDOW: Duration = Duration::from_millis(500);
+/// The encoder's share of a viewer's estimate is never cut below this share of it for
+/// retransmissions (see [`PathEstimate::media_bps`]).
+pub const MEDIA_FLOOR_SHARE: f64 = 0.5;
 
 /// The origin of the millisecond times kept in atomics here.
 fn clock_epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(clock_epoch()).as_millis() as u64
 }
 
 /// An estimate without feedback for this long is stale: it decays by [`STALE_DECAY`] for
@@ -133,7 +149,7 @@ impl PathEstimate {
 
     fn silence(&self, now: Instant) -> Duration {
         let last = self.last_report_ms.load(Ordering::Relaxed);
-        let now_ms = now.saturating_duration_since(clock_epoch()).as_millis() as u64;
+        let now_ms = millis_since_epoch(now);
         Duration::from_millis(now_ms.saturating_sub(last))
     }
 
@@ -147,6 +163,38 @@ impl PathEstimate {
             limit if estimate == 0 => limit,
             limit => estimate.min(limit),
         }
+    }
+
+    /// Counts `bytes` retransmitted to this viewer at `now`.
+    pub fn note_resent(&self, now: Instant, bytes: usize) {
+        let now_ms = millis_since_epoch(now);
+        let kept = self.resent_bytes_at(now_ms);
+        self.resent_bytes
+            .store((kept + bytes as f64).to_bits(), Ordering::Relaxed);
+        self.resent_at_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    fn resent_bytes_at(&self, now_ms: u64) -> f64 {
+        let bytes = f64::from_bits(self.resent_bytes.load(Ordering::Relaxed));
+        let age_ms = now_ms.saturating_sub(self.resent_at_ms.load(Ordering::Relaxed));
+        bytes * (-(age_ms as f64) / RESEND_RATE_WINDOW.as_millis() as f64).exp()
+    }
+
+    /// What retransmissions to this viewer have taken lately, bits per second.
+    pub fn resend_bps(&self, now: Instant) -> u64 {
+        (self.resent_bytes_at(millis_since_epoch(now)) * 8.0 / RESEND_RATE_WINDOW.as_secs_f64())
+            as u64
+    }
+
+    /// What the media may take of the path at `now`: the estimate less what retransmissions
+    /// take (libwebrtc's protection overhead), never under [`MEDIA_FLOOR_SHARE`] of it. The
+    /// encoder aims at this: behind a link stepped down from 8 to 2 Mbit/s, media at 0.85 and
+    /// resends at 0.5 of the estimate kept the bottleneck's queue full, 20-60 % loss for 3 s,
+    /// and the repairs of the keyframe after it were lost or refused: a 4-5 s freeze.
+    pub fn media_bps(&self, now: Instant) -> u64 {
+        let estimate = self.estimate_bps(now);
+        let floor = (estimate as f64 * MEDIA_FLOOR_SHARE) as u64;
+        estimate.saturating_sub(self.resend_bps(now)).max(floor)
     }
 
     fn path_bps(&self, now: Instant) -> u64 {
@@ -398,10 +446,9 @@ impl BandwidthEstimator for ViewerGcc {
             "path feedback"
         );
         self.out.reports.fetch_add(1, Ordering::Relaxed);
-        self.out.last_report_ms.store(
-            now.saturating_duration_since(clock_epoch()).as_millis() as u64,
-            Ordering::Relaxed,
-        );
+        self.out
+            .last_report_ms
+            .store(millis_since_epoch(now), Ordering::Relaxed);
         self.publish(now);
     }
 
@@ -632,6 +679,33 @@ mod tests {
     use super::*;
 
     const MBIT: u64 = 1_000_000;
+
+    #[test]
+    fn retransmissions_come_out_of_the_media_share_and_fade() {
+        let path = PathEstimate::default();
+        path.set_for_test(2 * MBIT);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(path.media_bps(at(0)), 2 * MBIT, "no resends: all of it");
+        // 25 kB resent over 100 ms: ~400 kbit/s of resends over the 500 ms window.
+        for i in 0..25 {
+            path.note_resent(at(i * 4), 1_000);
+        }
+        let resends = path.resend_bps(at(100));
+        assert!((300_000..400_000).contains(&resends), "{resends}");
+        let media = path.media_bps(at(100));
+        assert_eq!(media, 2 * MBIT - resends);
+        // A storm of resends leaves the media at least MEDIA_FLOOR_SHARE.
+        path.note_resent(at(100), 500_000);
+        assert_eq!(path.media_bps(at(100)), MBIT);
+        // They fade once they stop: after 3 s, nearly all of the estimate again.
+        assert!(path.media_bps(at(3_100)) > 2 * MBIT * 95 / 100);
+        assert_eq!(
+            path.estimate_bps(at(3_100)),
+            2 * MBIT,
+            "the estimate itself is untouched"
+        );
+    }
 
     #[test]
     fn the_target_follows_the_slowest_viewer_that_is_not_hopeless() {

@@ -164,6 +164,7 @@ impl BudgetedNackResponder {
             sent.last_resend = Some(now);
             let packet = sent.packet.clone();
             self.budget.spend(packet.payload.len() + 40);
+            self.path.note_resent(now, packet.payload.len() + 40);
             self.stats.resent.fetch_add(1, Ordering::Relaxed);
             // Tagged so the congestion controller's send history counts it as bytes on the
             // wire, as webrtc-rs's own responder does.

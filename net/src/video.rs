@@ -274,15 +274,28 @@ impl MediaFanout {
         crate::cc::is_served(estimate_bps, &self.path_estimates())
     }
 
+    /// What the live viewers' paths leave for the media, bits per second: each estimate less
+    /// its retransmissions (see [`crate::cc::PathEstimate::media_bps`]). The encoder aims
+    /// at these.
+    pub fn media_estimates(&self) -> Vec<u64> {
+        self.live_paths()
+            .iter()
+            .map(|p| p.media_bps(Instant::now()))
+            .collect()
+    }
+
+    fn live_paths(&self) -> Vec<Arc<crate::cc::PathEstimate>> {
+        let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        paths.retain(|p| p.strong_count() > 0);
+        paths.iter().filter_map(|p| p.upgrade()).collect()
+    }
+
     /// The live viewers' path estimates, bits per second (a stale one decays: see
     /// [`crate::cc::STALE_AFTER`]).
     pub fn path_estimates(&self) -> Vec<u64> {
-        let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
-        paths.retain(|p| p.strong_count() > 0);
         let now = Instant::now();
-        paths
+        self.live_paths()
             .iter()
-            .filter_map(|p| p.upgrade())
             .map(|p| p.estimate_bps(now))
             .collect()
     }
