@@ -213,11 +213,12 @@ impl PathEstimate {
 /// trend filter, overuse detector and loss controller) driving our own rate rule:
 /// - overuse (queues growing, or the path delivering under [`OVERUSE_SHARE`] of what was
 ///   sent): back off to [`DECREASE_FACTOR`] × what arrived;
-/// - normal, within [`GENTLE_AFTER_DECREASE`] of a backoff: grow [`GENTLE_GROWTH`] a second
-///   (the ceiling is near);
-/// - normal otherwise: grow [`FAST_GROWTH`] a second (rtc's GCC would grow one MTU per
-///   round trip near the last backoff forever: after a step back up, 2 → 8 Mbit/s took
-///   minutes);
+/// - normal, within [`GENTLE_AFTER_DECREASE`] of a backoff, or near the path's capacity
+///   (what arrived while it was full, as libwebrtc's link capacity estimate): grow
+///   [`GENTLE_GROWTH`] a second (the ceiling is near);
+/// - normal otherwise (far under the capacity, more arriving than it, or none known): grow
+///   [`FAST_GROWTH`] a second (rtc's GCC would grow one MTU per round trip near
+///   the last backoff forever: after a step back up, 2 → 8 Mbit/s took minutes);
 /// - never more than [`ACKED_HEADROOM`] × what arrived plus [`PROBE_BPS`]: growth needs
 ///   evidence, so a still screen cannot talk it up (nor under [`DEMONSTRATED_SHARE`] of the
 ///   most that arrived since the last backoff, so one that stops moving cannot talk it down);
@@ -241,8 +242,22 @@ pub struct ViewerGcc {
     /// The most that arrived (over [`ACKED_WINDOW`]) since the last backoff: a rate the path
     /// has shown it carries.
     demonstrated: f64,
+    /// What arrived while the path was full, smoothed over backoffs (see [`CAPACITY_BAND`]).
+    capacity: Option<f64>,
     target: f64,
 }
+
+/// Near the path's capacity (over this share under it, and while what arrives is not this
+/// share over it) the estimate grows gently, however long ago the last backoff was. (With
+/// gentle growth only for 2 s after a backoff, behind 3 Mbit/s it grew at 50 % a second past
+/// the link to 5 Mbit/s before the queue showed, then backed off to 1.5: a sawtooth of 4-5 s
+/// with a freeze at each tooth.)
+pub const CAPACITY_BAND: f64 = 0.15;
+/// A capacity sample outside this factor of the capacity replaces it (the path changed);
+/// one within it is averaged in with [`CAPACITY_SMOOTHING`].
+const CAPACITY_RESET_FACTOR: f64 = 1.5;
+/// The weight of a new capacity sample.
+const CAPACITY_SMOOTHING: f64 = 0.5;
 
 /// On overuse, the rate becomes this share of what arrived.
 pub const DECREASE_FACTOR: f64 = 0.85;
@@ -290,6 +305,7 @@ impl ViewerGcc {
             last_update: None,
             last_decrease: None,
             demonstrated: 0.0,
+            capacity: None,
             target: initial,
         }
     }
@@ -352,7 +368,11 @@ impl ViewerGcc {
                     if floor < self.rate {
                         self.rate = floor.max(MIN_BPS);
                         self.last_decrease = Some(now);
-                        // What got through while the path was full: its capacity.
+                        // The most that got through up to this backoff: the path's capacity
+                        // (what arrives in the backoff's own window reads low while a queue
+                        // of lost packets drains: behind 1.2 Mbit/s, 0.3).
+                        self.note_capacity(self.demonstrated.max(received.unwrap_or(0.0)));
+                        // What got through while the path was full.
                         self.demonstrated = acked;
                     }
                 }
@@ -360,15 +380,39 @@ impl ViewerGcc {
             // Queues draining: room again (GCC would hold here; after a bottleneck goes
             // away the trend can stay below zero for long, so we grow as on normal).
             Usage::Under | Usage::Normal => {
-                let gentle = self
+                let after_decrease = self
                     .last_decrease
                     .is_some_and(|t| now.saturating_duration_since(t) < GENTLE_AFTER_DECREASE);
+                let gentle = after_decrease || self.near_capacity(acked);
                 let growth = if gentle { GENTLE_GROWTH } else { FAST_GROWTH };
                 self.rate = (self.rate * (1.0 + growth * dt)).min(self.max);
             }
         }
         // Growth needs evidence: never far beyond what arrived.
         self.rate = self.rate.min(self.evidence_cap(acked));
+    }
+
+    /// A backoff saw `sample` bits per second arrive from a full path.
+    fn note_capacity(&mut self, sample: f64) {
+        self.capacity = Some(match self.capacity {
+            Some(c)
+                if sample * CAPACITY_RESET_FACTOR >= c && sample <= c * CAPACITY_RESET_FACTOR =>
+            {
+                c + (sample - c) * CAPACITY_SMOOTHING
+            }
+            _ => sample,
+        });
+    }
+
+    /// Whether growth should be gentle for the path's capacity: the rate is not under
+    /// [`CAPACITY_BAND`] of it, and what arrives (`acked`) is not over that band. Only what
+    /// arrives shows more room: the encoder makes less than the estimate, so an estimate over
+    /// the capacity is untested, and growing it fast there was the sawtooth's cause.
+    fn near_capacity(&self, acked: f64) -> bool {
+        let Some(c) = self.capacity else {
+            return false;
+        };
+        acked <= c * (1.0 + CAPACITY_BAND) && self.rate >= c * (1.0 - CAPACITY_BAND)
     }
 
     /// The most the estimate may be when `acked` bits per second arrived: a little over what
@@ -442,6 +486,7 @@ impl BandwidthEstimator for ViewerGcc {
             received = received.unwrap_or(0.0) as u64,
             loss = self.loss,
             delivered_share = self.delivered_share(),
+            capacity = self.capacity.unwrap_or(0.0) as u64,
             reports = reports.len(),
             "path feedback"
         );
@@ -882,6 +927,45 @@ mod tests {
         assert_eq!(at(2_600), (fresh as f64 * 0.8 * 0.8) as u64);
         assert!(at(3_000) < at(2_600) && at(2_600) < at(2_100));
         assert_eq!(at(60_000), MIN_BPS as u64, "down to the floor");
+    }
+
+    #[test]
+    fn near_the_capacity_growth_stays_gentle_until_more_arrives() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
+        // 3 Mbit/s arrives from a full path (arrivals spread out): a backoff, capacity 3.
+        for i in 0..20u64 {
+            g.spans
+                .push_back((at(i * 10), Duration::from_millis(i * 20), 1200));
+        }
+        g.demonstrated = 3_000_000.0;
+        g.update_rate(at(0), Usage::Over, Some(2_800_000.0), 2_800_000.0);
+        assert_eq!(g.capacity, Some(3_000_000.0));
+        assert_eq!(g.rate, 2_800_000.0 * DECREASE_FACTOR);
+        g.spans.clear();
+        // Long after the backoff, the encoder makes ~70 % of the estimate: gentle growth
+        // (8 %/s) across the capacity, not 50 %/s.
+        let mut ms = 0;
+        while ms < 6_000 {
+            ms += 100;
+            let arriving = g.rate * 0.7;
+            g.update_rate(at(ms), Usage::Normal, Some(arriving), arriving);
+        }
+        let gentle = 2_800_000.0 * DECREASE_FACTOR * (1.0 + GENTLE_GROWTH * 0.1).powi(60);
+        assert!(
+            (g.rate - gentle).abs() < 1_000.0,
+            "{} against {gentle}",
+            g.rate
+        );
+        // More arrives than the capacity's band: the path has room, fast growth.
+        let before = g.rate;
+        g.update_rate(at(ms + 100), Usage::Normal, Some(3_600_000.0), 3_600_000.0);
+        assert!((g.rate / before - (1.0 + FAST_GROWTH * 0.1)).abs() < 1e-9);
+        // Far under the capacity (a backoff measured in a draining queue): fast too.
+        g.rate = 1_000_000.0;
+        g.update_rate(at(ms + 200), Usage::Normal, Some(700_000.0), 700_000.0);
+        assert!((g.rate / 1_000_000.0 - (1.0 + FAST_GROWTH * 0.1)).abs() < 1e-9);
     }
 
     #[test]
