@@ -561,11 +561,12 @@ pub const UPSCALE_AFTER: Duration = Duration::from_secs(4);
 /// came for 30 s.)
 pub const KEYFRAME_MAX: Duration = Duration::from_secs(1);
 /// A picture halved for its keyframes returns to full size only when one would take at most
-/// this share of [`KEYFRAME_MAX`] (so it does not flip back and forth). Not much less: a
-/// halved picture makes at most ~1.6 Mbit/s (1080p source, 30 % moving), which is all the
-/// estimate can grow on, so at 0.6 the full size never came back after a 1 Mbit/s link
-/// was freed.
-pub const KEYFRAME_UPSCALE_SHARE: f64 = 0.85;
+/// this share of [`KEYFRAME_MAX`] (so it does not flip back and forth: at 0.85, behind
+/// 3 Mbit/s, it came back at a 2.4 Mbit/s target, and its 225 kB keyframe overflowed the
+/// link's queue: halved again, two keyframes and a 1-2 s freeze every 6 s). Not much less: a
+/// halved picture makes at most ~1.6 Mbit/s (1080p source, 30 % moving), and the estimate
+/// grows on what arrives ([`ACKED_HEADROOM`] × that plus [`PROBE_BPS`]).
+pub const KEYFRAME_UPSCALE_SHARE: f64 = 0.6;
 /// A half-size keyframe's bytes, as a share of a full-size one's, to guess one size's from
 /// the other's (measured on the g2g rig: ~0.3).
 pub const HALF_KEYFRAME_SHARE: f64 = 0.3;
@@ -624,9 +625,14 @@ impl EncoderPolicy {
         }
     }
 
-    /// The encoder made a keyframe of `bytes` at `scale_div` (1: full size, 2: half).
+    /// The encoder made a keyframe of `bytes` at `scale_div` (1: full size, 2: half). The
+    /// largest of each size is kept (until the picture changes size): keyframes made at a low
+    /// target are smaller, and judging the full size by one of those brought it back behind
+    /// 3 Mbit/s, where its next keyframe (225 kB, against 130 kB measured at the low
+    /// target) overflowed the link's queue and halved the picture again a second later.
     pub fn note_keyframe(&mut self, bytes: usize, scale_div: u32) {
-        self.keyframe_bytes[usize::from(scale_div >= 2)] = Some(bytes);
+        let kept = &mut self.keyframe_bytes[usize::from(scale_div >= 2)];
+        *kept = Some(kept.map_or(bytes, |k| k.max(bytes)));
     }
 
     /// What a full-size keyframe costs, bytes: as last measured, or guessed from a half-size
@@ -817,16 +823,18 @@ mod tests {
         assert_eq!(t.scale_div, 1, "a new viewer's estimate is still growing");
         let t = p.update(at(1_000), &[MBIT]);
         assert_eq!((t.kbps, t.fps, t.scale_div), (850, 30, 2), "halved");
-        // Half-size keyframes come; the full size is not back while one would not fit:
-        // behind 2 Mbit/s (target 1.7) it would take 0.94 s, over 0.85 of a second.
+        // Half-size keyframes come; the full size is not back while one would not fit in
+        // 0.6 s: behind 3 Mbit/s (target 2.55) it would take 0.63 s. A smaller full-size
+        // keyframe (made at a low target) does not count for less than the largest.
         p.note_keyframe(60_000, 2);
+        p.note_keyframe(120_000, 1);
         for ms in (1_200..10_000).step_by(200) {
-            assert_eq!(p.update(at(ms), &[2 * MBIT]).scale_div, 2, "at {ms} ms");
+            assert_eq!(p.update(at(ms), &[3 * MBIT]).scale_div, 2, "at {ms} ms");
         }
-        // 3 Mbit/s: 0.63 s: back after UPSCALE_AFTER.
-        assert_eq!(p.update(at(10_000), &[3 * MBIT]).scale_div, 2);
-        assert_eq!(p.update(at(13_800), &[3 * MBIT]).scale_div, 2);
-        assert_eq!(p.update(at(14_000), &[3 * MBIT]).scale_div, 1);
+        // 4 Mbit/s: 0.47 s: back after UPSCALE_AFTER.
+        assert_eq!(p.update(at(10_000), &[4 * MBIT]).scale_div, 2);
+        assert_eq!(p.update(at(13_800), &[4 * MBIT]).scale_div, 2);
+        assert_eq!(p.update(at(14_000), &[4 * MBIT]).scale_div, 1);
 
         // Behind 3 Mbit/s the same keyframes take 0.63 s: the full size stays.
         let mut p = EncoderPolicy::new(8000, 30, 1920, 1080);
