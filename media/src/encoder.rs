@@ -106,6 +106,8 @@ pub struct H264Encoder {
     last_keyframe_bytes: usize,
     /// Rate-control resets so far.
     pub resets: u64,
+    /// The size of the pictures the current openh264 encoder was given.
+    dimensions: Option<(usize, usize)>,
 }
 
 /// openh264's rate control carries a debt of overshoot forward (`bFixRCOverShoot`, on and
@@ -155,6 +157,7 @@ impl H264Encoder {
             last_reset: None,
             last_keyframe_bytes: 0,
             resets: 0,
+            dimensions: None,
         })
     }
 
@@ -245,7 +248,21 @@ impl H264Encoder {
         picture: &impl YUVSource,
         force_idr: bool,
     ) -> Result<Encoded, EncodeError> {
-        if force_idr {
+        let dimensions = picture.dimensions();
+        if self.started && self.dimensions != Some(dimensions) {
+            // A new size: openh264-rs re-initialises the encoder with the bit rate it was
+            // made with, not the one set since (after a halving behind a link stepped down to
+            // 2 Mbit/s, the keyframe and the frames after it were made for the configured
+            // 8 Mbit/s: 80, 80, 65, 51 kB, a burst the link lost). A fresh encoder at the
+            // current rate instead (its first frame an IDR, as the new size needs anyway).
+            self.inner = Self::openh264(self.settings)?;
+            self.started = false;
+            self.low_kbps = self.settings.bitrate_kbps;
+            self.starved_frames = 0;
+        }
+        self.dimensions = Some(dimensions);
+        // (A fresh encoder's first frame is an IDR.)
+        if force_idr && self.started {
             self.inner.force_intra_frame();
         }
         let started = Instant::now();
@@ -453,6 +470,37 @@ mod tests {
         // Afresh, it still goes up to the configured rate.
         enc.set_rate(EncoderSettings::default().bitrate_kbps, 30)
             .unwrap();
+    }
+
+    #[test]
+    fn a_new_size_is_encoded_at_the_rate_set_since_not_the_one_configured() {
+        // Made at 8 Mbit/s (33 kB a frame at 30 fps), then set to 300 kbit/s (1.25 kB).
+        let settings = EncoderSettings {
+            fps: 30,
+            bitrate_kbps: 8000,
+        };
+        let mut enc = H264Encoder::new(settings).unwrap();
+        for i in 0..10 {
+            enc.encode(noise(640, 360, i).picture(), false).unwrap();
+        }
+        enc.set_rate(300, 30).unwrap();
+        for i in 10..40 {
+            enc.encode(noise(640, 360, i).picture(), false).unwrap();
+        }
+        // The picture is halved: a keyframe, then frames as small as openh264 makes noise
+        // at 300 kbit/s (~13 kB at its highest QP). openh264-rs alone re-initialised at
+        // 8 Mbit/s: frames of 25-50 kB, for as long as no other rate was set.
+        let frames: Vec<Encoded> = (40..50)
+            .map(|i| enc.encode(noise(320, 180, i).picture(), false).unwrap())
+            .collect();
+        assert!(frames[0].keyframe);
+        let after: Vec<usize> = frames[1..].iter().map(|f| f.data.len()).collect();
+        let tail = after[after.len() - 4..].iter().sum::<usize>() as f64 / 4.0;
+        assert!(
+            tail < 18_000.0,
+            "frames after the new size's keyframe: {after:?}"
+        );
+        assert_eq!(enc.settings().bitrate_kbps, 300);
     }
 
     #[test]
