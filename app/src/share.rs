@@ -139,7 +139,9 @@ async fn steer_encoder(
         if let Some((bytes, scale_div)) = control.last_keyframe() {
             policy.note_keyframe(bytes, scale_div);
         }
-        let target = policy.update(Instant::now(), &fanout.media_estimates());
+        let now = Instant::now();
+        policy.set_congested(now, fanout.congested());
+        let target = policy.update(now, &fanout.media_estimates());
         control.set(target.kbps, target.fps, target.scale_div);
         if target != last {
             tracing::debug!(?target, "encoder target");

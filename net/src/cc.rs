@@ -77,6 +77,8 @@ pub struct PathEstimate {
     last_report_ms: AtomicU64,
     /// The most the viewer asked to be sent (`MaxBitrate`), bits per second (0: no limit).
     limit_bps: AtomicU64,
+    /// Whether the path is congested now: a standing queue or heavy loss.
+    congested: std::sync::atomic::AtomicBool,
     /// Retransmissions to this viewer: bytes, decaying with [`RESEND_RATE_WINDOW`] (an
     /// `f64`'s bits; one writer, the NACK responder)…
     resent_bytes: AtomicU64,
@@ -165,6 +167,11 @@ impl PathEstimate {
         }
     }
 
+    /// Whether the path has a standing queue (over [`QUEUE_OVERUSE_MS`]) or heavy loss now.
+    pub fn congested(&self) -> bool {
+        self.congested.load(Ordering::Relaxed)
+    }
+
     /// Counts `bytes` retransmitted to this viewer at `now`.
     pub fn note_resent(&self, now: Instant, bytes: usize) {
         let now_ms = millis_since_epoch(now);
@@ -244,6 +251,8 @@ pub struct ViewerGcc {
     demonstrated: f64,
     /// What arrived while the path was full, smoothed over backoffs (see [`CAPACITY_BAND`]).
     capacity: Option<f64>,
+    /// The standing queue on the path (see [`QueueDelay`]).
+    queue: QueueDelay,
     target: f64,
 }
 
@@ -306,6 +315,7 @@ impl ViewerGcc {
             last_decrease: None,
             demonstrated: 0.0,
             capacity: None,
+            queue: QueueDelay::default(),
             target: initial,
         }
     }
@@ -342,7 +352,9 @@ impl ViewerGcc {
         });
         self.last_update = Some(now);
         self.demonstrated = self.demonstrated.max(acked);
-        let usage = if self.delivered_share() < OVERUSE_SHARE {
+        let usage = if self.delivered_share() < OVERUSE_SHARE
+            || self.queue.standing_ms() > QUEUE_OVERUSE_MS
+        {
             Usage::Over
         } else {
             usage
@@ -352,7 +364,12 @@ impl ViewerGcc {
                 let due = self
                     .last_decrease
                     .is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL);
-                if due && (self.delivered_share() < DELIVERED_SHARE || self.loss > HEAVY_LOSS) {
+                let queued = self.queue.standing_ms() > QUEUE_OVERUSE_MS;
+                if due
+                    && (self.delivered_share() < DELIVERED_SHARE
+                        || self.loss > HEAVY_LOSS
+                        || queued)
+                {
                     // Back off to a share of what the path delivers, not of what we aimed
                     // at, and never below it: while the queue of an earlier overshoot
                     // drains, overuse (and the smoothed loss) outlive a backoff that
@@ -384,7 +401,13 @@ impl ViewerGcc {
                     .last_decrease
                     .is_some_and(|t| now.saturating_duration_since(t) < GENTLE_AFTER_DECREASE);
                 let gentle = after_decrease || self.near_capacity(acked);
-                let growth = if gentle { GENTLE_GROWTH } else { FAST_GROWTH };
+                let growth = if self.queue.standing_ms() > QUEUE_HOLD_MS {
+                    0.0
+                } else if gentle {
+                    GENTLE_GROWTH
+                } else {
+                    FAST_GROWTH
+                };
                 self.rate = (self.rate * (1.0 + growth * dt)).min(self.max);
             }
         }
@@ -432,6 +455,10 @@ impl ViewerGcc {
             .target_bps
             .store(self.target as u64, Ordering::Relaxed);
         self.out.acked_bps.store(acked as u64, Ordering::Relaxed);
+        self.out.congested.store(
+            self.queue.standing_ms() > QUEUE_OVERUSE_MS || self.loss > HEAVY_LOSS,
+            Ordering::Relaxed,
+        );
         self.out
             .loss_permille
             .store((self.loss * 1000.0).round() as u64, Ordering::Relaxed);
@@ -451,6 +478,7 @@ impl BandwidthEstimator for ViewerGcc {
                 self.arrived_bytes += r.size;
                 if let Some(arrival) = r.arrival {
                     self.spans.push_back((r.departure, arrival, r.size));
+                    self.queue.add(r.departure, arrival);
                 }
             }
             if let Some(trend) = self.slope.accumulate(r) {
@@ -487,6 +515,7 @@ impl BandwidthEstimator for ViewerGcc {
             loss = self.loss,
             delivered_share = self.delivered_share(),
             capacity = self.capacity.unwrap_or(0.0) as u64,
+            queue_ms = self.queue.standing_ms(),
             reports = reports.len(),
             "path feedback"
         );
@@ -499,6 +528,86 @@ impl BandwidthEstimator for ViewerGcc {
 
     fn target_bitrate(&self) -> f64 {
         self.target
+    }
+}
+
+/// A standing queue over this many milliseconds is overuse, whatever the trend filter says.
+/// (Behind a 3 Mbit/s token bucket with a 150 ms queue, rtc's trend filter saw nothing while
+/// the queue filled: each backoff came from the loss once it overflowed, after 150 ms of
+/// delay on every frame.) Above what one 1080p frame of a busy screen adds at 3 Mbit/s.
+pub const QUEUE_OVERUSE_MS: f64 = 40.0;
+/// A standing queue over this many milliseconds holds the estimate where it is: the path is
+/// full (behind 3 Mbit/s the estimate grew on, gently, for 0.8 s while the queue built to
+/// 40 ms, and the encoder's lag after the backoff took it to 135 ms).
+pub const QUEUE_HOLD_MS: f64 = 15.0;
+/// A queue counts as standing when every packet that arrived over this long was delayed by
+/// it (a keyframe's burst, or a stalled CPU, passes within it).
+const QUEUE_WINDOW: Duration = Duration::from_millis(300);
+/// The path's own delay (no queue) is the least seen over this long…
+const BASE_WINDOW: Duration = Duration::from_secs(10);
+/// …kept per bucket of this long.
+const BASE_BUCKET: Duration = Duration::from_secs(1);
+
+/// The queueing delay on one viewer's path: each packet's one-way delay (its arrival on the
+/// viewer's clock less its departure on ours; the clocks' offset cancels out) over the least
+/// one-way delay of the last [`BASE_WINDOW`].
+#[derive(Debug, Default)]
+struct QueueDelay {
+    /// (bucket start, least one-way delay in it, ms).
+    base: VecDeque<(Instant, f64)>,
+    /// (departure, queueing delay ms) of the last [`QUEUE_WINDOW`].
+    recent: VecDeque<(Instant, f64)>,
+}
+
+impl QueueDelay {
+    fn add(&mut self, departure: Instant, arrival: Duration) {
+        let sent_ms = departure
+            .saturating_duration_since(clock_epoch())
+            .as_secs_f64()
+            * 1000.0;
+        let one_way = arrival.as_secs_f64() * 1000.0 - sent_ms;
+        match self.base.back_mut() {
+            Some((start, least)) if departure.saturating_duration_since(*start) < BASE_BUCKET => {
+                *least = least.min(one_way);
+            }
+            _ => self.base.push_back((departure, one_way)),
+        }
+        while self
+            .base
+            .front()
+            .is_some_and(|&(start, _)| departure.saturating_duration_since(start) > BASE_WINDOW)
+        {
+            self.base.pop_front();
+        }
+        let base = self
+            .base
+            .iter()
+            .map(|&(_, least)| least)
+            .fold(f64::INFINITY, f64::min);
+        self.recent.push_back((departure, one_way - base));
+        while self
+            .recent
+            .front()
+            .is_some_and(|&(d, _)| departure.saturating_duration_since(d) > QUEUE_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The least queueing delay of the packets of the last [`QUEUE_WINDOW`] (0 with too few
+    /// of them to tell).
+    fn standing_ms(&self) -> f64 {
+        let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) else {
+            return 0.0;
+        };
+        if self.recent.len() < 10 || last.0.saturating_duration_since(first.0) < QUEUE_WINDOW / 2 {
+            return 0.0;
+        }
+        self.recent
+            .iter()
+            .map(|&(_, q)| q)
+            .fold(f64::INFINITY, f64::min)
+            .max(0.0)
     }
 }
 
@@ -574,6 +683,12 @@ pub const HALF_KEYFRAME_SHARE: f64 = 0.3;
 /// starts at [`PROBE_BPS`] and takes about this long to find a fast link.
 pub const KEYFRAME_GRACE: Duration = Duration::from_secs(1);
 
+/// The longest a halving of the picture waits for a congested path to drain. (Behind a link
+/// stepped down from 8 to 2 Mbit/s, the half-size keyframe went out at once into a queue
+/// 180 ms full with 60 % loss, was lost, and the viewer had no picture until Chromium asked
+/// for another 3 s later.)
+pub const HALVING_WAITS_MAX: Duration = Duration::from_millis(1500);
+
 /// Whether a viewer with `estimate_bps` is one the encoder is sized for: not hopeless
 /// beside the fastest of `estimates_bps` (see [`HOPELESS_RATIO`]).
 pub fn is_served(estimate_bps: u64, estimates_bps: &[u64]) -> bool {
@@ -605,6 +720,8 @@ pub struct EncoderPolicy {
     keyframe_bytes: [Option<usize>; 2],
     /// When a viewer's estimate was first known (reset when there is none).
     estimated_since: Option<Instant>,
+    /// Since when a viewer's path has been congested (see [`Self::set_congested`]).
+    congested_since: Option<Instant>,
 }
 
 impl EncoderPolicy {
@@ -622,6 +739,7 @@ impl EncoderPolicy {
             upscale_ok_since: None,
             keyframe_bytes: [None; 2],
             estimated_since: None,
+            congested_since: None,
         }
     }
 
@@ -647,6 +765,17 @@ impl EncoderPolicy {
 
     pub fn current(&self) -> EncoderTarget {
         self.current
+    }
+
+    /// Whether a served viewer's path is congested at `now` (a standing queue or heavy loss:
+    /// [`PathEstimate::congested`]). While it is, halving the picture waits (at most
+    /// [`HALVING_WAITS_MAX`]): the half-size keyframe would go into the full queue.
+    pub fn set_congested(&mut self, now: Instant, congested: bool) {
+        if !congested {
+            self.congested_since = None;
+        } else if self.congested_since.is_none() {
+            self.congested_since = Some(now);
+        }
     }
 
     /// The full picture is now `width` × `height` (another monitor is shared).
@@ -699,7 +828,14 @@ impl EncoderPolicy {
             estimated_for >= KEYFRAME_GRACE && keyframe_secs > KEYFRAME_MAX.as_secs_f64();
         let keyframe_fits = keyframe_secs <= KEYFRAME_MAX.as_secs_f64() * KEYFRAME_UPSCALE_SHARE;
         let mut scale_div = self.current.scale_div;
-        if full < min_fps || keyframe_too_big {
+        // A halving waits while the path is congested (not for long).
+        let halving_waits = scale_div == 1
+            && self
+                .congested_since
+                .is_some_and(|t| now.saturating_duration_since(t) < HALVING_WAITS_MAX);
+        if halving_waits {
+            self.upscale_ok_since = None;
+        } else if full < min_fps || keyframe_too_big {
             scale_div = 2;
             self.upscale_ok_since = None;
         } else if scale_div == 2 && !keyframe_fits {
@@ -856,6 +992,32 @@ mod tests {
     }
 
     #[test]
+    fn halving_waits_for_a_congested_path_to_drain_but_not_for_long() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut p = EncoderPolicy::new(8000, 30, 1920, 1080);
+        p.note_keyframe(200_000, 1);
+        p.update(at(0), &[8 * MBIT]);
+        // The link steps down: the estimate falls, the queue stands full.
+        p.set_congested(at(2_000), true);
+        assert_eq!(p.update(at(2_000), &[MBIT]).scale_div, 1, "waits");
+        assert_eq!(p.update(at(3_000), &[MBIT]).scale_div, 1, "still congested");
+        // Drained: the half-size keyframe goes into an empty queue.
+        p.set_congested(at(3_200), false);
+        assert_eq!(p.update(at(3_200), &[MBIT]).scale_div, 2);
+        // Congestion that does not end does not hold the halving past HALVING_WAITS_MAX.
+        let mut p = EncoderPolicy::new(8000, 30, 1920, 1080);
+        p.note_keyframe(200_000, 1);
+        p.update(at(0), &[8 * MBIT]);
+        p.set_congested(at(2_000), true);
+        assert_eq!(p.update(at(2_000), &[MBIT]).scale_div, 1);
+        p.set_congested(at(3_400), true);
+        assert_eq!(p.update(at(3_400), &[MBIT]).scale_div, 1);
+        p.set_congested(at(3_600), true);
+        assert_eq!(p.update(at(3_600), &[MBIT]).scale_div, 2);
+    }
+
+    #[test]
     fn a_budget_drops_what_the_link_cannot_carry_and_lets_keyframes_resume() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
@@ -935,6 +1097,47 @@ mod tests {
         assert_eq!(at(2_600), (fresh as f64 * 0.8 * 0.8) as u64);
         assert!(at(3_000) < at(2_600) && at(2_600) < at(2_100));
         assert_eq!(at(60_000), MIN_BPS as u64, "down to the floor");
+    }
+
+    #[test]
+    fn a_standing_queue_is_overuse_and_a_burst_is_not() {
+        let t0 = clock_epoch() + Duration::from_secs(100);
+        let mut q = QueueDelay::default();
+        // Packets every 5 ms, one-way delay 1000 ms on the offset clocks (no queue).
+        let send = |q: &mut QueueDelay, ms: u64, queued: u64| {
+            q.add(
+                t0 + Duration::from_millis(ms),
+                Duration::from_millis(100_000 + ms + 1_000 + queued),
+            );
+        };
+        for ms in (0..2_000).step_by(5) {
+            send(&mut q, ms, 0);
+        }
+        assert_eq!(q.standing_ms(), 0.0);
+        // A keyframe's burst: 100 ms of packets delayed up to 150 ms. Not standing.
+        for ms in (2_000..2_100).step_by(5) {
+            send(&mut q, ms, 150 - (ms - 2_000));
+        }
+        for ms in (2_100..2_200).step_by(5) {
+            send(&mut q, ms, 0);
+        }
+        assert_eq!(q.standing_ms(), 0.0);
+        // A queue that stands 80 ms and more for 300 ms: overuse.
+        for ms in (2_200..2_600).step_by(5) {
+            send(&mut q, ms, 80 + (ms - 2_200) / 10);
+        }
+        assert!(q.standing_ms() > QUEUE_OVERUSE_MS, "{}", q.standing_ms());
+        // ViewerGcc backs off on it though arrivals keep pace with departures.
+        let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
+        g.rate = 4_000_000.0;
+        g.queue = q;
+        g.update_rate(
+            t0 + Duration::from_millis(2_600),
+            Usage::Normal,
+            Some(3_000_000.0),
+            3_000_000.0,
+        );
+        assert_eq!(g.rate, 3_000_000.0 * DECREASE_FACTOR);
     }
 
     #[test]

@@ -284,6 +284,12 @@ impl MediaFanout {
             .collect()
     }
 
+    /// Whether a live viewer's path is congested now (see
+    /// [`crate::cc::PathEstimate::congested`]).
+    pub fn congested(&self) -> bool {
+        self.live_paths().iter().any(|p| p.congested())
+    }
+
     fn live_paths(&self) -> Vec<Arc<crate::cc::PathEstimate>> {
         let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
         paths.retain(|p| p.strong_count() > 0);
