@@ -543,16 +543,25 @@ pub const QUEUE_HOLD_MS: f64 = 15.0;
 /// A queue counts as standing when every packet that arrived over this long was delayed by
 /// it (a keyframe's burst, or a stalled CPU, passes within it).
 const QUEUE_WINDOW: Duration = Duration::from_millis(300);
-/// The path's own delay (no queue) is the least seen over this long…
-const BASE_WINDOW: Duration = Duration::from_secs(10);
-/// …kept per bucket of this long.
-const BASE_BUCKET: Duration = Duration::from_secs(1);
+/// The path's own delay (no queue) is the least seen over this long… (Short: a queue that
+/// stands longer is taken as the path's, as a delay trend would; and the first packets of a
+/// stream can read far lower than any after them (85 ms, with our native client as the
+/// viewer), which over 10 s held every later packet as queued and the estimate at its
+/// floor.)
+const BASE_WINDOW: Duration = Duration::from_secs(2);
+/// …kept per bucket of this long…
+const BASE_BUCKET: Duration = Duration::from_millis(250);
+/// …and nothing counts as queued before the base has been measured this long.
+const BASE_WARMUP: Duration = Duration::from_secs(3);
 
 /// The queueing delay on one viewer's path: each packet's one-way delay (its arrival on the
 /// viewer's clock less its departure on ours; the clocks' offset cancels out) over the least
-/// one-way delay of the last [`BASE_WINDOW`].
+/// one-way delay of the last [`BASE_WINDOW`], once that has been measured for
+/// [`BASE_WARMUP`].
 #[derive(Debug, Default)]
 struct QueueDelay {
+    /// The first packet's departure.
+    first: Option<Instant>,
     /// (bucket start, least one-way delay in it, ms).
     base: VecDeque<(Instant, f64)>,
     /// (departure, queueing delay ms) of the last [`QUEUE_WINDOW`].
@@ -561,6 +570,7 @@ struct QueueDelay {
 
 impl QueueDelay {
     fn add(&mut self, departure: Instant, arrival: Duration) {
+        self.first.get_or_insert(departure);
         let sent_ms = departure
             .saturating_duration_since(clock_epoch())
             .as_secs_f64()
@@ -600,7 +610,13 @@ impl QueueDelay {
         let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) else {
             return 0.0;
         };
-        if self.recent.len() < 10 || last.0.saturating_duration_since(first.0) < QUEUE_WINDOW / 2 {
+        let warm = self
+            .first
+            .is_some_and(|t| last.0.saturating_duration_since(t) >= BASE_WARMUP);
+        if !warm
+            || self.recent.len() < 10
+            || last.0.saturating_duration_since(first.0) < QUEUE_WINDOW / 2
+        {
             return 0.0;
         }
         self.recent
@@ -1110,29 +1126,46 @@ mod tests {
                 Duration::from_millis(100_000 + ms + 1_000 + queued),
             );
         };
-        for ms in (0..2_000).step_by(5) {
+        // The first packets read 85 ms faster than any after them (seen with our native
+        // client): nothing counts as queued while the base warms up, nor once they are old.
+        for ms in (0..100).step_by(5) {
+            q.add(
+                t0 + Duration::from_millis(ms),
+                Duration::from_millis(100_000 + ms + 1_000 - 85),
+            );
+        }
+        for ms in (100..3_500).step_by(5) {
             send(&mut q, ms, 0);
+            assert_eq!(q.standing_ms(), 0.0, "at {ms} ms");
         }
-        assert_eq!(q.standing_ms(), 0.0);
         // A keyframe's burst: 100 ms of packets delayed up to 150 ms. Not standing.
-        for ms in (2_000..2_100).step_by(5) {
-            send(&mut q, ms, 150 - (ms - 2_000));
+        for ms in (3_500..3_600).step_by(5) {
+            send(&mut q, ms, 150 - (ms - 3_500));
         }
-        for ms in (2_100..2_200).step_by(5) {
+        for ms in (3_600..3_700).step_by(5) {
             send(&mut q, ms, 0);
         }
         assert_eq!(q.standing_ms(), 0.0);
         // A queue that stands 80 ms and more for 300 ms: overuse.
-        for ms in (2_200..2_600).step_by(5) {
-            send(&mut q, ms, 80 + (ms - 2_200) / 10);
+        for ms in (3_700..4_100).step_by(5) {
+            send(&mut q, ms, 80 + (ms - 3_700) / 10);
         }
         assert!(q.standing_ms() > QUEUE_OVERUSE_MS, "{}", q.standing_ms());
+        // One that stands longer than the base window becomes the base (as for a trend).
+        let mut later = QueueDelay::default();
+        for ms in (0..3_500).step_by(5) {
+            send(&mut later, ms, 0);
+        }
+        for ms in (3_500..6_000).step_by(5) {
+            send(&mut later, ms, 120);
+        }
+        assert_eq!(later.standing_ms(), 0.0);
         // ViewerGcc backs off on it though arrivals keep pace with departures.
         let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
         g.rate = 4_000_000.0;
         g.queue = q;
         g.update_rate(
-            t0 + Duration::from_millis(2_600),
+            t0 + Duration::from_millis(4_100),
             Usage::Normal,
             Some(3_000_000.0),
             3_000_000.0,

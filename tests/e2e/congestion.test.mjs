@@ -82,9 +82,11 @@ async function sharedSetup(scope, { width = 1280, height = 720, motionPercent = 
 
 const show = (timeline) => timeline.map((s) => `${s.t.toFixed(1)}s:${s.kbps}`).join(' ');
 
-// Six runs on the 2-core dev box: down to 357-1083 kbit/s in 1.1-1.9 s, held at 370-934
-// behind the 1.2 Mbit/s link, back over 3500 in 3.9-7.4 s. (Issue 11 asks for latency back
-// under 150 ms within 3 s of a step; the g2g --step benchmark measures that, not this.)
+// Runs on the 2-core dev box: down to 357-1083 kbit/s in 0.9-2.1 s, held at 370-1008
+// behind the 1.2 Mbit/s link, back over 3500 in 6.4-9.7 s since growth near the path's
+// capacity is gentle (3.9-7.4 s before that: it grew 50 %/s from 2 s after each backoff,
+// the sawtooth behind 3 Mbit/s). Allowed 15 s. (Issue 11 asks for latency back under
+// 150 ms within 3 s of a step; the g2g --step benchmark measures that, not this.)
 test('the encoder target follows a link that steps down and back up', {
   timeout: 90000,
 }, (t) => withScope(t, async (scope) => {
@@ -112,7 +114,7 @@ test('the encoder target follows a link that steps down and back up', {
   // The link recovers: the target goes back up, in seconds.
   await link.stop();
   const freed = Date.now();
-  await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_kbps >= 3500, { timeoutMs: 10000, what: `target back >= 3500 kbit/s within 10 s (${show(timeline)})` });
+  await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_kbps >= 3500, { timeoutMs: 15000, what: `target back >= 3500 kbit/s within 15 s (${show(timeline)})` });
   const upIn = (Date.now() - freed) / 1000;
 
   await rec.stop();
