@@ -255,10 +255,7 @@ impl H264Encoder {
             // 2 Mbit/s, the keyframe and the frames after it were made for the configured
             // 8 Mbit/s: 80, 80, 65, 51 kB, a burst the link lost). A fresh encoder at the
             // current rate instead (its first frame an IDR, as the new size needs anyway).
-            self.inner = Self::openh264(self.settings)?;
-            self.started = false;
-            self.low_kbps = self.settings.bitrate_kbps;
-            self.starved_frames = 0;
+            self.start_afresh()?;
         }
         self.dimensions = Some(dimensions);
         // (A fresh encoder's first frame is an IDR.)
@@ -309,6 +306,16 @@ impl H264Encoder {
         (r == 0).then_some(stats.uiAverageFrameQP)
     }
 
+    /// Replaces openh264's encoder with a fresh one at the current settings (its first frame
+    /// an IDR; no rate-control debt).
+    fn start_afresh(&mut self) -> Result<(), EncodeError> {
+        self.inner = Self::openh264(self.settings)?;
+        self.started = false;
+        self.low_kbps = self.settings.bitrate_kbps;
+        self.starved_frames = 0;
+        Ok(())
+    }
+
     /// Counts starved frames (see [`STARVED_QP`]) and makes a fresh encoder when due.
     fn watch_rate_control(&mut self, bytes: usize) -> Result<(), EncodeError> {
         let EncoderSettings { bitrate_kbps, fps } = self.settings;
@@ -336,10 +343,7 @@ impl H264Encoder {
                 bytes,
                 "rate control starved after a rise: a fresh encoder"
             );
-            self.inner = Self::openh264(self.settings)?;
-            self.started = false;
-            self.low_kbps = bitrate_kbps;
-            self.starved_frames = 0;
+            self.start_afresh()?;
             self.last_reset = Some(Instant::now());
             self.resets += 1;
         }

@@ -352,9 +352,8 @@ impl ViewerGcc {
         });
         self.last_update = Some(now);
         self.demonstrated = self.demonstrated.max(acked);
-        let usage = if self.delivered_share() < OVERUSE_SHARE
-            || self.queue.standing_ms() > QUEUE_OVERUSE_MS
-        {
+        let queued_ms = self.queue.standing_ms();
+        let usage = if self.delivered_share() < OVERUSE_SHARE || queued_ms > QUEUE_OVERUSE_MS {
             Usage::Over
         } else {
             usage
@@ -364,7 +363,7 @@ impl ViewerGcc {
                 let due = self
                     .last_decrease
                     .is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL);
-                let queued = self.queue.standing_ms() > QUEUE_OVERUSE_MS;
+                let queued = queued_ms > QUEUE_OVERUSE_MS;
                 if due
                     && (self.delivered_share() < DELIVERED_SHARE
                         || self.loss > HEAVY_LOSS
@@ -401,7 +400,7 @@ impl ViewerGcc {
                     .last_decrease
                     .is_some_and(|t| now.saturating_duration_since(t) < GENTLE_AFTER_DECREASE);
                 let gentle = after_decrease || self.near_capacity(acked);
-                let growth = if self.queue.standing_ms() > QUEUE_HOLD_MS {
+                let growth = if queued_ms > QUEUE_HOLD_MS {
                     0.0
                 } else if gentle {
                     GENTLE_GROWTH

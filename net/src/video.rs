@@ -278,10 +278,8 @@ impl MediaFanout {
     /// its retransmissions (see [`crate::cc::PathEstimate::media_bps`]). The encoder aims
     /// at these.
     pub fn media_estimates(&self) -> Vec<u64> {
-        self.live_paths()
-            .iter()
-            .map(|p| p.media_bps(Instant::now()))
-            .collect()
+        let now = Instant::now();
+        self.live_paths().iter().map(|p| p.media_bps(now)).collect()
     }
 
     /// Whether a live viewer's path is congested now (see
