@@ -238,6 +238,7 @@ pub struct ViewerKeyframes {
 
 impl ViewerKeyframes {
     pub fn request(&self, reason: KeyframeReason) {
+        tracing::debug!(?reason, "keyframe wanted");
         self.gate.request(&self.state, reason);
     }
 }

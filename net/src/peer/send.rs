@@ -87,6 +87,7 @@ pub(super) async fn send_media(
         // behind 3 Mbit/s, a slideshow of 1080p keyframes).
         if let Some(estimate) = estimate.filter(|&e| !fanout.serves(e)) {
             if !budget.admit(Instant::now(), estimate, bytes) {
+                tracing::debug!(estimate, bytes, "unit over this viewer's byte budget: dropped");
                 fanout
                     .units_over_budget
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
