@@ -16,9 +16,10 @@
 //! The policy, in one place:
 //! - Each viewer's path estimate comes from Google Congestion Control's delay and loss
 //!   signals over transport-wide feedback, with our own rate rule (see [`ViewerGcc`]). It is
-//!   capped at [`ACKED_HEADROOM`] × what the viewer actually received plus [`PROBE_BPS`], so a
-//!   still screen cannot talk it up to a rate the path never carried. Heavy loss (over
-//!   [`HEAVY_LOSS`]) backs off as queueing does.
+//!   capped at [`ACKED_HEADROOM`] × what the viewer actually received plus [`PROBE_BPS`]
+//!   ([`MEASURED_PROBE_BPS`] once a backoff has measured the path), so a still screen cannot
+//!   talk it up to a rate the path never carried. Heavy loss (over [`HEAVY_LOSS`], smoothed
+//!   and over [`LOSS_WINDOW`], lost feedback not counted) backs off as queueing does.
 //! - The encoder aims at the slowest viewer that is not hopeless, with [`TARGET_SHARE`] of
 //!   its estimate less what retransmissions to it take lately
 //!   ([`PathEstimate::media_bps`]; room for RTP/SRTP overhead and audio), within
@@ -57,6 +58,12 @@ pub const PROBE_BPS: f64 = 1_500_000.0;
 /// would halve the picture for its keyframes: see `EncoderPolicy`). Not all of it: a floor
 /// at what a 3 Mbit/s link had carried kept its queue full (p95 200 ms, against 60-150).
 pub const DEMONSTRATED_SHARE: f64 = 0.6;
+/// Once a backoff has measured the path, the estimate runs at most this far over
+/// [`ACKED_HEADROOM`] × what arrived, not [`PROBE_BPS`]. (Behind 1 Mbit/s, with 0.7 Mbit/s
+/// arriving, the probe allowance let the estimate grow to 2.2 Mbit/s: the encoder, asked for
+/// three times what it was making, took itself for starved and started afresh with an 80 kB
+/// IDR, whose burst the link lost; the viewer froze for 3 s.)
+pub const MEASURED_PROBE_BPS: f64 = 150_000.0;
 /// The lowest estimate (and encoder target).
 pub const MIN_BPS: f64 = 150_000.0;
 /// Over how long the received rate is measured.
@@ -226,7 +233,8 @@ impl PathEstimate {
 /// - normal otherwise (far under the capacity, more arriving than it, or none known): grow
 ///   [`FAST_GROWTH`] a second (rtc's GCC would grow one MTU per round trip near
 ///   the last backoff forever: after a step back up, 2 → 8 Mbit/s took minutes);
-/// - never more than [`ACKED_HEADROOM`] × what arrived plus [`PROBE_BPS`]: growth needs
+/// - never more than [`ACKED_HEADROOM`] × what arrived plus [`PROBE_BPS`] (or
+///   [`MEASURED_PROBE_BPS`] once a backoff has measured the path): growth needs
 ///   evidence, so a still screen cannot talk it up (nor under [`DEMONSTRATED_SHARE`] of the
 ///   most that arrived since the last backoff, so one that stops moving cannot talk it down);
 /// - the loss controller (backs off above 10 % loss) caps it too.
@@ -236,6 +244,8 @@ pub struct ViewerGcc {
     received: RateCalculator,
     /// Smoothed fraction of packets lost.
     loss: f64,
+    /// Recent feedback batches: (when, packets lost, packets reported), over [`LOSS_WINDOW`].
+    losses: VecDeque<(Instant, usize, usize)>,
     out: Arc<PathEstimate>,
     arrived: VecDeque<(Instant, usize)>,
     arrived_bytes: usize,
@@ -292,6 +302,12 @@ pub const OVERUSE_SHARE: f64 = 0.85;
 /// Loss above this (smoothed, and in the latest feedback) backs off like overuse; below it,
 /// loss is left to retransmission and keyframes (a few per cent is normal on Wi-Fi).
 pub const HEAVY_LOSS: f64 = 0.1;
+/// Loss counts as heavy only when it is over [`HEAVY_LOSS`] both smoothed and over this
+/// window of feedback, not in one batch of it: with 2 % of packets dropped at random, one
+/// batch of 20 reports read 11 lost (a lost or late feedback packet), the smoothed loss
+/// jumped over 10 % and the estimate backed off, again and again, to 400 kbit/s on a link
+/// with no limit.
+pub const LOSS_WINDOW: Duration = Duration::from_millis(500);
 /// How much recent traffic the delivered/sent comparison looks at.
 const SPAN_WINDOW: Duration = Duration::from_millis(600);
 
@@ -305,6 +321,7 @@ impl ViewerGcc {
             detector: OveruseDetector::new(),
             received: RateCalculator::default(),
             loss: 0.0,
+            losses: VecDeque::new(),
             out,
             arrived: VecDeque::new(),
             arrived_bytes: 0,
@@ -366,7 +383,7 @@ impl ViewerGcc {
                 let queued = queued_ms > QUEUE_OVERUSE_MS;
                 if due
                     && (self.delivered_share() < DELIVERED_SHARE
-                        || self.loss > HEAVY_LOSS
+                        || self.heavy_loss()
                         || queued)
                 {
                     // Back off to a share of what the path delivers, not of what we aimed
@@ -441,7 +458,36 @@ impl ViewerGcc {
     /// arrives, or over a share of what the path has shown it carries since the last backoff
     /// ([`DEMONSTRATED_SHARE`]).
     fn evidence_cap(&self, acked: f64) -> f64 {
-        (acked * ACKED_HEADROOM).max(self.demonstrated * DEMONSTRATED_SHARE) + PROBE_BPS
+        (acked * ACKED_HEADROOM).max(self.demonstrated * DEMONSTRATED_SHARE) + self.probe_bps()
+    }
+
+    /// How far the estimate may run over the evidence: [`PROBE_BPS`] until a backoff has
+    /// measured the path, [`MEASURED_PROBE_BPS`] after.
+    fn probe_bps(&self) -> f64 {
+        if self.capacity.is_some() {
+            MEASURED_PROBE_BPS
+        } else {
+            PROBE_BPS
+        }
+    }
+
+    #[cfg(test)]
+    fn smoothed_loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// Whether loss is heavy: over [`HEAVY_LOSS`] smoothed and over [`LOSS_WINDOW`].
+    fn heavy_loss(&self) -> bool {
+        let (lost, total) = self
+            .losses
+            .iter()
+            .fold((0, 0), |(l, t), &(_, lost, total)| (l + lost, t + total));
+        let windowed = if total == 0 {
+            0.0
+        } else {
+            lost as f64 / total as f64
+        };
+        self.loss.min(windowed) > HEAVY_LOSS
     }
 
     fn publish(&mut self, now: Instant) {
@@ -455,13 +501,39 @@ impl ViewerGcc {
             .store(self.target as u64, Ordering::Relaxed);
         self.out.acked_bps.store(acked as u64, Ordering::Relaxed);
         self.out.congested.store(
-            self.queue.standing_ms() > QUEUE_OVERUSE_MS || self.loss > HEAVY_LOSS,
+            self.queue.standing_ms() > QUEUE_OVERUSE_MS || self.heavy_loss(),
             Ordering::Relaxed,
         );
         self.out
             .loss_permille
             .store((self.loss * 1000.0).round() as u64, Ordering::Relaxed);
     }
+}
+
+/// Packets reported lost at the start of a batch of reports, with none arriving between
+/// them, that were sent over longer than this are taken for lost *feedback*, not lost
+/// packets, and not counted. rtc reports every packet older than the newest acknowledged one
+/// as lost when no feedback named it, and the packets of a lost TWCC feedback packet come
+/// first in the next batch: behind 2 % random loss (of the feedback too), a batch read 60 %
+/// of 187 packets lost, and batches of 20-30 half lost, which backed the estimate off again
+/// and again on a link with no limit. Losses at a bottleneck come between arrivals (it
+/// delivers a packet every few milliseconds) or in bursts sent at once (a keyframe's tail).
+pub const LOST_FEEDBACK_SPAN: Duration = Duration::from_millis(10);
+
+/// Packets lost and packets counted in one batch of reports (in send order), leaving out a
+/// leading run of losses longer than [`LOST_FEEDBACK_SPAN`].
+fn count_losses(reports: &[rtc::interceptor::PacketReport]) -> (usize, usize) {
+    let leading = reports.iter().take_while(|r| !r.arrived).count();
+    let skip = match (reports.first(), reports[..leading].last()) {
+        (Some(first), Some(last))
+            if last.departure.saturating_duration_since(first.departure) > LOST_FEEDBACK_SPAN =>
+        {
+            leading
+        }
+        _ => 0,
+    };
+    let counted = &reports[skip..];
+    (counted.iter().filter(|r| !r.arrived).count(), counted.len())
 }
 
 impl BandwidthEstimator for ViewerGcc {
@@ -493,14 +565,26 @@ impl BandwidthEstimator for ViewerGcc {
                 self.spans.pop_front();
             }
         }
-        let lost = reports.iter().filter(|r| !r.arrived).count();
-        let sample = lost as f64 / reports.len() as f64;
+        let (lost, counted) = count_losses(reports);
+        let sample = if counted == 0 {
+            0.0
+        } else {
+            lost as f64 / counted as f64
+        };
         self.loss = 0.8 * self.loss + 0.2 * sample;
+        self.losses.push_back((now, lost, counted));
+        while self
+            .losses
+            .front()
+            .is_some_and(|&(t, _, _)| now.saturating_duration_since(t) > LOSS_WINDOW)
+        {
+            self.losses.pop_front();
+        }
         let received = self.received.rate_bits_per_second(now);
         let acked = self.acked_bps(now);
         // Heavy loss is congestion too (a policer, or a queue that overflows before it
         // delays much): treated as overuse.
-        let usage = if self.loss.min(sample) > HEAVY_LOSS {
+        let usage = if self.heavy_loss() {
             Usage::Over
         } else {
             usage
@@ -516,6 +600,8 @@ impl BandwidthEstimator for ViewerGcc {
             capacity = self.capacity.unwrap_or(0.0) as u64,
             queue_ms = self.queue.standing_ms(),
             reports = reports.len(),
+            lost,
+            counted,
             "path feedback"
         );
         self.out.reports.fetch_add(1, Ordering::Relaxed);
@@ -1063,6 +1149,83 @@ mod tests {
     }
 
     #[test]
+    fn a_long_run_of_unreported_packets_is_lost_feedback_not_loss() {
+        use rtc::interceptor::PacketReport;
+        let t0 = Instant::now();
+        let report = |i: u64, arrived: bool| PacketReport {
+            ssrc: 1,
+            id: i,
+            rtp_sequence_number: i as u16,
+            is_twcc: true,
+            twcc_sequence_number: i as u16,
+            size: 1200,
+            arrived,
+            departure: t0 + Duration::from_millis(i),
+            arrival: arrived.then(|| Duration::from_millis(i)),
+            ecn: rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn::NotEct,
+        };
+        // A packet a millisecond; every 10th dropped (a bottleneck, or random loss): counted.
+        let dropped: Vec<_> = (0..200).map(|i| report(i, i % 10 != 0)).collect();
+        assert_eq!(count_losses(&dropped), (20, 200));
+        // The first 112 of 187 packets, sent over 112 ms, went unreported (their feedback was
+        // lost): not counted either way.
+        let gap: Vec<_> = (0..187).map(|i| report(i, i >= 112)).collect();
+        assert_eq!(count_losses(&gap), (0, 75));
+        // The first 5, within 5 ms: lost packets.
+        let few: Vec<_> = (0..50).map(|i| report(i, i >= 5)).collect();
+        assert_eq!(count_losses(&few), (5, 50));
+        // A run of 30 lost after arrivals (a keyframe's tail in a full queue): counted.
+        let burst: Vec<_> = (0..100).map(|i| report(i, !(40..70).contains(&i))).collect();
+        assert_eq!(count_losses(&burst), (30, 100));
+    }
+
+    #[test]
+    fn one_bad_feedback_batch_is_not_heavy_loss_but_a_half_second_of_it_is() {
+        use rtc::interceptor::PacketReport;
+        let out = Arc::new(PathEstimate::default());
+        let mut g = ViewerGcc::new(50_000_000.0, out.clone());
+        let t0 = Instant::now();
+        let mut id = 0u64;
+        // 20 packets of 1000 B every 50 ms (3.2 Mbit/s), evenly spaced and arriving as sent;
+        // the last `lost(step)` of each batch reported lost.
+        let mut run = |g: &mut ViewerGcc, steps: std::ops::Range<u64>, lost: &dyn Fn(u64) -> usize| {
+            for step in steps {
+                let now = t0 + Duration::from_millis(step * 50);
+                let reports: Vec<PacketReport> = (0..20u64)
+                    .map(|i| {
+                        id += 1;
+                        let arrived = (i as usize) < 20 - lost(step);
+                        PacketReport {
+                            ssrc: 1,
+                            id,
+                            rtp_sequence_number: id as u16,
+                            is_twcc: true,
+                            twcc_sequence_number: id as u16,
+                            size: 1000,
+                            arrived,
+                            departure: now - Duration::from_millis(50 - i * 2),
+                            arrival: arrived.then(|| Duration::from_millis(step * 50 + i * 2)),
+                            ecn: rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn::NotEct,
+                        }
+                    })
+                    .collect();
+                g.on_reports(now, &reports);
+            }
+        };
+        run(&mut g, 0..60, &|_| 0);
+        let before = g.rate;
+        // One batch of 20 reads 11 lost (the 2 % loss run's artefact): no backoff.
+        run(&mut g, 60..61, &|_| 11);
+        assert!(g.smoothed_loss() > HEAVY_LOSS, "the smoothed loss alone would back off");
+        run(&mut g, 61..62, &|_| 0);
+        assert!(g.last_decrease.is_none(), "backed off to {}", g.rate);
+        // A link that drops a quarter of everything for half a second: backoff.
+        run(&mut g, 62..72, &|_| 5);
+        assert!(g.last_decrease.is_some(), "heavy loss backs off");
+        assert!(g.rate < before, "{} after {before}", g.rate);
+    }
+
+    #[test]
     fn the_estimate_cannot_run_far_ahead_of_what_arrived() {
         use rtc::interceptor::PacketReport;
         let out = Arc::new(PathEstimate::default());
@@ -1278,12 +1441,13 @@ mod tests {
         let ms = ms + 2_000;
         g.update_rate(at(ms), Usage::Over, Some(1_000_000.0), 1_000_000.0);
         assert_eq!(g.rate, 1_000_000.0 * DECREASE_FACTOR);
-        // …a screen that then sends 600 kbit/s grows it only as far as the evidence…
+        // …a screen that then sends 600 kbit/s grows it only as far as the evidence (with a
+        // measured path, not the probe allowance: behind 1 Mbit/s that let it reach 2.2)…
         spaced(&mut g, 10);
         for i in 1..=50 {
             g.update_rate(at(ms + i * 100), Usage::Normal, Some(600_000.0), 600_000.0);
         }
-        assert_eq!(g.rate, 600_000.0 * ACKED_HEADROOM + PROBE_BPS);
+        assert_eq!(g.rate, 600_000.0 * ACKED_HEADROOM + MEASURED_PROBE_BPS);
         // …and one that stops moving does not talk it down under what the path carried.
         let high = 2_000_000.0;
         for i in 51..=55 {
@@ -1294,7 +1458,7 @@ mod tests {
         }
         assert_eq!(
             g.rate,
-            high * DEMONSTRATED_SHARE + PROBE_BPS,
+            high * DEMONSTRATED_SHARE + MEASURED_PROBE_BPS,
             "a still screen"
         );
     }
