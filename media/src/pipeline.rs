@@ -54,7 +54,28 @@ pub struct RatePacer {
     bytes_per_sec: f64,
     /// Starts full: the first frames go at once.
     budget: ByteBudget,
+    /// A keyframe's bytes not yet counted, and the share each frame adds (see
+    /// [`KEYFRAME_SPREAD_FRAMES`]).
+    spreading: f64,
+    spread_share: f64,
+    /// The last frame's bytes, if it was not a keyframe (see [`PACER_MAX_DEBT`]).
+    last_frame_bytes: f64,
 }
+
+/// A debt beyond this much of the rate is forgiven, unless the last frame alone costs more:
+/// frames that big each are held to the average (the frame rate falls until they fit), but
+/// a debt of a keyframe or of earlier frames is repaid by holds of at most this long, not a
+/// stall. A held frame carries all the motion of the hold: the first frames after a halved
+/// picture's keyframe, held 0.5 s each, were 60 and 47 kB (2 kB once at full rate).
+pub const PACER_MAX_DEBT: Duration = Duration::from_millis(100);
+
+/// A keyframe counts against the budget in equal shares over the next this many frames,
+/// not at once (libwebrtc's frame dropper spreads a key frame over half a second of frames
+/// too). Counted at once, the keyframe of a halved picture (60 kB at 580 kbit/s) held the
+/// encoder for half a second; the next frame then carried half a second of motion (60 kB,
+/// another hold), then 47 kB: 1.4 s at 2 frames a second behind a link stepped down to
+/// 2 Mbit/s. Spread, the debt is repaid by a lower frame rate while the frames stay small.
+pub const KEYFRAME_SPREAD_FRAMES: f64 = 15.0;
 
 /// Bytes the pacer lets through at once: half a second of budget (a keyframe, a sudden
 /// change of the whole screen).
@@ -70,12 +91,25 @@ impl RatePacer {
         Self {
             bytes_per_sec,
             budget: ByteBudget::full(now, PACER_BURST, bytes_per_sec),
+            spreading: 0.0,
+            spread_share: 0.0,
+            last_frame_bytes: 0.0,
         }
+    }
+
+    fn fill(&mut self, now: Instant) {
+        self.budget.fill(now, self.bytes_per_sec);
+    }
+
+    /// Forgives a debt beyond [`PACER_MAX_DEBT`] (or the last frame's own bytes).
+    fn forgive(&mut self) {
+        let max = (PACER_MAX_DEBT.as_secs_f64() * self.bytes_per_sec).max(self.last_frame_bytes);
+        self.budget.forgive_beyond(max);
     }
 
     /// How long the next frame must wait (zero: it may go now).
     pub fn wait(&mut self, now: Instant) -> Duration {
-        self.budget.fill(now, self.bytes_per_sec);
+        self.fill(now);
         self.budget.wait(self.bytes_per_sec)
     }
 
@@ -84,16 +118,26 @@ impl RatePacer {
     /// bytes owed at 6 Mbit/s, repaid at the 150 kbit/s a congested link left, held the
     /// encoder for 5 s, and the viewer with it.
     pub fn set_rate(&mut self, bitrate_kbps: u32, now: Instant) {
-        self.budget.fill(now, self.bytes_per_sec);
+        self.fill(now);
         let old = self.bytes_per_sec;
         self.bytes_per_sec = bytes_per_sec(bitrate_kbps);
         self.budget.change_rate(old, self.bytes_per_sec);
     }
 
-    /// Counts an encoded frame of `bytes`.
-    pub fn spend(&mut self, bytes: usize, now: Instant) {
-        self.budget.fill(now, self.bytes_per_sec);
-        self.budget.spend(bytes);
+    /// Counts an encoded frame of `bytes`; a keyframe over the next
+    /// [`KEYFRAME_SPREAD_FRAMES`] frames.
+    pub fn spend(&mut self, bytes: usize, keyframe: bool, now: Instant) {
+        self.fill(now);
+        if keyframe {
+            self.spreading += bytes as f64;
+            self.spread_share = self.spreading / KEYFRAME_SPREAD_FRAMES;
+            return;
+        }
+        let share = self.spread_share.min(self.spreading);
+        self.spreading -= share;
+        self.last_frame_bytes = bytes as f64;
+        self.budget.spend(bytes + share.round() as usize);
+        self.forgive();
     }
 }
 
@@ -655,7 +699,7 @@ fn encode_loop(
         };
         let encode_us = started.elapsed().as_micros() as u64;
         last_encode = Instant::now();
-        pacer.spend(encoded.data.len(), last_encode);
+        pacer.spend(encoded.data.len(), encoded.keyframe, last_encode);
         stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
         stats
             .bytes_encoded
@@ -696,9 +740,9 @@ mod tests {
         // 8000 kbit/s = 1 MB/s; a burst of 0.5 s = 500 kB.
         let mut p = RatePacer::new(8000, t0);
         assert_eq!(p.wait(t0), Duration::ZERO);
-        p.spend(400_000, t0);
+        p.spend(400_000, false, t0);
         assert_eq!(p.wait(t0), Duration::ZERO, "within the burst");
-        p.spend(300_000, t0);
+        p.spend(300_000, false, t0);
         // 200 kB in debt at 1 MB/s: 200 ms.
         assert_eq!(p.wait(t0), Duration::from_millis(200));
         assert_eq!(p.wait(ms(150)), Duration::from_millis(50));
@@ -710,7 +754,7 @@ mod tests {
         for tick in 0..300u64 {
             let now = ms(tick * 1000 / 30);
             if p.wait(now).is_zero() {
-                p.spend(150_000, now);
+                p.spend(150_000, false, now);
                 sent += 150_000;
             }
         }
@@ -725,7 +769,7 @@ mod tests {
         for tick in 0..600u64 {
             let now = t0 + Duration::from_millis(tick * 1000 / 60);
             assert_eq!(p.wait(now), Duration::ZERO, "tick {tick}");
-            p.spend(2_000, now); // 60 fps x 2 kB = 960 kbit/s < 2000
+            p.spend(2_000, false, now); // 60 fps x 2 kB = 960 kbit/s < 2000
         }
     }
 
@@ -734,21 +778,55 @@ mod tests {
         let t0 = Instant::now();
         // 6000 kbit/s = 750 kB/s; 450 kB spent at once: 75 kB (100 ms) in debt.
         let mut p = RatePacer::new(6000, t0);
-        p.spend(450_000, t0);
+        p.spend(450_000, false, t0);
         assert_eq!(p.wait(t0), Duration::from_millis(100));
         // The link falls to 150 kbit/s (18.75 kB/s): still 100 ms, not 4 s.
         p.set_rate(150, t0);
         assert_eq!(p.wait(t0), Duration::from_millis(100));
         // A debt never stands for more than the burst's time.
         let mut p = RatePacer::new(6000, t0);
-        p.spend(2_000_000, t0);
+        p.spend(2_000_000, false, t0);
         p.set_rate(150, t0);
         assert_eq!(p.wait(t0), PACER_BURST);
         // Going up repays it sooner; credit is capped at the new burst.
         let mut p = RatePacer::new(1000, t0);
-        p.spend(62_500 + 12_500, t0);
+        p.spend(62_500 + 12_500, false, t0);
         p.set_rate(2000, t0);
         assert_eq!(p.wait(t0), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_keyframe_is_repaid_by_a_lower_frame_rate_not_a_stall() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // 580 kbit/s = 72.5 kB/s, already in debt by the frames before; a 60 kB keyframe, then
+        // 2 kB frames offered at 30 fps.
+        let mut p = RatePacer::new(580, t0);
+        p.spend(36_250 + 5_000, false, t0);
+        p.spend(60_000, true, t0);
+        let mut encoded = Vec::new();
+        let mut longest = Duration::ZERO;
+        let mut last = t0;
+        for tick in 1..=90u64 {
+            let now = ms(tick * 1000 / 30);
+            if p.wait(now).is_zero() {
+                p.spend(2_000, false, now);
+                longest = longest.max(now - last);
+                last = now;
+                encoded.push(now);
+            }
+        }
+        // Never the stall that counting it at once made (60 kB + 5 kB of debt at 72.5 kB/s:
+        // 0.9 s), but a lower frame rate while it is repaid…
+        assert!(longest <= Duration::from_millis(150), "{longest:?}");
+        assert!(
+            (60..=85).contains(&encoded.len()),
+            "{} frames in 3 s",
+            encoded.len()
+        );
+        // …and frames the rate has room for are not held once it is.
+        let late: Vec<_> = encoded.iter().filter(|&&t| t > ms(1_500)).collect();
+        assert_eq!(late.len(), 45, "full rate from 1.5 s: {late:?}");
     }
 
     #[test]
@@ -756,7 +834,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = RatePacer::new(8000, t0);
         let later = t0 + Duration::from_secs(60);
-        p.spend(600_000, later);
+        p.spend(600_000, false, later);
         // 500 kB of burst, not 60 s of budget: 100 kB in debt.
         assert_eq!(p.wait(later), Duration::from_millis(100));
     }

@@ -67,6 +67,11 @@ impl ByteBudget {
         self.level -= bytes as f64;
     }
 
+    /// Forgives any debt beyond `max_debt` bytes.
+    pub fn forgive_beyond(&mut self, max_debt: f64) {
+        self.level = self.level.max(-max_debt);
+    }
+
     /// Bytes that may go now (negative: in debt), as of the last fill.
     pub fn level(&self) -> f64 {
         self.level
