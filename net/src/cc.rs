@@ -425,6 +425,12 @@ impl ViewerGcc {
                     FAST_GROWTH
                 };
                 self.rate = (self.rate * (1.0 + growth * dt)).min(self.max);
+                // A standing queue while the sender fills most of the estimate: the path
+                // delivers what arrives and no more; aim there, so the queue drains before it
+                // is overuse (a sender far under its estimate did not make the queue).
+                if queued_ms > QUEUE_HOLD_MS && acked >= self.rate * FILLED_SHARE {
+                    self.rate = self.rate.min(acked.max(MIN_BPS));
+                }
             }
         }
         // Growth needs evidence: never far beyond what arrived.
@@ -625,6 +631,11 @@ pub const QUEUE_OVERUSE_MS: f64 = 40.0;
 /// full (behind 3 Mbit/s the estimate grew on, gently, for 0.8 s while the queue built to
 /// 40 ms, and the encoder's lag after the backoff took it to 135 ms).
 pub const QUEUE_HOLD_MS: f64 = 15.0;
+/// …and while what arrives is at least this share of the estimate, brings the estimate down
+/// to what arrives. (Behind 3 Mbit/s the estimate, held at 3.7 Mbit/s with 2.8 arriving,
+/// kept the queue growing to 55 ms and the backoff came 600 ms after the hold, with frames
+/// 150-200 ms late.)
+pub const FILLED_SHARE: f64 = 0.6;
 /// A queue counts as standing when every packet that arrived over this long was delayed by
 /// it (a keyframe's burst, or a stalled CPU, passes within it).
 const QUEUE_WINDOW: Duration = Duration::from_millis(300);
@@ -643,7 +654,7 @@ const BASE_WARMUP: Duration = Duration::from_secs(3);
 /// viewer's clock less its departure on ours; the clocks' offset cancels out) over the least
 /// one-way delay of the last [`BASE_WINDOW`], once that has been measured for
 /// [`BASE_WARMUP`].
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct QueueDelay {
     /// The first packet's departure.
     first: Option<Instant>,
@@ -1333,6 +1344,28 @@ mod tests {
             3_000_000.0,
         );
         assert_eq!(g.rate, 3_000_000.0 * DECREASE_FACTOR);
+
+        // A queue standing 20 ms (over the hold, under overuse): a sender filling its
+        // estimate aims at what arrives; one far under it (it did not make the queue) keeps it.
+        let mut held = QueueDelay::default();
+        for ms in (0..3_500).step_by(5) {
+            send(&mut held, ms, 0);
+        }
+        for ms in (3_500..3_900).step_by(5) {
+            send(&mut held, ms, 20);
+        }
+        assert!(held.standing_ms() > QUEUE_HOLD_MS && held.standing_ms() < QUEUE_OVERUSE_MS);
+        let now = t0 + Duration::from_millis(3_900);
+        let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
+        g.rate = 3_700_000.0;
+        g.queue = held.clone();
+        g.update_rate(now, Usage::Normal, Some(2_800_000.0), 2_800_000.0);
+        assert_eq!(g.rate, 2_800_000.0, "filled: down to what arrives");
+        let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
+        g.rate = 3_700_000.0;
+        g.queue = held;
+        g.update_rate(now, Usage::Normal, Some(2_000_000.0), 2_000_000.0);
+        assert_eq!(g.rate, 3_700_000.0, "far under the estimate: held");
     }
 
     #[test]
