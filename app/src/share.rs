@@ -133,7 +133,11 @@ async fn steer_encoder(
     let mut tick = tokio::time::interval(STEER_INTERVAL);
     let mut last = policy.current();
     loop {
-        tick.tick().await;
+        // Every tick, and at once when a viewer's path is added.
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = fanout.paths_changed.notified() => {}
+        }
         let (width, height) = size();
         policy.set_size(width, height);
         if let Some((bytes, scale_div)) = control.last_keyframe() {

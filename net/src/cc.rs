@@ -381,10 +381,7 @@ impl ViewerGcc {
                     .last_decrease
                     .is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL);
                 let queued = queued_ms > QUEUE_OVERUSE_MS;
-                if due
-                    && (self.delivered_share() < DELIVERED_SHARE
-                        || self.heavy_loss()
-                        || queued)
+                if due && (self.delivered_share() < DELIVERED_SHARE || self.heavy_loss() || queued)
                 {
                     // Back off to a share of what the path delivers, not of what we aimed
                     // at, and never below it: while the queue of an earlier overshoot
@@ -1186,7 +1183,9 @@ mod tests {
         let few: Vec<_> = (0..50).map(|i| report(i, i >= 5)).collect();
         assert_eq!(count_losses(&few), (5, 50));
         // A run of 30 lost after arrivals (a keyframe's tail in a full queue): counted.
-        let burst: Vec<_> = (0..100).map(|i| report(i, !(40..70).contains(&i))).collect();
+        let burst: Vec<_> = (0..100)
+            .map(|i| report(i, !(40..70).contains(&i)))
+            .collect();
         assert_eq!(count_losses(&burst), (30, 100));
     }
 
@@ -1199,7 +1198,9 @@ mod tests {
         let mut id = 0u64;
         // 20 packets of 1000 B every 50 ms (3.2 Mbit/s), evenly spaced and arriving as sent;
         // the last `lost(step)` of each batch reported lost.
-        let mut run = |g: &mut ViewerGcc, steps: std::ops::Range<u64>, lost: &dyn Fn(u64) -> usize| {
+        let mut run = |g: &mut ViewerGcc,
+                       steps: std::ops::Range<u64>,
+                       lost: &dyn Fn(u64) -> usize| {
             for step in steps {
                 let now = t0 + Duration::from_millis(step * 50);
                 let reports: Vec<PacketReport> = (0..20u64)
@@ -1227,7 +1228,10 @@ mod tests {
         let before = g.rate;
         // One batch of 20 reads 11 lost (the 2 % loss run's artefact): no backoff.
         run(&mut g, 60..61, &|_| 11);
-        assert!(g.smoothed_loss() > HEAVY_LOSS, "the smoothed loss alone would back off");
+        assert!(
+            g.smoothed_loss() > HEAVY_LOSS,
+            "the smoothed loss alone would back off"
+        );
         run(&mut g, 61..62, &|_| 0);
         assert!(g.last_decrease.is_none(), "backed off to {}", g.rate);
         // A link that drops a quarter of everything for half a second: backoff.

@@ -238,7 +238,12 @@ pub struct ViewerKeyframes {
 
 impl ViewerKeyframes {
     pub fn request(&self, reason: KeyframeReason) {
-        tracing::debug!(?reason, "keyframe wanted");
+        let outstanding = self.gate.video.keyframe_outstanding();
+        tracing::debug!(?reason, outstanding, "keyframe wanted");
+        if outstanding {
+            // The keyframe already asked for serves this viewer too.
+            return;
+        }
         self.gate.request(&self.state, reason);
     }
 }

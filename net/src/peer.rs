@@ -495,8 +495,10 @@ impl Viewer {
         tracing::debug!(?extensions, "video header extensions");
 
         let frames = video.subscribe();
+        // The encoder's target takes this path in now; its first keyframe is asked for once
+        // connected (one asked for here was made before the viewer could take it: a wasted
+        // 1080p IDR for every other viewer, and a second one for this viewer at connect).
         video.watch_path(&path);
-        keyframes.request(KeyframeReason::Join);
         let send_task = tokio::spawn(send_media(
             track.clone(),
             frames,

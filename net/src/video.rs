@@ -105,6 +105,10 @@ const PLAYOUT_DELAY_ZERO: [u8; 3] = [0, 0, 0];
 pub type KeyframeRequester = Arc<dyn Fn() + Send + Sync>;
 
 /// One stream's fan-out: [`MediaFanout::video`] (H.264) or [`MediaFanout::audio`] (Opus).
+/// How long an asked-for keyframe counts as coming (the encoder answers in one frame time,
+/// or an IDR's encoding time).
+pub const KEYFRAME_OUTSTANDING: Duration = Duration::from_millis(500);
+
 pub struct MediaFanout {
     tx: broadcast::Sender<Arc<PayloadedUnit>>,
     payloading: Payloading,
@@ -119,6 +123,14 @@ pub struct MediaFanout {
     pub units_over_budget: AtomicU64,
     /// The path estimates of the viewers watching (congestion control).
     paths: Mutex<Vec<std::sync::Weak<crate::cc::PathEstimate>>>,
+    /// Woken when a viewer's path is added: the encoder's target should take it in before
+    /// the viewer's first keyframe is made (made at the configured 8 Mbit/s for a viewer
+    /// whose path starts at 1.5, the two 1080p join keyframes were 164 and 127 kB, and
+    /// openh264's rate control then starved the frames after them).
+    pub paths_changed: tokio::sync::Notify,
+    /// When a keyframe was last asked for and not yet published (ms since `epoch`, plus 1;
+    /// 0: none outstanding).
+    keyframe_asked_ms: AtomicU64,
     /// Bytes of the last keyframe published (what the next one will likely cost).
     pub last_keyframe_bytes: AtomicU64,
     /// What the viewers' NACKs got (all viewers together).
@@ -177,6 +189,8 @@ impl MediaFanout {
             keyframes_requested: AtomicU64::new(0),
             units_over_budget: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
+            paths_changed: tokio::sync::Notify::new(),
+            keyframe_asked_ms: AtomicU64::new(0),
             last_keyframe_bytes: AtomicU64::new(0),
             resends: Arc::default(),
         })
@@ -226,6 +240,7 @@ impl MediaFanout {
         if sample.keyframe {
             self.last_keyframe_bytes
                 .store(sample.data.len() as u64, Ordering::Relaxed);
+            self.keyframe_asked_ms.store(0, Ordering::Relaxed);
         }
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(unit);
@@ -241,7 +256,26 @@ impl MediaFanout {
             return;
         }
         self.keyframes_requested.fetch_add(1, Ordering::Relaxed);
+        self.keyframe_asked_ms
+            .store(self.millis_since_epoch() + 1, Ordering::Relaxed);
         (self.request_keyframe)();
+    }
+
+    /// Whether a keyframe was asked for less than [`KEYFRAME_OUTSTANDING`] ago and is not
+    /// published yet: it will serve any viewer subscribed by then, so a request now needs
+    /// no keyframe of its own. (A viewer connecting 100 ms after its answer asked again
+    /// before the first keyframe was out, and got a second 1080p IDR 150 ms after it.)
+    pub fn keyframe_outstanding(&self) -> bool {
+        match self.keyframe_asked_ms.load(Ordering::Relaxed) {
+            0 => false,
+            asked => {
+                self.millis_since_epoch() + 1 - asked < KEYFRAME_OUTSTANDING.as_millis() as u64
+            }
+        }
+    }
+
+    fn millis_since_epoch(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     pub fn viewers(&self) -> usize {
@@ -253,6 +287,8 @@ impl MediaFanout {
         let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
         paths.retain(|p| p.strong_count() > 0);
         paths.push(Arc::downgrade(path));
+        drop(paths);
+        self.paths_changed.notify_one();
     }
 
     /// How far apart loss keyframes must be for the last keyframe's size to take at most
@@ -425,6 +461,40 @@ mod tests {
         assert_eq!(fanout.viewers(), 2);
         fanout.request_keyframe();
         assert_eq!(requested.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_keyframe_asked_for_and_not_yet_out_serves_the_next_request() {
+        use crate::keyframe::{KeyframeGate, KeyframePolicy, KeyframeReason};
+        let requested = Arc::new(AtomicU64::new(0));
+        let r = requested.clone();
+        let epoch = Instant::now();
+        let fanout = MediaFanout::video(
+            epoch,
+            Arc::new(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            }),
+        );
+        let gate = KeyframeGate::new(fanout.clone(), KeyframePolicy::default());
+        let (a, b) = (gate.viewer(), gate.viewer());
+        a.request(KeyframeReason::Join);
+        assert!(fanout.keyframe_outstanding());
+        // Another viewer connects before it is out: served by it, not by a second IDR
+        // (which the policy would have deferred by its join interval).
+        b.request(KeyframeReason::Join);
+        // (Real time: the policy's clock is std's.)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(requested.load(Ordering::Relaxed), 1);
+        fanout.publish(MediaUnit {
+            data: annexb(&[&[0x67, 1, 2, 3], &[0x68, 4], &[0x65, 9, 9]]),
+            capture_time: epoch + Duration::from_millis(100),
+            keyframe: true,
+        });
+        assert!(!fanout.keyframe_outstanding());
+        // Once it is out, a new request gets its own.
+        b.request(KeyframeReason::Join);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(requested.load(Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -52,8 +52,9 @@ pub(super) async fn send_media(
     if connected.wait_for(|up| *up).await.is_err() {
         return;
     }
-    request_keyframe(KeyframeReason::Join);
+    // Subscribed before asking, so the keyframe asked for (or one already coming) is seen.
     let mut frames = frames.resubscribe();
+    request_keyframe(KeyframeReason::Join);
     let now = Instant::now();
     let mut last_resync: Option<Instant> = Some(now);
     let mut budget = SendBudget::new(now);
@@ -87,7 +88,11 @@ pub(super) async fn send_media(
         // behind 3 Mbit/s, a slideshow of 1080p keyframes).
         if let Some(estimate) = estimate.filter(|&e| !fanout.serves(e)) {
             if !budget.admit(Instant::now(), estimate, bytes) {
-                tracing::debug!(estimate, bytes, "unit over this viewer's byte budget: dropped");
+                tracing::debug!(
+                    estimate,
+                    bytes,
+                    "unit over this viewer's byte budget: dropped"
+                );
                 fanout
                     .units_over_budget
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
