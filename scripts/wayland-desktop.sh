@@ -90,16 +90,24 @@ end_session() {
   local env pid
   for env in /proc/[0-9]*/environ; do
     pid=${env#/proc/}; pid=${pid%/environ}
-    tr '\0' '\n' < "$env" 2>/dev/null | grep -qxF "XDG_RUNTIME_DIR=$run/xdg" &&
+    { tr '\0' '\n' < "$env"; } 2>/dev/null | grep -qxF "XDG_RUNTIME_DIR=$run/xdg" &&
       kill "$pid" 2>/dev/null || true
   done
 }
-trap end_session EXIT
+# …and remove its directory: also when the harness stops us (the explicit removal at the
+# end was skipped then, and left a directory behind per test run), and again if a process
+# of the session was still writing into it.
+cleanup() {
+  end_session
+  for _ in 1 2 3 4 5; do
+    rm -rf "$run" 2>/dev/null && [ ! -e "$run" ] && break
+    sleep 0.2
+  done
+}
+trap cleanup EXIT
 status=0
 runuser -u "$user" -- dbus-run-session -- "$run/session.sh" "$run" "$size" "$@" || status=$?
 if [ $status -ne 0 ]; then
   for f in "$run"/*.log; do echo "----- $f" >&2; tail -20 "$f" >&2; done
 fi
-end_session
-rm -rf "$run"
 exit $status

@@ -109,15 +109,26 @@ mod tests {
         unit(out.data.to_vec(), rtp_time, true)
     }
 
-    fn temp_file(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("porthole-recording-{}", std::process::id()));
+    /// A file in a directory of its own, removed with the returned guard.
+    fn temp_file(name: &str) -> (TempDir, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("porthole-recording-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+        let path = dir.join(name);
+        (TempDir(dir), path)
+    }
+
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     #[test]
     fn keyframes_are_asked_for_at_once_then_at_most_every_500_ms_until_the_file_starts() {
-        let path = temp_file("throttle.mp4");
+        let (_dir, path) = temp_file("throttle.mp4");
         let mut rec = Recording::create(&path, false).unwrap();
         let t0 = Instant::now();
         let delta = unit(vec![0, 0, 0, 1, 0x41, 0x9a], 0, false);
@@ -145,7 +156,7 @@ mod tests {
     #[test]
     fn the_sound_track_follows_the_answer_from_the_first_keyframe() {
         for with_audio in [true, false] {
-            let path = temp_file(&format!("audio-{with_audio}.mp4"));
+            let (_dir, path) = temp_file(&format!("audio-{with_audio}.mp4"));
             let mut rec = Recording::create(&path, with_audio).unwrap();
             let opus = |t| unit(vec![0xfc, 0xff, 0xfe], t, true);
             // Sound before the first picture is not recorded.
