@@ -1156,21 +1156,34 @@ mod tests {
         assert!(b.admit(at(1_600), MBIT, 1_000));
     }
 
+    /// A TWCC report of packet `id` of `size` bytes, sent at `departure`; arrived at
+    /// `arrival` (on the viewer's clock), or lost.
+    fn twcc_report(
+        id: u64,
+        size: usize,
+        departure: Instant,
+        arrival: Option<Duration>,
+    ) -> rtc::interceptor::PacketReport {
+        rtc::interceptor::PacketReport {
+            ssrc: 1,
+            id,
+            rtp_sequence_number: id as u16,
+            is_twcc: true,
+            twcc_sequence_number: id as u16,
+            size,
+            arrived: arrival.is_some(),
+            departure,
+            arrival,
+            ecn: rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn::NotEct,
+        }
+    }
+
     #[test]
     fn a_long_run_of_unreported_packets_is_lost_feedback_not_loss() {
-        use rtc::interceptor::PacketReport;
         let t0 = Instant::now();
-        let report = |i: u64, arrived: bool| PacketReport {
-            ssrc: 1,
-            id: i,
-            rtp_sequence_number: i as u16,
-            is_twcc: true,
-            twcc_sequence_number: i as u16,
-            size: 1200,
-            arrived,
-            departure: t0 + Duration::from_millis(i),
-            arrival: arrived.then(|| Duration::from_millis(i)),
-            ecn: rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn::NotEct,
+        let report = |i: u64, arrived: bool| {
+            let arrival = arrived.then(|| Duration::from_millis(i));
+            twcc_report(i, 1200, t0 + Duration::from_millis(i), arrival)
         };
         // A packet a millisecond; every 10th dropped (a bottleneck, or random loss): counted.
         let dropped: Vec<_> = (0..200).map(|i| report(i, i % 10 != 0)).collect();
@@ -1198,32 +1211,21 @@ mod tests {
         let mut id = 0u64;
         // 20 packets of 1000 B every 50 ms (3.2 Mbit/s), evenly spaced and arriving as sent;
         // the last `lost(step)` of each batch reported lost.
-        let mut run = |g: &mut ViewerGcc,
-                       steps: std::ops::Range<u64>,
-                       lost: &dyn Fn(u64) -> usize| {
-            for step in steps {
-                let now = t0 + Duration::from_millis(step * 50);
-                let reports: Vec<PacketReport> = (0..20u64)
-                    .map(|i| {
-                        id += 1;
-                        let arrived = (i as usize) < 20 - lost(step);
-                        PacketReport {
-                            ssrc: 1,
-                            id,
-                            rtp_sequence_number: id as u16,
-                            is_twcc: true,
-                            twcc_sequence_number: id as u16,
-                            size: 1000,
-                            arrived,
-                            departure: now - Duration::from_millis(50 - i * 2),
-                            arrival: arrived.then(|| Duration::from_millis(step * 50 + i * 2)),
-                            ecn: rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn::NotEct,
-                        }
-                    })
-                    .collect();
-                g.on_reports(now, &reports);
-            }
-        };
+        let mut run =
+            |g: &mut ViewerGcc, steps: std::ops::Range<u64>, lost: &dyn Fn(u64) -> usize| {
+                for step in steps {
+                    let now = t0 + Duration::from_millis(step * 50);
+                    let reports: Vec<PacketReport> = (0..20u64)
+                        .map(|i| {
+                            id += 1;
+                            let arrived = (i as usize) < 20 - lost(step);
+                            let arrival = arrived.then(|| Duration::from_millis(step * 50 + i * 2));
+                            twcc_report(id, 1000, now - Duration::from_millis(50 - i * 2), arrival)
+                        })
+                        .collect();
+                    g.on_reports(now, &reports);
+                }
+            };
         run(&mut g, 0..60, &|_| 0);
         let before = g.rate;
         // One batch of 20 reads 11 lost (the 2 % loss run's artefact): no backoff.
@@ -1255,18 +1257,8 @@ mod tests {
             let reports: Vec<PacketReport> = (0..10)
                 .map(|i| {
                     id += 1;
-                    PacketReport {
-                        ssrc: 1,
-                        id,
-                        rtp_sequence_number: id as u16,
-                        is_twcc: true,
-                        twcc_sequence_number: id as u16,
-                        size: 200,
-                        arrived: true,
-                        departure: now - Duration::from_millis(30 - i),
-                        arrival: Some(Duration::from_millis(step * 100 + i)),
-                        ecn: rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn::NotEct,
-                    }
+                    let arrival = Some(Duration::from_millis(step * 100 + i));
+                    twcc_report(id, 200, now - Duration::from_millis(30 - i), arrival)
                 })
                 .collect();
             g.on_reports(now, &reports);

@@ -433,17 +433,23 @@ mod tests {
         Bytes::from(v)
     }
 
-    #[test]
-    fn one_unit_is_payloaded_once_and_shared_by_every_viewer() {
+    /// A video fan-out that counts the keyframes asked of its encoder.
+    fn counting_fanout(epoch: Instant) -> (Arc<MediaFanout>, Arc<AtomicU64>) {
         let requested = Arc::new(AtomicU64::new(0));
         let r = requested.clone();
-        let epoch = Instant::now();
         let fanout = MediaFanout::video(
             epoch,
             Arc::new(move || {
                 r.fetch_add(1, Ordering::Relaxed);
             }),
         );
+        (fanout, requested)
+    }
+
+    #[test]
+    fn one_unit_is_payloaded_once_and_shared_by_every_viewer() {
+        let epoch = Instant::now();
+        let (fanout, requested) = counting_fanout(epoch);
         let mut a = fanout.subscribe();
         let mut b = fanout.subscribe();
         let big = vec![0x41u8; 5000];
@@ -466,15 +472,8 @@ mod tests {
     #[tokio::test]
     async fn a_keyframe_asked_for_and_not_yet_out_serves_the_next_request() {
         use crate::keyframe::{KeyframeGate, KeyframePolicy, KeyframeReason};
-        let requested = Arc::new(AtomicU64::new(0));
-        let r = requested.clone();
         let epoch = Instant::now();
-        let fanout = MediaFanout::video(
-            epoch,
-            Arc::new(move || {
-                r.fetch_add(1, Ordering::Relaxed);
-            }),
-        );
+        let (fanout, requested) = counting_fanout(epoch);
         let gate = KeyframeGate::new(fanout.clone(), KeyframePolicy::default());
         let (a, b) = (gate.viewer(), gate.viewer());
         a.request(KeyframeReason::Join);
