@@ -9,7 +9,12 @@ bash scripts/install-deps.sh test
 
 export CARGO_TERM_COLOR=never
 cargo build --locked --bins
-cargo test --locked --workspace
+cargo test --locked --workspace --exclude media
+# media's tests one at a time: run in parallel, now and then (3 runs of 65 on 2026-11-30,
+# none of 20 one at a time) the process aborts in glibc's __pthread_tpp_change_priority
+# ("Assertion `previous_prio == -1 || …` failed") while audio threads ask for real-time
+# priority. Not understood yet (serialising that request alone did not help).
+cargo test --locked -p media -- --test-threads=1
 node --test tests/js/
 
 if [ "$(id -u)" = 0 ]; then
