@@ -10,10 +10,12 @@ bash scripts/install-deps.sh test
 export CARGO_TERM_COLOR=never
 cargo build --locked --bins
 cargo test --locked --workspace --exclude media
-# media's tests one at a time: run in parallel, now and then (3 runs of 65 on 2026-11-30,
-# none of 20 one at a time) the process aborts in glibc's __pthread_tpp_change_priority
-# ("Assertion `previous_prio == -1 || …` failed") while audio threads ask for real-time
-# priority. Not understood yet (serialising that request alone did not help).
+# media's tests one at a time: run in parallel, now and then the process aborts in glibc's
+# __pthread_tpp_change_priority ("Assertion `previous_prio == -1 || …` failed"), a sign of
+# memory corruption. It takes several multi-threaded openh264 encoders at once (they share
+# openh264's one thread pool): the encoder tests alone, in parallel, aborted 3 runs of 40;
+# on one CPU (one openh264 thread each) 0 of 40; all media tests one at a time 0 of 20.
+# A share runs one encoder at a time. Not understood yet.
 cargo test --locked -p media -- --test-threads=1
 node --test tests/js/
 
