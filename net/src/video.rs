@@ -128,9 +128,8 @@ pub struct MediaFanout {
     /// whose path starts at 1.5, the two 1080p join keyframes were 164 and 127 kB, and
     /// openh264's rate control then starved the frames after them).
     pub paths_changed: tokio::sync::Notify,
-    /// When a keyframe was last asked for and not yet published (ms since `epoch`, plus 1;
-    /// 0: none outstanding).
-    keyframe_asked_ms: AtomicU64,
+    /// When a keyframe was last asked for, if it is not published yet.
+    keyframe_asked: Mutex<Option<Instant>>,
     /// Bytes of the last keyframe published (what the next one will likely cost).
     pub last_keyframe_bytes: AtomicU64,
     /// What the viewers' NACKs got (all viewers together).
@@ -190,7 +189,7 @@ impl MediaFanout {
             units_over_budget: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
             paths_changed: tokio::sync::Notify::new(),
-            keyframe_asked_ms: AtomicU64::new(0),
+            keyframe_asked: Mutex::new(None),
             last_keyframe_bytes: AtomicU64::new(0),
             resends: Arc::default(),
         })
@@ -240,7 +239,10 @@ impl MediaFanout {
         if sample.keyframe {
             self.last_keyframe_bytes
                 .store(sample.data.len() as u64, Ordering::Relaxed);
-            self.keyframe_asked_ms.store(0, Ordering::Relaxed);
+            *self
+                .keyframe_asked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
         }
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(unit);
@@ -256,8 +258,10 @@ impl MediaFanout {
             return;
         }
         self.keyframes_requested.fetch_add(1, Ordering::Relaxed);
-        self.keyframe_asked_ms
-            .store(self.millis_since_epoch() + 1, Ordering::Relaxed);
+        *self
+            .keyframe_asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         (self.request_keyframe)();
     }
 
@@ -266,16 +270,10 @@ impl MediaFanout {
     /// no keyframe of its own. (A viewer connecting 100 ms after its answer asked again
     /// before the first keyframe was out, and got a second 1080p IDR 150 ms after it.)
     pub fn keyframe_outstanding(&self) -> bool {
-        match self.keyframe_asked_ms.load(Ordering::Relaxed) {
-            0 => false,
-            asked => {
-                self.millis_since_epoch() + 1 - asked < KEYFRAME_OUTSTANDING.as_millis() as u64
-            }
-        }
-    }
-
-    fn millis_since_epoch(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.keyframe_asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|asked| asked.elapsed() < KEYFRAME_OUTSTANDING)
     }
 
     pub fn viewers(&self) -> usize {
