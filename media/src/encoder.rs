@@ -277,8 +277,14 @@ impl H264Encoder {
         } else {
             self.watch_rate_control(self.buf.len())?;
         }
+        let qp = if tracing::enabled!(tracing::Level::TRACE) {
+            self.last_qp()
+        } else {
+            None
+        };
         tracing::trace!(
             frame = self.frames,
+            qp,
             keyframe,
             bytes = self.buf.len(),
             encode_us = started.elapsed().as_micros() as u64,
