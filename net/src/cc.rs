@@ -275,8 +275,10 @@ pub const CAPACITY_BAND: f64 = 0.15;
 /// A capacity sample outside this factor of the capacity replaces it (the path changed);
 /// one within it is averaged in with [`CAPACITY_SMOOTHING`].
 const CAPACITY_RESET_FACTOR: f64 = 1.5;
-/// The weight of a new capacity sample.
+/// The weight of a new capacity sample at a backoff…
 const CAPACITY_SMOOTHING: f64 = 0.5;
+/// …and of a full path's pace in each feedback report (several a second).
+const CAPACITY_PACE_WEIGHT: f64 = 0.25;
 
 /// On overuse, the rate becomes this share of what arrived.
 pub const DECREASE_FACTOR: f64 = 0.85;
@@ -310,6 +312,10 @@ pub const HEAVY_LOSS: f64 = 0.1;
 pub const LOSS_WINDOW: Duration = Duration::from_millis(500);
 /// How much recent traffic the delivered/sent comparison looks at.
 const SPAN_WINDOW: Duration = Duration::from_millis(600);
+/// How much of the latest arrivals measure a full path's capacity: short, as the first
+/// backoff after a step down comes 100-300 ms into the new link (over the whole
+/// [`SPAN_WINDOW`], arrivals from before the step read 2.7 Mbit/s behind 1.2).
+const PACE_WINDOW: Duration = Duration::from_millis(250);
 
 impl ViewerGcc {
     pub fn new(max_bps: f64, out: Arc<PathEstimate>) -> Self {
@@ -362,17 +368,29 @@ impl ViewerGcc {
         sent / delivered
     }
 
-    /// What the recent arrivals delivered, at their own pace: their bytes over the time they
-    /// took to arrive (a full bottleneck spaces them at its rate whatever was sent; lost
-    /// packets leave no gap in a busy link). None when too little is known.
+    /// What the arrivals of the last [`PACE_WINDOW`] delivered, at their own pace: their bytes
+    /// over the time they took to arrive (a full bottleneck spaces them at its rate whatever
+    /// was sent; lost packets leave no gap in a busy link). None when too little is known.
     fn delivered_bps(&self) -> Option<f64> {
-        let (first, last) = (self.spans.front()?, self.spans.back()?);
-        let took = last.1.saturating_sub(first.1).as_secs_f64();
-        if self.spans.len() < 10 || took < 0.05 {
+        let newest = self.spans.back()?.1;
+        let recent = self
+            .spans
+            .iter()
+            .filter(|&&(_, arrival, _)| newest.saturating_sub(arrival) <= PACE_WINDOW);
+        let (mut first, mut count, mut bytes) = (None, 0, 0);
+        for &(_, arrival, size) in recent {
+            // The first packet's bytes arrived before the span began.
+            if first.is_none() {
+                first = Some(arrival);
+            } else {
+                bytes += size;
+            }
+            count += 1;
+        }
+        let took = newest.saturating_sub(first?).as_secs_f64();
+        if count < 10 || took < 0.05 {
             return None;
         }
-        // The first packet's bytes arrived before the span began.
-        let bytes: usize = self.spans.iter().skip(1).map(|&(_, _, size)| size).sum();
         Some(bytes as f64 * 8.0 / took)
     }
 
@@ -384,6 +402,17 @@ impl ViewerGcc {
         self.last_update = Some(now);
         self.demonstrated = self.demonstrated.max(acked);
         let queued_ms = self.queue.standing_ms();
+        // Only a full path paces its arrivals (one under its link delivers what was sent):
+        // while it is full (a queue stands, and grows or is long), what arrives measures its
+        // capacity. (Measured at the backoff alone, the first one after a step down from 3.5
+        // to 1.2 Mbit/s read 1.7, with arrivals from before the step in it, and nothing
+        // corrected it. Spread-out arrivals alone can be a receiver's stall.)
+        let full = queued_ms > QUEUE_OVERUSE_MS
+            || (queued_ms > QUEUE_HOLD_MS && self.delivered_share() < DELIVERED_SHARE);
+        let pace = self.delivered_bps().filter(|_| full);
+        if let Some(pace) = pace {
+            self.note_pace(pace);
+        }
         let usage = if self.delivered_share() < OVERUSE_SHARE || queued_ms > QUEUE_OVERUSE_MS {
             Usage::Over
         } else {
@@ -412,16 +441,13 @@ impl ViewerGcc {
                     if floor < self.rate {
                         self.rate = floor.max(MIN_BPS);
                         self.last_decrease = Some(now);
-                        // What the full path delivers: the arrivals' own pace (what arrives
-                        // in the acked window reads low while a queue of lost packets drains:
-                        // behind 1.2 Mbit/s, 0.3); without enough of them, the most that got
-                        // through up to this backoff. (That most alone, after a step down
-                        // from 3.3 to 1.2 Mbit/s, was the old link's: far under it, growth
-                        // was fast, and the estimate ran past the new link again.)
-                        let sample = self
-                            .delivered_bps()
-                            .unwrap_or_else(|| self.demonstrated.max(received.unwrap_or(0.0)));
-                        self.note_capacity(sample);
+                        // Without a full path's pace, the most that got through up to
+                        // this backoff (what arrives in the backoff's own window reads low
+                        // while a queue of lost packets drains: behind 1.2 Mbit/s, 0.3).
+                        if pace.is_none() {
+                            let most = self.demonstrated.max(received.unwrap_or(0.0));
+                            self.note_capacity(most);
+                        }
                         // What got through while the path was full.
                         self.demonstrated = acked;
                     }
@@ -454,7 +480,9 @@ impl ViewerGcc {
         self.rate = self.rate.min(self.evidence_cap(acked));
     }
 
-    /// A backoff saw `sample` bits per second arrive from a full path.
+    /// `sample` bits per second arrived from a full path, at a backoff: a sample within
+    /// [`CAPACITY_RESET_FACTOR`] is averaged in with [`CAPACITY_SMOOTHING`], one outside
+    /// replaces it (the path changed).
     fn note_capacity(&mut self, sample: f64) {
         self.capacity = Some(match self.capacity {
             Some(c)
@@ -463,6 +491,16 @@ impl ViewerGcc {
                 c + (sample - c) * CAPACITY_SMOOTHING
             }
             _ => sample,
+        });
+    }
+
+    /// A full path's pace, in a feedback report: averaged in with [`CAPACITY_PACE_WEIGHT`],
+    /// never replacing the capacity (one report's pace can read a third of the link, when
+    /// the sender paused within it).
+    fn note_pace(&mut self, pace: f64) {
+        self.capacity = Some(match self.capacity {
+            Some(c) => c + (pace - c) * CAPACITY_PACE_WEIGHT,
+            None => pace,
         });
     }
 
@@ -1386,6 +1424,20 @@ mod tests {
         assert_eq!(g.rate, 3_700_000.0, "far under the estimate: held");
     }
 
+    /// A queue that has stood `queued` ms for 400 ms (after 3.5 s without one).
+    fn standing_queue(queued: u64) -> QueueDelay {
+        let t0 = clock_epoch() + Duration::from_secs(100);
+        let mut q = QueueDelay::default();
+        for ms in (0..3_900).step_by(5) {
+            let extra = if ms >= 3_500 { queued } else { 0 };
+            q.add(
+                t0 + Duration::from_millis(ms),
+                Duration::from_millis(100_000 + ms + 1_000 + extra),
+            );
+        }
+        q
+    }
+
     /// Spans of 1200-byte packets sent every `sent_us` and arriving every `arrived_us`.
     fn paced_spans(g: &mut ViewerGcc, t0: Instant, sent_us: u64, arrived_us: u64) {
         g.spans.clear();
@@ -1402,13 +1454,35 @@ mod tests {
     fn the_capacity_is_what_a_full_path_delivers_not_the_most_before_a_step_down() {
         let t0 = Instant::now();
         let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
-        // 3.3 Mbit/s got through before the link stepped down to 1.2 (1200 bytes every 8 ms
-        // arriving): the backoff measures the new link, not the old one.
+        // 3.3 Mbit/s got through (1200 bytes every 2.9 ms) before the link stepped down to
+        // 1.2 (every 8 ms): the backoff measures the new link, not the old one.
         g.demonstrated = 3_300_000.0;
-        paced_spans(&mut g, t0, 3_000, 8_000);
+        g.spans.clear();
+        for i in 0..120u64 {
+            let (sent, arrived) = if i < 80 {
+                (i * 2_900, i * 2_900)
+            } else {
+                (i * 2_900, 80 * 2_900 + (i - 80) * 8_000)
+            };
+            g.spans.push_back((
+                t0 + Duration::from_micros(sent),
+                Duration::from_micros(arrived),
+                1200,
+            ));
+        }
+        g.queue = standing_queue(50);
         g.update_rate(t0, Usage::Over, Some(1_300_000.0), 1_100_000.0);
         let c = g.capacity.unwrap();
         assert!((c - 1_200_000.0).abs() < 1.0, "{c}");
+        // A backoff on a path that is not full (no queue stands; the trend and loss say
+        // over): what it delivers is what was sent, not the capacity.
+        let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
+        g.demonstrated = 1_100_000.0;
+        paced_spans(&mut g, t0, 10_000, 10_000);
+        g.loss = 0.5;
+        g.losses.push_back((t0, 5, 10));
+        g.update_rate(t0, Usage::Over, Some(1_000_000.0), 900_000.0);
+        assert_eq!(g.capacity, Some(1_100_000.0));
         // Too few arrivals to pace (a backoff for heavy loss): the most that got through
         // stands in.
         let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
@@ -1426,10 +1500,12 @@ mod tests {
         let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
         // 3 Mbit/s arrives from a full path (1200 bytes every 3.2 ms): a backoff, capacity 3.
         paced_spans(&mut g, t0, 1_600, 3_200);
+        g.queue = standing_queue(50);
         g.update_rate(at(0), Usage::Over, Some(2_800_000.0), 2_800_000.0);
         assert!((g.capacity.unwrap() - 3_000_000.0).abs() < 1.0);
         assert_eq!(g.rate, 2_800_000.0 * DECREASE_FACTOR);
         g.spans.clear();
+        g.queue = QueueDelay::default();
         // Long after the backoff, about the capacity arrives: gentle growth (8 %/s), not
         // 50 %/s, however far the estimate is over what arrives.
         g.update_rate(at(2_100), Usage::Normal, Some(2_700_000.0), 2_700_000.0);

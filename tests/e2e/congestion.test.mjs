@@ -82,10 +82,10 @@ async function sharedSetup(scope, { width = 1280, height = 720, motionPercent = 
 
 const show = (timeline) => timeline.map((s) => `${s.t.toFixed(1)}s:${s.kbps}`).join(' ');
 
-// Runs on the 2-core dev box: down to 357-1083 kbit/s in 0.9-2.1 s, held at 370-1008
-// behind the 1.2 Mbit/s link, back over 3500 in 6.4-9.7 s since growth near the path's
-// capacity is gentle (3.9-7.4 s before that: it grew 50 %/s from 2 s after each backoff,
-// the sawtooth behind 3 Mbit/s). Allowed 15 s. (Issue 11 asks for latency back under
+// Runs on the 2-core dev box: down to 681-864 kbit/s in 1.0-1.3 s, held at a median of
+// 569-814 (305-922) behind the 1.2 Mbit/s link, back over 3500 in 6.0-7.5 s. Allowed 15 s.
+// (A single reading 3 s into the hold, as first asserted, caught the estimate's probes over
+// the link now and then: 1356-1580 in 3 of 11 runs.) (Issue 11 asks for latency back under
 // 150 ms within 3 s of a step; the g2g --step benchmark measures that, not this.)
 test('the encoder target follows a link that steps down and back up', {
   timeout: 90000,
@@ -105,11 +105,17 @@ test('the encoder target follows a link that steps down and back up', {
   const stepped = Date.now();
   const low = await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_kbps <= 1200, { timeoutMs: 8000, what: `target <= 1200 kbit/s behind a 1.2 Mbit/s link (${show(timeline)})` });
   const downIn = (Date.now() - stepped) / 1000;
+  const holdFrom = timeline.length;
   await sleep(3000);
-  const held = (await share.stats()).target_kbps;
-  assert.ok(held <= 1300, `the target stays under the link: ${held} kbit/s (${show(timeline)})`);
+  const last = (await share.stats()).target_kbps;
+  // Over those 3 s the target stays under the link: its median does (the estimate probes
+  // over the link now and then, and comes back when a queue shows), and it never runs away.
+  const hold = [...timeline.slice(holdFrom).map((s) => s.kbps), last].sort((a, b) => a - b);
+  const held = hold[Math.floor(hold.length / 2)];
+  assert.ok(held <= 1200, `the target stays under the link: median ${held} kbit/s (${show(timeline)})`);
+  assert.ok(hold[hold.length - 1] <= 1800, `the target does not run away: up to ${hold[hold.length - 1]} kbit/s (${show(timeline)})`);
   // …and does not collapse to the floor (150) once the first overshoot has drained.
-  assert.ok(held >= 200, `the target holds to what the link carries: ${held} kbit/s (${show(timeline)})`);
+  assert.ok(held >= 200, `the target holds to what the link carries: median ${held} kbit/s (${show(timeline)})`);
 
   // The link recovers: the target goes back up, in seconds.
   await link.stop();
@@ -121,7 +127,7 @@ test('the encoder target follows a link that steps down and back up', {
   const summary = rec.summary();
   // The picture kept moving through it all (a congested second or two at a few fps).
   assert.ok(summary && summary.videoFrames >= 8 * summary.seconds, `the viewer kept receiving: ${JSON.stringify(summary)}`);
-  t.diagnostic(`target before ${timeline[beforeStep - 1]?.kbps} kbit/s; down to ${low.target_kbps} in ${downIn.toFixed(1)} s; held ${held}; back up in ${upIn.toFixed(1)} s`);
+  t.diagnostic(`target before ${timeline[beforeStep - 1]?.kbps} kbit/s; down to ${low.target_kbps} in ${downIn.toFixed(1)} s; held at ${held} (median; ${hold[0]}-${hold[hold.length - 1]}); back up in ${upIn.toFixed(1)} s`);
   t.diagnostic(`timeline ${show(timeline)}`);
 }));
 
