@@ -82,8 +82,8 @@ async function sharedSetup(scope, { width = 1280, height = 720, motionPercent = 
 
 const show = (timeline) => timeline.map((s) => `${s.t.toFixed(1)}s:${s.kbps}`).join(' ');
 
-// Runs on the 2-core dev box: down to 681-864 kbit/s in 1.0-1.3 s, held at a median of
-// 569-814 (305-922) behind the 1.2 Mbit/s link, back over 3500 in 6.0-7.5 s. Allowed 15 s.
+// Runs on the 2-core dev box: down to 496-864 kbit/s in 1.0-1.6 s, held at a median of
+// 555-814 (305-922) behind the 1.2 Mbit/s link, back over 3500 in 5.6-7.5 s. Allowed 15 s.
 // (A single reading 3 s into the hold, as first asserted, caught the estimate's probes over
 // the link now and then: 1356-1580 in 3 of 11 runs.) (Issue 11 asks for latency back under
 // 150 ms within 3 s of a step; the g2g --step benchmark measures that, not this.)
@@ -171,7 +171,10 @@ test('a slow viewer does not drag a fast one down', {
 // Behind 1 Mbit/s a 1080p keyframe (130-220 kB here) takes 1-2 s of the link: its tail is
 // lost in the bottleneck's queue, and before the share halved the picture for it, the
 // viewer got no picture at all. Now the picture is halved (its keyframes fit), the viewer
-// keeps getting frames, and the full size comes back once the link is freed.
+// keeps getting frames, and the full size comes back once the link is freed. How soon
+// depends on openh264's rate-control debt (README, "What remains"): 7.7-22.7 s in 15 runs on
+// the 2-core dev box, near the 25 s first allowed (CI failed this test once; what it showed
+// does not say which check); allowed 40 s.
 test('behind a 1 Mbit/s link a 1080p picture is halved, keeps moving, and comes back', {
   timeout: 90000,
 }, (t) => withScope(t, async (scope) => {
@@ -190,7 +193,7 @@ test('behind a 1 Mbit/s link a 1080p picture is halved, keeps moving, and comes 
 
   await link.stop();
   const freed = Date.now();
-  await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_scale_div === 1, { timeoutMs: 25000, what: `full size again once the link is freed (${scales()})` });
+  await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_scale_div === 1, { timeoutMs: 40000, what: `full size again once the link is freed (${scales()})` });
   const backIn = (Date.now() - freed) / 1000;
 
   await rec.stop();
