@@ -1474,6 +1474,18 @@ mod tests {
         g.update_rate(t0, Usage::Over, Some(1_300_000.0), 1_100_000.0);
         let c = g.capacity.unwrap();
         assert!((c - 1_200_000.0).abs() < 1.0, "{c}");
+        // A report whose pace reads a third of that (the sender paused within it) is
+        // averaged in, not taken for the path.
+        paced_spans(&mut g, t0, 10_000, 24_000);
+        g.update_rate(
+            t0 + Duration::from_millis(100),
+            Usage::Normal,
+            None,
+            900_000.0,
+        );
+        let c = g.capacity.unwrap();
+        let want = 1_200_000.0 + (400_000.0 - 1_200_000.0) * CAPACITY_PACE_WEIGHT;
+        assert!((c - want).abs() < 1.0, "{c} against {want}");
         // A backoff on a path that is not full (no queue stands; the trend and loss say
         // over): what it delivers is what was sent, not the capacity.
         let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
