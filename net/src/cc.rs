@@ -409,7 +409,7 @@ impl ViewerGcc {
         // corrected it. Spread-out arrivals alone can be a receiver's stall.)
         let full = queued_ms > QUEUE_OVERUSE_MS
             || (queued_ms > QUEUE_HOLD_MS && self.delivered_share() < DELIVERED_SHARE);
-        let pace = self.delivered_bps().filter(|_| full);
+        let pace = if full { self.delivered_bps() } else { None };
         if let Some(pace) = pace {
             self.note_pace(pace);
         }
@@ -1403,13 +1403,7 @@ mod tests {
 
         // A queue standing 20 ms (over the hold, under overuse): a sender filling its
         // estimate aims at what arrives; one far under it (it did not make the queue) keeps it.
-        let mut held = QueueDelay::default();
-        for ms in (0..3_500).step_by(5) {
-            send(&mut held, ms, 0);
-        }
-        for ms in (3_500..3_900).step_by(5) {
-            send(&mut held, ms, 20);
-        }
+        let held = standing_queue(20);
         assert!(held.standing_ms() > QUEUE_HOLD_MS && held.standing_ms() < QUEUE_OVERUSE_MS);
         let now = t0 + Duration::from_millis(3_900);
         let mut g = ViewerGcc::new(100_000_000.0, Arc::default());

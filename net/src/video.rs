@@ -104,11 +104,11 @@ const PLAYOUT_DELAY_ZERO: [u8; 3] = [0, 0, 0];
 /// Who to tell when a keyframe is needed (the encoder's request flag).
 pub type KeyframeRequester = Arc<dyn Fn() + Send + Sync>;
 
-/// One stream's fan-out: [`MediaFanout::video`] (H.264) or [`MediaFanout::audio`] (Opus).
 /// How long an asked-for keyframe counts as coming (the encoder answers in one frame time,
 /// or an IDR's encoding time).
 pub const KEYFRAME_OUTSTANDING: Duration = Duration::from_millis(500);
 
+/// One stream's fan-out: [`MediaFanout::video`] (H.264) or [`MediaFanout::audio`] (Opus).
 pub struct MediaFanout {
     tx: broadcast::Sender<Arc<PayloadedUnit>>,
     payloading: Payloading,
