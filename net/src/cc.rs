@@ -229,7 +229,9 @@ impl PathEstimate {
 ///   sent): back off to [`DECREASE_FACTOR`] × what arrived;
 /// - normal, within [`GENTLE_AFTER_DECREASE`] of a backoff, or near the path's capacity
 ///   (what arrived while it was full, as libwebrtc's link capacity estimate): grow
-///   [`GENTLE_GROWTH`] a second (the ceiling is near);
+///   [`GENTLE_GROWTH`] a second (the ceiling is near), and from the capacity up to
+///   [`OVER_CAPACITY_REACH`] over it only [`OVER_CAPACITY_STEP_BPS`] each second (a queue
+///   starts in there);
 /// - normal otherwise (far under the capacity, more arriving than it, or none known): grow
 ///   [`FAST_GROWTH`] a second (rtc's GCC would grow one MTU per round trip near
 ///   the last backoff forever: after a step back up, 2 → 8 Mbit/s took minutes);
@@ -290,6 +292,14 @@ pub const GENTLE_GROWTH: f64 = 0.08;
 pub const GENTLE_AFTER_DECREASE: Duration = Duration::from_secs(2);
 /// …and growth per second otherwise.
 pub const FAST_GROWTH: f64 = 0.5;
+/// Near the capacity, from it up to [`OVER_CAPACITY_REACH`] over it, the estimate grows by
+/// this many bits per second each second instead (libwebrtc's additive increase near its
+/// link capacity: about one packet per round trip).
+pub const OVER_CAPACITY_STEP_BPS: f64 = 100_000.0;
+/// The share over the capacity that [`OVER_CAPACITY_STEP_BPS`] covers. The encoder aims at
+/// [`TARGET_SHARE`] of the estimate, so a queue starts some 18 % over the capacity; past
+/// this with no queue, the path has room and gentle growth resumes.
+pub const OVER_CAPACITY_REACH: f64 = 0.3;
 /// Backoffs are at least this far apart (one is seen through before the next).
 const DECREASE_INTERVAL: Duration = Duration::from_millis(300);
 /// Overuse counts only when the path delivers less than this share of what was sent over
@@ -459,15 +469,22 @@ impl ViewerGcc {
                 let after_decrease = self
                     .last_decrease
                     .is_some_and(|t| now.saturating_duration_since(t) < GENTLE_AFTER_DECREASE);
-                let gentle = after_decrease || self.near_capacity(acked);
-                let growth = if queued_ms > QUEUE_HOLD_MS {
-                    0.0
-                } else if gentle {
-                    GENTLE_GROWTH
-                } else {
-                    FAST_GROWTH
-                };
-                self.rate = (self.rate * (1.0 + growth * dt)).min(self.max);
+                let near = self.near_capacity(acked);
+                let gentle = after_decrease || near;
+                let over_capacity = near
+                    && self.capacity.is_some_and(|c| {
+                        self.rate >= c && self.rate < c * (1.0 + OVER_CAPACITY_REACH)
+                    });
+                // A standing queue holds the estimate.
+                if queued_ms <= QUEUE_HOLD_MS {
+                    if over_capacity {
+                        self.rate += OVER_CAPACITY_STEP_BPS * dt;
+                    } else {
+                        let growth = if gentle { GENTLE_GROWTH } else { FAST_GROWTH };
+                        self.rate *= 1.0 + growth * dt;
+                    }
+                }
+                self.rate = self.rate.min(self.max);
                 // A standing queue while the sender fills most of the estimate: the path
                 // delivers what arrives and no more; aim there, so the queue drains before it
                 // is overuse (a sender far under its estimate did not make the queue).
@@ -1530,6 +1547,38 @@ mod tests {
         g.rate = 2_000_000.0;
         g.update_rate(at(2_500), Usage::Normal, Some(1_700_000.0), 1_700_000.0);
         assert!((g.rate / 2_000_000.0 - (1.0 + FAST_GROWTH * 0.1)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn over_the_capacity_the_estimate_creeps_up_by_a_step_not_a_share() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
+        g.capacity = Some(3_000_000.0);
+        g.rate = 3_000_000.0;
+        let arriving = 2_900_000.0;
+        g.update_rate(at(0), Usage::Normal, Some(arriving), arriving);
+        // About the capacity arrives and the estimate is over it: 100 kbit/s a second
+        // (8 %/s would be 240).
+        for i in 1..=10 {
+            let before = g.rate;
+            g.update_rate(at(i * 100), Usage::Normal, Some(arriving), arriving);
+            assert!((g.rate - before - OVER_CAPACITY_STEP_BPS * 0.1).abs() < 1e-6);
+        }
+        assert!((g.rate - 3_100_000.0).abs() < 1e-6);
+        // Past the reach with no queue: the path has room, gentle growth again.
+        g.rate = 3_000_000.0 * (1.0 + OVER_CAPACITY_REACH);
+        let before = g.rate;
+        g.update_rate(at(1_100), Usage::Normal, Some(arriving), arriving);
+        assert!((g.rate / before - (1.0 + GENTLE_GROWTH * 0.1)).abs() < 1e-9);
+        // Under the capacity: gentle growth up to it.
+        g.rate = 2_500_000.0;
+        g.update_rate(at(1_200), Usage::Normal, Some(arriving), arriving);
+        assert!((g.rate / 2_500_000.0 - (1.0 + GENTLE_GROWTH * 0.1)).abs() < 1e-9);
+        // More arrives than the capacity's band: fast growth, whatever the estimate.
+        g.rate = 3_300_000.0;
+        g.update_rate(at(1_300), Usage::Normal, Some(3_600_000.0), 3_600_000.0);
+        assert!((g.rate / 3_300_000.0 - (1.0 + FAST_GROWTH * 0.1)).abs() < 1e-9);
     }
 
     #[test]
