@@ -63,6 +63,10 @@ pub enum KeyframeReason {
 pub struct ViewerKeyframeState {
     /// When this viewer's last loss request was (or will be) granted.
     last_granted: Option<Instant>,
+    /// This viewer's loss requests are at least this far apart too: a hopeless viewer's
+    /// own link must carry one keyframe before it asks for the next (see
+    /// [`ViewerKeyframes::set_own_spacing`]).
+    own_spacing: Duration,
 }
 
 /// What to do with a request.
@@ -120,16 +124,21 @@ impl KeyframePolicy {
         now: Instant,
     ) -> KeyframeDecision {
         let after_last = |min: Duration| self.last_granted.map_or(now, |t| (t + min).max(now));
+        let loss_due = || {
+            let own = viewer
+                .last_granted
+                .map_or(now, |t| t + self.viewer_min.max(viewer.own_spacing));
+            after_last(self.share_min.max(self.loss_spacing)).max(own)
+        };
         let due = match (self.pending, reason) {
-            // A keyframe is already coming: it serves this viewer too (an IDR goes to all).
-            (Some(pending), KeyframeReason::Loss) => pending,
+            // A keyframe is already coming: it serves this viewer too (an IDR goes to all);
+            // sooner if this viewer may have one sooner (the pending one may wait for a
+            // slow viewer's own spacing).
+            (Some(pending), KeyframeReason::Loss) => pending.min(loss_due()),
             // A newcomer need not wait for a deferred loss keyframe.
             (Some(pending), KeyframeReason::Join) => pending.min(after_last(self.join_min)),
             (None, KeyframeReason::Join) => after_last(self.join_min),
-            (None, KeyframeReason::Loss) => {
-                let own = viewer.last_granted.map_or(now, |t| t + self.viewer_min);
-                after_last(self.share_min.max(self.loss_spacing)).max(own)
-            }
+            (None, KeyframeReason::Loss) => loss_due(),
         };
         if reason == KeyframeReason::Loss {
             viewer.last_granted = Some(due);
@@ -237,6 +246,17 @@ pub struct ViewerKeyframes {
 }
 
 impl ViewerKeyframes {
+    /// Spaces this viewer's loss requests at least `spacing` apart (zero: the share's
+    /// rules alone). A viewer too slow for the encoder (hopeless) gets a keyframe only when
+    /// its budget lets one through and then nothing until its link has carried it; asking
+    /// every second, as it did, made an IDR a second for every viewer.
+    pub fn set_own_spacing(&self, spacing: Duration) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .own_spacing = spacing;
+    }
+
     pub fn request(&self, reason: KeyframeReason) {
         let outstanding = self.gate.video.keyframe_outstanding();
         tracing::debug!(?reason, outstanding, "keyframe wanted");
@@ -402,6 +422,52 @@ mod tests {
             2000,
         );
         assert_eq!(asked, vec![0, 500]);
+    }
+
+    #[test]
+    fn a_hopeless_viewer_asks_no_more_often_than_its_link_carries_a_keyframe() {
+        let mut p = KeyframePolicy::default();
+        let t0 = Instant::now();
+        let mut slow = ViewerKeyframeState {
+            own_spacing: ms(2_500),
+            ..Default::default()
+        };
+        let mut fast = ViewerKeyframeState::default();
+        assert_eq!(
+            p.handle_request(&mut slow, KeyframeReason::Loss, t0),
+            KeyframeDecision::Now
+        );
+        // Asking every second (over its budget), it gets the next one 2.5 s later, not 1 s.
+        assert_eq!(
+            p.handle_request(&mut slow, KeyframeReason::Loss, t0 + ms(1_000)),
+            KeyframeDecision::At(t0 + ms(2_500))
+        );
+        assert!(!p.handle_timeout(t0 + ms(1_000)));
+        // A fast viewer's loss does not wait for the slow one's spacing: the share's own.
+        assert_eq!(
+            p.handle_request(&mut fast, KeyframeReason::Loss, t0 + ms(1_200)),
+            KeyframeDecision::Now
+        );
+        // The flood of a hopeless viewer: one keyframe per 2.5 s.
+        let mut p = KeyframePolicy::default();
+        let mut states = [ViewerKeyframeState {
+            own_spacing: ms(2_500),
+            ..Default::default()
+        }];
+        let mut asked = Vec::new();
+        for t in 0..=6_000u64 {
+            let now = t0 + ms(t);
+            if p.poll_timeout().is_some_and(|due| due <= now) && p.handle_timeout(now) {
+                asked.push(t);
+            }
+            if t % 1_000 == 0
+                && p.handle_request(&mut states[0], KeyframeReason::Loss, now)
+                    == KeyframeDecision::Now
+            {
+                asked.push(t);
+            }
+        }
+        assert_eq!(asked, vec![0, 2_500, 5_000]);
     }
 
     #[test]

@@ -33,6 +33,14 @@ function bottleneck(rate) {
   };
 }
 
+/** The times (s) of the keyframes (sync samples) in a recording's video, from ffprobe. */
+function keyframeTimes(file) {
+  const out = sh('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time,flags',
+    '-of', 'csv=p=0', file]);
+  return out.split('\n').map((l) => l.split(',')).filter(([, flags]) => flags?.startsWith('K'))
+    .map(([t]) => Number(t));
+}
+
 /** UDP ports process `pid` has open (its ICE sockets). */
 function udpPorts(pid) {
   const out = sh('ss', ['-Huanp']);
@@ -162,6 +170,15 @@ test('a slow viewer does not drag a fast one down', {
   // A policed viewer may never see a whole keyframe (its packets are dropped, not queued).
   const sl = slow.summary() || { videoFrames: 0 };
   assert.ok(f, `the fast recorder summarised: ${fast.stderrText().slice(-300)}`);
+  // A hopeless viewer asks for keyframes no more often than its own link carries one
+  // (100 kB at 320 kbit/s: 2.5 s), so the fast viewer gets no flood of IDRs. (It asked
+  // every second, and every viewer got an IDR a second.) The last 5 s of the recording
+  // are policed, after the slow viewer's estimate has come down to its link: at most
+  // three keyframes 2.5 s apart fit in them (the build before made five).
+  const fastKeys = keyframeTimes(path.join(dir, 'fast.mp4'));
+  t.diagnostic(`keyframes the fast viewer got at ${fastKeys.map((k) => k.toFixed(1)).join(' ')} of ${f.seconds.toFixed(1)} s`);
+  assert.ok(fastKeys.filter((k) => k >= f.seconds - 5).length <= 3,
+    `the fast viewer got no flood of keyframes: ${fastKeys.join(' ')} s of ${f.seconds} s`);
   const fastFps = f.videoFrames / f.seconds;
   assert.ok(fastFps >= 20, `the fast viewer got ${fastFps.toFixed(1)} fps (${JSON.stringify(f)})`);
   assert.ok(sl.videoFrames < f.videoFrames, `the slow viewer got fewer frames: ${sl.videoFrames} vs ${f.videoFrames}`);

@@ -8,8 +8,19 @@ use super::*;
 pub(super) const PACING_FACTOR: f64 = 2.5;
 /// …but this much may go at once, so on a link with room a frame is never held.
 pub(super) const PACING_BURST: Duration = Duration::from_millis(40);
-/// A viewer dropped for its budget asks for a keyframe at most this often.
+/// A viewer dropped for its budget asks for a keyframe at most this often…
 pub(super) const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// …and a hopeless one no more often than its link carries the last keyframe, up to this.
+pub(super) const MAX_OWN_SPACING: Duration = Duration::from_secs(10);
+
+/// How far apart a hopeless viewer's keyframes must be for its link (at `estimate_bps`)
+/// to carry each before the next: the last keyframe's size at that rate.
+fn own_keyframe_spacing(keyframe_bytes: u64, estimate_bps: u64) -> Duration {
+    if estimate_bps == 0 {
+        return MAX_OWN_SPACING;
+    }
+    Duration::from_secs_f64(keyframe_bytes as f64 * 8.0 / estimate_bps as f64).min(MAX_OWN_SPACING)
+}
 
 /// Spreads one viewer's packets at `PACING_FACTOR` times its estimate (a byte budget of
 /// `PACING_BURST`, starting empty): returns how long to wait before the next `bytes` may go.
@@ -70,6 +81,19 @@ pub(super) async fn send_media(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        let estimate = path.as_ref().map(|p| p.estimate_bps(Instant::now()));
+        // A viewer the encoder is not sized for (see `cc::HOPELESS_RATIO`).
+        let hopeless = estimate.filter(|&e| !fanout.serves(e));
+        if let Some(k) = &keyframes {
+            k.set_own_spacing(hopeless.map_or(Duration::ZERO, |e| {
+                own_keyframe_spacing(
+                    fanout
+                        .last_keyframe_bytes
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    e,
+                )
+            }));
+        }
         if !stamper.admit(&unit) {
             // Waiting for a keyframe (joined, lost units, or over budget): ask again now
             // and then, or a keyframe refused while in debt would leave it waiting forever.
@@ -80,13 +104,12 @@ pub(super) async fn send_media(
             continue;
         }
         let bytes: usize = unit.payloads.iter().map(|p| p.len() + 40).sum();
-        let estimate = path.as_ref().map(|p| p.estimate_bps(Instant::now()));
         // What a hopeless viewer's link cannot carry is not sent: it resumes at a keyframe.
         // A viewer the encoder is sized for is not cut: the encoder's own pacer holds the
         // average to its estimate, and dropping the frames after a keyframe that overdrew
         // the budget made that keyframe useless (the viewer then waited for the next one:
         // behind 3 Mbit/s, a slideshow of 1080p keyframes).
-        if let Some(estimate) = estimate.filter(|&e| !fanout.serves(e)) {
+        if let Some(estimate) = hopeless {
             if !budget.admit(Instant::now(), estimate, bytes) {
                 tracing::debug!(
                     estimate,
