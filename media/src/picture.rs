@@ -157,10 +157,15 @@ pub struct I420Picture {
 }
 
 impl I420Picture {
+    /// The size of [`half`](Self::half)'s picture.
+    pub fn half_size(&self) -> (usize, usize) {
+        let (w, h) = even_size(self.width / 2, self.height / 2);
+        (w.max(2), h.max(2))
+    }
+
     /// This picture at half the width and half the height (2×2 box filter), even-sized.
     pub fn half(&self) -> I420Picture {
-        let (w, h) = even_size(self.width / 2, self.height / 2);
-        let (w, h) = (w.max(2), h.max(2));
+        let (w, h) = self.half_size();
         let shrink = |src: &[u8], sw: usize, dw: usize, dh: usize| {
             let mut out = Vec::with_capacity(dw * dh);
             for y in 0..dh {

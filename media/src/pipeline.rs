@@ -628,6 +628,9 @@ fn encode_loop(
     let mut last_encode = Instant::now();
     let mut pacer = RatePacer::new(config.encoder.bitrate_kbps, Instant::now());
     let mut holding = false;
+    // The size encoded: 1 full, 2 halved (it follows the control's once the encoder for it
+    // is ready).
+    let mut applied_div = 1;
     // Re-encodes of a picture that stopped changing still to come (see REFINE_FRAMES).
     let mut refines_left = 0u32;
     while !stop.load(Ordering::Acquire) {
@@ -677,8 +680,26 @@ fn encode_loop(
         let Some(full) = last.as_deref() else {
             continue;
         };
-        // Halved when the bit rate is too low for the full size (a new size starts with an
-        // IDR: openh264 re-initialises).
+        // Halved when the bit rate is too low for the full size. A new size starts with an
+        // IDR from a fresh encoder, initialised on a helper thread: until it is ready the
+        // current size goes on.
+        let wanted = if scale_div >= 2 {
+            full.half_size()
+        } else {
+            (full.width, full.height)
+        };
+        let scale_div = if encoder.ready_for(wanted, || {
+            if scale_div >= 2 {
+                full.half()
+            } else {
+                full.clone()
+            }
+        }) {
+            applied_div = scale_div;
+            scale_div
+        } else {
+            applied_div
+        };
         let halved;
         let picture = if scale_div >= 2 {
             halved = full.half();

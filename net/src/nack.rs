@@ -162,6 +162,12 @@ impl BudgetedNackResponder {
             }
             sent.resends += 1;
             sent.last_resend = Some(now);
+            tracing::trace!(
+                seq,
+                resend = sent.resends,
+                age_ms = now.saturating_duration_since(sent.at).as_millis() as u64,
+                "resent"
+            );
             let packet = sent.packet.clone();
             self.budget.spend(packet.payload.len() + 40);
             self.path.note_resent(now, packet.payload.len() + 40);

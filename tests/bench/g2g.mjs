@@ -520,7 +520,9 @@ function report(r, opts) {
   const out = [`${r.name}:`];
   out.push(`  frames read ${s.callbacks}: decoded ${s.decoded}, undecodable ${s.undecodable}, implausible ${s.implausible}, ` +
     `codes going back ${s.backwards}; frame sizes ${Object.entries(s.sizes).map(([k, v]) => `${k}×${v}`).join(' ') || 'none'}`);
-  out.push(`  presented fps ${fmt(r.fps)}; longest gap between decoded frames ${fmt(longestGap(s.times))} ms`);
+  const gap = longestGap(s.times);
+  out.push(`  presented fps ${fmt(r.fps)}; longest gap between decoded frames ${fmt(gap.ms)} ms` +
+    (gap.endedAt ? `, ended ${new Date(gap.endedAt).toISOString()}` : ''));
   if (r.stepAt) {
     const within = (a, b) => s.shown.filter((_, i) => s.times[i] >= a && s.times[i] < b);
     out.push(line('step: first 3 s at 2 Mbit/s', within(r.stepAt, r.stepAt + 3000)));
@@ -558,9 +560,11 @@ function report(r, opts) {
 }
 
 function longestGap(times) {
-  let gap = 0;
-  for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
-  return times.length > 1 ? gap : NaN;
+  let gap = { ms: times.length > 1 ? 0 : NaN, endedAt: null };
+  for (let i = 1; i < times.length; i++) {
+    if (times[i] - times[i - 1] > gap.ms) gap = { ms: times[i] - times[i - 1], endedAt: times[i] };
+  }
+  return gap;
 }
 
 function table(results) {
