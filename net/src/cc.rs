@@ -136,6 +136,12 @@ impl PathEstimate {
         self.target_bps.store(bps, Ordering::Relaxed);
     }
 
+    /// Marks the path congested or not (tests of its readers).
+    #[cfg(test)]
+    pub fn set_congested_for_test(&self, congested: bool) {
+        self.congested.store(congested, Ordering::Relaxed);
+    }
+
     /// The viewer asks to be sent at most `bps` (0: no limit): its estimate is capped
     /// there, so the encoder policy takes it as a path that slow.
     pub fn set_limit_bps(&self, bps: u64) {
