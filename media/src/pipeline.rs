@@ -669,7 +669,8 @@ fn encode_loop(
                 // just stopped changing, or keep the stream alive.
                 let since = last_encode.elapsed();
                 let refine = refines_left > 0 && since >= REFINE_AFTER;
-                let due = refine || since >= config.keepalive;
+                // (A change of size waiting for its encoder, too.)
+                let due = refine || since >= config.keepalive || scale_div != applied_div;
                 if last.is_none() || !(keyframe.is_pending() || due) {
                     continue;
                 }
@@ -688,13 +689,20 @@ fn encode_loop(
         } else {
             (full.width, full.height)
         };
-        let scale_div = if encoder.ready_for(wanted, || {
+        let ready = encoder.ready_for(wanted, || {
             if scale_div >= 2 {
                 full.half()
             } else {
                 full.clone()
             }
-        }) {
+        });
+        if !ready && scale_div > applied_div {
+            // Going down, for a link too slow for this size: nothing more of the old size
+            // into its queue meanwhile (behind 3 Mbit/s, full-size frames sent while the
+            // half size's encoder started made the first seconds' delays 220-440 ms).
+            continue;
+        }
+        let scale_div = if ready {
             applied_div = scale_div;
             scale_div
         } else {
