@@ -64,7 +64,7 @@ test('the glass-to-glass benchmark reads the painted clock on presented frames',
     'paint -> decoded', '  decoded -> shown']) {
     assert.match(out, new RegExp(String.raw`^ {2}${label} +p50 +${ms} +p95 +${ms} +max +${ms} +\(\d+ frames\)$`, 'm'), `${label}:\n${out}`);
   }
-  assert.match(out, /^ {2}presented fps \d+\.\d; longest gap between decoded frames \d+\.\d ms$/m);
+  assert.match(out, /^ {2}presented fps \d+\.\d; longest gap between decoded frames \d+\.\d ms, ended \d{4}-\d\d-\d\dT[\d:.]+Z$/m);
   assert.match(out, /^ {2}CPU, % of one core: sender \d+\.\d, painter \d+\.\d, Xvfb \d+\.\d; machine \d+\.\d of \d+ \(all processes\)$/m);
   assert.match(out, /^ {2}painter: [1-9]\d* codes painted/m);
   // sender | p50 | p95 | max | paint→received | paint→decoded | decoded→shown | fps | CPU
