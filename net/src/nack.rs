@@ -375,13 +375,19 @@ mod tests {
         out
     }
 
-    #[test]
-    fn a_packet_is_resent_a_few_times_and_only_while_young() {
+    /// A responder on an 8 Mbit/s path that sent packets 0..10 at the returned instant.
+    fn ten_sent() -> (BudgetedNackResponder, Instant) {
         let t0 = Instant::now();
         let mut r = responder(8_000_000);
         for s in 0..10 {
             send(&mut r, s, t0);
         }
+        (r, t0)
+    }
+
+    #[test]
+    fn a_packet_is_resent_a_few_times_and_only_while_young() {
+        let (mut r, t0) = ten_sent();
         let ms = |n| t0 + Duration::from_millis(n);
         assert_eq!(nack(&mut r, &[3, 4], ms(20)), vec![3, 4]);
         // Asked again too soon after a resend: not yet.
@@ -411,11 +417,7 @@ mod tests {
 
     #[test]
     fn each_resend_goes_twice_unless_the_path_is_congested() {
-        let t0 = Instant::now();
-        let mut r = responder(8_000_000);
-        for s in 0..10 {
-            send(&mut r, s, t0);
-        }
+        let (mut r, t0) = ten_sent();
         let ms = |n| t0 + Duration::from_millis(n);
         assert_eq!(nack_copies(&mut r, &[3, 4], ms(20)), vec![3, 3, 4, 4]);
         // A congested path gets no more than it asked for.
