@@ -602,6 +602,23 @@ fn portal_capture_loop(
     }
 }
 
+/// Whether `encoder` can take `full` at `scale_div` (1 full, 2 halved) now; if not, an
+/// encoder for that size is starting (see [`H264Encoder::ready_for`]).
+fn ready_at(encoder: &mut H264Encoder, full: &I420Picture, scale_div: u32) -> bool {
+    let wanted = if scale_div >= 2 {
+        full.half_size()
+    } else {
+        (full.width, full.height)
+    };
+    encoder.ready_for(wanted, || {
+        if scale_div >= 2 {
+            full.half()
+        } else {
+            full.clone()
+        }
+    })
+}
+
 fn encode_loop(
     config: PipelineConfig,
     stop: Arc<AtomicBool>,
@@ -669,8 +686,12 @@ fn encode_loop(
                 // just stopped changing, or keep the stream alive.
                 let since = last_encode.elapsed();
                 let refine = refines_left > 0 && since >= REFINE_AFTER;
-                // (A change of size waiting for its encoder, too.)
-                let due = refine || since >= config.keepalive || scale_div != applied_div;
+                // (A change of size whose encoder is now ready, too.)
+                let switch = scale_div != applied_div
+                    && last
+                        .as_deref()
+                        .is_some_and(|full| ready_at(&mut encoder, full, scale_div));
+                let due = refine || since >= config.keepalive || switch;
                 if last.is_none() || !(keyframe.is_pending() || due) {
                     continue;
                 }
@@ -684,18 +705,7 @@ fn encode_loop(
         // Halved when the bit rate is too low for the full size. A new size starts with an
         // IDR from a fresh encoder, initialised on a helper thread: until it is ready the
         // current size goes on.
-        let wanted = if scale_div >= 2 {
-            full.half_size()
-        } else {
-            (full.width, full.height)
-        };
-        let ready = encoder.ready_for(wanted, || {
-            if scale_div >= 2 {
-                full.half()
-            } else {
-                full.clone()
-            }
-        });
+        let ready = ready_at(&mut encoder, full, scale_div);
         if !ready && scale_div > applied_div {
             // Going down, for a link too slow for this size: nothing more of the old size
             // into its queue meanwhile (behind 3 Mbit/s, full-size frames sent while the
