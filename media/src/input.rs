@@ -59,21 +59,37 @@ enum Target {
 /// A display name nothing answers to (see [`Injector::start_wayland`]).
 const NO_SUCH_DISPLAY: &str = "porthole-none";
 
-/// Moves the Wayland pointer one pixel right and back (wlroots' virtual pointer), through
-/// a connection of its own that closes at once: the compositor repaints the cursor.
-pub fn nudge_wayland_pointer() -> Result<(), InputError> {
-    let mut enigo = Enigo::new(&Settings {
-        x11_display: Some(NO_SUCH_DISPLAY.to_owned()),
-        wayland_display: None,
-        ..Default::default()
-    })
-    .map_err(|e| InputError::Open(e.to_string()))?;
-    for dx in [1, -1] {
-        enigo
-            .move_mouse(dx, 0, Coordinate::Rel)
-            .map_err(|e| InputError::Open(e.to_string()))?;
+/// The Wayland pointer moved one pixel right and back (wlroots' virtual pointer): the
+/// compositor repaints the cursor.
+pub struct PointerNudger(Enigo);
+
+impl PointerNudger {
+    /// A virtual pointer of its own, kept while this lives: one made and dropped per nudge
+    /// would add and remove the seat's pointer each time (where it has no other, clients
+    /// see the capability come and go; wev died of it).
+    pub fn new() -> Result<Self, InputError> {
+        Enigo::new(&Settings {
+            x11_display: Some(NO_SUCH_DISPLAY.to_owned()),
+            wayland_display: None,
+            ..Default::default()
+        })
+        .map(Self)
+        .map_err(|e| InputError::Open(e.to_string()))
     }
-    Ok(())
+
+    pub fn nudge(&mut self) -> Result<(), InputError> {
+        for dx in [1, -1] {
+            self.0
+                .move_mouse(dx, 0, Coordinate::Rel)
+                .map_err(|e| InputError::Open(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// One nudge through a connection of its own that closes at once (see [`PointerNudger`]).
+pub fn nudge_wayland_pointer() -> Result<(), InputError> {
+    PointerNudger::new()?.nudge()
 }
 
 /// Maps a normalised coordinate onto `len` pixels starting at `origin`.

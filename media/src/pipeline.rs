@@ -545,10 +545,13 @@ fn portal_capture_loop(
     // Until the first frame paints it all, the picture is black.
     let mut whole = true;
     let mut last_grab: Option<Instant> = None;
+    let mut settle = crate::portal::SettleNudge::default();
     while !stop.load(Ordering::Acquire) {
-        if !capture.wait(Duration::from_millis(100)) {
+        if !capture.wait(crate::portal::SETTLE_AFTER) {
+            settle.on_quiet(Instant::now());
             continue;
         }
+        settle.frame(Instant::now());
         wait_for_period(last_grab, control.period());
         let started = Instant::now();
         let converted = capture.read(Duration::ZERO, |m| {

@@ -30,6 +30,72 @@ pub enum PortalError {
 /// How long a new cast may take to send its first frame before the pointer is nudged.
 const FIRST_FRAME_WAIT: Duration = Duration::from_millis(300);
 
+/// Quiet time after the last frame before [`SettleNudge`] nudges the pointer.
+pub const SETTLE_AFTER: Duration = Duration::from_millis(100);
+/// Frames starting this soon after a nudge are taken for its echo (the cursor's repaint).
+const NUDGE_ECHO: Duration = Duration::from_millis(250);
+
+/// The last change before a still screen, fetched. wlroots (up to 0.16, Debian 12's 0.15)
+/// sends a `copy_with_damage` frame only at the output's next commit: damage that came
+/// while xdg-desktop-portal-wlr 0.7 was between frames (its frame-rate timer, the buffer
+/// round trip) waits in the compositor until something else changes (upstream
+/// xdg-desktop-portal-wlr #158: a typed letter shows only with the next). On a still
+/// screen that is never: sway's output went green and the cast stayed red (wayland.test,
+/// about 1 run in 5, grim showing green). Once frames stop for [`SETTLE_AFTER`], the pointer
+/// moves one pixel and back: the cursor's repaint is a commit, and the frame it sends
+/// carries all the damage held. One nudge per run of frames; frames that start right after
+/// a nudge are its echo and ask for none (a still screen costs nothing). Where the
+/// compositor has no wlroots virtual pointer, the first failure ends the nudging.
+#[derive(Default)]
+pub struct SettleNudge {
+    /// When the current run of frames started (none since the last quiet time).
+    run_started: Option<Instant>,
+    last_nudge: Option<Instant>,
+    unavailable: bool,
+    nudger: Option<crate::input::PointerNudger>,
+}
+
+impl SettleNudge {
+    /// A frame came at `now`.
+    pub fn frame(&mut self, now: Instant) {
+        self.run_started.get_or_insert(now);
+    }
+
+    /// No frame for [`SETTLE_AFTER`] until `now`: whether to nudge (and it is counted done).
+    pub fn quiet(&mut self, now: Instant) -> bool {
+        let Some(started) = self.run_started.take() else {
+            return false;
+        };
+        let echo = self
+            .last_nudge
+            .is_some_and(|n| started.saturating_duration_since(n) < NUDGE_ECHO);
+        if echo || self.unavailable {
+            return false;
+        }
+        self.last_nudge = Some(now);
+        true
+    }
+
+    /// Nudges the pointer when [`Self::quiet`] says so.
+    pub fn on_quiet(&mut self, now: Instant) {
+        if !self.quiet(now) {
+            return;
+        }
+        let nudged = match &mut self.nudger {
+            Some(n) => n.nudge(),
+            None => crate::input::PointerNudger::new().and_then(|mut n| {
+                n.nudge()?;
+                self.nudger = Some(n);
+                Ok(())
+            }),
+        };
+        if let Err(e) = nudged {
+            tracing::debug!("no nudge after a run of frames (not asked again): {e}");
+            self.unavailable = true;
+        }
+    }
+}
+
 /// One captured frame: BGRx rows of `stride` bytes.
 pub struct PortalFrame {
     pub width: u32,
@@ -487,4 +553,38 @@ fn stream_loop(
     let _ = ready.send(Ok(()));
     mainloop.run();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_nudge_after_a_run_of_frames_and_none_for_its_echo() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut s = SettleNudge::default();
+        assert!(
+            !s.quiet(ms(0)),
+            "a still screen from the start: nothing to fetch"
+        );
+        // A run of frames (a change, an animation), then quiet: one nudge.
+        for n in [10, 26, 43, 60] {
+            s.frame(ms(n));
+        }
+        assert!(s.quiet(ms(160)));
+        assert!(!s.quiet(ms(260)), "once per run");
+        // The nudge's own frames (the cursor repainted) ask for none.
+        s.frame(ms(175));
+        s.frame(ms(190));
+        assert!(!s.quiet(ms(290)));
+        assert!(!s.quiet(ms(1_000)), "a still screen costs nothing");
+        // A later change does.
+        s.frame(ms(2_000));
+        assert!(s.quiet(ms(2_100)));
+        // Without a virtual pointer, nudging ends.
+        s.unavailable = true;
+        s.frame(ms(3_000));
+        assert!(!s.quiet(ms(3_100)));
+    }
 }
