@@ -489,12 +489,10 @@ impl ViewerGcc {
                 let above = self
                     .capacity
                     .is_some_and(|c| acked > c * (1.0 + CAPACITY_BAND));
-                if !above {
-                    self.room_since = None;
-                }
-                let room_shown = above
-                    && now.saturating_duration_since(*self.room_since.get_or_insert(now))
-                        >= ROOM_SHOWN_AFTER;
+                self.room_since = above.then(|| self.room_since.unwrap_or(now));
+                let room_shown = self
+                    .room_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= ROOM_SHOWN_AFTER);
                 let gentle = after_decrease || near || (above && !room_shown);
                 let over_capacity = near
                     && self.capacity.is_some_and(|c| {
