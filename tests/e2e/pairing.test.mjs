@@ -54,22 +54,32 @@ async function capture(s) {
   child.stderr.on('data', (d) => { stderr += d; });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   await pollUntil(() => stderr, (e) => /listening on lo/.test(e), { timeoutMs: 5000, what: 'tcpdump listening' });
-  // "listening" comes a moment before packets are: wait until a marker datagram is in the
-  // file (written packet by packet), so nothing sent after this returns is missed.
-  const marker = Buffer.from(`porthole-capture-marker-${process.pid}-${Date.now()}`);
-  const udp = dgram.createSocket('udp4');
-  try {
-    await pollUntil(async () => {
-      await new Promise((resolve) => { udp.send(marker, 9, '127.0.0.1', () => resolve()); });
-      return existsSync(file) && readFileSync(file).includes(marker);
-    }, (seen) => seen, { timeoutMs: 5000, intervalMs: 50, what: 'tcpdump capturing' });
-  } finally {
-    udp.close();
-  }
+  // A marker datagram in the file (written packet by packet) means tcpdump has written all
+  // that came before it.
+  const markerSeen = async (what) => {
+    const marker = Buffer.from(`porthole-capture-marker-${process.pid}-${Date.now()}-${what}`);
+    const udp = dgram.createSocket('udp4');
+    try {
+      await pollUntil(async () => {
+        await new Promise((resolve) => { udp.send(marker, 9, '127.0.0.1', () => resolve()); });
+        return existsSync(file) && readFileSync(file).includes(marker);
+      }, (seen) => seen, { timeoutMs: 5000, intervalMs: 50, what: `tcpdump ${what}` });
+    } finally {
+      udp.close();
+    }
+  };
+  // "listening" comes a moment before packets are: nothing sent after this returns is missed.
+  await markerSeen('capturing');
   const handle = {
     file,
     async stop() {
-      if (child.exitCode === null) child.kill('SIGINT');
+      // SIGINT ends tcpdump without reading what is still in the kernel's buffer (a control
+      // capture once held the start marker and not the request sent after it): a marker
+      // first, so all sent before stop() is in the file.
+      if (child.exitCode === null) {
+        await markerSeen('caught up');
+        child.kill('SIGINT');
+      }
       await exited;
       const dropped = stderr.match(/(\d+) packets? dropped by kernel/);
       assert.ok(dropped, `tcpdump's summary: ${stderr}`);
