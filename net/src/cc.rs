@@ -331,6 +331,13 @@ pub const DELIVERED_SHARE: f64 = 0.9;
 /// while the rate grew to 5 Mbit/s and the share fell to 0.76; it saw the queue only when
 /// the loss did, at 15-60 %.)
 pub const OVERUSE_SHARE: f64 = 0.85;
+/// …and before the path's capacity is known, this share. (Behind 3 Mbit/s the first ramp,
+/// allowed 1.5 × what arrived plus 1.5 Mbit/s, grew the estimate to 5.2 Mbit/s while the
+/// queue measure warmed up; the share sat at 0.85-0.87 for 300 ms of frames made at 4
+/// Mbit/s before it crossed [`OVERUSE_SHARE`], and by then the link's queue overflowed: 20 %
+/// loss and the resends kept it full for a second, frames 0.5-0.9 s late. With a bottleneck
+/// free, the share stays over 0.98 here.)
+pub const RAMP_OVERUSE_SHARE: f64 = DELIVERED_SHARE;
 /// Loss above this (smoothed, and in the latest feedback) backs off like overuse; below it,
 /// loss is left to retransmission and keyframes (a few per cent is normal on Wi-Fi).
 pub const HEAVY_LOSS: f64 = 0.1;
@@ -444,7 +451,14 @@ impl ViewerGcc {
         if let Some(pace) = pace {
             self.note_pace(pace);
         }
-        let usage = if self.delivered_share() < OVERUSE_SHARE || queued_ms > QUEUE_OVERUSE_MS {
+        // In the first ramp (no capacity known yet) growth is fastest and the queue measure
+        // is still warming up: arrivals spreading out at all is overuse already.
+        let overuse_share = if self.capacity.is_some() {
+            OVERUSE_SHARE
+        } else {
+            RAMP_OVERUSE_SHARE
+        };
+        let usage = if self.delivered_share() < overuse_share || queued_ms > QUEUE_OVERUSE_MS {
             Usage::Over
         } else {
             usage
@@ -1542,6 +1556,32 @@ mod tests {
         g.losses.push_back((t0, 5, 10));
         g.update_rate(t0, Usage::Over, Some(1_300_000.0), 1_100_000.0);
         assert_eq!(g.capacity, Some(3_300_000.0));
+    }
+
+    #[test]
+    fn in_the_first_ramp_arrivals_spreading_out_are_overuse_sooner() {
+        let t0 = Instant::now();
+        // 4 Mbit/s sent (1200 bytes every 2.4 ms), arriving at 0.88 of that pace.
+        let spread = |g: &mut ViewerGcc| paced_spans(g, t0, 2_400, 2_727);
+        let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
+        g.rate = 5_000_000.0;
+        g.demonstrated = 3_300_000.0;
+        spread(&mut g);
+        assert!(g.delivered_share() > OVERUSE_SHARE && g.delivered_share() < RAMP_OVERUSE_SHARE);
+        g.update_rate(t0, Usage::Normal, Some(3_500_000.0), 3_500_000.0);
+        assert_eq!(
+            g.rate,
+            3_500_000.0 * DECREASE_FACTOR,
+            "no capacity known: backoff"
+        );
+        assert_eq!(g.capacity, Some(3_500_000.0));
+        // Once the capacity is known, the same share is left to the queue measure.
+        let mut g = ViewerGcc::new(100_000_000.0, Arc::default());
+        g.rate = 3_300_000.0;
+        g.capacity = Some(3_000_000.0);
+        spread(&mut g);
+        g.update_rate(t0, Usage::Normal, Some(3_000_000.0), 3_000_000.0);
+        assert!(g.rate >= 3_300_000.0, "{}", g.rate);
     }
 
     #[test]
