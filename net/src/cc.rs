@@ -720,6 +720,7 @@ impl BandwidthEstimator for ViewerGcc {
             loss = self.loss,
             delivered_share = self.delivered_share(),
             capacity = self.capacity.unwrap_or(0.0) as u64,
+            pace = self.delivered_bps().unwrap_or(0.0) as u64,
             queue_ms = self.queue.standing_ms(),
             reports = reports.len(),
             lost,
