@@ -232,7 +232,8 @@ impl PathEstimate {
 /// One viewer's path estimate: Google Congestion Control's delay and loss signals (rtc's
 /// trend filter, overuse detector and loss controller) driving our own rate rule:
 /// - overuse (queues growing, or the path delivering under [`OVERUSE_SHARE`] of what was
-///   sent): back off to [`DECREASE_FACTOR`] × what arrived;
+///   sent, [`RAMP_OVERUSE_SHARE`] before the capacity is known): back off to
+///   [`DECREASE_FACTOR`] × what arrived;
 /// - normal, within [`GENTLE_AFTER_DECREASE`] of a backoff, or near the path's capacity
 ///   (what arrived while it was full, as libwebrtc's link capacity estimate): grow
 ///   [`GENTLE_GROWTH`] a second (the ceiling is near), and from the capacity up to
