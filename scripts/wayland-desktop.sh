@@ -7,6 +7,8 @@
 # it.
 #   scripts/wayland-desktop.sh [--size WxH] [--user NAME] -- COMMAND...
 #   scripts/wayland-desktop.sh --prepare    (only builds the portal backend, once)
+# For a diagnosis: XDPW_LOGLEVEL=TRACE (the portal backend's log level, ERROR otherwise);
+# WL_KEEP_LOGS=DIR copies the desktop's logs (sway, PipeWire, the portals) there at the end.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 size=640x480
@@ -70,7 +72,8 @@ sleep 0.3
 # PipeWire's PulseAudio server, as desktops run it (sound for `--audio default`).
 pipewire-pulse > "$run/pipewire-pulse.log" 2>&1 & pids+=($!)
 wireplumber > "$run/wireplumber.log" 2>&1 & pids+=($!)
-XDPW_PERSIST_MODE=permanent "$run/xdg-desktop-portal-wlr" -r > "$run/xdpw.log" 2>&1 & pids+=($!)
+XDPW_PERSIST_MODE=permanent "$run/xdg-desktop-portal-wlr" -r -l "${XDPW_LOGLEVEL:-ERROR}" \
+  > "$run/xdpw.log" 2>&1 & pids+=($!)
 XDG_DESKTOP_PORTAL_DIR=$run/portals /usr/libexec/xdg-desktop-portal -r > "$run/xdp.log" 2>&1 &
 pids+=($!)
 # The portal answers once both are on the bus.
@@ -99,6 +102,9 @@ end_session() {
 # of the session was still writing into it.
 cleanup() {
   end_session
+  if [ -n "${WL_KEEP_LOGS:-}" ]; then
+    mkdir -p "$WL_KEEP_LOGS" && cp "$run"/*.log "$WL_KEEP_LOGS"/ 2>/dev/null || true
+  fi
   for _ in 1 2 3 4 5; do
     rm -rf "$run" 2>/dev/null && [ ! -e "$run" ] && break
     sleep 0.2
