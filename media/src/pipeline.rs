@@ -551,7 +551,6 @@ fn portal_capture_loop(
             settle.on_quiet(Instant::now());
             continue;
         }
-        settle.frame(Instant::now());
         wait_for_period(last_grab, control.period());
         let started = Instant::now();
         let converted = capture.read(Duration::ZERO, |m| {
@@ -584,6 +583,7 @@ fn portal_capture_loop(
         let Some((rows, time)) = converted else {
             continue;
         };
+        settle.frame(started, rows);
         if rows == 0 {
             stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
             continue;

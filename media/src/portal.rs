@@ -32,8 +32,13 @@ const FIRST_FRAME_WAIT: Duration = Duration::from_millis(300);
 
 /// Quiet time after the last frame before [`SettleNudge`] nudges the pointer.
 pub const SETTLE_AFTER: Duration = Duration::from_millis(100);
-/// Frames starting this soon after a nudge are taken for its echo (the cursor's repaint).
+/// Frames starting this soon after a nudge, all of them small, are taken for its echo (the
+/// cursor's repaint).
 const NUDGE_ECHO: Duration = Duration::from_millis(250);
+/// A frame changing at most this many rows is small enough to be the cursor's repaint.
+pub const CURSOR_ROWS: usize = 64;
+/// After a nudge, one more this much later (see [`SettleNudge`]).
+const FOLLOW_UP: Duration = Duration::from_millis(400);
 
 /// The last change before a still screen, fetched. wlroots (up to 0.16, Debian 12's 0.15)
 /// sends a `copy_with_damage` frame only at the output's next commit: damage that came
@@ -43,37 +48,56 @@ const NUDGE_ECHO: Duration = Duration::from_millis(250);
 /// screen that is never: sway's output went green and the cast stayed red (wayland.test,
 /// about 1 run in 5, grim showing green). Once frames stop for [`SETTLE_AFTER`], the pointer
 /// moves one pixel and back: the cursor's repaint is a commit, and the frame it sends
-/// carries all the damage held. One nudge per run of frames; frames that start right after
-/// a nudge are its echo and ask for none (a still screen costs nothing). Where the
-/// compositor has no wlroots virtual pointer, the first failure ends the nudging.
+/// carries all the damage held. A run of frames that starts right after a nudge and
+/// changes no more than a cursor's rows is its echo and asks for none (a still screen
+/// costs nothing). A change that lands between the echo's frames is held the same way,
+/// and changes that come in steps (sway's background: the old one's client gone, the new
+/// one's first commit some 100 ms later) land there often: so each nudge is followed by
+/// one more, [`FOLLOW_UP`] later, whatever came meanwhile. Where the compositor has no
+/// wlroots virtual pointer, the first failure ends the nudging.
 #[derive(Default)]
 pub struct SettleNudge {
     /// When the current run of frames started (none since the last quiet time).
     run_started: Option<Instant>,
+    /// Whether a frame of the current run changed more than a cursor's rows.
+    run_large: bool,
     last_nudge: Option<Instant>,
+    /// When the nudge that follows the last one is due.
+    follow_up: Option<Instant>,
     unavailable: bool,
     nudger: Option<crate::input::PointerNudger>,
 }
 
 impl SettleNudge {
-    /// A frame came at `now`.
-    pub fn frame(&mut self, now: Instant) {
+    /// A frame came at `now`, changing `rows` rows.
+    pub fn frame(&mut self, now: Instant, rows: usize) {
         self.run_started.get_or_insert(now);
+        self.run_large |= rows > CURSOR_ROWS;
     }
 
     /// No frame for [`SETTLE_AFTER`] until `now`: whether to nudge (and it is counted done).
     pub fn quiet(&mut self, now: Instant) -> bool {
-        let Some(started) = self.run_started.take() else {
-            return false;
-        };
-        let echo = self
-            .last_nudge
-            .is_some_and(|n| started.saturating_duration_since(n) < NUDGE_ECHO);
-        if echo || self.unavailable {
+        if self.unavailable {
             return false;
         }
-        self.last_nudge = Some(now);
-        true
+        let large = std::mem::take(&mut self.run_large);
+        if let Some(started) = self.run_started.take() {
+            let echo = !large
+                && self
+                    .last_nudge
+                    .is_some_and(|n| started.saturating_duration_since(n) < NUDGE_ECHO);
+            if !echo {
+                self.last_nudge = Some(now);
+                self.follow_up = Some(now + FOLLOW_UP);
+                return true;
+            }
+        }
+        if self.follow_up.is_some_and(|at| now >= at) {
+            self.follow_up = None;
+            self.last_nudge = Some(now);
+            return true;
+        }
+        false
     }
 
     /// Nudges the pointer when [`Self::quiet`] says so.
@@ -396,7 +420,8 @@ fn damage_meta_param() -> Result<Vec<u8>, PortalError> {
 /// The frames' format, as negotiated.
 #[derive(Default)]
 struct Negotiated {
-    info: spa::param::video::VideoInfoRaw,
+    /// The frames' size, as negotiated.
+    size: (u32, u32),
     ok: bool,
     /// Whether the first frame's damage metadata was logged.
     told_damage: bool,
@@ -423,51 +448,77 @@ fn stream_loop(
         },
     )
     .map_err(pw_err)?;
+    // RT_PROCESS: `process` runs on PipeWire's data thread, at once, not deferred to this
+    // loop. Deferred (the default), a frame after a quiet second sometimes never reached
+    // it: xdg-desktop-portal-wlr 0.7 (which drives the graph by queueing its buffers, with
+    // two of them) queued sway's green output twice and no `process` came, the loop alive
+    // (wayland.test: 8 of 131 runs under PipeWire 0.3.65; none in 60 with RT_PROCESS).
+    // `param_changed` still runs on this thread: what the two share is behind a lock, not
+    // in the listener's user data.
+    let negotiated: Arc<Mutex<Negotiated>> = Arc::default();
     let _listener = stream
-        .add_local_listener_with_user_data(Negotiated::default())
+        .add_local_listener_with_user_data(())
         .state_changed(|_, _, old, new| tracing::debug!(?old, ?new, "PipeWire stream"))
-        .param_changed(|stream, format, id, param| {
-            let Some(param) = param else { return };
-            if id != spa::param::ParamType::Format.as_raw() {
-                return;
-            }
-            format.ok = format.info.parse(param).is_ok()
-                && format.info.format() == spa::param::video::VideoFormat::BGRx;
-            if !format.ok {
-                tracing::warn!(format = ?format.info.format(), "PipeWire offered a format Porthole cannot read");
-                return;
-            }
-            // Ask for the damage regions with each buffer (only the changed rows are read).
-            match damage_meta_param() {
-                Ok(bytes) => {
-                    if let Some(pod) = spa::pod::Pod::from_bytes(&bytes) {
-                        if let Err(e) = stream.update_params(&mut [pod]) {
-                            tracing::debug!("PipeWire refused the damage metadata: {e}");
+        .param_changed({
+            let negotiated = negotiated.clone();
+            move |stream, _, id, param| {
+                let Some(param) = param else { return };
+                if id != spa::param::ParamType::Format.as_raw() {
+                    return;
+                }
+                let mut info = spa::param::video::VideoInfoRaw::default();
+                let ok = info.parse(param).is_ok()
+                    && info.format() == spa::param::video::VideoFormat::BGRx;
+                {
+                    let mut n = negotiated.lock().unwrap_or_else(|e| e.into_inner());
+                    n.ok = ok;
+                    n.size = (info.size().width, info.size().height);
+                }
+                if !ok {
+                    tracing::warn!(format = ?info.format(), "PipeWire offered a format Porthole cannot read");
+                    return;
+                }
+                // Ask for the damage regions with each buffer (only the changed rows are read).
+                match damage_meta_param() {
+                    Ok(bytes) => {
+                        if let Some(pod) = spa::pod::Pod::from_bytes(&bytes) {
+                            if let Err(e) = stream.update_params(&mut [pod]) {
+                                tracing::debug!("PipeWire refused the damage metadata: {e}");
+                            }
                         }
                     }
+                    Err(e) => tracing::debug!("{e}"),
                 }
-                Err(e) => tracing::debug!("{e}"),
             }
         })
-        .process(move |stream, format| {
+        .process(move |stream, _| {
             let Some(mut buffer) = stream.dequeue_buffer() else {
                 return;
             };
-            if !format.ok {
+            let (ok, (width, height), first) = {
+                let mut n = negotiated.lock().unwrap_or_else(|e| e.into_inner());
+                (n.ok, n.size, !std::mem::replace(&mut n.told_damage, true))
+            };
+            if !ok {
                 return;
             }
-            let (width, height) = (format.info.size().width, format.info.size().height);
             let damage = damage_rows(&buffer, width as usize, height as usize);
-            if !format.told_damage {
-                format.told_damage = true;
+            if first {
                 tracing::debug!(damage = damage.is_some(), "the screen cast's first frame");
             }
             let datas = buffer.datas_mut();
             let Some(data) = datas.first_mut() else { return };
-            let (offset, size, stride) = {
+            let (offset, size, stride, corrupted) = {
                 let chunk = data.chunk();
-                (chunk.offset() as usize, chunk.size() as usize, chunk.stride())
+                let corrupted = chunk.flags().contains(spa::buffer::ChunkFlags::CORRUPTED);
+                (chunk.offset() as usize, chunk.size() as usize, chunk.stride(), corrupted)
             };
+            if corrupted {
+                // xdg-desktop-portal-wlr queues a buffer whose copy failed this way: its
+                // pixels are whatever it held before (an older frame).
+                tracing::debug!("the screen cast sent a corrupted buffer: skipped");
+                return;
+            }
             let Some(bytes) = data.data() else { return };
             let stride = if stride > 0 { stride as usize } else { width as usize * 4 };
             let need = stride * height as usize;
@@ -478,6 +529,7 @@ fn stream_loop(
             let (lock, cond) = &*mirror;
             let mut m = lock.lock().unwrap_or_else(|e| e.into_inner());
             let resized = (m.width, m.height, m.stride) != (width, height, stride);
+            tracing::trace!(?damage, resized, "a screen cast frame");
             if !resized && damage.as_ref().is_some_and(|rows| rows.is_empty()) {
                 return; // nothing changed (PipeWire said so)
             }
@@ -542,7 +594,9 @@ fn stream_loop(
         .connect(
             spa::utils::Direction::Input,
             Some(node),
-            pw::stream::StreamFlags::AUTOCONNECT | pw::stream::StreamFlags::MAP_BUFFERS,
+            pw::stream::StreamFlags::AUTOCONNECT
+                | pw::stream::StreamFlags::MAP_BUFFERS
+                | pw::stream::StreamFlags::RT_PROCESS,
             &mut params,
         )
         .map_err(pw_err)?;
@@ -560,7 +614,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_nudge_after_a_run_of_frames_and_none_for_its_echo() {
+    fn a_nudge_after_a_run_of_frames_one_follow_up_and_none_for_their_echoes() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut s = SettleNudge::default();
@@ -570,21 +624,32 @@ mod tests {
         );
         // A run of frames (a change, an animation), then quiet: one nudge.
         for n in [10, 26, 43, 60] {
-            s.frame(ms(n));
+            s.frame(ms(n), 480);
         }
         assert!(s.quiet(ms(160)));
         assert!(!s.quiet(ms(260)), "once per run");
         // The nudge's own frames (the cursor repainted) ask for none.
-        s.frame(ms(175));
-        s.frame(ms(190));
+        s.frame(ms(175), 24);
+        s.frame(ms(190), 24);
         assert!(!s.quiet(ms(290)));
-        assert!(!s.quiet(ms(1_000)), "a still screen costs nothing");
+        assert!(!s.quiet(ms(500)));
+        // One more, FOLLOW_UP after the first, whatever came meanwhile; its echo asks for
+        // none, and then a still screen costs nothing.
+        assert!(s.quiet(ms(560)));
+        s.frame(ms(575), 24);
+        assert!(!s.quiet(ms(680)));
+        assert!(!s.quiet(ms(1_000)));
+        assert!(!s.quiet(ms(5_000)), "a still screen costs nothing");
         // A later change does.
-        s.frame(ms(2_000));
-        assert!(s.quiet(ms(2_100)));
+        s.frame(ms(6_000), 20);
+        assert!(s.quiet(ms(6_100)));
+        // A change right after a nudge, larger than a cursor, is no echo.
+        s.frame(ms(6_150), 480);
+        assert!(s.quiet(ms(6_250)));
         // Without a virtual pointer, nudging ends.
         s.unavailable = true;
-        s.frame(ms(3_000));
-        assert!(!s.quiet(ms(3_100)));
+        s.frame(ms(7_000), 480);
+        assert!(!s.quiet(ms(7_100)));
+        assert!(!s.quiet(ms(8_000)));
     }
 }
