@@ -227,7 +227,8 @@ impl HostClipboard {
                             }
                             // Remember it as host programs will read it (an image comes back
                             // re-encoded), so our own write is not mistaken for a change.
-                            let content = Arc::new(read(&mut clipboard).unwrap_or(content));
+                            let content =
+                                Arc::new(read_back(&mut clipboard, last.as_deref(), content));
                             last = Some(content.clone());
                             *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(content);
                         }
@@ -509,6 +510,37 @@ fn read(clipboard: &mut arboard::Clipboard) -> Option<ClipContent> {
             tracing::warn!("cannot encode the host clipboard image: {e}");
             None
         }
+    }
+}
+
+/// How long [`read_back`] waits for a write to show.
+const READ_BACK_WAIT: Duration = Duration::from_millis(500);
+
+/// What host programs read after we wrote `written` over `before`. On Wayland the write
+/// reaches the compositor from another thread (wl-clipboard-rs serves it there), and a read
+/// right away could still see `before`: remembered as ours, it made our own write come back
+/// as a host change (wayland.test, about 1 run in 10). So this reads until the clipboard no longer
+/// holds `before` (or holds `written`), for up to [`READ_BACK_WAIT`]; then `written`.
+fn read_back(
+    clipboard: &mut arboard::Clipboard,
+    before: Option<&ClipContent>,
+    written: ClipContent,
+) -> ClipContent {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(now) = read(clipboard) {
+            if Some(&now) != before || now == written {
+                if start.elapsed() >= Duration::from_millis(10) {
+                    tracing::debug!(waited = ?start.elapsed(), "the clipboard write showed late");
+                }
+                return now;
+            }
+        }
+        if start.elapsed() >= READ_BACK_WAIT {
+            tracing::debug!("the clipboard write did not show in {READ_BACK_WAIT:?}");
+            return written;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
