@@ -452,9 +452,9 @@ fn stream_loop(
     // loop. Deferred (the default), a frame after a quiet second sometimes never reached
     // it: xdg-desktop-portal-wlr 0.7 (which drives the graph by queueing its buffers, with
     // two of them) queued sway's green output twice and no `process` came, the loop alive
-    // (wayland.test: 8 of 131 runs under PipeWire 0.3.65; none in 60 with RT_PROCESS).
-    // `param_changed` still runs on this thread: what the two share is behind a lock, not
-    // in the listener's user data.
+    // (wayland.test: 8 of 131 runs under PipeWire 0.3.65; none in 120 with RT_PROCESS).
+    // `param_changed` still runs on this thread: the two are in separate listeners, and
+    // what they share is behind a lock.
     let negotiated: Arc<Mutex<Negotiated>> = Arc::default();
     let _listener = stream
         .add_local_listener_with_user_data(())
@@ -491,6 +491,11 @@ fn stream_loop(
                 }
             }
         })
+        .register()
+        .map_err(pw_err)?;
+    // A listener of its own: its callbacks are reached from the data thread only.
+    let _process = stream
+        .add_local_listener_with_user_data(())
         .process(move |stream, _| {
             let Some(mut buffer) = stream.dequeue_buffer() else {
                 return;
@@ -507,11 +512,18 @@ fn stream_loop(
                 tracing::debug!(damage = damage.is_some(), "the screen cast's first frame");
             }
             let datas = buffer.datas_mut();
-            let Some(data) = datas.first_mut() else { return };
+            let Some(data) = datas.first_mut() else {
+                return;
+            };
             let (offset, size, stride, corrupted) = {
                 let chunk = data.chunk();
                 let corrupted = chunk.flags().contains(spa::buffer::ChunkFlags::CORRUPTED);
-                (chunk.offset() as usize, chunk.size() as usize, chunk.stride(), corrupted)
+                (
+                    chunk.offset() as usize,
+                    chunk.size() as usize,
+                    chunk.stride(),
+                    corrupted,
+                )
             };
             if corrupted {
                 // xdg-desktop-portal-wlr queues a buffer whose copy failed this way: its
@@ -520,7 +532,11 @@ fn stream_loop(
                 return;
             }
             let Some(bytes) = data.data() else { return };
-            let stride = if stride > 0 { stride as usize } else { width as usize * 4 };
+            let stride = if stride > 0 {
+                stride as usize
+            } else {
+                width as usize * 4
+            };
             let need = stride * height as usize;
             if size < need || bytes.len() < offset + need {
                 return; // an empty or corrupt buffer (e.g. the cursor alone moved)
