@@ -11,7 +11,7 @@
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use x11rb::connection::Connection;
 use x11rb::protocol::xfixes::{ConnectionExt as _, SelectionEventMask};
@@ -526,7 +526,7 @@ fn read_back(
     before: Option<&ClipContent>,
     written: ClipContent,
 ) -> ClipContent {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     loop {
         if let Some(now) = read(clipboard) {
             if Some(&now) != before || now == written {

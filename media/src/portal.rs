@@ -36,7 +36,7 @@ pub const SETTLE_AFTER: Duration = Duration::from_millis(100);
 /// cursor's repaint).
 const NUDGE_ECHO: Duration = Duration::from_millis(250);
 /// A frame changing at most this many rows is small enough to be the cursor's repaint.
-pub const CURSOR_ROWS: usize = 64;
+const CURSOR_ROWS: usize = 64;
 /// After a nudge, one more this much later (see [`SettleNudge`]).
 const FOLLOW_UP: Duration = Duration::from_millis(400);
 
