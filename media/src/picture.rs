@@ -6,36 +6,82 @@ use openh264::formats::{BGRA8Source, RGB8Source, RGBSource, YUVBuffer, YUVSource
 
 use crate::convert::even_size;
 
-/// Rows `[y0, y1)` of the monitor (even-aligned, for 4:2:0).
+/// Rows `[y0, y1)` and columns `[x0, x1)` of the monitor: even-aligned rows (for 4:2:0),
+/// columns on 16-pixel boundaries (the converter's vector width) or the picture's edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Band {
     pub y0: usize,
     pub y1: usize,
+    pub x0: usize,
+    pub x1: usize,
 }
 
 impl Band {
+    /// All of a `width` × `height` picture.
+    pub fn whole(width: usize, height: usize) -> Self {
+        Self {
+            y0: 0,
+            y1: height,
+            x0: 0,
+            x1: width,
+        }
+    }
+
+    /// Full-width rows `[y0, y1)` of a picture `width` wide.
+    pub fn rows_of(y0: usize, y1: usize, width: usize) -> Self {
+        Self {
+            y0,
+            y1,
+            x0: 0,
+            x1: width,
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.y1 - self.y0
     }
+
+    pub fn width(&self) -> usize {
+        self.x1 - self.x0
+    }
 }
 
-/// Merges damaged row ranges `(y, height)` (already clipped to `0..height`) into sorted,
-/// disjoint, even-aligned bands within `0..height` (even). Ranges closer than `gap` rows
-/// are joined: one larger grab beats two round trips.
-pub fn merge_bands(mut rows: Vec<(usize, usize)>, height: usize, gap: usize) -> Vec<Band> {
-    rows.retain(|&(_, h)| h > 0);
-    rows.sort_unstable();
+/// Columns to convert at least (narrower spans are widened): the vector converter wants
+/// 32, and a few more cost less than a call.
+const MIN_COLUMNS: usize = 64;
+
+/// Merges damaged rectangles (already clipped to `width` × `height`, both even) into
+/// sorted, disjoint bands of rows, each as wide as the union of its rectangles' columns.
+/// Rectangles whose rows are closer than `gap` are joined: one larger grab beats two round
+/// trips.
+pub fn merge_bands(mut rects: Vec<Band>, width: usize, height: usize, gap: usize) -> Vec<Band> {
+    rects.retain(|r| r.y1 > r.y0 && r.x1 > r.x0);
+    rects.sort_unstable_by_key(|r| (r.y0, r.y1));
     let mut out: Vec<Band> = Vec::new();
-    for (y, h) in rows {
-        let y0 = (y & !1).min(height);
-        let y1 = ((y + h + 1) & !1).min(height);
+    for r in rects {
+        let y0 = (r.y0 & !1).min(height);
+        let y1 = ((r.y1 + 1) & !1).min(height);
         if y0 >= y1 {
             continue;
         }
         match out.last_mut() {
-            Some(last) if y0 <= last.y1 + gap => last.y1 = last.y1.max(y1),
-            _ => out.push(Band { y0, y1 }),
+            Some(last) if y0 <= last.y1 + gap => {
+                last.y1 = last.y1.max(y1);
+                last.x0 = last.x0.min(r.x0);
+                last.x1 = last.x1.max(r.x1);
+            }
+            _ => out.push(Band {
+                y0,
+                y1,
+                x0: r.x0,
+                x1: r.x1,
+            }),
         }
+    }
+    for b in &mut out {
+        let x1 = b.x1.next_multiple_of(16).max(b.x0 + MIN_COLUMNS).min(width);
+        let x0 = (b.x0 & !15).min(x1.saturating_sub(MIN_COLUMNS) & !15);
+        (b.x0, b.x1) = (x0, x1);
     }
     out
 }
@@ -68,13 +114,27 @@ impl BandPicture {
         (self.width, self.height)
     }
 
-    /// Converts rows `b` of `frame` (BGRX, rows `stride_px` pixels apart, starting at row 0,
-    /// at least as wide and tall as the picture) into their place in the picture.
-    pub fn convert(&mut self, frame: &[u8], stride_px: usize, b: Band) {
-        let stride = stride_px * 4;
-        let (w, rows) = (self.width, b.rows());
+    /// Converts band `b` of the picture from `data`: BGRX rows `stride_px` pixels apart,
+    /// whose first pixel is the band's top-left one (row `b.y0`, column `b.x0`).
+    pub fn convert(&mut self, data: &[u8], stride_px: usize, b: Band) {
+        let (w, rows) = (b.width(), b.rows());
+        if w == 0 || rows == 0 {
+            return;
+        }
+        let needed = ((rows - 1) * stride_px + w) * 4;
+        assert!(data.len() >= needed, "a band's pixels run past the frame");
+        // The converter wants whole strides, and a band right of column 0 in a frame's
+        // last rows ends sooner: those rows are packed first.
+        let packed: Vec<u8>;
+        let (data, stride_px) = if data.len() >= rows * stride_px * 4 {
+            (data, stride_px)
+        } else {
+            let row = |r: usize| &data[r * stride_px * 4..(r * stride_px + w) * 4];
+            packed = (0..rows).flat_map(row).copied().collect();
+            (&packed[..], w)
+        };
         let src = BgrxRows {
-            data: &frame[b.y0 * stride..b.y1 * stride],
+            data: &data[..rows * stride_px * 4],
             width: w,
             rows,
             stride_px,
@@ -85,13 +145,14 @@ impl BandPicture {
         };
         scratch.read_bgra8(src);
         let (sy, su, sv) = scratch.strides();
-        let (cw, cy0, crows) = (w / 2, b.y0 / 2, rows / 2);
+        let pw = self.width;
         for r in 0..rows {
-            let dst = (b.y0 + r) * w;
+            let dst = (b.y0 + r) * pw + b.x0;
             self.y[dst..dst + w].copy_from_slice(&scratch.y()[r * sy..r * sy + w]);
         }
-        for r in 0..crows {
-            let dst = (cy0 + r) * cw;
+        let (cw, cx0, cy0, cpw) = (w / 2, b.x0 / 2, b.y0 / 2, pw / 2);
+        for r in 0..rows / 2 {
+            let dst = (cy0 + r) * cpw + cx0;
             self.u[dst..dst + cw].copy_from_slice(&scratch.u()[r * su..r * su + cw]);
             self.v[dst..dst + cw].copy_from_slice(&scratch.v()[r * sv..r * sv + cw]);
         }
@@ -212,21 +273,108 @@ impl YUVSource for I420Picture {
 mod tests {
     use super::*;
 
+    /// A damaged rectangle at `(x, y)`, `w` × `h`.
+    fn rect(x: usize, y: usize, w: usize, h: usize) -> Band {
+        Band {
+            y0: y,
+            y1: y + h,
+            x0: x,
+            x1: x + w,
+        }
+    }
+
     #[test]
     fn damaged_rows_merge_into_even_bands() {
         // Two clock rows near the top, a moving region further down, one overlapping.
-        let bands = merge_bands(vec![(500, 300), (3, 20), (30, 10), (790, 20)], 1080, 16);
+        let bands = merge_bands(
+            vec![
+                rect(0, 500, 1920, 300),
+                rect(45, 3, 360, 20),
+                rect(100, 30, 50, 10),
+                rect(0, 790, 1920, 20),
+            ],
+            1920,
+            1080,
+            16,
+        );
         assert_eq!(
             bands,
-            vec![Band { y0: 2, y1: 40 }, Band { y0: 500, y1: 810 }]
+            vec![
+                Band {
+                    y0: 2,
+                    y1: 40,
+                    x0: 32,
+                    x1: 416
+                },
+                Band::rows_of(500, 810, 1920)
+            ]
         );
         // Clipped to the (even) picture height; empty ranges vanish.
         assert_eq!(
-            merge_bands(vec![(1070, 50), (10, 0)], 1080, 16),
-            vec![Band { y0: 1070, y1: 1080 }]
+            merge_bands(
+                vec![rect(0, 1070, 1920, 50), rect(0, 10, 1920, 0)],
+                1920,
+                1080,
+                16
+            ),
+            vec![Band::rows_of(1070, 1080, 1920)]
         );
         // Far apart: separate grabs.
-        assert_eq!(merge_bands(vec![(0, 2), (100, 2)], 1080, 16).len(), 2);
+        let apart = vec![rect(0, 0, 8, 2), rect(0, 100, 8, 2)];
+        assert_eq!(merge_bands(apart, 1920, 1080, 16).len(), 2);
+    }
+
+    #[test]
+    fn narrow_damage_is_widened_within_the_picture() {
+        // A blinking cursor (2 px wide) at the right edge of a 1366-wide picture.
+        let b = merge_bands(vec![rect(1360, 100, 2, 18)], 1366, 768, 16);
+        assert_eq!(
+            b,
+            vec![Band {
+                y0: 100,
+                y1: 118,
+                x0: 1296,
+                x1: 1366
+            }]
+        );
+        assert!(b[0].width() >= MIN_COLUMNS);
+        // A picture narrower than the minimum: all of its columns.
+        let b = merge_bands(vec![rect(10, 0, 2, 2)], 32, 32, 16);
+        assert_eq!((b[0].x0, b[0].x1), (0, 32));
+    }
+
+    #[test]
+    fn a_band_lands_in_its_columns_only() {
+        // A 64×4 picture, all black; a white 32×2 band at column 16, row 2, from packed data.
+        let mut pic = BandPicture::new(64, 4);
+        let band = Band {
+            y0: 2,
+            y1: 4,
+            x0: 16,
+            x1: 48,
+        };
+        let data = vec![255u8; band.width() * band.rows() * 4];
+        pic.convert(&data, band.width(), band);
+        let p = pic.picture();
+        for y in 0..4 {
+            for x in 0..64 {
+                let inside = (16..48).contains(&x) && y >= 2;
+                let luma = p.y[y * 64 + x];
+                assert_eq!(luma > 200, inside, "luma {luma} at ({x}, {y})");
+            }
+        }
+        // The chroma of white and black alike is grey.
+        assert!(p.u.iter().chain(&p.v).all(|&c| (126..=130).contains(&c)));
+        // The same band from a frame-wide buffer (stride 64, starting at the band's corner).
+        let mut wide = BandPicture::new(64, 4);
+        let mut frame = vec![0u8; 64 * 4 * 4];
+        for y in 2..4 {
+            for x in 16..48 {
+                frame[(y * 64 + x) * 4..(y * 64 + x) * 4 + 4].fill(255);
+            }
+        }
+        wide.convert(&frame[(2 * 64 + 16) * 4..], 64, band);
+        assert_eq!(wide.picture().y, p.y);
     }
 
     #[test]

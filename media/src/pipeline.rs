@@ -566,15 +566,19 @@ fn portal_capture_loop(
                 whole = true;
             }
             let (pw, ph) = picture.size();
+            // Whole rows: the mirror's last row has no room past its width, which the
+            // vector converter would want for a band that starts further right.
             let bands = if std::mem::take(&mut whole) || m.full {
-                vec![crate::picture::Band { y0: 0, y1: ph }]
+                vec![crate::picture::Band::whole(pw, ph)]
             } else {
-                crate::picture::merge_bands(m.damage.clone(), ph, 16)
+                let rows = m.damage.iter();
+                let rows = rows.map(|&(y, h)| crate::picture::Band::rows_of(y, y + h, pw));
+                crate::picture::merge_bands(rows.collect(), pw, ph, 16)
             };
             let mut rows = 0;
             if pw > 0 && ph > 0 {
                 for b in &bands {
-                    picture.convert(&m.bgrx, m.stride / 4, *b);
+                    picture.convert(&m.bgrx[b.y0 * m.stride + b.x0 * 4..], m.stride / 4, *b);
                     rows += b.rows();
                 }
             }

@@ -245,10 +245,7 @@ impl DamageCapturer {
         self.drain_events()?;
         self.pending = false;
         let Some((damage, region)) = self.damage else {
-            return Ok(vec![Band {
-                y0: 0,
-                y1: self.height,
-            }]);
+            return Ok(vec![Band::whole(self.width, self.height)]);
         };
         self.conn
             .damage_subtract(damage, x11rb::NONE, region)
@@ -260,26 +257,27 @@ impl DamageCapturer {
             .reply()
             .map_err(Self::grab_error)?;
         if std::mem::take(&mut self.full) {
-            return Ok(vec![Band {
-                y0: 0,
-                y1: self.height,
-            }]);
+            return Ok(vec![Band::whole(self.width, self.height)]);
         }
         let r = self.rect;
-        let rows = reply
+        let (w, h) = (self.width as i32, self.height as i32);
+        let rects = reply
             .rectangles
             .iter()
-            .filter(|d| {
-                let (dx0, dx1) = (i32::from(d.x), i32::from(d.x) + i32::from(d.width));
-                dx1 > r.x && dx0 < r.x + r.width as i32
-            })
             .filter_map(|d| {
+                let x0 = (i32::from(d.x) - r.x).max(0);
+                let x1 = (i32::from(d.x) + i32::from(d.width) - r.x).min(w);
                 let y0 = (i32::from(d.y) - r.y).max(0);
-                let y1 = (i32::from(d.y) + i32::from(d.height) - r.y).min(r.height as i32);
-                (y1 > y0).then(|| (y0 as usize, (y1 - y0) as usize))
+                let y1 = (i32::from(d.y) + i32::from(d.height) - r.y).min(h);
+                (y1 > y0 && x1 > x0).then(|| Band {
+                    y0: y0 as usize,
+                    y1: y1 as usize,
+                    x0: x0 as usize,
+                    x1: x1 as usize,
+                })
             })
             .collect();
-        Ok(merge_bands(rows, self.height, 16))
+        Ok(merge_bands(rects, self.width, self.height, 16))
     }
 
     /// Grabs `bands` into the segment and converts them into the picture.
@@ -293,9 +291,9 @@ impl DamageCapturer {
                 .conn
                 .shm_get_image(
                     self.root,
-                    self.rect.x as i16,
+                    (self.rect.x + b.x0 as i32) as i16,
                     (self.rect.y + b.y0 as i32) as i16,
-                    self.rect.width as u16,
+                    b.width() as u16,
                     b.rows() as u16,
                     !0,
                     ImageFormat::Z_PIXMAP.into(),
@@ -328,9 +326,12 @@ impl DamageCapturer {
         })
     }
 
+    /// Converts band `b`, which the grab left packed (rows `b.width()` pixels apart) at
+    /// the start of its rows' place in the segment.
     fn convert(&mut self, b: Band) {
-        let stride_px = self.rect.width as usize;
-        self.picture.convert(self.segment.bytes(), stride_px, b);
+        let stride = self.rect.width as usize * 4;
+        let data = &self.segment.bytes()[b.y0 * stride..];
+        self.picture.convert(data, b.width(), b);
     }
 
     /// The current picture (every change grabbed so far).

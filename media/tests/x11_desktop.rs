@@ -217,6 +217,51 @@ fn check_capture(x: &Xvfb) {
     assert_eq!(px, ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)));
 }
 
+/// The share's capture grabs and converts only the columns X DAMAGE names.
+fn check_damage_capture(x: &Xvfb) {
+    use media::x11grab::DamageCapturer;
+    use x11rb::protocol::xproto::{CreateGCAux, Rectangle};
+    let mut cap = DamageCapturer::open(0).unwrap();
+    // The first grab is the whole screen.
+    let bands = cap.take_bands().unwrap();
+    assert_eq!(bands, vec![media::picture::Band::whole(1280, 720)]);
+    cap.grab(&bands).unwrap();
+    let luma = |cap: &DamageCapturer, x: usize, y: usize| cap.picture().y[y * 1280 + x];
+    let red = luma(&cap, 300, 120);
+    assert!((70..95).contains(&red), "red's luma is {red}");
+    // A black square in the red quarter.
+    let (conn, screen) = x11rb::connect(Some(x.name.as_str())).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, root, &CreateGCAux::new().foreground(0))
+        .unwrap();
+    let square = Rectangle {
+        x: 200,
+        y: 100,
+        width: 40,
+        height: 40,
+    };
+    conn.poly_fill_rectangle(root, gc, &[square]).unwrap();
+    x11rb::wrapper::ConnectionExt::sync(&conn).unwrap();
+    wait_for("the square's damage", || {
+        cap.wait(Duration::from_millis(50)).unwrap().then_some(())
+    });
+    let bands = cap.take_bands().unwrap();
+    assert_eq!(bands.len(), 1, "{bands:?}");
+    let b = bands[0];
+    assert!(
+        b.x0 <= 200 && b.x1 >= 240 && b.y0 <= 100 && b.y1 >= 140,
+        "{b:?}"
+    );
+    assert!(b.width() <= 128, "only the damaged columns: {b:?}");
+    let cost = cap.grab(&bands).unwrap();
+    assert_eq!(cost.rows, b.rows());
+    assert!(luma(&cap, 220, 120) < 20, "the square is black");
+    for (x, y) in [(195, 120), (245, 120), (220, 95), (220, 145), (300, 120)] {
+        assert_eq!(luma(&cap, x, y), red, "({x}, {y}) is still red");
+    }
+}
+
 /// One Xvfb for every check: scrap and arboard read `$DISPLAY`, which is process-wide.
 #[test]
 fn desktop_io_against_xvfb() {
@@ -225,6 +270,7 @@ fn desktop_io_against_xvfb() {
         .expect("Xvfb is installed (scripts/install-deps.sh)");
     std::env::set_var("DISPLAY", &x.name);
     check_capture(&x);
+    check_damage_capture(&x);
     check_injector(&x);
     check_cursor(&x);
     check_clipboard(&x);
