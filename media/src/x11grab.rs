@@ -269,7 +269,7 @@ impl DamageCapturer {
                 let x1 = (i32::from(d.x) + i32::from(d.width) - r.x).min(w);
                 let y0 = (i32::from(d.y) - r.y).max(0);
                 let y1 = (i32::from(d.y) + i32::from(d.height) - r.y).min(h);
-                (y1 > y0 && x1 > x0).then(|| Band {
+                (y1 > y0 && x1 > x0).then_some(Band {
                     y0: y0 as usize,
                     y1: y1 as usize,
                     x0: x0 as usize,
