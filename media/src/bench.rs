@@ -269,9 +269,9 @@ impl Bench {
             r.convert.push(Duration::from_micros(cost.convert_us));
             r.changed += 1;
             let t = Instant::now();
-            let picture = self.capturer.picture();
+            let picture = self.capturer.snapshot();
             r.copy.push(t.elapsed());
-            let picture = &picture;
+            let picture = &*picture;
 
             let t = Instant::now();
             let encoded = self.encoder.encode(picture, scene == Scene::Keyframe)?;

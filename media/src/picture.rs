@@ -2,6 +2,8 @@
 //! even-aligned bands and converted into a persistent I420 picture (X11's DAMAGE capture
 //! and the Wayland portal's damage regions both feed it).
 
+use std::sync::Arc;
+
 use openh264::formats::{BGRA8Source, RGB8Source, RGBSource, YUVBuffer, YUVSource};
 
 use crate::convert::even_size;
@@ -94,7 +96,18 @@ pub struct BandPicture {
     u: Vec<u8>,
     v: Vec<u8>,
     scratch: Option<YUVBuffer>,
+    /// Snapshots handed out, each with the bands changed since it was taken (`None`: more
+    /// than [`LISTED`], so all of it). One nobody holds any more is brought up to date
+    /// where it is stale instead of copying the whole picture again.
+    snapshots: Vec<(Arc<I420Picture>, Option<Vec<Band>>)>,
 }
+
+/// Snapshots kept for reuse: the encoder holds the last one, the capture slot the next,
+/// and one is free.
+const SNAPSHOTS: usize = 3;
+
+/// Bands listed per snapshot before it is copied whole instead.
+const LISTED: usize = 32;
 
 impl BandPicture {
     /// A black `width` × `height` picture (even sizes).
@@ -106,6 +119,7 @@ impl BandPicture {
             u: vec![128; width * height / 4],
             v: vec![128; width * height / 4],
             scratch: None,
+            snapshots: Vec::new(),
         }
     }
 
@@ -144,6 +158,12 @@ impl BandPicture {
             other => other.insert(YUVBuffer::new(w, rows)),
         };
         scratch.read_bgra8(src);
+        for (_, stale) in &mut self.snapshots {
+            match stale {
+                Some(list) if list.len() < LISTED => list.push(b),
+                _ => *stale = None,
+            }
+        }
         let (sy, su, sv) = scratch.strides();
         let pw = self.width;
         for r in 0..rows {
@@ -155,6 +175,49 @@ impl BandPicture {
             let dst = (cy0 + r) * cpw + cx0;
             self.u[dst..dst + cw].copy_from_slice(&scratch.u()[r * su..r * su + cw]);
             self.v[dst..dst + cw].copy_from_slice(&scratch.v()[r * sv..r * sv + cw]);
+        }
+    }
+
+    /// The picture as it is now, for the encoder: a snapshot handed out before and since
+    /// dropped is reused, with only the bands changed since it was taken copied into it.
+    pub fn snapshot(&mut self) -> Arc<I420Picture> {
+        let free = self
+            .snapshots
+            .iter_mut()
+            .position(|(pic, _)| Arc::get_mut(pic).is_some());
+        let Some(i) = free else {
+            let pic = Arc::new(self.picture());
+            if self.snapshots.len() < SNAPSHOTS {
+                self.snapshots.push((pic.clone(), Some(Vec::new())));
+            }
+            return pic;
+        };
+        let (mut pic, stale) = self.snapshots.swap_remove(i);
+        let target = Arc::get_mut(&mut pic).expect("nobody else holds it");
+        match stale {
+            Some(bands) => bands.iter().for_each(|b| self.copy_band(target, b)),
+            None => {
+                target.y.copy_from_slice(&self.y);
+                target.u.copy_from_slice(&self.u);
+                target.v.copy_from_slice(&self.v);
+            }
+        }
+        self.snapshots.push((pic.clone(), Some(Vec::new())));
+        pic
+    }
+
+    /// Copies band `b` of the picture into `to` (a picture of the same size).
+    fn copy_band(&self, to: &mut I420Picture, b: &Band) {
+        let (pw, cpw) = (self.width, self.width / 2);
+        for r in b.y0..b.y1 {
+            let at = r * pw;
+            to.y[at + b.x0..at + b.x1].copy_from_slice(&self.y[at + b.x0..at + b.x1]);
+        }
+        let (cx0, cx1) = (b.x0 / 2, b.x1 / 2);
+        for r in b.y0 / 2..b.y1 / 2 {
+            let at = r * cpw;
+            to.u[at + cx0..at + cx1].copy_from_slice(&self.u[at + cx0..at + cx1]);
+            to.v[at + cx0..at + cx1].copy_from_slice(&self.v[at + cx0..at + cx1]);
         }
     }
 
@@ -375,6 +438,52 @@ mod tests {
         }
         wide.convert(&frame[(2 * 64 + 16) * 4..], 64, band);
         assert_eq!(wide.picture().y, p.y);
+    }
+
+    #[test]
+    fn a_reused_snapshot_is_brought_up_to_date() {
+        let mut pic = BandPicture::new(64, 8);
+        let white = |pic: &mut BandPicture, b: Band| {
+            let data = vec![255u8; b.width() * b.rows() * 4];
+            pic.convert(&data, b.width(), b);
+        };
+        let first = pic.snapshot();
+        let held = pic.snapshot();
+        assert!(!Arc::ptr_eq(&first, &held), "the first is still held");
+        let first_ptr = Arc::as_ptr(&first);
+        drop(first);
+        white(&mut pic, Band::rows_of(2, 4, 64));
+        white(
+            &mut pic,
+            Band {
+                y0: 6,
+                y1: 8,
+                x0: 16,
+                x1: 32,
+            },
+        );
+        // The dropped one comes back, with both bands in it; the held one is untouched.
+        let again = pic.snapshot();
+        assert_eq!(Arc::as_ptr(&again), first_ptr, "reused");
+        let now = pic.picture();
+        assert_eq!((&again.y, &again.u, &again.v), (&now.y, &now.u, &now.v));
+        assert!(
+            held.y.iter().all(|&l| l == 16),
+            "a held snapshot never changes"
+        );
+        // More bands than are listed: the reused snapshot is copied whole.
+        drop(again);
+        for r in 0..LISTED + 1 {
+            let y0 = (r % 4) * 2;
+            white(&mut pic, Band::rows_of(y0, y0 + 2, 64));
+        }
+        let whole = pic.snapshot();
+        assert_eq!(whole.y, pic.picture().y);
+        // All held: a fresh copy, not kept beyond the pool's size.
+        let (a, b) = (pic.snapshot(), pic.snapshot());
+        assert!(pic.snapshots.len() <= SNAPSHOTS);
+        assert_eq!(a.y, b.y);
+        assert_eq!(held.y.len(), 64 * 8);
     }
 
     #[test]

@@ -467,7 +467,7 @@ fn capture_loop(
                 last_grab = Some(time);
                 stats.frames_captured.fetch_add(1, Ordering::Relaxed);
                 let frame = Captured {
-                    picture: Arc::new(capturer.picture()),
+                    picture: capturer.snapshot(),
                     time,
                     grab_us: cost.grab_us,
                     convert_us: cost.convert_us,
@@ -597,7 +597,7 @@ fn portal_capture_loop(
         last_grab = Some(started);
         stats.frames_captured.fetch_add(1, Ordering::Relaxed);
         let captured = Captured {
-            picture: Arc::new(picture.picture()),
+            picture: picture.snapshot(),
             time,
             grab_us: 0,
             convert_us: started.elapsed().as_micros() as u64,

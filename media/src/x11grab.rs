@@ -338,4 +338,9 @@ impl DamageCapturer {
     pub fn picture(&self) -> I420Picture {
         self.picture.picture()
     }
+
+    /// The current picture for the encoder (see [`BandPicture::snapshot`]).
+    pub fn snapshot(&mut self) -> std::sync::Arc<I420Picture> {
+        self.picture.snapshot()
+    }
 }
