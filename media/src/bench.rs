@@ -10,9 +10,9 @@
 //!   rectangles (like scrolling a page of text: the worst case for the encoder).
 //! - `keyframe`: IDRs of the busy picture (what a joining viewer or a PLI costs).
 //!
-//! Per frame, the share's own capture path ([`DamageCapturer`]): the damaged rows from X
-//! DAMAGE, grabbing them (MIT-SHM), BGRX → I420 of those rows, the snapshot handed to the
-//! encoder (copy), H.264 encode, and what a native viewer does with it: decode and convert
+//! Per frame, the share's own capture path ([`DamageCapturer`]): the damaged bands from X
+//! DAMAGE, grabbing them (MIT-SHM), BGRX → I420 of those bands, the snapshot handed to the
+//! encoder (copy of what changed since a dropped one), H.264 encode, and what a native viewer does with it: decode and convert
 //! to RGBA. The scene's CPU time is this process's (user + system, all threads) over the
 //! scene's wall time; the X server's drawing is not counted. Opus: 10 ms stereo frames of a
 //! tone, encoded back to back.

@@ -1,4 +1,4 @@
-//! Pictures built band by band: the damaged rows of a captured BGRX frame, merged into
+//! Pictures built band by band: the damaged rectangles of a captured BGRX frame, merged into
 //! even-aligned bands and converted into a persistent I420 picture (X11's DAMAGE capture
 //! and the Wayland portal's damage regions both feed it).
 

@@ -3,7 +3,7 @@
 //! ```text
 //!  X11 ──DAMAGE──▶ capture thread ──(I420 picture)──▶ LatestSlot ──▶ encode thread ──▶ sink
 //!                  grabs and converts                 drops stale     H.264
-//!                  only changed rows, ≤ fps                           IDR on request
+//!                  only changed bands, ≤ fps                          IDR on request
 //! ```
 //!
 //! One encoder per pipeline, whatever the number of viewers: the sink fans out.

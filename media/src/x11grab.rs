@@ -2,13 +2,14 @@
 //! monitor, converted to I420 only where the screen changed.
 //!
 //! ```text
-//!  X server ──DamageNotify──▶ wait() ──▶ take_bands(): damaged rows, merged, even-aligned
-//!           ◀─ShmGetImage (only those rows, into their place in the segment)─ grab()
-//!  segment (BGRX, whole monitor) ──convert those rows──▶ persistent I420 picture
+//!  X server ──DamageNotify──▶ wait() ──▶ take_bands(): damaged rectangles, merged into
+//!                                        bands of rows as wide as their columns' union
+//!           ◀─ShmGetImage (only those bands, packed at their rows' place in the segment)─ grab()
+//!  segment (BGRX, whole monitor) ──convert those bands──▶ persistent I420 picture
 //! ```
 //!
 //! An unchanged screen costs nothing: no event, no grab, no compare. A change is grabbed
-//! as soon as it is reported (the caller keeps the frame-rate cap), and only the rows it
+//! as soon as it is reported (the caller keeps the frame-rate cap), and only the bands it
 //! touched are copied and converted. Without DAMAGE (rare) every call is a full grab.
 //! The capturer holds an X connection and a shared-memory segment: not `Send`, create it
 //! on the thread that uses it.
