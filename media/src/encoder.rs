@@ -14,6 +14,12 @@ use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 
 use crate::picture::I420Picture;
+use crate::still::StillMap;
+
+/// Our option in the patched openh264 (`third_party/openh264-sys2`): the still-macroblock
+/// map for the next frame.
+const ENCODER_OPTION_STATIC_MB_MAP: openh264_sys2::ENCODER_OPTION =
+    openh264_sys2::ENCODER_OPTION_BITS_VARY_PERCENTAGE + 1;
 
 /// What the encoder is asked to do. Bitrate and fps can be changed while running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +118,12 @@ pub struct H264Encoder {
     dimensions: Option<(usize, usize)>,
     /// A fresh encoder initialising on a helper thread (see [`Spare`]).
     spare: Option<Spare>,
+    /// Which macroblocks openh264 may skip without mode decision.
+    still: StillMap,
+    /// The last frame's QP (for [`StillMap`]).
+    last_qp: Option<u32>,
+    /// Macroblocks openh264 was told are still for the last frame (0 if it refused the map).
+    still_told: usize,
 }
 
 /// A fresh openh264 encoder made and initialised on a helper thread for a new size, while
@@ -207,6 +219,9 @@ impl H264Encoder {
             resets: 0,
             dimensions: None,
             spare: None,
+            still: StillMap::default(),
+            last_qp: None,
+            still_told: 0,
         })
     }
 
@@ -367,6 +382,23 @@ impl H264Encoder {
             self.inner.force_intra_frame();
         }
         let started = Instant::now();
+        let mut map = self.still.update(picture, self.last_qp);
+        self.still_told = 0;
+        if self.started {
+            // SAFETY: our patched openh264 copies the map's pointer and length; `map` and
+            // the bytes it points at (`self.still`) live until after the encode below, and
+            // the option is set again before every encode.
+            let r = unsafe {
+                self.inner
+                    .raw_api()
+                    .set_option(ENCODER_OPTION_STATIC_MB_MAP, (&raw mut map).cast())
+            };
+            if r == 0 {
+                self.still_told = self.still.still;
+            } else {
+                tracing::debug!("openh264 refused the still-macroblock map ({r})");
+            }
+        }
         let stream = self
             .inner
             .encode(picture)
@@ -381,15 +413,14 @@ impl H264Encoder {
         } else {
             self.watch_rate_control(self.buf.len())?;
         }
-        let qp = if tracing::enabled!(tracing::Level::TRACE) {
-            self.last_qp()
-        } else {
-            None
-        };
+        let qp = self.last_qp();
+        self.last_qp = qp;
+        self.still.encoded(qp, keyframe);
         tracing::trace!(
             frame = self.frames,
             qp,
             keyframe,
+            still_mbs = self.still_told,
             bytes = self.buf.len(),
             encode_us = started.elapsed().as_micros() as u64,
             "encoded"
@@ -402,6 +433,11 @@ impl H264Encoder {
 }
 
 impl H264Encoder {
+    /// Macroblocks of the last frame openh264 was told are still (see [`StillMap`]).
+    pub fn still_macroblocks(&self) -> usize {
+        self.still_told
+    }
+
     /// The QP of the last frame, from openh264's statistics.
     fn last_qp(&mut self) -> Option<u32> {
         let mut stats = openh264_sys2::SEncoderStatistics::default();
@@ -723,6 +759,60 @@ mod tests {
             }
             let picture = dec.decode(&out.data).unwrap().expect("a picture");
             assert_eq!(picture.size(), (640, 360));
+        }
+    }
+
+    #[test]
+    fn still_macroblocks_are_skipped_and_a_change_among_them_decodes() {
+        let (w, h) = (320, 240);
+        let mut pic = I420Picture {
+            y: (0..w * h).map(|i| 40 + ((i % w) / 2) as u8).collect(),
+            u: vec![128; w * h / 4],
+            v: vec![128; w * h / 4],
+            width: w,
+            height: h,
+        };
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        let mut dec = H264Decoder::new().unwrap();
+        let mut shown = None;
+        for i in 0..=crate::still::STILL_AFTER as usize + 2 {
+            let out = enc.encode(&pic, false).unwrap();
+            let still = enc.still_macroblocks();
+            // The keyframe and the frames that refine it go through mode decision.
+            let refining = i < crate::still::STILL_AFTER as usize;
+            assert_eq!(still == 0, refining, "frame {i}: {still} still");
+            shown = Some(
+                dec.decode(&out.data)
+                    .unwrap()
+                    .expect("a picture")
+                    .to_picture(),
+            );
+        }
+        assert_eq!(enc.still_macroblocks(), (w / 16) * (h / 16));
+        let before = shown.unwrap();
+        // A white square over macroblock columns 9-10 and rows 6-8.
+        for y in 104..136 {
+            pic.y[y * w + 144..y * w + 176].fill(235);
+        }
+        let out = enc.encode(&pic, false).unwrap();
+        assert_eq!(enc.still_macroblocks(), (w / 16) * (h / 16) - 6);
+        let after = dec
+            .decode(&out.data)
+            .unwrap()
+            .expect("a picture")
+            .to_picture();
+        let red = |p: &crate::decoder::Picture, x: usize, y: usize| p.rgba[(y * w + x) * 4];
+        assert!(red(&after, 160, 120) > 240, "the square shows");
+        for (x, y) in [
+            (20, 20),
+            (140, 120),
+            (180, 120),
+            (160, 100),
+            (160, 140),
+            (300, 230),
+        ] {
+            let (a, b) = (red(&after, x, y), red(&before, x, y));
+            assert!(a.abs_diff(b) <= 4, "({x}, {y}) was {b}, now {a}");
         }
     }
 

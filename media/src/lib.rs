@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod portal;
 pub mod record;
 pub mod slot;
+pub mod still;
 pub mod x11grab;
 pub mod xvfb;
 
