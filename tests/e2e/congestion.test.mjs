@@ -203,8 +203,11 @@ test('behind a 1 Mbit/s link a 1080p picture is halved, keeps moving, and comes 
   const scales = () => timeline.map((s) => `${s.t.toFixed(1)}s:${s.kbps}/${s.scale}`).join(' ');
 
   await pollUntil(() => share.stats(), (s) => s.viewers === 1 && s.target_scale_div === 2, { timeoutMs: 20000, what: `the picture halved behind 1 Mbit/s (${scales()})` });
-  const halvedAt = timeline.length;
   await sleep(8000);
+  // From the sampler's first halved sample on (not from the timeline's length when the poll
+  // above saw it: a sample asked for before the halving can land after that).
+  const halvedAt = timeline.findIndex((s) => s.scale === 2);
+  assert.ok(halvedAt >= 0, `the sampler saw the halving (${scales()})`);
   const held = timeline.slice(halvedAt);
   assert.ok(held.every((s) => s.scale === 2), `the picture stays halved behind the link (${scales()})`);
 
