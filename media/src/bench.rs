@@ -12,8 +12,8 @@
 //!
 //! Per frame, the share's own capture path ([`DamageCapturer`]): the damaged bands from X
 //! DAMAGE, grabbing them (MIT-SHM), BGRX → I420 of those bands, the snapshot handed to the
-//! encoder (copy of what changed since a dropped one), H.264 encode, and what a native viewer does with it: decode and convert
-//! to RGBA. The scene's CPU time is this process's (user + system, all threads) over the
+//! encoder (copy of what changed since a dropped one), H.264 encode, and what a native
+//! viewer does with it: decode and convert to RGBA. The scene's CPU time is this process's (user + system, all threads) over the
 //! scene's wall time; the X server's drawing is not counted. Opus: 10 ms stereo frames of a
 //! tone, encoded back to back.
 

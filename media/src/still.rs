@@ -163,17 +163,22 @@ mod tests {
         map.map.clone()
     }
 
+    /// A keyframe of `pic`, then `frames` more pictures of it, all at `qp`.
+    fn encode_unchanged(m: &mut StillMap, pic: &I420Picture, qp: u32, frames: u8) {
+        m.update(pic, Some(qp));
+        m.encoded(Some(qp), true);
+        for _ in 0..frames {
+            m.update(pic, Some(qp));
+            assert_eq!(m.still, 0, "still before {STILL_AFTER} unchanged pictures");
+            m.encoded(Some(qp), false);
+        }
+    }
+
     #[test]
     fn a_macroblock_is_still_after_enough_unchanged_pictures() {
         let mut m = StillMap::default();
         let mut pic = picture(64, 32); // 4 × 2 macroblocks
-        m.update(&pic, Some(30));
-        m.encoded(Some(30), true);
-        for _ in 0..STILL_AFTER - 1 {
-            m.update(&pic, Some(30));
-            assert_eq!(m.still, 0);
-            m.encoded(Some(30), false);
-        }
+        encode_unchanged(&mut m, &pic, 30, STILL_AFTER - 1);
         m.update(&pic, Some(30));
         assert_eq!(m.still, 8);
         m.encoded(Some(30), false);
@@ -195,13 +200,10 @@ mod tests {
     fn a_lower_qp_refines_still_macroblocks() {
         let mut m = StillMap::default();
         let pic = picture(32, 16);
+        encode_unchanged(&mut m, &pic, 40, STILL_AFTER - 1);
         m.update(&pic, Some(40));
-        m.encoded(Some(40), true);
-        for _ in 0..STILL_AFTER {
-            m.update(&pic, Some(40));
-            m.encoded(Some(40), false);
-        }
         assert_eq!(m.still, 2);
+        m.encoded(Some(40), false);
         // The link frees: QP 30 now, so both go through mode decision once more...
         m.update(&pic, Some(30));
         assert_eq!(m.still, 0);
