@@ -213,7 +213,7 @@ impl ShareServer {
         video: Arc<MediaFanout>,
         audio: Option<Arc<MediaFanout>>,
     ) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let listener = conn::listen(config.listen)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(AppState::new(
             config,

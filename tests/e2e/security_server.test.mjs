@@ -41,6 +41,24 @@ async function listenerPid(port) {
   return Number(m[1]);
 }
 
+/** The namespace's listen-queue counters (overflows drop a handshake's last ACK). */
+async function listenCounters() {
+  const { stdout } = await run('nstat', ['-asz', 'TcpExtListenOverflows', 'TcpExtListenDrops',
+    'TcpExtSyncookiesSent']);
+  return Object.fromEntries([...stdout.matchAll(/^TcpExt(\w+)\s+(\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+}
+
+/** Server-side TCP sockets on `port` by state (accepted or still queued by the kernel). */
+async function serverSockets(port) {
+  const { stdout } = await run('ss', ['-Htan', `sport = :${port}`]);
+  const states = {};
+  for (const line of stdout.split('\n').filter(Boolean)) {
+    const state = line.split(/\s+/)[0];
+    states[state] = (states[state] ?? 0) + 1;
+  }
+  return states;
+}
+
 /** One request on its own connection from `localAddress`; resolves to {status, text}. */
 function request(origin, { method = 'GET', path = '/', headers = {}, body = '', localAddress } = {}) {
   const u = new URL(origin);
@@ -100,7 +118,7 @@ test('a real viewer is served in ≤ 2 s while 1,100 idle connections are open; 
     const connected = idle.filter((c) => c.openedAt != null).length;
     const stillOpen = () => idle.filter((c) => c.openedAt != null && c.closedAt == null).length;
     t.diagnostic(`${connected} of 1100 idle connections opened in ${Date.now() - opened} ms; ` +
-      `${stillOpen()} still open`);
+      `${stillOpen()} still open; listen queue: ${JSON.stringify(await listenCounters())}`);
     assert.equal(connected, 1100, 'every idle connection was accepted by the kernel');
 
     // A real viewer, while the idle crowd is there: page, script and offer answered, timed
@@ -127,6 +145,8 @@ test('a real viewer is served in ≤ 2 s while 1,100 idle connections are open; 
     const lifetimes = idle.map((c) => c.closedAt - c.openedAt).sort((a, b) => a - b);
     t.diagnostic(`idle connections closed after ${lifetimes[0]}…${lifetimes.at(-1)} ms ` +
       `(median ${lifetimes[lifetimes.length >> 1]} ms); ${stillOpen()} still open`);
+    t.diagnostic(`listen queue: ${JSON.stringify(await listenCounters())}; ` +
+      `server-side sockets on the port: ${JSON.stringify(await serverSockets(port))}`);
     assert.equal(stillOpen(), 0, 'no idle connection outlives 30 s');
     assert.ok(lifetimes.at(-1) <= 30_000, `longest idle connection lived ${lifetimes.at(-1)} ms`);
     assert.match(share.stderrText(), /viewer connected/);

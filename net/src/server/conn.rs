@@ -37,6 +37,26 @@ pub const MAX_PER_ADDR: usize = 32;
 /// Connections in all, at most (fewer when the descriptor limit is low).
 pub const MAX_CONNECTIONS: usize = 256;
 
+/// Handshaken connections the kernel queues for `accept`. Above the queue's length a
+/// handshake's last ACK is dropped: the client believes it is connected while the share
+/// has not got the connection, and gets it only when the kernel's SYN-ACK retries find
+/// room, so a burst of idle connections would outlive [`HEADER_READ_TIMEOUT`] as the
+/// client sees it. 4,096 is Linux's default `somaxconn` (it caps the value); tokio's
+/// `bind` asks for 1,024, which a burst of 1,100 overflowed.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a [`LISTEN_BACKLOG`] accept queue (`SO_REUSEADDR`, as tokio's `bind`).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The overall cap: [`MAX_CONNECTIONS`], or a quarter of the descriptor limit if that is
 /// lower (peer connections, capture and audio need descriptors too).
 pub fn max_connections() -> usize {
