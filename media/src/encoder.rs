@@ -13,6 +13,7 @@ use openh264::encoder::{
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 
+use crate::picture::ChangeMark;
 use crate::picture::I420Picture;
 use crate::still::StillMap;
 
@@ -367,6 +368,17 @@ impl H264Encoder {
         picture: &impl YUVSource,
         force_idr: bool,
     ) -> Result<Encoded, EncodeError> {
+        self.encode_marked(picture, force_idr, None)
+    }
+
+    /// [`encode`](Self::encode), told where `picture` stands in its capture's change log
+    /// (what changed since the last picture is then known without comparing them).
+    pub fn encode_marked(
+        &mut self,
+        picture: &impl YUVSource,
+        force_idr: bool,
+        mark: Option<&ChangeMark>,
+    ) -> Result<Encoded, EncodeError> {
         let dimensions = picture.dimensions();
         if self.started && self.dimensions != Some(dimensions) {
             // A new size: openh264-rs re-initialises the encoder with the bit rate it was
@@ -382,7 +394,7 @@ impl H264Encoder {
             self.inner.force_intra_frame();
         }
         let started = Instant::now();
-        let mut map = self.still.update(picture, self.last_qp);
+        let mut map = self.still.update(picture, self.last_qp, mark);
         self.still_told = 0;
         if self.started {
             // SAFETY: our patched openh264 copies the map's pointer and length; `map` and

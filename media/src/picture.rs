@@ -2,7 +2,8 @@
 //! even-aligned bands and converted into a persistent I420 picture (X11's DAMAGE capture
 //! and the Wayland portal's damage regions both feed it).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use openh264::formats::{BGRA8Source, RGB8Source, RGBSource, YUVBuffer, YUVSource};
 
@@ -100,6 +101,72 @@ pub struct BandPicture {
     /// than [`LISTED`], so all of it). One nobody holds any more is brought up to date
     /// where it is stale instead of copying the whole picture again.
     snapshots: Vec<(Arc<I420Picture>, Option<Vec<Band>>)>,
+    /// Every band converted, numbered, for [`ChangeMark::since`].
+    log: Arc<Mutex<ChangeLog>>,
+}
+
+/// Bands a [`ChangeLog`] remembers: ~2 s of a busy screen at 30 fps and a few bands a
+/// frame; a mark older than that knows only that anything may have changed.
+const LOGGED: usize = 256;
+
+/// The bands converted into a [`BandPicture`], numbered from 0 in order.
+#[derive(Debug, Default)]
+struct ChangeLog {
+    /// How many bands were converted in all (the next one's number).
+    converted: u64,
+    /// The last [`LOGGED`] of them; the front one is number `converted - bands.len()`.
+    bands: VecDeque<Band>,
+}
+
+/// Where a picture taken from a [`BandPicture`] stands in its change log: which bands
+/// differ between it and another taken earlier is known without comparing pixels (the
+/// encoder's still map wants it for each frame, and a 1080p picture is 3 MB to compare).
+#[derive(Clone, Debug)]
+pub struct ChangeMark {
+    log: Arc<Mutex<ChangeLog>>,
+    /// Bands converted before the picture was taken.
+    converted: u64,
+    /// 1: the picture itself; 2: its [`half`](I420Picture::half).
+    div: usize,
+    /// The picture's size (at `div`).
+    size: (usize, usize),
+}
+
+impl ChangeMark {
+    /// The mark of `picture`'s [`half`](I420Picture::half).
+    pub fn halved(&self, picture: &I420Picture) -> Self {
+        Self {
+            div: self.div * 2,
+            size: picture.half_size(),
+            ..self.clone()
+        }
+    }
+
+    /// The bands (in this picture's pixels) outside which this picture equals `earlier`'s;
+    /// `None` if that is not known (another picture's mark, another scale, an older
+    /// picture than the log remembers, or a later one).
+    pub fn since(&self, earlier: &ChangeMark) -> Option<Vec<Band>> {
+        if !Arc::ptr_eq(&self.log, &earlier.log)
+            || (self.div, self.size) != (earlier.div, earlier.size)
+            || earlier.converted > self.converted
+        {
+            return None;
+        }
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let first = log.converted - log.bands.len() as u64;
+        if earlier.converted < first || self.converted > log.converted {
+            return None;
+        }
+        let (d, (w, h)) = (self.div, self.size);
+        let range = (earlier.converted - first) as usize..(self.converted - first) as usize;
+        let bands = log.bands.range(range).map(|b| Band {
+            y0: (b.y0 / d).min(h),
+            y1: b.y1.div_ceil(d).min(h),
+            x0: (b.x0 / d).min(w),
+            x1: b.x1.div_ceil(d).min(w),
+        });
+        Some(bands.filter(|b| b.rows() > 0 && b.width() > 0).collect())
+    }
 }
 
 /// Snapshots kept for reuse: the encoder holds the last one, the capture slot the next,
@@ -120,6 +187,19 @@ impl BandPicture {
             v: vec![128; width * height / 4],
             scratch: None,
             snapshots: Vec::new(),
+            log: Arc::default(),
+        }
+    }
+
+    /// The mark of a picture taken now ([`snapshot`](Self::snapshot) or
+    /// [`picture`](Self::picture)).
+    pub fn mark(&self) -> ChangeMark {
+        let converted = self.log.lock().unwrap_or_else(|e| e.into_inner()).converted;
+        ChangeMark {
+            log: self.log.clone(),
+            converted,
+            div: 1,
+            size: (self.width, self.height),
         }
     }
 
@@ -158,6 +238,14 @@ impl BandPicture {
             other => other.insert(YUVBuffer::new(w, rows)),
         };
         scratch.read_bgra8(src);
+        {
+            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.bands.len() == LOGGED {
+                log.bands.pop_front();
+            }
+            log.bands.push_back(b);
+            log.converted += 1;
+        }
         for (_, stale) in &mut self.snapshots {
             match stale {
                 Some(list) if list.len() < LISTED => list.push(b),
@@ -484,6 +572,53 @@ mod tests {
         assert!(pic.snapshots.len() <= SNAPSHOTS);
         assert_eq!(a.y, b.y);
         assert_eq!(held.y.len(), 64 * 8);
+    }
+
+    #[test]
+    fn a_mark_knows_the_bands_converted_since_an_earlier_one() {
+        let mut pic = BandPicture::new(64, 32);
+        let white = |pic: &mut BandPicture, b: Band| {
+            let data = vec![255u8; b.width() * b.rows() * 4];
+            pic.convert(&data, b.width(), b);
+        };
+        let a = pic.mark();
+        assert_eq!(pic.mark().since(&a), Some(vec![]), "nothing converted");
+        let band = Band {
+            y0: 2,
+            y1: 6,
+            x0: 16,
+            x1: 48,
+        };
+        white(&mut pic, band);
+        let b = pic.mark();
+        white(&mut pic, Band::rows_of(30, 32, 64));
+        let c = pic.mark();
+        assert_eq!(b.since(&a), Some(vec![band]));
+        assert_eq!(c.since(&a), Some(vec![band, Band::rows_of(30, 32, 64)]));
+        assert_eq!(c.since(&b), Some(vec![Band::rows_of(30, 32, 64)]));
+        assert_eq!(
+            a.since(&c),
+            None,
+            "an earlier picture than the one compared with"
+        );
+        // Halved: the rows and columns each half pixel is made from.
+        let full = pic.picture();
+        let (ha, hc) = (a.halved(&full), c.halved(&full));
+        let halved = Band {
+            y0: 1,
+            y1: 3,
+            x0: 8,
+            x1: 24,
+        };
+        assert_eq!(hc.since(&ha), Some(vec![halved, Band::rows_of(15, 16, 32)]));
+        assert_eq!(hc.since(&a), None, "another scale");
+        // Another picture's log, and a mark older than the log remembers.
+        assert_eq!(BandPicture::new(64, 32).mark().since(&a), None);
+        for _ in 0..LOGGED {
+            white(&mut pic, Band::rows_of(0, 2, 64));
+        }
+        assert_eq!(pic.mark().since(&a), None, "forgotten");
+        assert_eq!(pic.mark().since(&c).map(|b| b.len()), Some(LOGGED));
     }
 
     #[test]

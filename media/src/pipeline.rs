@@ -21,6 +21,7 @@ use types::ByteBudget;
 
 use crate::capture::CaptureError;
 use crate::encoder::{EncoderSettings, H264Encoder};
+use crate::picture::ChangeMark;
 use crate::slot::LatestSlot;
 use crate::x11grab::{DamageCapturer, I420Picture};
 use crate::EncodedFrame;
@@ -260,6 +261,8 @@ impl Default for PipelineConfig {
 
 struct Captured {
     picture: Arc<I420Picture>,
+    /// Where `picture` stands in its capture's change log.
+    mark: ChangeMark,
     time: Instant,
     grab_us: u64,
     convert_us: u64,
@@ -468,6 +471,7 @@ fn capture_loop(
                 stats.frames_captured.fetch_add(1, Ordering::Relaxed);
                 let frame = Captured {
                     picture: capturer.snapshot(),
+                    mark: capturer.mark(),
                     time,
                     grab_us: cost.grab_us,
                     convert_us: cost.convert_us,
@@ -598,6 +602,7 @@ fn portal_capture_loop(
         stats.frames_captured.fetch_add(1, Ordering::Relaxed);
         let captured = Captured {
             picture: picture.snapshot(),
+            mark: picture.mark(),
             time,
             grab_us: 0,
             convert_us: started.elapsed().as_micros() as u64,
@@ -648,6 +653,7 @@ fn encode_loop(
         .clone()
         .unwrap_or_else(|| EncoderControl::new(config.encoder));
     let mut last: Option<Arc<I420Picture>> = None;
+    let mut last_mark: Option<ChangeMark> = None;
     let mut last_capture_time = Instant::now();
     let mut last_encode = Instant::now();
     let mut pacer = RatePacer::new(config.encoder.bitrate_kbps, Instant::now());
@@ -684,6 +690,7 @@ fn encode_loop(
         let (capture_time, grab_us, convert_us, rows) = match frame {
             Some(frame) => {
                 last = Some(frame.picture);
+                last_mark = Some(frame.mark);
                 last_capture_time = frame.time;
                 refines_left = REFINE_FRAMES;
                 (frame.time, frame.grab_us, frame.convert_us, frame.rows)
@@ -726,16 +733,16 @@ fn encode_loop(
             applied_div
         };
         let halved;
-        let picture = if scale_div >= 2 {
+        let (picture, mark) = if scale_div >= 2 {
             halved = full.half();
-            &halved
+            (&halved, last_mark.as_ref().map(|m| m.halved(full)))
         } else {
-            full
+            (full, last_mark.clone())
         };
         let force_idr = keyframe.take();
         let started = Instant::now();
         let queued_us = started.saturating_duration_since(capture_time).as_micros() as u64;
-        let encoded = match encoder.encode(picture, force_idr) {
+        let encoded = match encoder.encode_marked(picture, force_idr, mark.as_ref()) {
             Ok(encoded) => encoded,
             Err(e) => {
                 tracing::error!("{e}; stopping the video pipeline");

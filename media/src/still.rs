@@ -10,8 +10,15 @@
 //! freeze it at a worse quality than the encoder would reach anyway. A macroblock whose
 //! frame QP was higher when it last went through mode decision than it is now is refined
 //! again (the link has room for a sharper picture than it got).
+//!
+//! What changed between two pictures comes from the capture: a picture taken from a
+//! [`BandPicture`](crate::picture::BandPicture) carries a [`ChangeMark`], and the bands
+//! converted between two marks are all that can differ. Without marks (or when the log no
+//! longer reaches back) the pictures are compared, 3 MB at 1080p.
 
 use openh264::formats::YUVSource;
+
+use crate::picture::ChangeMark;
 
 /// Pictures in a row a macroblock must be unchanged in (since the last keyframe) to be
 /// still: ~0.3 s at 30 fps, and more than the pipeline's refine re-encodes of a picture
@@ -34,8 +41,12 @@ pub struct StaticMbMap {
 pub struct StillMap {
     /// Picture size in pixels (the map is reset when it changes).
     size: (usize, usize),
-    /// The previous picture's planes (packed, strides width and width / 2).
+    /// The previous picture's planes (packed, strides width and width / 2), when
+    /// `prev_valid`: pictures without a usable [`ChangeMark`] are compared with it.
     prev: [Vec<u8>; 3],
+    prev_valid: bool,
+    /// The previous picture's mark, if it had one.
+    prev_mark: Option<ChangeMark>,
     /// Pictures in a row each macroblock has been unchanged in.
     unchanged: Vec<u8>,
     /// The frame QP when each macroblock last went through mode decision.
@@ -47,11 +58,23 @@ pub struct StillMap {
 }
 
 impl StillMap {
-    /// Compares `picture` with the previous one and returns the map for encoding it, given
-    /// the QP the last frame was coded at (`None`: unknown).
-    pub fn update(&mut self, picture: &impl YUVSource, qp: Option<u32>) -> StaticMbMap {
+    /// Finds where `picture` differs from the previous one and returns the map for encoding
+    /// it, given the QP the last frame was coded at (`None`: unknown). With `mark` (where
+    /// `picture` stands in its capture's change log) and the previous picture's, the
+    /// macroblocks its bands touch count as changed, without comparing pixels; otherwise
+    /// the pictures are compared.
+    pub fn update(
+        &mut self,
+        picture: &impl YUVSource,
+        qp: Option<u32>,
+        mark: Option<&ChangeMark>,
+    ) -> StaticMbMap {
         let (w, h) = picture.dimensions();
         let (mbw, mbh) = (w.div_ceil(16), h.div_ceil(16));
+        let bands = mark
+            .zip(self.prev_mark.as_ref())
+            .and_then(|(now, before)| now.since(before));
+        self.prev_mark = mark.cloned();
         if self.size != (w, h) {
             self.size = (w, h);
             self.prev = [vec![0; w * h], vec![0; w * h / 4], vec![0; w * h / 4]];
@@ -59,14 +82,34 @@ impl StillMap {
             self.coded_qp = vec![u8::MAX; mbw * mbh];
             self.map = vec![0; mbw * mbh];
             copy_planes(picture, &mut self.prev);
+            self.prev_valid = true;
         } else {
-            let (sy, su, sv) = picture.strides();
             let changed = &mut self.map;
             changed.fill(0);
-            mark_changed(picture.y(), sy, &mut self.prev[0], w, h, 16, mbw, changed);
-            let (cw, ch) = (w / 2, h / 2);
-            mark_changed(picture.u(), su, &mut self.prev[1], cw, ch, 8, mbw, changed);
-            mark_changed(picture.v(), sv, &mut self.prev[2], cw, ch, 8, mbw, changed);
+            if let Some(bands) = bands {
+                for b in bands {
+                    for row in changed
+                        .chunks_mut(mbw)
+                        .take(b.y1.div_ceil(16))
+                        .skip(b.y0 / 16)
+                    {
+                        row[b.x0 / 16..b.x1.div_ceil(16)].fill(1);
+                    }
+                }
+                // `prev` is not kept up to date meanwhile.
+                self.prev_valid = false;
+            } else if self.prev_valid {
+                let (sy, su, sv) = picture.strides();
+                mark_changed(picture.y(), sy, &mut self.prev[0], w, h, 16, mbw, changed);
+                let (cw, ch) = (w / 2, h / 2);
+                mark_changed(picture.u(), su, &mut self.prev[1], cw, ch, 8, mbw, changed);
+                mark_changed(picture.v(), sv, &mut self.prev[2], cw, ch, 8, mbw, changed);
+            } else {
+                // What changed since the last picture is not known: all of it did.
+                copy_planes(picture, &mut self.prev);
+                self.prev_valid = true;
+                changed.fill(1);
+            }
             for (n, c) in self.unchanged.iter_mut().zip(changed.iter()) {
                 *n = if *c != 0 { 0 } else { n.saturating_add(1) };
             }
@@ -165,10 +208,10 @@ mod tests {
 
     /// A keyframe of `pic`, then `frames` more pictures of it, all at `qp`.
     fn encode_unchanged(m: &mut StillMap, pic: &I420Picture, qp: u32, frames: u8) {
-        m.update(pic, Some(qp));
+        m.update(pic, Some(qp), None);
         m.encoded(Some(qp), true);
         for _ in 0..frames {
-            m.update(pic, Some(qp));
+            m.update(pic, Some(qp), None);
             assert_eq!(m.still, 0, "still before {STILL_AFTER} unchanged pictures");
             m.encoded(Some(qp), false);
         }
@@ -179,20 +222,20 @@ mod tests {
         let mut m = StillMap::default();
         let mut pic = picture(64, 32); // 4 × 2 macroblocks
         encode_unchanged(&mut m, &pic, 30, STILL_AFTER - 1);
-        m.update(&pic, Some(30));
+        m.update(&pic, Some(30), None);
         assert_eq!(m.still, 8);
         m.encoded(Some(30), false);
         // One luma pixel of macroblock (1, 1) and one chroma sample of (3, 0) change.
         pic.y[20 * 64 + 20] = 200;
         pic.v[3 * 32 + 25] = 50;
-        m.update(&pic, Some(30));
+        m.update(&pic, Some(30), None);
         assert_eq!(still(&m), vec![1, 1, 1, 0, 1, 0, 1, 1]);
         m.encoded(Some(30), false);
         // They stay out for STILL_AFTER pictures; a keyframe restarts every run.
-        m.update(&pic, Some(30));
+        m.update(&pic, Some(30), None);
         assert_eq!(m.still, 6);
         m.encoded(Some(30), true);
-        m.update(&pic, Some(30));
+        m.update(&pic, Some(30), None);
         assert_eq!(m.still, 0);
     }
 
@@ -201,24 +244,61 @@ mod tests {
         let mut m = StillMap::default();
         let pic = picture(32, 16);
         encode_unchanged(&mut m, &pic, 40, STILL_AFTER - 1);
-        m.update(&pic, Some(40));
+        m.update(&pic, Some(40), None);
         assert_eq!(m.still, 2);
         m.encoded(Some(40), false);
         // The link frees: QP 30 now, so both go through mode decision once more...
-        m.update(&pic, Some(30));
+        m.update(&pic, Some(30), None);
         assert_eq!(m.still, 0);
         m.encoded(Some(30), false);
         // ...and are still again at that QP; a small drop does not refine them.
-        m.update(&pic, Some(29));
+        m.update(&pic, Some(29), None);
         assert_eq!(m.still, 2);
     }
 
     #[test]
     fn a_new_size_starts_afresh() {
         let mut m = StillMap::default();
-        m.update(&picture(32, 16), Some(30));
-        let map = m.update(&picture(64, 32), Some(30));
+        m.update(&picture(32, 16), Some(30), None);
+        let map = m.update(&picture(64, 32), Some(30), None);
         assert_eq!(map.mb_count, 8);
         assert_eq!(m.still, 0);
+    }
+
+    #[test]
+    fn a_marked_picture_is_changed_where_its_bands_are() {
+        use crate::picture::{Band, BandPicture};
+        let mut bands = BandPicture::new(64, 32); // 4 × 2 macroblocks
+        let mut m = StillMap::default();
+        let (pic, mark) = (bands.snapshot(), bands.mark());
+        m.update(&*pic, Some(30), Some(&mark));
+        m.encoded(Some(30), true);
+        for _ in 0..STILL_AFTER {
+            m.update(&*pic, Some(30), Some(&mark));
+            m.encoded(Some(30), false);
+        }
+        assert_eq!(m.still, 8);
+        // White in the second macroblock's columns of the top row: only it changed.
+        let band = Band {
+            y0: 2,
+            y1: 6,
+            x0: 16,
+            x1: 32,
+        };
+        bands.convert(&vec![255u8; 16 * 4 * 4], 16, band);
+        let (pic, mark) = (bands.snapshot(), bands.mark());
+        m.update(&*pic, Some(30), Some(&mark));
+        assert_eq!(still(&m), [1, 0, 1, 1, 1, 1, 1, 1]);
+        m.encoded(Some(30), false);
+        // A picture without a mark, after marked ones: what changed is not known.
+        m.update(&*pic, Some(30), None);
+        assert_eq!(m.still, 0, "all of it counts as changed");
+        m.encoded(Some(30), false);
+        // Then the pictures are compared: unchanged, they count towards still again.
+        for _ in 0..STILL_AFTER {
+            m.update(&*pic, Some(30), Some(&mark));
+            m.encoded(Some(30), false);
+        }
+        assert_eq!(m.still, 8);
     }
 }

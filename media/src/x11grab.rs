@@ -340,6 +340,11 @@ impl DamageCapturer {
         self.picture.picture()
     }
 
+    /// Where a picture taken now stands in the capture's change log.
+    pub fn mark(&self) -> crate::picture::ChangeMark {
+        self.picture.mark()
+    }
+
     /// The current picture for the encoder (see [`BandPicture::snapshot`]).
     pub fn snapshot(&mut self) -> std::sync::Arc<I420Picture> {
         self.picture.snapshot()
