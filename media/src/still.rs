@@ -34,6 +34,7 @@ const SHARPER_QP: u8 = 3;
 pub struct StaticMbMap {
     map: *const u8,
     mb_count: std::ffi::c_int,
+    copy_always: std::ffi::c_int,
 }
 
 /// Tracks each macroblock's unchanged run against the previous picture.
@@ -55,6 +56,10 @@ pub struct StillMap {
     map: Vec<u8>,
     /// Macroblocks marked still in the last map.
     pub still: usize,
+    /// Tell openh264 to copy the reference into every still macroblock's reconstruction,
+    /// even where it already holds it (tests compare the streams).
+    #[cfg(test)]
+    pub copy_always: bool,
 }
 
 impl StillMap {
@@ -124,6 +129,10 @@ impl StillMap {
         StaticMbMap {
             map: self.map.as_ptr(),
             mb_count: self.map.len() as std::ffi::c_int,
+            #[cfg(test)]
+            copy_always: self.copy_always.into(),
+            #[cfg(not(test))]
+            copy_always: 0,
         }
     }
 

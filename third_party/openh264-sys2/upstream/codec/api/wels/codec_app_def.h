@@ -674,10 +674,13 @@ typedef struct Source_Picture_s {
 *        they will get (one byte per macroblock in raster order, non-zero: still). A still
 *        macroblock whose predicted skip vector is zero is coded as P_Skip without mode
 *        decision. The map must stay valid until the next EncodeFrame returns.
+*        iCopyAlways: copy the reference into the reconstruction of every still macroblock,
+*        even where it already holds it (for tests: the stream must be the same either way).
 */
 typedef struct TagStaticMbMap {
   const unsigned char* pMap;
   int iMbCount;
+  int iCopyAlways;
 } SStaticMbMap;
 
 /**

@@ -236,6 +236,16 @@ typedef struct TagWelsEncCtx {
   int64_t            uiLastTimestamp;
   uint8_t*           pDynamicBsBuffer[MAX_THREADS_NUM];
   SStaticMbMap sStaticMbMap; // Porthole: macroblocks known still for the next frame (ENCODER_OPTION_STATIC_MB_MAP)
+  // Porthole: which still macroblocks' reconstruction already holds the reference (see
+  // PortholeStaticFrameStart in svc_base_layer_md.cpp). Arrays of iCount bytes (malloc).
+  struct TagPorthole {
+    int32_t  iCount;
+    uint8_t* pDone;      // coded still (P_Skip, zero vector) in the frame being encoded
+    uint8_t* pPrevDone;  // the same, for the frame before
+    uint8_t* pClean;     // still in the frame before, and so were its four neighbours
+    SPicture* pLastDec;  // the frame before: its reconstruction
+    SPicture* pLastRef;  // and its reference
+  } sPortholeStatic;
 } sWelsEncCtx/*, *PWelsEncCtx*/;
 }
 #endif//sWelsEncCtx_H__

@@ -1806,6 +1806,7 @@ int32_t RequestMemorySvc (sWelsEncCtx** ppCtx, SExistingParasetList* pExistingPa
 void FreeMemorySvc (sWelsEncCtx** ppCtx) {
   if (NULL != *ppCtx) {
     sWelsEncCtx* pCtx = *ppCtx;
+    PortholeStaticFree (pCtx);
     CMemoryAlign* pMa = pCtx->pMemAlign;
     SWelsSvcCodingParam* pParam = pCtx->pSvcParam;
     int32_t ilayer = 0;

@@ -1855,12 +1855,73 @@ bool WelsMdFirstIntraMode (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SMB* pCurMb, 
   return false;
 }
 
+void PortholeStaticFree (sWelsEncCtx* pEncCtx) {
+  free (pEncCtx->sPortholeStatic.pDone);
+  free (pEncCtx->sPortholeStatic.pPrevDone);
+  free (pEncCtx->sPortholeStatic.pClean);
+  memset (&pEncCtx->sPortholeStatic, 0, sizeof (pEncCtx->sPortholeStatic));
+}
+
+// Porthole: with one reference frame, openh264 reconstructs into two pictures in turn: the frame
+// being encoded into the one that held the reconstruction before the last. A still macroblock
+// coded as P_Skip with a zero vector is the reference's copy. So where the frame before coded
+// the same macroblock that way, and its four neighbours too (no deblocked edge changed it), the
+// picture being reconstructed into already holds the reference's pixels there: that copy is
+// skipped. Called before each frame (while pCurDqLayer still describes the frame before); the
+// pictures are checked again for each macroblock, so anything else (a keyframe, a skipped
+// frame, another picture in turn) copies as usual.
+void PortholeStaticFrameStart (sWelsEncCtx* pEncCtx) {
+  auto* p = &pEncCtx->sPortholeStatic;
+  const int32_t kiCount = pEncCtx->sStaticMbMap.pMap ? pEncCtx->sStaticMbMap.iMbCount : 0;
+  if (kiCount != p->iCount) {
+    PortholeStaticFree (pEncCtx);
+    if (kiCount <= 0)
+      return;
+    p->pDone = (uint8_t*)calloc (kiCount, 1);
+    p->pPrevDone = (uint8_t*)calloc (kiCount, 1);
+    p->pClean = (uint8_t*)calloc (kiCount, 1);
+    if (!p->pDone || !p->pPrevDone || !p->pClean) {
+      PortholeStaticFree (pEncCtx);
+      return;
+    }
+    p->iCount = kiCount;
+    return;
+  }
+  if (kiCount <= 0)
+    return;
+  uint8_t* pPrev = p->pDone;
+  p->pDone = p->pPrevDone;
+  p->pPrevDone = pPrev;
+  memset (p->pDone, 0, kiCount);
+  memset (p->pClean, 0, kiCount);
+  const SDqLayer* pLayer = pEncCtx->pCurDqLayer;
+  p->pLastDec = pLayer ? pLayer->pDecPic : NULL;
+  p->pLastRef = pLayer ? pLayer->pRefPic : NULL;
+  if (!pLayer || !p->pLastDec || !p->pLastRef || pLayer->iMbWidth * pLayer->iMbHeight != kiCount)
+    return;
+  const int32_t kiW = pLayer->iMbWidth, kiH = pLayer->iMbHeight;
+  for (int32_t y = 0; y < kiH; y++) {
+    for (int32_t x = 0; x < kiW; x++) {
+      const int32_t i = y * kiW + x;
+      p->pClean[i] = pPrev[i] && (x == 0 || pPrev[i - 1]) && (x == kiW - 1 || pPrev[i + 1])
+                     && (y == 0 || pPrev[i - kiW]) && (y == kiH - 1 || pPrev[i + kiW]);
+    }
+  }
+}
+
 // Porthole: a macroblock the caller marked still (ENCODER_OPTION_STATIC_MB_MAP), whose P_Skip
 // vector is zero, is the reference as it is: P_Skip, without motion search or mode decision.
 static bool WelsMdInterStaticPskip (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice, SMB* pCurMb,
                                     SMbCache* pMbCache) {
   const SStaticMbMap* pStatic = &pEncCtx->sStaticMbMap;
-  if (pStatic->pMap == NULL || pCurMb->iMbXY >= pStatic->iMbCount || !pStatic->pMap[pCurMb->iMbXY])
+  if (pStatic->pMap == NULL || pCurMb->iMbXY >= pStatic->iMbCount)
+    return false;
+  auto* p = &pEncCtx->sPortholeStatic;
+  // (Set on every pass: a slice stepped back codes a macroblock again.)
+  uint8_t* pDone = p->iCount == pStatic->iMbCount ? &p->pDone[pCurMb->iMbXY] : NULL;
+  if (pDone)
+    *pDone = 0;
+  if (!pStatic->pMap[pCurMb->iMbXY])
     return false;
   SMVUnitXY sMvp = { 0 };
   PredSkipMv (pMbCache, &sMvp);
@@ -1871,9 +1932,15 @@ static bool WelsMdInterStaticPskip (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSli
   const int32_t* kpRecStride = pCurLayer->iCsStride;
   uint8_t** pCsMb = &pMbCache->SPicData.pCsMb[0];
   uint8_t** pRefMb = &pMbCache->SPicData.pRefMb[0];
-  pFunc->pfCopy16x16NotAligned (pCsMb[0], kpRecStride[0], pRefMb[0], pCurLayer->pRefPic->iLineSize[0]);
-  pFunc->pfCopy8x8Aligned (pCsMb[1], kpRecStride[1], pRefMb[1], pCurLayer->pRefPic->iLineSize[1]);
-  pFunc->pfCopy8x8Aligned (pCsMb[2], kpRecStride[2], pRefMb[2], pCurLayer->pRefPic->iLineSize[2]);
+  const bool bHeld = pDone && !pStatic->iCopyAlways && p->pClean[pCurMb->iMbXY] && p->pLastRef != NULL
+                     && pCurLayer->pDecPic == p->pLastRef && pCurLayer->pRefPic == p->pLastDec;
+  if (!bHeld) {
+    pFunc->pfCopy16x16NotAligned (pCsMb[0], kpRecStride[0], pRefMb[0], pCurLayer->pRefPic->iLineSize[0]);
+    pFunc->pfCopy8x8Aligned (pCsMb[1], kpRecStride[1], pRefMb[1], pCurLayer->pRefPic->iLineSize[1]);
+    pFunc->pfCopy8x8Aligned (pCsMb[2], kpRecStride[2], pRefMb[2], pCurLayer->pRefPic->iLineSize[2]);
+  }
+  if (pDone)
+    *pDone = 1;
   memset (pCurMb->pNonZeroCount, 0, 24);
   pCurMb->uiMbType = MB_TYPE_SKIP;
   ST32 (pCurMb->pRefIndex, 0);

@@ -40,6 +40,7 @@
 #include "version.h"
 #include "crt_util_safe_x.h" // Safe CRT routines like util for cross platforms
 #include "ref_list_mgr_svc.h"
+#include "svc_base_layer_md.h" // Porthole
 #include "codec_ver.h"
 
 #include <time.h>
@@ -1170,6 +1171,8 @@ int CWelsH264SVCEncoder::SetOption (ENCODER_OPTION eOptionId, void* pOption) {
     const SStaticMbMap* pMap = static_cast<const SStaticMbMap*> (pOption);
     m_pEncContext->sStaticMbMap.pMap = pMap ? pMap->pMap : NULL;
     m_pEncContext->sStaticMbMap.iMbCount = pMap ? pMap->iMbCount : 0;
+    m_pEncContext->sStaticMbMap.iCopyAlways = pMap ? pMap->iCopyAlways : 0;
+    PortholeStaticFrameStart (m_pEncContext);
   }
   break;
   case ENCODER_OPTION_STATISTICS_LOG_INTERVAL: {
