@@ -528,13 +528,15 @@ mod tests {
         assert_eq!(wide.picture().y, p.y);
     }
 
+    /// Paints band `b` of `pic` white.
+    fn white(pic: &mut BandPicture, b: Band) {
+        let data = vec![255u8; b.width() * b.rows() * 4];
+        pic.convert(&data, b.width(), b);
+    }
+
     #[test]
     fn a_reused_snapshot_is_brought_up_to_date() {
         let mut pic = BandPicture::new(64, 8);
-        let white = |pic: &mut BandPicture, b: Band| {
-            let data = vec![255u8; b.width() * b.rows() * 4];
-            pic.convert(&data, b.width(), b);
-        };
         let first = pic.snapshot();
         let held = pic.snapshot();
         assert!(!Arc::ptr_eq(&first, &held), "the first is still held");
@@ -577,10 +579,6 @@ mod tests {
     #[test]
     fn a_mark_knows_the_bands_converted_since_an_earlier_one() {
         let mut pic = BandPicture::new(64, 32);
-        let white = |pic: &mut BandPicture, b: Band| {
-            let data = vec![255u8; b.width() * b.rows() * 4];
-            pic.convert(&data, b.width(), b);
-        };
         let a = pic.mark();
         assert_eq!(pic.mark().since(&a), Some(vec![]), "nothing converted");
         let band = Band {
