@@ -35,6 +35,10 @@ pub struct StaticMbMap {
     map: *const u8,
     mb_count: std::ffi::c_int,
     copy_always: std::ffi::c_int,
+    /// One byte per macroblock, non-zero where the picture may differ from the one before;
+    /// `changed_count` 0: not known (openh264 then copies and analyses all of it).
+    changed: *const u8,
+    changed_count: std::ffi::c_int,
 }
 
 /// Tracks each macroblock's unchanged run against the previous picture.
@@ -54,10 +58,15 @@ pub struct StillMap {
     coded_qp: Vec<u8>,
     /// One byte per macroblock, non-zero: still (what openh264 reads).
     map: Vec<u8>,
+    /// One byte per macroblock, non-zero: it changed since the previous picture (what
+    /// openh264 reads), when `changed_known`.
+    changed: Vec<u8>,
+    changed_known: bool,
     /// Macroblocks marked still in the last map.
     pub still: usize,
-    /// Tell openh264 to copy the reference into every still macroblock's reconstruction,
-    /// even where it already holds it (tests compare the streams).
+    /// Tell openh264 to take none of our patch's shortcuts: copy the reference into every
+    /// still macroblock's reconstruction, even where it already holds it, copy and analyse
+    /// all of each picture, deblock every macroblock (tests compare the streams).
     #[cfg(test)]
     pub copy_always: bool,
 }
@@ -86,10 +95,13 @@ impl StillMap {
             self.unchanged = vec![0; mbw * mbh];
             self.coded_qp = vec![u8::MAX; mbw * mbh];
             self.map = vec![0; mbw * mbh];
+            self.changed = vec![1; mbw * mbh];
+            self.changed_known = false;
             copy_planes(picture, &mut self.prev);
             self.prev_valid = true;
         } else {
-            let changed = &mut self.map;
+            self.changed_known = true;
+            let changed = &mut self.changed;
             changed.fill(0);
             if let Some(bands) = bands {
                 for b in bands {
@@ -114,6 +126,7 @@ impl StillMap {
                 copy_planes(picture, &mut self.prev);
                 self.prev_valid = true;
                 changed.fill(1);
+                self.changed_known = false;
             }
             for (n, c) in self.unchanged.iter_mut().zip(changed.iter()) {
                 *n = if *c != 0 { 0 } else { n.saturating_add(1) };
@@ -133,6 +146,12 @@ impl StillMap {
             copy_always: self.copy_always.into(),
             #[cfg(not(test))]
             copy_always: 0,
+            changed: self.changed.as_ptr(),
+            changed_count: if self.changed_known {
+                self.changed.len() as std::ffi::c_int
+            } else {
+                0
+            },
         }
     }
 
@@ -215,6 +234,13 @@ mod tests {
         map.map.clone()
     }
 
+    /// The changed macroblocks openh264 is told of (`None`: not known).
+    fn changed(map: &StaticMbMap) -> Option<Vec<u8>> {
+        let n = usize::try_from(map.changed_count).unwrap();
+        // SAFETY: the map points into the `StillMap` it came from, which the caller holds.
+        (n > 0).then(|| unsafe { std::slice::from_raw_parts(map.changed, n) }.to_vec())
+    }
+
     /// A keyframe of `pic`, then `frames` more pictures of it, all at `qp`.
     fn encode_unchanged(m: &mut StillMap, pic: &I420Picture, qp: u32, frames: u8) {
         m.update(pic, Some(qp), None);
@@ -237,8 +263,9 @@ mod tests {
         // One luma pixel of macroblock (1, 1) and one chroma sample of (3, 0) change.
         pic.y[20 * 64 + 20] = 200;
         pic.v[3 * 32 + 25] = 50;
-        m.update(&pic, Some(30), None);
+        let map = m.update(&pic, Some(30), None);
         assert_eq!(still(&m), vec![1, 1, 1, 0, 1, 0, 1, 1]);
+        assert_eq!(changed(&map), Some(vec![0, 0, 0, 1, 0, 1, 0, 0]));
         m.encoded(Some(30), false);
         // They stay out for STILL_AFTER pictures; a keyframe restarts every run.
         m.update(&pic, Some(30), None);
@@ -272,6 +299,9 @@ mod tests {
         let map = m.update(&picture(64, 32), Some(30), None);
         assert_eq!(map.mb_count, 8);
         assert_eq!(m.still, 0);
+        assert_eq!(changed(&map), None, "what changed is not known");
+        let map = m.update(&picture(64, 32), Some(30), None);
+        assert_eq!(changed(&map), Some(vec![0; 8]), "compared: nothing changed");
     }
 
     #[test]
@@ -296,12 +326,14 @@ mod tests {
         };
         bands.convert(&vec![255u8; 16 * 4 * 4], 16, band);
         let (pic, mark) = (bands.snapshot(), bands.mark());
-        m.update(&*pic, Some(30), Some(&mark));
+        let map = m.update(&*pic, Some(30), Some(&mark));
         assert_eq!(still(&m), [1, 0, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(changed(&map), Some(vec![0, 1, 0, 0, 0, 0, 0, 0]));
         m.encoded(Some(30), false);
         // A picture without a mark, after marked ones: what changed is not known.
-        m.update(&*pic, Some(30), None);
+        let map = m.update(&*pic, Some(30), None);
         assert_eq!(m.still, 0, "all of it counts as changed");
+        assert_eq!(changed(&map), None);
         m.encoded(Some(30), false);
         // Then the pictures are compared: unchanged, they count towards still again.
         for _ in 0..STILL_AFTER {

@@ -674,13 +674,22 @@ typedef struct Source_Picture_s {
 *        they will get (one byte per macroblock in raster order, non-zero: still). A still
 *        macroblock whose predicted skip vector is zero is coded as P_Skip without mode
 *        decision. The map must stay valid until the next EncodeFrame returns.
-*        iCopyAlways: copy the reference into the reconstruction of every still macroblock,
-*        even where it already holds it (for tests: the stream must be the same either way).
+*        iCopyAlways: take none of the shortcuts below: copy the reference into the
+*        reconstruction of every still macroblock, even where it already holds it, copy the
+*        whole source picture, analyse all of it and deblock every macroblock (for tests: the
+*        stream must be the same either way).
+*        pChanged: one byte per macroblock in raster order (iChangedCount of them, the
+*        picture's), non-zero where the next picture may differ from the one passed to the
+*        EncodeFrame before it; iChangedCount 0: not known. Only those macroblocks are copied
+*        into the encoder's source pictures and analysed (SAD against the reference picture),
+*        where the encoder knows what its own pictures hold.
 */
 typedef struct TagStaticMbMap {
   const unsigned char* pMap;
   int iMbCount;
   int iCopyAlways;
+  const unsigned char* pChanged;
+  int iChangedCount;
 } SStaticMbMap;
 
 /**

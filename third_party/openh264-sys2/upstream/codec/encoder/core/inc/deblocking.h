@@ -59,6 +59,7 @@ typedef struct TagDeblockingFilter {
   uint8_t     uiChromaQP;
   uint8_t     uiFilterIdc;
   uint8_t     uiReserved;
+  bool        bPortholePlain; // Porthole: no shortcut for P_Skip macroblocks (DeblockingMbAvcbase)
 } SDeblockingFilter;
 
 #if defined(__cplusplus)

@@ -245,6 +245,19 @@ typedef struct TagWelsEncCtx {
     uint8_t* pClean;     // still in the frame before, and so were its four neighbours
     SPicture* pLastDec;  // the frame before: its reconstruction
     SPicture* pLastRef;  // and its reference
+    // Which macroblocks of the encoder's source pictures are stale (PortholeSourceMbs): they
+    // changed in the input since a picture last had it copied in.
+    int32_t  iMbs;             // macroblocks of the pictures below (0: none tracked)
+    uint8_t* pPending;         // the next picture's changed macroblocks (from SetOption)
+    bool     bPending;         // pPending was set for the next picture
+    bool     bLost;            // a picture's changed macroblocks were set but never used
+    bool     bChangedKnown;    // the picture being encoded came with its changed macroblocks
+    uint8_t* pCopy;            // the macroblocks copied into the picture being encoded
+    struct {
+      SPicture* pPic;
+      uint8_t*  pData;         // pPic->pData[0] when tracked (a reallocated picture is new)
+      uint8_t*  pStale;        // iMbs bytes, non-zero: differs from the input there
+    } sSource[8];
   } sPortholeStatic;
 } sWelsEncCtx/*, *PWelsEncCtx*/;
 }

@@ -78,6 +78,16 @@ void WelsMdInterMb (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice, SMB*
 // Porthole: before each frame, after ENCODER_OPTION_STATIC_MB_MAP; and when the encoder is freed.
 void PortholeStaticFrameStart (sWelsEncCtx* pEncCtx);
 void PortholeStaticFree (sWelsEncCtx* pEncCtx);
+// Porthole: as a picture is copied into the source picture pDst (of iMbs macroblocks): the
+// macroblocks to copy (one byte each, raster order), or NULL to copy all (what changed is not
+// known, or !bUsable: pDst gets written otherwise, so it does not hold the input). Keeps
+// track of the other pictures.
+const uint8_t* PortholeSourceMbs (sWelsEncCtx* pEncCtx, SPicture* pDst, int32_t iMbs, bool bUsable);
+// Porthole: after PortholeSourceMbs, the macroblocks where the source picture pRef may
+// differ from pCur, the one just copied in; NULL: not known.
+const uint8_t* PortholeStaleMbs (sWelsEncCtx* pEncCtx, SPicture* pRef, SPicture* pCur);
+// Porthole: forgets what the source pictures hold (they are made anew).
+void PortholeSourceForget (sWelsEncCtx* pEncCtx);
 
 //both used in BL and EL
 //void wels_md_inter_init ( SWelsMD* pMd, const uint8_t ref_idx, const bool is_highest_dlayer_flag );

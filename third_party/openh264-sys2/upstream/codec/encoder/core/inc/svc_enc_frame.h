@@ -126,6 +126,8 @@ bool                    bNeedAdjustingSlicing;
 SFeatureSearchPreparation* pFeatureSearchPreparation;
 
 SDqLayer*               pRefLayer;              // pointer to referencing dq_layer of current layer to be decoded
+
+bool                    bPortholePlainDeblock;  // Porthole: deblock every macroblock (see DeblockingMbAvcbase)
 };
 
 ///////////////////////////////////////////////////////////////////////

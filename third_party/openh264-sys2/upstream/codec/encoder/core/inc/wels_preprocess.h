@@ -167,6 +167,7 @@ class CWelsPreProcess {
 
   void    VaaCalculation (SVAAFrameInfo* pVaaInfo, SPicture* pCurPicture, SPicture* pRefPicture, bool bCalculateSQDiff,
                           bool bCalculateVar, bool bCalculateBGD);
+  void    PortholeVaaSad (SVAAFrameInfo* pVaaInfo, SPicture* pCurPicture, SPicture* pRefPicture, const uint8_t* kpMbs);
   void    BackgroundDetection (SVAAFrameInfo* pVaaInfo, SPicture* pCurPicture, SPicture* pRefPicture, bool bDetectFlag);
   void    AdaptiveQuantCalculation (SVAAFrameInfo* pVaaInfo, SPicture* pCurPicture, SPicture* pRefPicture);
   void    Padding (uint8_t* pSrcY, uint8_t* pSrcU, uint8_t* pSrcV, int32_t iStrideY, int32_t iStrideUV,
@@ -175,8 +176,9 @@ class CWelsPreProcess {
 
   int32_t ColorspaceConvert (SWelsSvcCodingParam* pSvcParam, SPicture* pDstPic, const SSourcePicture* kpSrc,
                              const int32_t kiWidth, const int32_t kiHeight);
+  // Porthole: kpMbs, one byte per macroblock: copy only those marked (NULL: all).
   int32_t WelsMoveMemoryWrapper (SWelsSvcCodingParam* pSvcParam, SPicture* pDstPic, const SSourcePicture* kpSrc,
-                              const int32_t kiWidth, const int32_t kiHeight);
+                              const int32_t kiWidth, const int32_t kiHeight, const uint8_t* kpMbs = NULL);
 
   /*!
   * \brief  exchange two picture pData planes

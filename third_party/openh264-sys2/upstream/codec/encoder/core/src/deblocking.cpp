@@ -625,6 +625,15 @@ void DeblockingBSCalc_c (SWelsFuncPtrList* pFunc, SMB* pCurMb, uint8_t uiBS[2][4
   }
 }
 
+// Porthole: whether the edge between P_Skip macroblock pCurMb and its neighbour pNeighMb has
+// boundary strength 0 on all of it: not filtered (iFlag 0), or the neighbour is P_Skip too
+// with the same vector (a P_Skip macroblock has no coefficients and one vector for all its
+// blocks; one reference frame: SINGLE_REF_FRAME).
+static inline bool PortholeSkipEdgeUnfiltered (const SMB* pCurMb, const SMB* pNeighMb, int32_t iFlag) {
+  return !iFlag || (pNeighMb->uiMbType == MB_TYPE_SKIP && pNeighMb->sMv[0].iMvX == pCurMb->sMv[0].iMvX
+                    && pNeighMb->sMv[0].iMvY == pCurMb->sMv[0].iMvY);
+}
+
 void DeblockingMbAvcbase (SWelsFuncPtrList* pFunc, SMB* pCurMb, SDeblockingFilter* pFilter) {
   uint8_t uiBS[2][4][4] = {{{ 0 }}};
 
@@ -647,6 +656,13 @@ void DeblockingMbAvcbase (SWelsFuncPtrList* pFunc, SMB* pCurMb, SDeblockingFilte
     DeblockingIntraMb (&pFunc->pfDeblocking, pCurMb, pFilter);
     break;
   default:
+    // Porthole: a P_Skip macroblock among P_Skip ones with its vector (most of a still
+    // desktop) has boundary strength 0 on every edge it filters (its left and top ones and
+    // its inner ones): nothing to do, without working that out edge by edge.
+    if (uiCurMbType == MB_TYPE_SKIP && !pFilter->bPortholePlain
+        && PortholeSkipEdgeUnfiltered (pCurMb, pCurMb - 1, iLeftFlag)
+        && PortholeSkipEdgeUnfiltered (pCurMb, pCurMb - iMbStride, iTopFlag))
+      break;
     pFunc->pfDeblocking.pfDeblockingBSCalc (pFunc, pCurMb, uiBS, uiCurMbType, iMbStride, iLeftFlag, iTopFlag);
     DeblockingInterMb (&pFunc->pfDeblocking, pCurMb, pFilter, uiBS);
     break;
@@ -675,6 +691,7 @@ void  DeblockingFilterFrameAvcbase (SDqLayer* pCurDq, SWelsFuncPtrList* pFunc) {
   pFilter.iSliceBetaOffset     = sSliceHeaderExt->sSliceHeader.iSliceBetaOffset;
 
   pFilter.iMbStride = kiMbWidth;
+  pFilter.bPortholePlain = pCurDq->bPortholePlainDeblock;
 
   for (j = 0; j < kiMbHeight; ++j) {
     pFilter.pCsData[0] = pCurDq->pDecPic->pData[0] + ((j * pFilter.iCsStride[0]) << 4);
@@ -713,6 +730,7 @@ void DeblockingFilterSliceAvcbase (SDqLayer* pCurDq, SWelsFuncPtrList* pFunc, SS
   pFilter.iSliceAlphaC0Offset = sSliceHeaderExt->sSliceHeader.iSliceAlphaC0Offset;
   pFilter.iSliceBetaOffset    = sSliceHeaderExt->sSliceHeader.iSliceBetaOffset;
   pFilter.iMbStride           = kiMbWidth;
+  pFilter.bPortholePlain      = pCurDq->bPortholePlainDeblock;
 
   iNextMbIdx  = sSliceHeaderExt->sSliceHeader.iFirstMbInSlice;
 

@@ -1855,11 +1855,119 @@ bool WelsMdFirstIntraMode (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SMB* pCurMb, 
   return false;
 }
 
+// Porthole: the arrays of still macroblocks coded (PortholeStaticFrameStart).
+static void PortholeDoneFree (sWelsEncCtx* pEncCtx) {
+  auto* p = &pEncCtx->sPortholeStatic;
+  free (p->pDone);
+  free (p->pPrevDone);
+  free (p->pClean);
+  p->pDone = p->pPrevDone = p->pClean = NULL;
+  p->iCount = 0;
+  p->pLastDec = p->pLastRef = NULL;
+}
+
+// Porthole: forgets what every source picture holds (PortholeSourceMbs).
+void PortholeSourceForget (sWelsEncCtx* pEncCtx) {
+  auto* p = &pEncCtx->sPortholeStatic;
+  for (auto& s : p->sSource)
+    free (s.pStale);
+  memset (p->sSource, 0, sizeof (p->sSource));
+  free (p->pPending);
+  free (p->pCopy);
+  p->pPending = p->pCopy = NULL;
+  p->iMbs = 0;
+  p->bPending = p->bLost = p->bChangedKnown = false;
+}
+
 void PortholeStaticFree (sWelsEncCtx* pEncCtx) {
-  free (pEncCtx->sPortholeStatic.pDone);
-  free (pEncCtx->sPortholeStatic.pPrevDone);
-  free (pEncCtx->sPortholeStatic.pClean);
+  PortholeDoneFree (pEncCtx);
+  PortholeSourceForget (pEncCtx);
   memset (&pEncCtx->sPortholeStatic, 0, sizeof (pEncCtx->sPortholeStatic));
+}
+
+// Porthole: the changed macroblocks of the next picture, from ENCODER_OPTION_STATIC_MB_MAP.
+// They are kept until that picture is copied in (PortholeSourceMbs); those set for a picture
+// that was never copied in (an EncodeFrame that failed first) leave the next picture's
+// unknown, as what changed in between is then lost.
+static void PortholeChangedStart (sWelsEncCtx* pEncCtx) {
+  auto* p = &pEncCtx->sPortholeStatic;
+  const SStaticMbMap* pMap = &pEncCtx->sStaticMbMap;
+  const int32_t kiMbs = pMap->pChanged && !pMap->iCopyAlways ? pMap->iChangedCount : 0;
+  const uint8_t* kpChanged = pMap->pChanged;
+  pEncCtx->sStaticMbMap.pChanged = NULL;
+  pEncCtx->sStaticMbMap.iChangedCount = 0;
+  if (p->bPending)
+    p->bLost = true;
+  p->bPending = false;
+  if (kiMbs <= 0)
+    return;
+  if (kiMbs != p->iMbs) {
+    PortholeSourceForget (pEncCtx);
+    p->pPending = (uint8_t*)malloc (kiMbs);
+    p->pCopy = (uint8_t*)malloc (kiMbs);
+    if (!p->pPending || !p->pCopy) {
+      PortholeSourceForget (pEncCtx);
+      return;
+    }
+    p->iMbs = kiMbs;
+  }
+  memcpy (p->pPending, kpChanged, kiMbs);
+  p->bPending = true;
+}
+
+const uint8_t* PortholeSourceMbs (sWelsEncCtx* pEncCtx, SPicture* pDst, int32_t iMbs, bool bUsable) {
+  auto* p = &pEncCtx->sPortholeStatic;
+  const bool bKnown = bUsable && p->bPending && !p->bLost && p->iMbs == iMbs && p->iMbs > 0;
+  p->bPending = p->bLost = false;
+  p->bChangedKnown = bKnown;
+  if (p->iMbs <= 0)
+    return NULL;
+  // What changed in the input is stale in every source picture but the one it goes into.
+  auto* pEntry = (decltype (&p->sSource[0]))NULL;
+  for (auto& s : p->sSource) {
+    if (!s.pPic)
+      continue;
+    if (bKnown) {
+      for (int32_t i = 0; i < p->iMbs; i++)
+        s.pStale[i] |= p->pPending[i];
+    } else {
+      memset (s.pStale, 1, p->iMbs);
+    }
+    if (s.pPic == pDst)
+      pEntry = &s;
+  }
+  if (pEntry && pEntry->pData != pDst->pData[0])
+    memset (pEntry->pStale, 1, p->iMbs);
+  if (!pEntry) {
+    for (auto& s : p->sSource) {
+      if (!s.pPic) {
+        s.pStale = (uint8_t*)malloc (p->iMbs);
+        if (!s.pStale)
+          return NULL;
+        s.pPic = pDst;
+        pEntry = &s;
+        break;
+      }
+    }
+    if (!pEntry)
+      return NULL; // (Never more pictures than entries in one layer; tracked no further.)
+    memset (pEntry->pStale, 1, p->iMbs);
+  }
+  pEntry->pData = pDst->pData[0];
+  memcpy (p->pCopy, pEntry->pStale, p->iMbs);
+  // Copied whole or where stale, it holds the input; written otherwise after, it does not.
+  memset (pEntry->pStale, bUsable ? 0 : 1, p->iMbs);
+  return bKnown ? p->pCopy : NULL;
+}
+
+const uint8_t* PortholeStaleMbs (sWelsEncCtx* pEncCtx, SPicture* pRef, SPicture* pCur) {
+  auto* p = &pEncCtx->sPortholeStatic;
+  if (!p->bChangedKnown || pRef == pCur)
+    return NULL;
+  for (auto& s : p->sSource)
+    if (s.pPic == pRef && s.pData == pRef->pData[0])
+      return s.pStale;
+  return NULL;
 }
 
 // Porthole: with one reference frame, openh264 reconstructs into two pictures in turn: the frame
@@ -1871,17 +1979,23 @@ void PortholeStaticFree (sWelsEncCtx* pEncCtx) {
 // pictures are checked again for each macroblock, so anything else (a keyframe, a skipped
 // frame, another picture in turn) copies as usual.
 void PortholeStaticFrameStart (sWelsEncCtx* pEncCtx) {
+  PortholeChangedStart (pEncCtx);
+  if (pEncCtx->ppDqLayerList && pEncCtx->pSvcParam) {
+    for (int32_t i = 0; i < pEncCtx->pSvcParam->iSpatialLayerNum; i++)
+      if (pEncCtx->ppDqLayerList[i])
+        pEncCtx->ppDqLayerList[i]->bPortholePlainDeblock = pEncCtx->sStaticMbMap.iCopyAlways != 0;
+  }
   auto* p = &pEncCtx->sPortholeStatic;
   const int32_t kiCount = pEncCtx->sStaticMbMap.pMap ? pEncCtx->sStaticMbMap.iMbCount : 0;
   if (kiCount != p->iCount) {
-    PortholeStaticFree (pEncCtx);
+    PortholeDoneFree (pEncCtx);
     if (kiCount <= 0)
       return;
     p->pDone = (uint8_t*)calloc (kiCount, 1);
     p->pPrevDone = (uint8_t*)calloc (kiCount, 1);
     p->pClean = (uint8_t*)calloc (kiCount, 1);
     if (!p->pDone || !p->pPrevDone || !p->pClean) {
-      PortholeStaticFree (pEncCtx);
+      PortholeDoneFree (pEncCtx);
       return;
     }
     p->iCount = kiCount;

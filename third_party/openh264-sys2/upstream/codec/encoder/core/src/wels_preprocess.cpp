@@ -35,6 +35,7 @@
 #include "encoder_context.h"
 #include "utils.h"
 #include "encoder.h"
+#include "svc_base_layer_md.h" // Porthole: PortholeSourceMbs, PortholeStaleMbs
 
 namespace {
 
@@ -235,6 +236,7 @@ int32_t CWelsPreProcess::BuildSpatialPicList (sWelsEncCtx* pCtx, const SSourcePi
     m_bInitDone = true;
   } else {
     if ((iWidth != pSvcParam->SUsedPicRect.iWidth) || (iHeight != pSvcParam->SUsedPicRect.iHeight)) {
+      PortholeSourceForget (pCtx); // (New pictures, maybe where the old ones were.)
       if (WelsPreprocessReset (pCtx, iWidth, iHeight) != 0)
         return ENC_RETURN_MEMALLOCERR;
     }
@@ -299,7 +301,13 @@ int32_t CWelsPreProcess::AnalyzeSpatialPic (sWelsEncCtx* pCtx, const int32_t kiD
     SPicture* pLastPic = m_pLastSpatialPicture[kiDidx][0];
     bool bCalculateSQDiff = ((pLastPic->pData[0] == pRefPic->pData[0]) && bNeededMbAq);
 
-    VaaCalculation (pCtx->pVaa, pCurPic, pRefPic, bCalculateSQDiff, bCalculateVar, bCalculateBGD);
+    // Porthole: the SAD alone, and where the two pictures may differ, if that is known.
+    const uint8_t* kpStale = (bCalculateSQDiff || bCalculateVar || bCalculateBGD) ? NULL :
+                             PortholeStaleMbs (pCtx, pRefPic, pCurPic);
+    if (kpStale)
+      PortholeVaaSad (pCtx->pVaa, pCurPic, pRefPic, kpStale);
+    else
+      VaaCalculation (pCtx->pVaa, pCurPic, pRefPic, bCalculateSQDiff, bCalculateVar, bCalculateBGD);
 
     if (pSvcParam->bEnableBackgroundDetection) {
       BackgroundDetection (pCtx->pVaa, pCurPic, pRefPic, bCalculateBGD && pRefPic->iPictureType != I_SLICE);
@@ -385,7 +393,17 @@ int32_t CWelsPreProcess::SingleLayerPreprocess (sWelsEncCtx* pCtx, const SSource
   *pSpatialNum = 0;
   pSrcPic = pScaledPicture->pScaledInputPicture ? pScaledPicture->pScaledInputPicture : GetCurrentOrigFrame (
               iDependencyId);
-  int32_t iRet = WelsMoveMemoryWrapper (pSvcParam, pSrcPic, kpSrc, iSrcWidth, iSrcHeight);
+  // Porthole: only the macroblocks that changed since this picture last had the input copied in,
+  // where that is known, and the picture holds the input as it is (no scaling, no denoising;
+  // the padding up to whole macroblocks, DownsamplePadding's, is a constant).
+  const bool kbPortholeUsable = !pScaledPicture->pScaledInputPicture && !pSvcParam->bEnableDenoise
+                                && pSvcParam->iSpatialLayerNum == 1 && kpSrc->iPicWidth == iSrcWidth
+                                && kpSrc->iPicHeight == iSrcHeight && iSrcWidth <= iTargetWidth
+                                && iSrcHeight <= iTargetHeight && pSvcParam->SUsedPicRect.iTop == 0
+                                && pSvcParam->SUsedPicRect.iLeft == 0;
+  const uint8_t* kpPortholeMbs = PortholeSourceMbs (pCtx, pSrcPic, ((iSrcWidth + 15) >> 4) * ((iSrcHeight + 15) >> 4),
+                                 kbPortholeUsable);
+  int32_t iRet = WelsMoveMemoryWrapper (pSvcParam, pSrcPic, kpSrc, iSrcWidth, iSrcHeight, kpPortholeMbs);
   if (iRet != ENC_RETURN_SUCCESS) {
     return iRet;
   }
@@ -718,6 +736,57 @@ void CWelsPreProcess::VaaCalculation (SVAAFrameInfo* pVaaInfo, SPicture* pCurPic
     m_pInterfaceVp->Set (iMethodIdx, &calc_param);
     m_pInterfaceVp->Process (iMethodIdx, &sCurPixMap, &sRefPixMap);
   }
+}
+
+// Porthole: VaaCalculation's SAD (no variance, SSD or background) over the macroblocks kpMbs
+// marks (one byte each, raster order), the rest zero (the pictures are the same there): the
+// same results as over the whole picture.
+void CWelsPreProcess::PortholeVaaSad (SVAAFrameInfo* pVaaInfo, SPicture* pCurPicture, SPicture* pRefPicture,
+                                      const uint8_t* kpMbs) {
+  SVAACalcResult* pResult = &pVaaInfo->sVaaCalcInfo;
+  const int32_t kiMbWidth = pCurPicture->iWidthInPixel >> 4;
+  const int32_t kiMbHeight = pCurPicture->iHeightInPixel >> 4;
+  // (The picture's macroblocks, as PortholeSourceMbs counts them, may be one more a row.)
+  const int32_t kiMapWidth = (pCurPicture->iWidthInPixel + 15) >> 4;
+  const int32_t kiCurStride = pCurPicture->iLineSize[0];
+  const int32_t kiRefStride = pRefPicture->iLineSize[0];
+  int32_t iFrameSad = 0;
+  memset (pResult->pSad8x8, 0, kiMbWidth * kiMbHeight * sizeof (pResult->pSad8x8[0]));
+  for (int32_t y = 0; y < kiMbHeight; y++) {
+    const uint8_t* kpRow = kpMbs + y * kiMapWidth;
+    for (int32_t x = 0; x < kiMbWidth;) {
+      if (!kpRow[x]) {
+        x++;
+        continue;
+      }
+      int32_t x1 = x + 1;
+      while (x1 < kiMbWidth && kpRow[x1])
+        x1++;
+      SPixMap sCurPixMap;
+      SPixMap sRefPixMap;
+      memset (&sCurPixMap, 0, sizeof (sCurPixMap));
+      sCurPixMap.pPixel[0] = pCurPicture->pData[0] + y * 16 * kiCurStride + x * 16;
+      sCurPixMap.iSizeInBits = g_kiPixMapSizeInBits;
+      sCurPixMap.sRect.iRectWidth = (x1 - x) * 16;
+      sCurPixMap.sRect.iRectHeight = 16;
+      sCurPixMap.iStride[0] = kiCurStride;
+      sCurPixMap.eFormat = VIDEO_FORMAT_I420;
+      sRefPixMap = sCurPixMap;
+      sRefPixMap.pPixel[0] = pRefPicture->pData[0] + y * 16 * kiRefStride + x * 16;
+      sRefPixMap.iStride[0] = kiRefStride;
+      SVAACalcResult sPart = *pResult;
+      sPart.pSad8x8 = pResult->pSad8x8 + y * kiMbWidth + x;
+      SVAACalcParam calc_param = {0};
+      calc_param.pCalcResult = &sPart;
+      m_pInterfaceVp->Set (METHOD_VAA_STATISTICS, &calc_param);
+      m_pInterfaceVp->Process (METHOD_VAA_STATISTICS, &sCurPixMap, &sRefPixMap);
+      iFrameSad += sPart.iFrameSad;
+      x = x1;
+    }
+  }
+  pResult->iFrameSad = iFrameSad;
+  pResult->pCurY = pCurPicture->pData[0];
+  pResult->pRefY = pRefPicture->pData[0];
 }
 
 void CWelsPreProcess::BackgroundDetection (SVAAFrameInfo* pVaaInfo, SPicture* pCurPicture, SPicture* pRefPicture,
@@ -1408,7 +1477,7 @@ void WelsMoveMemory_c(uint8_t* pDstY, uint8_t* pDstU, uint8_t* pDstV,
 
 int32_t  CWelsPreProcess::WelsMoveMemoryWrapper (SWelsSvcCodingParam* pSvcParam, SPicture* pDstPic,
     const SSourcePicture* kpSrc,
-    const int32_t kiTargetWidth, const int32_t kiTargetHeight) {
+    const int32_t kiTargetWidth, const int32_t kiTargetHeight, const uint8_t* kpMbs) {
   if (VIDEO_FORMAT_I420 != (kpSrc->iColorFormat & (~VIDEO_FORMAT_VFlip)))
     return ENC_RETURN_INVALIDINPUT;
 
@@ -1466,6 +1535,33 @@ int32_t  CWelsPreProcess::WelsMoveMemoryWrapper (SWelsSvcCodingParam* pSvcParam,
   if (pSrcY == NULL || pSrcU == NULL || pSrcV == NULL || pDstY == NULL || pDstU == NULL || pDstV == NULL
       || (iSrcWidth & 1) || (iSrcHeight & 1)) {
     return ENC_RETURN_INVALIDINPUT;
+  } else if (kpMbs) {
+    // Porthole: only the macroblocks kpMbs marks, a run of them in a row at a time.
+    const int32_t kiMbWidth = (iSrcWidth + 15) >> 4;
+    for (int32_t y = 0; y < iSrcHeight; y += 16) {
+      const uint8_t* kpRow = kpMbs + (y >> 4) * kiMbWidth;
+      const int32_t kiRows = WELS_MIN (16, iSrcHeight - y);
+      for (int32_t x = 0; x < kiMbWidth;) {
+        if (!kpRow[x]) {
+          x++;
+          continue;
+        }
+        int32_t x1 = x + 1;
+        while (x1 < kiMbWidth && kpRow[x1])
+          x1++;
+        const int32_t kiX = x * 16, kiW = WELS_MIN (x1 * 16, iSrcWidth) - kiX;
+        WelsMoveMemory_c (pDstY + y * kiDstStrideY + kiX, pDstU + (y >> 1) * kiDstStrideU + (kiX >> 1),
+                          pDstV + (y >> 1) * kiDstStrideV + (kiX >> 1), kiDstStrideY, kiDstStrideU, kiDstStrideV,
+                          pSrcY + y * kiSrcStrideY + kiX, pSrcU + (y >> 1) * kiSrcStrideU + (kiX >> 1),
+                          pSrcV + (y >> 1) * kiSrcStrideV + (kiX >> 1), kiSrcStrideY, kiSrcStrideU, kiSrcStrideV,
+                          kiW, kiRows);
+        x = x1;
+      }
+    }
+    if (kiTargetWidth > iSrcWidth || kiTargetHeight > iSrcHeight) {
+      Padding (pDstY, pDstU, pDstV, kiDstStrideY, kiDstStrideU, iSrcWidth,
+               kiTargetWidth, iSrcHeight, kiTargetHeight);
+    }
   } else {
     //i420_to_i420_c
     WelsMoveMemory_c(pDstY, pDstU, pDstV, kiDstStrideY, kiDstStrideU,

@@ -1172,6 +1172,9 @@ int CWelsH264SVCEncoder::SetOption (ENCODER_OPTION eOptionId, void* pOption) {
     m_pEncContext->sStaticMbMap.pMap = pMap ? pMap->pMap : NULL;
     m_pEncContext->sStaticMbMap.iMbCount = pMap ? pMap->iMbCount : 0;
     m_pEncContext->sStaticMbMap.iCopyAlways = pMap ? pMap->iCopyAlways : 0;
+    // (Copied by PortholeStaticFrameStart, not kept.)
+    m_pEncContext->sStaticMbMap.pChanged = pMap ? pMap->pChanged : NULL;
+    m_pEncContext->sStaticMbMap.iChangedCount = pMap ? pMap->iChangedCount : 0;
     PortholeStaticFrameStart (m_pEncContext);
   }
   break;
