@@ -829,8 +829,8 @@ mod tests {
     }
 
     /// Our patch's shortcuts: where openh264's reconstruction already holds the reference, a
-    /// still macroblock is not copied into it; only the rows that changed are copied into
-    /// its source pictures and analysed; a P_Skip macroblock among P_Skip ones is not
+    /// still macroblock is not copied into it; only the macroblocks that changed are copied
+    /// into its source pictures and analysed; a P_Skip macroblock among P_Skip ones is not
     /// deblocked. The stream must be byte for byte the one made without them, or the
     /// encoder would be coding against pixels the decoder does not have. A square moves
     /// across a smooth picture and rests, so that still macroblocks border moving ones

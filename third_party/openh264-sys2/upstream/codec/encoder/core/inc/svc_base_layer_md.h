@@ -88,6 +88,21 @@ const uint8_t* PortholeSourceMbs (sWelsEncCtx* pEncCtx, SPicture* pDst, int32_t 
 const uint8_t* PortholeStaleMbs (sWelsEncCtx* pEncCtx, SPicture* pRef, SPicture* pCur);
 // Porthole: forgets what the source pictures hold (they are made anew).
 void PortholeSourceForget (sWelsEncCtx* pEncCtx);
+// Porthole: the next run of non-zero bytes of kpRow from *pX on, [*pX, *pX1); false: none
+// before kiWidth.
+static inline bool PortholeNextRun (const uint8_t* kpRow, int32_t kiWidth, int32_t* pX, int32_t* pX1) {
+  int32_t x = *pX;
+  while (x < kiWidth && !kpRow[x])
+    x++;
+  if (x >= kiWidth)
+    return false;
+  int32_t x1 = x + 1;
+  while (x1 < kiWidth && kpRow[x1])
+    x1++;
+  *pX = x;
+  *pX1 = x1;
+  return true;
+}
 
 //both used in BL and EL
 //void wels_md_inter_init ( SWelsMD* pMd, const uint8_t ref_idx, const bool is_highest_dlayer_flag );

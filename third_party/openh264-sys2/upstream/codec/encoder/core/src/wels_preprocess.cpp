@@ -754,14 +754,7 @@ void CWelsPreProcess::PortholeVaaSad (SVAAFrameInfo* pVaaInfo, SPicture* pCurPic
   memset (pResult->pSad8x8, 0, kiMbWidth * kiMbHeight * sizeof (pResult->pSad8x8[0]));
   for (int32_t y = 0; y < kiMbHeight; y++) {
     const uint8_t* kpRow = kpMbs + y * kiMapWidth;
-    for (int32_t x = 0; x < kiMbWidth;) {
-      if (!kpRow[x]) {
-        x++;
-        continue;
-      }
-      int32_t x1 = x + 1;
-      while (x1 < kiMbWidth && kpRow[x1])
-        x1++;
+    for (int32_t x = 0, x1; PortholeNextRun (kpRow, kiMbWidth, &x, &x1); x = x1) {
       SPixMap sCurPixMap;
       SPixMap sRefPixMap;
       memset (&sCurPixMap, 0, sizeof (sCurPixMap));
@@ -781,7 +774,6 @@ void CWelsPreProcess::PortholeVaaSad (SVAAFrameInfo* pVaaInfo, SPicture* pCurPic
       m_pInterfaceVp->Set (METHOD_VAA_STATISTICS, &calc_param);
       m_pInterfaceVp->Process (METHOD_VAA_STATISTICS, &sCurPixMap, &sRefPixMap);
       iFrameSad += sPart.iFrameSad;
-      x = x1;
     }
   }
   pResult->iFrameSad = iFrameSad;
@@ -1541,38 +1533,26 @@ int32_t  CWelsPreProcess::WelsMoveMemoryWrapper (SWelsSvcCodingParam* pSvcParam,
     for (int32_t y = 0; y < iSrcHeight; y += 16) {
       const uint8_t* kpRow = kpMbs + (y >> 4) * kiMbWidth;
       const int32_t kiRows = WELS_MIN (16, iSrcHeight - y);
-      for (int32_t x = 0; x < kiMbWidth;) {
-        if (!kpRow[x]) {
-          x++;
-          continue;
-        }
-        int32_t x1 = x + 1;
-        while (x1 < kiMbWidth && kpRow[x1])
-          x1++;
+      for (int32_t x = 0, x1; PortholeNextRun (kpRow, kiMbWidth, &x, &x1); x = x1) {
         const int32_t kiX = x * 16, kiW = WELS_MIN (x1 * 16, iSrcWidth) - kiX;
         WelsMoveMemory_c (pDstY + y * kiDstStrideY + kiX, pDstU + (y >> 1) * kiDstStrideU + (kiX >> 1),
                           pDstV + (y >> 1) * kiDstStrideV + (kiX >> 1), kiDstStrideY, kiDstStrideU, kiDstStrideV,
                           pSrcY + y * kiSrcStrideY + kiX, pSrcU + (y >> 1) * kiSrcStrideU + (kiX >> 1),
                           pSrcV + (y >> 1) * kiSrcStrideV + (kiX >> 1), kiSrcStrideY, kiSrcStrideU, kiSrcStrideV,
                           kiW, kiRows);
-        x = x1;
       }
-    }
-    if (kiTargetWidth > iSrcWidth || kiTargetHeight > iSrcHeight) {
-      Padding (pDstY, pDstU, pDstV, kiDstStrideY, kiDstStrideU, iSrcWidth,
-               kiTargetWidth, iSrcHeight, kiTargetHeight);
     }
   } else {
     //i420_to_i420_c
     WelsMoveMemory_c(pDstY, pDstU, pDstV, kiDstStrideY, kiDstStrideU,
                      kiDstStrideV, pSrcY, pSrcU, pSrcV, kiSrcStrideY,
                      kiSrcStrideU, kiSrcStrideV, iSrcWidth, iSrcHeight);
+  }
 
-    //in VP Process
-    if (kiTargetWidth > iSrcWidth || kiTargetHeight > iSrcHeight) {
-      Padding(pDstY, pDstU, pDstV, kiDstStrideY, kiDstStrideU, iSrcWidth,
-              kiTargetWidth, iSrcHeight, kiTargetHeight);
-    }
+  //in VP Process
+  if (kiTargetWidth > iSrcWidth || kiTargetHeight > iSrcHeight) {
+    Padding(pDstY, pDstU, pDstV, kiDstStrideY, kiDstStrideU, iSrcWidth,
+            kiTargetWidth, iSrcHeight, kiTargetHeight);
   }
 
   return ENC_RETURN_SUCCESS;
