@@ -8,7 +8,8 @@
 //   unshare -n sh -c 'ip link set lo up; node tests/bench/g2g.mjs'
 // Options: --size WxH (1920x1080), --fps N (30), --seconds S (15, measured per sender),
 // --sender porthole|gst|both (both), --bitrate-kbps N (8000), --motion-percent P (30),
-// --warmup S (3, after the first frame, not measured).
+// --warmup S (3, after the first frame, not measured), --no-trace (no Chromium trace: no
+// paint -> swapped).
 // Impaired links (issue 11; root, in the loopback-only namespace: they shape `lo`, which then
 // carries everything, signalling included): --link RATE (a tc tbf bottleneck, e.g. 3mbit;
 // `lo` is set to MTU 1500 first, or tbf drops everything), --loss N (nftables drops N % of
@@ -25,18 +26,27 @@
 // requestVideoFrameCallback on every presented frame reads the cells at the frame's
 // native size; a frame where any cell and its complement agree (torn, smeared by the
 // encoder) is counted as undecodable and skipped. For a decoded frame:
-//   paint -> shown    = performance.timeOrigin + metadata.expectedDisplayTime - code
+//   paint -> swapped  = when Chromium's compositor swapped the frame onto the (headless)
+//                       screen, from a trace of the measured window (swapTimes): the
+//                       figure the targets are read on
+//   paint -> shown    = performance.timeOrigin + metadata.expectedDisplayTime - code:
+//                       Chromium's estimate, kept for comparison (see below)
 //   paint -> received = performance.timeOrigin + metadata.receiveTime - code
 //                       (the frame's last packet; sender and network)
 //   received -> shown = the rest (jitter buffer, decode, compositing), split into
 //     decode          = metadata.processingDuration (last packet -> decoded), and
-//     decoded -> shown = what the compositor adds (waiting for its next frame)
+//     decoded -> shown / decoded -> swapped = what the compositor adds
 //   paint -> decoded = paint -> received + decode: the sender's share, without the display
-// Headless Chromium's display part is bimodal from one browser launch to the next, for
-// any sender and content: in a trace (categories media, viz) VideoFrameSubmitter's
-// FrameExpectedDisplayTime sits either ~3 ms or 24-49 ms after the frame reaches the
-// compositor, so decoded -> shown is ~4 ms in some runs and ~25 ms in others. Compare
-// senders on paint -> decoded, or on runs whose decoded -> shown agree.
+// Why not expectedDisplayTime: for a WebRTC frame rendered at once (no smoothing; Porthole
+// asks for that with playout-delay 0), Chromium 156's WebMediaPlayerMSCompositor gives the
+// frame the deadline_max of the last BeginFrame before it arrived (that frame's time plus
+// two display intervals) as its expected display time, whenever the frame is really drawn.
+// So decoded -> shown came out ~4 ms in some browser launches and ~25 ms in others, for any
+// sender, while the trace showed every frame swapped a median 2-2.5 ms after it reached the
+// compositor in both kinds of launch (2026-12-03, docs/benchmarks.md). A frame that
+// Chromium holds back (a stream without playout-delay 0 goes through its smoothing
+// buffer) is swapped when it is drawn, so the wait counts for that sender too.
+// Run with --no-trace to leave the trace out (paint -> shown is then the main figure).
 // Both clocks are this machine's wall clock. The code is the time its paint was sent, so
 // the figure includes waiting for the sender's next capture (up to a frame period) and
 // the up to 4 ms the code is older than the screen; headless Chromium has no monitor, so a
@@ -58,12 +68,12 @@ import { cliArgs, runBench, quantile } from './lib.mjs';
 
 const USAGE = 'usage: node tests/bench/g2g.mjs [--size WxH] [--fps N] [--seconds S] ' +
   '[--sender porthole|gst|wayland|both|all] [--bitrate-kbps N] [--motion-percent P] [--warmup S] ' +
-  '[--link RATE] [--loss N] [--step]\n';
+  '[--link RATE] [--loss N] [--step] [--no-trace]\n';
 
 function parseArgs(argv) {
   const opts = {
     size: '1920x1080', fps: 30, seconds: 15, sender: 'both', bitrate: 8000, motion: 30, warmup: 3,
-    link: null, loss: 0, step: false,
+    link: null, loss: 0, step: false, trace: true,
   };
   for (const [a, val] of cliArgs(argv)) {
     const num = (lo, hi) => {
@@ -82,6 +92,7 @@ function parseArgs(argv) {
       case '--link': opts.link = val(); if (!/^\d+(\.\d+)?[km]?bit$/.test(opts.link)) throw new Error('--link wants a tc rate, e.g. 3mbit'); break;
       case '--loss': opts.loss = Math.round(num(0, 99)); break;
       case '--step': opts.step = true; break;
+      case '--no-trace': opts.trace = false; break;
       case '-h': case '--help': process.stdout.write(USAGE); process.exit(0); break;
       default: throw new Error(`unknown argument ${a}\n${USAGE}`);
     }
@@ -187,6 +198,7 @@ async function installReader(page, { screen, clock }) {
     const st = {
       recording: false, callbacks: 0, decoded: 0, undecodable: 0, implausible: 0, backwards: 0,
       lastCode: null, first: null, last: null, sizes: {}, shown: [], received: [], captured: [], decode: [], times: [],
+      media: [], presentedAt: [], painted: [],
     };
     window.__g2g = st;
 
@@ -274,6 +286,11 @@ async function installReader(page, { screen, clock }) {
       st.captured.push(meta.captureTime !== undefined ? performance.timeOrigin + meta.captureTime - painted : null);
       // WebRTC frames carry processingDuration: last packet received -> decoded (s).
       st.decode.push(meta.processingDuration !== undefined ? meta.processingDuration * 1000 : null);
+      // What ties this frame to Chromium's trace (see swapTimes): its media time (µs) and
+      // when the compositor took it (page clock, ms).
+      st.media.push(Math.round(meta.mediaTime * 1e6));
+      st.presentedAt.push(meta.presentationTime);
+      st.painted.push(painted);
     };
     video.requestVideoFrameCallback(onFrame);
   }, { screen, clock });
@@ -293,7 +310,7 @@ async function stopRecording(page) {
     for (let i = 0; i < 20; i++) skews.push(Date.now() - (performance.timeOrigin + performance.now()));
     skews.sort((a, b) => a - b);
     const { shown, received, captured, decode, times, ...rest } = st;
-    return { ...rest, shown, received, captured, decode, times, skewMs: skews[10] + 0.5 };
+    return { ...rest, shown, received, captured, decode, times, skewMs: skews[10] + 0.5, timeOrigin: performance.timeOrigin };
   });
 }
 
@@ -456,6 +473,73 @@ function conditionName(opts) {
   return parts.length ? parts.join(', ') : 'unimpaired loopback';
 }
 
+// ---------------------------------------------------------------------------------------
+// When a frame reached the screen, from Chromium's own trace
+
+/** The trace categories swapTimes reads (few, so that tracing costs little). */
+const TRACE_CATEGORIES = ['media', 'graphics.pipeline'];
+
+/** The first element of the sorted `xs` at or after `t`, or undefined. */
+function firstAtOrAfter(xs, t) {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid] < t) lo = mid + 1; else hi = mid;
+  }
+  return xs[lo];
+}
+
+/**
+ * Paint -> swapped for each frame the reader decoded, from a Chromium trace of the
+ * measured window (`TRACE_CATEGORIES`): the frame's WebMediaPlayerMSCompositor::SetCurrentFrame
+ * (matched by media time), the next compositor frame viz receives (the video's surface),
+ * the next draw that starts after it, and that draw's swap (STEP_FINISH_BUFFER_SWAP: the
+ * software output has the picture; headless Chromium has no monitor to wait for). The
+ * trace's clock (TimeTicks) is put on the page's by the frames' presentationTime, which
+ * is when SetCurrentFrame ran. Returns {swapped: [ms or null per decoded frame], matched,
+ * offsetSpread} or null when the trace has none of it.
+ */
+function swapTimes(buf, seen) {
+  const events = JSON.parse(buf.toString('utf8')).traceEvents ?? [];
+  const set = new Map();
+  const recv = [];
+  const draws = [];
+  const swaps = [];
+  for (const e of events) {
+    if (e.name === 'WebMediaPlayerMSCompositor::SetCurrentFrame' && e.args?.Timestamp !== undefined) {
+      set.set(Number(e.args.Timestamp), e.ts);
+    } else if (e.name === 'Graphics.Pipeline') {
+      const step = e.args?.chrome_graphics_pipeline?.step;
+      if (step === 'STEP_RECEIVE_COMPOSITOR_FRAME') recv.push(e.ts);
+      else if (step === 'STEP_DRAW_AND_SWAP') draws.push(e.ts);
+      else if (step === 'STEP_FINISH_BUFFER_SWAP') swaps.push(e.ts);
+    }
+  }
+  for (const xs of [recv, draws, swaps]) xs.sort((a, b) => a - b);
+  const setAt = (m) => set.get(m) ?? set.get(m - 1) ?? set.get(m + 1);
+  const offsets = [];
+  seen.media.forEach((m, i) => {
+    const ts = setAt(m);
+    if (ts !== undefined && seen.presentedAt[i] !== undefined) offsets.push(ts / 1000 - seen.presentedAt[i]);
+  });
+  if (!offsets.length || !swaps.length) return null;
+  const offset = quantile(offsets, 0.5);
+  const swapped = seen.media.map((m, i) => {
+    const ts = setAt(m);
+    if (ts === undefined) return null;
+    const r = firstAtOrAfter(recv, ts);
+    const d = r === undefined ? undefined : firstAtOrAfter(draws, r);
+    const sw = d === undefined ? undefined : firstAtOrAfter(swaps, d);
+    return sw === undefined ? null : seen.timeOrigin + sw / 1000 - offset - seen.painted[i];
+  });
+  return {
+    swapped,
+    matched: swapped.filter((x) => x !== null).length,
+    offsetSpread: quantile(offsets.map((o) => Math.abs(o - offset)), 0.95),
+  };
+}
+
 async function measure(sender, { x, pattern: xPattern, opts }) {
   const pattern = sender.pattern ?? xPattern;
   await installReader(sender.page, { screen: { width: opts.width, height: opts.height }, clock: pattern.clock });
@@ -463,6 +547,8 @@ async function measure(sender, { x, pattern: xPattern, opts }) {
   const painter0 = await pattern.stats();
   const extra = Object.fromEntries(Object.entries(sender.extraCpu ?? {}).filter(([, pid]) => pid));
   const cpu = cpuWindow({ sender: sender.pid, painter: pattern.pid, xvfb: sender.display?.pid ?? x.pid, ...extra });
+  const tracer = opts.trace ? sender.page.context().browser() : null;
+  if (tracer) await tracer.startTracing(sender.page, { categories: TRACE_CATEGORIES });
   await startRecording(sender.page);
   if (opts.step) {
     const third = opts.seconds * 1000 / 3;
@@ -477,13 +563,35 @@ async function measure(sender, { x, pattern: xPattern, opts }) {
     await sleep(opts.seconds * 1000);
   }
   const seen = await stopRecording(sender.page);
+  let swap = null;
+  if (tracer) {
+    try {
+      swap = swapTimes(await tracer.stopTracing(), seen);
+    } catch (err) {
+      console.error(`g2g: ${sender.name}: no swap times from the trace: ${err.message}`);
+    }
+  }
   const load = cpu.end();
   const painter1 = await pattern.stats();
   if (!sender.alive()) throw new Error(`${sender.name} exited during the measurement`);
   const pairs = seen.shown.map((s, i) => [s, seen.received[i]]).filter(([, r]) => r !== null);
   const span = seen.first && seen.last ? (seen.last.at - seen.first.at) / 1000 : NaN;
+  const swapped = swap ? swap.swapped : seen.shown.map(() => null);
+  const useSwap = swap !== null && swap.matched >= 0.95 * seen.shown.length;
   return {
     name: sender.name,
+    swap,
+    // Paint -> swapped where the trace has the frame (see swapTimes).
+    swapped: swapped.filter((w) => w !== null),
+    // Decoded -> swapped: what Chromium's compositor really adds after the decoder.
+    afterDecodeSwap: swapped.map((w, i) => [w, seen.received[i], seen.decode[i]])
+      .filter(([w, r, d]) => w !== null && r !== null && d !== null).map(([w, r, d]) => w - r - d),
+    // The figure the targets are read on (one per decoded frame, null where missing):
+    // paint -> swapped when the trace has at least 95 % of the frames, otherwise
+    // paint -> shown (Chromium's estimate).
+    mainAll: useSwap ? swapped : seen.shown,
+    main: useSwap ? swapped.filter((w) => w !== null) : seen.shown,
+    mainName: useSwap ? 'paint -> swapped' : 'paint -> shown',
     stepAt: sender.stepAt,
     stepBackAt: sender.stepBackAt,
     seen,
@@ -524,27 +632,34 @@ function report(r, opts) {
   out.push(`  presented fps ${fmt(r.fps)}; longest gap between decoded frames ${fmt(gap.ms)} ms` +
     (gap.endedAt ? `, ended ${new Date(gap.endedAt).toISOString()}` : ''));
   if (r.stepAt) {
-    const within = (a, b) => s.shown.filter((_, i) => s.times[i] >= a && s.times[i] < b);
+    const within = (a, b) => r.mainAll.filter((w, i) => w !== null && s.times[i] >= a && s.times[i] < b);
     out.push(line('step: first 3 s at 2 Mbit/s', within(r.stepAt, r.stepAt + 3000)));
     out.push(line('step: after 3 s at 2 Mbit/s', within(r.stepAt + 3000, r.stepBackAt)));
     out.push(line('step: back at 8 Mbit/s', within(r.stepBackAt, Infinity)));
   }
-  out.push(line('paint -> shown', r.shown));
+  if (r.swap) {
+    out.push(line('paint -> swapped', r.swapped) +
+      ` from Chromium's trace (${r.swap.matched} of ${s.shown.length} frames; clocks matched within ${fmt(r.swap.offsetSpread, 2)} ms)`);
+  } else if (opts.trace) {
+    out.push('  paint -> swapped   n/a (the trace had none of the frames)');
+  }
+  out.push(line('paint -> shown', r.shown) + ' (Chromium\'s estimate: rVFC expectedDisplayTime)');
   if (opts.link || opts.loss || opts.step) {
-    // Where the tail is: the worst paint -> shown in each second of the window.
+    // Where the tail is: the worst of the main figure in each second of the window.
     const t0 = s.times[0];
     const worst = [];
     s.times.forEach((t, i) => {
       const k = Math.floor((t - t0) / 1000);
-      worst[k] = Math.max(worst[k] ?? 0, s.shown[i]);
+      if (r.mainAll[i] !== null) worst[k] = Math.max(worst[k] ?? 0, r.mainAll[i]);
     });
-    out.push(`  worst each second from ${new Date(t0).toISOString()}: ` +
+    out.push(`  ${r.mainName}, worst each second from ${new Date(t0).toISOString()}: ` +
       `${Array.from(worst, (w) => (w === undefined ? '-' : Math.round(w))).join(' ')} ms`);
   }
   out.push(r.received.length ? line('paint -> received', r.received) : '  paint -> received  n/a (no receiveTime in the frame metadata)');
   if (r.afterReceive.length) out.push(line('received -> shown', r.afterReceive));
   if (r.decode.length) out.push(line('  of which decode', r.decode));
   if (r.decoded.length) out.push(line('paint -> decoded', r.decoded));
+  if (r.afterDecodeSwap.length) out.push(line('  decoded -> swapped', r.afterDecodeSwap));
   if (r.afterDecode.length) out.push(line('  decoded -> shown', r.afterDecode));
   if (r.captured.length) out.push(line('paint -> captureTime', r.captured));
   const extra = r.extraCpu.map((k) => `, ${k} ${fmt(r.load[k])}`).join('');
@@ -569,20 +684,25 @@ function longestGap(times) {
 
 function table(results) {
   const rows = results.map((r) => ({
-    name: r.name, p50: quantile(r.shown, 0.5), p95: quantile(r.shown, 0.95), max: r.shown.length ? Math.max(...r.shown) : NaN,
-    recv: quantile(r.received, 0.5), decoded: quantile(r.decoded, 0.5), show: quantile(r.afterDecode, 0.5),
+    name: r.name, what: r.mainName, p50: quantile(r.main, 0.5), p95: quantile(r.main, 0.95), max: r.main.length ? Math.max(...r.main) : NaN,
+    est50: quantile(r.shown, 0.5), est95: quantile(r.shown, 0.95),
+    recv: quantile(r.received, 0.5), decoded: quantile(r.decoded, 0.5),
+    show: quantile(r.afterDecodeSwap.length ? r.afterDecodeSwap : r.afterDecode, 0.5),
     fps: r.fps, cpu: r.load.sender,
   }));
-  const head = '| sender | p50 ms | p95 ms | max ms | paint→received p50 | paint→decoded p50 | decoded→shown p50 | fps | sender CPU % |';
-  const out = [head, '|---|---|---|---|---|---|---|---|---|'];
+  // p50/p95/max are paint -> swapped (Chromium's trace) where the report says so.
+  const head = '| sender | p50 ms | p95 ms | max ms | estimate p50 / p95 | paint→received p50 | paint→decoded p50 | decoded→swapped p50 | fps | sender CPU % |';
+  const out = [head, '|---|---|---|---|---|---|---|---|---|---|'];
   for (const r of rows) {
-    out.push(`| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p95)} | ${fmt(r.max)} | ${fmt(r.recv)} | ${fmt(r.decoded)} | ${fmt(r.show)} | ${fmt(r.fps)} | ${fmt(r.cpu)} |`);
+    out.push(`| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p95)} | ${fmt(r.max)} | ${fmt(r.est50)} / ${fmt(r.est95)} | ${fmt(r.recv)} | ${fmt(r.decoded)} | ${fmt(r.show)} | ${fmt(r.fps)} | ${fmt(r.cpu)} |`);
   }
   if (rows.length === 2) {
     const [a, b] = rows;
     const q = (k) => fmt(a[k] / b[k], 2);
-    out.push(`| ratio ${a.name} / ${b.name} | ${q('p50')} | ${q('p95')} | ${q('max')} | ${q('recv')} | ${q('decoded')} | ${q('show')} | ${q('fps')} | ${q('cpu')} |`);
+    out.push(`| ratio ${a.name} / ${b.name} | ${q('p50')} | ${q('p95')} | ${q('max')} | ${q('est50')} / ${q('est95')} | ${q('recv')} | ${q('decoded')} | ${q('show')} | ${q('fps')} | ${q('cpu')} |`);
   }
+  const what = [...new Set(rows.map((r) => r.what))].join(' / ');
+  out.push('', `p50/p95/max: ${what}; estimate: paint -> shown by Chromium's expectedDisplayTime.`);
   return out.join('\n');
 }
 

@@ -60,13 +60,22 @@ test('the glass-to-glass benchmark reads the painted clock on presented frames',
   assert.equal(implausible, 0, `codes misread:\n${out}`);
   assert.equal(back, 0, `codes misread (going back in time):\n${out}`);
   const ms = String.raw`-?\d+\.\d ms`;
-  for (const label of ['paint -> shown', 'paint -> received', 'received -> shown', '  of which decode',
-    'paint -> decoded', '  decoded -> shown']) {
+  for (const label of ['paint -> received', 'received -> shown', '  of which decode', 'paint -> decoded',
+    '  decoded -> swapped', '  decoded -> shown']) {
     assert.match(out, new RegExp(String.raw`^ {2}${label} +p50 +${ms} +p95 +${ms} +max +${ms} +\(\d+ frames\)$`, 'm'), `${label}:\n${out}`);
   }
+  assert.match(out, new RegExp(String.raw`^ {2}paint -> shown +p50 +${ms} +p95 +${ms} +max +${ms} +\(\d+ frames\) \(Chromium's estimate: rVFC expectedDisplayTime\)$`, 'm'), out);
+  // When each frame was swapped, from Chromium's trace: found for (nearly) every frame read.
+  const swapped = out.match(new RegExp(String.raw`^ {2}paint -> swapped +p50 +${ms} +p95 +${ms} +max +${ms} +\((\d+) frames\) from Chromium's trace \((\d+) of (\d+) frames; clocks matched within (\d+\.\d+) ms\)$`, 'm'));
+  assert.ok(swapped, `no paint -> swapped line in:\n${out}`);
+  const [, matched, of, spread] = swapped.slice(1).map(Number);
+  assert.equal(of, decoded, out);
+  assert.ok(matched >= 0.95 * decoded, `swaps found for ${matched} of ${decoded} frames:\n${out}`);
+  assert.ok(spread < 1, `the trace's clock and the page's disagree by ${spread} ms:\n${out}`);
   assert.match(out, /^ {2}presented fps \d+\.\d; longest gap between decoded frames \d+\.\d ms, ended \d{4}-\d\d-\d\dT[\d:.]+Z$/m);
   assert.match(out, /^ {2}CPU, % of one core: sender \d+\.\d, painter \d+\.\d, Xvfb \d+\.\d; machine \d+\.\d of \d+ \(all processes\)$/m);
   assert.match(out, /^ {2}painter: [1-9]\d* codes painted/m);
-  // sender | p50 | p95 | max | paint→received | paint→decoded | decoded→shown | fps | CPU
-  assert.match(out, /^\| porthole \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| \d+\.\d \| \d+\.\d \|$/m);
+  // sender | p50 | p95 | max | estimate p50 / p95 | paint→received | paint→decoded | decoded→swapped | fps | CPU
+  assert.match(out, /^\| porthole \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \/ -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| -?\d+\.\d \| \d+\.\d \| \d+\.\d \|$/m);
+  assert.match(out, /^p50\/p95\/max: paint -> swapped; estimate: paint -> shown by Chromium's expectedDisplayTime\.$/m);
 });
