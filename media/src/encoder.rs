@@ -83,6 +83,10 @@ pub use types::MAX_SLICE_BYTES;
 
 /// Encoder threads: one per core, at most 4.
 fn encoder_threads() -> u16 {
+    #[cfg(test)]
+    if let Some(n) = tests::THREADS.with(|t| t.get()) {
+        return n;
+    }
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u16)
 }
 
@@ -536,6 +540,74 @@ mod tests {
 
     fn nal_types(data: &[u8]) -> Vec<u8> {
         annexb::nal_types(data).collect()
+    }
+
+    thread_local! {
+        /// Encoder threads for the encoders this test thread makes (None: one per core).
+        pub(super) static THREADS: std::cell::Cell<Option<u16>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// first_mb_in_slice of each coded slice (the header's first field, ue(v)).
+    fn slice_starts(data: &[u8]) -> Vec<u32> {
+        annexb::nal_units(data)
+            .filter(|n| n.first().is_some_and(|h| matches!(h & 0x1f, 1 | 5)))
+            .map(|n| {
+                let bit = |i: usize| (n[1 + i / 8] >> (7 - i % 8)) & 1;
+                let zeros = (0..).take_while(|&i| bit(i) == 0).count();
+                let rest = (0..zeros).fold(0u32, |v, i| v << 1 | u32::from(bit(zeros + 1 + i)));
+                (1u32 << zeros) - 1 + rest
+            })
+            .collect()
+    }
+
+    /// openh264 codes a picture in one partition per thread, each cut into slices, and the
+    /// frame waits for the slowest. Partitions of equal size left all the motion of a moving
+    /// bottom region to one of two threads (1080p, 30 % moving: 19 % of a core on one, 4 % on
+    /// the other). Porthole's patch cuts a P picture's partitions at equal shares of the
+    /// expected work, counting still macroblocks light: here the still top three quarters
+    /// are one slice, and the second partition starts among the moving rows (equal halves
+    /// would start it at macroblock 160, in the still part).
+    #[test]
+    fn partitions_share_the_work_not_the_picture() {
+        THREADS.with(|t| t.set(Some(2)));
+        let (w, h) = (320, 256);
+        let (mbs, still_mbs) = (20 * 16, 20 * 12);
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        THREADS.with(|t| t.set(None));
+        let mut dec = H264Decoder::new().unwrap();
+        let mut checked = 0;
+        for i in 0..16usize {
+            let mut pic = I420Picture {
+                y: (0..w * h).map(|k| (80 + (k % w) / 4) as u8).collect(),
+                u: vec![128; w * h / 4],
+                v: vec![128; w * h / 4],
+                width: w,
+                height: h,
+            };
+            // The bottom quarter is noise that changes every frame.
+            for y in 192..h {
+                for x in 0..w {
+                    pic.y[y * w + x] = 40 + ((x * 37 + y * 91 + i * 53) % 171) as u8;
+                }
+            }
+            let out = enc.encode(&pic, false).unwrap();
+            assert!(
+                dec.decode(&out.data).unwrap().is_some(),
+                "frame {i} decodes"
+            );
+            let starts = slice_starts(&out.data);
+            assert!(starts.iter().all(|&s| s < mbs), "frame {i}: {starts:?}");
+            // (Until the reference settles, nothing is marked still: equal halves.)
+            if enc.still_macroblocks() < still_mbs as usize {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                starts.iter().all(|&s| s == 0 || s >= still_mbs),
+                "frame {i}: a slice starts in the still part: {starts:?}"
+            );
+        }
+        assert!(checked >= 4, "still top in only {checked} frames");
     }
 
     #[test]

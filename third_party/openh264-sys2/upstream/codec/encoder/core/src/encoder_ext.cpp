@@ -2430,7 +2430,47 @@ void WelsInitCurrentQBLayerMltslc (sWelsEncCtx* pCtx) {
   DynslcUpdateMbNeighbourInfoListForAllSlices (pCurDq, pCurDq->sMbDataP);
 }
 
-void UpdateSlicepEncCtxWithPartition (SDqLayer* pCurDq, int32_t iPartitionNum) {
+// Porthole: a macroblock the caller marked still (ENCODER_OPTION_STATIC_MB_MAP) costs a
+// fraction of a coded one (P_Skip without a search: WelsMdInterStaticPskip), so partitions of
+// equal size can leave one thread with all the motion (a moving window in the bottom half: ~80 %
+// of the work on one of two threads, and the frame waits for it). A P picture's partitions are
+// cut at equal shares of the expected work instead: a still macroblock counts 1, another
+// PORTHOLE_CODED_WEIGHT (the two cost ~0.35 and ~2.5 us here). Each partition keeps at least
+// a row of macroblocks. The cut depends only on the map, not on iCopyAlways (the stream is the
+// same with or without the shortcuts). Fills pCount and returns true, or returns false (equal
+// partitions).
+#define PORTHOLE_CODED_WEIGHT 8
+static bool PortholeWorkPartitions (const sWelsEncCtx* pCtx, const int32_t kiPartitionNum,
+                                    const int32_t kiMbNumInFrame, const int32_t kiMbWidth, int32_t* pCount) {
+  const SStaticMbMap* pStatic = &pCtx->sStaticMbMap;
+  if (kiPartitionNum <= 1 || kiPartitionNum > WELS_MIN (MAX_THREADS_NUM, AVERSLICENUM_CONSTRAINT) || pCtx->eSliceType != P_SLICE || !pStatic->pMap
+      || pStatic->iMbCount != kiMbNumInFrame || kiMbNumInFrame < 2 * kiPartitionNum * kiMbWidth)
+    return false;
+  int64_t iTotal = 0;
+  for (int32_t i = 0; i < kiMbNumInFrame; i++)
+    iTotal += pStatic->pMap[i] ? 1 : PORTHOLE_CODED_WEIGHT;
+  int32_t iBound[MAX_THREADS_NUM + 1];
+  iBound[0] = 0;
+  iBound[kiPartitionNum] = kiMbNumInFrame;
+  int64_t iAcc = 0;
+  int32_t k = 1;
+  for (int32_t i = 0; i < kiMbNumInFrame && k < kiPartitionNum; i++) {
+    iAcc += pStatic->pMap[i] ? 1 : PORTHOLE_CODED_WEIGHT;
+    while (k < kiPartitionNum && iAcc * kiPartitionNum >= iTotal * k)
+      iBound[k++] = i + 1;
+  }
+  while (k < kiPartitionNum)
+    iBound[k++] = kiMbNumInFrame;
+  for (k = 1; k < kiPartitionNum; k++)
+    iBound[k] = WELS_MAX (iBound[k], iBound[k - 1] + kiMbWidth);
+  for (k = kiPartitionNum - 1; k >= 1; k--)
+    iBound[k] = WELS_MIN (iBound[k], iBound[k + 1] - kiMbWidth);
+  for (k = 0; k < kiPartitionNum; k++)
+    pCount[k] = iBound[k + 1] - iBound[k];
+  return true;
+}
+
+void UpdateSlicepEncCtxWithPartition (SDqLayer* pCurDq, int32_t iPartitionNum, const int32_t* kpCount = NULL) {
   SSliceCtx* pSliceCtx                  = &pCurDq->sSliceEncCtx;
   const int32_t kiMbNumInFrame          = pSliceCtx->iMbNumInFrame;
   int32_t iCountMbNumPerPartition       = kiMbNumInFrame;
@@ -2455,6 +2495,8 @@ void UpdateSlicepEncCtxWithPartition (SDqLayer* pCurDq, int32_t iPartitionNum) {
   while (i < iPartitionNum) {
     if (i + 1 == iPartitionNum) {
       iCountMbNumInPartition = iAssignableMbLeft;
+    } else if (kpCount) {
+      iCountMbNumInPartition = kpCount[i];
     } else {
       iCountMbNumInPartition = iCountMbNumPerPartition;
     }
@@ -2487,7 +2529,10 @@ void WelsInitCurrentDlayerMltslc (sWelsEncCtx* pCtx, int32_t iPartitionNum) {
   SSliceCtx* pSliceCtx  = &pCurDq->sSliceEncCtx;
   uint32_t  uiMiniPacketSize  = 0;
 
-  UpdateSlicepEncCtxWithPartition (pCurDq, iPartitionNum);
+  int32_t iPortholeCount[MAX_THREADS_NUM];
+  const bool kbPortholeCut = PortholeWorkPartitions (pCtx, iPartitionNum, pSliceCtx->iMbNumInFrame,
+                             pCurDq->iMbWidth, iPortholeCount);
+  UpdateSlicepEncCtxWithPartition (pCurDq, iPartitionNum, kbPortholeCut ? iPortholeCount : NULL);
 
   if (I_SLICE == pCtx->eSliceType) { //check if uiSliceSizeConstraint too small
 #define byte_complexIMBat26 (60)
