@@ -15,6 +15,7 @@
 // `lo` is set to MTU 1500 first, or tbf drops everything), --loss N (nftables drops N % of
 // UDP at random), --step (the measured window is cut in thirds: 8mbit, 2mbit, 8mbit; the
 // figures are printed per third as well).
+// G2G_TRACE_DIR=DIR keeps the Chromium trace of each sender's window there (Perfetto opens it).
 // BENCH_LOGS=1 prints the senders' logs at the end (with RUST_LOG=debug: per-frame figures).
 // Porthole is $PORTHOLE_BIN (default target/debug/porthole); the reference needs
 // `scripts/install-deps.sh bench` (python3-gi and GStreamer from Debian).
@@ -57,7 +58,7 @@
 
 import http from 'node:http';
 import path from 'node:path';
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -566,7 +567,9 @@ async function measure(sender, { x, pattern: xPattern, opts }) {
   let swap = null;
   if (tracer) {
     try {
-      swap = swapTimes(await tracer.stopTracing(), seen);
+      const buf = await tracer.stopTracing();
+      if (process.env.G2G_TRACE_DIR) writeFileSync(path.join(process.env.G2G_TRACE_DIR, `${sender.name.replace(/\W+/g, '_')}.json`), buf);
+      swap = swapTimes(buf, seen);
     } catch (err) {
       console.error(`g2g: ${sender.name}: no swap times from the trace: ${err.message}`);
     }
