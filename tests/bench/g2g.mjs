@@ -9,7 +9,7 @@
 // Options: --size WxH (1920x1080), --fps N (30), --seconds S (15, measured per sender),
 // --sender porthole|gst|both (both), --bitrate-kbps N (8000), --motion-percent P (30),
 // --warmup S (3, after the first frame, not measured), --no-trace (no Chromium trace: no
-// paint -> swapped).
+// paint -> swapped), --reader luma|canvas (luma: how the code is read, below).
 // Impaired links (issue 11; root, in the loopback-only namespace: they shape `lo`, which then
 // carries everything, signalling included): --link RATE (a tc tbf bottleneck, e.g. 3mbit;
 // `lo` is set to MTU 1500 first, or tbf drops everything), --loss N (nftables drops N % of
@@ -26,7 +26,13 @@
 // picture over the bottom 30 % of the screen at the sender's fps. In Chromium, a
 // requestVideoFrameCallback on every presented frame reads the cells at the frame's
 // native size; a frame where any cell and its complement agree (torn, smeared by the
-// encoder) is counted as undecodable and skipped. For a decoded frame:
+// encoder) is counted as undecodable and skipped. The cells are read from the decoded
+// picture's luma (a WebCodecs VideoFrame of the element, copyTo of the code's square only;
+// the frame's timestamp must be the callback's media time, or it is counted as replaced).
+// Until 2026-12-03 they were read through a 2D canvas (`--reader canvas`, still there):
+// drawImage of a video frame converts the whole frame to RGB in Chromium's software path,
+// ~35 % of a core at 1080p30 that no real viewer spends, on the 2 cores the sender shares
+// (machine 143-149 % -> 110 % with the same sender). For a decoded frame:
 //   paint -> swapped  = when Chromium's compositor swapped the frame onto the (headless)
 //                       screen, from a trace of the measured window (swapTimes): the
 //                       figure the targets are read on
@@ -69,12 +75,12 @@ import { cliArgs, runBench, quantile } from './lib.mjs';
 
 const USAGE = 'usage: node tests/bench/g2g.mjs [--size WxH] [--fps N] [--seconds S] ' +
   '[--sender porthole|gst|wayland|both|all] [--bitrate-kbps N] [--motion-percent P] [--warmup S] ' +
-  '[--link RATE] [--loss N] [--step] [--no-trace]\n';
+  '[--link RATE] [--loss N] [--step] [--no-trace] [--reader luma|canvas]\n';
 
 function parseArgs(argv) {
   const opts = {
     size: '1920x1080', fps: 30, seconds: 15, sender: 'both', bitrate: 8000, motion: 30, warmup: 3,
-    link: null, loss: 0, step: false, trace: true,
+    link: null, loss: 0, step: false, trace: true, reader: 'luma',
   };
   for (const [a, val] of cliArgs(argv)) {
     const num = (lo, hi) => {
@@ -94,6 +100,7 @@ function parseArgs(argv) {
       case '--loss': opts.loss = Math.round(num(0, 99)); break;
       case '--step': opts.step = true; break;
       case '--no-trace': opts.trace = false; break;
+      case '--reader': opts.reader = val(); if (!['luma', 'canvas'].includes(opts.reader)) throw new Error('--reader wants luma or canvas'); break;
       case '-h': case '--help': process.stdout.write(USAGE); process.exit(0); break;
       default: throw new Error(`unknown argument ${a}\n${USAGE}`);
     }
@@ -188,8 +195,8 @@ function cpuWindow(pids) {
 // The reader: runs in the page (the same code for both senders)
 
 /** Installs the reader in `page`: every presented frame is read once recording starts. */
-async function installReader(page, { screen, clock }) {
-  await page.evaluate(({ screen, clock }) => {
+async function installReader(page, { screen, clock, reader }) {
+  await page.evaluate(({ screen, clock, reader }) => {
     const video = document.getElementById('video') || window.porthole?.video || document.querySelector('video');
     if (!video?.requestVideoFrameCallback) throw new Error('no video element with requestVideoFrameCallback');
     const BITS = 32;
@@ -198,28 +205,25 @@ async function installReader(page, { screen, clock }) {
     const ctx = new OffscreenCanvas(1, 1).getContext('2d', { willReadFrequently: true });
     const st = {
       recording: false, callbacks: 0, decoded: 0, undecodable: 0, implausible: 0, backwards: 0,
+      reader: reader === 'canvas' ? 'canvas' : null, stale: 0, readErrors: 0, lastReadError: null, pending: 0,
       lastCode: null, first: null, last: null, sizes: {}, shown: [], received: [], captured: [], decode: [], times: [],
       media: [], presentedAt: [], painted: [],
     };
     window.__g2g = st;
 
-    /** The cells' brightness (0..255) at the centres of the 64 cells, or null. */
-    const readCells = (fw, fh) => {
+    /** Where the code's square is in a frame of fw x fh, and its cells' size. */
+    const square = (fw, fh) => {
       const fx = fw / screen.width;
       const fy = fh / screen.height;
-      const rx = Math.floor(clock.x * fx);
-      const ry = Math.floor(clock.y * fy);
-      const rw = Math.ceil(clock.cell * SIDE * fx);
-      const rh = Math.ceil(clock.cell * SIDE * fy);
-      if (ctx.canvas.width !== rw || ctx.canvas.height !== rh) {
-        ctx.canvas.width = rw;
-        ctx.canvas.height = rh;
-      }
-      // Only the code's square, at the frame's native scale.
-      ctx.drawImage(video, rx, ry, rw, rh, 0, 0, rw, rh);
-      const d = ctx.getImageData(0, 0, rw, rh).data;
-      const cw = clock.cell * fx;
-      const ch = clock.cell * fy;
+      return {
+        rx: Math.floor(clock.x * fx), ry: Math.floor(clock.y * fy),
+        rw: Math.ceil(clock.cell * SIDE * fx), rh: Math.ceil(clock.cell * SIDE * fy),
+        cw: clock.cell * fx, ch: clock.cell * fy,
+      };
+    };
+
+    /** The 64 cells' brightness: the mean of `px(x, y)` (0..255) over each centre. */
+    const cellsOf = ({ cw, ch }, px) => {
       const half = Math.max(1, Math.floor(Math.min(cw, ch) / 6));
       const out = new Array(BITS * 2);
       for (let k = 0; k < BITS * 2; k++) {
@@ -229,14 +233,66 @@ async function installReader(page, { screen, clock }) {
         let n = 0;
         for (let y = cy - half; y <= cy + half; y++) {
           for (let x = cx - half; x <= cx + half; x++) {
-            const i = (y * rw + x) * 4;
-            sum += d[i] + d[i + 1] + d[i + 2];
-            n += 3;
+            sum += px(x, y);
+            n++;
           }
         }
         out[k] = sum / n;
       }
       return out;
+    };
+
+    /** The cells through a canvas: the frame is converted to RGB (the whole frame, in
+     * Chromium's software path) and the square read back. */
+    const readCellsCanvas = (fw, fh) => {
+      const sq = square(fw, fh);
+      const { rx, ry, rw, rh } = sq;
+      if (ctx.canvas.width !== rw || ctx.canvas.height !== rh) {
+        ctx.canvas.width = rw;
+        ctx.canvas.height = rh;
+      }
+      ctx.drawImage(video, rx, ry, rw, rh, 0, 0, rw, rh);
+      const d = ctx.getImageData(0, 0, rw, rh).data;
+      return cellsOf(sq, (x, y) => {
+        const i = (y * rw + x) * 4;
+        return (d[i] + d[i + 1] + d[i + 2]) / 3;
+      });
+    };
+
+    /** The cells from the decoded picture itself: only the square's luma is copied out
+     * (WebCodecs VideoFrame.copyTo with a rect), nothing converted. A planar YUV frame
+     * only; null otherwise (the canvas is used then). `mediaUs`: the callback's media time. */
+    const PLANAR = new Set(['I420', 'I420A', 'NV12', 'I422', 'I444']);
+    const readCellsPlanar = async (fw, fh, mediaUs) => {
+      let frame;
+      try {
+        frame = new VideoFrame(video);
+      } catch {
+        return null;
+      }
+      try {
+        if (!PLANAR.has(frame.format)) return null;
+        // The element's frame is the callback's (the same media time) unless a newer one
+        // has replaced it already.
+        if (frame.timestamp !== mediaUs || frame.codedWidth !== fw || frame.codedHeight !== fh) {
+          return 'stale';
+        }
+        const sq = square(fw, fh);
+        // 4:2:0 wants even edges: widen the rect to them and read at an offset.
+        const x0 = sq.rx & ~1;
+        const y0 = sq.ry & ~1;
+        const w = Math.min(fw - x0, (sq.rx + sq.rw - x0 + 1) & ~1);
+        const h = Math.min(fh - y0, (sq.ry + sq.rh - y0 + 1) & ~1);
+        const buf = new Uint8Array(frame.allocationSize({ rect: { x: x0, y: y0, width: w, height: h } }));
+        const layout = await frame.copyTo(buf, { rect: { x: x0, y: y0, width: w, height: h } });
+        const { offset, stride } = layout[0];
+        const dx = sq.rx - x0;
+        const dy = sq.ry - y0;
+        // Limited-range luma (16..235) stretched to 0..255, to compare like the RGB path.
+        return cellsOf(sq, (x, y) => (buf[offset + (y + dy) * stride + x + dx] - 16) * 255 / 219);
+      } finally {
+        frame.close();
+      }
     };
 
     /** The code, or null when any cell is unclear or agrees with its complement. */
@@ -259,7 +315,33 @@ async function installReader(page, { screen, clock }) {
       st.last = { presented: meta.presentedFrames, at: meta.expectedDisplayTime };
       const size = `${meta.width}x${meta.height}`;
       st.sizes[size] = (st.sizes[size] || 0) + 1;
-      const code = decode(readCells(meta.width, meta.height));
+      if (st.reader === 'canvas') {
+        record(meta, readCellsCanvas(meta.width, meta.height));
+        return;
+      }
+      st.pending++;
+      readCellsPlanar(meta.width, meta.height, Math.round(meta.mediaTime * 1e6)).then((cells) => {
+        st.pending--;
+        if (cells === null) {
+          // Not a frame in memory: the canvas from now on (this frame is lost).
+          st.reader = 'canvas';
+          st.undecodable++;
+        } else if (cells === 'stale') {
+          st.stale++;
+        } else {
+          st.reader = 'luma';
+          record(meta, cells);
+        }
+      }, (e) => {
+        st.pending--;
+        st.readErrors++;
+        st.lastReadError = String(e);
+      });
+    };
+
+    /** Puts down what one presented frame showed. */
+    const record = (meta, cells) => {
+      const code = decode(cells);
       if (code === null) {
         st.undecodable++;
         return;
@@ -294,7 +376,7 @@ async function installReader(page, { screen, clock }) {
       st.painted.push(painted);
     };
     video.requestVideoFrameCallback(onFrame);
-  }, { screen, clock });
+  }, { screen, clock, reader });
 }
 
 async function startRecording(page) {
@@ -303,9 +385,11 @@ async function startRecording(page) {
 
 /** Stops recording and returns what the reader saw (plus the page's clock skew). */
 async function stopRecording(page) {
-  return page.evaluate(() => {
+  return page.evaluate(async () => {
     const st = window.__g2g;
     st.recording = false;
+    // The frames still being read (copyTo is asynchronous) are counted too.
+    for (let i = 0; i < 200 && st.pending > 0; i++) await new Promise((r) => setTimeout(r, 5));
     // Date.now() against performance.timeOrigin + now(): both should be the wall clock.
     const skews = [];
     for (let i = 0; i < 20; i++) skews.push(Date.now() - (performance.timeOrigin + performance.now()));
@@ -543,7 +627,7 @@ function swapTimes(buf, seen) {
 
 async function measure(sender, { x, pattern: xPattern, opts }) {
   const pattern = sender.pattern ?? xPattern;
-  await installReader(sender.page, { screen: { width: opts.width, height: opts.height }, clock: pattern.clock });
+  await installReader(sender.page, { screen: { width: opts.width, height: opts.height }, clock: pattern.clock, reader: opts.reader });
   await sleep(opts.warmup * 1000);
   const painter0 = await pattern.stats();
   const extra = Object.fromEntries(Object.entries(sender.extraCpu ?? {}).filter(([, pid]) => pid));
@@ -631,6 +715,9 @@ function report(r, opts) {
   const out = [`${r.name}:`];
   out.push(`  frames read ${s.callbacks}: decoded ${s.decoded}, undecodable ${s.undecodable}, implausible ${s.implausible}, ` +
     `codes going back ${s.backwards}; frame sizes ${Object.entries(s.sizes).map(([k, v]) => `${k}×${v}`).join(' ') || 'none'}`);
+  out.push(`  read from: ${s.reader === 'luma' ? 'the decoded luma (VideoFrame.copyTo)' : 'a canvas (drawImage)'}` +
+    `; frames already replaced when read ${s.stale}; read errors ${s.readErrors}; unfinished ${s.pending}` +
+    (s.lastReadError ? ` (last: ${s.lastReadError})` : ''));
   const gap = longestGap(s.times);
   out.push(`  presented fps ${fmt(r.fps)}; longest gap between decoded frames ${fmt(gap.ms)} ms` +
     (gap.endedAt ? `, ended ${new Date(gap.endedAt).toISOString()}` : ''));
