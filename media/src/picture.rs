@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use openh264::formats::{BGRA8Source, RGB8Source, RGBSource, YUVBuffer, YUVSource};
+use openh264::formats::YUVSource;
 
 use crate::convert::even_size;
 
@@ -96,7 +96,6 @@ pub struct BandPicture {
     y: Vec<u8>,
     u: Vec<u8>,
     v: Vec<u8>,
-    scratch: Option<YUVBuffer>,
     /// Snapshots handed out, each with the bands changed since it was taken (`None`: more
     /// than [`LISTED`], so all of it). One nobody holds any more is brought up to date
     /// where it is stale instead of copying the whole picture again.
@@ -185,7 +184,6 @@ impl BandPicture {
             y: vec![16; width * height],
             u: vec![128; width * height / 4],
             v: vec![128; width * height / 4],
-            scratch: None,
             snapshots: Vec::new(),
             log: Arc::default(),
         }
@@ -217,8 +215,9 @@ impl BandPicture {
         }
         let needed = ((rows - 1) * stride_px + w) * 4;
         assert!(data.len() >= needed, "a band's pixels run past the frame");
-        // The converter wants whole strides, and a band right of column 0 in a frame's
-        // last rows ends sooner: those rows are packed first.
+        // The converter walks whole strides, two rows at a time (and silently leaves out a
+        // shorter last pair), and a band right of column 0 in a frame's last rows ends
+        // sooner: those rows are packed first.
         let packed: Vec<u8>;
         let (data, stride_px) = if data.len() >= rows * stride_px * 4 {
             (data, stride_px)
@@ -227,17 +226,40 @@ impl BandPicture {
             packed = (0..rows).flat_map(row).copied().collect();
             (&packed[..], w)
         };
-        let src = BgrxRows {
-            data: &data[..rows * stride_px * 4],
-            width: w,
-            rows,
-            stride_px,
+        let (pw, cpw) = (self.width, self.width / 2);
+        let y_at = b.y0 * pw + b.x0;
+        let c_at = (b.y0 / 2) * cpw + b.x0 / 2;
+        // Straight into the picture's planes, where whole strides of them follow the band's
+        // corner: all its rows but the last two of a band at the bottom right of column 0,
+        // which go through a scratch.
+        let direct = if y_at + rows * pw <= self.y.len() {
+            rows
+        } else {
+            rows - 2
         };
-        let scratch = match &mut self.scratch {
-            Some(s) if s.dimensions() == (w, rows) => s,
-            other => other.insert(YUVBuffer::new(w, rows)),
-        };
-        scratch.read_bgra8(src);
+        if direct > 0 {
+            bgrx_to_i420(
+                &data[..direct * stride_px * 4],
+                stride_px,
+                (&mut self.y[y_at..y_at + direct * pw], pw),
+                &mut self.u[c_at..c_at + direct / 2 * cpw],
+                &mut self.v[c_at..c_at + direct / 2 * cpw],
+                cpw,
+                w,
+            );
+        }
+        if direct < rows {
+            let (mut y, mut u, mut v) = (vec![0; 2 * w], vec![0; w / 2], vec![0; w / 2]);
+            let src = &data[direct * stride_px * 4..(direct + 2) * stride_px * 4];
+            bgrx_to_i420(src, stride_px, (&mut y, w), &mut u, &mut v, w / 2, w);
+            for r in 0..2 {
+                let at = y_at + (direct + r) * pw;
+                self.y[at..at + w].copy_from_slice(&y[r * w..(r + 1) * w]);
+            }
+            let at = c_at + direct / 2 * cpw;
+            self.u[at..at + w / 2].copy_from_slice(&u);
+            self.v[at..at + w / 2].copy_from_slice(&v);
+        }
         {
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             if log.bands.len() == LOGGED {
@@ -251,18 +273,6 @@ impl BandPicture {
                 Some(list) if list.len() < LISTED => list.push(b),
                 _ => *stale = None,
             }
-        }
-        let (sy, su, sv) = scratch.strides();
-        let pw = self.width;
-        for r in 0..rows {
-            let dst = (b.y0 + r) * pw + b.x0;
-            self.y[dst..dst + w].copy_from_slice(&scratch.y()[r * sy..r * sy + w]);
-        }
-        let (cw, cx0, cy0, cpw) = (w / 2, b.x0 / 2, b.y0 / 2, pw / 2);
-        for r in 0..rows / 2 {
-            let dst = (cy0 + r) * cpw + cx0;
-            self.u[dst..dst + cw].copy_from_slice(&scratch.u()[r * su..r * su + cw]);
-            self.v[dst..dst + cw].copy_from_slice(&scratch.v()[r * sv..r * sv + cw]);
         }
     }
 
@@ -321,42 +331,42 @@ impl BandPicture {
     }
 }
 
-/// Rows of BGRX pixels, `stride_px` pixels apart, of which the first `width` are used.
-#[derive(Clone, Copy)]
-struct BgrxRows<'a> {
-    data: &'a [u8],
-    width: usize,
-    rows: usize,
-    stride_px: usize,
+/// BGRX rows (`src_stride_px` pixels apart) -> I420 (BT.601, limited range, as openh264's
+/// own converter), `w` pixels wide, into planes whose strides are given (`y.1` for luma,
+/// `c_stride` for chroma). Every slice holds whole strides: the rows are `src.len()` /
+/// (4 × `src_stride_px`), an even number. One pass, SIMD (the `yuv` crate; openh264's
+/// converter went through RGB into a scratch picture, copied in after: for the 686 changed
+/// rows of the 1080p benchmark, see `porthole bench`'s convert figures).
+fn bgrx_to_i420(
+    src: &[u8],
+    src_stride_px: usize,
+    y: (&mut [u8], usize),
+    u: &mut [u8],
+    v: &mut [u8],
+    c_stride: usize,
+    w: usize,
+) {
+    let rows = src.len() / (src_stride_px * 4);
+    let mut planes = yuv::YuvPlanarImageMut {
+        y_plane: yuv::BufferStoreMut::Borrowed(y.0),
+        y_stride: y.1 as u32,
+        u_plane: yuv::BufferStoreMut::Borrowed(u),
+        u_stride: c_stride as u32,
+        v_plane: yuv::BufferStoreMut::Borrowed(v),
+        v_stride: c_stride as u32,
+        width: w as u32,
+        height: rows as u32,
+    };
+    yuv::bgra_to_yuv420(
+        &mut planes,
+        src,
+        (src_stride_px * 4) as u32,
+        yuv::YuvRange::Limited,
+        yuv::YuvStandardMatrix::Bt601,
+        yuv::YuvConversionMode::Balanced,
+    )
+    .expect("the planes and pixels were sized for the band");
 }
-
-impl RGBSource for BgrxRows<'_> {
-    fn dimensions(&self) -> (usize, usize) {
-        (self.width, self.rows)
-    }
-    fn pixel_f32(&self, x: usize, y: usize) -> (f32, f32, f32) {
-        let i = (y * self.stride_px + x) * 4;
-        let p = &self.data[i..i + 3];
-        (f32::from(p[2]), f32::from(p[1]), f32::from(p[0]))
-    }
-}
-
-impl RGB8Source for BgrxRows<'_> {
-    fn dimensions_padded(&self) -> (usize, usize) {
-        (self.stride_px, self.rows)
-    }
-    fn rgb8_data(&self) -> &[u8] {
-        self.data
-    }
-    fn pixel_stride(&self) -> usize {
-        4
-    }
-    fn rgb_channel_offsets(&self) -> (usize, usize, usize) {
-        (2, 1, 0)
-    }
-}
-
-impl BGRA8Source for BgrxRows<'_> {}
 
 /// One I420 picture (planes packed, strides = width and width / 2).
 #[derive(Clone, Debug)]
@@ -526,6 +536,88 @@ mod tests {
         }
         wide.convert(&frame[(2 * 64 + 16) * 4..], 64, band);
         assert_eq!(wide.picture().y, p.y);
+    }
+
+    #[test]
+    fn bands_convert_as_the_whole_frame_does() {
+        // A noisy 96×64 BGRX frame; bands converted one by one (from the frame-wide buffer,
+        // starting at each band's corner) must give the pixels the whole frame gives,
+        // including a band at the bottom, right of column 0, whose last rows end before a
+        // whole stride does.
+        let (w, h) = (96, 64);
+        let mut state = 0x2545_f491u32;
+        let frame: Vec<u8> = (0..w * h * 4)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        let mut whole = BandPicture::new(w, h);
+        whole.convert(&frame, w, Band::whole(w, h));
+        let full = whole.picture();
+        // BT.601, limited range (openh264's own arithmetic, within rounding).
+        for (i, px) in frame.chunks_exact(4).enumerate() {
+            let (b, g, r) = (u32::from(px[0]), u32::from(px[1]), u32::from(px[2]));
+            let want = ((66 * r + 129 * g + 25 * b) >> 8) + 16;
+            let got = u32::from(full.y[i]);
+            assert!(got.abs_diff(want) <= 1, "luma {got}, want {want} at {i}");
+        }
+        let bands = [
+            Band {
+                y0: 0,
+                y1: 8,
+                x0: 0,
+                x1: 32,
+            },
+            Band {
+                y0: 20,
+                y1: 34,
+                x0: 16,
+                x1: 80,
+            },
+            Band {
+                y0: 50,
+                y1: 64,
+                x0: 32,
+                x1: 96,
+            },
+            Band {
+                y0: 62,
+                y1: 64,
+                x0: 64,
+                x1: 96,
+            },
+        ];
+        let mut pic = BandPicture::new(w, h);
+        for b in bands {
+            pic.convert(&frame[(b.y0 * w + b.x0) * 4..], w, b);
+        }
+        let p = pic.picture();
+        for b in bands {
+            for y in b.y0..b.y1 {
+                let row = y * w;
+                assert_eq!(
+                    p.y[row + b.x0..row + b.x1],
+                    full.y[row + b.x0..row + b.x1],
+                    "luma row {y} of {b:?}"
+                );
+            }
+            for y in b.y0 / 2..b.y1 / 2 {
+                let row = y * w / 2;
+                let cols = row + b.x0 / 2..row + b.x1 / 2;
+                assert_eq!(
+                    p.u[cols.clone()],
+                    full.u[cols.clone()],
+                    "u row {y} of {b:?}"
+                );
+                assert_eq!(p.v[cols.clone()], full.v[cols], "v row {y} of {b:?}");
+            }
+        }
+        // Nothing outside the bands was touched (black stays black).
+        assert_eq!(p.y[10 * w], 16);
+        assert_eq!(p.y[63 * w + 31], 16);
     }
 
     /// Paints band `b` of `pic` white.
