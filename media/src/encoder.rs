@@ -630,15 +630,7 @@ mod tests {
 
     /// A noisy picture (hard to compress): its IDR is far bigger than one RTP payload.
     fn noise(width: usize, height: usize, seed: u32) -> Converter {
-        let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-        let frame: Vec<u8> = (0..width * height * 4)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
+        let frame = crate::noise_bytes(width * height * 4, seed);
         let mut conv = Converter::new(width, height);
         conv.convert(&frame, width, height);
         conv

@@ -37,3 +37,17 @@ pub struct EncodedFrame {
     /// True for an IDR frame (decodable on its own).
     pub keyframe: bool,
 }
+
+/// Deterministic noise for tests (xorshift32): hard-to-compress bytes.
+#[cfg(test)]
+pub(crate) fn noise_bytes(len: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}

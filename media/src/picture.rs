@@ -545,15 +545,7 @@ mod tests {
         // including a band at the bottom, right of column 0, whose last rows end before a
         // whole stride does.
         let (w, h) = (96, 64);
-        let mut state = 0x2545_f491u32;
-        let frame: Vec<u8> = (0..w * h * 4)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
+        let frame = crate::noise_bytes(w * h * 4, 7);
         let mut whole = BandPicture::new(w, h);
         whole.convert(&frame, w, Band::whole(w, h));
         let full = whole.picture();
