@@ -10,7 +10,7 @@ use media::clipboard::{ClipContent, HostClipboard};
 use media::cursor::{CursorEvent, CursorWatcher};
 use media::input::{Injector, InputEvent};
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::ConnectionExt;
+use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt};
 
 use media::xvfb::Xvfb;
 
@@ -100,7 +100,7 @@ fn check_cursor(x: &Xvfb) {
                     ..
                 } => {
                     assert_eq!(rgba.len(), usize::from(width) * usize::from(height) * 4);
-                    shape = Some((width, height));
+                    shape = Some(rgba);
                 }
                 _ => {}
             }
@@ -108,7 +108,40 @@ fn check_cursor(x: &Xvfb) {
         None
     });
     assert!(pos);
-    assert!(shape.is_some(), "the cursor image was reported");
+    let first = shape.expect("the cursor image was reported");
+    // A new cursor on the root window (the cursor font's crosshair, not the X the server
+    // starts with) is reported as a new image: the watcher fetches it when XFixes says so.
+    let (conn, screen) = x11rb::connect(Some(x.name.as_str())).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let font = conn.generate_id().unwrap();
+    conn.open_font(font, b"cursor").unwrap();
+    let crosshair = conn.generate_id().unwrap();
+    conn.create_glyph_cursor(
+        crosshair, font, font, 34, 35, 0, 0, 0, 0xffff, 0xffff, 0xffff,
+    )
+    .unwrap();
+    conn.change_window_attributes(root, &ChangeWindowAttributesAux::new().cursor(crosshair))
+        .unwrap();
+    conn.flush().unwrap();
+    let second = wait_for("the new cursor image", || {
+        while let Ok(e) = rx.try_recv() {
+            if let CursorEvent::Shape {
+                width,
+                height,
+                rgba,
+                ..
+            } = e
+            {
+                return Some((width, height, rgba));
+            }
+        }
+        None
+    });
+    assert_eq!(
+        second.2.len(),
+        usize::from(second.0) * usize::from(second.1) * 4
+    );
+    assert!(second.2 != first, "the same image again");
 }
 
 fn xclip(display: &str, args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
