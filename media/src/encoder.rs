@@ -899,10 +899,13 @@ mod tests {
     /// encoder would be coding against pixels the decoder does not have. A square moves
     /// across a smooth picture and rests, so that still macroblocks border moving ones
     /// (whose deblocked edges change them) and become still again. The height is not a
-    /// whole number of macroblocks, as 1080 is not (openh264 pads the last row).
+    /// whole number of macroblocks, as 1080 is not (openh264 pads the last row). On the
+    /// right, texture scrolls in a T of macroblocks (the bar sideways, the stem down): the
+    /// still macroblock right of the stem, under the bar, has moving neighbours left and
+    /// above, so its P_Skip vector is theirs, not zero, and it is not a plain P_Skip.
     #[test]
     fn a_square_moving_among_still_macroblocks_codes_the_same_stream_without_shortcuts() {
-        let (w, h) = (256, 120);
+        let (w, h) = (352, 120);
         let background: Vec<u8> = (0..w * h)
             .map(|i| {
                 let (x, y) = (i % w, i / w);
@@ -933,11 +936,25 @@ mod tests {
             // Moves for 24 frames, then stays for 24 (its pixels still changing): the
             // macroblocks around it become still next to coded ones.
             let step = (i % 48).min(24) + (i / 48) * 24;
-            let (sx, sy) = ((step * 3) % (w - 24), 40 + (i / 48) * 16);
+            let (sx, sy) = ((step * 3) % (256 - 24), 40 + (i / 48) * 16);
             // Noisy, so that its macroblocks carry coefficients up to their edges.
             for y in sy..sy + 24 {
                 for x in sx..sx + 24 {
                     pic.y[y * w + x] = 60 + ((x * 37 + y * 91 + i * 53) % 131) as u8;
+                }
+            }
+            // The T: the bar (macroblock row 1, columns 16-21) scrolls 2 pixels a frame
+            // sideways, the stem (column 18, rows 1-5) 2 pixels a frame down.
+            let texture =
+                |a: usize, b: usize| 40 + ((a * 29 + b * 7 + (a / 3) * (b / 5)) % 150) as u8;
+            for y in 16..96 {
+                for x in 256..352 {
+                    let (bar, stem) = (y < 32, (288..304).contains(&x));
+                    if bar {
+                        pic.y[y * w + x] = texture(x + 2 * i, y);
+                    } else if stem {
+                        pic.y[y * w + x] = texture(x, y + 1000 - 2 * i);
+                    }
                 }
             }
             let out = enc.encode(&pic, false).unwrap();

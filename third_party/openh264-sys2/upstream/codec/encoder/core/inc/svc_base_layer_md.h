@@ -88,6 +88,10 @@ const uint8_t* PortholeSourceMbs (sWelsEncCtx* pEncCtx, SPicture* pDst, int32_t 
 const uint8_t* PortholeStaleMbs (sWelsEncCtx* pEncCtx, SPicture* pRef, SPicture* pCur);
 // Porthole: forgets what the source pictures hold (they are made anew).
 void PortholeSourceForget (sWelsEncCtx* pEncCtx);
+// Porthole: a still macroblock coded P_Skip without the mode decision's set-up, from
+// WelsMdInterMbLoopOverDynamicSlice; false: nothing done, go the usual way.
+bool PortholeStillMbFast (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice, SMB* pCurMb,
+                          const int32_t kiSliceFirstMbXY);
 // Porthole: the next run of non-zero bytes of kpRow from *pX on, [*pX, *pX1); false: none
 // before kiWidth.
 static inline bool PortholeNextRun (const uint8_t* kpRow, int32_t kiWidth, int32_t* pX, int32_t* pX1) {

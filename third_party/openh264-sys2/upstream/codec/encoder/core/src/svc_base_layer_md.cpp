@@ -2023,24 +2023,14 @@ void PortholeStaticFrameStart (sWelsEncCtx* pEncCtx) {
   }
 }
 
-// Porthole: a macroblock the caller marked still (ENCODER_OPTION_STATIC_MB_MAP), whose P_Skip
-// vector is zero, is the reference as it is: P_Skip, without motion search or mode decision.
-static bool WelsMdInterStaticPskip (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice, SMB* pCurMb,
-                                    SMbCache* pMbCache) {
+// Porthole: codes a still macroblock whose P_Skip vector sMvp is zero as P_Skip: the reference
+// copied into the reconstruction where it does not hold it already, and what the mode decision
+// would leave for the macroblocks after it.
+static void PortholeStillPskip (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice, SMB* pCurMb,
+                                SMbCache* pMbCache, const SMVUnitXY sMvp) {
   const SStaticMbMap* pStatic = &pEncCtx->sStaticMbMap;
-  if (pStatic->pMap == NULL || pCurMb->iMbXY >= pStatic->iMbCount)
-    return false;
   auto* p = &pEncCtx->sPortholeStatic;
-  // (Set on every pass: a slice stepped back codes a macroblock again.)
   uint8_t* pDone = p->iCount == pStatic->iMbCount ? &p->pDone[pCurMb->iMbXY] : NULL;
-  if (pDone)
-    *pDone = 0;
-  if (!pStatic->pMap[pCurMb->iMbXY])
-    return false;
-  SMVUnitXY sMvp = { 0 };
-  PredSkipMv (pMbCache, &sMvp);
-  if (LD32 (&sMvp) != 0)
-    return false;
   SDqLayer* pCurLayer = pEncCtx->pCurDqLayer;
   SWelsFuncPtrList* pFunc = pEncCtx->pFuncList;
   const int32_t* kpRecStride = pCurLayer->iCsStride;
@@ -2065,6 +2055,107 @@ static bool WelsMdInterStaticPskip (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSli
   pCurMb->sP16x16Mv = sMvp;
   pCurLayer->pDecPic->sMvList[pCurMb->iMbXY] = sMvp;
   WelsMdInterUpdatePskip (pCurLayer, pSlice, pCurMb, pMbCache);
+}
+
+// Porthole: whether the caller marked the macroblock still (ENCODER_OPTION_STATIC_MB_MAP).
+// Clears its "coded through PortholeStillPskip" mark first (set on every pass: a slice stepped
+// back codes a macroblock again).
+static inline bool PortholeMarkedStill (sWelsEncCtx* pEncCtx, const SMB* pCurMb) {
+  const SStaticMbMap* pStatic = &pEncCtx->sStaticMbMap;
+  if (pStatic->pMap == NULL || pCurMb->iMbXY >= pStatic->iMbCount)
+    return false;
+  auto* p = &pEncCtx->sPortholeStatic;
+  if (p->iCount == pStatic->iMbCount)
+    p->pDone[pCurMb->iMbXY] = 0;
+  return pStatic->pMap[pCurMb->iMbXY] != 0;
+}
+
+// Porthole: a macroblock the caller marked still (ENCODER_OPTION_STATIC_MB_MAP), whose P_Skip
+// vector is zero, is the reference as it is: P_Skip, without motion search or mode decision.
+static bool WelsMdInterStaticPskip (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice, SMB* pCurMb,
+                                    SMbCache* pMbCache) {
+  if (!PortholeMarkedStill (pEncCtx, pCurMb))
+    return false;
+  SMVUnitXY sMvp = { 0 };
+  PredSkipMv (pMbCache, &sMvp);
+  if (LD32 (&sMvp) != 0)
+    return false;
+  PortholeStillPskip (pEncCtx, pWelsMd, pSlice, pCurMb, pMbCache, sMvp);
+  return true;
+}
+
+// Porthole: the same for WelsMdInterMbLoopOverDynamicSlice, before the mode decision's set-up:
+// a still macroblock whose P_Skip vector is zero by the neighbours' own records (PredSkipMv's
+// first rule, on what FillNeighborCacheInterWithoutBGD would put in the cache: the left or top
+// neighbour outside the slice, or inter with reference 0 and a zero vector next to it) is coded
+// by PortholeStillPskip without filling the neighbour caches. What WelsMdIntraInit and
+// WelsMdInterInit set that outlives the macroblock (the picture pointers, which advance one
+// macroblock at a time; the skip SAD's place) is set as they would. False, with nothing
+// changed: the usual way (where WelsMdInterStaticPskip may still find a zero vector by the
+// median). Off with iCopyAlways, so that test compares the two ways.
+bool PortholeStillMbFast (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice, SMB* pCurMb,
+                          const int32_t kiSliceFirstMbXY) {
+  const SStaticMbMap* pStatic = &pEncCtx->sStaticMbMap;
+  if (pStatic->iCopyAlways || pEncCtx->pFuncList->pfInterMd != WelsMdInterMb)
+    return false;
+  if (pStatic->pMap == NULL || pCurMb->iMbXY >= pStatic->iMbCount || !pStatic->pMap[pCurMb->iMbXY])
+    return false;
+  SDqLayer* pCurLayer = pEncCtx->pCurDqLayer;
+  const int32_t kiMbWidth = pCurLayer->iMbWidth;
+  const uint32_t kuiAvail = pCurMb->uiNeighborAvail;
+  const SMB* pLeft = pCurMb - 1;
+  const SMB* pTop = pCurMb - kiMbWidth;
+  const bool kbZero = ! (kuiAvail & LEFT_MB_POS) || ! (kuiAvail & TOP_MB_POS)
+                      || (IS_SVC_INTER (pLeft->uiMbType) && pLeft->pRefIndex[1] == 0 && LD32 (&pLeft->sMv[3]) == 0)
+                      || (IS_SVC_INTER (pTop->uiMbType) && pTop->pRefIndex[2] == 0 && LD32 (&pTop->sMv[12]) == 0);
+  if (!kbZero)
+    return false;
+  PortholeMarkedStill (pEncCtx, pCurMb);
+
+  // WelsMdIntraInit's and WelsMdInterInit's pointers.
+  SMbCache* pMbCache = &pSlice->sMbCacheInfo;
+  const int32_t kiMbX = pCurMb->iMbX, kiMbY = pCurMb->iMbY, kiMbXY = pCurMb->iMbXY;
+  if (0 == kiMbX || kiSliceFirstMbXY == kiMbXY) {
+    int32_t iStrideY = pCurLayer->iEncStride[0], iStrideUV = pCurLayer->iEncStride[1];
+    int32_t iOffsetY = (kiMbX + kiMbY * iStrideY) << 4, iOffsetUV = (kiMbX + kiMbY * iStrideUV) << 3;
+    pMbCache->SPicData.pEncMb[0] = pCurLayer->pEncData[0] + iOffsetY;
+    pMbCache->SPicData.pEncMb[1] = pCurLayer->pEncData[1] + iOffsetUV;
+    pMbCache->SPicData.pEncMb[2] = pCurLayer->pEncData[2] + iOffsetUV;
+    iStrideY = pCurLayer->iCsStride[0];
+    iStrideUV = pCurLayer->iCsStride[1];
+    iOffsetY = (kiMbX + kiMbY * iStrideY) << 4;
+    iOffsetUV = (kiMbX + kiMbY * iStrideUV) << 3;
+    pMbCache->SPicData.pCsMb[0] = pCurLayer->pCsData[0] + iOffsetY;
+    pMbCache->SPicData.pCsMb[1] = pCurLayer->pCsData[1] + iOffsetUV;
+    pMbCache->SPicData.pCsMb[2] = pCurLayer->pCsData[2] + iOffsetUV;
+    iStrideY = pCurLayer->pDecPic->iLineSize[0];
+    iStrideUV = pCurLayer->pDecPic->iLineSize[1];
+    iOffsetY = (kiMbX + kiMbY * iStrideY) << 4;
+    iOffsetUV = (kiMbX + kiMbY * iStrideUV) << 3;
+    pMbCache->SPicData.pDecMb[0] = pCurLayer->pDecPic->pData[0] + iOffsetY;
+    pMbCache->SPicData.pDecMb[1] = pCurLayer->pDecPic->pData[1] + iOffsetUV;
+    pMbCache->SPicData.pDecMb[2] = pCurLayer->pDecPic->pData[2] + iOffsetUV;
+    iStrideY = pCurLayer->pRefPic->iLineSize[0];
+    iStrideUV = pCurLayer->pRefPic->iLineSize[1];
+    iOffsetY = (kiMbX + kiMbY * iStrideY) << 4;
+    iOffsetUV = (kiMbX + kiMbY * iStrideUV) << 3;
+    pMbCache->SPicData.pRefMb[0] = pCurLayer->pRefPic->pData[0] + iOffsetY;
+    pMbCache->SPicData.pRefMb[1] = pCurLayer->pRefPic->pData[1] + iOffsetUV;
+    pMbCache->SPicData.pRefMb[2] = pCurLayer->pRefPic->pData[2] + iOffsetUV;
+  } else {
+    for (int32_t i = 0; i < 3; i++) {
+      const int32_t kiStep = i ? MB_WIDTH_CHROMA : MB_WIDTH_LUMA;
+      pMbCache->SPicData.pEncMb[i] += kiStep;
+      pMbCache->SPicData.pDecMb[i] += kiStep;
+      pMbCache->SPicData.pCsMb[i] += kiStep;
+      pMbCache->SPicData.pRefMb[i] += kiStep;
+    }
+  }
+  pCurMb->uiCbp = 0;
+  pMbCache->pEncSad = &pCurLayer->pDecPic->pMbSkipSad[kiMbXY];
+  pMbCache->uiRefMbType = pCurLayer->pRefPic->uiRefMbType[kiMbXY];
+  const SMVUnitXY kZero = { 0 };
+  PortholeStillPskip (pEncCtx, pWelsMd, pSlice, pCurMb, pMbCache, kZero);
   return true;
 }
 

@@ -1951,13 +1951,21 @@ int32_t WelsMdInterMbLoopOverDynamicSlice (sWelsEncCtx* pEncCtx, SSlice* pSlice,
       pCurMb->uiChromaQp = g_kuiChromaQpTable[CLIP3_QP_0_51 (pCurMb->uiLumaQp + kuiChromaQpIndexOffset)];
     }
 
+    // Porthole: a still macroblock with a zero P_Skip vector, coded P_Skip without the set-up below
+    // (it cannot overflow, so TRY_REENCODING never comes back to it).
+    const bool kbPortholeStill = PortholeStillMbFast (pEncCtx, pMd, pSlice, pCurMb, kiSliceFirstMbXY);
+
     //step (2). save some vale for future use, initial pWelsMd
-    WelsMdIntraInit (pEncCtx, pCurMb, pMbCache, kiSliceFirstMbXY);
-    WelsMdInterInit (pEncCtx, pSlice, pCurMb, kiSliceFirstMbXY);
+    if (!kbPortholeStill) {
+      WelsMdIntraInit (pEncCtx, pCurMb, pMbCache, kiSliceFirstMbXY);
+      WelsMdInterInit (pEncCtx, pSlice, pCurMb, kiSliceFirstMbXY);
+    }
 
 TRY_REENCODING:
-    WelsInitInterMDStruc (pCurMb, pMvdCostTable, kiMvdInterTableStride, pMd);
-    pEncCtx->pFuncList->pfInterMd (pEncCtx, pMd, pSlice, pCurMb, pMbCache);
+    if (!kbPortholeStill) {
+      WelsInitInterMDStruc (pCurMb, pMvdCostTable, kiMvdInterTableStride, pMd);
+      pEncCtx->pFuncList->pfInterMd (pEncCtx, pMd, pSlice, pCurMb, pMbCache);
+    }
     //mb_qp
 
     //step (4): save from the MD process from future use
