@@ -90,16 +90,21 @@ pub fn merge_bands(mut rects: Vec<Band>, width: usize, height: usize, gap: usize
 }
 
 /// A persistent I420 picture that is updated band by band from BGRX frames.
+///
+/// It is kept as a small pool of pictures that the encoder is handed in turn. Bands are
+/// converted straight into one nobody else holds (the working picture), and only where it
+/// is stale and this frame did not cover is it brought up to date from the newest: with the
+/// same region changing frame after frame (a scrolling window, a clock) nothing is copied.
 pub struct BandPicture {
     width: usize,
     height: usize,
-    y: Vec<u8>,
-    u: Vec<u8>,
-    v: Vec<u8>,
-    /// Snapshots handed out, each with the bands changed since it was taken (`None`: more
-    /// than [`LISTED`], so all of it). One nobody holds any more is brought up to date
-    /// where it is stale instead of copying the whole picture again.
-    snapshots: Vec<(Arc<I420Picture>, Option<Vec<Band>>)>,
+    /// The pool, each with the bands where it may differ from the newest (`None`: more
+    /// than [`LISTED`], so anywhere). The encoder and the capture slot hold some.
+    pictures: Vec<(Arc<I420Picture>, Option<Vec<Band>>)>,
+    /// Which of `pictures` is the newest (handed out by the last [`snapshot`](Self::snapshot)).
+    newest: usize,
+    /// The picture bands have been converted into since the last snapshot, and those bands.
+    working: Option<(usize, Vec<Band>)>,
     /// Every band converted, numbered, for [`ChangeMark::since`].
     log: Arc<Mutex<ChangeLog>>,
 }
@@ -168,23 +173,29 @@ impl ChangeMark {
     }
 }
 
-/// Snapshots kept for reuse: the encoder holds the last one, the capture slot the next,
+/// Pictures kept for reuse: the encoder holds the last one, the capture slot the next,
 /// and one is free.
 const SNAPSHOTS: usize = 3;
 
-/// Bands listed per snapshot before it is copied whole instead.
+/// Stale bands listed per picture before it counts as stale everywhere.
 const LISTED: usize = 32;
 
 impl BandPicture {
     /// A black `width` × `height` picture (even sizes).
     pub fn new(width: usize, height: usize) -> Self {
-        Self {
-            width,
-            height,
+        let black = I420Picture {
             y: vec![16; width * height],
             u: vec![128; width * height / 4],
             v: vec![128; width * height / 4],
-            snapshots: Vec::new(),
+            width,
+            height,
+        };
+        Self {
+            width,
+            height,
+            pictures: vec![(Arc::new(black), Some(Vec::new()))],
+            newest: 0,
+            working: None,
             log: Arc::default(),
         }
     }
@@ -206,60 +217,47 @@ impl BandPicture {
         (self.width, self.height)
     }
 
+    /// The picture this frame's bands go into: the newest if nobody else holds it, else
+    /// another nobody holds, else (all held) a new copy of the newest, the pool kept at
+    /// [`SNAPSHOTS`] (one dropped from it lives on with its holder).
+    fn working(&mut self) -> usize {
+        if let Some((i, _)) = &self.working {
+            return *i;
+        }
+        let newest = self.newest;
+        let count = self.pictures.len();
+        let mut unheld = |i: usize| Arc::get_mut(&mut self.pictures[i].0).is_some();
+        let free = if unheld(newest) {
+            Some(newest)
+        } else {
+            (0..count).find(|&i| unheld(i))
+        };
+        let i = free.unwrap_or_else(|| {
+            let copy = (*self.pictures[newest].0).clone();
+            if self.pictures.len() >= SNAPSHOTS {
+                let drop = usize::from(newest == 0);
+                self.pictures.swap_remove(drop);
+                if self.newest == self.pictures.len() {
+                    self.newest = drop;
+                }
+            }
+            self.pictures.push((Arc::new(copy), Some(Vec::new())));
+            self.pictures.len() - 1
+        });
+        self.working = Some((i, Vec::new()));
+        i
+    }
+
     /// Converts band `b` of the picture from `data`: BGRX rows `stride_px` pixels apart,
     /// whose first pixel is the band's top-left one (row `b.y0`, column `b.x0`).
     pub fn convert(&mut self, data: &[u8], stride_px: usize, b: Band) {
-        let (w, rows) = (b.width(), b.rows());
-        if w == 0 || rows == 0 {
+        if b.width() == 0 || b.rows() == 0 {
             return;
         }
-        let needed = ((rows - 1) * stride_px + w) * 4;
-        assert!(data.len() >= needed, "a band's pixels run past the frame");
-        // The converter walks whole strides, two rows at a time (and silently leaves out a
-        // shorter last pair), and a band right of column 0 in a frame's last rows ends
-        // sooner: those rows are packed first.
-        let packed: Vec<u8>;
-        let (data, stride_px) = if data.len() >= rows * stride_px * 4 {
-            (data, stride_px)
-        } else {
-            let row = |r: usize| &data[r * stride_px * 4..(r * stride_px + w) * 4];
-            packed = (0..rows).flat_map(row).copied().collect();
-            (&packed[..], w)
-        };
-        let (pw, cpw) = (self.width, self.width / 2);
-        let y_at = b.y0 * pw + b.x0;
-        let c_at = (b.y0 / 2) * cpw + b.x0 / 2;
-        // Straight into the picture's planes, where whole strides of them follow the band's
-        // corner: all its rows but the last two of a band at the bottom right of column 0,
-        // which go through a scratch.
-        let direct = if y_at + rows * pw <= self.y.len() {
-            rows
-        } else {
-            rows - 2
-        };
-        if direct > 0 {
-            bgrx_to_i420(
-                &data[..direct * stride_px * 4],
-                stride_px,
-                (&mut self.y[y_at..y_at + direct * pw], pw),
-                &mut self.u[c_at..c_at + direct / 2 * cpw],
-                &mut self.v[c_at..c_at + direct / 2 * cpw],
-                cpw,
-                w,
-            );
-        }
-        if direct < rows {
-            let (mut y, mut u, mut v) = (vec![0; 2 * w], vec![0; w / 2], vec![0; w / 2]);
-            let src = &data[direct * stride_px * 4..(direct + 2) * stride_px * 4];
-            bgrx_to_i420(src, stride_px, (&mut y, w), &mut u, &mut v, w / 2, w);
-            for r in 0..2 {
-                let at = y_at + (direct + r) * pw;
-                self.y[at..at + w].copy_from_slice(&y[r * w..(r + 1) * w]);
-            }
-            let at = c_at + direct / 2 * cpw;
-            self.u[at..at + w / 2].copy_from_slice(&u);
-            self.v[at..at + w / 2].copy_from_slice(&v);
-        }
+        let t = self.working();
+        let pic =
+            Arc::get_mut(&mut self.pictures[t].0).expect("nobody else holds the working picture");
+        convert_into(pic, data, stride_px, b);
         {
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             if log.bands.len() == LOGGED {
@@ -268,66 +266,157 @@ impl BandPicture {
             log.bands.push_back(b);
             log.converted += 1;
         }
-        for (_, stale) in &mut self.snapshots {
+        // Every other picture now differs from the one being made here, too.
+        for (i, (_, stale)) in self.pictures.iter_mut().enumerate() {
             match stale {
+                _ if i == t => {}
                 Some(list) if list.len() < LISTED => list.push(b),
                 _ => *stale = None,
             }
         }
+        if let Some((_, fresh)) = &mut self.working {
+            fresh.push(b);
+        }
     }
 
-    /// The picture as it is now, for the encoder: a snapshot handed out before and since
-    /// dropped is reused, with only the bands changed since it was taken copied into it.
+    /// The picture as it is now, for the encoder (it never changes once handed out): the
+    /// working picture, brought up to date from the newest where it is stale and this
+    /// frame's bands did not cover.
     pub fn snapshot(&mut self) -> Arc<I420Picture> {
-        let free = self
-            .snapshots
-            .iter_mut()
-            .position(|(pic, _)| Arc::get_mut(pic).is_some());
-        let Some(i) = free else {
-            let pic = Arc::new(self.picture());
-            if self.snapshots.len() < SNAPSHOTS {
-                self.snapshots.push((pic.clone(), Some(Vec::new())));
-            }
-            return pic;
+        let Some((t, fresh)) = self.working.take() else {
+            return self.pictures[self.newest].0.clone();
         };
-        let (mut pic, stale) = self.snapshots.swap_remove(i);
-        let target = Arc::get_mut(&mut pic).expect("nobody else holds it");
-        match stale {
-            Some(bands) => bands.iter().for_each(|b| self.copy_band(target, b)),
-            None => {
-                target.y.copy_from_slice(&self.y);
-                target.u.copy_from_slice(&self.u);
-                target.v.copy_from_slice(&self.v);
+        if t != self.newest {
+            let newest = self.pictures[self.newest].0.clone();
+            let stale = self.pictures[t].1.replace(Vec::new());
+            let pic = Arc::get_mut(&mut self.pictures[t].0)
+                .expect("nobody else holds the working picture");
+            let stale = stale.unwrap_or_else(|| vec![Band::whole(self.width, self.height)]);
+            for b in stale.into_iter().flat_map(|b| subtract(b, &fresh)) {
+                copy_band(&newest, pic, &b);
             }
+            self.newest = t;
         }
-        self.snapshots.push((pic.clone(), Some(Vec::new())));
-        pic
-    }
-
-    /// Copies band `b` of the picture into `to` (a picture of the same size).
-    fn copy_band(&self, to: &mut I420Picture, b: &Band) {
-        let (pw, cpw) = (self.width, self.width / 2);
-        for r in b.y0..b.y1 {
-            let at = r * pw;
-            to.y[at + b.x0..at + b.x1].copy_from_slice(&self.y[at + b.x0..at + b.x1]);
-        }
-        let (cx0, cx1) = (b.x0 / 2, b.x1 / 2);
-        for r in b.y0 / 2..b.y1 / 2 {
-            let at = r * cpw;
-            to.u[at + cx0..at + cx1].copy_from_slice(&self.u[at + cx0..at + cx1]);
-            to.v[at + cx0..at + cx1].copy_from_slice(&self.v[at + cx0..at + cx1]);
-        }
+        self.pictures[t].0.clone()
     }
 
     /// A copy of the picture as it is now.
     pub fn picture(&self) -> I420Picture {
-        I420Picture {
-            y: self.y.clone(),
-            u: self.u.clone(),
-            v: self.v.clone(),
-            width: self.width,
-            height: self.height,
+        let mut out = (*self.pictures[self.newest].0).clone();
+        if let Some((t, fresh)) = &self.working {
+            for b in fresh {
+                copy_band(&self.pictures[*t].0, &mut out, b);
+            }
         }
+        out
+    }
+}
+
+/// The parts of `a` outside every band of `cuts` (rectangles; even rows and columns stay
+/// so, as the bands' edges are).
+fn subtract(a: Band, cuts: &[Band]) -> Vec<Band> {
+    let mut pieces = vec![a];
+    for c in cuts {
+        let mut next = Vec::with_capacity(pieces.len() + 3);
+        for p in pieces {
+            let (y0, y1) = (p.y0.max(c.y0), p.y1.min(c.y1));
+            let (x0, x1) = (p.x0.max(c.x0), p.x1.min(c.x1));
+            if y0 >= y1 || x0 >= x1 {
+                next.push(p);
+                continue;
+            }
+            if p.y0 < y0 {
+                next.push(Band { y1: y0, ..p });
+            }
+            if y1 < p.y1 {
+                next.push(Band { y0: y1, ..p });
+            }
+            if p.x0 < x0 {
+                next.push(Band {
+                    y0,
+                    y1,
+                    x1: x0,
+                    ..p
+                });
+            }
+            if x1 < p.x1 {
+                next.push(Band {
+                    y0,
+                    y1,
+                    x0: x1,
+                    ..p
+                });
+            }
+        }
+        pieces = next;
+    }
+    pieces
+}
+
+/// Copies band `b` of `from` into `to` (pictures of the same size).
+fn copy_band(from: &I420Picture, to: &mut I420Picture, b: &Band) {
+    let (pw, cpw) = (from.width, from.width / 2);
+    for r in b.y0..b.y1 {
+        let at = r * pw;
+        to.y[at + b.x0..at + b.x1].copy_from_slice(&from.y[at + b.x0..at + b.x1]);
+    }
+    let (cx0, cx1) = (b.x0 / 2, b.x1 / 2);
+    for r in b.y0 / 2..b.y1 / 2 {
+        let at = r * cpw;
+        to.u[at + cx0..at + cx1].copy_from_slice(&from.u[at + cx0..at + cx1]);
+        to.v[at + cx0..at + cx1].copy_from_slice(&from.v[at + cx0..at + cx1]);
+    }
+}
+
+/// Converts band `b` of `pic` from `data` (see [`BandPicture::convert`]).
+fn convert_into(pic: &mut I420Picture, data: &[u8], stride_px: usize, b: Band) {
+    let (w, rows) = (b.width(), b.rows());
+    let needed = ((rows - 1) * stride_px + w) * 4;
+    assert!(data.len() >= needed, "a band's pixels run past the frame");
+    // The converter walks whole strides, two rows at a time (and silently leaves out a
+    // shorter last pair), and a band right of column 0 in a frame's last rows ends
+    // sooner: those rows are packed first.
+    let packed: Vec<u8>;
+    let (data, stride_px) = if data.len() >= rows * stride_px * 4 {
+        (data, stride_px)
+    } else {
+        let row = |r: usize| &data[r * stride_px * 4..(r * stride_px + w) * 4];
+        packed = (0..rows).flat_map(row).copied().collect();
+        (&packed[..], w)
+    };
+    let (pw, cpw) = (pic.width, pic.width / 2);
+    let y_at = b.y0 * pw + b.x0;
+    let c_at = (b.y0 / 2) * cpw + b.x0 / 2;
+    // Straight into the picture's planes, where whole strides of them follow the band's
+    // corner: all its rows but the last two of a band at the bottom right of column 0,
+    // which go through a scratch.
+    let direct = if y_at + rows * pw <= pic.y.len() {
+        rows
+    } else {
+        rows - 2
+    };
+    if direct > 0 {
+        bgrx_to_i420(
+            &data[..direct * stride_px * 4],
+            stride_px,
+            (&mut pic.y[y_at..y_at + direct * pw], pw),
+            &mut pic.u[c_at..c_at + direct / 2 * cpw],
+            &mut pic.v[c_at..c_at + direct / 2 * cpw],
+            cpw,
+            w,
+        );
+    }
+    if direct < rows {
+        let (mut y, mut u, mut v) = (vec![0; 2 * w], vec![0; w / 2], vec![0; w / 2]);
+        let src = &data[direct * stride_px * 4..(direct + 2) * stride_px * 4];
+        bgrx_to_i420(src, stride_px, (&mut y, w), &mut u, &mut v, w / 2, w);
+        for r in 0..2 {
+            let at = y_at + (direct + r) * pw;
+            pic.y[at..at + w].copy_from_slice(&y[r * w..(r + 1) * w]);
+        }
+        let at = c_at + direct / 2 * cpw;
+        pic.u[at..at + w / 2].copy_from_slice(&u);
+        pic.v[at..at + w / 2].copy_from_slice(&v);
     }
 }
 
@@ -622,6 +711,11 @@ mod tests {
     fn a_reused_snapshot_is_brought_up_to_date() {
         let mut pic = BandPicture::new(64, 8);
         let first = pic.snapshot();
+        assert!(
+            Arc::ptr_eq(&first, &pic.snapshot()),
+            "nothing changed: the same picture"
+        );
+        white(&mut pic, Band::rows_of(0, 2, 64));
         let held = pic.snapshot();
         assert!(!Arc::ptr_eq(&first, &held), "the first is still held");
         let first_ptr = Arc::as_ptr(&first);
@@ -636,28 +730,99 @@ mod tests {
                 x1: 32,
             },
         );
-        // The dropped one comes back, with both bands in it; the held one is untouched.
+        // The dropped one comes back, with the band it missed and both new ones in it; the
+        // held one is untouched.
         let again = pic.snapshot();
         assert_eq!(Arc::as_ptr(&again), first_ptr, "reused");
         let now = pic.picture();
         assert_eq!((&again.y, &again.u, &again.v), (&now.y, &now.u, &now.v));
+        assert!(held.y[..64 * 2].iter().all(|&l| l > 200));
         assert!(
-            held.y.iter().all(|&l| l == 16),
+            held.y[64 * 2..].iter().all(|&l| l == 16),
             "a held snapshot never changes"
         );
-        // More bands than are listed: the reused snapshot is copied whole.
+        // More bands than are listed: the reused snapshot is brought up to date whole.
         drop(again);
+        let held_too = pic.snapshot();
         for r in 0..LISTED + 1 {
             let y0 = (r % 4) * 2;
             white(&mut pic, Band::rows_of(y0, y0 + 2, 64));
         }
+        drop(held_too);
         let whole = pic.snapshot();
         assert_eq!(whole.y, pic.picture().y);
-        // All held: a fresh copy, not kept beyond the pool's size.
-        let (a, b) = (pic.snapshot(), pic.snapshot());
-        assert!(pic.snapshots.len() <= SNAPSHOTS);
-        assert_eq!(a.y, b.y);
+        // All held: a fresh copy, the pool not kept beyond its size.
+        let mut all = vec![whole];
+        for i in 0..SNAPSHOTS + 1 {
+            white(&mut pic, Band::rows_of(i % 4 * 2, i % 4 * 2 + 2, 64));
+            all.push(pic.snapshot());
+        }
+        assert!(pic.pictures.len() <= SNAPSHOTS);
+        assert_eq!(all.last().unwrap().y, pic.picture().y);
         assert_eq!(held.y.len(), 64 * 8);
+    }
+
+    /// Random bands over many frames, with the encoder's and the slot's holding and dropping
+    /// pictures at random: every snapshot is the whole screen converted, and stays so.
+    #[test]
+    fn snapshots_are_the_screen_whatever_is_held() {
+        let (w, h) = (96, 48);
+        let mut screen = crate::noise_bytes(w * h * 4, 1);
+        let mut pic = BandPicture::new(w, h);
+        pic.convert(&screen, w, Band::whole(w, h));
+        let mut state = 12345u32;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as usize % n
+        };
+        let mut held: Vec<(Arc<I420Picture>, I420Picture)> = Vec::new();
+        for frame in 0..400 {
+            // Some bands (sometimes none, sometimes the same as the frame before).
+            let mut rects = Vec::new();
+            for _ in 0..next(4) {
+                let (y0, x0) = (next(h / 2) * 2, next(w / 16) * 16);
+                let (rows, cols) = (2 + next(h / 4) * 2, 16 + next(3) * 16);
+                rects.push(Band {
+                    y0,
+                    y1: (y0 + rows).min(h),
+                    x0,
+                    x1: (x0 + cols).min(w),
+                });
+            }
+            if frame % 7 == 0 {
+                rects = vec![Band::rows_of(10, 30, w)];
+            }
+            let fresh = crate::noise_bytes(w * h * 4, frame as u32 + 2);
+            for b in merge_bands(rects, w, h, 0) {
+                for y in b.y0..b.y1 {
+                    let at = (y * w + b.x0) * 4..(y * w + b.x1) * 4;
+                    screen[at.clone()].copy_from_slice(&fresh[at]);
+                }
+                pic.convert(&screen[(b.y0 * w + b.x0) * 4..], w, b);
+            }
+            let snap = pic.snapshot();
+            let mut want = BandPicture::new(w, h);
+            want.convert(&screen, w, Band::whole(w, h));
+            let want = want.picture();
+            assert_eq!(
+                (&snap.y, &snap.u, &snap.v),
+                (&want.y, &want.u, &want.v),
+                "frame {frame}"
+            );
+            held.push((snap, want));
+            // The encoder and the slot let go of some, in any order.
+            while held.len() > 1 + next(3) {
+                held.remove(next(held.len()));
+            }
+            for (h, copy) in &held {
+                assert!(
+                    h.y == copy.y && h.u == copy.u && h.v == copy.v,
+                    "a held picture changed"
+                );
+            }
+        }
     }
 
     #[test]

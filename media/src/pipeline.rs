@@ -268,6 +268,8 @@ struct Captured {
     convert_us: u64,
     /// Rows grabbed and converted for this frame.
     rows: usize,
+    /// When it was put in the slot (grabbed, converted and snapshot taken).
+    ready: Instant,
 }
 
 /// A running capture → encode pipeline. Dropping it stops both threads.
@@ -476,6 +478,7 @@ fn capture_loop(
                     grab_us: cost.grab_us,
                     convert_us: cost.convert_us,
                     rows: cost.rows,
+                    ready: Instant::now(),
                 };
                 if slot.put(frame) {
                     stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
@@ -607,6 +610,7 @@ fn portal_capture_loop(
             grab_us: 0,
             convert_us: started.elapsed().as_micros() as u64,
             rows,
+            ready: Instant::now(),
         };
         if slot.put(captured) {
             stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
@@ -687,13 +691,19 @@ fn encode_loop(
         }
         holding = false;
         let frame = slot.take_timeout(Duration::from_millis(10));
-        let (capture_time, grab_us, convert_us, rows) = match frame {
+        let (capture_time, grab_us, convert_us, rows, put_at) = match frame {
             Some(frame) => {
                 last = Some(frame.picture);
                 last_mark = Some(frame.mark);
                 last_capture_time = frame.time;
                 refines_left = REFINE_FRAMES;
-                (frame.time, frame.grab_us, frame.convert_us, frame.rows)
+                (
+                    frame.time,
+                    frame.grab_us,
+                    frame.convert_us,
+                    frame.rows,
+                    frame.ready,
+                )
             }
             None => {
                 // Nothing new on screen: answer a keyframe request, sharpen a picture that
@@ -710,7 +720,8 @@ fn encode_loop(
                     continue;
                 }
                 refines_left = refines_left.saturating_sub(1);
-                (Instant::now(), 0, 0, 0)
+                let now = Instant::now();
+                (now, 0, 0, 0, now)
             }
         };
         let Some(full) = last.as_deref() else {
@@ -742,6 +753,8 @@ fn encode_loop(
         let force_idr = keyframe.take();
         let started = Instant::now();
         let queued_us = started.saturating_duration_since(capture_time).as_micros() as u64;
+        // From the slot to the encoder: the encoding thread's wake-up (and a held frame).
+        let handoff_us = started.saturating_duration_since(put_at).as_micros() as u64;
         let encoded = match encoder.encode_marked(picture, force_idr, mark.as_ref()) {
             Ok(encoded) => encoded,
             Err(e) => {
@@ -766,6 +779,7 @@ fn encode_loop(
             convert_us,
             rows,
             queued_us,
+            handoff_us,
             encode_us,
             bytes = encoded.data.len(),
             keyframe = encoded.keyframe,
