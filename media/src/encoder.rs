@@ -560,6 +560,37 @@ mod tests {
             .collect()
     }
 
+    /// openh264's workers run real-time where the process may (`crate::priority`): the
+    /// patch makes its SCHED_FIFO request count (upstream's lacked PTHREAD_EXPLICIT_SCHED, so
+    /// they inherited the creating thread's normal policy), and falls back to that policy
+    /// where it is refused.
+    #[test]
+    fn encoding_threads_run_real_time_where_permitted() {
+        // May this process? (Asked on a thread of its own, which then ends.)
+        let permitted = std::thread::spawn(crate::priority::realtime_this_thread)
+            .join()
+            .unwrap();
+        THREADS.with(|t| t.set(Some(2)));
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        THREADS.with(|t| t.set(None));
+        for i in 0..3 {
+            let out = enc.encode(picture(320, 240, i).picture(), false).unwrap();
+            assert!(!out.data.is_empty(), "encodes either way");
+        }
+        let fifo = crate::priority::thread_policies()
+            .into_iter()
+            .filter(|(_, policy)| *policy == libc::SCHED_FIFO)
+            .count();
+        if permitted {
+            assert!(
+                fifo >= 2,
+                "openh264's two workers on SCHED_FIFO: {fifo} threads are"
+            );
+        } else {
+            eprintln!("real-time scheduling not permitted here: only the fallback was checked");
+        }
+    }
+
     /// openh264 codes a picture in one partition per thread, each cut into slices, and the
     /// frame waits for the slowest. Partitions of equal size left all the motion of a moving
     /// bottom region to one of two threads (1080p, 30 % moving: 19 % of a core on one, 4 % on

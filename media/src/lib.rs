@@ -17,6 +17,7 @@ pub mod pattern;
 pub mod picture;
 pub mod pipeline;
 pub mod portal;
+pub mod priority;
 pub mod record;
 pub mod slot;
 pub mod still;

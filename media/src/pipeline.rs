@@ -643,6 +643,8 @@ fn encode_loop(
     keyframe: KeyframeRequest,
     mut sink: impl FnMut(EncodedFrame),
 ) {
+    // It runs openh264's serial part of each frame and waits for its workers (real-time too).
+    crate::priority::realtime_this_thread();
     let mut encoder = match H264Encoder::new(config.encoder) {
         Ok(e) => e,
         Err(e) => {

@@ -70,6 +70,9 @@
 
 #include "WelsThreadLib.h"
 #include <stdio.h>
+#include <errno.h> // Porthole: EPERM, getenv, strcmp (WelsThreadCreate)
+#include <stdlib.h>
+#include <string.h>
 #include <stdlib.h>
 
 
@@ -243,6 +246,28 @@ WELS_THREAD_ERROR_CODE    WelsThreadCreate (WELS_THREAD_HANDLE* thread,  LPWELS_
   err = pthread_attr_setschedpolicy (&at, SCHED_FIFO);
   if (err)
     return err;
+#endif
+#if defined(__linux__) && !defined(__ANDROID__)
+  // Porthole: upstream asks for SCHED_FIFO above, but the policy of the attributes counts only
+  // with PTHREAD_EXPLICIT_SCHED, so the threads inherited their creator's. They get FIFO
+  // priority 1 (above every normal thread, below audio's real-time threads) where the process
+  // may (root, CAP_SYS_NICE or RLIMIT_RTPRIO), the creator's policy where it may not (EPERM);
+  // PORTHOLE_REALTIME=0 in the environment turns it off.
+  const char* pRealtime = getenv ("PORTHOLE_REALTIME");
+  if (! (pRealtime && strcmp (pRealtime, "0") == 0)) {
+    struct sched_param sParam;
+    memset (&sParam, 0, sizeof (sParam));
+    sParam.sched_priority = 1;
+    if (pthread_attr_setinheritsched (&at, PTHREAD_EXPLICIT_SCHED) == 0
+        && pthread_attr_setschedparam (&at, &sParam) == 0) {
+      err = pthread_create (thread, &at, routine, arg);
+      if (err != EPERM) {
+        pthread_attr_destroy (&at);
+        return err;
+      }
+    }
+    pthread_attr_setinheritsched (&at, PTHREAD_INHERIT_SCHED);
+  }
 #endif
   err = pthread_create (thread, &at, routine, arg);
 
