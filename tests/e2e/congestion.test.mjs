@@ -158,10 +158,13 @@ test('a slow viewer does not drag a fast one down', {
   const recent = timeline.slice(-8);
   const minKbps = Math.min(...recent.map((s) => s.kbps));
   const minFps = Math.min(...recent.map((s) => s.fps));
-  const s = await share.stats();
   assert.ok(minKbps >= 2000, `the encoder kept aiming at the fast viewer: ${minKbps} kbit/s (${show(timeline)})`);
   assert.equal(minFps, 30, 'full frame rate for the fast viewer');
-  assert.ok(s.units_over_budget > 0, `the slow viewer's budget dropped units: ${JSON.stringify(s)}`);
+  // Its budget drops a unit when its link falls behind after one of its keyframes (each
+  // ~2.5 s apart, see below), and then it waits for the next: 1-2 drops in those 8 s in
+  // 6 of 9 runs, none yet in 3. Give it the time of a few more keyframes.
+  const s = await pollUntil(() => share.stats(), (st) => st.units_over_budget > 0,
+    { timeoutMs: 10000, what: 'the slow viewer\'s budget dropping units' });
 
   // What the fast viewer got over the same seconds: frames at (nearly) the policy's rate.
   await fast.stop();
