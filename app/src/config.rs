@@ -47,6 +47,9 @@ turn-password belongs in a file only you can read: porthole warns when others ca
         // (Not a `\` continuation: it would eat the first line's indentation.)
         "  PORTHOLE_CONFIG  the configuration file to read instead of the default one
   PORTHOLE_LOG     log filter, e.g. debug or info,webrtc=debug (overrides -v)
+  PORTHOLE_REALTIME=0  keep the video encoding threads at normal priority (by default
+                   they ask for SCHED_FIFO priority 1, granted with CAP_SYS_NICE or an
+                   rtprio limit of at least 1)
   DISPLAY          the X display porthole share shares without --display
   PULSE_SERVER     the PulseAudio server whose output --audio default shares
 
