@@ -7,7 +7,9 @@
 //! asks for SCHED_FIFO priority 1 (above every normal thread, below audio's real-time
 //! threads, reset for any child) and openh264's patched thread creation does the same for
 //! its workers. It needs the right to (root, CAP_SYS_NICE, or an RLIMIT_RTPRIO of at least
-//! 1); without it they run as before. `PORTHOLE_REALTIME=0` turns it off.
+//! 1); without it they run as before, and so they do under a finite RLIMIT_RTTIME (past
+//! it, a real-time thread that has not blocked gets SIGXCPU). `PORTHOLE_REALTIME=0` turns it
+//! off.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,6 +27,17 @@ pub fn realtime_this_thread() -> bool {
     if !wanted() {
         if first {
             tracing::info!("encoding threads at normal priority (PORTHOLE_REALTIME=0)");
+        }
+        return false;
+    }
+    // A real-time thread that runs past a finite RLIMIT_RTTIME without blocking gets SIGXCPU,
+    // which ends the process (a huge keyframe on a slow machine could): not under one.
+    if let Some(limit) = rttime_limit() {
+        if first {
+            tracing::info!(
+                "encoding threads at normal priority: real-time would be limited to {limit} µs \
+                 of CPU at a time (RLIMIT_RTTIME)"
+            );
         }
         return false;
     }
@@ -48,6 +61,17 @@ pub fn realtime_this_thread() -> bool {
         }
         false
     }
+}
+
+/// The soft RLIMIT_RTTIME (µs) when there is one.
+fn rttime_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit to write into.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_RTTIME, &mut limit) };
+    (r == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 /// The scheduling policy of each of this process's threads (`/proc/self/task/*/stat`).
@@ -76,4 +100,39 @@ pub(crate) fn thread_policies() -> Vec<(String, i32)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under a finite RLIMIT_RTTIME a thread stays at normal priority (it would be killed by
+    /// SIGXCPU past it), whatever the process may otherwise do.
+    #[test]
+    fn no_real_time_under_an_rttime_limit() {
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: valid rlimits; the limit is put back below.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_RTTIME, &mut old), 0);
+            let limited = libc::rlimit {
+                rlim_cur: 200_000.min(old.rlim_max),
+                rlim_max: old.rlim_max,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_RTTIME, &limited), 0);
+        }
+        let (realtime, policy) = std::thread::spawn(|| {
+            let realtime = realtime_this_thread();
+            // SAFETY: the calling thread.
+            (realtime, unsafe { libc::sched_getscheduler(0) })
+        })
+        .join()
+        .unwrap();
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_RTTIME, &old) };
+        assert!(!realtime, "refused under the limit");
+        assert_eq!(policy, libc::SCHED_OTHER);
+    }
 }

@@ -70,9 +70,10 @@
 
 #include "WelsThreadLib.h"
 #include <stdio.h>
-#include <errno.h> // Porthole: EPERM, getenv, strcmp (WelsThreadCreate)
+#include <errno.h> // Porthole: EPERM, getenv, strcmp, getrlimit (WelsThreadCreate)
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 
 
@@ -252,9 +253,12 @@ WELS_THREAD_ERROR_CODE    WelsThreadCreate (WELS_THREAD_HANDLE* thread,  LPWELS_
   // with PTHREAD_EXPLICIT_SCHED, so the threads inherited their creator's. They get FIFO
   // priority 1 (above every normal thread, below audio's real-time threads) where the process
   // may (root, CAP_SYS_NICE or RLIMIT_RTPRIO), the creator's policy where it may not (EPERM);
-  // PORTHOLE_REALTIME=0 in the environment turns it off.
+  // PORTHOLE_REALTIME=0 in the environment turns it off. Not under a finite RLIMIT_RTTIME: a
+  // real-time thread that runs past it without blocking gets SIGXCPU, which ends the process.
   const char* pRealtime = getenv ("PORTHOLE_REALTIME");
-  if (! (pRealtime && strcmp (pRealtime, "0") == 0)) {
+  struct rlimit sRtTime;
+  const bool kbRtTimeLimited = getrlimit (RLIMIT_RTTIME, &sRtTime) == 0 && sRtTime.rlim_cur != RLIM_INFINITY;
+  if (! (pRealtime && strcmp (pRealtime, "0") == 0) && !kbRtTimeLimited) {
     struct sched_param sParam;
     memset (&sParam, 0, sizeof (sParam));
     sParam.sched_priority = 1;
