@@ -71,7 +71,6 @@
 #include "WelsThreadLib.h"
 #include <stdio.h>
 #include <errno.h> // Porthole: EPERM, getenv, strcmp, getrlimit (WelsThreadCreate)
-#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <stdlib.h>

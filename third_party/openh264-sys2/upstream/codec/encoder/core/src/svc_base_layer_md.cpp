@@ -256,15 +256,14 @@ int32_t PredIntra4x4Mode (int8_t* pIntraPredMode, int32_t iIdx4) {
   return iBestMode;
 }
 
-void WelsMdIntraInit (sWelsEncCtx* pEncCtx, SMB* pCurMb, SMbCache* pMbCache, const int32_t iSliceFirstMbXY) {
-  SDqLayer* pCurLayer = pEncCtx->pCurDqLayer;
-
+// Porthole: WelsMdIntraInit's and WelsMdInterInit's pointers to the current macroblock in the
+// source, the reconstruction and the decoded picture, and in the reference, set apart so that
+// PortholeStillMbFast sets them the same way (they advance a macroblock at a time).
+static inline void PortholeLocateEncCsDec (SDqLayer* pCurLayer, SMbCache* pMbCache, const SMB* pCurMb,
+    const int32_t iSliceFirstMbXY) {
   const int32_t kiMbX  = pCurMb->iMbX;
   const int32_t kiMbY  = pCurMb->iMbY;
   const int32_t kiMbXY = pCurMb->iMbXY;
-
-  // step 3. locating current pEnc and pDec
-  // unroll loops here
   if (0 == kiMbX || iSliceFirstMbXY == kiMbXY) {
     int32_t iStrideY, iStrideUV;
     int32_t iOffsetY, iOffsetUV;
@@ -305,6 +304,33 @@ void WelsMdIntraInit (sWelsEncCtx* pEncCtx, SMB* pCurMb, SMbCache* pMbCache, con
     pMbCache->SPicData.pCsMb[1]         += MB_WIDTH_CHROMA;
     pMbCache->SPicData.pCsMb[2]         += MB_WIDTH_CHROMA;
   }
+}
+
+static inline void PortholeLocateRef (SDqLayer* pCurLayer, SMbCache* pMbCache, const SMB* pCurMb,
+                                      const int32_t iSliceFirstMbXY) {
+  const int32_t kiMbX  = pCurMb->iMbX;
+  const int32_t kiMbY  = pCurMb->iMbY;
+  const int32_t kiMbXY = pCurMb->iMbXY;
+  if (0 == kiMbX || iSliceFirstMbXY == kiMbXY) {
+    const int32_t kiRefStrideY          = pCurLayer->pRefPic->iLineSize[0];
+    const int32_t kiRefStrideUV         = pCurLayer->pRefPic->iLineSize[1];
+    const int32_t kiCurStrideY          = (kiMbX + kiMbY * kiRefStrideY) << 4;
+    const int32_t kiCurStrideUV         = (kiMbX + kiMbY * kiRefStrideUV) << 3;
+    pMbCache->SPicData.pRefMb[0]        = pCurLayer->pRefPic->pData[0] + kiCurStrideY;
+    pMbCache->SPicData.pRefMb[1]        = pCurLayer->pRefPic->pData[1] + kiCurStrideUV;
+    pMbCache->SPicData.pRefMb[2]        = pCurLayer->pRefPic->pData[2] + kiCurStrideUV;
+  } else {
+    pMbCache->SPicData.pRefMb[0]        += MB_WIDTH_LUMA;
+    pMbCache->SPicData.pRefMb[1]        += MB_WIDTH_CHROMA;
+    pMbCache->SPicData.pRefMb[2]        += MB_WIDTH_CHROMA;
+  }
+}
+
+void WelsMdIntraInit (sWelsEncCtx* pEncCtx, SMB* pCurMb, SMbCache* pMbCache, const int32_t iSliceFirstMbXY) {
+  SDqLayer* pCurLayer = pEncCtx->pCurDqLayer;
+
+  // step 3. locating current pEnc and pDec
+  PortholeLocateEncCsDec (pCurLayer, pMbCache, pCurMb, iSliceFirstMbXY);
 
   //step 2. initial pWelsMd
   pCurMb->uiCbp = 0;
@@ -336,20 +362,7 @@ void WelsMdInterInit (sWelsEncCtx* pEncCtx, SSlice* pSlice, SMB* pCurMb, const i
   //step 3: initial cost
 
   //step 4. locating current p_ref
-  // merge loops
-  if (0 == kiMbX || iSliceFirstMbXY == kiMbXY) {
-    const int32_t kiRefStrideY          = pCurLayer->pRefPic->iLineSize[0];
-    const int32_t kiRefStrideUV         = pCurLayer->pRefPic->iLineSize[1];
-    const int32_t kiCurStrideY          = (kiMbX + kiMbY * kiRefStrideY) << 4;
-    const int32_t kiCurStrideUV         = (kiMbX + kiMbY * kiRefStrideUV) << 3;
-    pMbCache->SPicData.pRefMb[0]        = pCurLayer->pRefPic->pData[0] + kiCurStrideY;
-    pMbCache->SPicData.pRefMb[1]        = pCurLayer->pRefPic->pData[1] + kiCurStrideUV;
-    pMbCache->SPicData.pRefMb[2]        = pCurLayer->pRefPic->pData[2] + kiCurStrideUV;
-  } else {
-    pMbCache->SPicData.pRefMb[0]        += MB_WIDTH_LUMA;
-    pMbCache->SPicData.pRefMb[1]        += MB_WIDTH_CHROMA;
-    pMbCache->SPicData.pRefMb[2]        += MB_WIDTH_CHROMA;
-  }
+  PortholeLocateRef (pCurLayer, pMbCache, pCurMb, iSliceFirstMbXY);
 
   pMbCache->uiRefMbType = pCurLayer->pRefPic->uiRefMbType[kiMbXY];
   pMbCache->bCollocatedPredFlag = false;
@@ -2090,15 +2103,12 @@ static bool WelsMdInterStaticPskip (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSli
 // neighbour outside the slice, or inter with reference 0 and a zero vector next to it) is coded
 // by PortholeStillPskip without filling the neighbour caches. What WelsMdIntraInit and
 // WelsMdInterInit set that outlives the macroblock (the picture pointers, which advance one
-// macroblock at a time; the skip SAD's place) is set as they would. False, with nothing
-// changed: the usual way (where WelsMdInterStaticPskip may still find a zero vector by the
+// macroblock at a time; the skip SAD's place) is set as they would. False: the usual way (where WelsMdInterStaticPskip may still find a zero vector by the
 // median). Off with iCopyAlways, so that test compares the two ways.
 bool PortholeStillMbFast (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice, SMB* pCurMb,
                           const int32_t kiSliceFirstMbXY) {
-  const SStaticMbMap* pStatic = &pEncCtx->sStaticMbMap;
-  if (pStatic->iCopyAlways || pEncCtx->pFuncList->pfInterMd != WelsMdInterMb)
-    return false;
-  if (pStatic->pMap == NULL || pCurMb->iMbXY >= pStatic->iMbCount || !pStatic->pMap[pCurMb->iMbXY])
+  if (pEncCtx->sStaticMbMap.iCopyAlways || pEncCtx->pFuncList->pfInterMd != WelsMdInterMb
+      || !PortholeMarkedStill (pEncCtx, pCurMb))
     return false;
   SDqLayer* pCurLayer = pEncCtx->pCurDqLayer;
   const int32_t kiMbWidth = pCurLayer->iMbWidth;
@@ -2109,48 +2119,13 @@ bool PortholeStillMbFast (sWelsEncCtx* pEncCtx, SWelsMD* pWelsMd, SSlice* pSlice
                       || (IS_SVC_INTER (pLeft->uiMbType) && pLeft->pRefIndex[1] == 0 && LD32 (&pLeft->sMv[3]) == 0)
                       || (IS_SVC_INTER (pTop->uiMbType) && pTop->pRefIndex[2] == 0 && LD32 (&pTop->sMv[12]) == 0);
   if (!kbZero)
-    return false;
-  PortholeMarkedStill (pEncCtx, pCurMb);
+    return false; // (The usual way clears the mark PortholeMarkedStill cleared, too.)
 
   // WelsMdIntraInit's and WelsMdInterInit's pointers.
   SMbCache* pMbCache = &pSlice->sMbCacheInfo;
-  const int32_t kiMbX = pCurMb->iMbX, kiMbY = pCurMb->iMbY, kiMbXY = pCurMb->iMbXY;
-  if (0 == kiMbX || kiSliceFirstMbXY == kiMbXY) {
-    int32_t iStrideY = pCurLayer->iEncStride[0], iStrideUV = pCurLayer->iEncStride[1];
-    int32_t iOffsetY = (kiMbX + kiMbY * iStrideY) << 4, iOffsetUV = (kiMbX + kiMbY * iStrideUV) << 3;
-    pMbCache->SPicData.pEncMb[0] = pCurLayer->pEncData[0] + iOffsetY;
-    pMbCache->SPicData.pEncMb[1] = pCurLayer->pEncData[1] + iOffsetUV;
-    pMbCache->SPicData.pEncMb[2] = pCurLayer->pEncData[2] + iOffsetUV;
-    iStrideY = pCurLayer->iCsStride[0];
-    iStrideUV = pCurLayer->iCsStride[1];
-    iOffsetY = (kiMbX + kiMbY * iStrideY) << 4;
-    iOffsetUV = (kiMbX + kiMbY * iStrideUV) << 3;
-    pMbCache->SPicData.pCsMb[0] = pCurLayer->pCsData[0] + iOffsetY;
-    pMbCache->SPicData.pCsMb[1] = pCurLayer->pCsData[1] + iOffsetUV;
-    pMbCache->SPicData.pCsMb[2] = pCurLayer->pCsData[2] + iOffsetUV;
-    iStrideY = pCurLayer->pDecPic->iLineSize[0];
-    iStrideUV = pCurLayer->pDecPic->iLineSize[1];
-    iOffsetY = (kiMbX + kiMbY * iStrideY) << 4;
-    iOffsetUV = (kiMbX + kiMbY * iStrideUV) << 3;
-    pMbCache->SPicData.pDecMb[0] = pCurLayer->pDecPic->pData[0] + iOffsetY;
-    pMbCache->SPicData.pDecMb[1] = pCurLayer->pDecPic->pData[1] + iOffsetUV;
-    pMbCache->SPicData.pDecMb[2] = pCurLayer->pDecPic->pData[2] + iOffsetUV;
-    iStrideY = pCurLayer->pRefPic->iLineSize[0];
-    iStrideUV = pCurLayer->pRefPic->iLineSize[1];
-    iOffsetY = (kiMbX + kiMbY * iStrideY) << 4;
-    iOffsetUV = (kiMbX + kiMbY * iStrideUV) << 3;
-    pMbCache->SPicData.pRefMb[0] = pCurLayer->pRefPic->pData[0] + iOffsetY;
-    pMbCache->SPicData.pRefMb[1] = pCurLayer->pRefPic->pData[1] + iOffsetUV;
-    pMbCache->SPicData.pRefMb[2] = pCurLayer->pRefPic->pData[2] + iOffsetUV;
-  } else {
-    for (int32_t i = 0; i < 3; i++) {
-      const int32_t kiStep = i ? MB_WIDTH_CHROMA : MB_WIDTH_LUMA;
-      pMbCache->SPicData.pEncMb[i] += kiStep;
-      pMbCache->SPicData.pDecMb[i] += kiStep;
-      pMbCache->SPicData.pCsMb[i] += kiStep;
-      pMbCache->SPicData.pRefMb[i] += kiStep;
-    }
-  }
+  PortholeLocateEncCsDec (pCurLayer, pMbCache, pCurMb, kiSliceFirstMbXY);
+  PortholeLocateRef (pCurLayer, pMbCache, pCurMb, kiSliceFirstMbXY);
+  const int32_t kiMbXY = pCurMb->iMbXY;
   pCurMb->uiCbp = 0;
   pMbCache->pEncSad = &pCurLayer->pDecPic->pMbSkipSad[kiMbXY];
   pMbCache->uiRefMbType = pCurLayer->pRefPic->uiRefMbType[kiMbXY];
