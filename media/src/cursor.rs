@@ -73,20 +73,6 @@ const BACKSTOP: Duration = Duration::from_millis(250);
 /// XInput 2's device id for all master devices (the pointer a user moves, XTest's included).
 const ALL_MASTER_DEVICES: u16 = 1;
 
-/// Waits until `stream` has something to read, at most `timeout`.
-fn wait_readable(stream: &impl std::os::fd::AsRawFd, timeout: Duration) {
-    let mut fd = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one pollfd, valid for the call; the descriptor stays open (the connection is
-    // borrowed). An error or a timeout just returns: the caller looks again.
-    unsafe {
-        libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int);
-    }
-}
-
 /// Watches the pointer (at most `hz` reports a second) and reports changes. Stops when
 /// dropped.
 pub struct CursorWatcher {
@@ -172,7 +158,11 @@ impl CursorWatcher {
                     if !moved && !shape_changed {
                         // Until the X server has something to say (at most 100 ms, to
                         // notice a stop).
-                        wait_readable(conn.stream(), Duration::from_millis(100));
+                        // (An error: look again.)
+                        let _ = crate::x11grab::wait_readable(
+                            conn.stream(),
+                            Duration::from_millis(100),
+                        );
                         continue;
                     }
                     if std::mem::take(&mut shape_changed) {

@@ -15,7 +15,7 @@
 //! on the thread that uses it.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use x11rb::connection::{Connection, RequestConnection};
@@ -110,6 +110,25 @@ pub struct DamageCapturer {
     full: bool,
     segment: Segment,
     picture: BandPicture,
+}
+
+/// Waits until `stream` (an X connection) has something to read, at most `timeout` (at
+/// least 1 ms); an interrupted wait counts as a short one.
+pub(crate) fn wait_readable(stream: &impl AsRawFd, timeout: Duration) -> io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for the duration of the call.
+    if unsafe { libc::poll(&mut pfd, 1, ms) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 impl DamageCapturer {
@@ -222,20 +241,7 @@ impl DamageCapturer {
             if left.is_zero() {
                 break;
             }
-            let mut pfd = libc::pollfd {
-                fd: self.conn.stream().as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-            // SAFETY: one valid pollfd for the duration of the call.
-            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(CaptureError::Grab(e));
-                }
-            }
+            wait_readable(self.conn.stream(), left).map_err(CaptureError::Grab)?;
             self.drain_events()?;
         }
         Ok(self.pending)
