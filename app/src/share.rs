@@ -293,6 +293,7 @@ impl RunningShare {
                         / 1000,
                 ),
                 ("units_over_budget", get(&video_fanout.units_over_budget)),
+                ("units_behind", get(&video_fanout.units_behind)),
                 ("packets_resent", get(&video_fanout.resends.resent)),
                 ("resends_refused", get(&video_fanout.resends.refused)),
                 ("encoders_started", get(&stats.encoders_started)),

@@ -121,6 +121,10 @@ pub struct MediaFanout {
     pub keyframes_requested: AtomicU64,
     /// Units a viewer's send budget (its path estimate) did not let through.
     pub units_over_budget: AtomicU64,
+    /// Units a viewer's send task fell behind on (the fan-out's queue moved past them while
+    /// it was still pacing earlier ones out, its link slower than the frames come): skipped,
+    /// it resumes at a keyframe.
+    pub units_behind: AtomicU64,
     /// The path estimates of the viewers watching (congestion control).
     paths: Mutex<Vec<std::sync::Weak<crate::cc::PathEstimate>>>,
     /// Woken when a viewer's path is added: the encoder's target should take it in before
@@ -187,6 +191,7 @@ impl MediaFanout {
             units_published: AtomicU64::new(0),
             keyframes_requested: AtomicU64::new(0),
             units_over_budget: AtomicU64::new(0),
+            units_behind: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
             paths_changed: tokio::sync::Notify::new(),
             keyframe_asked: Mutex::new(None),

@@ -68,7 +68,7 @@ function sampler(share, timeline) {
     while (running) {
       try {
         const s = await share.stats();
-        timeline.push({ t: (Date.now() - t0) / 1000, kbps: s.target_kbps, fps: s.target_fps, scale: s.target_scale_div, path: s.path_estimate_min_kbps, over: s.units_over_budget });
+        timeline.push({ t: (Date.now() - t0) / 1000, kbps: s.target_kbps, fps: s.target_fps, scale: s.target_scale_div, path: s.path_estimate_min_kbps, over: s.units_over_budget, behind: s.units_behind });
       } catch { /* share busy: next time */ }
       await sleep(250);
     }
@@ -160,11 +160,15 @@ test('a slow viewer does not drag a fast one down', {
   const minFps = Math.min(...recent.map((s) => s.fps));
   assert.ok(minKbps >= 2000, `the encoder kept aiming at the fast viewer: ${minKbps} kbit/s (${show(timeline)})`);
   assert.equal(minFps, 30, 'full frame rate for the fast viewer');
-  // Its budget drops a unit when its link falls behind after one of its keyframes (each
-  // ~2.5 s apart, see below), and then it waits for the next: 1-2 drops in those 8 s in
-  // 6 of 9 runs, none yet in 3. Give it the time of a few more keyframes.
-  const s = await pollUntil(() => share.stats(), (st) => st.units_over_budget > 0,
-    { timeoutMs: 10000, what: 'the slow viewer\'s budget dropping units' });
+  // What its link cannot carry is skipped, whole units up to its next keyframe (each ~2.5 s
+  // apart, see below), in one of two ways. While its estimate is still coming down, its
+  // budget refuses the units after a keyframe (units_over_budget). Once the estimate is near
+  // its link (~400 kbit/s), pacing one ~100 kB keyframe out takes ~0.8 s, and the fan-out's
+  // 8-unit queue moves past it before its budget is asked (units_behind): CI saw only this,
+  // 18 s without a unit over budget.
+  const skipped = (st) => st.units_over_budget + st.units_behind;
+  const s = await pollUntil(() => share.stats(), (st) => skipped(st) > 0,
+    { timeoutMs: 10000, what: 'the slow viewer\'s units skipped (over its budget or behind the fan-out)' });
 
   // What the fast viewer got over the same seconds: frames at (nearly) the policy's rate.
   await fast.stop();
@@ -185,7 +189,7 @@ test('a slow viewer does not drag a fast one down', {
   const fastFps = f.videoFrames / f.seconds;
   assert.ok(fastFps >= 20, `the fast viewer got ${fastFps.toFixed(1)} fps (${JSON.stringify(f)})`);
   assert.ok(sl.videoFrames < f.videoFrames, `the slow viewer got fewer frames: ${sl.videoFrames} vs ${f.videoFrames}`);
-  t.diagnostic(`target min ${minKbps} kbit/s at ${minFps} fps with a 320 kbit/s viewer; fast ${fastFps.toFixed(1)} fps (${f.videoFrames} frames), slow ${sl.videoFrames} frames; units over budget ${s.units_over_budget}`);
+  t.diagnostic(`target min ${minKbps} kbit/s at ${minFps} fps with a 320 kbit/s viewer; fast ${fastFps.toFixed(1)} fps (${f.videoFrames} frames), slow ${sl.videoFrames} frames; units over budget ${s.units_over_budget}, behind ${s.units_behind}`);
 }));
 
 // Behind 1 Mbit/s a 1080p keyframe (130-220 kB here) takes 1-2 s of the link: its tail is

@@ -75,6 +75,9 @@ pub(super) async fn send_media(
             Ok(unit) => unit,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::debug!("viewer fell {n} frames behind; resuming at the next keyframe");
+                fanout
+                    .units_behind
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 stamper.lost_units();
                 request_keyframe(KeyframeReason::Loss);
                 continue;
