@@ -55,10 +55,12 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
     let outcome = receive(&args, &client, &mut events).await;
     // Whatever happened, leave the share properly (it frees our session at once).
     client.close().await;
-    let recording = outcome?;
+    let (recording, stopped_at) = outcome?;
     let (v, a) = recording.recorder().counts();
     let secs = recording.recorder().media_duration().as_secs_f64();
-    let bytes = recording.finish().context("finishing the recording")?;
+    let bytes = recording
+        .finish(stopped_at)
+        .context("finishing the recording")?;
     eprintln!(
         "recorded {secs:.1} s: {v} video frames, {a} audio packets, {bytes} bytes to {}",
         args.file.display()
@@ -66,15 +68,17 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Receives into a recording until the duration is up, a signal, or the share ends.
+/// Receives into a recording until the duration is up, a signal, or the share ends; with
+/// when it was stopped (`None`: the share ended it).
 async fn receive(
     args: &RecordArgs,
     client: &ShareClient,
     events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
-) -> anyhow::Result<Recording> {
+) -> anyhow::Result<(Recording, Option<Instant>)> {
     // The share's answer says whether audio comes, so the file's tracks are known now.
     let mut recording = Recording::create(&args.file, client.has_audio())?;
     let mut deadline: Option<Instant> = None;
+    let mut stopped_at = None;
     let mut stop = crate::stop_signal::StopSignal::new()?;
     loop {
         // --duration counts from the first recorded frame, not from connecting.
@@ -83,8 +87,14 @@ async fn receive(
             .unwrap_or(Duration::from_secs(3600));
         let event = tokio::select! {
             e = events.recv() => e,
-            _ = tokio::time::sleep(wait) => break,
-            _ = stop.recv() => break,
+            _ = tokio::time::sleep(wait) => {
+                stopped_at = Some(deadline.unwrap_or_else(Instant::now));
+                break;
+            }
+            _ = stop.recv() => {
+                stopped_at = Some(Instant::now());
+                break;
+            }
         };
         let Some(event) = event else { break };
         match event {
@@ -119,5 +129,5 @@ async fn receive(
     if !recording.started() {
         anyhow::bail!("nothing recorded: no keyframe arrived");
     }
-    Ok(recording)
+    Ok((recording, stopped_at))
 }

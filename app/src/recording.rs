@@ -39,14 +39,15 @@ impl Recording {
     /// now (the file still waits for its first one).
     pub fn video(&mut self, unit: &ReceivedUnit, now: Instant) -> Result<bool, RecordError> {
         self.recorder
-            .video(&unit.data, unit.rtp_time, unit.keyframe)?;
+            .video(&unit.data, unit.rtp_time, unit.keyframe, unit.received)?;
         Ok(self.keyframe_due(now))
     }
 
     /// Writes one audio packet (dropped before the file has started, or when the file has
     /// no sound track).
     pub fn audio(&mut self, unit: &ReceivedUnit) -> Result<(), RecordError> {
-        self.recorder.audio(&unit.data, unit.rtp_time)
+        self.recorder
+            .audio(&unit.data, unit.rtp_time, unit.received)
     }
 
     /// Whether to ask the sender for a keyframe at `now`: the file waits for its first one
@@ -75,9 +76,11 @@ impl Recording {
         &self.recorder
     }
 
-    /// Writes what is buffered and closes the file; returns the bytes written.
-    pub fn finish(self) -> Result<u64, RecordError> {
-        self.recorder.finish()
+    /// Writes what is buffered and closes the file; returns the bytes written. `stopped_at`:
+    /// when the recording was stopped (its last picture shows until then); `None` when the
+    /// stream ended (see `Recorder::finish`).
+    pub fn finish(self, stopped_at: Option<Instant>) -> Result<u64, RecordError> {
+        self.recorder.finish(stopped_at)
     }
 }
 
@@ -149,7 +152,7 @@ mod tests {
         assert!(!rec.video(&delta, at(5000)).unwrap());
         assert!(!rec.keyframe_due(at(9000)));
         assert_eq!(rec.recorder().counts(), (2, 0));
-        rec.finish().unwrap();
+        rec.finish(None).unwrap();
         std::fs::remove_file(&path).unwrap();
     }
 
@@ -168,7 +171,7 @@ mod tests {
             rec.audio(&opus(48_000 + 1920)).unwrap();
             let audio_packets = if with_audio { 2 } else { 0 };
             assert_eq!(rec.recorder().counts(), (1, audio_packets), "{with_audio}");
-            rec.finish().unwrap();
+            rec.finish(None).unwrap();
             std::fs::remove_file(&path).unwrap();
         }
     }

@@ -16,9 +16,14 @@
 //!   (Opus DTX: no packets) put the following samples seconds early, out of sync and
 //!   overlapping. We write the true value into each `traf`'s `tfdt` before the fragment
 //!   goes to disk.
+//! - The file ends where the recording did. muxide gives a fragment's last sample the
+//!   duration of the one before it: after a still screen (a frame a second) the file ran up
+//!   to a second past the stop, or ended up to a second before it. [`Recorder::finish`]
+//!   sets the last picture's duration: until the stop, or one frame time when the stream
+//!   ended (the share went away).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,6 +33,12 @@ use muxide::fragmented::{FragmentAudioConfig, FragmentConfig, FragmentedMuxer};
 use types::{AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ};
 
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// A picture's time at 30 fps, on the 90 kHz clock: how long the last picture lasts when
+/// the stream ended rather than the recording being stopped.
+const FRAME_TICKS: u32 = VIDEO_CLOCK_HZ / 30;
+/// Track IDs in muxide's layout: the video is track 1, the audio track 2.
+const VIDEO_TRACK: u32 = 1;
+const AUDIO_TRACK: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -69,6 +80,13 @@ pub struct Recorder {
     video_start: Option<i64>,
     last_video_dts: Option<u64>,
     last_audio_pts: Option<u64>,
+    /// When the last sample of each track was received.
+    last_video_at: Option<Instant>,
+    last_audio_at: Option<Instant>,
+    /// Where in the file the duration of the last written sample of each track is, and
+    /// its value (the file's end is set from it by `finish`).
+    last_video_duration: Option<(u64, u32)>,
+    last_audio_duration: Option<(u64, u32)>,
     /// Decode time of the first sample of each track in the fragment being built.
     fragment_video_start: Option<u64>,
     fragment_audio_start: Option<u64>,
@@ -96,6 +114,10 @@ impl Recorder {
             video_start: None,
             last_video_dts: None,
             last_audio_pts: None,
+            last_video_at: None,
+            last_audio_at: None,
+            last_video_duration: None,
+            last_audio_duration: None,
             fragment_video_start: None,
             fragment_audio_start: None,
             last_flush: Instant::now(),
@@ -147,12 +169,13 @@ impl Recorder {
         Ok(())
     }
 
-    /// Adds one H.264 access unit (Annex B) received with RTP time `rtp_time`.
+    /// Adds one H.264 access unit (Annex B) with RTP time `rtp_time`, received at `received`.
     pub fn video(
         &mut self,
         annexb: &[u8],
         rtp_time: u32,
         keyframe: bool,
+        received: Instant,
     ) -> Result<(), RecordError> {
         let ext = self.video_clock.extend(rtp_time);
         if self.muxer.is_none() {
@@ -169,6 +192,7 @@ impl Recorder {
             dts = dts.max(last + 1);
         }
         self.last_video_dts = Some(dts);
+        self.last_video_at = Some(received);
         self.fragment_video_start.get_or_insert(dts);
         let avcc = annexb_to_avcc(annexb);
         let muxer = self.muxer.as_mut().expect("started");
@@ -179,8 +203,14 @@ impl Recorder {
         self.maybe_flush()
     }
 
-    /// Adds one Opus packet received with RTP time `rtp_time` (on the audio clock).
-    pub fn audio(&mut self, opus: &[u8], rtp_time: u32) -> Result<(), RecordError> {
+    /// Adds one Opus packet with RTP time `rtp_time` (on the audio clock), received at
+    /// `received`.
+    pub fn audio(
+        &mut self,
+        opus: &[u8],
+        rtp_time: u32,
+        received: Instant,
+    ) -> Result<(), RecordError> {
         let ext = self.audio_clock.extend(rtp_time);
         let (Some(video_start), true) = (self.video_start, self.with_audio) else {
             return Ok(()); // nothing before the first keyframe
@@ -196,6 +226,7 @@ impl Recorder {
             }
         }
         self.last_audio_pts = Some(pts);
+        self.last_audio_at = Some(received);
         self.fragment_audio_start.get_or_insert(pts);
         let muxer = self.muxer.as_mut().expect("started");
         muxer
@@ -249,10 +280,9 @@ impl Recorder {
         let Some(mut segment) = self.muxer.as_mut().and_then(|m| m.flush_segment()) else {
             return Ok(());
         };
-        // Track 1 is the video; the audio is track 2 (muxide's layout with video).
         let starts = [
-            (1, self.fragment_video_start.take()),
-            (2, self.fragment_audio_start.take()),
+            (VIDEO_TRACK, self.fragment_video_start.take()),
+            (AUDIO_TRACK, self.fragment_audio_start.take()),
         ];
         for (track, start) in starts {
             if let Some(start) = start {
@@ -262,6 +292,14 @@ impl Recorder {
                     )));
                 }
             }
+        }
+        // The file offset of each track's last sample duration, in this fragment if it
+        // has one (the fragment goes at the end of the file: `bytes` is its offset).
+        if let Some((at, d)) = last_sample_duration(&segment, VIDEO_TRACK) {
+            self.last_video_duration = Some((self.bytes + at as u64, d));
+        }
+        if let Some((at, d)) = last_sample_duration(&segment, AUDIO_TRACK) {
+            self.last_audio_duration = Some((self.bytes + at as u64, d));
         }
         self.write(&segment)?;
         self.sync()
@@ -274,9 +312,47 @@ impl Recorder {
         })
     }
 
-    /// Writes what is left.
-    pub fn finish(mut self) -> Result<u64, RecordError> {
+    /// Writes what is left, and ends the file where the recording ended: `stopped_at`,
+    /// when it was stopped (its duration was up, or its user stopped it): the last picture
+    /// shows until then; `None` when the stream ended: it shows for one frame time (or less,
+    /// as long as muxide made it). The audio's last packet never lasts past the stop.
+    pub fn finish(mut self, stopped_at: Option<Instant>) -> Result<u64, RecordError> {
         self.flush()?;
+        let ticks_until = |at: Option<Instant>, clock_hz: u32| {
+            let (Some(end), Some(at)) = (stopped_at, at) else {
+                return None;
+            };
+            let secs = end.saturating_duration_since(at).as_secs_f64();
+            Some((secs * f64::from(clock_hz)).min(f64::from(u32::MAX)) as u32)
+        };
+        let mut patches = Vec::new();
+        if let Some((offset, muxide)) = self.last_video_duration {
+            let duration = match ticks_until(self.last_video_at, VIDEO_CLOCK_HZ) {
+                // At least a frame time (as long as muxide made it), or the picture that
+                // came just before the stop would barely show.
+                Some(ticks) => ticks.max(muxide.min(FRAME_TICKS)),
+                None => muxide.min(FRAME_TICKS),
+            };
+            patches.push((offset, muxide, duration));
+        }
+        if let Some((offset, muxide)) = self.last_audio_duration {
+            if let Some(ticks) = ticks_until(self.last_audio_at, AUDIO_CLOCK_HZ) {
+                patches.push((offset, muxide, muxide.min(ticks.max(1))));
+            }
+        }
+        for (offset, was, duration) in patches {
+            if duration == was {
+                continue;
+            }
+            let io = |error| RecordError::Io {
+                path: self.path.clone(),
+                error,
+            };
+            self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
+            self.file.write_all(&duration.to_be_bytes()).map_err(io)?;
+            self.file.seek(SeekFrom::End(0)).map_err(io)?;
+        }
+        self.sync()?;
         Ok(self.bytes)
     }
 }
@@ -304,9 +380,12 @@ fn boxes(data: &[u8], range: std::ops::Range<usize>) -> Vec<([u8; 4], usize, usi
     out
 }
 
-/// Sets the base media decode time (`tfdt`) of track `track_id` in the `moof` of `segment`;
-/// false when there is no such `traf` or `tfdt`.
-pub fn set_tfdt(segment: &mut [u8], track_id: u32, time: u64) -> bool {
+fn be32(data: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The boxes in the `traf` of track `track_id` in the `moof` of `segment`, if there is one.
+fn traf_children(segment: &[u8], track_id: u32) -> Option<Vec<([u8; 4], usize, usize)>> {
     for (kind, start, end) in boxes(segment, 0..segment.len()) {
         if kind != *b"moof" {
             continue;
@@ -320,30 +399,58 @@ pub fn set_tfdt(segment: &mut [u8], track_id: u32, time: u64) -> bool {
             let track = children
                 .iter()
                 .find(|(k, ..)| k == b"tfhd")
-                .and_then(|&(_, s, e)| {
-                    (s + 16 <= e)
-                        .then(|| u32::from_be_bytes(segment[s + 12..s + 16].try_into().expect("4")))
-                });
-            if track != Some(track_id) {
-                continue;
+                .and_then(|&(_, s, e)| (s + 16 <= e).then(|| be32(segment, s + 12)));
+            if track == Some(track_id) {
+                return Some(children);
             }
-            let Some(&(_, s, e)) = children.iter().find(|(k, ..)| k == b"tfdt") else {
-                return false;
-            };
-            match segment.get(s + 8) {
-                Some(1) if s + 20 <= e => {
-                    segment[s + 12..s + 20].copy_from_slice(&time.to_be_bytes())
-                }
-                Some(0) if s + 16 <= e => match u32::try_from(time) {
-                    Ok(t) => segment[s + 12..s + 16].copy_from_slice(&t.to_be_bytes()),
-                    Err(_) => return false,
-                },
-                _ => return false,
-            }
-            return true;
         }
     }
-    false
+    None
+}
+
+/// Sets the base media decode time (`tfdt`) of track `track_id` in the `moof` of `segment`;
+/// false when there is no such `traf` or `tfdt`.
+pub fn set_tfdt(segment: &mut [u8], track_id: u32, time: u64) -> bool {
+    let Some(children) = traf_children(segment, track_id) else {
+        return false;
+    };
+    let Some(&(_, s, e)) = children.iter().find(|(k, ..)| k == b"tfdt") else {
+        return false;
+    };
+    match segment.get(s + 8) {
+        Some(1) if s + 20 <= e => segment[s + 12..s + 20].copy_from_slice(&time.to_be_bytes()),
+        Some(0) if s + 16 <= e => match u32::try_from(time) {
+            Ok(t) => segment[s + 12..s + 16].copy_from_slice(&t.to_be_bytes()),
+            Err(_) => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// Where the last sample's duration of track `track_id` is in `segment` (its `trun`,
+/// ISO/IEC 14496-12 §8.8.8), and its value; `None` when the fragment has no sample of that
+/// track or its `trun` gives no durations.
+pub fn last_sample_duration(segment: &[u8], track_id: u32) -> Option<(usize, u32)> {
+    let children = traf_children(segment, track_id)?;
+    let &(_, s, e) = children.iter().rev().find(|(k, ..)| k == b"trun")?;
+    if s + 16 > e {
+        return None;
+    }
+    let flags = be32(segment, s + 8) & 0x00ff_ffff;
+    let count = be32(segment, s + 12) as usize;
+    if count == 0 || flags & 0x100 == 0 {
+        return None;
+    }
+    // data-offset and first-sample-flags, then per sample: duration, size, flags,
+    // composition time offset (each present as its flag says).
+    let header = 16 + 4 * ((flags & 0x1 != 0) as usize + (flags & 0x4 != 0) as usize);
+    let per_sample = 4 * [0x100, 0x200, 0x400, 0x800]
+        .iter()
+        .filter(|&&f| flags & f != 0)
+        .count();
+    let at = s + header + per_sample * (count - 1);
+    (at + 4 <= e).then(|| (at, be32(segment, at)))
 }
 
 /// The picture size of a keyframe, by decoding it (the SPS would say the same).
@@ -406,25 +513,30 @@ mod tests {
         // P-frames before the keyframe are skipped; a forced IDR starts the file.
         let (p, kf) = &units[1];
         assert!(!kf);
-        rec.video(p, 1000, false).unwrap();
+        rec.video(p, 1000, false, Instant::now()).unwrap();
         assert!(rec.wants_keyframe());
         assert_eq!(rec.bytes_written(), 0);
         let mut conv = Converter::new(160, 96);
         conv.convert(&vec![0u8; 160 * 96 * 4], 160, 96);
         let idr = enc.encode(conv.picture(), true).unwrap();
-        rec.video(&idr.data, 3000, true).unwrap();
+        rec.video(&idr.data, 3000, true, Instant::now()).unwrap();
         assert!(!rec.wants_keyframe());
         // Audio from before the first picture is dropped; after it, kept.
-        rec.audio(&[0xfc, 0xff, 0xfe], 0).unwrap();
+        rec.audio(&[0xfc, 0xff, 0xfe], 0, Instant::now()).unwrap();
         for (i, (unit, kf)) in units[2..].iter().enumerate() {
-            rec.video(unit, 3000 + 3000 * (i as u32 + 1), *kf).unwrap();
-            rec.audio(&[0xfc, 0xff, 0xfe], 1600 + 1600 * (i as u32 + 1))
+            rec.video(unit, 3000 + 3000 * (i as u32 + 1), *kf, Instant::now())
                 .unwrap();
+            rec.audio(
+                &[0xfc, 0xff, 0xfe],
+                1600 + 1600 * (i as u32 + 1),
+                Instant::now(),
+            )
+            .unwrap();
         }
         let (v, a) = rec.counts();
         assert_eq!(v, 9);
         assert_eq!(a, 8);
-        let total = rec.finish().unwrap();
+        let total = rec.finish(None).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len() as u64, total);
         assert_eq!(&bytes[4..8], b"ftyp");
@@ -474,25 +586,27 @@ mod tests {
         // Fragment 1: video at 0, 33, 66 ms; audio from 20 ms, 10 ms apart.
         let v0 = 900_000u32;
         let a0 = v0 / 90_000 * 48_000;
-        rec.video(&idr, v0, true).unwrap();
+        rec.video(&idr, v0, true, Instant::now()).unwrap();
         for i in 1..3u32 {
             let (p, _) = units.next().unwrap();
-            rec.video(&p, v0 + 3000 * i, false).unwrap();
+            rec.video(&p, v0 + 3000 * i, false, Instant::now()).unwrap();
         }
         for i in 0..5u32 {
-            rec.audio(&[0xfc, 0xff, 0xfe], a0 + 960 + 480 * i).unwrap();
+            rec.audio(&[0xfc, 0xff, 0xfe], a0 + 960 + 480 * i, Instant::now())
+                .unwrap();
         }
         rec.flush().unwrap();
         // Still and silent for 3 s; then fragment 2: video at 3.0 s, audio at 3.5 s.
         for i in 0..3u32 {
             let (p, _) = units.next().unwrap();
-            rec.video(&p, v0 + 270_000 + 3000 * i, false).unwrap();
-        }
-        for i in 0..3u32 {
-            rec.audio(&[0xfc, 0xff, 0xfe], a0 + 168_000 + 480 * i)
+            rec.video(&p, v0 + 270_000 + 3000 * i, false, Instant::now())
                 .unwrap();
         }
-        rec.finish().unwrap();
+        for i in 0..3u32 {
+            rec.audio(&[0xfc, 0xff, 0xfe], a0 + 168_000 + 480 * i, Instant::now())
+                .unwrap();
+        }
+        rec.finish(None).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(
             tfdts(&bytes),
@@ -500,6 +614,118 @@ mod tests {
             "muxide alone would have put fragment 2 at (1, 9000) and (2, 3360)"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Where each track ends in an MP4 file's bytes: (track, the last fragment's tfdt plus
+    /// its samples' durations).
+    fn track_ends(bytes: &[u8]) -> Vec<(u32, u64)> {
+        let mut ends: Vec<(u32, u64)> = Vec::new();
+        let starts = tfdts(bytes);
+        let mut at = 0;
+        for (kind, s, e) in boxes(bytes, 0..bytes.len()) {
+            if kind != *b"moof" {
+                continue;
+            }
+            for (kind, ts, te) in boxes(bytes, s + 8..e) {
+                if kind != *b"traf" {
+                    continue;
+                }
+                let (track, start) = starts[at];
+                at += 1;
+                let kids = boxes(bytes, ts + 8..te);
+                let (_, rs, _) = kids.iter().find(|(k, ..)| k == b"trun").unwrap();
+                // muxide's trun: flags 0xf01 (data offset; duration, size, flags, cto).
+                assert_eq!(be32(bytes, rs + 8) & 0xffffff, 0xf01);
+                let count = be32(bytes, rs + 12) as usize;
+                let total: u64 = (0..count)
+                    .map(|i| u64::from(be32(bytes, rs + 20 + 16 * i)))
+                    .sum();
+                ends.retain(|(t, _)| *t != track);
+                ends.push((track, start + total));
+            }
+        }
+        ends.sort();
+        ends
+    }
+
+    /// A recording of a still screen (a picture a second) and silence (a packet per 400 ms),
+    /// with the first picture received at `t0`.
+    fn still_recording(path: &Path, t0: Instant) -> Recorder {
+        let mut rec = Recorder::create(path, true).unwrap();
+        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        let mut units = frames(160, 96, 4, &mut enc).into_iter();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let v0 = 900_000u32;
+        let a0 = v0 / 90_000 * 48_000;
+        let (idr, kf) = units.next().unwrap();
+        assert!(kf);
+        rec.video(&idr, v0, true, ms(0)).unwrap();
+        let (p, _) = units.next().unwrap();
+        rec.video(&p, v0 + 3000, false, ms(33)).unwrap();
+        for i in 0..5u32 {
+            rec.audio(&[0xfc, 0xff, 0xfe], a0 + 19_200 * i, ms(400 * u64::from(i)))
+                .unwrap();
+        }
+        rec.flush().unwrap();
+        // The share's keepalives: the same picture a second apart.
+        for i in 1..3u32 {
+            let (p, _) = units.next().unwrap();
+            rec.video(&p, v0 + 90_000 * i, false, ms(1000 * u64::from(i)))
+                .unwrap();
+        }
+        rec
+    }
+
+    #[test]
+    fn the_file_ends_where_the_recording_was_stopped_after_a_still_screen() {
+        let dir = std::env::temp_dir().join(format!("porthole-rec-end-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t0 = Instant::now();
+        let cases = [
+            // Stopped 0.5 s after the last picture (at 2 s): video to 2.5 s; the audio's
+            // last packet (at 1.6 s, 400 ms like the one before) ends at 2.0 s as muxide
+            // made it.
+            (
+                "half.mp4",
+                Some(2500),
+                (2 * 90_000 + 45_000, 4 * 19_200 + 19_200),
+            ),
+            // Stopped just as the last picture came: it shows for a frame time.
+            (
+                "at.mp4",
+                Some(2000),
+                (2 * 90_000 + 3000, 4 * 19_200 + 19_200),
+            ),
+            // Stopped 0.1 s after the audio's last packet: its 400 ms are cut to 100 ms.
+            (
+                "audio.mp4",
+                Some(1700),
+                (2 * 90_000 + 3000, 4 * 19_200 + 4800),
+            ),
+            // The stream ended (the share went away): a frame time, not the second muxide
+            // would repeat from the keepalives' spacing.
+            ("ended.mp4", None, (2 * 90_000 + 3000, 4 * 19_200 + 19_200)),
+        ];
+        for (name, stop_ms, (video_end, audio_end)) in cases {
+            let path = dir.join(name);
+            let rec = still_recording(&path, t0);
+            rec.finish(stop_ms.map(|ms| t0 + Duration::from_millis(ms)))
+                .unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(
+                track_ends(&bytes),
+                vec![(VIDEO_TRACK, video_end), (AUDIO_TRACK, audio_end)],
+                "{name}: muxide alone ends the video at {} (its last picture lasting a second)",
+                3 * 90_000
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn last_sample_duration_refuses_what_is_not_a_fragment() {
+        assert_eq!(last_sample_duration(b"\0\0\0\x08moof", 1), None);
+        assert_eq!(last_sample_duration(&[], 1), None);
     }
 
     #[test]

@@ -411,7 +411,10 @@ test('an idle desktop (a still screen, then a burst of change; silence, then sou
     const tl = await timeline(file);
     t.diagnostic(`ffprobe: duration ${duration} s, video ${v.nb_read_packets} packets, audio ${a.nb_read_packets} packets; ` +
       `timeline: ${fmtTimeline(tl)}`);
-    assert.ok(Math.abs(duration - 8) <= 0.5, `the recording lasts 8 s ± 0.5, ffprobe says ${duration} s`);
+    // The file ends where --duration stopped it, whenever the last picture came (8.02 s in
+    // three runs; before the recorder set the last picture's length, muxide repeated the
+    // still screen's second-long spacing: 8.82 s once in CI, and down to 7.03 possible).
+    assert.ok(Math.abs(duration - 8) <= 0.25, `the recording lasts 8 s ± 0.25, ffprobe says ${duration} s`);
     assert.equal(Number(v.nb_read_packets), summary.videoFrames, 'every video frame is in the file');
     assert.equal(Number(a.nb_read_packets), summary.audioPackets, 'every audio packet is in the file');
     assertForward(tl, 'idle.mp4');

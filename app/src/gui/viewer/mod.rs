@@ -98,7 +98,7 @@ impl ViewerScreen {
     /// quality preset, sending clipboard copies, the stats shown, the sound muted).
     fn reconnect(&mut self) {
         tracing::info!("reconnecting to the share");
-        self.recording.finish();
+        self.recording.finish(None);
         self.input = InputForwarder::default();
         self.cursor = HostCursor::default();
         self.clipboard.new_session();
@@ -250,7 +250,7 @@ impl ViewerScreen {
 
     /// Leaves the share (a recording in progress is finished first).
     pub fn close(self) {
-        self.recording.finish();
+        self.recording.finish(Some(std::time::Instant::now()));
         self.connection.close();
     }
 }

@@ -119,7 +119,7 @@ impl RecordingControls {
                 };
                 if ui.button("Stop recording").clicked() {
                     if let Some(rec) = slot.recording.take() {
-                        if let Err(e) = rec.finish() {
+                        if let Err(e) = rec.finish(Some(Instant::now())) {
                             slot.error = Some(e.to_string());
                         }
                     }
@@ -180,11 +180,11 @@ impl RecordingControls {
         }
     }
 
-    /// The connection ended: the file is finished. (A `--record` that has not started
-    /// yet still starts on the next connection.)
-    pub fn finish(&self) {
+    /// The connection ended (`stopped_at`: `None`) or its user left it (when): the file is
+    /// finished. (A `--record` that has not started yet still starts on the next connection.)
+    pub fn finish(&self, stopped_at: Option<Instant>) {
         if let Some(rec) = self.shared.lock().recording.take() {
-            let _ = rec.finish();
+            let _ = rec.finish(stopped_at);
         }
     }
 }
