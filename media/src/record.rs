@@ -358,7 +358,7 @@ impl Recorder {
 }
 
 /// The boxes in `data[range]`: (type, start, end) of each, `start` at its header.
-fn boxes(data: &[u8], range: std::ops::Range<usize>) -> Vec<([u8; 4], usize, usize)> {
+fn boxes(data: &[u8], range: std::ops::Range<usize>) -> Boxes {
     let mut out = Vec::new();
     let mut at = range.start;
     while at + 8 <= range.end {
@@ -384,28 +384,33 @@ fn be32(data: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// The boxes in the `traf` of track `track_id` in the `moof` of `segment`, if there is one.
-fn traf_children(segment: &[u8], track_id: u32) -> Option<Vec<([u8; 4], usize, usize)>> {
-    for (kind, start, end) in boxes(segment, 0..segment.len()) {
-        if kind != *b"moof" {
-            continue;
-        }
-        for (kind, tstart, tend) in boxes(segment, start + 8..end) {
-            if kind != *b"traf" {
-                continue;
-            }
-            let children = boxes(segment, tstart + 8..tend);
+/// Boxes as `boxes` lists them: (type, start, end).
+type Boxes = Vec<([u8; 4], usize, usize)>;
+
+/// Every `traf` in the `moof`s of `data`, in order: its track ID (from its `tfhd`; `None`
+/// without one) and its boxes.
+fn trafs(data: &[u8]) -> impl Iterator<Item = (Option<u32>, Boxes)> + '_ {
+    boxes(data, 0..data.len())
+        .into_iter()
+        .filter(|(kind, ..)| kind == b"moof")
+        .flat_map(move |(_, start, end)| boxes(data, start + 8..end))
+        .filter(|(kind, ..)| kind == b"traf")
+        .map(move |(_, start, end)| {
+            let children = boxes(data, start + 8..end);
             // tfhd: full box header (4), then track_ID.
             let track = children
                 .iter()
                 .find(|(k, ..)| k == b"tfhd")
-                .and_then(|&(_, s, e)| (s + 16 <= e).then(|| be32(segment, s + 12)));
-            if track == Some(track_id) {
-                return Some(children);
-            }
-        }
-    }
-    None
+                .and_then(|&(_, s, e)| (s + 16 <= e).then(|| be32(data, s + 12)));
+            (track, children)
+        })
+}
+
+/// The boxes in the `traf` of track `track_id` in the `moof` of `segment`, if there is one.
+fn traf_children(segment: &[u8], track_id: u32) -> Option<Boxes> {
+    trafs(segment)
+        .find(|(track, _)| *track == Some(track_id))
+        .map(|(_, children)| children)
 }
 
 /// Sets the base media decode time (`tfdt`) of track `track_id` in the `moof` of `segment`;
@@ -547,30 +552,17 @@ mod tests {
 
     /// (track, tfdt) of every fragment in an MP4 file's bytes.
     fn tfdts(bytes: &[u8]) -> Vec<(u32, u64)> {
-        let mut out = Vec::new();
-        for (kind, s, e) in boxes(bytes, 0..bytes.len()) {
-            if kind != *b"moof" {
-                continue;
-            }
-            for (kind, ts, te) in boxes(bytes, s + 8..e) {
-                if kind != *b"traf" {
-                    continue;
-                }
-                let kids = boxes(bytes, ts + 8..te);
-                let (_, hs, _) = kids.iter().find(|(k, ..)| k == b"tfhd").unwrap();
+        trafs(bytes)
+            .map(|(track, kids)| {
                 let (_, ds, _) = kids.iter().find(|(k, ..)| k == b"tfdt").unwrap();
-                let track = u32::from_be_bytes(bytes[hs + 12..hs + 16].try_into().unwrap());
                 let time = if bytes[ds + 8] == 1 {
                     u64::from_be_bytes(bytes[ds + 12..ds + 20].try_into().unwrap())
                 } else {
-                    u64::from(u32::from_be_bytes(
-                        bytes[ds + 12..ds + 16].try_into().unwrap(),
-                    ))
+                    u64::from(be32(bytes, ds + 12))
                 };
-                out.push((track, time));
-            }
-        }
-        out
+                (track.unwrap(), time)
+            })
+            .collect()
     }
 
     #[test]
@@ -620,29 +612,16 @@ mod tests {
     /// its samples' durations).
     fn track_ends(bytes: &[u8]) -> Vec<(u32, u64)> {
         let mut ends: Vec<(u32, u64)> = Vec::new();
-        let starts = tfdts(bytes);
-        let mut at = 0;
-        for (kind, s, e) in boxes(bytes, 0..bytes.len()) {
-            if kind != *b"moof" {
-                continue;
-            }
-            for (kind, ts, te) in boxes(bytes, s + 8..e) {
-                if kind != *b"traf" {
-                    continue;
-                }
-                let (track, start) = starts[at];
-                at += 1;
-                let kids = boxes(bytes, ts + 8..te);
-                let (_, rs, _) = kids.iter().find(|(k, ..)| k == b"trun").unwrap();
-                // muxide's trun: flags 0xf01 (data offset; duration, size, flags, cto).
-                assert_eq!(be32(bytes, rs + 8) & 0xffffff, 0xf01);
-                let count = be32(bytes, rs + 12) as usize;
-                let total: u64 = (0..count)
-                    .map(|i| u64::from(be32(bytes, rs + 20 + 16 * i)))
-                    .sum();
-                ends.retain(|(t, _)| *t != track);
-                ends.push((track, start + total));
-            }
+        for ((_, kids), (track, start)) in trafs(bytes).zip(tfdts(bytes)) {
+            let (_, rs, _) = kids.iter().find(|(k, ..)| k == b"trun").unwrap();
+            // muxide's trun: flags 0xf01 (data offset; duration, size, flags, cto).
+            assert_eq!(be32(bytes, rs + 8) & 0xffffff, 0xf01);
+            let count = be32(bytes, rs + 12) as usize;
+            let total: u64 = (0..count)
+                .map(|i| u64::from(be32(bytes, rs + 20 + 16 * i)))
+                .sum();
+            ends.retain(|(t, _)| *t != track);
+            ends.push((track, start + total));
         }
         ends.sort();
         ends
