@@ -340,17 +340,16 @@ impl Recorder {
                 patches.push((offset, muxide, muxide.min(ticks.max(1))));
             }
         }
+        let io = |error| RecordError::Io {
+            path: self.path.clone(),
+            error,
+        };
+        // Nothing is written after these: the file position is left where the last is.
         for (offset, was, duration) in patches {
-            if duration == was {
-                continue;
+            if duration != was {
+                self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
+                self.file.write_all(&duration.to_be_bytes()).map_err(io)?;
             }
-            let io = |error| RecordError::Io {
-                path: self.path.clone(),
-                error,
-            };
-            self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
-            self.file.write_all(&duration.to_be_bytes()).map_err(io)?;
-            self.file.seek(SeekFrom::End(0)).map_err(io)?;
         }
         self.sync()?;
         Ok(self.bytes)
